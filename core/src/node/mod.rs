@@ -1,14 +1,34 @@
 //! The broker node: one state machine per process, driven through
 //! `handle` / `poll_output` / `poll_timeout` / `handle_timeout`.
+//!
+//! Control flow lives here; each Kafka API has a module under `handlers/`
+//! that turns a request into a response against the node's state.
 
+mod api_versions;
 mod config;
+mod flush;
+mod handlers;
 mod io;
+mod responder;
+mod topic_config;
+mod topics;
 
+pub use api_versions::{api_versions_unsupported_response, supports};
 pub use config::NodeConfig;
 pub use io::{ConnectionId, FlushId, Input, Output};
 
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
+use flush::Flusher;
+use handlers::fetch::DelayedFetch;
+use handlers::produce::PendingProduce;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use responder::{Responder, Slot};
+use std::collections::VecDeque;
+use std::time::Duration;
+use topics::Topics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -22,43 +42,272 @@ pub enum NodeError {
     Metadata(String),
 }
 
+/// Outputs queued and not yet drained; `handle` asserts the driver keeps up.
+const OUTPUTS_QUEUED_MAX: usize = 1_000_000;
+/// After a failed flush, wait this long before trying again.
+const FLUSH_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
 pub struct Node<S: Storage> {
+    config: NodeConfig,
     storage: S,
+    rng: ChaCha8Rng,
+    now: Instant,
+    topics: Topics,
+    responder: Responder,
+    outputs: VecDeque<Output>,
+    flusher: Flusher,
+    pending_produces: Vec<PendingProduce>,
+    delayed_fetches: Vec<DelayedFetch>,
+    /// Set when a high watermark moved; parked fetches are then re-checked.
+    high_watermark_moved: bool,
+    retention_check_at: Instant,
 }
 
 impl<S: Storage> Node<S> {
-    /// Opens every partition found in `storage` (running log recovery).
-    pub fn new(_config: NodeConfig, storage: S, _rng_seed: u64, _now: Instant) -> Result<Node<S>, NodeError> {
-        Ok(Node { storage })
+    /// Opens every partition found in `storage`, running log recovery.
+    pub fn new(config: NodeConfig, mut storage: S, rng_seed: u64, now: Instant) -> Result<Node<S>, NodeError> {
+        validate_config(&config)?;
+        let (topics, reports) = Topics::load(&mut storage, &config.log, now)?;
+        for (dir, report) in reports.iter().filter(|(_, r)| r.truncated_bytes > 0) {
+            tracing::warn!(%dir, truncated_bytes = report.truncated_bytes, "recovery cut a torn or corrupt tail");
+        }
+        let mut node = Node {
+            responder: Responder::new(config.in_flight_requests_per_connection_max),
+            retention_check_at: now + Duration::from_millis(config.retention_check_interval_ms),
+            config,
+            storage,
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            now,
+            topics,
+            outputs: VecDeque::new(),
+            flusher: Flusher::default(),
+            pending_produces: Vec::new(),
+            delayed_fetches: Vec::new(),
+            high_watermark_moved: false,
+        };
+        node.after_input();
+        Ok(node)
     }
-    pub fn handle(&mut self, _now: Instant, _input: Input) {
-        todo!()
+
+    // --- getters -----------------------------------------------------------
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
     }
-    pub fn poll_output(&mut self) -> Option<Output> {
-        todo!()
-    }
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
-    }
-    pub fn handle_timeout(&mut self, _now: Instant) {
-        todo!()
-    }
+
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
     }
+
     pub fn into_storage(self) -> S {
         self.storage
     }
+
+    /// (log start, high watermark, log end) of a partition, for tests and
+    /// checkers.
+    pub fn partition_offsets(&self, topic: &str, partition: i32) -> Option<(i64, i64, i64)> {
+        let p = self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
+        Some((p.log.log_start_offset(), p.high_watermark, p.log.log_end_offset()))
+    }
+
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.iter().map(|t| t.name.clone()).collect()
+    }
+
+    // --- inputs ------------------------------------------------------------
+
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        self.advance_time(now);
+        match input {
+            Input::Request { connection, header, body } => self.handle_request(connection, header, body),
+            Input::ConnectionClosed { connection } => self.handle_connection_closed(connection),
+            Input::FlushCompleted { flush_id } => self.handle_flush_completed(flush_id),
+            Input::FlushFailed { flush_id, error } => self.handle_flush_failed(flush_id, error),
+        }
+        self.after_input();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance_time(now);
+        self.expire_delayed_fetches();
+        if now >= self.retention_check_at {
+            self.retention_check_at = now + Duration::from_millis(self.config.retention_check_interval_ms);
+            self.enforce_retention();
+        }
+        self.after_input();
+    }
+
+    // --- outputs -----------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let fetch = self.delayed_fetches.iter().map(|f| f.deadline).min();
+        let flush_retry = self.flusher.retry_at();
+        [Some(self.retention_check_at), fetch, flush_retry].into_iter().flatten().min()
+    }
+
+    /// Panics with a reason when an internal invariant is broken. The
+    /// simulator calls it after every event; `handle` calls it in debug
+    /// builds.
+    pub fn check_invariants(&self) {
+        self.topics.check_invariants();
+        self.responder.check_invariants();
+        assert!(self.delayed_fetches.len() <= self.config.delayed_fetches_max, "delayed fetches unbounded");
+        for topic in self.topics.iter() {
+            for p in &topic.partitions {
+                if self.config.flush_before_ack {
+                    assert!(p.high_watermark <= p.log.synced_offset().max(p.log.log_start_offset()), "an unsynced record is visible to consumers");
+                }
+            }
+        }
+    }
+
+    // --- control flow ------------------------------------------------------
+
+    fn advance_time(&mut self, now: Instant) {
+        // A driver's clock may step back (simulated drift); the node's own
+        // notion of time never does, so timers stay ordered.
+        self.now = self.now.max(now);
+    }
+
+    fn handle_request(&mut self, connection: ConnectionId, header: RequestHeader, body: RequestKind) {
+        let Ok(api_key) = ApiKey::try_from(header.request_api_key) else {
+            self.close(connection, format!("unknown api key {}", header.request_api_key));
+            return;
+        };
+        if !supports(api_key, header.request_api_version) {
+            self.close(connection, format!("unsupported version {} of {api_key:?}", header.request_api_version));
+            return;
+        }
+        let acks_zero = matches!(&body, RequestKind::Produce(p) if p.acks == 0);
+        let slot = if acks_zero {
+            None
+        } else {
+            match self.responder.open(connection, header.correlation_id, api_key, header.request_api_version) {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    self.close(connection, "too many requests in flight".to_string());
+                    return;
+                }
+            }
+        };
+        self.dispatch(slot, &header, body);
+    }
+
+    fn dispatch(&mut self, slot: Option<Slot>, header: &RequestHeader, body: RequestKind) {
+        let version = header.request_api_version;
+        let reply = |node: &mut Self, body: ResponseKind| {
+            let slot = slot.expect("only acks=0 produce has no slot");
+            node.responder.complete(slot, body, &mut node.outputs);
+        };
+        match body {
+            RequestKind::ApiVersions(r) => reply(self, ResponseKind::ApiVersions(api_versions::handle_api_versions(&r))),
+            RequestKind::Metadata(r) => {
+                let response = self.handle_metadata(&r, version);
+                reply(self, ResponseKind::Metadata(response))
+            }
+            RequestKind::CreateTopics(r) => {
+                let response = self.handle_create_topics(&r, version);
+                reply(self, ResponseKind::CreateTopics(response))
+            }
+            RequestKind::DeleteTopics(r) => {
+                let response = self.handle_delete_topics(&r, version);
+                reply(self, ResponseKind::DeleteTopics(response))
+            }
+            RequestKind::CreatePartitions(r) => {
+                let response = self.handle_create_partitions(&r);
+                reply(self, ResponseKind::CreatePartitions(response))
+            }
+            RequestKind::DescribeConfigs(r) => {
+                let response = self.handle_describe_configs(&r, version);
+                reply(self, ResponseKind::DescribeConfigs(response))
+            }
+            RequestKind::DeleteRecords(r) => {
+                let response = self.handle_delete_records(&r);
+                reply(self, ResponseKind::DeleteRecords(response))
+            }
+            RequestKind::ListOffsets(r) => {
+                let response = self.handle_list_offsets(&r, version);
+                reply(self, ResponseKind::ListOffsets(response))
+            }
+            RequestKind::Produce(r) => self.handle_produce(slot, r, version),
+            RequestKind::Fetch(r) => {
+                let slot = slot.expect("fetch always owes a response");
+                self.handle_fetch(slot, r, version)
+            }
+            other => unreachable!("supports() admitted an unhandled request: {other:?}"),
+        }
+    }
+
+    fn handle_connection_closed(&mut self, connection: ConnectionId) {
+        self.responder.close(connection);
+        self.delayed_fetches.retain(|f| f.slot.connection != connection);
+        self.pending_produces.retain(|p| p.slot.connection != connection);
+    }
+
+    fn close(&mut self, connection: ConnectionId, reason: String) {
+        tracing::warn!(connection, %reason, "closing connection");
+        self.handle_connection_closed(connection);
+        self.outputs.push_back(Output::CloseConnection { connection, reason });
+    }
+
+    /// Work every input ends with: start a flush if data waits for one,
+    /// re-check parked fetches if a high watermark moved.
+    fn after_input(&mut self) {
+        self.maybe_start_flush();
+        if self.high_watermark_moved {
+            self.high_watermark_moved = false;
+            self.retry_delayed_fetches();
+        }
+        assert!(self.outputs.len() <= OUTPUTS_QUEUED_MAX, "the driver must drain poll_output after every handle");
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    fn enforce_retention(&mut self) {
+        let now = self.now;
+        for topic in self.topics.iter_mut() {
+            for p in topic.partitions.iter_mut() {
+                match p.log.enforce_retention(&mut self.storage, now) {
+                    Ok(deleted) if deleted > 0 => {
+                        tracing::info!(dir = p.log.dir(), deleted, "retention deleted segments");
+                        p.high_watermark = p.high_watermark.max(p.log.log_start_offset());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(dir = p.log.dir(), error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    fn random_uuid(&mut self) -> uuid::Uuid {
+        use rand::RngCore;
+        let mut bytes = [0u8; 16];
+        self.rng.fill_bytes(&mut bytes);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
 }
 
-/// The ApiVersions answer for a request whose version the node does not
-/// support: v0 with UNSUPPORTED_VERSION, as Kafka sends, so that the client
-/// can retry with a version both sides know.
-pub fn api_versions_unsupported_response() -> kafka_protocol::messages::ApiVersionsResponse {
-    todo!()
-}
-
-/// Whether the node serves `api_key` at `api_version`.
-pub fn supports(_api_key: kafka_protocol::messages::ApiKey, _api_version: i16) -> bool {
-    todo!()
+fn validate_config(config: &NodeConfig) -> Result<(), NodeError> {
+    let fail = |m: String| Err(NodeError::Config(m));
+    if config.node_id < 0 {
+        return fail(format!("node.id must be >= 0, got {}", config.node_id));
+    }
+    if !(1..=topics::PARTITIONS_PER_TOPIC_MAX).contains(&config.num_partitions) {
+        return fail(format!("num.partitions must be in [1, {}], got {}", topics::PARTITIONS_PER_TOPIC_MAX, config.num_partitions));
+    }
+    if config.log.segment_bytes < 14 {
+        return fail(format!("log.segment.bytes must be >= 14, got {}", config.log.segment_bytes));
+    }
+    if config.in_flight_requests_per_connection_max == 0 || config.delayed_fetches_max == 0 {
+        return fail("in-flight and delayed-fetch limits must be positive".to_string());
+    }
+    if config.retention_check_interval_ms == 0 {
+        return fail("log.retention.check.interval.ms must be positive".to_string());
+    }
+    Ok(())
 }

@@ -1,0 +1,84 @@
+//! Which APIs the node serves, at which versions.
+//!
+//! The ranges are those of Apache Kafka 4.0 for every API implemented here,
+//! so clients that infer a broker version from ApiVersions (kafka-python)
+//! see one consistent release. An API that is not implemented is not
+//! advertised at all.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::ResponseError;
+
+/// (api, min version, max version), Kafka 4.0's ranges.
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+];
+
+fn range(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// Whether the node serves `api_key` at `api_version`.
+pub fn supports(api_key: ApiKey, api_version: i16) -> bool {
+    match range(api_key) {
+        Some((min, max)) => {
+            let codec = api_key.valid_versions();
+            debug_assert!(codec.min <= min && max <= codec.max, "advertised beyond the codec: {api_key:?}");
+            (min..=max).contains(&api_version)
+        }
+        None => false,
+    }
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect()
+}
+
+pub(crate) fn handle_api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(api_keys())
+}
+
+/// The ApiVersions answer for a request whose version the node does not
+/// support: sent at v0 with UNSUPPORTED_VERSION and the full list, as Kafka
+/// does, so the client can retry with a version both sides know.
+pub fn api_versions_unsupported_response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_within_the_codec() {
+        for (key, min, max) in SUPPORTED {
+            let codec = key.valid_versions();
+            assert!(codec.min <= *min && *max <= codec.max, "{key:?}");
+            assert!(supports(*key, *min) && supports(*key, *max));
+            assert!(!supports(*key, max + 1));
+        }
+        assert!(!supports(ApiKey::JoinGroup, 0), "not implemented, so not advertised");
+    }
+}

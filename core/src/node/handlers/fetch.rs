@@ -1,0 +1,166 @@
+//! Fetch: whole batches up to the high watermark, with Kafka's long poll
+//! (`max_wait_ms`, `min_bytes`) run on the node's timers.
+
+use super::super::responder::Slot;
+use super::super::Node;
+use super::check_leader_epoch;
+use super::produce::log_error_code;
+use crate::storage::Storage;
+use crate::time::Instant;
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::ResponseError;
+use std::time::Duration;
+
+/// Fetch v13 and later name topics by id.
+const FETCH_TOPIC_ID_VERSION_MIN: i16 = 13;
+
+/// A fetch parked until enough data arrives or its deadline passes.
+pub struct DelayedFetch {
+    pub slot: Slot,
+    pub request: FetchRequest,
+    pub version: i16,
+    pub deadline: Instant,
+}
+
+struct FetchOutcome {
+    response: FetchResponse,
+    bytes: usize,
+    has_error: bool,
+}
+
+impl<S: Storage> Node<S> {
+    pub(crate) fn handle_fetch(&mut self, slot: Slot, request: FetchRequest, version: i16) {
+        if request.session_id != 0 {
+            // Fetch sessions are not offered (every response says session 0),
+            // so a client naming one is confused; Kafka's answer is this.
+            let response = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            self.responder.complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
+            return;
+        }
+        let outcome = self.read_fetch(&request, version);
+        let min_bytes = request.min_bytes.max(1) as usize;
+        let can_wait = request.max_wait_ms > 0
+            && outcome.bytes < min_bytes
+            && !outcome.has_error
+            && self.delayed_fetches.len() < self.config.delayed_fetches_max;
+        if can_wait {
+            let deadline = self.now + Duration::from_millis(request.max_wait_ms as u64);
+            self.delayed_fetches.push(DelayedFetch { slot, request, version, deadline });
+        } else {
+            self.responder.complete(slot, ResponseKind::Fetch(outcome.response), &mut self.outputs);
+        }
+    }
+
+    /// Re-reads every parked fetch; answers those that now have enough.
+    pub(crate) fn retry_delayed_fetches(&mut self) {
+        let parked = std::mem::take(&mut self.delayed_fetches);
+        for fetch in parked {
+            let outcome = self.read_fetch(&fetch.request, fetch.version);
+            if outcome.bytes >= fetch.request.min_bytes.max(1) as usize || outcome.has_error {
+                self.responder.complete(fetch.slot, ResponseKind::Fetch(outcome.response), &mut self.outputs);
+            } else {
+                self.delayed_fetches.push(fetch);
+            }
+        }
+    }
+
+    /// Answers parked fetches whose deadline has passed, with what there is.
+    pub(crate) fn expire_delayed_fetches(&mut self) {
+        let now = self.now;
+        let (expired, parked): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed_fetches)
+            .into_iter()
+            .partition(|f| f.deadline <= now);
+        self.delayed_fetches = parked;
+        for fetch in expired {
+            let outcome = self.read_fetch(&fetch.request, fetch.version);
+            self.responder.complete(fetch.slot, ResponseKind::Fetch(outcome.response), &mut self.outputs);
+        }
+    }
+
+    fn read_fetch(&mut self, request: &FetchRequest, version: i16) -> FetchOutcome {
+        let mut remaining_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
+        let mut outcome = FetchOutcome { response: FetchResponse::default(), bytes: 0, has_error: false };
+        for topic in &request.topics {
+            let name = if version >= FETCH_TOPIC_ID_VERSION_MIN {
+                self.topics.name_of(&topic.topic_id).map(str::to_string)
+            } else {
+                Some(topic.topic.0.to_string())
+            };
+            let mut topic_response = FetchableTopicResponse::default();
+            if version >= FETCH_TOPIC_ID_VERSION_MIN {
+                topic_response.topic_id = topic.topic_id;
+            } else {
+                topic_response.topic = topic.topic.clone();
+            }
+            for fp in &topic.partitions {
+                let mut pd = PartitionData::default()
+                    .with_partition_index(fp.partition)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+                    .with_preferred_read_replica((-1).into())
+                    .with_records(Some(Bytes::new()));
+                match &name {
+                    None => pd.error_code = ResponseError::UnknownTopicId.code(),
+                    Some(name) => {
+                        let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining_bytes);
+                        let first_with_data = outcome.bytes == 0;
+                        self.read_partition(name, fp.partition, fp.current_leader_epoch, fp.fetch_offset, limit, first_with_data, &mut pd);
+                    }
+                }
+                let size = pd.records.as_ref().map_or(0, Bytes::len);
+                outcome.bytes += size;
+                remaining_bytes = remaining_bytes.saturating_sub(size);
+                outcome.has_error |= pd.error_code != 0;
+                topic_response.partitions.push(pd);
+            }
+            outcome.response.responses.push(topic_response);
+        }
+        outcome
+    }
+
+    /// Fills `pd` for one partition. Only the first partition with data may
+    /// exceed `limit` (by one batch), as Kafka's `minOneMessage` allows.
+    #[allow(clippy::too_many_arguments)]
+    fn read_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        limit: usize,
+        first_with_data: bool,
+        pd: &mut PartitionData,
+    ) {
+        let Some(p) = self.topics.partition_mut(topic, partition) else {
+            pd.error_code = ResponseError::UnknownTopicOrPartition.code();
+            return;
+        };
+        pd.high_watermark = p.high_watermark;
+        pd.last_stable_offset = p.high_watermark;
+        pd.log_start_offset = p.log.log_start_offset();
+        pd.current_leader.leader_id = self.config.node_id.into();
+        pd.current_leader.leader_epoch = p.leader_epoch;
+        if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
+            pd.error_code = code;
+            return;
+        }
+        if fetch_offset > p.high_watermark && fetch_offset <= p.log.log_end_offset() {
+            return; // beyond what consumers may see yet, but not out of range
+        }
+        if limit == 0 && !first_with_data {
+            return;
+        }
+        match p.log.read(&mut self.storage, fetch_offset, limit.max(1), p.high_watermark) {
+            Ok(read) => {
+                if !first_with_data && read.records.len() > limit {
+                    return;
+                }
+                pd.records = Some(read.records);
+            }
+            Err(e) => pd.error_code = log_error_code(&e),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! ListOffsets: earliest, latest, and by timestamp.
+
+use super::super::Node;
+use super::check_leader_epoch;
+use super::produce::log_error_code;
+use crate::storage::Storage;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+const LATEST_TIMESTAMP: i64 = -1;
+const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+impl<S: Storage> Node<S> {
+    pub(crate) fn handle_list_offsets(&mut self, request: &ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+        let mut response = ListOffsetsResponse::default();
+        for topic in &request.topics {
+            let mut result = ListOffsetsTopicResponse::default().with_name(topic.name.clone());
+            for lp in &topic.partitions {
+                let mut pr = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(lp.partition_index)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+                    .with_leader_epoch(-1);
+                match self.list_offset(topic.name.0.as_str(), lp.partition_index, lp.current_leader_epoch, lp.timestamp) {
+                    Ok((offset, timestamp, epoch)) => {
+                        pr.offset = offset;
+                        pr.timestamp = timestamp;
+                        pr.leader_epoch = epoch;
+                    }
+                    Err(code) => pr.error_code = code,
+                }
+                result.partitions.push(pr);
+            }
+            response.topics.push(result);
+        }
+        response
+    }
+
+    /// `(offset, timestamp, leader epoch)` for one partition.
+    fn list_offset(&mut self, topic: &str, partition: i32, current_leader_epoch: i32, timestamp: i64) -> Result<(i64, i64, i32), i16> {
+        let p = self.topics.partition_mut(topic, partition).ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
+            return Err(code);
+        }
+        let epoch = p.leader_epoch;
+        match timestamp {
+            LATEST_TIMESTAMP => Ok((p.high_watermark, -1, epoch)),
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok((p.log.log_start_offset(), -1, epoch)),
+            // No tiered storage: nothing is tiered.
+            LATEST_TIERED_TIMESTAMP => Ok((-1, -1, -1)),
+            MAX_TIMESTAMP => Err(ResponseError::UnsupportedVersion.code()), // FIXME(lead): log.max_timestamp_offset
+            ts if ts >= 0 => match p.log.offset_for_timestamp(&mut self.storage, ts).map_err(|e| log_error_code(&e))? {
+                Some((offset, found_ts)) if offset < p.high_watermark => Ok((offset, found_ts, epoch)),
+                _ => Ok((-1, -1, -1)),
+            },
+            _ => Err(ResponseError::InvalidRequest.code()),
+        }
+    }
+}

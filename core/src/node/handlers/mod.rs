@@ -1,0 +1,27 @@
+//! One module per Kafka API (or a family of them): request in, response out.
+
+pub mod admin;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use kafka_protocol::protocol::StrBytes;
+
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Kafka's answer to a request that names a leader epoch: FENCED when the
+/// client's is older than ours, UNKNOWN when it is newer, none for -1.
+pub(crate) fn check_leader_epoch(requested: i32, current: i32) -> Option<i16> {
+    use kafka_protocol::ResponseError;
+    if requested < 0 || requested == current {
+        None
+    } else if requested < current {
+        Some(ResponseError::FencedLeaderEpoch.code())
+    } else {
+        Some(ResponseError::UnknownLeaderEpoch.code())
+    }
+}

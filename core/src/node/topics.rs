@@ -1,0 +1,211 @@
+//! The topics this node hosts: names, ids, partitions, config overrides,
+//! and their durable record in `meta/topics.json`.
+//!
+//! The registry is written (atomically and durably) before a partition's log
+//! is created and after it is deleted, so a crash in between leaves at worst
+//! an orphan directory, which `load` removes.
+
+use super::topic_config;
+use crate::log::{LogConfig, PartitionLog, RecoveryReport};
+use crate::storage::Storage;
+use crate::time::Instant;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use super::NodeError;
+
+const METADATA_PATH: &str = "meta/topics.json";
+const TOPIC_NAME_LEN_MAX: usize = 249;
+/// A bound on partitions per topic, so one request cannot exhaust memory.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+/// One partition replica hosted here (on a single broker, always the leader).
+pub struct Partition {
+    pub log: PartitionLog,
+    pub leader_epoch: i32,
+    /// Offsets below this are visible to consumers.
+    pub high_watermark: i64,
+}
+
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<Partition>,
+    pub overrides: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    leader_epochs: Vec<i32>,
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Default)]
+struct MetadataFile {
+    version: u32,
+    topics: Vec<TopicRecord>,
+}
+
+#[derive(Default)]
+pub struct Topics {
+    by_name: BTreeMap<String, Topic>,
+    name_by_id: BTreeMap<Uuid, String>,
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("topic name '{name}' is not allowed"));
+    }
+    if name.len() > TOPIC_NAME_LEN_MAX {
+        return Err(format!("topic name is longer than {TOPIC_NAME_LEN_MAX} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("topic name '{name}' holds '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+pub fn partition_dir(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+impl Topics {
+    /// Loads the registry and opens (recovers) every partition log.
+    pub fn load(storage: &mut dyn Storage, defaults: &LogConfig, now: Instant) -> Result<(Topics, Vec<(String, RecoveryReport)>), NodeError> {
+        let mut topics = Topics::default();
+        let mut reports = Vec::new();
+        let file: MetadataFile = if storage.exists(METADATA_PATH) {
+            let len = storage.len(METADATA_PATH)? as usize;
+            let bytes = storage.read_at(METADATA_PATH, 0, len)?;
+            serde_json::from_slice(&bytes).map_err(|e| NodeError::Metadata(format!("{METADATA_PATH}: {e}")))?
+        } else {
+            MetadataFile::default()
+        };
+        for record in file.topics {
+            if record.leader_epochs.len() != record.partitions as usize {
+                return Err(NodeError::Metadata(format!("{METADATA_PATH}: topic '{}' has {} partitions but {} epochs", record.name, record.partitions, record.leader_epochs.len())));
+            }
+            let config = topic_config::log_config(&record.configs, defaults);
+            let mut partitions = Vec::with_capacity(record.partitions as usize);
+            for (index, leader_epoch) in record.leader_epochs.iter().enumerate() {
+                let dir = partition_dir(&record.name, index as i32);
+                let (log, report) = PartitionLog::open(storage, &dir, config.clone(), now)?;
+                reports.push((dir, report));
+                let high_watermark = log.log_end_offset();
+                partitions.push(Partition { log, leader_epoch: *leader_epoch, high_watermark });
+            }
+            topics.insert(Topic { name: record.name, id: record.id, partitions, overrides: record.configs });
+        }
+        topics.remove_orphans(storage)?;
+        Ok((topics, reports))
+    }
+
+    /// Deletes partition directories that no topic owns (a crash during
+    /// CreateTopics or DeleteTopics).
+    fn remove_orphans(&self, storage: &mut dyn Storage) -> Result<(), NodeError> {
+        for entry in storage.list("")? {
+            let Some((topic, partition)) = entry.rsplit_once('-') else { continue };
+            let Ok(partition) = partition.parse::<i32>() else { continue };
+            let owned = self.by_name.get(topic).is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+            if !owned {
+                tracing::warn!(dir = %entry, "removing a partition directory no topic owns");
+                storage.remove_dir(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the registry durably.
+    pub fn persist(&self, storage: &mut dyn Storage) -> Result<(), NodeError> {
+        let file = MetadataFile {
+            version: 0,
+            topics: self
+                .by_name
+                .values()
+                .map(|t| TopicRecord {
+                    name: t.name.clone(),
+                    id: t.id,
+                    partitions: t.partitions.len() as i32,
+                    leader_epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
+                    configs: t.overrides.clone(),
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).expect("the registry serializes");
+        storage.write_atomic(METADATA_PATH, &bytes)?;
+        Ok(())
+    }
+
+    pub fn insert(&mut self, topic: Topic) {
+        assert!(!self.by_name.contains_key(&topic.name), "topic '{}' inserted twice", topic.name);
+        assert!(!self.name_by_id.contains_key(&topic.id), "topic id {} reused", topic.id);
+        self.name_by_id.insert(topic.id, topic.name.clone());
+        self.by_name.insert(topic.name.clone(), topic);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Topic> {
+        let topic = self.by_name.remove(name)?;
+        self.name_by_id.remove(&topic.id);
+        Some(topic)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Topic> {
+        self.by_name.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Topic> {
+        self.by_name.get_mut(name)
+    }
+
+    pub fn name_of(&self, id: &Uuid) -> Option<&str> {
+        self.name_by_id.get(id).map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Topic> {
+        self.by_name.values()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Topic> {
+        self.by_name.values_mut()
+    }
+
+    pub fn partition_mut(&mut self, name: &str, partition: i32) -> Option<&mut Partition> {
+        let topic = self.by_name.get_mut(name)?;
+        usize::try_from(partition).ok().and_then(|p| topic.partitions.get_mut(p))
+    }
+
+    pub fn check_invariants(&self) {
+        assert_eq!(self.by_name.len(), self.name_by_id.len(), "ids and names index the same topics");
+        for topic in self.by_name.values() {
+            assert_eq!(self.name_by_id.get(&topic.id), Some(&topic.name));
+            for p in &topic.partitions {
+                p.log.check_invariants();
+                assert!(p.high_watermark >= p.log.log_start_offset().min(p.log.log_end_offset()), "high watermark below log start");
+                assert!(p.high_watermark <= p.log.log_end_offset(), "high watermark {} beyond log end {}", p.high_watermark, p.log.log_end_offset());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a/b").unwrap_err().contains('/'));
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}
