@@ -1,0 +1,472 @@
+//! A single broker node driven through its sans-IO boundary: requests in,
+//! responses and flushes out, time advanced by hand.
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use seedlog_core::batch::{build_batch, decode_records_for_test};
+use seedlog_core::node::{Input, Node, NodeConfig, Output};
+use seedlog_core::storage::{MemoryStorage, Storage};
+use seedlog_core::Instant;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const CONN: u64 = 1;
+
+struct Harness {
+    node: Node<MemoryStorage>,
+    now: Instant,
+    next_correlation_id: i32,
+    /// When false, flushes are held back until `complete_flushes`.
+    auto_flush: bool,
+    held_flushes: Vec<(u64, Vec<String>)>,
+    responses: BTreeMap<i32, ResponseKind>,
+    response_order: Vec<i32>,
+    closed: Vec<u64>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_config(NodeConfig::default(), MemoryStorage::new())
+    }
+
+    fn with_config(config: NodeConfig, storage: MemoryStorage) -> Harness {
+        let now = Instant::from_millis(1_700_000_000_000);
+        let node = Node::new(config, storage, 7, now).expect("node opens");
+        let mut h = Harness {
+            node,
+            now,
+            next_correlation_id: 1,
+            auto_flush: true,
+            held_flushes: Vec::new(),
+            responses: BTreeMap::new(),
+            response_order: Vec::new(),
+            closed: Vec::new(),
+        };
+        h.pump();
+        h
+    }
+
+    fn send_on(&mut self, connection: u64, key: ApiKey, version: i16, body: RequestKind) -> i32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id);
+        self.node.handle(self.now, Input::Request { connection, header, body });
+        self.pump();
+        correlation_id
+    }
+
+    fn send(&mut self, key: ApiKey, version: i16, body: RequestKind) -> i32 {
+        self.send_on(CONN, key, version, body)
+    }
+
+    fn request(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.send(key, version, body);
+        self.responses.remove(&id).unwrap_or_else(|| panic!("no response to {key:?}"))
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut flushes = Vec::new();
+            while let Some(output) = self.node.poll_output() {
+                match output {
+                    Output::Response { correlation_id, body, .. } => {
+                        self.response_order.push(correlation_id);
+                        self.responses.insert(correlation_id, body);
+                    }
+                    Output::Flush { flush_id, paths } => flushes.push((flush_id, paths)),
+                    Output::CloseConnection { connection, .. } => self.closed.push(connection),
+                }
+            }
+            if flushes.is_empty() {
+                return;
+            }
+            if !self.auto_flush {
+                self.held_flushes.extend(flushes);
+                return;
+            }
+            for (flush_id, paths) in flushes {
+                for path in &paths {
+                    self.node.storage_mut().sync(path).expect("sync");
+                }
+                self.node.handle(self.now, Input::FlushCompleted { flush_id });
+            }
+        }
+        panic!("pump did not settle");
+    }
+
+    fn complete_flushes(&mut self) {
+        self.auto_flush = true;
+        for (flush_id, paths) in std::mem::take(&mut self.held_flushes) {
+            for path in &paths {
+                self.node.storage_mut().sync(path).expect("sync");
+            }
+            self.node.handle(self.now, Input::FlushCompleted { flush_id });
+        }
+        self.pump();
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now + Duration::from_millis(ms);
+        while let Some(at) = self.node.poll_timeout() {
+            if at > self.now {
+                break;
+            }
+            self.node.handle_timeout(self.now);
+            self.pump();
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string()))))
+                    .collect(),
+            );
+        match self.request(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))) {
+            ResponseKind::CreateTopics(r) => r.topics[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn produce(&mut self, topic: &str, partition: i32, acks: i16, values: &[&[u8]]) -> Option<(i16, i64)> {
+        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = values.iter().map(|v| (None, Some(*v))).collect();
+        let batch = build_batch(&records, self.now.unix_millis());
+        let id = self.send(ApiKey::Produce, 9, RequestKind::Produce(produce_request(topic, partition, acks, batch)));
+        self.responses.remove(&id).map(|r| match r {
+            ResponseKind::Produce(r) => {
+                let p = &r.responses[0].partition_responses[0];
+                (p.error_code, p.base_offset)
+            }
+            other => panic!("{other:?}"),
+        })
+    }
+
+    fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_current_leader_epoch(-1)
+                    .with_partition_max_bytes(1 << 20)])])
+    }
+
+    /// (error, high watermark, values read)
+    fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> (i16, i64, Vec<Vec<u8>>) {
+        match self.request(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request(topic, partition, offset, 0))) {
+            ResponseKind::Fetch(r) => fetched(&r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
+        let request = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp).with_current_leader_epoch(-1)])]);
+        match self.request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(request)) {
+            ResponseKind::ListOffsets(r) => (r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].offset),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn metadata(&mut self, topic: &str, allow_auto_create: bool) -> MetadataResponse {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
+            .with_allow_auto_topic_creation(allow_auto_create);
+        match self.request(ApiKey::Metadata, 12, RequestKind::Metadata(request)) {
+            ResponseKind::Metadata(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn produce_request(topic: &str, partition: i32, acks: i16, batch: Vec<u8>) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch)))])])
+}
+
+fn fetched(r: &FetchResponse) -> (i16, i64, Vec<Vec<u8>>) {
+    let p = &r.responses[0].partitions[0];
+    let mut values = Vec::new();
+    let mut records = p.records.clone().unwrap_or_default();
+    while records.len() >= 12 {
+        let len = 12 + i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize;
+        let batch = records.split_to(len);
+        values.extend(decode_records_for_test(&batch).into_iter().map(|(_, v)| v.unwrap()));
+    }
+    (p.error_code, p.high_watermark, values)
+}
+
+#[test]
+fn api_versions_advertises_produce_and_fetch() {
+    let mut h = Harness::new();
+    let ResponseKind::ApiVersions(r) = h.request(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(ApiVersionsRequest::default())) else { panic!() };
+    assert_eq!(r.error_code, 0);
+    let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
+    assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
+    assert!(!keys.contains(&(ApiKey::JoinGroup as i16)));
+}
+
+#[test]
+fn metadata_auto_creates_topics_only_when_allowed() {
+    let mut h = Harness::new();
+    let r = h.metadata("denied", false);
+    assert_eq!(r.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    let r = h.metadata("orders", true);
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].partitions.len(), 1);
+    assert_eq!(r.brokers[0].port, 9092);
+    let r = h.metadata("bad/name", true);
+    assert_eq!(r.topics[0].error_code, ResponseError::InvalidTopicException.code());
+
+    let mut config = NodeConfig { auto_create_topics: false, ..NodeConfig::default() };
+    config.num_partitions = 3;
+    let mut h = Harness::with_config(config, MemoryStorage::new());
+    assert_eq!(h.metadata("orders", true).topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+}
+
+#[test]
+fn produce_then_fetch_round_trips_with_contiguous_offsets() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 2, &[]), 0);
+    assert_eq!(h.produce("t", 1, 1, &[b"a", b"b"]), Some((0, 0)));
+    assert_eq!(h.produce("t", 1, -1, &[b"c"]), Some((0, 2)));
+    let (error, hw, values) = h.fetch("t", 1, 0);
+    assert_eq!((error, hw), (0, 3));
+    assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    let (_, _, values) = h.fetch("t", 1, 2);
+    assert_eq!(values, vec![b"c".to_vec()]);
+    assert_eq!(h.fetch("t", 1, 4).0, ResponseError::OffsetOutOfRange.code());
+    assert_eq!(h.fetch("t", 0, 0).2.len(), 0);
+    assert_eq!(h.produce("t", 7, 1, &[b"x"]).unwrap().0, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(h.produce("t", 0, 2, &[b"x"]).unwrap().0, ResponseError::InvalidRequiredAcks.code());
+}
+
+#[test]
+fn corrupt_batches_are_rejected_and_nothing_is_appended() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let mut batch = build_batch(&[(None, Some(b"v"))], 0);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    let id = h.send(ApiKey::Produce, 9, RequestKind::Produce(produce_request("t", 0, 1, batch)));
+    let ResponseKind::Produce(r) = h.responses.remove(&id).unwrap() else { panic!() };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::CorruptMessage.code());
+    assert_eq!(h.node.partition_offsets("t", 0), Some((0, 0, 0)));
+}
+
+#[test]
+fn acks_zero_gets_no_response_but_is_appended() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    assert_eq!(h.produce("t", 0, 0, &[b"x"]), None);
+    assert_eq!(h.fetch("t", 0, 0).2, vec![b"x".to_vec()]);
+}
+
+#[test]
+fn acks_wait_for_the_flush_and_consumers_never_see_unflushed_records() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    h.auto_flush = false;
+    assert_eq!(h.produce("t", 0, -1, &[b"x"]), None, "no ack before the flush");
+    let (_, hw, values) = h.fetch("t", 0, 0);
+    assert_eq!((hw, values.len()), (0, 0), "unflushed data is invisible");
+    h.complete_flushes();
+    assert!(h.responses.values().any(|r| matches!(r, ResponseKind::Produce(_))), "ack released by the flush");
+    assert_eq!(h.fetch("t", 0, 0).2, vec![b"x".to_vec()]);
+}
+
+#[test]
+fn a_failed_flush_answers_with_storage_error() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    h.auto_flush = false;
+    assert_eq!(h.produce("t", 0, 1, &[b"x"]), None);
+    let (flush_id, _) = h.held_flushes.pop().unwrap();
+    h.node.handle(h.now, Input::FlushFailed { flush_id, error: seedlog_core::storage::StorageError::NoSpace("t-0".into()) });
+    h.auto_flush = true;
+    h.pump();
+    let ResponseKind::Produce(r) = h.responses.values().next().unwrap().clone() else { panic!() };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::KafkaStorageError.code());
+    // The retry after the backoff makes the data durable and visible.
+    h.advance(200);
+    assert_eq!(h.fetch("t", 0, 0).2.len(), 1);
+}
+
+#[test]
+fn a_full_disk_rejects_produce_and_keeps_serving_reads() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    h.produce("t", 0, 1, &[b"kept"]);
+    let used = h.node.storage_mut().used_bytes();
+    h.node.storage_mut().set_capacity_bytes(Some(used + 10));
+    assert_eq!(h.produce("t", 0, 1, &[&[7u8; 100]]).unwrap().0, ResponseError::KafkaStorageError.code());
+    assert_eq!(h.fetch("t", 0, 0).2, vec![b"kept".to_vec()]);
+}
+
+#[test]
+fn long_poll_parks_until_data_or_deadline() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let id = h.send(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request("t", 0, 0, 500)));
+    assert!(!h.responses.contains_key(&id), "parked");
+    h.advance(100);
+    assert!(!h.responses.contains_key(&id), "still parked before the deadline");
+    h.send_on(2, ApiKey::Produce, 9, RequestKind::Produce(produce_request("t", 0, 1, build_batch(&[(None, Some(b"late"))], 0))));
+    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("woken by the produce") else { panic!() };
+    assert_eq!(fetched(&r).2, vec![b"late".to_vec()]);
+
+    let id = h.send(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request("t", 0, 1, 500)));
+    assert_eq!(h.node.poll_timeout(), Some(h.now + Duration::from_millis(500)));
+    h.advance(499);
+    assert!(!h.responses.contains_key(&id));
+    h.advance(1);
+    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("answered at the deadline") else { panic!() };
+    assert_eq!(fetched(&r).2.len(), 0);
+}
+
+#[test]
+fn responses_keep_request_order_behind_a_parked_fetch() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let fetch_id = h.send(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request("t", 0, 0, 1000)));
+    let meta_id = h.send(ApiKey::Metadata, 12, RequestKind::Metadata(MetadataRequest::default()));
+    assert!(!h.responses.contains_key(&meta_id), "metadata waits behind the parked fetch");
+    h.advance(1000);
+    let pos = |id| h.response_order.iter().position(|x| *x == id).unwrap();
+    assert!(pos(fetch_id) < pos(meta_id));
+}
+
+#[test]
+fn unsupported_versions_close_the_connection() {
+    let mut h = Harness::new();
+    h.send(ApiKey::Metadata, 99, RequestKind::Metadata(MetadataRequest::default()));
+    assert_eq!(h.closed, vec![CONN]);
+}
+
+#[test]
+fn create_topics_reports_kafka_errors() {
+    let mut h = Harness::new();
+    assert_eq!(h.create_topic("t", 1, &[]), 0);
+    assert_eq!(h.create_topic("t", 1, &[]), ResponseError::TopicAlreadyExists.code());
+    assert_eq!(h.create_topic("bad name", 1, &[]), ResponseError::InvalidTopicException.code());
+    assert_eq!(h.create_topic("u", 0, &[]), ResponseError::InvalidPartitions.code());
+    assert_eq!(h.create_topic("u", 1, &[("retention.ms", "-7")]), ResponseError::InvalidConfig.code());
+    assert_eq!(h.create_topic("u", 1, &[("no.such", "1")]), ResponseError::InvalidConfig.code());
+    let topic = CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("rf3"))).with_num_partitions(1).with_replication_factor(3);
+    let ResponseKind::CreateTopics(r) = h.request(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))) else { panic!() };
+    assert_eq!(r.topics[0].error_code, ResponseError::InvalidReplicationFactor.code());
+    assert!(r.topics[0].error_message.as_ref().unwrap().contains("replication factor"));
+}
+
+#[test]
+fn delete_topics_and_create_partitions() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    h.produce("t", 0, 1, &[b"x"]);
+    let request = CreatePartitionsRequest::default().with_topics(vec![kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_count(3)]);
+    let ResponseKind::CreatePartitions(r) = h.request(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(request.clone())) else { panic!() };
+    assert_eq!(r.results[0].error_code, 0);
+    assert_eq!(h.metadata("t", false).topics[0].partitions.len(), 3);
+    let ResponseKind::CreatePartitions(r) = h.request(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(request)) else { panic!() };
+    assert_eq!(r.results[0].error_code, ResponseError::InvalidPartitions.code(), "3 is not more than 3");
+
+    let request = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))]);
+    let ResponseKind::DeleteTopics(r) = h.request(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(request.clone())) else { panic!() };
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(h.metadata("t", false).topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert!(h.node.storage_mut().list("").unwrap().iter().all(|d| !d.starts_with("t-")), "partition files removed");
+    let ResponseKind::DeleteTopics(r) = h.request(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(request)) else { panic!() };
+    assert_eq!(r.responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+}
+
+#[test]
+fn list_offsets_and_delete_records() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let t0 = h.now.unix_millis();
+    h.produce("t", 0, 1, &[b"a", b"b"]);
+    h.advance(1000);
+    h.produce("t", 0, 1, &[b"c"]);
+    assert_eq!(h.list_offset("t", 0, -2), (0, 0));
+    assert_eq!(h.list_offset("t", 0, -1), (0, 3));
+    assert_eq!(h.list_offset("t", 0, t0 + 500), (0, 2), "first record at or after the time");
+    assert_eq!(h.list_offset("t", 0, t0 + 10_000), (0, -1), "nothing that late");
+
+    let request = DeleteRecordsRequest::default().with_topics(vec![kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(2)])]);
+    let ResponseKind::DeleteRecords(r) = h.request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(request)) else { panic!() };
+    assert_eq!((r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].low_watermark), (0, 2));
+    assert_eq!(h.list_offset("t", 0, -2), (0, 2));
+    assert_eq!(h.fetch("t", 0, 0).0, ResponseError::OffsetOutOfRange.code());
+    assert_eq!(h.fetch("t", 0, 2).2, vec![b"c".to_vec()]);
+}
+
+#[test]
+fn describe_configs_includes_defaults_and_overrides() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[("retention.ms", "1234")]);
+    let request = DescribeConfigsRequest::default().with_resources(vec![kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("t"))]);
+    let ResponseKind::DescribeConfigs(r) = h.request(ApiKey::DescribeConfigs, 4, RequestKind::DescribeConfigs(request)) else { panic!() };
+    let configs = &r.results[0].configs;
+    let get = |n: &str| configs.iter().find(|c| c.name.as_str() == n).unwrap();
+    assert_eq!(get("retention.ms").value.as_ref().unwrap().as_str(), "1234");
+    assert_eq!(get("retention.ms").config_source, 1);
+    assert_eq!(get("segment.bytes").config_source, 5);
+    assert_eq!(get("cleanup.policy").value.as_ref().unwrap().as_str(), "delete");
+}
+
+#[test]
+fn a_crash_keeps_flushed_records_and_topics() {
+    let mut h = Harness::new();
+    h.create_topic("t", 2, &[]);
+    h.produce("t", 0, 1, &[b"durable"]);
+    h.auto_flush = false;
+    h.produce("t", 0, 1, &[b"lost"]);
+    let mut storage = h.node.into_storage();
+    storage.crash();
+    let mut h = Harness::with_config(NodeConfig::default(), storage);
+    assert_eq!(h.metadata("t", false).topics[0].partitions.len(), 2);
+    assert_eq!(h.fetch("t", 0, 0).2, vec![b"durable".to_vec()]);
+    assert_eq!(h.produce("t", 0, 1, &[b"next"]), Some((0, 1)), "offsets continue after the recovered end");
+}
+
+#[test]
+fn same_inputs_same_outputs() {
+    fn run() -> String {
+        let mut h = Harness::new();
+        h.create_topic("t", 3, &[]);
+        for i in 0..20u8 {
+            h.produce("t", (i % 3) as i32, 1, &[&[i; 10]]);
+        }
+        let meta = h.metadata("t", false);
+        format!("{meta:?}{:?}", h.fetch("t", 1, 0))
+    }
+    assert_eq!(run(), run());
+}
