@@ -1,0 +1,78 @@
+//! A real `seedlog serve` process on 127.0.0.1 for interop tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+    pub data_dir: PathBuf,
+}
+
+impl Broker {
+    /// Starts `seedlog serve` on an ephemeral loopback port and waits for
+    /// its "listening" line.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_seedlog"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("seedlog serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let bootstrap = loop {
+            assert!(Instant::now() < deadline, "seedlog serve did not report its address in time");
+            let line = lines.next().expect("seedlog serve printed its address").expect("utf-8 stdout");
+            if let Some(address) = line.strip_prefix("seedlog listening on ") {
+                break address.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Broker { child, bootstrap, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// SIGTERM, then wait: a graceful shutdown.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("seedlog serve did not stop within 20 s of SIGTERM");
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh directory under the target dir, removed first if it exists.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
