@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Crates that would bring an executor, a reactor or real I/O into the core.
-const BANNED_CRATES: &[&str] = &["tokio", "mio", "async-std", "smol", "async-io", "futures-executor", "socket2", "libc"];
+const BANNED_CRATES: &[&str] = &["tokio", "mio", "async-std", "smol", "async-io", "futures-executor", "socket2"];
 
 /// Source patterns and why each is banned.
 const BANNED_PATTERNS: &[(&str, &str)] = &[
