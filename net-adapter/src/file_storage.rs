@@ -1,0 +1,631 @@
+//! [`Storage`] on a real directory: the adapter's disk.
+//!
+//! Storage paths are `/`-separated and relative to the root; directories are
+//! created on demand, as the core treats them as implicit. Open handles are
+//! cached (bounded, least recently used evicted) because the core reads and
+//! appends the same few segment files over and over.
+//!
+//! Durability follows the trait's contract: `append` leaves bytes in the page
+//! cache; `sync` makes them durable with `fdatasync`, and the first `sync`
+//! after a file or directory was created also syncs the directories whose
+//! entries changed, so a new segment survives a power cut and not just its
+//! bytes. `FileStorage` remembers which files have unsynced bytes, so the
+//! adapter can make everything durable at shutdown with [`FileStorage::sync_all`].
+
+use bytes::Bytes;
+use seedlog_core::storage::{Storage, StorageError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Suffix of the temporary file `write_atomic` renames into place. `list`
+/// hides such files: a crash between write and rename leaves one behind.
+const TEMP_SUFFIX: &str = ".seedlog-tmp";
+
+/// Default bound on cached open file handles. Far below a typical
+/// `ulimit -n` of 1024+ minus sockets would be too tight for many partitions;
+/// 1024 keeps a few hundred partitions' active segments open.
+pub const OPEN_FILES_MAX_DEFAULT: usize = 1024;
+
+struct CachedFile {
+    file: File,
+    /// Value of `FileStorage::use_counter` when the handle was last used.
+    last_used: u64,
+}
+
+pub struct FileStorage {
+    root: PathBuf,
+    open_files_max: usize,
+    /// Storage path -> open handle (read + append).
+    files: BTreeMap<String, CachedFile>,
+    /// `last_used` -> storage path, to find the least recently used handle
+    /// without a scan.
+    files_by_use: BTreeMap<u64, String>,
+    use_counter: u64,
+    /// Files appended to or truncated since their last sync.
+    files_dirty: BTreeSet<String>,
+    /// Directories (storage paths, "" for the root) whose entries changed
+    /// since they were last synced: a file or directory was created, renamed
+    /// into or removed from them.
+    dirs_dirty: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for FileStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("root", &self.root)
+            .field("open_files", &self.files.len())
+            .field("files_dirty", &self.files_dirty.len())
+            .finish()
+    }
+}
+
+impl FileStorage {
+    /// Opens (creating if needed) the storage rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FileStorage> {
+        FileStorage::with_open_files_max(root, OPEN_FILES_MAX_DEFAULT)
+    }
+
+    pub fn with_open_files_max(
+        root: impl Into<PathBuf>,
+        open_files_max: usize,
+    ) -> io::Result<FileStorage> {
+        assert!(
+            open_files_max > 0,
+            "the handle cache needs room for at least one file"
+        );
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        // Make the root itself durable once, so the first segment has a
+        // directory to live in after a power cut.
+        File::open(&root)?.sync_all()?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(FileStorage {
+            root,
+            open_files_max,
+            files: BTreeMap::new(),
+            files_by_use: BTreeMap::new(),
+            use_counter: 0,
+            files_dirty: BTreeSet::new(),
+            dirs_dirty: BTreeSet::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Handles currently cached.
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Files with bytes not yet synced, sorted.
+    pub fn dirty_paths(&self) -> Vec<String> {
+        self.files_dirty.iter().cloned().collect()
+    }
+
+    /// Syncs every file with unsynced bytes and every changed directory: the
+    /// final flush at shutdown.
+    pub fn sync_all(&mut self) -> Result<(), StorageError> {
+        for path in self.dirty_paths() {
+            self.sync(&path)?;
+        }
+        self.sync_dirs()
+    }
+
+    fn full_path(&self, path: &str) -> Result<PathBuf, StorageError> {
+        validate(path)?;
+        let mut full = self.root.clone();
+        if !path.is_empty() {
+            full.extend(path.split('/'));
+        }
+        Ok(full)
+    }
+
+    /// The cached handle for `path`, opening it if needed. With `create`, a
+    /// missing file (and its directories) is created.
+    fn handle(&mut self, path: &str, create: bool) -> Result<&File, StorageError> {
+        self.use_counter += 1;
+        let use_counter = self.use_counter;
+        if let Some(cached) = self.files.get_mut(path) {
+            let old = std::mem::replace(&mut cached.last_used, use_counter);
+            let removed = self.files_by_use.remove(&old);
+            debug_assert_eq!(
+                removed.as_deref(),
+                Some(path),
+                "use index out of step with the cache"
+            );
+            self.files_by_use.insert(use_counter, path.to_string());
+            return Ok(&self.files.get(path).expect("present: just touched").file);
+        }
+
+        let full = self.full_path(path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).append(true);
+        let file = match options.open(&full) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                self.create_parent_dirs(path)?;
+                let file = options
+                    .create(true)
+                    .open(&full)
+                    .map_err(|e| map_io_error(path, e))?;
+                self.dirs_dirty.insert(parent_of(path).to_string());
+                file
+            }
+            Err(e) => return Err(map_io_error(path, e)),
+        };
+        if !file
+            .metadata()
+            .map_err(|e| map_io_error(path, e))?
+            .is_file()
+        {
+            return Err(StorageError::Io {
+                path: path.to_string(),
+                message: "not a regular file".to_string(),
+            });
+        }
+
+        if self.files.len() >= self.open_files_max {
+            let (_, lru_path) = self
+                .files_by_use
+                .pop_first()
+                .expect("a full cache has a least recently used entry");
+            self.files
+                .remove(&lru_path)
+                .expect("use index names a cached file");
+        }
+        self.files_by_use.insert(use_counter, path.to_string());
+        self.files.insert(
+            path.to_string(),
+            CachedFile {
+                file,
+                last_used: use_counter,
+            },
+        );
+        assert!(
+            self.files.len() <= self.open_files_max,
+            "handle cache over its bound"
+        );
+        assert_eq!(
+            self.files.len(),
+            self.files_by_use.len(),
+            "use index out of step with the cache"
+        );
+        Ok(&self.files.get(path).expect("present: just inserted").file)
+    }
+
+    /// Drops the cached handle of `path`, if any (the file was removed or
+    /// replaced, so the handle would name a dead inode).
+    fn forget(&mut self, path: &str) {
+        if let Some(cached) = self.files.remove(path) {
+            self.files_by_use.remove(&cached.last_used);
+        }
+    }
+
+    /// Creates the missing directories above `path`, remembering which
+    /// directories gained an entry.
+    fn create_parent_dirs(&mut self, path: &str) -> Result<(), StorageError> {
+        let mut dir = String::new();
+        let parent = parent_of(path);
+        if parent.is_empty() {
+            return Ok(());
+        }
+        for component in parent.split('/') {
+            let above = dir.clone();
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(component);
+            let full = self.full_path(&dir)?;
+            match fs::create_dir(&full) {
+                Ok(()) => {
+                    self.dirs_dirty.insert(above);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(map_io_error(&dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs every directory whose entries changed, deepest first, so that
+    /// no directory entry is made durable before the directory it names.
+    fn sync_dirs(&mut self) -> Result<(), StorageError> {
+        while let Some(dir) = self.dirs_dirty.pop_last() {
+            let full = self.full_path(&dir)?;
+            let result = File::open(&full).and_then(|d| d.sync_all());
+            match result {
+                Ok(()) => {}
+                // Removed since (remove_dir): nothing left to make durable.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    self.dirs_dirty.insert(dir.clone());
+                    return Err(map_io_error(&dir, e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Storage for FileStorage {
+    fn append(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
+        let mut file = self.handle(path, true)?;
+        let len_before = file.metadata().map_err(|e| map_io_error(path, e))?.len();
+        if let Err(e) = file.write_all(data) {
+            // All or nothing, as `MemoryStorage` behaves: a half-written
+            // batch would otherwise sit at the end of a segment until the
+            // next recovery. Best effort: the disk is already failing.
+            let _ = file.set_len(len_before);
+            return Err(map_io_error(path, e));
+        }
+        self.files_dirty.insert(path.to_string());
+        Ok(())
+    }
+
+    fn read_at(&mut self, path: &str, position: u64, len: usize) -> Result<Bytes, StorageError> {
+        let file = self.handle(path, false)?;
+        let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
+        let available = file_len.saturating_sub(position);
+        let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        let mut buffer = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match file.read_at(&mut buffer[filled..], position + filled as u64) {
+                Ok(0) => break, // Truncated under us; return what there is.
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(map_io_error(path, e)),
+            }
+        }
+        buffer.truncate(filled);
+        Ok(Bytes::from(buffer))
+    }
+
+    fn len(&mut self, path: &str) -> Result<u64, StorageError> {
+        let file = self.handle(path, false)?;
+        Ok(file.metadata().map_err(|e| map_io_error(path, e))?.len())
+    }
+
+    fn exists(&mut self, path: &str) -> bool {
+        if self.files.contains_key(path) {
+            return true;
+        }
+        match self.full_path(path) {
+            Ok(full) => fs::metadata(full).is_ok_and(|m| m.is_file()),
+            Err(_) => false,
+        }
+    }
+
+    fn truncate(&mut self, path: &str, len: u64) -> Result<(), StorageError> {
+        let file = self.handle(path, false)?;
+        let current = file.metadata().map_err(|e| map_io_error(path, e))?.len();
+        if len < current {
+            file.set_len(len).map_err(|e| map_io_error(path, e))?;
+            // A cut must be synced too, or a power cut can bring the tail back.
+            self.files_dirty.insert(path.to_string());
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), StorageError> {
+        self.forget(path);
+        self.files_dirty.remove(path);
+        let full = self.full_path(path)?;
+        match fs::remove_file(full) {
+            Ok(()) => {
+                self.dirs_dirty.insert(parent_of(path).to_string());
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(map_io_error(path, e)),
+        }
+    }
+
+    fn remove_dir(&mut self, dir: &str) -> Result<(), StorageError> {
+        assert!(!dir.is_empty(), "remove_dir of the storage root");
+        let prefix = format!("{dir}/");
+        let under: Vec<String> = self
+            .files
+            .keys()
+            .filter(|p| p.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for path in &under {
+            self.forget(path);
+        }
+        self.files_dirty.retain(|p| !p.starts_with(&prefix));
+        self.dirs_dirty
+            .retain(|d| d != dir && !d.starts_with(&prefix));
+        let full = self.full_path(dir)?;
+        match fs::remove_dir_all(full) {
+            Ok(()) => {
+                self.dirs_dirty.insert(parent_of(dir).to_string());
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(map_io_error(dir, e)),
+        }
+    }
+
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, StorageError> {
+        let full = self.full_path(dir)?;
+        let entries = match fs::read_dir(&full) {
+            Ok(entries) => entries,
+            // Directories are implicit: a missing one is empty.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(map_io_error(dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| map_io_error(dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                // Not written by us (storage paths are UTF-8); skip it
+                // rather than fail recovery of everything else.
+                continue;
+            };
+            if name.ends_with(TEMP_SUFFIX) {
+                continue;
+            }
+            let file_type = entry.file_type().map_err(|e| map_io_error(dir, e))?;
+            // An empty directory holds no file, and in the core's model a
+            // directory exists only through its files.
+            if file_type.is_dir() && !has_visible_entries(&entry.path()) {
+                continue;
+            }
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn write_atomic(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
+        validate(path)?;
+        let temp_path = format!("{path}{TEMP_SUFFIX}");
+        let full = self.full_path(path)?;
+        let full_temp = self.full_path(&temp_path)?;
+        self.create_parent_dirs(path)?;
+        let write = || -> io::Result<()> {
+            let mut temp = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&full_temp)?;
+            temp.write_all(data)?;
+            temp.sync_all()?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&full_temp);
+            return Err(map_io_error(path, e));
+        }
+        fs::rename(&full_temp, &full).map_err(|e| map_io_error(path, e))?;
+        // The cached handle (if any) names the replaced inode.
+        self.forget(path);
+        self.files_dirty.remove(path);
+        // Durable means the rename too: sync the directory now, not at the
+        // next segment sync.
+        self.dirs_dirty.insert(parent_of(path).to_string());
+        self.sync_dirs()
+    }
+
+    fn sync(&mut self, path: &str) -> Result<(), StorageError> {
+        let file = self.handle(path, false)?;
+        file.sync_data().map_err(|e| map_io_error(path, e))?;
+        self.files_dirty.remove(path);
+        self.sync_dirs()
+    }
+}
+
+/// Rejects paths that could escape the root or that the core never forms:
+/// absolute, empty components, `.` or `..`.
+fn validate(path: &str) -> Result<(), StorageError> {
+    if path.is_empty() {
+        return Ok(()); // The root, for `list("")`.
+    }
+    let bad = path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0'));
+    if bad {
+        return Err(StorageError::Io {
+            path: path.to_string(),
+            message: "invalid storage path".to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
+fn has_visible_entries(dir: &Path) -> bool {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => entries.any(|e| {
+            e.ok()
+                .and_then(|e| e.file_name().into_string().ok())
+                .is_some_and(|name| !name.ends_with(TEMP_SUFFIX))
+        }),
+        Err(_) => false,
+    }
+}
+
+/// Maps an OS error to the core's vocabulary: a full disk is `NoSpace` (the
+/// core answers with a storage error and keeps serving reads), a missing
+/// file is `NotFound`, anything else is `Io`.
+pub fn map_io_error(path: &str, error: io::Error) -> StorageError {
+    match error.kind() {
+        io::ErrorKind::NotFound => StorageError::NotFound(path.to_string()),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            StorageError::NoSpace(path.to_string())
+        }
+        _ => StorageError::Io {
+            path: path.to_string(),
+            message: error.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage() -> (tempfile::TempDir, FileStorage) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = FileStorage::open(dir.path().join("data")).expect("open storage");
+        (dir, storage)
+    }
+
+    #[test]
+    fn append_read_len_round_trip() {
+        let (_dir, mut s) = storage();
+        s.append("orders-0/00000000000000000000.log", b"hello")
+            .unwrap();
+        s.append("orders-0/00000000000000000000.log", b" world")
+            .unwrap();
+        let path = "orders-0/00000000000000000000.log";
+        assert_eq!(s.len(path).unwrap(), 11);
+        assert_eq!(&s.read_at(path, 0, 100).unwrap()[..], b"hello world");
+        assert_eq!(&s.read_at(path, 6, 3).unwrap()[..], b"wor");
+        assert_eq!(&s.read_at(path, 11, 3).unwrap()[..], b"");
+        assert_eq!(&s.read_at(path, 50, 3).unwrap()[..], b"");
+        assert!(s.exists(path));
+        assert!(!s.exists("orders-0/missing.log"));
+        assert!(!s.exists("orders-0"), "a directory is not a file");
+    }
+
+    #[test]
+    fn missing_files_are_not_found() {
+        let (_dir, mut s) = storage();
+        let nf = |p: &str| StorageError::NotFound(p.to_string());
+        assert_eq!(s.read_at("a/b.log", 0, 1), Err(nf("a/b.log")));
+        assert_eq!(s.len("a/b.log"), Err(nf("a/b.log")));
+        assert_eq!(s.sync("a/b.log"), Err(nf("a/b.log")));
+        assert_eq!(s.truncate("a/b.log", 0), Err(nf("a/b.log")));
+        assert_eq!(s.remove("a/b.log"), Ok(()));
+        assert_eq!(s.remove_dir("a"), Ok(()));
+        assert_eq!(s.list("a"), Ok(vec![]));
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let (dir, mut s) = storage();
+        s.append("t-0/0.log", b"abc").unwrap();
+        s.sync("t-0/0.log").unwrap();
+        s.write_atomic("meta/cluster.json", b"{}").unwrap();
+        drop(s);
+        let mut s = FileStorage::open(dir.path().join("data")).unwrap();
+        assert_eq!(&s.read_at("t-0/0.log", 0, 10).unwrap()[..], b"abc");
+        assert_eq!(&s.read_at("meta/cluster.json", 0, 10).unwrap()[..], b"{}");
+    }
+
+    #[test]
+    fn truncate_cuts_and_never_grows() {
+        let (_dir, mut s) = storage();
+        s.append("f", b"abcdef").unwrap();
+        s.truncate("f", 4).unwrap();
+        assert_eq!(s.len("f").unwrap(), 4);
+        s.truncate("f", 10).unwrap();
+        assert_eq!(s.len("f").unwrap(), 4);
+        s.append("f", b"XY").unwrap();
+        assert_eq!(
+            &s.read_at("f", 0, 10).unwrap()[..],
+            b"abcdXY",
+            "append goes to the new end"
+        );
+    }
+
+    #[test]
+    fn list_is_sorted_and_hides_temp_files_and_empty_dirs() {
+        let (dir, mut s) = storage();
+        s.append("b-0/x.log", b"1").unwrap();
+        s.append("a-1/z.log", b"1").unwrap();
+        s.append("a-1/y.log", b"1").unwrap();
+        s.write_atomic("meta.json", b"{}").unwrap();
+        // A crash between write and rename leaves a temp file behind.
+        fs::write(dir.path().join("data/a-1/y.log.seedlog-tmp"), b"partial").unwrap();
+        fs::create_dir(dir.path().join("data/empty")).unwrap();
+        assert_eq!(s.list("").unwrap(), vec!["a-1", "b-0", "meta.json"]);
+        assert_eq!(s.list("a-1").unwrap(), vec!["y.log", "z.log"]);
+        s.remove_dir("a-1").unwrap();
+        assert_eq!(s.list("").unwrap(), vec!["b-0", "meta.json"]);
+        assert!(!s.exists("a-1/y.log"));
+        s.remove("b-0/x.log").unwrap();
+        assert_eq!(s.list("").unwrap(), vec!["meta.json"]);
+    }
+
+    #[test]
+    fn write_atomic_replaces_content_even_with_a_cached_handle() {
+        let (_dir, mut s) = storage();
+        s.write_atomic("cp", b"first version").unwrap();
+        assert_eq!(&s.read_at("cp", 0, 100).unwrap()[..], b"first version");
+        s.write_atomic("cp", b"second").unwrap();
+        assert_eq!(&s.read_at("cp", 0, 100).unwrap()[..], b"second");
+        assert_eq!(s.len("cp").unwrap(), 6);
+    }
+
+    #[test]
+    fn handle_cache_is_bounded_and_evicts_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::with_open_files_max(dir.path(), 3).unwrap();
+        for i in 0..10 {
+            s.append(&format!("p/{i}.log"), format!("file {i}").as_bytes())
+                .unwrap();
+            assert!(s.open_files() <= 3);
+        }
+        // Evicted handles reopen transparently, and unsynced bytes written
+        // through an evicted handle are still synced by path.
+        for i in 0..10 {
+            assert_eq!(
+                &s.read_at(&format!("p/{i}.log"), 0, 100).unwrap()[..],
+                format!("file {i}").as_bytes()
+            );
+        }
+        assert_eq!(s.dirty_paths().len(), 10);
+        s.sync_all().unwrap();
+        assert!(s.dirty_paths().is_empty());
+        assert_eq!(s.open_files(), 3);
+    }
+
+    #[test]
+    fn sync_tracks_dirty_files() {
+        let (_dir, mut s) = storage();
+        s.append("x/a", b"1").unwrap();
+        s.append("x/b", b"1").unwrap();
+        assert_eq!(s.dirty_paths(), vec!["x/a", "x/b"]);
+        s.sync("x/a").unwrap();
+        assert_eq!(s.dirty_paths(), vec!["x/b"]);
+        s.sync_all().unwrap();
+        assert!(s.dirty_paths().is_empty());
+        assert!(s.dirs_dirty.is_empty(), "created directories were synced");
+    }
+
+    #[test]
+    fn paths_cannot_escape_the_root() {
+        let (_dir, mut s) = storage();
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "a/"] {
+            assert!(
+                matches!(s.append(bad, b"1"), Err(StorageError::Io { .. })),
+                "{bad} accepted"
+            );
+            assert!(!s.exists(bad));
+        }
+    }
+
+    #[test]
+    fn enospc_maps_to_no_space() {
+        let enospc = io::Error::from_raw_os_error(28);
+        assert_eq!(map_io_error("f", enospc), StorageError::NoSpace("f".into()));
+        let enoent = io::Error::from_raw_os_error(2);
+        assert_eq!(
+            map_io_error("f", enoent),
+            StorageError::NotFound("f".into())
+        );
+    }
+}
