@@ -1,0 +1,169 @@
+//! Encoding and decoding of whole batches, for tests and the simulator's
+//! producers and consumers only. The broker itself never decodes records.
+
+use super::{
+    validate_batch, BatchIter, BATCH_HEADER_LEN, BATCH_LENGTH_AT, CRC_AT, CRC_COVERED_FROM,
+    LOG_OVERHEAD, MAGIC_V2,
+};
+
+/// A key or value: `None` is Kafka's null (length -1).
+pub type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    // Zigzag, then base-128 little-endian groups (protobuf style), as
+    // Kafka's ByteUtils.writeVarlong does.
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    // At most 10 groups of 7 bits hold 64 bits.
+    for _ in 0..10 {
+        if zigzag < 0x80 {
+            out.push(zigzag as u8);
+            return;
+        }
+        out.push((zigzag as u8 & 0x7f) | 0x80);
+        zigzag >>= 7;
+    }
+    unreachable!("a u64 needs at most 10 varint groups");
+}
+
+fn get_varlong(bytes: &[u8], position: &mut usize) -> i64 {
+    let mut zigzag: u64 = 0;
+    for group in 0..10 {
+        let byte = bytes[*position];
+        *position += 1;
+        zigzag |= u64::from(byte & 0x7f) << (7 * group);
+        if byte & 0x80 == 0 {
+            return ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+        }
+    }
+    panic!("varint longer than 10 bytes at {position}");
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => put_varlong(out, -1),
+        Some(bytes) => {
+            put_varlong(out, bytes.len() as i64);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+fn get_bytes(bytes: &[u8], position: &mut usize) -> Option<Vec<u8>> {
+    let len = get_varlong(bytes, position);
+    if len < 0 {
+        assert_eq!(len, -1, "a null key or value has length -1");
+        return None;
+    }
+    let len = len as usize;
+    let out = bytes[*position..*position + len].to_vec();
+    *position += len;
+    Some(out)
+}
+
+/// Encodes a valid uncompressed v2 batch: base offset 0, leader epoch -1,
+/// no producer id (-1/-1/-1), every record stamped `base_timestamp`
+/// (timestamp deltas 0, so `maxTimestamp == baseTimestamp`), correct CRC.
+#[doc(hidden)]
+pub fn build_batch(records: &[TestRecord<'_>], base_timestamp: i64) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let records_count = i32::try_from(records.len()).expect("record count fits i32");
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len() * 16);
+    out.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+    out.extend_from_slice(&0i32.to_be_bytes()); // batchLength, patched below
+    out.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
+    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    out.extend_from_slice(&(records_count - 1).to_be_bytes()); // lastOffsetDelta
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes()); // maxTimestamp
+    out.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+    out.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+    out.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    out.extend_from_slice(&records_count.to_be_bytes());
+    assert_eq!(out.len(), BATCH_HEADER_LEN, "header layout");
+
+    let mut body = Vec::new();
+    for (offset_delta, (key, value)) in records.iter().enumerate() {
+        body.clear();
+        body.push(0); // record attributes
+        put_varlong(&mut body, 0); // timestampDelta
+        put_varlong(&mut body, offset_delta as i64);
+        put_bytes(&mut body, *key);
+        put_bytes(&mut body, *value);
+        put_varlong(&mut body, 0); // headers count
+        put_varlong(&mut out, body.len() as i64);
+        out.extend_from_slice(&body);
+    }
+
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).expect("batch fits i32");
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_COVERED_FROM..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    validate_batch(&out, u32::MAX).expect("build_batch makes valid batches");
+    out
+}
+
+/// Decodes the records of every uncompressed batch in `batch` (one or more
+/// concatenated batches) into (key, value) pairs. Panics on anything it
+/// cannot read: it is for tests.
+#[doc(hidden)]
+pub fn decode_records_for_test(batch: &[u8]) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut iter = BatchIter::new(batch);
+    for (start, header) in iter.by_ref() {
+        assert_eq!(
+            header.compression_codec(),
+            0,
+            "only uncompressed batches decode"
+        );
+        let end = start + header.total_size();
+        let mut position = start + BATCH_HEADER_LEN;
+        for _ in 0..header.records_count() {
+            let len = get_varlong(batch, &mut position);
+            assert!(len > 0, "a record has a body");
+            let record_end = position + len as usize;
+            position += 1; // record attributes
+            let _timestamp_delta = get_varlong(batch, &mut position);
+            let _offset_delta = get_varlong(batch, &mut position);
+            let key = get_bytes(batch, &mut position);
+            let value = get_bytes(batch, &mut position);
+            let headers_count = get_varlong(batch, &mut position);
+            for _ in 0..headers_count {
+                let header_key_len = get_varlong(batch, &mut position);
+                position += header_key_len as usize;
+                let _ = get_bytes(batch, &mut position);
+            }
+            assert_eq!(position, record_end, "record length matches its fields");
+            out.push((key, value));
+        }
+        assert_eq!(position, end, "records fill the batch");
+    }
+    assert!(
+        iter.tail_error().is_none(),
+        "no torn batch: {:?}",
+        iter.tail_error()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varlong_round_trips_edges() {
+        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i64::MAX, i64::MIN] {
+            let mut buf = Vec::new();
+            put_varlong(&mut buf, value);
+            let mut position = 0;
+            assert_eq!(get_varlong(&buf, &mut position), value);
+            assert_eq!(position, buf.len());
+        }
+        // Kafka's zigzag: -1 encodes as 1, 1 as 2.
+        let mut buf = Vec::new();
+        put_varlong(&mut buf, -1);
+        put_varlong(&mut buf, 1);
+        assert_eq!(buf, vec![1, 2]);
+    }
+}
