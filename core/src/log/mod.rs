@@ -1,13 +1,50 @@
 //! The partition log: segments of record batches on a [`Storage`], sparse
 //! offset and time indexes, the leader epoch cache, retention and recovery.
 //!
-//! API CONTRACT (the node is written against it; keep the signatures):
-//! batches stay bytes end to end; the log never decodes individual records.
+//! Batches stay bytes end to end; the log never decodes individual records.
+//!
+//! On disk a partition directory holds:
+//! - `{base_offset:020}.log`: segments, whole v2 batches back to back;
+//! - `leader-epoch-checkpoint`: the leader epoch cache, Kafka's text format;
+//! - `log-start-offset`: the log start offset, written when DeleteRecords
+//!   moves it past the first segment's base offset.
+//!
+//! There are no index files: the sparse offset and time indexes live in
+//! memory and are rebuilt on open by scanning batch headers (see
+//! [`index`]). Only the last segment's batches are CRC-checked on open; the
+//! others get the header scan, which still catches torn tails and gaps.
+//!
+//! Durability: segment appends are durable only once the driver syncs the
+//! paths [`PartitionLog::unsynced_paths`] names and reports it through
+//! [`PartitionLog::mark_synced`]. Checkpoints go through
+//! `Storage::write_atomic` and are durable at once; they are written before
+//! the segment changes they describe, so that a crash leaves a checkpoint
+//! ahead of the data, which open then reconciles (epoch entries beyond the
+//! log end are dropped, a log start beyond it empties the log).
 
-use crate::batch::BatchError;
-use crate::storage::{Storage, StorageError};
+mod epoch_cache;
+mod index;
+mod segment;
+
+pub use epoch_cache::{EpochCacheView, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
+
+use crate::batch::{
+    set_base_offset, set_partition_leader_epoch, validate_batches, BatchError, BatchIter,
+    BATCH_HEADER_LEN,
+};
+use crate::storage::{join, Storage, StorageError};
 use crate::time::Instant;
 use bytes::Bytes;
+use segment::{parse_segment_file_name, Segment};
+use std::collections::BTreeSet;
+
+/// The file holding the log start offset: a version line `0`, then the offset.
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset";
+
+/// Positions in a segment are kept as `u32` in the indexes, so a segment
+/// never grows past this whatever `segment.bytes` says (Kafka's
+/// `segment.bytes` is an `int` too).
+const SEGMENT_BYTES_CAP: u64 = i32::MAX as u64;
 
 /// Per-partition settings, Kafka's topic configs of the same names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,128 +119,949 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
 }
 
+impl LogError {
+    /// The Kafka error code a client receives for this error.
+    pub fn kafka_error_code(&self) -> i16 {
+        /// KAFKA_STORAGE_ERROR: the disk failed under the log.
+        const KAFKA_STORAGE_ERROR: i16 = 56;
+        /// OFFSET_OUT_OF_RANGE.
+        const OFFSET_OUT_OF_RANGE: i16 = 1;
+        match self {
+            LogError::Storage(_) => KAFKA_STORAGE_ERROR,
+            LogError::Batch(error) => error.kafka_error_code(),
+            LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+        }
+    }
+}
+
+/// A partition's log: a run of segments on a [`Storage`], the last one
+/// active, with the leader epoch cache and the log start offset.
+///
+/// It owns no storage: every call that touches the disk is handed one, so
+/// the node can keep a single `Storage` for all its partitions.
 pub struct PartitionLog {
-    _private: (),
+    dir: String,
+    config: LogConfig,
+    /// Sorted by base offset, contiguous (each starts where the previous
+    /// ends), never empty; the last is the active segment. Only the active
+    /// segment may be empty. The count is bounded by retention, not here.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    /// Sum of the segment sizes.
+    size_bytes: u64,
+    epoch_cache: LeaderEpochCache,
+    synced_offset: i64,
+    /// Segment paths appended to or created since the last `mark_synced`.
+    unsynced: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset)
+            .field("log_end_offset", &self.log_end_offset())
+            .field("segments", &self.segments.len())
+            .field("size_bytes", &self.size_bytes)
+            .field("synced_offset", &self.synced_offset)
+            .field("epoch_cache", &self.epoch_cache.entries())
+            .finish()
+    }
+}
+
+fn check_config(config: &LogConfig) {
+    assert!(config.segment_bytes > 0, "segment.bytes must be positive");
+    assert!(
+        config.index_interval_bytes > 0,
+        "index.interval.bytes must be positive"
+    );
+    assert!(
+        config.max_message_bytes > 0,
+        "max.message.bytes must be positive"
+    );
+}
+
+/// Reads a small checkpoint file whole, `None` when it does not exist.
+fn read_small_file(storage: &mut dyn Storage, path: &str) -> Result<Option<Bytes>, LogError> {
+    if !storage.exists(path) {
+        return Ok(None);
+    }
+    let len = storage.len(path)?;
+    // Checkpoints are tiny; anything huge is not one of ours.
+    const CHECKPOINT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+    if len > CHECKPOINT_BYTES_MAX {
+        return Err(StorageError::Io {
+            path: path.to_string(),
+            message: format!("checkpoint of {len} bytes is implausibly large"),
+        }
+        .into());
+    }
+    Ok(Some(storage.read_at(path, 0, len as usize)?))
+}
+
+fn parse_log_start_checkpoint(path: &str, bytes: &[u8]) -> Result<i64, StorageError> {
+    let bad = || StorageError::Io {
+        path: path.to_string(),
+        message: "malformed log start offset checkpoint".to_string(),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad())?;
+    let mut lines = text.lines();
+    if lines.next() != Some("0") {
+        return Err(bad());
+    }
+    let offset: i64 = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(bad)?;
+    if offset < 0 {
+        return Err(bad());
+    }
+    Ok(offset)
 }
 
 impl PartitionLog {
     /// Opens the log in `dir` (creating an empty one if `dir` holds nothing),
     /// rebuilding indexes and cutting the tail at the first torn or corrupt
     /// batch.
+    ///
+    /// Every segment gets a header scan (sane header, whole, base offset
+    /// following the previous batch); the last one also gets its CRCs
+    /// checked. The first failure ends the valid prefix: that segment is cut
+    /// there and every later segment deleted.
+    ///
+    /// Nothing read on open is known to be durable (the driver may not have
+    /// synced it before a restart without a crash), so the log starts with
+    /// `synced_offset() == log_start_offset()` and every segment unsynced;
+    /// the node's first flush settles it.
     pub fn open(
-        _storage: &mut dyn Storage,
-        _dir: &str,
-        _config: LogConfig,
-        _now: Instant,
+        storage: &mut dyn Storage,
+        dir: &str,
+        config: LogConfig,
+        now: Instant,
     ) -> Result<(PartitionLog, RecoveryReport), LogError> {
-        todo!()
+        check_config(&config);
+        let names = match storage.list(dir) {
+            Ok(names) => names,
+            Err(StorageError::NotFound(_)) => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        // Names come sorted and zero-padded, so this is offset order; sort
+        // anyway rather than trust every Storage to sort.
+        let mut base_offsets: Vec<i64> = names
+            .iter()
+            .filter_map(|n| parse_segment_file_name(n))
+            .collect();
+        base_offsets.sort_unstable();
+
+        let epoch_path = join(dir, LEADER_EPOCH_CHECKPOINT);
+        let epoch_cache = match read_small_file(storage, &epoch_path)? {
+            Some(bytes) => LeaderEpochCache::from_checkpoint(&epoch_path, &bytes)?,
+            None => LeaderEpochCache::default(),
+        };
+        let start_path = join(dir, LOG_START_OFFSET_CHECKPOINT);
+        let start_checkpoint = match read_small_file(storage, &start_path)? {
+            Some(bytes) => Some(parse_log_start_checkpoint(&start_path, &bytes)?),
+            None => None,
+        };
+
+        let mut report = RecoveryReport::default();
+        let mut segments: Vec<Segment> = Vec::new();
+        let last_index = base_offsets.len().saturating_sub(1);
+        let mut cut_from: Option<usize> = None;
+        for (index, &base_offset) in base_offsets.iter().enumerate() {
+            if let Some(previous) = segments.last() {
+                if previous.next_offset != base_offset {
+                    cut_from = Some(index); // a gap or an overlap
+                    break;
+                }
+            }
+            let verify_crc = index == last_index;
+            let (segment, outcome) = Segment::scan(
+                storage,
+                dir,
+                base_offset,
+                config.index_interval_bytes,
+                verify_crc,
+            )?;
+            report.batches_scanned += outcome.batches;
+            let cut = outcome.valid_bytes < outcome.file_bytes;
+            if cut {
+                tracing::warn!(
+                    path = %segment.path,
+                    valid_bytes = outcome.valid_bytes,
+                    file_bytes = outcome.file_bytes,
+                    "cutting a torn or corrupt segment tail"
+                );
+                storage.truncate(&segment.path, outcome.valid_bytes)?;
+                report.truncated_bytes += outcome.file_bytes - outcome.valid_bytes;
+            }
+            segments.push(segment);
+            if cut {
+                cut_from = Some(index + 1);
+                break;
+            }
+        }
+        if let Some(cut_from) = cut_from {
+            for &base_offset in &base_offsets[cut_from..] {
+                let path = join(dir, &segment::segment_file_name(base_offset));
+                report.truncated_bytes += storage.len(&path)?;
+                storage.remove(&path)?;
+            }
+        }
+
+        let mut log = PartitionLog {
+            dir: dir.to_string(),
+            config,
+            segments,
+            log_start_offset: 0,
+            size_bytes: 0,
+            epoch_cache,
+            synced_offset: 0,
+            unsynced: BTreeSet::new(),
+        };
+        if log.segments.is_empty() {
+            let base_offset = start_checkpoint.unwrap_or(0);
+            log.create_segment(storage, base_offset)?;
+        }
+        log.size_bytes = log.segments.iter().map(|s| s.size_bytes).sum();
+        let first_base = log.segments[0].base_offset;
+        log.log_start_offset = start_checkpoint.map_or(first_base, |c| c.max(first_base));
+        if log.log_start_offset > log.log_end_offset() {
+            // DeleteRecords went past data that a crash then lost: nothing
+            // below the recorded start may come back, so start empty there.
+            let start = log.log_start_offset;
+            log.truncate_fully_and_start_at(storage, start)?;
+        }
+        let end = log.log_end_offset();
+        let start = log.log_start_offset;
+        let mut epochs_changed = log.epoch_cache.truncate_from_end(end);
+        epochs_changed |= log.epoch_cache.truncate_from_start(start);
+        if epochs_changed {
+            log.write_epoch_checkpoint(storage)?;
+        }
+
+        let active = log
+            .segments
+            .last_mut()
+            .expect("a log has an active segment");
+        if !active.is_empty() {
+            active.created_at = Some(now);
+        }
+        log.synced_offset = log.log_start_offset;
+        log.unsynced = log.segments.iter().map(|s| s.path.clone()).collect();
+        report.segments = log.segments.len();
+        log.check_invariants();
+        Ok((log, report))
     }
 
+    // ----- getters -----
+
     pub fn dir(&self) -> &str {
-        todo!()
+        &self.dir
     }
     pub fn config(&self) -> &LogConfig {
-        todo!()
+        &self.config
     }
-    pub fn set_config(&mut self, _config: LogConfig) {
-        todo!()
+    /// New settings apply from the next append or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) {
+        check_config(&config);
+        self.config = config;
     }
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.log_start_offset
     }
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.active().next_offset
     }
     /// Size of all segments in bytes.
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.size_bytes
     }
     /// The latest epoch in the leader epoch cache, if any.
     pub fn latest_epoch(&self) -> Option<i32> {
-        todo!()
+        self.epoch_cache.latest_epoch()
     }
+    /// The leader epoch cache, with the log end its answers need.
+    pub fn epoch_cache(&self) -> EpochCacheView<'_> {
+        EpochCacheView {
+            cache: &self.epoch_cache,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+    /// OffsetForLeaderEpoch: see [`LeaderEpochCache::end_offset_for_epoch`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epoch_cache().end_offset_for_epoch(epoch)
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.iter().map(|s| s.base_offset).collect()
+    }
+    /// Storage paths of the segments, oldest first.
+    pub fn segment_paths(&self) -> Vec<String> {
+        self.segments.iter().map(|s| s.path.clone()).collect()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    // ----- appends -----
 
     /// Validates `records` (one or more v2 batches), assigns offsets from the
     /// log end, stamps `leader_epoch` into each batch header, records the
     /// epoch in the cache if new, rolls segments as configured, appends.
-    /// Nothing is appended if any batch is invalid.
+    /// Nothing is appended if any batch is invalid, nor if the storage fails
+    /// midway (what was written is cut off again).
+    ///
+    /// Panics if `leader_epoch` is older than the latest cached epoch: a
+    /// fenced leader must not get here.
     pub fn append_as_leader(
         &mut self,
-        _storage: &mut dyn Storage,
-        _records: &[u8],
-        _leader_epoch: i32,
-        _now: Instant,
+        storage: &mut dyn Storage,
+        records: &[u8],
+        leader_epoch: i32,
+        now: Instant,
     ) -> Result<AppendInfo, LogError> {
-        todo!()
+        assert!(
+            leader_epoch >= 0,
+            "a leader epoch is non-negative, got {leader_epoch}"
+        );
+        if let Some(latest) = self.latest_epoch() {
+            assert!(
+                leader_epoch >= latest,
+                "append with leader epoch {leader_epoch} below the cached epoch {latest}"
+            );
+        }
+        let batch_count = validate_batches(records, self.config.max_message_bytes)?;
+        let first_offset = self.log_end_offset();
+
+        // The checkpoint goes first: a crash then leaves an entry past the
+        // log end, which open drops, never data without its epoch.
+        if self.epoch_cache.assign(leader_epoch, first_offset) {
+            if let Err(error) = self.write_epoch_checkpoint(storage) {
+                self.epoch_cache.truncate_from_end(first_offset);
+                return Err(error);
+            }
+        }
+
+        let mut max_timestamp = i64::MIN;
+        let mut written = 0u32;
+        for (position, header) in BatchIter::new(records) {
+            let total = header.total_size();
+            let base_offset = self.log_end_offset();
+            let mut head = *header.as_bytes();
+            set_base_offset(&mut head, base_offset);
+            set_partition_leader_epoch(&mut head, leader_epoch);
+            let body = &records[position + BATCH_HEADER_LEN..position + total];
+            if let Err(error) = self.write_batch(storage, &head, body, now) {
+                self.rollback_append(storage, first_offset);
+                return Err(error);
+            }
+            max_timestamp = max_timestamp.max(header.max_timestamp());
+            written += 1;
+        }
+        assert_eq!(
+            written as usize, batch_count,
+            "every validated batch was written"
+        );
+        let info = AppendInfo {
+            first_offset,
+            last_offset: self.log_end_offset() - 1,
+            max_timestamp,
+            batch_count: written,
+            bytes: records.len() as u64,
+        };
+        debug_assert!(
+            info.last_offset >= info.first_offset,
+            "an append adds offsets"
+        );
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        Ok(info)
     }
+
+    /// Appends batches that already carry their offsets and leader epochs
+    /// (a follower copying its leader). The first batch must start at the
+    /// log end and the batches must be contiguous; the epoch cache learns
+    /// each new epoch from the batch headers.
+    pub fn append_as_follower(
+        &mut self,
+        storage: &mut dyn Storage,
+        records: &[u8],
+        now: Instant,
+    ) -> Result<AppendInfo, LogError> {
+        let batch_count = validate_batches(records, self.config.max_message_bytes)?;
+        let first_offset = self.log_end_offset();
+        // Check sequence before writing anything, all or nothing.
+        let mut expected = first_offset;
+        let mut epoch = self.latest_epoch().unwrap_or(-1);
+        for (_, header) in BatchIter::new(records) {
+            if header.base_offset() != expected || header.partition_leader_epoch() < epoch {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: header.base_offset(),
+                    log_start_offset: self.log_start_offset,
+                    log_end_offset: expected,
+                });
+            }
+            expected = header.next_offset();
+            epoch = header.partition_leader_epoch();
+        }
+        let mut max_timestamp = i64::MIN;
+        let mut written = 0u32;
+        for (position, header) in BatchIter::new(records) {
+            let epoch = header.partition_leader_epoch();
+            if epoch >= 0 && self.epoch_cache.assign(epoch, header.base_offset()) {
+                if let Err(error) = self.write_epoch_checkpoint(storage) {
+                    self.rollback_append(storage, first_offset);
+                    return Err(error);
+                }
+            }
+            let total = header.total_size();
+            let body = &records[position + BATCH_HEADER_LEN..position + total];
+            if let Err(error) = self.write_batch(storage, header.as_bytes(), body, now) {
+                self.rollback_append(storage, first_offset);
+                return Err(error);
+            }
+            max_timestamp = max_timestamp.max(header.max_timestamp());
+            written += 1;
+        }
+        assert_eq!(
+            written as usize, batch_count,
+            "every validated batch was written"
+        );
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: self.log_end_offset() - 1,
+            max_timestamp,
+            batch_count: written,
+            bytes: records.len() as u64,
+        })
+    }
+
+    /// Writes one batch (its final header, then the rest, so the batch is
+    /// never copied whole) at the log end, rolling first if needed.
+    fn write_batch(
+        &mut self,
+        storage: &mut dyn Storage,
+        head: &[u8; BATCH_HEADER_LEN],
+        body: &[u8],
+        now: Instant,
+    ) -> Result<(), LogError> {
+        let header = crate::batch::BatchHeader::parse(head).expect("a whole header");
+        assert_eq!(
+            header.base_offset(),
+            self.log_end_offset(),
+            "batches are written at the log end"
+        );
+        assert_eq!(
+            header.total_size(),
+            BATCH_HEADER_LEN + body.len(),
+            "header and body agree"
+        );
+        self.maybe_roll(
+            storage,
+            header.total_size() as u64,
+            header.last_offset(),
+            now,
+        )?;
+        let active = self.segments.last_mut().expect("active segment");
+        storage.append(&active.path, head)?;
+        storage.append(&active.path, body)?;
+        active.on_append(&header, self.config.index_interval_bytes);
+        if active.created_at.is_none() {
+            active.created_at = Some(now);
+        }
+        self.size_bytes += header.total_size() as u64;
+        self.unsynced.insert(active.path.clone());
+        Ok(())
+    }
+
+    /// Undoes a failed append back to `first_offset`: cuts the active file
+    /// back to what memory says (dropping a half-written batch), then the
+    /// whole batches this append wrote. Errors here mean the disk is gone;
+    /// they are logged, and the caller reports the original error.
+    fn rollback_append(&mut self, storage: &mut dyn Storage, first_offset: i64) {
+        let active = self.active();
+        let (path, size) = (active.path.clone(), active.size_bytes);
+        if let Err(error) = storage.truncate(&path, size) {
+            tracing::error!(%path, %error, "cannot cut a half-written batch; the log needs recovery");
+        }
+        if let Err(error) = self.truncate_to(storage, first_offset) {
+            tracing::error!(dir = %self.dir, %error, "cannot roll back a failed append");
+        }
+        if self.epoch_cache.truncate_from_end(self.log_end_offset()) {
+            if let Err(error) = self.write_epoch_checkpoint(storage) {
+                tracing::error!(dir = %self.dir, %error, "cannot roll back the epoch checkpoint");
+            }
+        }
+    }
+
+    /// Rolls the active segment if a batch of `batch_bytes` ending at
+    /// `last_offset` would overfill it, or if it is older than `segment.ms`.
+    /// An empty active segment is never rolled: a batch larger than
+    /// `segment.bytes` goes alone into a fresh segment.
+    fn maybe_roll(
+        &mut self,
+        storage: &mut dyn Storage,
+        batch_bytes: u64,
+        last_offset: i64,
+        now: Instant,
+    ) -> Result<(), LogError> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let segment_bytes = self.config.segment_bytes.min(SEGMENT_BYTES_CAP);
+        let full = active.size_bytes + batch_bytes > segment_bytes;
+        let expired = self.segment_expired(now);
+        // Relative offsets are u32 in the indexes.
+        let offsets_overflow = last_offset - active.base_offset > i64::from(u32::MAX);
+        if full || expired || offsets_overflow {
+            let base_offset = active.next_offset;
+            self.create_segment(storage, base_offset)?;
+        }
+        Ok(())
+    }
+
+    fn segment_expired(&self, now: Instant) -> bool {
+        let active = self.active();
+        match active.created_at {
+            Some(created_at) if !active.is_empty() => {
+                let age_ms = now.saturating_duration_since(created_at).as_millis();
+                age_ms >= u128::from(self.config.segment_ms)
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a new, empty active segment at `base_offset` (the log end).
+    fn create_segment(
+        &mut self,
+        storage: &mut dyn Storage,
+        base_offset: i64,
+    ) -> Result<(), LogError> {
+        if let Some(active) = self.segments.last() {
+            assert!(!active.is_empty(), "an empty segment is never rolled");
+            assert_eq!(
+                base_offset, active.next_offset,
+                "a new segment starts at the log end"
+            );
+        }
+        let segment = Segment::new(&self.dir, base_offset);
+        // An empty append creates the file, so that a reopen finds the
+        // segment (and its base offset) even before the first batch.
+        storage.append(&segment.path, &[])?;
+        self.unsynced.insert(segment.path.clone());
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    // ----- reads -----
 
     /// Reads whole batches starting with the one that holds `offset`, up to
     /// `max_bytes`, never returning a batch whose last offset is at or beyond
     /// `max_offset_exclusive` (the high watermark for consumers). Returns at
     /// least one batch when one qualifies, even if larger than `max_bytes`.
+    /// Batches come from one segment per call, as in Kafka.
     pub fn read(
         &mut self,
-        _storage: &mut dyn Storage,
-        _offset: i64,
-        _max_bytes: usize,
-        _max_offset_exclusive: i64,
+        storage: &mut dyn Storage,
+        offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
     ) -> Result<ReadResult, LogError> {
-        todo!()
+        let log_end_offset = self.log_end_offset();
+        let empty = |log: &PartitionLog| ReadResult {
+            records: Bytes::new(),
+            log_start_offset: log.log_start_offset,
+            log_end_offset,
+        };
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(self.out_of_range(offset));
+        }
+        if offset == log_end_offset {
+            return Ok(empty(self));
+        }
+        let segment = &self.segments[self.segment_index_for(offset)];
+        let (position, first) = segment.find_batch(storage, offset)?;
+        if first.last_offset() >= max_offset_exclusive {
+            return Ok(empty(self));
+        }
+        let remaining = segment.size_bytes - position;
+        let want = (max_bytes.max(first.total_size()) as u64).min(remaining);
+        let chunk = storage.read_at(&segment.path, position, want as usize)?;
+        if chunk.len() < first.total_size() {
+            return Err(StorageError::Io {
+                path: segment.path.clone(),
+                message: format!(
+                    "short read at {position}: {} of {} bytes",
+                    chunk.len(),
+                    first.total_size()
+                ),
+            }
+            .into());
+        }
+        // The first batch always goes; later ones while they fit in
+        // `max_bytes` and end below `max_offset_exclusive`.
+        let mut end = 0usize;
+        for (batch_position, header) in BatchIter::new(&chunk) {
+            debug_assert_eq!(batch_position, end, "batches are back to back");
+            let batch_end = batch_position + header.total_size();
+            if end > 0 && (batch_end > max_bytes || header.last_offset() >= max_offset_exclusive) {
+                break;
+            }
+            end = batch_end;
+        }
+        assert!(
+            end >= first.total_size(),
+            "the first batch is always returned"
+        );
+        Ok(ReadResult {
+            records: chunk.slice(..end),
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        })
     }
 
     /// The first offset whose batch max timestamp is >= `timestamp`, with that
     /// timestamp; `None` when every batch is older (ListOffsets by time).
+    ///
+    /// The offset is the base offset of that batch (or the log start, if the
+    /// batch straddles it): records are not decoded, so a consumer may see a
+    /// few older records of the same batch, which it skips by timestamp.
     pub fn offset_for_timestamp(
         &mut self,
-        _storage: &mut dyn Storage,
-        _timestamp: i64,
+        storage: &mut dyn Storage,
+        timestamp: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
-        todo!()
+        // Segment max timestamps are not monotonic (producers set them), so
+        // walk segments in offset order; the first one holding a match has
+        // the first matching batch.
+        for segment in &self.segments {
+            if let Some(header) =
+                segment.find_by_timestamp(storage, timestamp, self.log_start_offset)?
+            {
+                let offset = header.base_offset().max(self.log_start_offset);
+                return Ok(Some((offset, header.max_timestamp())));
+            }
+        }
+        Ok(None)
     }
+
+    fn segment_index_for(&self, offset: i64) -> usize {
+        let count = self.segments.partition_point(|s| s.base_offset <= offset);
+        assert!(count > 0, "offset {offset} below the first segment");
+        count - 1
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    // ----- deletion and retention -----
 
     /// DeleteRecords: moves the log start offset up to `offset` (must be
     /// <= log end) and deletes segments wholly below it. Returns the new log
-    /// start offset.
+    /// start offset. An offset at or below the current start changes nothing.
     pub fn delete_records_before(
         &mut self,
-        _storage: &mut dyn Storage,
-        _offset: i64,
+        storage: &mut dyn Storage,
+        offset: i64,
     ) -> Result<i64, LogError> {
-        todo!()
+        if offset > self.log_end_offset() || offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        // Durable first: records below the new start must never come back,
+        // even if the deletions below are lost in a crash.
+        self.write_log_start_checkpoint(storage, offset)?;
+        self.log_start_offset = offset;
+        if offset == self.log_end_offset() && !self.active().is_empty() {
+            // The active segment is wholly below the new start; roll so that
+            // it can go too.
+            self.create_segment(storage, offset)?;
+        }
+        self.delete_segments_below_start(storage)?;
+        self.after_log_start_moved(storage)?;
+        self.check_invariants();
+        Ok(self.log_start_offset)
     }
 
     /// Deletes whole segments past `retention.bytes` or older than
     /// `retention.ms` (never the active segment), and rolls the active segment
     /// when `segment.ms` has elapsed. Returns how many segments were deleted.
+    ///
+    /// Like Kafka, deletion is by prefix: it stops at the first segment that
+    /// must stay, even if a later one has older timestamps.
     pub fn enforce_retention(
         &mut self,
-        _storage: &mut dyn Storage,
-        _now: Instant,
+        storage: &mut dyn Storage,
+        now: Instant,
     ) -> Result<usize, LogError> {
-        todo!()
+        if self.segment_expired(now) {
+            let base_offset = self.log_end_offset();
+            self.create_segment(storage, base_offset)?;
+        }
+        let mut deleted = self.delete_segments_below_start(storage)?;
+        let expired_before_ms = now.unix_millis().saturating_sub(self.config.retention_ms);
+        // At most one deletion per non-active segment.
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let by_size = self.config.retention_bytes >= 0
+                && self.size_bytes - oldest.size_bytes >= self.config.retention_bytes as u64;
+            let by_time = self.config.retention_ms >= 0
+                && oldest.max_timestamp.is_none_or(|ts| ts < expired_before_ms);
+            if !(by_size || by_time) {
+                break;
+            }
+            self.delete_oldest_segment(storage)?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let first_base = self.segments[0].base_offset;
+            if first_base > self.log_start_offset {
+                // Recovered from the first segment on open; no checkpoint.
+                self.log_start_offset = first_base;
+                self.synced_offset = self
+                    .synced_offset
+                    .max(first_base)
+                    .min(self.log_end_offset());
+            }
+            self.after_log_start_moved(storage)?;
+        }
+        self.check_invariants();
+        Ok(deleted)
     }
+
+    fn delete_segments_below_start(
+        &mut self,
+        storage: &mut dyn Storage,
+    ) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 && self.segments[0].next_offset <= self.log_start_offset {
+            self.delete_oldest_segment(storage)?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    fn delete_oldest_segment(&mut self, storage: &mut dyn Storage) -> Result<(), LogError> {
+        assert!(
+            self.segments.len() > 1,
+            "the active segment is never deleted"
+        );
+        storage.remove(&self.segments[0].path)?;
+        let segment = self.segments.remove(0);
+        self.size_bytes -= segment.size_bytes;
+        self.unsynced.remove(&segment.path);
+        tracing::debug!(path = %segment.path, "deleted segment");
+        Ok(())
+    }
+
+    fn after_log_start_moved(&mut self, storage: &mut dyn Storage) -> Result<(), LogError> {
+        if self.epoch_cache.truncate_from_start(self.log_start_offset) {
+            self.write_epoch_checkpoint(storage)?;
+        }
+        Ok(())
+    }
+
+    // ----- truncation (replication) -----
+
+    /// Drops everything at and after `offset`, as a follower does when its
+    /// log diverged from the leader's. The cut falls on a batch boundary:
+    /// if `offset` is inside a batch, that whole batch goes, so the new log
+    /// end may be below `offset`. An offset below the log start empties the
+    /// log and restarts it at `offset`. No-op at or beyond the log end.
+    pub fn truncate_to(&mut self, storage: &mut dyn Storage, offset: i64) -> Result<(), LogError> {
+        assert!(
+            offset >= 0,
+            "truncation offset is non-negative, got {offset}"
+        );
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(storage, offset);
+        }
+        let index = self.segment_index_for(offset);
+        let segment = &self.segments[index];
+        let (position, header) = segment.find_batch(storage, offset)?;
+        if header.base_offset() < self.log_start_offset {
+            // The batch straddles the log start; cutting it would put the
+            // log end below the start.
+            return self.truncate_fully_and_start_at(storage, offset);
+        }
+        // Later segments go newest first, so a crash midway leaves a prefix.
+        while self.segments.len() > index + 1 {
+            let last = self.segments.pop().expect("len > index + 1");
+            storage.remove(&last.path)?;
+            self.unsynced.remove(&last.path);
+        }
+        let (base_offset, path) = (
+            self.segments[index].base_offset,
+            self.segments[index].path.clone(),
+        );
+        storage.truncate(&path, position)?;
+        let (mut rebuilt, outcome) = Segment::scan(
+            storage,
+            &self.dir,
+            base_offset,
+            self.config.index_interval_bytes,
+            false,
+        )?;
+        assert_eq!(
+            outcome.valid_bytes, position,
+            "the kept prefix of a segment scans whole"
+        );
+        rebuilt.created_at = self.segments[index]
+            .created_at
+            .filter(|_| !rebuilt.is_empty());
+        self.segments[index] = rebuilt;
+        self.size_bytes = self.segments.iter().map(|s| s.size_bytes).sum();
+        self.after_truncation(storage)
+    }
+
+    /// Deletes every segment and restarts the log, empty, at `offset`.
+    fn truncate_fully_and_start_at(
+        &mut self,
+        storage: &mut dyn Storage,
+        offset: i64,
+    ) -> Result<(), LogError> {
+        assert!(offset >= 0, "a log starts at a non-negative offset");
+        self.write_log_start_checkpoint(storage, offset)?;
+        for segment in self.segments.drain(..) {
+            storage.remove(&segment.path)?;
+        }
+        self.unsynced.clear();
+        self.size_bytes = 0;
+        self.log_start_offset = offset;
+        self.create_segment(storage, offset)?;
+        if self.epoch_cache.clear() {
+            self.write_epoch_checkpoint(storage)?;
+        }
+        self.after_truncation(storage)
+    }
+
+    fn after_truncation(&mut self, storage: &mut dyn Storage) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        self.synced_offset = self.synced_offset.min(end);
+        if self.epoch_cache.truncate_from_end(end) {
+            self.write_epoch_checkpoint(storage)?;
+        }
+        self.check_invariants();
+        Ok(())
+    }
+
+    // ----- durability -----
 
     /// Paths written since the last `mark_synced`, for an `Output::Flush`.
     pub fn unsynced_paths(&self) -> Vec<String> {
-        todo!()
+        self.unsynced.iter().cloned().collect()
     }
+
     /// The driver synced every path `unsynced_paths` returned when the log
-    /// end was `log_end_offset`: everything below it is durable.
-    pub fn mark_synced(&mut self, _log_end_offset: i64) {
-        todo!()
+    /// end was `log_end_offset`: everything below it is durable. Segments
+    /// appended to since then stay unsynced.
+    pub fn mark_synced(&mut self, log_end_offset: i64) {
+        let synced = log_end_offset.min(self.log_end_offset());
+        self.synced_offset = self.synced_offset.max(synced);
+        let segments = &self.segments;
+        self.unsynced.retain(|path| {
+            segments
+                .iter()
+                .find(|s| &s.path == path)
+                .is_some_and(|s| s.next_offset > synced)
+        });
     }
+
     /// Offsets below this are durable.
     pub fn synced_offset(&self) -> i64 {
-        todo!()
+        self.synced_offset
     }
 
     /// Removes everything and deletes the directory (DeleteTopics).
-    pub fn delete(self, _storage: &mut dyn Storage) -> Result<(), LogError> {
-        todo!()
+    pub fn delete(self, storage: &mut dyn Storage) -> Result<(), LogError> {
+        storage.remove_dir(&self.dir)?;
+        Ok(())
+    }
+
+    fn write_epoch_checkpoint(&mut self, storage: &mut dyn Storage) -> Result<(), LogError> {
+        let path = join(&self.dir, LEADER_EPOCH_CHECKPOINT);
+        storage.write_atomic(&path, self.epoch_cache.to_checkpoint().as_bytes())?;
+        Ok(())
+    }
+
+    fn write_log_start_checkpoint(
+        &mut self,
+        storage: &mut dyn Storage,
+        offset: i64,
+    ) -> Result<(), LogError> {
+        let path = join(&self.dir, LOG_START_OFFSET_CHECKPOINT);
+        storage.write_atomic(&path, format!("0\n{offset}\n").as_bytes())?;
+        Ok(())
     }
 
     /// Panics with a reason when an internal invariant is broken.
     pub fn check_invariants(&self) {
-        todo!()
+        assert!(
+            !self.segments.is_empty(),
+            "a log always has an active segment"
+        );
+        let log_end_offset = self.log_end_offset();
+        assert!(
+            self.segments[0].base_offset <= self.log_start_offset,
+            "log start {} below the first segment {}",
+            self.log_start_offset,
+            self.segments[0].base_offset
+        );
+        assert!(
+            self.log_start_offset <= log_end_offset,
+            "log start {} beyond log end {log_end_offset}",
+            self.log_start_offset
+        );
+        for pair in self.segments.windows(2) {
+            assert_eq!(
+                pair[0].next_offset, pair[1].base_offset,
+                "segments are contiguous and sorted"
+            );
+            assert!(!pair[0].is_empty(), "only the active segment may be empty");
+        }
+        for segment in &self.segments {
+            segment.check_invariants();
+        }
+        let size_bytes: u64 = self.segments.iter().map(|s| s.size_bytes).sum();
+        assert_eq!(
+            self.size_bytes, size_bytes,
+            "size_bytes is the sum of the segments"
+        );
+        self.epoch_cache
+            .check_invariants(self.log_start_offset, log_end_offset);
+        assert!(
+            self.synced_offset <= log_end_offset,
+            "synced offset {} beyond log end {log_end_offset}",
+            self.synced_offset
+        );
+        for path in &self.unsynced {
+            assert!(
+                self.segments.iter().any(|s| &s.path == path),
+                "unsynced path {path} is not a live segment"
+            );
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;
