@@ -1,1 +1,39 @@
-fn main() {}
+//! `seedlog`: the command line. Each subcommand parses its flags and hands
+//! over to the crate that does the work.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "seedlog",
+    version,
+    about = "A deterministic-simulation-tested, Kafka-compatible broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker that Kafka clients can talk to.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Logs go to stderr: stdout carries the one "listening" line that
+    // scripts and tests parse.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+    }
+}

@@ -6,7 +6,22 @@
 //! runtime. Connection tasks frame and decode requests and hand them to that
 //! thread over a bounded channel; the node thread routes responses back to
 //! each connection's bounded writer queue.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use seedlog_net::{Server, ServerConfig};
+//! let config = ServerConfig::new("127.0.0.1:0".parse()?, "./seedlog-data");
+//! let server = Server::bind(config).await?; // prints "seedlog listening on ..."
+//! println!("port {}", server.local_addr().port());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
 
+pub mod connection;
 pub mod file_storage;
+pub mod framing;
+pub mod node_thread;
+pub mod server;
 
 pub use file_storage::FileStorage;
+pub use server::{run, Server, ServerConfig};

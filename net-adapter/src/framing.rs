@@ -1,0 +1,368 @@
+//! Kafka's wire framing: every request and response is an `i32` big-endian
+//! length followed by that many bytes. Decoding turns a request frame into
+//! a header and a body, or into the reason the connection must close.
+//!
+//! Everything here treats the peer as hostile: lengths are checked before
+//! any buffer grows, the buffer grows only as bytes arrive, and the
+//! third-party decoder runs behind `catch_unwind`, so bad input closes one
+//! connection and never the process.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use seedlog_core::node::supports;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Kafka's `socket.request.max.bytes` default.
+pub const REQUEST_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
+
+/// A frame's buffer grows by at most this much per read, so a peer that
+/// announces a large frame and sends little costs little memory.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The fixed prefix every request header version starts with: api key (2),
+/// api version (2), correlation id (4).
+const HEADER_PREFIX_BYTES: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("negative frame length {0}")]
+    NegativeLength(i32),
+    #[error("frame of {length_bytes} bytes exceeds the limit of {limit_bytes}")]
+    TooLarge {
+        length_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error(
+        "connection closed in the middle of a frame ({received_bytes} of {length_bytes} bytes)"
+    )]
+    Truncated {
+        received_bytes: usize,
+        length_bytes: usize,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    request_bytes_max: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut length = [0u8; 4];
+    let mut filled = 0;
+    while filled < length.len() {
+        let n = reader.read(&mut length[filled..]).await?;
+        if n == 0 {
+            if filled == 0 {
+                return Ok(None);
+            }
+            return Err(FrameError::Truncated {
+                received_bytes: filled,
+                length_bytes: 4,
+            });
+        }
+        filled += n;
+    }
+    let length = i32::from_be_bytes(length);
+    let length_bytes = usize::try_from(length).map_err(|_| FrameError::NegativeLength(length))?;
+    if length_bytes > request_bytes_max {
+        return Err(FrameError::TooLarge {
+            length_bytes,
+            limit_bytes: request_bytes_max,
+        });
+    }
+
+    let mut frame = BytesMut::with_capacity(length_bytes.min(READ_CHUNK_BYTES));
+    while frame.len() < length_bytes {
+        let missing = length_bytes - frame.len();
+        frame.reserve(missing.min(READ_CHUNK_BYTES));
+        // `take` keeps the read inside this frame: the next frame's bytes
+        // stay in the socket for the next call.
+        let n = (&mut *reader)
+            .take(missing as u64)
+            .read_buf(&mut frame)
+            .await?;
+        if n == 0 {
+            return Err(FrameError::Truncated {
+                received_bytes: frame.len(),
+                length_bytes,
+            });
+        }
+    }
+    assert_eq!(frame.len(), length_bytes, "read past the frame");
+    Ok(Some(frame.freeze()))
+}
+
+/// A request frame, understood.
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        header: RequestHeader,
+        /// Boxed: the largest request type is hundreds of bytes, and
+        /// decoded requests travel through channels.
+        body: Box<RequestKind>,
+    },
+    /// ApiVersions at a version the broker does not serve. Kafka answers
+    /// with a v0 response carrying UNSUPPORTED_VERSION and its ranges, so
+    /// that the client can retry at a version both sides know.
+    ApiVersionsUnsupported { correlation_id: i32 },
+}
+
+/// Why a request frame cannot be served; each closes the connection, as
+/// Kafka does.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes is shorter than a request header")]
+    TooShort(usize),
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version {api_version} of {api_key:?}")]
+    UnsupportedVersion { api_key: ApiKey, api_version: i16 },
+    #[error("malformed {api_key:?} v{api_version} request: {message}")]
+    Malformed {
+        api_key: ApiKey,
+        api_version: i16,
+        message: String,
+    },
+}
+
+/// Decodes a request frame (without its length prefix).
+pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
+    if frame.len() < HEADER_PREFIX_BYTES {
+        return Err(DecodeError::TooShort(frame.len()));
+    }
+    let mut prefix = &frame[..HEADER_PREFIX_BYTES];
+    let api_key_raw = prefix.get_i16();
+    let api_version = prefix.get_i16();
+    let correlation_id = prefix.get_i32();
+    let api_key =
+        ApiKey::try_from(api_key_raw).map_err(|()| DecodeError::UnknownApiKey(api_key_raw))?;
+    if !supports(api_key, api_version) {
+        if api_key == ApiKey::ApiVersions {
+            return Ok(Decoded::ApiVersionsUnsupported { correlation_id });
+        }
+        return Err(DecodeError::UnsupportedVersion {
+            api_key,
+            api_version,
+        });
+    }
+
+    let malformed = |message: String| DecodeError::Malformed {
+        api_key,
+        api_version,
+        message,
+    };
+    // The decoder indexes and slices untrusted bytes; a bug in it must cost
+    // one connection, not the broker.
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(
+        move || -> anyhow::Result<(RequestHeader, RequestKind)> {
+            let mut buf = frame;
+            let header = decode_request_header_from_buffer(&mut buf)?;
+            let body = RequestKind::decode(api_key, &mut buf, api_version)?;
+            Ok((header, body))
+        },
+    ));
+    match decoded {
+        Ok(Ok((header, body))) => {
+            debug_assert_eq!(
+                header.request_api_key, api_key_raw,
+                "header re-read a different key"
+            );
+            Ok(Decoded::Request {
+                header,
+                body: Box::new(body),
+            })
+        }
+        Ok(Err(e)) => Err(malformed(format!("{e:#}"))),
+        Err(_) => Err(malformed("the decoder panicked".to_string())),
+    }
+}
+
+/// Encodes a response frame: length, response header at the version the
+/// api prescribes, body.
+pub fn encode_response(
+    correlation_id: i32,
+    api_key: ApiKey,
+    api_version: i16,
+    body: &ResponseKind,
+) -> anyhow::Result<Bytes> {
+    let mut frame = BytesMut::with_capacity(64);
+    frame.put_i32(0); // Length, patched below.
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut frame, api_key.response_header_version(api_version))?;
+    body.encode(&mut frame, api_version)?;
+    let length = i32::try_from(frame.len() - 4).map_err(|_| {
+        anyhow::anyhow!(
+            "{api_key:?} response of {} bytes does not fit a frame",
+            frame.len()
+        )
+    })?;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(frame.freeze())
+}
+
+/// The answer to [`Decoded::ApiVersionsUnsupported`]: v0 body, v0 header.
+pub fn encode_api_versions_unsupported(correlation_id: i32) -> Bytes {
+    let body = ResponseKind::ApiVersions(seedlog_core::node::api_versions_unsupported_response());
+    encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
+        .expect("the broker's own ApiVersions list encodes at v0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+
+    fn request_frame(
+        api_key: ApiKey,
+        api_version: i16,
+        correlation_id: i32,
+        body: &RequestKind,
+    ) -> Bytes {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(api_version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("test")))
+            .encode(&mut buf, api_key.request_header_version(api_version))
+            .unwrap();
+        body.encode(&mut buf, api_version).unwrap();
+        buf.freeze()
+    }
+
+    fn with_length(frame: &[u8]) -> Vec<u8> {
+        let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(frame);
+        out
+    }
+
+    #[tokio::test]
+    async fn reads_consecutive_frames_and_a_clean_end() {
+        let mut input = with_length(b"first");
+        input.extend(with_length(b""));
+        input.extend(with_length(b"third"));
+        let mut reader = &input[..];
+        assert_eq!(
+            &read_frame(&mut reader, 100).await.unwrap().unwrap()[..],
+            b"first"
+        );
+        assert_eq!(
+            &read_frame(&mut reader, 100).await.unwrap().unwrap()[..],
+            b""
+        );
+        assert_eq!(
+            &read_frame(&mut reader, 100).await.unwrap().unwrap()[..],
+            b"third"
+        );
+        assert!(read_frame(&mut reader, 100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_lengths_and_truncation() {
+        let negative = (-1i32).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &negative[..], 100).await,
+            Err(FrameError::NegativeLength(-1))
+        ));
+        let large = 101i32.to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &large[..], 100).await,
+            Err(FrameError::TooLarge {
+                length_bytes: 101,
+                ..
+            })
+        ));
+        let mut truncated = 100i32.to_be_bytes().to_vec();
+        truncated.extend_from_slice(&[0; 10]);
+        assert!(matches!(
+            read_frame(&mut &truncated[..], 1000).await,
+            Err(FrameError::Truncated {
+                received_bytes: 10,
+                length_bytes: 100
+            })
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0][..], 1000).await,
+            Err(FrameError::Truncated {
+                received_bytes: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn decodes_a_supported_request() {
+        let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
+        let frame = request_frame(ApiKey::ApiVersions, 3, 7, &body);
+        match decode_request(frame).unwrap() {
+            Decoded::Request { header, body } => {
+                assert_eq!(header.correlation_id, 7);
+                assert!(matches!(*body, RequestKind::ApiVersions(_)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn classifies_bad_requests() {
+        assert_eq!(
+            decode_request(Bytes::from_static(&[0, 18, 0])).unwrap_err(),
+            DecodeError::TooShort(3)
+        );
+        let unknown = Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            decode_request(unknown).unwrap_err(),
+            DecodeError::UnknownApiKey(0x7f00)
+        );
+
+        let metadata = RequestKind::Metadata(MetadataRequest::default());
+        let frame = request_frame(ApiKey::Metadata, 12, 1, &metadata);
+        let mut too_new = BytesMut::from(&frame[..]);
+        too_new[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(too_new.freeze()).unwrap_err(),
+            DecodeError::UnsupportedVersion {
+                api_version: 99,
+                ..
+            }
+        ));
+
+        let mut garbage = BytesMut::from(&frame[..8]);
+        garbage.extend_from_slice(&[0xff; 5]);
+        assert!(matches!(
+            decode_request(garbage.freeze()).unwrap_err(),
+            DecodeError::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn unsupported_api_versions_version_gets_the_v0_answer() {
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::ApiVersions as i16);
+        frame.put_i16(i16::MAX);
+        frame.put_i32(42);
+        frame.extend_from_slice(b"whatever follows is not parsed");
+        assert!(matches!(
+            decode_request(frame.freeze()).unwrap(),
+            Decoded::ApiVersionsUnsupported { correlation_id: 42 }
+        ));
+
+        let mut response = encode_api_versions_unsupported(42);
+        let length = response.get_i32();
+        assert_eq!(length as usize, response.len());
+        let header = ResponseHeader::decode(&mut response, 0).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        let body = kafka_protocol::messages::ApiVersionsResponse::decode(&mut response, 0).unwrap();
+        assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+        assert!(body
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::ApiVersions as i16));
+    }
+}

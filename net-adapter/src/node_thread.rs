@@ -1,0 +1,300 @@
+//! The one thread that owns the [`Node`].
+//!
+//! The core is single-threaded by design, and its fsyncs block: they run
+//! here, on a dedicated OS thread with its own single-threaded runtime (for
+//! timers and channel receives), so a slow disk never stalls the sockets.
+//!
+//! The loop is "mutate, then drain": take one message (or a timer), then up
+//! to `batch_max` more that are already waiting, feeding each to the node
+//! and routing its responses at once. Flush requests are only collected
+//! while the batch runs; after it, each distinct path is synced once and
+//! every flush id of the batch is completed. Requests that arrive during an
+//! fsync queue up in the channel and form the next batch: group commit
+//! without a timer.
+
+use crate::file_storage::FileStorage;
+use crate::framing::encode_response;
+use bytes::Bytes;
+use kafka_protocol::messages::{RequestHeader, RequestKind};
+use seedlog_core::node::{ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output};
+use seedlog_core::storage::{Storage, StorageError};
+use seedlog_core::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// What connection tasks tell the node thread.
+#[derive(Debug)]
+pub enum NodeMessage {
+    /// A new connection: where its responses go, and a handle whose drop
+    /// tells the connection's reader to stop.
+    Open {
+        connection: ConnectionId,
+        responses: mpsc::Sender<Bytes>,
+        close: oneshot::Sender<()>,
+    },
+    Request {
+        connection: ConnectionId,
+        header: RequestHeader,
+        body: Box<RequestKind>,
+    },
+    /// An already encoded frame to queue behind the connection's earlier
+    /// responses (the unsupported-ApiVersions answer).
+    Frame {
+        connection: ConnectionId,
+        frame: Bytes,
+    },
+    /// The reader has stopped; sent exactly once per opened connection.
+    Closed { connection: ConnectionId },
+}
+
+/// The node's clock: nanoseconds since the Unix epoch, so the core's
+/// `Instant::unix_millis` is Kafka's wall-clock timestamp.
+pub fn now() -> Instant {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::from_nanos(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+}
+
+struct ConnectionHandle {
+    responses: mpsc::Sender<Bytes>,
+    /// Dropping it stops the reader; never sent on.
+    _close: oneshot::Sender<()>,
+}
+
+pub struct NodeDriver {
+    node: Node<FileStorage>,
+    connections: BTreeMap<ConnectionId, ConnectionHandle>,
+    flushes_pending: Vec<(FlushId, Vec<String>)>,
+    /// Messages handled before pending flushes are performed.
+    batch_max: usize,
+}
+
+impl NodeDriver {
+    pub fn new(
+        config: NodeConfig,
+        storage: FileStorage,
+        rng_seed: u64,
+        batch_max: usize,
+    ) -> Result<NodeDriver, NodeError> {
+        assert!(batch_max > 0, "a batch holds at least one message");
+        let node = Node::new(config, storage, rng_seed, now())?;
+        let mut driver = NodeDriver {
+            node,
+            connections: BTreeMap::new(),
+            flushes_pending: Vec::new(),
+            batch_max,
+        };
+        // Recovery may already want something flushed.
+        driver.drain_outputs();
+        driver.perform_flushes();
+        Ok(driver)
+    }
+
+    /// Serves until `stop` fires (or is dropped) or every sender is gone,
+    /// then closes every connection and makes every appended byte durable.
+    pub async fn run(
+        mut self,
+        mut messages: mpsc::Receiver<NodeMessage>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<(), StorageError> {
+        loop {
+            let timer = sleep_until(self.node.poll_timeout());
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                message = messages.recv() => {
+                    let Some(message) = message else { break };
+                    self.on_message(message);
+                    for _ in 1..self.batch_max {
+                        match messages.try_recv() {
+                            Ok(message) => self.on_message(message),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = timer => {
+                    self.node.handle_timeout(now());
+                    self.drain_outputs();
+                }
+            }
+            self.perform_flushes();
+        }
+
+        info!(
+            connections = self.connections.len(),
+            "node stopping: closing connections, final flush"
+        );
+        // Writers send what is already queued, then close; readers stop.
+        self.connections.clear();
+        self.perform_flushes();
+        let storage = self.node.storage_mut();
+        let dirty_files = storage.dirty_paths().len();
+        storage.sync_all()?;
+        info!(dirty_files, "final flush done");
+        Ok(())
+    }
+
+    fn on_message(&mut self, message: NodeMessage) {
+        match message {
+            NodeMessage::Open {
+                connection,
+                responses,
+                close,
+            } => {
+                let previous = self.connections.insert(
+                    connection,
+                    ConnectionHandle {
+                        responses,
+                        _close: close,
+                    },
+                );
+                assert!(previous.is_none(), "connection id {connection} reused");
+            }
+            NodeMessage::Request {
+                connection,
+                header,
+                body,
+            } => {
+                // A request queued before the node closed the connection:
+                // the client will never see its answer.
+                if !self.connections.contains_key(&connection) {
+                    debug!(connection, "request for a closed connection dropped");
+                    return;
+                }
+                self.node.handle(
+                    now(),
+                    Input::Request {
+                        connection,
+                        header,
+                        body: *body,
+                    },
+                );
+                self.drain_outputs();
+            }
+            NodeMessage::Frame { connection, frame } => self.send(connection, frame),
+            NodeMessage::Closed { connection } => {
+                self.connections.remove(&connection);
+                self.node
+                    .handle(now(), Input::ConnectionClosed { connection });
+                self.drain_outputs();
+            }
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Response {
+                    connection,
+                    correlation_id,
+                    api_key,
+                    api_version,
+                    body,
+                } => {
+                    if !self.connections.contains_key(&connection) {
+                        continue; // Closed meanwhile: nobody to answer.
+                    }
+                    match encode_response(correlation_id, api_key, api_version, &body) {
+                        Ok(frame) => self.send(connection, frame),
+                        Err(e) => {
+                            // The core built a response its own version
+                            // cannot carry: a bug, but the client's loss
+                            // only, so close rather than crash the broker.
+                            error!(connection, ?api_key, api_version, error = %e, "response does not encode; closing");
+                            self.connections.remove(&connection);
+                        }
+                    }
+                }
+                Output::Flush { flush_id, paths } => self.flushes_pending.push((flush_id, paths)),
+                Output::CloseConnection { connection, reason } => {
+                    warn!(connection, %reason, "closing connection");
+                    self.connections.remove(&connection);
+                }
+            }
+        }
+    }
+
+    /// Queues a frame for the connection's writer. Never waits: one client
+    /// that does not read its responses must not stall every other one, so
+    /// a full queue closes that connection.
+    fn send(&mut self, connection: ConnectionId, frame: Bytes) {
+        let Some(handle) = self.connections.get(&connection) else {
+            return;
+        };
+        match handle.responses.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(connection, "client is not reading its responses; closing");
+                self.connections.remove(&connection);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The writer hit a socket error; the reader will report
+                // `Closed` shortly.
+                self.connections.remove(&connection);
+            }
+        }
+    }
+
+    /// Syncs every distinct path of every pending flush once, then reports
+    /// each flush. Completions can unblock more work that asks for more
+    /// flushes (the next batch of held produces), so repeat until none is
+    /// left; no new requests are taken meanwhile, so this ends.
+    fn perform_flushes(&mut self) {
+        let mut rounds = 0u32;
+        while !self.flushes_pending.is_empty() {
+            rounds += 1;
+            if rounds == 64 {
+                warn!(rounds, "flush completions keep asking for more flushes");
+            }
+            let flushes = std::mem::take(&mut self.flushes_pending);
+            let paths: BTreeSet<&str> = flushes
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(String::as_str))
+                .collect();
+            let mut failures: BTreeMap<&str, StorageError> = BTreeMap::new();
+            let storage = self.node.storage_mut();
+            for &path in &paths {
+                match storage.sync(path) {
+                    Ok(()) => {}
+                    // Deleted since the flush was asked for (retention,
+                    // DeleteTopics): nothing of it needs to survive.
+                    Err(StorageError::NotFound(_)) => debug!(path, "flushed file no longer exists"),
+                    Err(e) => {
+                        error!(path, error = %e, "fsync failed");
+                        failures.insert(path, e);
+                    }
+                }
+            }
+            debug!(flushes = flushes.len(), paths = paths.len(), "flushed");
+            let now = now();
+            let inputs: Vec<Input> = flushes
+                .iter()
+                .map(|(flush_id, flush_paths)| {
+                    match flush_paths.iter().find_map(|p| failures.get(p.as_str())) {
+                        None => Input::FlushCompleted {
+                            flush_id: *flush_id,
+                        },
+                        Some(error) => Input::FlushFailed {
+                            flush_id: *flush_id,
+                            error: error.clone(),
+                        },
+                    }
+                })
+                .collect();
+            for input in inputs {
+                self.node.handle(now, input);
+                self.drain_outputs();
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep(deadline.saturating_duration_since(now())).await,
+        None => std::future::pending().await,
+    }
+}

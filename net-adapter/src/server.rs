@@ -1,0 +1,287 @@
+//! The TCP server: accepts connections, starts the node thread, shuts down
+//! gracefully.
+
+use crate::connection::{self, ConnectionLimits};
+use crate::file_storage::{FileStorage, OPEN_FILES_MAX_DEFAULT};
+use crate::framing::REQUEST_BYTES_MAX_DEFAULT;
+use crate::node_thread::{NodeDriver, NodeMessage};
+use anyhow::Context;
+use seedlog_core::node::{ConnectionId, NodeConfig};
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The node's settings. Its advertised host and port are overwritten
+    /// with the bound address, so that port 0 works.
+    pub node: NodeConfig,
+    /// Kafka's `socket.request.max.bytes`: a larger frame closes the
+    /// connection.
+    pub request_bytes_max: usize,
+    /// Open connections at once; more are accepted and closed at once.
+    pub connections_max: usize,
+    /// Encoded responses queued per connection before it is closed as not
+    /// reading.
+    pub responses_queued_per_connection_max: usize,
+    /// Messages queued from all connections to the node thread.
+    pub node_queue_max: usize,
+    /// Messages the node thread handles before it performs their flushes.
+    pub node_batch_max: usize,
+    /// Cached open file handles in the storage.
+    pub open_files_max: usize,
+    /// Kafka's `connections.max.idle.ms`.
+    pub connection_idle_timeout: Duration,
+    /// How long shutdown waits for connections to send queued responses.
+    pub drain_timeout: Duration,
+    /// Seed of the node's RNG; from the clock when `None`.
+    pub rng_seed: Option<u64>,
+}
+
+impl ServerConfig {
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            listen,
+            data_dir: data_dir.into(),
+            node: NodeConfig::default(),
+            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
+            connections_max: 10_000,
+            responses_queued_per_connection_max: 1024,
+            node_queue_max: 4096,
+            node_batch_max: 256,
+            open_files_max: OPEN_FILES_MAX_DEFAULT,
+            connection_idle_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(5),
+            rng_seed: None,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("request_bytes_max", self.request_bytes_max),
+            ("connections_max", self.connections_max),
+            (
+                "responses_queued_per_connection_max",
+                self.responses_queued_per_connection_max,
+            ),
+            ("node_queue_max", self.node_queue_max),
+            ("node_batch_max", self.node_batch_max),
+            ("open_files_max", self.open_files_max),
+        ];
+        for (name, value) in positive {
+            anyhow::ensure!(value > 0, "{name} must be positive");
+        }
+        anyhow::ensure!(
+            i32::try_from(self.request_bytes_max).is_ok(),
+            "request_bytes_max must fit a frame length (i32)"
+        );
+        anyhow::ensure!(
+            self.responses_queued_per_connection_max >= self.node.in_flight_requests_per_connection_max.min(1024),
+            "responses_queued_per_connection_max is below the in-flight request limit: pipelining clients would be closed"
+        );
+        Ok(())
+    }
+}
+
+/// A bound listener with a running node thread. `run` serves.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    node_tx: mpsc::Sender<NodeMessage>,
+    node_stop: oneshot::Sender<()>,
+    node_done: oneshot::Receiver<anyhow::Result<()>>,
+    node_thread: std::thread::JoinHandle<()>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Binds the listener, opens the storage and starts the node (running
+    /// log recovery), then prints `seedlog listening on ADDRESS` to stdout.
+    pub async fn bind(mut config: ServerConfig) -> anyhow::Result<Server> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        if !local_addr.ip().is_unspecified() {
+            config.node.advertised_host = local_addr.ip().to_string();
+        }
+        config.node.advertised_port = i32::from(local_addr.port());
+
+        let storage = FileStorage::with_open_files_max(&config.data_dir, config.open_files_max)
+            .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+        let rng_seed = config
+            .rng_seed
+            .unwrap_or_else(|| crate::node_thread::now().as_nanos());
+        let (node_tx, node_rx) = mpsc::channel(config.node_queue_max);
+        let (node_stop, stop_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (done_tx, node_done) = oneshot::channel();
+        let node_config = config.node.clone();
+        let batch_max = config.node_batch_max;
+        let node_thread = std::thread::Builder::new()
+            .name("seedlog-node".to_string())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::from(e).context("node runtime")));
+                        return;
+                    }
+                };
+                let driver = match NodeDriver::new(node_config, storage, rng_seed, batch_max) {
+                    Ok(driver) => driver,
+                    Err(e) => {
+                        let _ = ready_tx
+                            .send(Err(anyhow::Error::from(e).context("cannot start the node")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let result = runtime.block_on(driver.run(node_rx, stop_rx));
+                let _ = done_tx.send(result.context("final flush"));
+            })
+            .context("cannot spawn the node thread")?;
+        match ready_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => anyhow::bail!("the node thread panicked while starting"),
+        }
+
+        info!(address = %local_addr, data_dir = %config.data_dir.display(), "listening");
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "seedlog listening on {local_addr}")?;
+        stdout.flush()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            node_tx,
+            node_stop,
+            node_done,
+            node_thread,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every
+    /// connection (queued responses still go out, within `drain_timeout`),
+    /// completes pending flushes and syncs every file. Fails if the node
+    /// thread dies.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            local_addr,
+            node_tx,
+            node_stop,
+            mut node_done,
+            node_thread,
+            config,
+        } = self;
+        let limits = ConnectionLimits {
+            request_bytes_max: config.request_bytes_max,
+            responses_queued_max: config.responses_queued_per_connection_max,
+            idle_timeout: config.connection_idle_timeout,
+            drain_timeout: config.drain_timeout,
+        };
+        let connection_permits = Arc::new(Semaphore::new(config.connections_max));
+        let mut connections = JoinSet::new();
+        let mut next_connection: ConnectionId = 0;
+        let mut node_result = None;
+        tokio::pin!(shutdown);
+
+        loop {
+            // Reap finished connection tasks so the set stays bounded by
+            // the open connections.
+            while connections.try_join_next().is_some() {}
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                done = &mut node_done => {
+                    node_result = Some(done);
+                    break;
+                }
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off
+                            // instead of spinning on the error.
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = connection_permits.clone().try_acquire_owned() else {
+                        warn!(%peer, connections_max = config.connections_max, "connection limit reached; refusing");
+                        continue; // Dropping the stream closes it.
+                    };
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(%peer, error = %e, "set_nodelay failed");
+                    }
+                    let connection = next_connection;
+                    next_connection += 1;
+                    let node_tx = node_tx.clone();
+                    connections.spawn(async move {
+                        connection::serve(stream, peer, connection, node_tx, limits).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+
+        info!(address = %local_addr, "shutting down");
+        drop(listener);
+        drop(node_tx);
+        let _ = node_stop.send(());
+        let node_result = match node_result {
+            Some(done) => done,
+            None => node_done.await,
+        };
+        // Connections close as the node drops their queues; give their
+        // writers the drain time, then cut whatever is left.
+        let drained = tokio::time::timeout(config.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                left = connections.len(),
+                "connections did not drain in time"
+            );
+            connections.abort_all();
+        }
+        let joined = tokio::task::spawn_blocking(move || node_thread.join()).await?;
+        match (node_result, joined) {
+            (Ok(result), Ok(())) => {
+                result?;
+                info!("stopped");
+                Ok(())
+            }
+            _ => {
+                error!("the node thread panicked");
+                anyhow::bail!("the node thread panicked")
+            }
+        }
+    }
+}
+
+/// Binds and serves until `shutdown` completes.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    Server::bind(config).await?.run(shutdown).await
+}
