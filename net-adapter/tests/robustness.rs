@@ -31,11 +31,16 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config =
             ServerConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.path().join("data"));
         config.request_bytes_max = REQUEST_BYTES_MAX;
         config.rng_seed = Some(7);
+        adjust(&mut config);
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback(), "tests listen on loopback only");
@@ -393,6 +398,102 @@ async fn many_abusive_connections_at_once() {
     for task in tasks {
         task.await.unwrap();
     }
+    assert_still_serving(server.addr).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_stalled_connections_are_closed() {
+    let server =
+        TestServer::start_with(|c| c.connection_idle_timeout = Duration::from_millis(300)).await;
+    // Silent after connecting.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    // Stalled in the middle of a frame (a slow-loris holding a slot).
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(&api_versions_request(3, 1)[..6])
+        .await
+        .unwrap();
+    assert_closed_without_answer(&mut idle).await;
+    assert_closed_without_answer(&mut stalled).await;
+    assert_still_serving(server.addr).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_and_slots_come_back() {
+    let server = TestServer::start_with(|c| c.connections_max = 2).await;
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
+    // Both hold a slot once they have been answered.
+    assert_eq!(api_versions(&mut first, 3, 1).await.error_code, 0);
+    assert_eq!(api_versions(&mut second, 3, 1).await.error_code, 0);
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let _ = third.write_all(&api_versions_request(3, 1)).await;
+    assert_closed_without_answer(&mut third).await;
+    drop(first);
+    // The slot frees once the server has seen the close; retry briefly.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let _ = stream.write_all(&api_versions_request(3, 9)).await;
+        let mut length = [0u8; 4];
+        if let Ok(Ok(_)) = tokio::time::timeout(TIMEOUT, stream.read_exact(&mut length)).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a freed slot is reused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_not_buffered() {
+    let server = TestServer::start_with(|c| {
+        c.responses_queued_per_connection_max = 4;
+        c.node.in_flight_requests_per_connection_max = 4;
+        c.drain_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let requests = 50_000;
+    let mut pipeline = Vec::new();
+    for correlation_id in 0..requests {
+        pipeline.extend(api_versions_request(3, correlation_id));
+    }
+    // Tens of megabytes of answers the client does not read: the server
+    // must give up on the connection rather than queue them all. The write
+    // itself may fail once the server has closed.
+    let _ = tokio::time::timeout(TIMEOUT, stream.write_all(&pipeline)).await;
+    let mut received = Vec::new();
+    loop {
+        let mut chunk = [0u8; 64 * 1024];
+        match tokio::time::timeout(TIMEOUT, stream.read(&mut chunk))
+            .await
+            .expect("no hang")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let mut answered = 0usize;
+    let mut buf = &received[..];
+    while buf.len() >= 4 {
+        let length = i32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+        if buf.len() < 4 + length {
+            break;
+        }
+        buf = &buf[4 + length..];
+        answered += 1;
+    }
+    assert!(
+        answered < requests as usize,
+        "all {answered} answers were queued for a client that did not read"
+    );
     assert_still_serving(server.addr).await;
     server.stop().await;
 }
