@@ -5,16 +5,19 @@
 //! Any protocol violation closes the connection with a warning, as Kafka
 //! does; nothing a peer sends can panic the broker or leave a task behind.
 
-use crate::framing::{decode_request, encode_api_versions_unsupported, read_frame, Decoded};
+use crate::framing::{
+    decode_request, encode_api_versions_unsupported, read_body, read_length, Decoded,
+};
 use crate::node_thread::NodeMessage;
 use bytes::Bytes;
 use seedlog_core::node::ConnectionId;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
 /// The per-connection limits, copied out of `ServerConfig`.
@@ -30,6 +33,12 @@ pub struct ConnectionLimits {
     /// How long queued responses may take to leave after the reader stops.
     pub drain_timeout: Duration,
 }
+
+/// Shared by all connections: one permit per byte of request frames read
+/// and not yet handled by the node, so that many connections each sending
+/// a large frame cannot exhaust memory. A reader waits for permits before
+/// it reads a body; TCP then pushes back on the client.
+pub type RequestMemory = Arc<Semaphore>;
 
 /// Why the reader stopped; logged once.
 enum Ending {
@@ -47,6 +56,7 @@ pub async fn serve(
     connection: ConnectionId,
     node: mpsc::Sender<NodeMessage>,
     limits: ConnectionLimits,
+    memory: RequestMemory,
 ) {
     assert!(
         limits.responses_queued_max > 0,
@@ -66,7 +76,7 @@ pub async fn serve(
     debug!(connection, %peer, "connection opened");
     let writer = tokio::spawn(write_loop(writer, responses_rx, connection));
 
-    let ending = read_loop(reader, connection, &node, limits, close_rx).await;
+    let ending = read_loop(reader, connection, &node, limits, &memory, close_rx).await;
     match &ending {
         Ending::ClientClosed => debug!(connection, %peer, "client closed the connection"),
         Ending::ClosedByBroker => debug!(connection, %peer, "connection closed by the broker"),
@@ -92,18 +102,39 @@ async fn read_loop(
     connection: ConnectionId,
     node: &mpsc::Sender<NodeMessage>,
     limits: ConnectionLimits,
+    memory: &RequestMemory,
     mut close: oneshot::Receiver<()>,
 ) -> Ending {
     loop {
         let read = tokio::select! {
             biased;
             _ = &mut close => return Ending::ClosedByBroker,
-            read = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, limits.request_bytes_max)) => read,
+            read = tokio::time::timeout(limits.idle_timeout, read_length(&mut reader, limits.request_bytes_max)) => read,
+        };
+        let length_bytes = match read {
+            Err(_elapsed) => return Ending::Idle,
+            Ok(Ok(Some(length_bytes))) => length_bytes,
+            Ok(Ok(None)) => return Ending::ClientClosed,
+            Ok(Err(e)) => return Ending::Violation(e.to_string()),
+        };
+        let permits = u32::try_from(length_bytes)
+            .expect("request_bytes_max fits u32: checked by ServerConfig");
+        let permit = tokio::select! {
+            biased;
+            _ = &mut close => return Ending::ClosedByBroker,
+            permit = memory.clone().acquire_many_owned(permits) => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => return Ending::NodeGone,
+            },
+        };
+        let read = tokio::select! {
+            biased;
+            _ = &mut close => return Ending::ClosedByBroker,
+            read = tokio::time::timeout(limits.idle_timeout, read_body(&mut reader, length_bytes)) => read,
         };
         let frame = match read {
             Err(_elapsed) => return Ending::Idle,
-            Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => return Ending::ClientClosed,
+            Ok(Ok(frame)) => frame,
             Ok(Err(e)) => return Ending::Violation(e.to_string()),
         };
         let message = match decode_request(frame) {
@@ -111,6 +142,7 @@ async fn read_loop(
                 connection,
                 header,
                 body,
+                memory: permit,
             },
             Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => NodeMessage::Frame {
                 connection,

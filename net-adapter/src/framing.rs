@@ -51,6 +51,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     request_bytes_max: usize,
 ) -> Result<Option<Bytes>, FrameError> {
+    match read_length(reader, request_bytes_max).await? {
+        None => Ok(None),
+        Some(length_bytes) => Ok(Some(read_body(reader, length_bytes).await?)),
+    }
+}
+
+/// Reads and checks a frame's length prefix. `Ok(None)` is a clean end of
+/// stream between frames.
+pub async fn read_length<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    request_bytes_max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut length = [0u8; 4];
     let mut filled = 0;
     while filled < length.len() {
@@ -74,7 +86,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             limit_bytes: request_bytes_max,
         });
     }
+    Ok(Some(length_bytes))
+}
 
+/// Reads the `length_bytes` of a frame whose prefix `read_length` took.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    length_bytes: usize,
+) -> Result<Bytes, FrameError> {
     let mut frame = BytesMut::with_capacity(length_bytes.min(READ_CHUNK_BYTES));
     while frame.len() < length_bytes {
         let missing = length_bytes - frame.len();
@@ -93,7 +112,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
     }
     assert_eq!(frame.len(), length_bytes, "read past the frame");
-    Ok(Some(frame.freeze()))
+    Ok(frame.freeze())
 }
 
 /// A request frame, understood.

@@ -21,7 +21,7 @@ use seedlog_core::storage::{Storage, StorageError};
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, error, info, warn};
 
 /// What connection tasks tell the node thread.
@@ -38,6 +38,9 @@ pub enum NodeMessage {
         connection: ConnectionId,
         header: RequestHeader,
         body: Box<RequestKind>,
+        /// The frame's bytes, counted against the shared request memory
+        /// until the node has handled the request.
+        memory: OwnedSemaphorePermit,
     },
     /// An already encoded frame to queue behind the connection's earlier
     /// responses (the unsupported-ApiVersions answer).
@@ -157,6 +160,7 @@ impl NodeDriver {
                 connection,
                 header,
                 body,
+                memory,
             } => {
                 // A request queued before the node closed the connection:
                 // the client will never see its answer.
@@ -172,6 +176,7 @@ impl NodeDriver {
                         body: *body,
                     },
                 );
+                drop(memory);
                 self.drain_outputs();
             }
             NodeMessage::Frame { connection, frame } => self.send(connection, frame),

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     /// Kafka's `socket.request.max.bytes`: a larger frame closes the
     /// connection.
     pub request_bytes_max: usize,
+    /// Bytes of request frames read and not yet handled by the node, over
+    /// all connections; readers wait for room. At least `request_bytes_max`.
+    pub request_bytes_in_flight_max: usize,
     /// Open connections at once; more are accepted and closed at once.
     pub connections_max: usize,
     /// Encoded responses queued per connection before it is closed as not
@@ -54,6 +57,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             node: NodeConfig::default(),
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
+            request_bytes_in_flight_max: 5 * REQUEST_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             responses_queued_per_connection_max: 1024,
             node_queue_max: 4096,
@@ -83,6 +87,14 @@ impl ServerConfig {
         anyhow::ensure!(
             i32::try_from(self.request_bytes_max).is_ok(),
             "request_bytes_max must fit a frame length (i32)"
+        );
+        anyhow::ensure!(
+            self.request_bytes_in_flight_max >= self.request_bytes_max,
+            "request_bytes_in_flight_max is below request_bytes_max: a largest frame could never be read"
+        );
+        anyhow::ensure!(
+            u32::try_from(self.request_bytes_in_flight_max).is_ok(),
+            "request_bytes_in_flight_max must fit u32"
         );
         anyhow::ensure!(
             self.responses_queued_per_connection_max >= self.node.in_flight_requests_per_connection_max.min(1024),
@@ -200,6 +212,7 @@ impl Server {
             drain_timeout: config.drain_timeout,
         };
         let connection_permits = Arc::new(Semaphore::new(config.connections_max));
+        let request_memory = Arc::new(Semaphore::new(config.request_bytes_in_flight_max));
         let mut connections = JoinSet::new();
         let mut next_connection: ConnectionId = 0;
         let mut node_result = None;
@@ -237,8 +250,9 @@ impl Server {
                     let connection = next_connection;
                     next_connection += 1;
                     let node_tx = node_tx.clone();
+                    let memory = request_memory.clone();
                     connections.spawn(async move {
-                        connection::serve(stream, peer, connection, node_tx, limits).await;
+                        connection::serve(stream, peer, connection, node_tx, limits, memory).await;
                         drop(permit);
                     });
                 }

@@ -498,6 +498,48 @@ async fn a_client_that_never_reads_is_closed_not_buffered() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_memory_is_shared_and_bounded() {
+    let server =
+        TestServer::start_with(|c| c.request_bytes_in_flight_max = REQUEST_BYTES_MAX).await;
+    // One connection announces a frame as large as all request memory and
+    // sends only part of it: it holds every permit while it trickles.
+    let mut hog = TcpStream::connect(server.addr).await.unwrap();
+    hog.write_all(&(REQUEST_BYTES_MAX as i32).to_be_bytes())
+        .await
+        .unwrap();
+    hog.write_all(&[0u8; 1000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Another client's request waits for memory instead of being read.
+    let mut waiting = TcpStream::connect(server.addr).await.unwrap();
+    waiting
+        .write_all(&api_versions_request(3, 5))
+        .await
+        .unwrap();
+    let mut length = [0u8; 4];
+    let early =
+        tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut length)).await;
+    assert!(
+        early.is_err(),
+        "answered while all request memory was taken: {early:?}"
+    );
+    // The hog leaves; its permits return and the waiting request is served.
+    drop(hog);
+    let length = tokio::time::timeout(TIMEOUT, waiting.read_i32())
+        .await
+        .expect("served once memory is free")
+        .unwrap();
+    let mut body = vec![0; length as usize];
+    waiting.read_exact(&mut body).await.unwrap();
+    let mut body = Bytes::from(body);
+    assert_eq!(
+        ResponseHeader::decode(&mut body, 0).unwrap().correlation_id,
+        5
+    );
+    assert_still_serving(server.addr).await;
+    server.stop().await;
+}
+
 /// The environment variable that turns `child_server` into a server.
 const CHILD_ENV: &str = "SEEDLOG_ROBUSTNESS_CHILD";
 
