@@ -27,7 +27,7 @@
 mod testing;
 
 #[doc(hidden)]
-pub use testing::{build_batch, decode_records_for_test};
+pub use testing::{build_batch, decode_records_for_test, DecodedRecord, TestRecord};
 
 /// Bytes of a v2 batch header, up to and including `recordsCount`.
 pub const BATCH_HEADER_LEN: usize = 61;

@@ -8,6 +8,8 @@ use super::{
 
 /// A key or value: `None` is Kafka's null (length -1).
 pub type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+/// An owned (key, value) pair as [`decode_records_for_test`] returns it.
+pub type DecodedRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
     // Zigzag, then base-128 little-endian groups (protobuf style), as
@@ -108,7 +110,7 @@ pub fn build_batch(records: &[TestRecord<'_>], base_timestamp: i64) -> Vec<u8> {
 /// concatenated batches) into (key, value) pairs. Panics on anything it
 /// cannot read: it is for tests.
 #[doc(hidden)]
-pub fn decode_records_for_test(batch: &[u8]) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn decode_records_for_test(batch: &[u8]) -> Vec<DecodedRecord> {
     let mut out = Vec::new();
     let mut iter = BatchIter::new(batch);
     for (start, header) in iter.by_ref() {

@@ -229,10 +229,13 @@ impl PartitionLog {
     /// checked. The first failure ends the valid prefix: that segment is cut
     /// there and every later segment deleted.
     ///
-    /// Nothing read on open is known to be durable (the driver may not have
-    /// synced it before a restart without a crash), so the log starts with
-    /// `synced_offset() == log_start_offset()` and every segment unsynced;
-    /// the node's first flush settles it.
+    /// What open finds counts as durable (`synced_offset() ==
+    /// log_end_offset()`): after a power cut only synced bytes are left, and
+    /// after a mere process restart the OS still holds the rest and writes
+    /// it back. Every non-empty segment is nevertheless listed in
+    /// `unsynced_paths`, so the first flush after open syncs them too. A
+    /// driver that restarts a node on a storage that may later drop bytes
+    /// written before the restart must sync or crash that storage first.
     pub fn open(
         storage: &mut dyn Storage,
         dir: &str,
@@ -347,8 +350,13 @@ impl PartitionLog {
         if !active.is_empty() {
             active.created_at = Some(now);
         }
-        log.synced_offset = log.log_start_offset;
-        log.unsynced = log.segments.iter().map(|s| s.path.clone()).collect();
+        log.synced_offset = log.log_end_offset();
+        log.unsynced = log
+            .segments
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.path.clone())
+            .collect();
         report.segments = log.segments.len();
         log.check_invariants();
         Ok((log, report))

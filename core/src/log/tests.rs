@@ -1,5 +1,5 @@
 use super::*;
-use crate::batch::{build_batch, decode_records_for_test, error_codes, BatchHeader};
+use crate::batch::{build_batch, decode_records_for_test, error_codes, BatchHeader, TestRecord};
 use crate::storage::MemoryStorage;
 
 const DIR: &str = "t-0";
@@ -7,8 +7,7 @@ const DIR: &str = "t-0";
 /// A batch of `records` records of 100-byte values, stamped `timestamp_ms`.
 fn batch(records: usize, timestamp_ms: i64) -> Vec<u8> {
     let value = [7u8; 100];
-    let list: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        (0..records).map(|_| (None, Some(&value[..]))).collect();
+    let list: Vec<TestRecord<'_>> = (0..records).map(|_| (None, Some(&value[..]))).collect();
     build_batch(&list, timestamp_ms)
 }
 
