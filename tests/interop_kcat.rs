@@ -11,21 +11,40 @@ const PARTITIONS: usize = 3;
 const RECORDS: usize = 100_000;
 
 fn kcat_available() -> bool {
-    let found = Command::new("kcat").arg("-V").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("SEEDLOG_REQUIRE_KCAT").is_none(), "kcat is required here (apt-get install kcat)");
+        assert!(
+            std::env::var_os("SEEDLOG_REQUIRE_KCAT").is_none(),
+            "kcat is required here (apt-get install kcat)"
+        );
         eprintln!("SKIPPED: kcat is not installed (apt-get install kcat); .ci/run installs it and requires this test");
     }
     found
 }
 
 fn lines_for(partition: usize) -> Vec<String> {
-    (0..RECORDS).filter(|i| i % PARTITIONS == partition).map(|i| format!("record-{i:06}")).collect()
+    (0..RECORDS)
+        .filter(|i| i % PARTITIONS == partition)
+        .map(|i| format!("record-{i:06}"))
+        .collect()
 }
 
 fn kcat_produce(bootstrap: &str, topic: &str, partition: usize, lines: &[String]) {
     let mut child = Command::new("kcat")
-        .args(["-P", "-b", bootstrap, "-t", topic, "-p", &partition.to_string(), "-X", "acks=all"])
+        .args([
+            "-P",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-p",
+            &partition.to_string(),
+            "-X",
+            "acks=all",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .expect("kcat starts");
@@ -40,10 +59,28 @@ fn kcat_produce(bootstrap: &str, topic: &str, partition: usize, lines: &[String]
 /// `(offset, value)` pairs of one partition, read from the beginning to the end.
 fn kcat_consume(bootstrap: &str, topic: &str, partition: usize) -> Vec<(i64, String)> {
     let output = Command::new("kcat")
-        .args(["-C", "-b", bootstrap, "-t", topic, "-p", &partition.to_string(), "-o", "beginning", "-e", "-q", "-f", "%o %s\\n"])
+        .args([
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-p",
+            &partition.to_string(),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%o %s\\n",
+        ])
         .output()
         .expect("kcat runs");
-    assert!(output.status.success(), "kcat -C failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kcat -C failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -62,14 +99,30 @@ fn kcat_produces_and_consumes_100k_records_over_three_partitions() {
     let dir = scratch_dir("interop-kcat");
     let broker = Broker::start(&dir, &["--num-partitions", "3"]);
     for partition in 0..PARTITIONS {
-        kcat_produce(&broker.bootstrap, "kcat-interop", partition, &lines_for(partition));
+        kcat_produce(
+            &broker.bootstrap,
+            "kcat-interop",
+            partition,
+            &lines_for(partition),
+        );
     }
     let mut total = 0;
     for partition in 0..PARTITIONS {
         let read = kcat_consume(&broker.bootstrap, "kcat-interop", partition);
-        let expected: Vec<(i64, String)> = lines_for(partition).into_iter().enumerate().map(|(o, v)| (o as i64, v)).collect();
-        assert_eq!(read.len(), expected.len(), "partition {partition} record count");
-        assert!(read == expected, "partition {partition}: offsets contiguous from 0, values in produce order");
+        let expected: Vec<(i64, String)> = lines_for(partition)
+            .into_iter()
+            .enumerate()
+            .map(|(o, v)| (o as i64, v))
+            .collect();
+        assert_eq!(
+            read.len(),
+            expected.len(),
+            "partition {partition} record count"
+        );
+        assert!(
+            read == expected,
+            "partition {partition}: offsets contiguous from 0, values in produce order"
+        );
         total += read.len();
     }
     assert_eq!(total, RECORDS);

@@ -16,10 +16,19 @@ const PARTITIONS: i32 = 4;
 const RECORDS: usize = 100_000;
 
 fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let results = runtime
-        .block_on(admin.create_topics(&[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
         .expect("CreateTopics answered");
     for result in results {
         result.expect("topic created");
@@ -38,12 +47,21 @@ fn produce_all(bootstrap: &str, topic: &str) {
         let partition = (i % PARTITIONS as usize) as i32;
         let key = i.to_string();
         let value = format!("value-{i:06}");
-        let mut record = BaseRecord::to(topic).partition(partition).key(&key).payload(&value);
+        let mut record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
                 Err((e, r)) => {
-                    assert!(matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)), "send failed: {e}");
+                    assert!(
+                        matches!(
+                            e.rdkafka_error_code(),
+                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
+                        "send failed: {e}"
+                    );
                     producer.poll(Duration::from_millis(10));
                     record = r;
                 }
@@ -51,7 +69,9 @@ fn produce_all(bootstrap: &str, topic: &str) {
         }
         producer.poll(Duration::ZERO);
     }
-    producer.flush(Duration::from_secs(60)).expect("every record acknowledged");
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("every record acknowledged");
 }
 
 /// Reads every partition from the beginning; returns the values per partition.
@@ -64,7 +84,9 @@ fn consume_all(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).expect("assign");
     let mut values = vec![Vec::new(); PARTITIONS as usize];
@@ -72,11 +94,20 @@ fn consume_all(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut total = 0;
     while total < RECORDS {
-        assert!(Instant::now() < deadline, "consumed only {total} of {RECORDS} records");
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else { continue };
+        assert!(
+            Instant::now() < deadline,
+            "consumed only {total} of {RECORDS} records"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let message = message.expect("no consumer error");
         let p = message.partition() as usize;
-        assert_eq!(message.offset(), offsets[p], "partition {p} read in offset order without gaps");
+        assert_eq!(
+            message.offset(),
+            offsets[p],
+            "partition {p} read in offset order without gaps"
+        );
         offsets[p] += 1;
         values[p].push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
         total += 1;

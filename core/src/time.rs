@@ -11,7 +11,9 @@ use std::ops::{Add, Sub};
 use std::time::Duration;
 
 /// A point in time, in nanoseconds since the driver's epoch.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Instant {
     nanos: u64,
 }
@@ -75,6 +77,9 @@ mod tests {
         assert_eq!(b.unix_millis(), 15);
         assert_eq!(b - a, Duration::from_millis(10));
         assert_eq!(a - b, Duration::ZERO);
-        assert_eq!(Instant::from_nanos(u64::MAX) + Duration::from_secs(1), Instant::from_nanos(u64::MAX));
+        assert_eq!(
+            Instant::from_nanos(u64::MAX) + Duration::from_secs(1),
+            Instant::from_nanos(u64::MAX)
+        );
     }
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const CONN: u64 = 1;
+const FETCH_CONN: u64 = 99;
 
 struct Harness {
     node: Node<MemoryStorage>,
@@ -60,7 +61,14 @@ impl Harness {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id);
-        self.node.handle(self.now, Input::Request { connection, header, body });
+        self.node.handle(
+            self.now,
+            Input::Request {
+                connection,
+                header,
+                body,
+            },
+        );
         self.pump();
         correlation_id
     }
@@ -71,7 +79,9 @@ impl Harness {
 
     fn request(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
         let id = self.send(key, version, body);
-        self.responses.remove(&id).unwrap_or_else(|| panic!("no response to {key:?}"))
+        self.responses
+            .remove(&id)
+            .unwrap_or_else(|| panic!("no response to {key:?}"))
     }
 
     fn pump(&mut self) {
@@ -79,7 +89,17 @@ impl Harness {
             let mut flushes = Vec::new();
             while let Some(output) = self.node.poll_output() {
                 match output {
-                    Output::Response { correlation_id, body, .. } => {
+                    Output::Response {
+                        correlation_id,
+                        body,
+                        api_version,
+                        ..
+                    } => {
+                        // Every response must encode at the version it answers.
+                        let mut buf = bytes::BytesMut::new();
+                        body.encode(&mut buf, api_version).unwrap_or_else(|e| {
+                            panic!("response does not encode at v{api_version}: {e}: {body:?}")
+                        });
                         self.response_order.push(correlation_id);
                         self.responses.insert(correlation_id, body);
                     }
@@ -98,7 +118,8 @@ impl Harness {
                 for path in &paths {
                     self.node.storage_mut().sync(path).expect("sync");
                 }
-                self.node.handle(self.now, Input::FlushCompleted { flush_id });
+                self.node
+                    .handle(self.now, Input::FlushCompleted { flush_id });
             }
         }
         panic!("pump did not settle");
@@ -110,7 +131,8 @@ impl Harness {
             for path in &paths {
                 self.node.storage_mut().sync(path).expect("sync");
             }
-            self.node.handle(self.now, Input::FlushCompleted { flush_id });
+            self.node
+                .handle(self.now, Input::FlushCompleted { flush_id });
         }
         self.pump();
     }
@@ -134,19 +156,38 @@ impl Harness {
             .with_configs(
                 configs
                     .iter()
-                    .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string()))))
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
                     .collect(),
             );
-        match self.request(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))) {
+        match self.request(
+            ApiKey::CreateTopics,
+            7,
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic])),
+        ) {
             ResponseKind::CreateTopics(r) => r.topics[0].error_code,
             other => panic!("{other:?}"),
         }
     }
 
-    fn produce(&mut self, topic: &str, partition: i32, acks: i16, values: &[&[u8]]) -> Option<(i16, i64)> {
-        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = values.iter().map(|v| (None, Some(*v))).collect();
+    fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        values: &[&[u8]],
+    ) -> Option<(i16, i64)> {
+        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+            values.iter().map(|v| (None, Some(*v))).collect();
         let batch = build_batch(&records, self.now.unix_millis());
-        let id = self.send(ApiKey::Produce, 9, RequestKind::Produce(produce_request(topic, partition, acks, batch)));
+        let id = self.send(
+            ApiKey::Produce,
+            9,
+            RequestKind::Produce(produce_request(topic, partition, acks, batch)),
+        );
         self.responses.remove(&id).map(|r| match r {
             ResponseKind::Produce(r) => {
                 let p = &r.responses[0].partition_responses[0];
@@ -172,26 +213,43 @@ impl Harness {
     }
 
     /// (error, high watermark, values read)
+    /// Fetches on a connection of its own, so that no response queued on
+    /// `CONN` (a produce waiting for its flush) holds this one back.
     fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> (i16, i64, Vec<Vec<u8>>) {
-        match self.request(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request(topic, partition, offset, 0))) {
+        let id = self.send_on(
+            FETCH_CONN,
+            ApiKey::Fetch,
+            12,
+            RequestKind::Fetch(Harness::fetch_request(topic, partition, offset, 0)),
+        );
+        match self.responses.remove(&id).expect("fetch answered") {
             ResponseKind::Fetch(r) => fetched(&r),
             other => panic!("{other:?}"),
         }
     }
 
     fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> (i16, i64) {
-        let request = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp).with_current_leader_epoch(-1)])]);
+        let request = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)
+                    .with_current_leader_epoch(-1)])]);
         match self.request(ApiKey::ListOffsets, 7, RequestKind::ListOffsets(request)) {
-            ResponseKind::ListOffsets(r) => (r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].offset),
+            ResponseKind::ListOffsets(r) => (
+                r.topics[0].partitions[0].error_code,
+                r.topics[0].partitions[0].offset,
+            ),
             other => panic!("{other:?}"),
         }
     }
 
     fn metadata(&mut self, topic: &str, allow_auto_create: bool) -> MetadataResponse {
         let request = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
             .with_allow_auto_topic_creation(allow_auto_create);
         match self.request(ApiKey::Metadata, 12, RequestKind::Metadata(request)) {
             ResponseKind::Metadata(r) => r,
@@ -201,9 +259,14 @@ impl Harness {
 }
 
 fn produce_request(topic: &str, partition: i32, acks: i16, batch: Vec<u8>) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.into())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(batch)))])])
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(batch)))])])
 }
 
 fn fetched(r: &FetchResponse) -> (i16, i64, Vec<Vec<u8>>) {
@@ -213,7 +276,11 @@ fn fetched(r: &FetchResponse) -> (i16, i64, Vec<Vec<u8>>) {
     while records.len() >= 12 {
         let len = 12 + i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize;
         let batch = records.split_to(len);
-        values.extend(decode_records_for_test(&batch).into_iter().map(|(_, v)| v.unwrap()));
+        values.extend(
+            decode_records_for_test(&batch)
+                .into_iter()
+                .map(|(_, v)| v.unwrap()),
+        );
     }
     (p.error_code, p.high_watermark, values)
 }
@@ -221,7 +288,13 @@ fn fetched(r: &FetchResponse) -> (i16, i64, Vec<Vec<u8>>) {
 #[test]
 fn api_versions_advertises_produce_and_fetch() {
     let mut h = Harness::new();
-    let ResponseKind::ApiVersions(r) = h.request(ApiKey::ApiVersions, 3, RequestKind::ApiVersions(ApiVersionsRequest::default())) else { panic!() };
+    let ResponseKind::ApiVersions(r) = h.request(
+        ApiKey::ApiVersions,
+        3,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    ) else {
+        panic!()
+    };
     assert_eq!(r.error_code, 0);
     let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
@@ -232,18 +305,30 @@ fn api_versions_advertises_produce_and_fetch() {
 fn metadata_auto_creates_topics_only_when_allowed() {
     let mut h = Harness::new();
     let r = h.metadata("denied", false);
-    assert_eq!(r.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
     let r = h.metadata("orders", true);
     assert_eq!(r.topics[0].error_code, 0);
     assert_eq!(r.topics[0].partitions.len(), 1);
     assert_eq!(r.brokers[0].port, 9092);
     let r = h.metadata("bad/name", true);
-    assert_eq!(r.topics[0].error_code, ResponseError::InvalidTopicException.code());
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
 
-    let mut config = NodeConfig { auto_create_topics: false, ..NodeConfig::default() };
+    let mut config = NodeConfig {
+        auto_create_topics: false,
+        ..NodeConfig::default()
+    };
     config.num_partitions = 3;
     let mut h = Harness::with_config(config, MemoryStorage::new());
-    assert_eq!(h.metadata("orders", true).topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        h.metadata("orders", true).topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
 }
 
 #[test]
@@ -259,8 +344,14 @@ fn produce_then_fetch_round_trips_with_contiguous_offsets() {
     assert_eq!(values, vec![b"c".to_vec()]);
     assert_eq!(h.fetch("t", 1, 4).0, ResponseError::OffsetOutOfRange.code());
     assert_eq!(h.fetch("t", 0, 0).2.len(), 0);
-    assert_eq!(h.produce("t", 7, 1, &[b"x"]).unwrap().0, ResponseError::UnknownTopicOrPartition.code());
-    assert_eq!(h.produce("t", 0, 2, &[b"x"]).unwrap().0, ResponseError::InvalidRequiredAcks.code());
+    assert_eq!(
+        h.produce("t", 7, 1, &[b"x"]).unwrap().0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        h.produce("t", 0, 2, &[b"x"]).unwrap().0,
+        ResponseError::InvalidRequiredAcks.code()
+    );
 }
 
 #[test]
@@ -270,9 +361,18 @@ fn corrupt_batches_are_rejected_and_nothing_is_appended() {
     let mut batch = build_batch(&[(None, Some(b"v"))], 0);
     let last = batch.len() - 1;
     batch[last] ^= 0xff;
-    let id = h.send(ApiKey::Produce, 9, RequestKind::Produce(produce_request("t", 0, 1, batch)));
-    let ResponseKind::Produce(r) = h.responses.remove(&id).unwrap() else { panic!() };
-    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::CorruptMessage.code());
+    let id = h.send(
+        ApiKey::Produce,
+        9,
+        RequestKind::Produce(produce_request("t", 0, 1, batch)),
+    );
+    let ResponseKind::Produce(r) = h.responses.remove(&id).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::CorruptMessage.code()
+    );
     assert_eq!(h.node.partition_offsets("t", 0), Some((0, 0, 0)));
 }
 
@@ -289,11 +389,20 @@ fn acks_wait_for_the_flush_and_consumers_never_see_unflushed_records() {
     let mut h = Harness::new();
     h.create_topic("t", 1, &[]);
     h.auto_flush = false;
-    assert_eq!(h.produce("t", 0, -1, &[b"x"]), None, "no ack before the flush");
+    assert_eq!(
+        h.produce("t", 0, -1, &[b"x"]),
+        None,
+        "no ack before the flush"
+    );
     let (_, hw, values) = h.fetch("t", 0, 0);
     assert_eq!((hw, values.len()), (0, 0), "unflushed data is invisible");
     h.complete_flushes();
-    assert!(h.responses.values().any(|r| matches!(r, ResponseKind::Produce(_))), "ack released by the flush");
+    assert!(
+        h.responses
+            .values()
+            .any(|r| matches!(r, ResponseKind::Produce(_))),
+        "ack released by the flush"
+    );
     assert_eq!(h.fetch("t", 0, 0).2, vec![b"x".to_vec()]);
 }
 
@@ -304,11 +413,22 @@ fn a_failed_flush_answers_with_storage_error() {
     h.auto_flush = false;
     assert_eq!(h.produce("t", 0, 1, &[b"x"]), None);
     let (flush_id, _) = h.held_flushes.pop().unwrap();
-    h.node.handle(h.now, Input::FlushFailed { flush_id, error: seedlog_core::storage::StorageError::NoSpace("t-0".into()) });
+    h.node.handle(
+        h.now,
+        Input::FlushFailed {
+            flush_id,
+            error: seedlog_core::storage::StorageError::NoSpace("t-0".into()),
+        },
+    );
     h.auto_flush = true;
     h.pump();
-    let ResponseKind::Produce(r) = h.responses.values().next().unwrap().clone() else { panic!() };
-    assert_eq!(r.responses[0].partition_responses[0].error_code, ResponseError::KafkaStorageError.code());
+    let ResponseKind::Produce(r) = h.responses.values().next().unwrap().clone() else {
+        panic!()
+    };
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::KafkaStorageError.code()
+    );
     // The retry after the backoff makes the data durable and visible.
     h.advance(200);
     assert_eq!(h.fetch("t", 0, 0).2.len(), 1);
@@ -321,7 +441,10 @@ fn a_full_disk_rejects_produce_and_keeps_serving_reads() {
     h.produce("t", 0, 1, &[b"kept"]);
     let used = h.node.storage_mut().used_bytes();
     h.node.storage_mut().set_capacity_bytes(Some(used + 10));
-    assert_eq!(h.produce("t", 0, 1, &[&[7u8; 100]]).unwrap().0, ResponseError::KafkaStorageError.code());
+    assert_eq!(
+        h.produce("t", 0, 1, &[&[7u8; 100]]).unwrap().0,
+        ResponseError::KafkaStorageError.code()
+    );
     assert_eq!(h.fetch("t", 0, 0).2, vec![b"kept".to_vec()]);
 }
 
@@ -329,20 +452,48 @@ fn a_full_disk_rejects_produce_and_keeps_serving_reads() {
 fn long_poll_parks_until_data_or_deadline() {
     let mut h = Harness::new();
     h.create_topic("t", 1, &[]);
-    let id = h.send(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request("t", 0, 0, 500)));
+    let id = h.send(
+        ApiKey::Fetch,
+        12,
+        RequestKind::Fetch(Harness::fetch_request("t", 0, 0, 500)),
+    );
     assert!(!h.responses.contains_key(&id), "parked");
     h.advance(100);
-    assert!(!h.responses.contains_key(&id), "still parked before the deadline");
-    h.send_on(2, ApiKey::Produce, 9, RequestKind::Produce(produce_request("t", 0, 1, build_batch(&[(None, Some(b"late"))], 0))));
-    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("woken by the produce") else { panic!() };
+    assert!(
+        !h.responses.contains_key(&id),
+        "still parked before the deadline"
+    );
+    h.send_on(
+        2,
+        ApiKey::Produce,
+        9,
+        RequestKind::Produce(produce_request(
+            "t",
+            0,
+            1,
+            build_batch(&[(None, Some(b"late"))], 0),
+        )),
+    );
+    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("woken by the produce") else {
+        panic!()
+    };
     assert_eq!(fetched(&r).2, vec![b"late".to_vec()]);
 
-    let id = h.send(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request("t", 0, 1, 500)));
-    assert_eq!(h.node.poll_timeout(), Some(h.now + Duration::from_millis(500)));
+    let id = h.send(
+        ApiKey::Fetch,
+        12,
+        RequestKind::Fetch(Harness::fetch_request("t", 0, 1, 500)),
+    );
+    assert_eq!(
+        h.node.poll_timeout(),
+        Some(h.now + Duration::from_millis(500))
+    );
     h.advance(499);
     assert!(!h.responses.contains_key(&id));
     h.advance(1);
-    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("answered at the deadline") else { panic!() };
+    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("answered at the deadline") else {
+        panic!()
+    };
     assert_eq!(fetched(&r).2.len(), 0);
 }
 
@@ -350,9 +501,20 @@ fn long_poll_parks_until_data_or_deadline() {
 fn responses_keep_request_order_behind_a_parked_fetch() {
     let mut h = Harness::new();
     h.create_topic("t", 1, &[]);
-    let fetch_id = h.send(ApiKey::Fetch, 12, RequestKind::Fetch(Harness::fetch_request("t", 0, 0, 1000)));
-    let meta_id = h.send(ApiKey::Metadata, 12, RequestKind::Metadata(MetadataRequest::default()));
-    assert!(!h.responses.contains_key(&meta_id), "metadata waits behind the parked fetch");
+    let fetch_id = h.send(
+        ApiKey::Fetch,
+        12,
+        RequestKind::Fetch(Harness::fetch_request("t", 0, 0, 1000)),
+    );
+    let meta_id = h.send(
+        ApiKey::Metadata,
+        12,
+        RequestKind::Metadata(MetadataRequest::default()),
+    );
+    assert!(
+        !h.responses.contains_key(&meta_id),
+        "metadata waits behind the parked fetch"
+    );
     h.advance(1000);
     let pos = |id| h.response_order.iter().position(|x| *x == id).unwrap();
     assert!(pos(fetch_id) < pos(meta_id));
@@ -361,7 +523,11 @@ fn responses_keep_request_order_behind_a_parked_fetch() {
 #[test]
 fn unsupported_versions_close_the_connection() {
     let mut h = Harness::new();
-    h.send(ApiKey::Metadata, 99, RequestKind::Metadata(MetadataRequest::default()));
+    h.send(
+        ApiKey::Metadata,
+        99,
+        RequestKind::Metadata(MetadataRequest::default()),
+    );
     assert_eq!(h.closed, vec![CONN]);
 }
 
@@ -369,15 +535,46 @@ fn unsupported_versions_close_the_connection() {
 fn create_topics_reports_kafka_errors() {
     let mut h = Harness::new();
     assert_eq!(h.create_topic("t", 1, &[]), 0);
-    assert_eq!(h.create_topic("t", 1, &[]), ResponseError::TopicAlreadyExists.code());
-    assert_eq!(h.create_topic("bad name", 1, &[]), ResponseError::InvalidTopicException.code());
-    assert_eq!(h.create_topic("u", 0, &[]), ResponseError::InvalidPartitions.code());
-    assert_eq!(h.create_topic("u", 1, &[("retention.ms", "-7")]), ResponseError::InvalidConfig.code());
-    assert_eq!(h.create_topic("u", 1, &[("no.such", "1")]), ResponseError::InvalidConfig.code());
-    let topic = CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("rf3"))).with_num_partitions(1).with_replication_factor(3);
-    let ResponseKind::CreateTopics(r) = h.request(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))) else { panic!() };
-    assert_eq!(r.topics[0].error_code, ResponseError::InvalidReplicationFactor.code());
-    assert!(r.topics[0].error_message.as_ref().unwrap().contains("replication factor"));
+    assert_eq!(
+        h.create_topic("t", 1, &[]),
+        ResponseError::TopicAlreadyExists.code()
+    );
+    assert_eq!(
+        h.create_topic("bad name", 1, &[]),
+        ResponseError::InvalidTopicException.code()
+    );
+    assert_eq!(
+        h.create_topic("u", 0, &[]),
+        ResponseError::InvalidPartitions.code()
+    );
+    assert_eq!(
+        h.create_topic("u", 1, &[("retention.ms", "-7")]),
+        ResponseError::InvalidConfig.code()
+    );
+    assert_eq!(
+        h.create_topic("u", 1, &[("no.such", "1")]),
+        ResponseError::InvalidConfig.code()
+    );
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("rf3")))
+        .with_num_partitions(1)
+        .with_replication_factor(3);
+    let ResponseKind::CreateTopics(r) = h.request(
+        ApiKey::CreateTopics,
+        7,
+        RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic])),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::InvalidReplicationFactor.code()
+    );
+    assert!(r.topics[0]
+        .error_message
+        .as_ref()
+        .unwrap()
+        .contains("replication factor"));
 }
 
 #[test]
@@ -385,22 +582,65 @@ fn delete_topics_and_create_partitions() {
     let mut h = Harness::new();
     h.create_topic("t", 1, &[]);
     h.produce("t", 0, 1, &[b"x"]);
-    let request = CreatePartitionsRequest::default().with_topics(vec![kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_count(3)]);
-    let ResponseKind::CreatePartitions(r) = h.request(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(request.clone())) else { panic!() };
+    let request = CreatePartitionsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_count(3),
+    ]);
+    let ResponseKind::CreatePartitions(r) = h.request(
+        ApiKey::CreatePartitions,
+        3,
+        RequestKind::CreatePartitions(request.clone()),
+    ) else {
+        panic!()
+    };
     assert_eq!(r.results[0].error_code, 0);
     assert_eq!(h.metadata("t", false).topics[0].partitions.len(), 3);
-    let ResponseKind::CreatePartitions(r) = h.request(ApiKey::CreatePartitions, 3, RequestKind::CreatePartitions(request)) else { panic!() };
-    assert_eq!(r.results[0].error_code, ResponseError::InvalidPartitions.code(), "3 is not more than 3");
+    let ResponseKind::CreatePartitions(r) = h.request(
+        ApiKey::CreatePartitions,
+        3,
+        RequestKind::CreatePartitions(request),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        r.results[0].error_code,
+        ResponseError::InvalidPartitions.code(),
+        "3 is not more than 3"
+    );
 
-    let request = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))]);
-    let ResponseKind::DeleteTopics(r) = h.request(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(request.clone())) else { panic!() };
+    let request = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(StrBytes::from_static_str("t"))]);
+    let ResponseKind::DeleteTopics(r) = h.request(
+        ApiKey::DeleteTopics,
+        5,
+        RequestKind::DeleteTopics(request.clone()),
+    ) else {
+        panic!()
+    };
     assert_eq!(r.responses[0].error_code, 0);
-    assert_eq!(h.metadata("t", false).topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
-    assert!(h.node.storage_mut().list("").unwrap().iter().all(|d| !d.starts_with("t-")), "partition files removed");
-    let ResponseKind::DeleteTopics(r) = h.request(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(request)) else { panic!() };
-    assert_eq!(r.responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        h.metadata("t", false).topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert!(
+        h.node
+            .storage_mut()
+            .list("")
+            .unwrap()
+            .iter()
+            .all(|d| !d.starts_with("t-")),
+        "partition files removed"
+    );
+    let ResponseKind::DeleteTopics(r) =
+        h.request(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(request))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        r.responses[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
 }
 
 #[test]
@@ -413,14 +653,45 @@ fn list_offsets_and_delete_records() {
     h.produce("t", 0, 1, &[b"c"]);
     assert_eq!(h.list_offset("t", 0, -2), (0, 0));
     assert_eq!(h.list_offset("t", 0, -1), (0, 3));
-    assert_eq!(h.list_offset("t", 0, t0 + 500), (0, 2), "first record at or after the time");
-    assert_eq!(h.list_offset("t", 0, t0 + 10_000), (0, -1), "nothing that late");
+    assert_eq!(
+        h.list_offset("t", 0, t0 + 500),
+        (0, 2),
+        "first record at or after the time"
+    );
+    assert_eq!(
+        h.list_offset("t", 0, t0 + 10_000),
+        (0, -1),
+        "nothing that late"
+    );
+    assert_eq!(
+        h.list_offset("t", 0, -3),
+        (0, 2),
+        "max timestamp: the later batch"
+    );
 
-    let request = DeleteRecordsRequest::default().with_topics(vec![kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("t")))
-        .with_partitions(vec![kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(2)])]);
-    let ResponseKind::DeleteRecords(r) = h.request(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(request)) else { panic!() };
-    assert_eq!((r.topics[0].partitions[0].error_code, r.topics[0].partitions[0].low_watermark), (0, 2));
+    let request = DeleteRecordsRequest::default().with_topics(vec![
+        kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![
+                kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(2),
+            ]),
+    ]);
+    let ResponseKind::DeleteRecords(r) = h.request(
+        ApiKey::DeleteRecords,
+        2,
+        RequestKind::DeleteRecords(request),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            r.topics[0].partitions[0].error_code,
+            r.topics[0].partitions[0].low_watermark
+        ),
+        (0, 2)
+    );
     assert_eq!(h.list_offset("t", 0, -2), (0, 2));
     assert_eq!(h.fetch("t", 0, 0).0, ResponseError::OffsetOutOfRange.code());
     assert_eq!(h.fetch("t", 0, 2).2, vec![b"c".to_vec()]);
@@ -430,16 +701,27 @@ fn list_offsets_and_delete_records() {
 fn describe_configs_includes_defaults_and_overrides() {
     let mut h = Harness::new();
     h.create_topic("t", 1, &[("retention.ms", "1234")]);
-    let request = DescribeConfigsRequest::default().with_resources(vec![kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(StrBytes::from_static_str("t"))]);
-    let ResponseKind::DescribeConfigs(r) = h.request(ApiKey::DescribeConfigs, 4, RequestKind::DescribeConfigs(request)) else { panic!() };
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t")),
+    ]);
+    let ResponseKind::DescribeConfigs(r) = h.request(
+        ApiKey::DescribeConfigs,
+        4,
+        RequestKind::DescribeConfigs(request),
+    ) else {
+        panic!()
+    };
     let configs = &r.results[0].configs;
     let get = |n: &str| configs.iter().find(|c| c.name.as_str() == n).unwrap();
     assert_eq!(get("retention.ms").value.as_ref().unwrap().as_str(), "1234");
     assert_eq!(get("retention.ms").config_source, 1);
     assert_eq!(get("segment.bytes").config_source, 5);
-    assert_eq!(get("cleanup.policy").value.as_ref().unwrap().as_str(), "delete");
+    assert_eq!(
+        get("cleanup.policy").value.as_ref().unwrap().as_str(),
+        "delete"
+    );
 }
 
 #[test]
@@ -454,7 +736,11 @@ fn a_crash_keeps_flushed_records_and_topics() {
     let mut h = Harness::with_config(NodeConfig::default(), storage);
     assert_eq!(h.metadata("t", false).topics[0].partitions.len(), 2);
     assert_eq!(h.fetch("t", 0, 0).2, vec![b"durable".to_vec()]);
-    assert_eq!(h.produce("t", 0, 1, &[b"next"]), Some((0, 1)), "offsets continue after the recovered end");
+    assert_eq!(
+        h.produce("t", 0, 1, &[b"next"]),
+        Some((0, 1)),
+        "offsets continue after the recovered end"
+    );
 }
 
 #[test]
@@ -469,4 +755,78 @@ fn same_inputs_same_outputs() {
         format!("{meta:?}{:?}", h.fetch("t", 1, 0))
     }
     assert_eq!(run(), run());
+}
+
+/// Every response must encode at every version the node advertises; the
+/// codec refuses a field set on a version that lacks it.
+#[test]
+fn every_api_answers_at_every_advertised_version() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    h.produce("t", 0, 1, &[b"x", b"y"]);
+    let topic_id = h.metadata("t", false).topics[0].topic_id;
+    let name = || TopicName(StrBytes::from_static_str("t"));
+    let ResponseKind::ApiVersions(versions) = h.request(
+        ApiKey::ApiVersions,
+        0,
+        RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    ) else {
+        panic!()
+    };
+    let mut checked = 0;
+    for api in &versions.api_keys {
+        let key = ApiKey::try_from(api.api_key).unwrap();
+        for version in api.min_version..=api.max_version {
+            let body = match key {
+                ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+                ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name()))]))),
+                ApiKey::Produce => RequestKind::Produce(produce_request("t", 0, 1, build_batch(&[(None, Some(b"v"))], 0))),
+                ApiKey::Fetch => {
+                    let mut request = Harness::fetch_request("t", 0, 0, 0);
+                    request.topics[0].topic_id = topic_id;
+                    RequestKind::Fetch(request)
+                }
+                ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name())
+                    .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-1).with_current_leader_epoch(-1)])])),
+                ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+                    CreatableTopic::default().with_name(TopicName(StrBytes::from_string(format!("c{version}")))).with_num_partitions(1).with_replication_factor(1),
+                    CreatableTopic::default().with_name(name()).with_num_partitions(1).with_replication_factor(1),
+                ])),
+                ApiKey::DeleteTopics => {
+                    let victim = TopicName(StrBytes::from_string(format!("c{version}")));
+                    h.create_topic(&victim.0, 1, &[]);
+                    RequestKind::DeleteTopics(
+                        DeleteTopicsRequest::default()
+                            .with_topic_names(vec![victim.clone(), TopicName(StrBytes::from_static_str("missing"))])
+                            .with_topics(vec![DeleteTopicState::default().with_name(Some(victim)), DeleteTopicState::default().with_topic_id(uuid::Uuid::from_u128(7))]),
+                    )
+                }
+                ApiKey::CreatePartitions => RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                    kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default().with_name(name()).with_count(0),
+                ])),
+                ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t")),
+                    DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("missing")),
+                    DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")),
+                ])),
+                ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(name())
+                    .with_partitions(vec![DeleteRecordsPartition::default().with_offset(0), DeleteRecordsPartition::default().with_partition_index(5)])])),
+                other => panic!("advertised but not covered here: {other:?}"),
+            };
+            let id = h.send_on(1000 + checked, key, version, body);
+            assert!(
+                h.responses.remove(&id).is_some(),
+                "{key:?} v{version} answered"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "covered {checked} api versions");
 }

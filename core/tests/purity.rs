@@ -6,7 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Crates that would bring an executor, a reactor or real I/O into the core.
-const BANNED_CRATES: &[&str] = &["tokio", "mio", "async-std", "smol", "async-io", "futures-executor", "socket2"];
+const BANNED_CRATES: &[&str] = &[
+    "tokio",
+    "mio",
+    "async-std",
+    "smol",
+    "async-io",
+    "futures-executor",
+    "socket2",
+];
 
 /// Source patterns and why each is banned.
 const BANNED_PATTERNS: &[(&str, &str)] = &[
@@ -18,11 +26,23 @@ const BANNED_PATTERNS: &[(&str, &str)] = &[
     ("thread::spawn", "the core is single-threaded"),
     ("std::thread", "the core is single-threaded"),
     ("thread_rng", "randomness comes from the node's seeded RNG"),
-    ("rand::random", "randomness comes from the node's seeded RNG"),
+    (
+        "rand::random",
+        "randomness comes from the node's seeded RNG",
+    ),
     ("OsRng", "randomness comes from the node's seeded RNG"),
-    ("from_entropy", "randomness comes from the node's seeded RNG"),
-    ("HashMap", "iteration order must be deterministic: use BTreeMap"),
-    ("HashSet", "iteration order must be deterministic: use BTreeSet"),
+    (
+        "from_entropy",
+        "randomness comes from the node's seeded RNG",
+    ),
+    (
+        "HashMap",
+        "iteration order must be deterministic: use BTreeMap",
+    ),
+    (
+        "HashSet",
+        "iteration order must be deterministic: use BTreeSet",
+    ),
     ("std::env", "configuration is passed in"),
     ("std::process", "no processes in the core"),
 ];
@@ -66,34 +86,67 @@ fn core_source_makes_no_io_clock_thread_or_global_rng_calls() {
             report.push(format!("{}:{line}: `{pattern}`: {why}", file.display()));
         }
     }
-    assert!(report.is_empty(), "seedlog-core must stay sans-IO:\n{}", report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "seedlog-core must stay sans-IO:\n{}",
+        report.join("\n")
+    );
 }
 
 #[test]
 fn core_depends_on_no_async_runtime() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let output = Command::new(env!("CARGO"))
-        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "--manifest-path"])
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
         .expect("cargo tree runs");
-    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let tree = String::from_utf8(output.stdout).expect("utf-8");
-    assert!(tree.contains("kafka-protocol"), "the tree lists the core's dependencies:\n{tree}");
+    assert!(
+        tree.contains("kafka-protocol"),
+        "the tree lists the core's dependencies:\n{tree}"
+    );
     let banned: Vec<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .filter(|name| BANNED_CRATES.contains(name))
         .collect();
-    assert!(banned.is_empty(), "seedlog-core must not depend on {banned:?}");
+    assert!(
+        banned.is_empty(),
+        "seedlog-core must not depend on {banned:?}"
+    );
 }
 
 #[test]
 fn banned_calls_are_caught() {
     let bad = "fn f() {\n    let t = std::time::Instant::now();\n    let f = std::fs::read(\"x\");\n    let m: std::collections::HashMap<u8, u8> = Default::default();\n    let r = rand::thread_rng();\n    std::thread::spawn(|| {});\n}\n";
     let found: Vec<&str> = violations(bad).into_iter().map(|(_, p, _)| p).collect();
-    for expected in ["Instant::now", "std::fs", "HashMap", "thread_rng", "thread::spawn"] {
-        assert!(found.contains(&expected), "{expected} not caught in {found:?}");
+    for expected in [
+        "Instant::now",
+        "std::fs",
+        "HashMap",
+        "thread_rng",
+        "thread::spawn",
+    ] {
+        assert!(
+            found.contains(&expected),
+            "{expected} not caught in {found:?}"
+        );
     }
     assert!(violations("// Instant::now is banned, says this comment\nlet x = 1;").is_empty());
 }

@@ -30,15 +30,25 @@ impl Broker {
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
         let bootstrap = loop {
-            assert!(Instant::now() < deadline, "seedlog serve did not report its address in time");
-            let line = lines.next().expect("seedlog serve printed its address").expect("utf-8 stdout");
+            assert!(
+                Instant::now() < deadline,
+                "seedlog serve did not report its address in time"
+            );
+            let line = lines
+                .next()
+                .expect("seedlog serve printed its address")
+                .expect("utf-8 stdout");
             if let Some(address) = line.strip_prefix("seedlog listening on ") {
                 break address.trim().to_string();
             }
         };
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Broker { child, bootstrap, data_dir: data_dir.to_path_buf() }
+        Broker {
+            child,
+            bootstrap,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     /// SIGTERM, then wait: a graceful shutdown.

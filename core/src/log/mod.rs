@@ -763,6 +763,37 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// ListOffsets' MAX_TIMESTAMP: the largest record timestamp below
+    /// `max_offset_exclusive` and an offset that carries it. Records are not
+    /// decoded, so the offset is the last one of the first batch holding that
+    /// timestamp (Kafka's "shallow" answer before KAFKA-16310).
+    pub fn max_timestamp_offset(
+        &mut self,
+        storage: &mut dyn Storage,
+        max_offset_exclusive: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let best = self.segments.iter().filter_map(|s| s.max_timestamp).max();
+        let Some(timestamp) = best else {
+            return Ok(None);
+        };
+        for segment in &self.segments {
+            if segment.max_timestamp != Some(timestamp) {
+                continue;
+            }
+            let Some(header) =
+                segment.find_by_timestamp(storage, timestamp, self.log_start_offset)?
+            else {
+                continue;
+            };
+            if header.last_offset() < max_offset_exclusive {
+                return Ok(Some((header.last_offset(), header.max_timestamp())));
+            }
+            // The batch is not visible yet: no answer rather than a wrong one.
+            return Ok(None);
+        }
+        Ok(None)
+    }
+
     fn segment_index_for(&self, offset: i64) -> usize {
         let count = self.segments.partition_point(|s| s.base_offset <= offset);
         assert!(count > 0, "offset {offset} below the first segment");

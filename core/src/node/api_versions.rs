@@ -35,7 +35,10 @@ pub fn supports(api_key: ApiKey, api_version: i16) -> bool {
     match range(api_key) {
         Some((min, max)) => {
             let codec = api_key.valid_versions();
-            debug_assert!(codec.min <= min && max <= codec.max, "advertised beyond the codec: {api_key:?}");
+            debug_assert!(
+                codec.min <= min && max <= codec.max,
+                "advertised beyond the codec: {api_key:?}"
+            );
             (min..=max).contains(&api_version)
         }
         None => false,
@@ -79,6 +82,9 @@ mod tests {
             assert!(supports(*key, *min) && supports(*key, *max));
             assert!(!supports(*key, max + 1));
         }
-        assert!(!supports(ApiKey::JoinGroup, 0), "not implemented, so not advertised");
+        assert!(
+            !supports(ApiKey::JoinGroup, 0),
+            "not implemented, so not advertised"
+        );
     }
 }

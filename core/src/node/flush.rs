@@ -38,7 +38,8 @@ impl Flusher {
 
 impl<S: Storage> Node<S> {
     pub(super) fn maybe_start_flush(&mut self) {
-        if self.flusher.in_flight.is_some() || self.flusher.retry_at.is_some_and(|at| self.now < at) {
+        if self.flusher.in_flight.is_some() || self.flusher.retry_at.is_some_and(|at| self.now < at)
+        {
             return;
         }
         self.flusher.retry_at = None;
@@ -58,14 +59,21 @@ impl<S: Storage> Node<S> {
         let id = self.flusher.next_id;
         self.flusher.next_id += 1;
         self.flusher.in_flight = Some(InFlight { id, marks });
-        self.outputs.push_back(Output::Flush { flush_id: id, paths });
+        self.outputs.push_back(Output::Flush {
+            flush_id: id,
+            paths,
+        });
     }
 
     pub(super) fn handle_flush_completed(&mut self, flush_id: FlushId) {
-        let Some(in_flight) = self.take_in_flight(flush_id) else { return };
+        let Some(in_flight) = self.take_in_flight(flush_id) else {
+            return;
+        };
         for (topic, partition, log_end_offset) in in_flight.marks {
             // The topic may have been deleted while the flush was in flight.
-            let Some(p) = self.topics.partition_mut(&topic, partition) else { continue };
+            let Some(p) = self.topics.partition_mut(&topic, partition) else {
+                continue;
+            };
             if log_end_offset > p.log.log_end_offset() {
                 continue; // truncated meanwhile; nothing to mark
             }
@@ -79,7 +87,9 @@ impl<S: Storage> Node<S> {
     }
 
     pub(super) fn handle_flush_failed(&mut self, flush_id: FlushId, error: StorageError) {
-        let Some(_) = self.take_in_flight(flush_id) else { return };
+        let Some(_) = self.take_in_flight(flush_id) else {
+            return;
+        };
         tracing::error!(flush_id, %error, "flush failed; produces waiting on it get KAFKA_STORAGE_ERROR");
         self.flusher.retry_at = Some(self.now + FLUSH_RETRY_BACKOFF);
         self.release_produces(flush_id, Some(ResponseError::KafkaStorageError.code()));
@@ -89,7 +99,10 @@ impl<S: Storage> Node<S> {
         match &self.flusher.in_flight {
             Some(f) if f.id == flush_id => self.flusher.in_flight.take(),
             _ => {
-                tracing::warn!(flush_id, "completion of a flush that is not in flight; ignored");
+                tracing::warn!(
+                    flush_id,
+                    "completion of a flush that is not in flight; ignored"
+                );
                 None
             }
         }

@@ -42,7 +42,10 @@ pub enum Output {
     },
     /// Sync these paths of the node's storage, then report
     /// `Input::FlushCompleted { flush_id }`.
-    Flush { flush_id: FlushId, paths: Vec<String> },
+    Flush {
+        flush_id: FlushId,
+        paths: Vec<String>,
+    },
     /// Close the connection (a protocol violation by the peer).
     CloseConnection {
         connection: ConnectionId,

@@ -65,7 +65,12 @@ pub struct Node<S: Storage> {
 
 impl<S: Storage> Node<S> {
     /// Opens every partition found in `storage`, running log recovery.
-    pub fn new(config: NodeConfig, mut storage: S, rng_seed: u64, now: Instant) -> Result<Node<S>, NodeError> {
+    pub fn new(
+        config: NodeConfig,
+        mut storage: S,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Result<Node<S>, NodeError> {
         validate_config(&config)?;
         let (topics, reports) = Topics::load(&mut storage, &config.log, now)?;
         for (dir, report) in reports.iter().filter(|(_, r)| r.truncated_bytes > 0) {
@@ -106,8 +111,16 @@ impl<S: Storage> Node<S> {
     /// (log start, high watermark, log end) of a partition, for tests and
     /// checkers.
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Option<(i64, i64, i64)> {
-        let p = self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
-        Some((p.log.log_start_offset(), p.high_watermark, p.log.log_end_offset()))
+        let p = self
+            .topics
+            .get(topic)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)?;
+        Some((
+            p.log.log_start_offset(),
+            p.high_watermark,
+            p.log.log_end_offset(),
+        ))
     }
 
     pub fn topic_names(&self) -> Vec<String> {
@@ -119,7 +132,11 @@ impl<S: Storage> Node<S> {
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.advance_time(now);
         match input {
-            Input::Request { connection, header, body } => self.handle_request(connection, header, body),
+            Input::Request {
+                connection,
+                header,
+                body,
+            } => self.handle_request(connection, header, body),
             Input::ConnectionClosed { connection } => self.handle_connection_closed(connection),
             Input::FlushCompleted { flush_id } => self.handle_flush_completed(flush_id),
             Input::FlushFailed { flush_id, error } => self.handle_flush_failed(flush_id, error),
@@ -131,7 +148,8 @@ impl<S: Storage> Node<S> {
         self.advance_time(now);
         self.expire_delayed_fetches();
         if now >= self.retention_check_at {
-            self.retention_check_at = now + Duration::from_millis(self.config.retention_check_interval_ms);
+            self.retention_check_at =
+                now + Duration::from_millis(self.config.retention_check_interval_ms);
             self.enforce_retention();
         }
         self.after_input();
@@ -146,7 +164,10 @@ impl<S: Storage> Node<S> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let fetch = self.delayed_fetches.iter().map(|f| f.deadline).min();
         let flush_retry = self.flusher.retry_at();
-        [Some(self.retention_check_at), fetch, flush_retry].into_iter().flatten().min()
+        [Some(self.retention_check_at), fetch, flush_retry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Panics with a reason when an internal invariant is broken. The
@@ -155,11 +176,17 @@ impl<S: Storage> Node<S> {
     pub fn check_invariants(&self) {
         self.topics.check_invariants();
         self.responder.check_invariants();
-        assert!(self.delayed_fetches.len() <= self.config.delayed_fetches_max, "delayed fetches unbounded");
+        assert!(
+            self.delayed_fetches.len() <= self.config.delayed_fetches_max,
+            "delayed fetches unbounded"
+        );
         for topic in self.topics.iter() {
             for p in &topic.partitions {
                 if self.config.flush_before_ack {
-                    assert!(p.high_watermark <= p.log.synced_offset().max(p.log.log_start_offset()), "an unsynced record is visible to consumers");
+                    assert!(
+                        p.high_watermark <= p.log.synced_offset().max(p.log.log_start_offset()),
+                        "an unsynced record is visible to consumers"
+                    );
                 }
             }
         }
@@ -173,20 +200,39 @@ impl<S: Storage> Node<S> {
         self.now = self.now.max(now);
     }
 
-    fn handle_request(&mut self, connection: ConnectionId, header: RequestHeader, body: RequestKind) {
+    fn handle_request(
+        &mut self,
+        connection: ConnectionId,
+        header: RequestHeader,
+        body: RequestKind,
+    ) {
         let Ok(api_key) = ApiKey::try_from(header.request_api_key) else {
-            self.close(connection, format!("unknown api key {}", header.request_api_key));
+            self.close(
+                connection,
+                format!("unknown api key {}", header.request_api_key),
+            );
             return;
         };
         if !supports(api_key, header.request_api_version) {
-            self.close(connection, format!("unsupported version {} of {api_key:?}", header.request_api_version));
+            self.close(
+                connection,
+                format!(
+                    "unsupported version {} of {api_key:?}",
+                    header.request_api_version
+                ),
+            );
             return;
         }
         let acks_zero = matches!(&body, RequestKind::Produce(p) if p.acks == 0);
         let slot = if acks_zero {
             None
         } else {
-            match self.responder.open(connection, header.correlation_id, api_key, header.request_api_version) {
+            match self.responder.open(
+                connection,
+                header.correlation_id,
+                api_key,
+                header.request_api_version,
+            ) {
                 Ok(slot) => Some(slot),
                 Err(_) => {
                     self.close(connection, "too many requests in flight".to_string());
@@ -204,7 +250,10 @@ impl<S: Storage> Node<S> {
             node.responder.complete(slot, body, &mut node.outputs);
         };
         match body {
-            RequestKind::ApiVersions(r) => reply(self, ResponseKind::ApiVersions(api_versions::handle_api_versions(&r))),
+            RequestKind::ApiVersions(r) => reply(
+                self,
+                ResponseKind::ApiVersions(api_versions::handle_api_versions(&r)),
+            ),
             RequestKind::Metadata(r) => {
                 let response = self.handle_metadata(&r, version);
                 reply(self, ResponseKind::Metadata(response))
@@ -244,14 +293,17 @@ impl<S: Storage> Node<S> {
 
     fn handle_connection_closed(&mut self, connection: ConnectionId) {
         self.responder.close(connection);
-        self.delayed_fetches.retain(|f| f.slot.connection != connection);
-        self.pending_produces.retain(|p| p.slot.connection != connection);
+        self.delayed_fetches
+            .retain(|f| f.slot.connection != connection);
+        self.pending_produces
+            .retain(|p| p.slot.connection != connection);
     }
 
     fn close(&mut self, connection: ConnectionId, reason: String) {
         tracing::warn!(connection, %reason, "closing connection");
         self.handle_connection_closed(connection);
-        self.outputs.push_back(Output::CloseConnection { connection, reason });
+        self.outputs
+            .push_back(Output::CloseConnection { connection, reason });
     }
 
     /// Work every input ends with: start a flush if data waits for one,
@@ -262,7 +314,10 @@ impl<S: Storage> Node<S> {
             self.high_watermark_moved = false;
             self.retry_delayed_fetches();
         }
-        assert!(self.outputs.len() <= OUTPUTS_QUEUED_MAX, "the driver must drain poll_output after every handle");
+        assert!(
+            self.outputs.len() <= OUTPUTS_QUEUED_MAX,
+            "the driver must drain poll_output after every handle"
+        );
         if cfg!(debug_assertions) {
             self.check_invariants();
         }
@@ -298,10 +353,17 @@ fn validate_config(config: &NodeConfig) -> Result<(), NodeError> {
         return fail(format!("node.id must be >= 0, got {}", config.node_id));
     }
     if !(1..=topics::PARTITIONS_PER_TOPIC_MAX).contains(&config.num_partitions) {
-        return fail(format!("num.partitions must be in [1, {}], got {}", topics::PARTITIONS_PER_TOPIC_MAX, config.num_partitions));
+        return fail(format!(
+            "num.partitions must be in [1, {}], got {}",
+            topics::PARTITIONS_PER_TOPIC_MAX,
+            config.num_partitions
+        ));
     }
     if config.log.segment_bytes < 14 {
-        return fail(format!("log.segment.bytes must be >= 14, got {}", config.log.segment_bytes));
+        return fail(format!(
+            "log.segment.bytes must be >= 14, got {}",
+            config.log.segment_bytes
+        ));
     }
     if config.in_flight_requests_per_connection_max == 0 || config.delayed_fetches_max == 0 {
         return fail("in-flight and delayed-fetch limits must be positive".to_string());

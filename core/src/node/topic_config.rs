@@ -37,17 +37,50 @@ struct ConfigDef {
 /// Every topic config the node accepts. Others are rejected with
 /// INVALID_CONFIG rather than silently ignored.
 const CATALOGUE: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", kind: Kind::OneOf(&["delete"]) },
-    ConfigDef { name: "compression.type", kind: Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]) },
-    ConfigDef { name: "index.interval.bytes", kind: Kind::Int { min: 0 } },
-    ConfigDef { name: "max.message.bytes", kind: Kind::Int { min: 0 } },
-    ConfigDef { name: "message.timestamp.type", kind: Kind::OneOf(&["CreateTime"]) },
-    ConfigDef { name: "min.insync.replicas", kind: Kind::Int { min: 1 } },
-    ConfigDef { name: "retention.bytes", kind: Kind::Long { min: -1 } },
-    ConfigDef { name: "retention.ms", kind: Kind::Long { min: -1 } },
-    ConfigDef { name: "segment.bytes", kind: Kind::Int { min: 14 } },
-    ConfigDef { name: "segment.ms", kind: Kind::Long { min: 1 } },
-    ConfigDef { name: "unclean.leader.election.enable", kind: Kind::Bool },
+    ConfigDef {
+        name: "cleanup.policy",
+        kind: Kind::OneOf(&["delete"]),
+    },
+    ConfigDef {
+        name: "compression.type",
+        kind: Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        kind: Kind::Int { min: 0 },
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        kind: Kind::Int { min: 0 },
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        kind: Kind::OneOf(&["CreateTime"]),
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        kind: Kind::Int { min: 1 },
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        kind: Kind::Long { min: -1 },
+    },
+    ConfigDef {
+        name: "retention.ms",
+        kind: Kind::Long { min: -1 },
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        kind: Kind::Int { min: 14 },
+    },
+    ConfigDef {
+        name: "segment.ms",
+        kind: Kind::Long { min: 1 },
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+    },
 ];
 
 fn def(name: &str) -> Option<&'static ConfigDef> {
@@ -59,21 +92,31 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let def = def(name).ok_or_else(|| format!("unknown topic config '{name}'"))?;
     match def.kind {
         Kind::Long { min } | Kind::Int { min } => {
-            let max = if matches!(def.kind, Kind::Int { .. }) { i32::MAX as i64 } else { i64::MAX };
+            let max = if matches!(def.kind, Kind::Int { .. }) {
+                i32::MAX as i64
+            } else {
+                i64::MAX
+            };
             match value.parse::<i64>() {
                 Ok(v) if v >= min && v <= max => Ok(()),
-                _ => Err(format!("invalid value '{value}' for '{name}': expected an integer in [{min}, {max}]")),
+                _ => Err(format!(
+                    "invalid value '{value}' for '{name}': expected an integer in [{min}, {max}]"
+                )),
             }
         }
         Kind::Bool => match value {
             "true" | "false" => Ok(()),
-            _ => Err(format!("invalid value '{value}' for '{name}': expected true or false")),
+            _ => Err(format!(
+                "invalid value '{value}' for '{name}': expected true or false"
+            )),
         },
         Kind::OneOf(allowed) => {
             if allowed.contains(&value) {
                 Ok(())
             } else {
-                Err(format!("invalid value '{value}' for '{name}': supported values are {allowed:?}"))
+                Err(format!(
+                    "invalid value '{value}' for '{name}': supported values are {allowed:?}"
+                ))
             }
         }
     }
@@ -116,7 +159,10 @@ pub struct DescribedConfig {
 }
 
 /// Every config of a topic with its effective value and source, by name.
-pub fn describe(overrides: &BTreeMap<String, String>, defaults: &LogConfig) -> Vec<DescribedConfig> {
+pub fn describe(
+    overrides: &BTreeMap<String, String>,
+    defaults: &LogConfig,
+) -> Vec<DescribedConfig> {
     let mut described: Vec<DescribedConfig> = CATALOGUE
         .iter()
         .map(|d| {
@@ -124,8 +170,17 @@ pub fn describe(overrides: &BTreeMap<String, String>, defaults: &LogConfig) -> V
                 Some(v) => (v.clone(), ConfigSource::TopicOverride),
                 None => (default_value(d.name, defaults), ConfigSource::Default),
             };
-            let kind = if d.name == "cleanup.policy" { ConfigType::List } else { config_type(d.kind) };
-            DescribedConfig { name: d.name, value, source, config_type: kind as i8 }
+            let kind = if d.name == "cleanup.policy" {
+                ConfigType::List
+            } else {
+                config_type(d.kind)
+            };
+            DescribedConfig {
+                name: d.name,
+                value,
+                source,
+                config_type: kind as i8,
+            }
         })
         .collect();
     described.sort_by_key(|c| c.name);
@@ -136,8 +191,13 @@ pub fn describe(overrides: &BTreeMap<String, String>, defaults: &LogConfig) -> V
 pub fn log_config(overrides: &BTreeMap<String, String>, defaults: &LogConfig) -> LogConfig {
     let mut config = defaults.clone();
     for (name, value) in overrides {
-        debug_assert!(validate(name, value).is_ok(), "overrides are validated before they are stored");
-        let Ok(number) = value.parse::<i64>() else { continue };
+        debug_assert!(
+            validate(name, value).is_ok(),
+            "overrides are validated before they are stored"
+        );
+        let Ok(number) = value.parse::<i64>() else {
+            continue;
+        };
         match name.as_str() {
             "index.interval.bytes" => config.index_interval_bytes = number as u32,
             "max.message.bytes" => config.max_message_bytes = number as u32,
@@ -161,9 +221,16 @@ mod tests {
         assert!(validate("retention.ms", "-1").is_ok());
         let err = validate("retention.ms", "-2").unwrap_err();
         assert!(err.contains("retention.ms") && err.contains("[-1"), "{err}");
-        assert!(validate("segment.bytes", "10").unwrap_err().contains("segment.bytes"));
-        assert!(validate("segment.bytes", "99999999999").is_err(), "int overflow");
-        assert!(validate("no.such.config", "1").unwrap_err().contains("unknown"));
+        assert!(validate("segment.bytes", "10")
+            .unwrap_err()
+            .contains("segment.bytes"));
+        assert!(
+            validate("segment.bytes", "99999999999").is_err(),
+            "int overflow"
+        );
+        assert!(validate("no.such.config", "1")
+            .unwrap_err()
+            .contains("unknown"));
         assert!(validate("unclean.leader.election.enable", "yes").is_err());
     }
 
@@ -176,8 +243,14 @@ mod tests {
         assert_eq!(config.segment_bytes, 1048576);
         assert_eq!(config.retention_ms, defaults.retention_ms);
         let described = describe(&overrides, &defaults);
-        let seg = described.iter().find(|c| c.name == "segment.bytes").unwrap();
-        assert_eq!((seg.value.as_str(), seg.source), ("1048576", ConfigSource::TopicOverride));
+        let seg = described
+            .iter()
+            .find(|c| c.name == "segment.bytes")
+            .unwrap();
+        assert_eq!(
+            (seg.value.as_str(), seg.source),
+            ("1048576", ConfigSource::TopicOverride)
+        );
         let ret = described.iter().find(|c| c.name == "retention.ms").unwrap();
         assert_eq!(ret.source, ConfigSource::Default);
     }

@@ -62,10 +62,17 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name '{name}' is not allowed"));
     }
     if name.len() > TOPIC_NAME_LEN_MAX {
-        return Err(format!("topic name is longer than {TOPIC_NAME_LEN_MAX} characters"));
+        return Err(format!(
+            "topic name is longer than {TOPIC_NAME_LEN_MAX} characters"
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic name '{name}' holds '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name '{name}' holds '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -76,19 +83,29 @@ pub fn partition_dir(topic: &str, partition: i32) -> String {
 
 impl Topics {
     /// Loads the registry and opens (recovers) every partition log.
-    pub fn load(storage: &mut dyn Storage, defaults: &LogConfig, now: Instant) -> Result<(Topics, Vec<(String, RecoveryReport)>), NodeError> {
+    pub fn load(
+        storage: &mut dyn Storage,
+        defaults: &LogConfig,
+        now: Instant,
+    ) -> Result<(Topics, Vec<(String, RecoveryReport)>), NodeError> {
         let mut topics = Topics::default();
         let mut reports = Vec::new();
         let file: MetadataFile = if storage.exists(METADATA_PATH) {
             let len = storage.len(METADATA_PATH)? as usize;
             let bytes = storage.read_at(METADATA_PATH, 0, len)?;
-            serde_json::from_slice(&bytes).map_err(|e| NodeError::Metadata(format!("{METADATA_PATH}: {e}")))?
+            serde_json::from_slice(&bytes)
+                .map_err(|e| NodeError::Metadata(format!("{METADATA_PATH}: {e}")))?
         } else {
             MetadataFile::default()
         };
         for record in file.topics {
             if record.leader_epochs.len() != record.partitions as usize {
-                return Err(NodeError::Metadata(format!("{METADATA_PATH}: topic '{}' has {} partitions but {} epochs", record.name, record.partitions, record.leader_epochs.len())));
+                return Err(NodeError::Metadata(format!(
+                    "{METADATA_PATH}: topic '{}' has {} partitions but {} epochs",
+                    record.name,
+                    record.partitions,
+                    record.leader_epochs.len()
+                )));
             }
             let config = topic_config::log_config(&record.configs, defaults);
             let mut partitions = Vec::with_capacity(record.partitions as usize);
@@ -97,9 +114,18 @@ impl Topics {
                 let (log, report) = PartitionLog::open(storage, &dir, config.clone(), now)?;
                 reports.push((dir, report));
                 let high_watermark = log.log_end_offset();
-                partitions.push(Partition { log, leader_epoch: *leader_epoch, high_watermark });
+                partitions.push(Partition {
+                    log,
+                    leader_epoch: *leader_epoch,
+                    high_watermark,
+                });
             }
-            topics.insert(Topic { name: record.name, id: record.id, partitions, overrides: record.configs });
+            topics.insert(Topic {
+                name: record.name,
+                id: record.id,
+                partitions,
+                overrides: record.configs,
+            });
         }
         topics.remove_orphans(storage)?;
         Ok((topics, reports))
@@ -109,9 +135,16 @@ impl Topics {
     /// CreateTopics or DeleteTopics).
     fn remove_orphans(&self, storage: &mut dyn Storage) -> Result<(), NodeError> {
         for entry in storage.list("")? {
-            let Some((topic, partition)) = entry.rsplit_once('-') else { continue };
-            let Ok(partition) = partition.parse::<i32>() else { continue };
-            let owned = self.by_name.get(topic).is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+            let Some((topic, partition)) = entry.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(partition) = partition.parse::<i32>() else {
+                continue;
+            };
+            let owned = self
+                .by_name
+                .get(topic)
+                .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
             if !owned {
                 tracing::warn!(dir = %entry, "removing a partition directory no topic owns");
                 storage.remove_dir(&entry)?;
@@ -142,8 +175,16 @@ impl Topics {
     }
 
     pub fn insert(&mut self, topic: Topic) {
-        assert!(!self.by_name.contains_key(&topic.name), "topic '{}' inserted twice", topic.name);
-        assert!(!self.name_by_id.contains_key(&topic.id), "topic id {} reused", topic.id);
+        assert!(
+            !self.by_name.contains_key(&topic.name),
+            "topic '{}' inserted twice",
+            topic.name
+        );
+        assert!(
+            !self.name_by_id.contains_key(&topic.id),
+            "topic id {} reused",
+            topic.id
+        );
         self.name_by_id.insert(topic.id, topic.name.clone());
         self.by_name.insert(topic.name.clone(), topic);
     }
@@ -180,17 +221,31 @@ impl Topics {
 
     pub fn partition_mut(&mut self, name: &str, partition: i32) -> Option<&mut Partition> {
         let topic = self.by_name.get_mut(name)?;
-        usize::try_from(partition).ok().and_then(|p| topic.partitions.get_mut(p))
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| topic.partitions.get_mut(p))
     }
 
     pub fn check_invariants(&self) {
-        assert_eq!(self.by_name.len(), self.name_by_id.len(), "ids and names index the same topics");
+        assert_eq!(
+            self.by_name.len(),
+            self.name_by_id.len(),
+            "ids and names index the same topics"
+        );
         for topic in self.by_name.values() {
             assert_eq!(self.name_by_id.get(&topic.id), Some(&topic.name));
             for p in &topic.partitions {
                 p.log.check_invariants();
-                assert!(p.high_watermark >= p.log.log_start_offset().min(p.log.log_end_offset()), "high watermark below log start");
-                assert!(p.high_watermark <= p.log.log_end_offset(), "high watermark {} beyond log end {}", p.high_watermark, p.log.log_end_offset());
+                assert!(
+                    p.high_watermark >= p.log.log_start_offset().min(p.log.log_end_offset()),
+                    "high watermark below log start"
+                );
+                assert!(
+                    p.high_watermark <= p.log.log_end_offset(),
+                    "high watermark {} beyond log end {}",
+                    p.high_watermark,
+                    p.log.log_end_offset()
+                );
             }
         }
     }

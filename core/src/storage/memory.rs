@@ -70,8 +70,14 @@ impl MemoryStorage {
 
     /// Flips one bit, as a bad sector would; the CRC must catch it.
     pub fn flip_bit(&mut self, path: &str, byte_position: usize, bit: u8) {
-        let file = self.files.get_mut(path).expect("flip_bit on a missing file");
-        assert!(byte_position < file.data.len(), "flip_bit past the end of {path}");
+        let file = self
+            .files
+            .get_mut(path)
+            .expect("flip_bit on a missing file");
+        assert!(
+            byte_position < file.data.len(),
+            "flip_bit past the end of {path}"
+        );
         file.data[byte_position] ^= 1 << (bit % 8);
     }
 
@@ -156,7 +162,10 @@ impl Storage for MemoryStorage {
             .take_while(|(path, _)| path.starts_with(&prefix))
             .map(|(path, _)| {
                 let rest = &path[prefix.len()..];
-                rest.split('/').next().expect("split yields one item").to_string()
+                rest.split('/')
+                    .next()
+                    .expect("split yields one item")
+                    .to_string()
             })
             .collect();
         names.dedup();

@@ -2,19 +2,26 @@
 //! DeleteRecords.
 
 use super::super::topic_config;
-use super::super::topics::{partition_dir, validate_topic_name, Partition, Topic, PARTITIONS_PER_TOPIC_MAX};
+use super::super::topics::{
+    partition_dir, validate_topic_name, Partition, Topic, PARTITIONS_PER_TOPIC_MAX,
+};
 use super::super::Node;
 use super::produce::log_error_code;
 use super::str_bytes;
 use crate::log::PartitionLog;
 use crate::storage::Storage;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
-    DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    TopicName,
 };
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
@@ -31,7 +38,12 @@ const DELETE_TOPICS_BY_ID_VERSION_MIN: i16 = 6;
 impl<S: Storage> Node<S> {
     /// Validates and creates a topic; its logs exist and the registry is
     /// durable before this returns Ok.
-    pub(crate) fn create_topic(&mut self, name: &str, partitions: i32, overrides: BTreeMap<String, String>) -> Result<Uuid, AdminError> {
+    pub(crate) fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Uuid, AdminError> {
         self.validate_new_topic(name, partitions, &overrides)?;
         let mut id = self.random_uuid();
         while id.is_nil() || self.topics.name_of(&id).is_some() {
@@ -40,11 +52,25 @@ impl<S: Storage> Node<S> {
         let config = topic_config::log_config(&overrides, &self.config.log);
         let mut logs = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
-            let (log, _) = PartitionLog::open(&mut self.storage, &partition_dir(name, index), config.clone(), self.now)
-                .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            logs.push(Partition { log, leader_epoch: 0, high_watermark: 0 });
+            let (log, _) = PartitionLog::open(
+                &mut self.storage,
+                &partition_dir(name, index),
+                config.clone(),
+                self.now,
+            )
+            .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
+            logs.push(Partition {
+                log,
+                leader_epoch: 0,
+                high_watermark: 0,
+            });
         }
-        self.topics.insert(Topic { name: name.to_string(), id, partitions: logs, overrides });
+        self.topics.insert(Topic {
+            name: name.to_string(),
+            id,
+            partitions: logs,
+            overrides,
+        });
         if let Err(e) = self.topics.persist(&mut self.storage) {
             let topic = self.topics.remove(name).expect("just inserted");
             for p in topic.partitions {
@@ -55,25 +81,50 @@ impl<S: Storage> Node<S> {
         Ok(id)
     }
 
-    fn validate_new_topic(&self, name: &str, partitions: i32, overrides: &BTreeMap<String, String>) -> Result<(), AdminError> {
+    fn validate_new_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
         validate_topic_name(name).map_err(|m| (ResponseError::InvalidTopicException.code(), m))?;
         if self.topics.contains(name) {
-            return Err((ResponseError::TopicAlreadyExists.code(), format!("topic '{name}' already exists")));
+            return Err((
+                ResponseError::TopicAlreadyExists.code(),
+                format!("topic '{name}' already exists"),
+            ));
         }
         if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-            return Err((ResponseError::InvalidPartitions.code(), format!("partition count must be in [1, {PARTITIONS_PER_TOPIC_MAX}], got {partitions}")));
+            return Err((
+                ResponseError::InvalidPartitions.code(),
+                format!(
+                    "partition count must be in [1, {PARTITIONS_PER_TOPIC_MAX}], got {partitions}"
+                ),
+            ));
         }
         for (key, value) in overrides {
-            topic_config::validate(key, value).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
+            topic_config::validate(key, value)
+                .map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
         }
         Ok(())
     }
 
-    pub(crate) fn handle_create_topics(&mut self, request: &CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    pub(crate) fn handle_create_topics(
+        &mut self,
+        request: &CreateTopicsRequest,
+        version: i16,
+    ) -> CreateTopicsResponse {
         let mut response = CreateTopicsResponse::default();
         for topic in &request.topics {
-            let partitions = if topic.num_partitions == -1 { self.config.num_partitions } else { topic.num_partitions };
-            let mut result = CreatableTopicResult::default().with_name(topic.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
+            let partitions = if topic.num_partitions == -1 {
+                self.config.num_partitions
+            } else {
+                topic.num_partitions
+            };
+            let mut result = CreatableTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
             let outcome = self.create_topics_one(topic, partitions, request.validate_only);
             match outcome {
                 Ok(id) => {
@@ -102,16 +153,32 @@ impl<S: Storage> Node<S> {
     ) -> Result<Uuid, AdminError> {
         let name = topic.name.0.as_str();
         if !(topic.replication_factor == -1 || topic.replication_factor == 1) {
-            return Err((ResponseError::InvalidReplicationFactor.code(), format!("replication factor {} is larger than the 1 available broker", topic.replication_factor)));
+            return Err((
+                ResponseError::InvalidReplicationFactor.code(),
+                format!(
+                    "replication factor {} is larger than the 1 available broker",
+                    topic.replication_factor
+                ),
+            ));
         }
         let mut partitions = partitions;
         if !topic.assignments.is_empty() {
             if topic.num_partitions != -1 || topic.replication_factor != -1 {
-                return Err((ResponseError::InvalidRequest.code(), "give either assignments or partitions and replication factor".into()));
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    "give either assignments or partitions and replication factor".into(),
+                ));
             }
             let node: i32 = self.config.node_id;
-            if topic.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1) {
-                return Err((ResponseError::InvalidReplicaAssignment.code(), format!("assignments may only name broker {node}")));
+            if topic
+                .assignments
+                .iter()
+                .any(|a| a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.len() != 1)
+            {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment.code(),
+                    format!("assignments may only name broker {node}"),
+                ));
             }
             partitions = topic.assignments.len() as i32;
         }
@@ -125,7 +192,10 @@ impl<S: Storage> Node<S> {
         Ok(id)
     }
 
-    fn creatable_configs(&self, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    fn creatable_configs(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Vec<CreatableTopicConfigs> {
         topic_config::describe(overrides, &self.config.log)
             .into_iter()
             .map(|c| {
@@ -137,10 +207,22 @@ impl<S: Storage> Node<S> {
             .collect()
     }
 
-    pub(crate) fn handle_delete_topics(&mut self, request: &DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
-        let mut targets: Vec<(Option<String>, Uuid)> = request.topic_names.iter().map(|n| (Some(n.0.to_string()), Uuid::nil())).collect();
+    pub(crate) fn handle_delete_topics(
+        &mut self,
+        request: &DeleteTopicsRequest,
+        version: i16,
+    ) -> DeleteTopicsResponse {
+        let mut targets: Vec<(Option<String>, Uuid)> = request
+            .topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect();
         if version >= DELETE_TOPICS_BY_ID_VERSION_MIN {
-            targets = request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect();
+            targets = request
+                .topics
+                .iter()
+                .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+                .collect();
         }
         let mut response = DeleteTopicsResponse::default();
         for (name, id) in targets {
@@ -162,11 +244,15 @@ impl<S: Storage> Node<S> {
     }
 
     fn delete_topic(&mut self, name: &str) -> Result<(), AdminError> {
-        let topic = self
-            .topics
-            .remove(name)
-            .ok_or_else(|| (ResponseError::UnknownTopicOrPartition.code(), format!("no topic '{name}'")))?;
-        self.topics.persist(&mut self.storage).map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
+        let topic = self.topics.remove(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("no topic '{name}'"),
+            )
+        })?;
+        self.topics
+            .persist(&mut self.storage)
+            .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
         for p in topic.partitions {
             if let Err(e) = p.log.delete(&mut self.storage) {
                 tracing::warn!(topic = name, error = %e, "deleting a partition's files failed; load will remove the orphan");
@@ -178,11 +264,19 @@ impl<S: Storage> Node<S> {
         Ok(())
     }
 
-    pub(crate) fn handle_create_partitions(&mut self, request: &CreatePartitionsRequest) -> CreatePartitionsResponse {
+    pub(crate) fn handle_create_partitions(
+        &mut self,
+        request: &CreatePartitionsRequest,
+    ) -> CreatePartitionsResponse {
         let mut response = CreatePartitionsResponse::default();
         for topic in &request.topics {
             let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            if let Err((code, message)) = self.create_partitions(topic.name.0.as_str(), topic.count, topic.assignments.as_deref(), request.validate_only) {
+            if let Err((code, message)) = self.create_partitions(
+                topic.name.0.as_str(),
+                topic.count,
+                topic.assignments.as_deref().filter(|a| !a.is_empty()),
+                request.validate_only,
+            ) {
                 result.error_code = code;
                 result.error_message = Some(str_bytes(&message));
             }
@@ -195,23 +289,34 @@ impl<S: Storage> Node<S> {
         &mut self,
         name: &str,
         count: i32,
-        assignments: Option<&[kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment]>,
+        assignments: Option<
+            &[kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment],
+        >,
         validate_only: bool,
     ) -> Result<(), AdminError> {
         let node_id = self.config.node_id;
         let now = self.now;
         let defaults = self.config.log.clone();
-        let topic = self
-            .topics
-            .get_mut(name)
-            .ok_or_else(|| (ResponseError::UnknownTopicOrPartition.code(), format!("no topic '{name}'")))?;
+        let topic = self.topics.get_mut(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("no topic '{name}'"),
+            )
+        })?;
         let current = topic.partitions.len() as i32;
         if count <= current || count > PARTITIONS_PER_TOPIC_MAX {
             return Err((ResponseError::InvalidPartitions.code(), format!("topic '{name}' has {current} partitions; the new count must be in [{}, {PARTITIONS_PER_TOPIC_MAX}], got {count}", current + 1)));
         }
         if let Some(assignments) = assignments {
-            if assignments.len() as i32 != count - current || assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id) {
-                return Err((ResponseError::InvalidReplicaAssignment.code(), format!("one assignment per new partition, naming only broker {node_id}")));
+            if assignments.len() as i32 != count - current
+                || assignments
+                    .iter()
+                    .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node_id)
+            {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment.code(),
+                    format!("one assignment per new partition, naming only broker {node_id}"),
+                ));
             }
         }
         if validate_only {
@@ -219,21 +324,42 @@ impl<S: Storage> Node<S> {
         }
         let config = topic_config::log_config(&topic.overrides, &defaults);
         for index in current..count {
-            let (log, _) = PartitionLog::open(&mut self.storage, &partition_dir(name, index), config.clone(), now)
-                .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            topic.partitions.push(Partition { log, leader_epoch: 0, high_watermark: 0 });
+            let (log, _) = PartitionLog::open(
+                &mut self.storage,
+                &partition_dir(name, index),
+                config.clone(),
+                now,
+            )
+            .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
+            topic.partitions.push(Partition {
+                log,
+                leader_epoch: 0,
+                high_watermark: 0,
+            });
         }
-        self.topics.persist(&mut self.storage).map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-        tracing::info!(topic = name, from = current, to = count, "created partitions");
+        self.topics
+            .persist(&mut self.storage)
+            .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = count,
+            "created partitions"
+        );
         Ok(())
     }
 
-    pub(crate) fn handle_delete_records(&mut self, request: &DeleteRecordsRequest) -> DeleteRecordsResponse {
+    pub(crate) fn handle_delete_records(
+        &mut self,
+        request: &DeleteRecordsRequest,
+    ) -> DeleteRecordsResponse {
         let mut response = DeleteRecordsResponse::default();
         for topic in &request.topics {
             let mut result = DeleteRecordsTopicResult::default().with_name(topic.name.clone());
             for dp in &topic.partitions {
-                let mut pr = DeleteRecordsPartitionResult::default().with_partition_index(dp.partition_index).with_low_watermark(-1);
+                let mut pr = DeleteRecordsPartitionResult::default()
+                    .with_partition_index(dp.partition_index)
+                    .with_low_watermark(-1);
                 match self.delete_records(topic.name.0.as_str(), dp.partition_index, dp.offset) {
                     Ok(low_watermark) => pr.low_watermark = low_watermark,
                     Err(code) => pr.error_code = code,
@@ -248,21 +374,37 @@ impl<S: Storage> Node<S> {
     /// Kafka's DeleteRecords: `-1` means the high watermark; beyond it is
     /// OFFSET_OUT_OF_RANGE.
     fn delete_records(&mut self, topic: &str, partition: i32, offset: i64) -> Result<i64, i16> {
-        let p = self.topics.partition_mut(topic, partition).ok_or(ResponseError::UnknownTopicOrPartition.code())?;
-        let offset = if offset == -1 { p.high_watermark } else { offset };
+        let p = self
+            .topics
+            .partition_mut(topic, partition)
+            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let offset = if offset == -1 {
+            p.high_watermark
+        } else {
+            offset
+        };
         if offset < 0 || offset > p.high_watermark {
             return Err(ResponseError::OffsetOutOfRange.code());
         }
-        let low_watermark = p.log.delete_records_before(&mut self.storage, offset).map_err(|e| log_error_code(&e))?;
+        let low_watermark = p
+            .log
+            .delete_records_before(&mut self.storage, offset)
+            .map_err(|e| log_error_code(&e))?;
         tracing::info!(topic, partition, low_watermark, "deleted records");
         Ok(low_watermark)
     }
 }
 
-fn overrides_of(topic: &kafka_protocol::messages::create_topics_request::CreatableTopic) -> BTreeMap<String, String> {
+fn overrides_of(
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> BTreeMap<String, String> {
     topic
         .configs
         .iter()
-        .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+        })
         .collect()
 }

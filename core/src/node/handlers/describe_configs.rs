@@ -5,7 +5,9 @@ use super::super::topic_config::{self, ConfigSource};
 use super::super::Node;
 use super::str_bytes;
 use crate::storage::Storage;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 
@@ -17,7 +19,11 @@ const STATIC_BROKER_CONFIG: i8 = 4;
 const CONFIG_TYPE_VERSION_MIN: i16 = 3;
 
 impl<S: Storage> Node<S> {
-    pub(crate) fn handle_describe_configs(&mut self, request: &DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    pub(crate) fn handle_describe_configs(
+        &mut self,
+        request: &DescribeConfigsRequest,
+        version: i16,
+    ) -> DescribeConfigsResponse {
         let mut response = DescribeConfigsResponse::default();
         for resource in &request.resources {
             let mut result = DescribeConfigsResult::default()
@@ -26,14 +32,23 @@ impl<S: Storage> Node<S> {
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => self.topic_entries(resource.resource_name.as_str()),
                 RESOURCE_BROKER => self.broker_entries(resource.resource_name.as_str()),
-                other => Err((ResponseError::InvalidRequest.code(), format!("resource type {other} has no configs here"))),
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("resource type {other} has no configs here"),
+                )),
             };
             match entries {
                 Ok(entries) => {
-                    let wanted = resource.configuration_keys.as_ref();
+                    // Null or empty both mean every config, as clients send either.
+                    let wanted = resource
+                        .configuration_keys
+                        .as_ref()
+                        .filter(|keys| !keys.is_empty());
                     result.configs = entries
                         .into_iter()
-                        .filter(|(name, ..)| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == name)))
+                        .filter(|(name, ..)| {
+                            wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                        })
                         .map(|(name, value, source, config_type)| {
                             let mut entry = DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(&name))
@@ -58,10 +73,12 @@ impl<S: Storage> Node<S> {
 
     #[allow(clippy::type_complexity)]
     fn topic_entries(&self, name: &str) -> Result<Vec<(String, String, i8, i8)>, (i16, String)> {
-        let topic = self
-            .topics
-            .get(name)
-            .ok_or_else(|| (ResponseError::UnknownTopicOrPartition.code(), format!("no topic '{name}'")))?;
+        let topic = self.topics.get(name).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("no topic '{name}'"),
+            )
+        })?;
         Ok(topic_config::describe(&topic.overrides, &self.config.log)
             .into_iter()
             .map(|c| (c.name.to_string(), c.value, c.source as i8, c.config_type))
@@ -71,24 +88,46 @@ impl<S: Storage> Node<S> {
     #[allow(clippy::type_complexity)]
     fn broker_entries(&self, name: &str) -> Result<Vec<(String, String, i8, i8)>, (i16, String)> {
         if !(name.is_empty() || name == self.config.node_id.to_string()) {
-            return Err((ResponseError::InvalidRequest.code(), format!("this is broker {}, not '{name}'", self.config.node_id)));
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                format!("this is broker {}, not '{name}'", self.config.node_id),
+            ));
         }
         const BOOLEAN: i8 = 1;
         const INT: i8 = 3;
         const LONG: i8 = 5;
         let c = &self.config;
         let statics = [
-            ("auto.create.topics.enable", c.auto_create_topics.to_string(), BOOLEAN),
-            ("log.retention.bytes", c.log.retention_bytes.to_string(), LONG),
-            ("log.retention.check.interval.ms", c.retention_check_interval_ms.to_string(), LONG),
+            (
+                "auto.create.topics.enable",
+                c.auto_create_topics.to_string(),
+                BOOLEAN,
+            ),
+            (
+                "log.retention.bytes",
+                c.log.retention_bytes.to_string(),
+                LONG,
+            ),
+            (
+                "log.retention.check.interval.ms",
+                c.retention_check_interval_ms.to_string(),
+                LONG,
+            ),
             ("log.retention.ms", c.log.retention_ms.to_string(), LONG),
             ("log.roll.ms", c.log.segment_ms.to_string(), LONG),
             ("log.segment.bytes", c.log.segment_bytes.to_string(), INT),
-            ("message.max.bytes", c.log.max_message_bytes.to_string(), INT),
+            (
+                "message.max.bytes",
+                c.log.max_message_bytes.to_string(),
+                INT,
+            ),
             ("node.id", c.node_id.to_string(), INT),
             ("num.partitions", c.num_partitions.to_string(), INT),
         ];
         let _ = ConfigSource::Default;
-        Ok(statics.into_iter().map(|(n, v, t)| (n.to_string(), v, STATIC_BROKER_CONFIG, t)).collect())
+        Ok(statics
+            .into_iter()
+            .map(|(n, v, t)| (n.to_string(), v, STATIC_BROKER_CONFIG, t))
+            .collect())
     }
 }

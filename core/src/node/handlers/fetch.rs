@@ -35,8 +35,10 @@ impl<S: Storage> Node<S> {
         if request.session_id != 0 {
             // Fetch sessions are not offered (every response says session 0),
             // so a client naming one is confused; Kafka's answer is this.
-            let response = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
-            self.responder.complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
+            let response = FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+            self.responder
+                .complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
             return;
         }
         let outcome = self.read_fetch(&request, version);
@@ -47,9 +49,18 @@ impl<S: Storage> Node<S> {
             && self.delayed_fetches.len() < self.config.delayed_fetches_max;
         if can_wait {
             let deadline = self.now + Duration::from_millis(request.max_wait_ms as u64);
-            self.delayed_fetches.push(DelayedFetch { slot, request, version, deadline });
+            self.delayed_fetches.push(DelayedFetch {
+                slot,
+                request,
+                version,
+                deadline,
+            });
         } else {
-            self.responder.complete(slot, ResponseKind::Fetch(outcome.response), &mut self.outputs);
+            self.responder.complete(
+                slot,
+                ResponseKind::Fetch(outcome.response),
+                &mut self.outputs,
+            );
         }
     }
 
@@ -59,7 +70,11 @@ impl<S: Storage> Node<S> {
         for fetch in parked {
             let outcome = self.read_fetch(&fetch.request, fetch.version);
             if outcome.bytes >= fetch.request.min_bytes.max(1) as usize || outcome.has_error {
-                self.responder.complete(fetch.slot, ResponseKind::Fetch(outcome.response), &mut self.outputs);
+                self.responder.complete(
+                    fetch.slot,
+                    ResponseKind::Fetch(outcome.response),
+                    &mut self.outputs,
+                );
             } else {
                 self.delayed_fetches.push(fetch);
             }
@@ -75,13 +90,25 @@ impl<S: Storage> Node<S> {
         self.delayed_fetches = parked;
         for fetch in expired {
             let outcome = self.read_fetch(&fetch.request, fetch.version);
-            self.responder.complete(fetch.slot, ResponseKind::Fetch(outcome.response), &mut self.outputs);
+            self.responder.complete(
+                fetch.slot,
+                ResponseKind::Fetch(outcome.response),
+                &mut self.outputs,
+            );
         }
     }
 
     fn read_fetch(&mut self, request: &FetchRequest, version: i16) -> FetchOutcome {
-        let mut remaining_bytes = if request.max_bytes > 0 { request.max_bytes as usize } else { usize::MAX };
-        let mut outcome = FetchOutcome { response: FetchResponse::default(), bytes: 0, has_error: false };
+        let mut remaining_bytes = if request.max_bytes > 0 {
+            request.max_bytes as usize
+        } else {
+            usize::MAX
+        };
+        let mut outcome = FetchOutcome {
+            response: FetchResponse::default(),
+            bytes: 0,
+            has_error: false,
+        };
         for topic in &request.topics {
             let name = if version >= FETCH_TOPIC_ID_VERSION_MIN {
                 self.topics.name_of(&topic.topic_id).map(str::to_string)
@@ -107,7 +134,15 @@ impl<S: Storage> Node<S> {
                     Some(name) => {
                         let limit = (fp.partition_max_bytes.max(0) as usize).min(remaining_bytes);
                         let first_with_data = outcome.bytes == 0;
-                        self.read_partition(name, fp.partition, fp.current_leader_epoch, fp.fetch_offset, limit, first_with_data, &mut pd);
+                        self.read_partition(
+                            name,
+                            fp.partition,
+                            fp.current_leader_epoch,
+                            fp.fetch_offset,
+                            limit,
+                            first_with_data,
+                            &mut pd,
+                        );
                     }
                 }
                 let size = pd.records.as_ref().map_or(0, Bytes::len);
@@ -153,7 +188,12 @@ impl<S: Storage> Node<S> {
         if limit == 0 && !first_with_data {
             return;
         }
-        match p.log.read(&mut self.storage, fetch_offset, limit.max(1), p.high_watermark) {
+        match p.log.read(
+            &mut self.storage,
+            fetch_offset,
+            limit.max(1),
+            p.high_watermark,
+        ) {
             Ok(read) => {
                 if !first_with_data && read.records.len() > limit {
                     return;

@@ -5,7 +5,9 @@ use super::super::topics::validate_topic_name;
 use super::super::Node;
 use super::str_bytes;
 use crate::storage::Storage;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::ResponseError;
 
@@ -16,7 +18,11 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 const ALLOW_AUTO_CREATE_VERSION_MIN: i16 = 4;
 
 impl<S: Storage> Node<S> {
-    pub(crate) fn handle_metadata(&mut self, request: &MetadataRequest, version: i16) -> MetadataResponse {
+    pub(crate) fn handle_metadata(
+        &mut self,
+        request: &MetadataRequest,
+        version: i16,
+    ) -> MetadataResponse {
         let broker = MetadataResponseBroker::default()
             .with_node_id(self.config.node_id.into())
             .with_host(str_bytes(&self.config.advertised_host))
@@ -35,7 +41,8 @@ impl<S: Storage> Node<S> {
             response.topics = names.iter().map(|n| self.describe_topic(n)).collect();
             return response;
         }
-        let allow_auto_create = self.config.auto_create_topics && (version < ALLOW_AUTO_CREATE_VERSION_MIN || request.allow_auto_topic_creation);
+        let allow_auto_create = self.config.auto_create_topics
+            && (version < ALLOW_AUTO_CREATE_VERSION_MIN || request.allow_auto_topic_creation);
         for requested in request.topics.iter().flatten() {
             let name = match (&requested.name, self.topics.name_of(&requested.topic_id)) {
                 (Some(name), _) => name.0.to_string(),

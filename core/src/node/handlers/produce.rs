@@ -26,13 +26,19 @@ pub(crate) fn log_error_code(error: &LogError) -> i16 {
 }
 
 impl<S: Storage> Node<S> {
-    pub(crate) fn handle_produce(&mut self, slot: Option<Slot>, request: ProduceRequest, _version: i16) {
+    pub(crate) fn handle_produce(
+        &mut self,
+        slot: Option<Slot>,
+        request: ProduceRequest,
+        _version: i16,
+    ) {
         let acks_valid = matches!(request.acks, 0 | 1 | -1);
         let mut appended_any = false;
         let mut response = ProduceResponse::default();
         for topic_data in &request.topic_data {
             let name = topic_data.name.0.as_str();
-            let mut topic_response = TopicProduceResponse::default().with_name(topic_data.name.clone());
+            let mut topic_response =
+                TopicProduceResponse::default().with_name(topic_data.name.clone());
             for data in &topic_data.partition_data {
                 let mut pr = PartitionProduceResponse::default()
                     .with_index(data.index)
@@ -58,23 +64,38 @@ impl<S: Storage> Node<S> {
         let Some(slot) = slot else { return };
         if appended_any && self.config.flush_before_ack {
             let flush_id = self.flusher.covering_id();
-            self.pending_produces.push(PendingProduce { slot, flush_id, response });
+            self.pending_produces.push(PendingProduce {
+                slot,
+                flush_id,
+                response,
+            });
         } else {
-            self.responder.complete(slot, ResponseKind::Produce(response), &mut self.outputs);
+            self.responder
+                .complete(slot, ResponseKind::Produce(response), &mut self.outputs);
         }
     }
 
     /// Appends to one partition: `(base offset, log start offset)` or a
     /// Kafka error code.
-    fn append(&mut self, topic: &str, partition: i32, records: Option<&[u8]>) -> Result<(i64, i64), i16> {
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Option<&[u8]>,
+    ) -> Result<(i64, i64), i16> {
         let now = self.now;
         let flush_before_ack = self.config.flush_before_ack;
         let p = self
             .topics
             .partition_mut(topic, partition)
             .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
-        let records = records.filter(|r| !r.is_empty()).ok_or(ResponseError::InvalidRecord.code())?;
-        match p.log.append_as_leader(&mut self.storage, records, p.leader_epoch, now) {
+        let records = records
+            .filter(|r| !r.is_empty())
+            .ok_or(ResponseError::InvalidRecord.code())?;
+        match p
+            .log
+            .append_as_leader(&mut self.storage, records, p.leader_epoch, now)
+        {
             Ok(info) => {
                 if !flush_before_ack {
                     p.high_watermark = p.log.log_end_offset();
@@ -84,7 +105,11 @@ impl<S: Storage> Node<S> {
             }
             Err(e) => {
                 if matches!(e, LogError::Storage(StorageError::NoSpace(_))) {
-                    tracing::error!(topic, partition, "disk full: produce rejected with KAFKA_STORAGE_ERROR");
+                    tracing::error!(
+                        topic,
+                        partition,
+                        "disk full: produce rejected with KAFKA_STORAGE_ERROR"
+                    );
                 } else {
                     tracing::debug!(topic, partition, error = %e, "produce rejected");
                 }
@@ -102,14 +127,23 @@ impl<S: Storage> Node<S> {
         self.pending_produces = waiting;
         for mut pending in ready {
             if let Some(code) = error {
-                for pr in pending.response.responses.iter_mut().flat_map(|t| t.partition_responses.iter_mut()) {
+                for pr in pending
+                    .response
+                    .responses
+                    .iter_mut()
+                    .flat_map(|t| t.partition_responses.iter_mut())
+                {
                     if pr.error_code == 0 {
                         pr.error_code = code;
                         pr.base_offset = -1;
                     }
                 }
             }
-            self.responder.complete(pending.slot, ResponseKind::Produce(pending.response), &mut self.outputs);
+            self.responder.complete(
+                pending.slot,
+                ResponseKind::Produce(pending.response),
+                &mut self.outputs,
+            );
         }
     }
 }
