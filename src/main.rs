@@ -4,6 +4,12 @@
 mod serve;
 
 use clap::{Parser, Subcommand};
+
+/// Huge reservations from the wire codec must not abort the broker; see
+/// `seedlog_net::alloc`.
+#[global_allocator]
+static ALLOCATOR: seedlog_net::alloc::NoReserveHugeAllocations =
+    seedlog_net::alloc::NoReserveHugeAllocations;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]

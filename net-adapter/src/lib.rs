@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod alloc;
 pub mod connection;
 pub mod file_storage;
 pub mod framing;
