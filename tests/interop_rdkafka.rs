@@ -78,6 +78,9 @@ fn produce_all(bootstrap: &str, topic: &str) {
 fn consume_all(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        // librdkafka's assign() needs a group id even though no group is
+        // joined and nothing is committed.
+        .set("group.id", "seedlog-interop")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()
