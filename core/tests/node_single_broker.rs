@@ -180,7 +180,7 @@ impl Harness {
         acks: i16,
         values: &[&[u8]],
     ) -> Option<(i16, i64)> {
-        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        let records: Vec<seedlog_core::batch::TestRecord> =
             values.iter().map(|v| (None, Some(*v))).collect();
         let batch = build_batch(&records, self.now.unix_millis());
         let id = self.send(

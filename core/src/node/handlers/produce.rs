@@ -32,7 +32,7 @@ impl<S: Storage> Node<S> {
         request: ProduceRequest,
         _version: i16,
     ) {
-        let acks_valid = matches!(request.acks, 0 | 1 | -1);
+        let acks_valid = matches!(request.acks, -1..=1);
         let mut appended_any = false;
         let mut response = ProduceResponse::default();
         for topic_data in &request.topic_data {
