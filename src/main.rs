@@ -1,6 +1,7 @@
 //! `seedlog`: the command line. Each subcommand parses its flags and hands
 //! over to the crate that does the work.
 
+mod bench;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can talk to.
     Serve(serve::ServeArgs),
+    /// Measure throughput (see `seedlog bench --help`).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(command) => bench::run(command),
     }
 }
