@@ -818,6 +818,7 @@ fn every_api_answers_at_every_advertised_version() {
                 ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
                     .with_name(name())
                     .with_partitions(vec![DeleteRecordsPartition::default().with_offset(0), DeleteRecordsPartition::default().with_partition_index(5)])])),
+                ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default().with_producer_id((-1).into()).with_producer_epoch(-1)),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
@@ -829,4 +830,125 @@ fn every_api_answers_at_every_advertised_version() {
         }
     }
     assert!(checked > 50, "covered {checked} api versions");
+}
+
+/// An idempotent batch: `build_batch` with the producer fields set and the
+/// CRC (which covers them) recomputed.
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&[u8]]) -> Vec<u8> {
+    let records: Vec<seedlog_core::batch::TestRecord> =
+        values.iter().map(|v| (None, Some(*v))).collect();
+    let mut batch = build_batch(&records, 0);
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+impl Harness {
+    fn init_producer_id(&mut self) -> (i64, i16) {
+        match self.request(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            ),
+        ) {
+            ResponseKind::InitProducerId(r) => {
+                assert_eq!(r.error_code, 0);
+                (r.producer_id.0, r.producer_epoch)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn produce_batch(&mut self, topic: &str, partition: i32, batch: Vec<u8>) -> (i16, i64) {
+        match self.request(
+            ApiKey::Produce,
+            9,
+            RequestKind::Produce(produce_request(topic, partition, -1, batch)),
+        ) {
+            ResponseKind::Produce(r) => {
+                let p = &r.responses[0].partition_responses[0];
+                (p.error_code, p.base_offset)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn idempotent_retries_are_written_once_and_gaps_are_refused() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let (pid, epoch) = h.init_producer_id();
+    let (other_pid, _) = h.init_producer_id();
+    assert_ne!(pid, other_pid, "every producer gets its own id");
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch, 0, &[b"a", b"b"])),
+        (0, 0)
+    );
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch, 0, &[b"a", b"b"])),
+        (0, 0),
+        "a retry is acked at its first offset"
+    );
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch, 5, &[b"x"]))
+            .0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch, 2, &[b"c"])),
+        (0, 2)
+    );
+    assert_eq!(
+        h.fetch("t", 0, 0).2,
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()],
+        "no duplicate in the log"
+    );
+
+    // The producer state is rebuilt from the log after a crash.
+    let mut storage = h.node.into_storage();
+    storage.crash();
+    let mut h = Harness::with_config(NodeConfig::default(), storage);
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch, 2, &[b"c"])),
+        (0, 2),
+        "still a duplicate after restart"
+    );
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch + 1, 0, &[b"d"])),
+        (0, 3),
+        "a new epoch starts at 0"
+    );
+    assert_eq!(
+        h.produce_batch("t", 0, idempotent_batch(pid, epoch, 3, &[b"e"]))
+            .0,
+        ResponseError::InvalidProducerEpoch.code()
+    );
+    let (next_pid, _) = h.init_producer_id();
+    assert!(next_pid > other_pid, "ids are not reused after a restart");
+}
+
+#[test]
+fn produce_carries_exactly_one_batch_per_partition() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let mut two = build_batch(&[(None, Some(b"a"))], 0);
+    two.extend(build_batch(&[(None, Some(b"b"))], 0));
+    assert_eq!(
+        h.produce_batch("t", 0, two).0,
+        ResponseError::InvalidRecord.code()
+    );
+    let mut truncated = build_batch(&[(None, Some(b"a"))], 0);
+    truncated.pop();
+    assert_eq!(
+        h.produce_batch("t", 0, truncated).0,
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(h.node.partition_offsets("t", 0), Some((0, 0, 0)));
 }

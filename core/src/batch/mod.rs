@@ -207,6 +207,12 @@ impl BatchHeader {
         Ok(BatchHeader { bytes: header })
     }
 
+    /// The same header with its base offset replaced (as written to the log).
+    pub fn with_base_offset(mut self, base_offset: i64) -> BatchHeader {
+        set_base_offset(&mut self.bytes, base_offset);
+        self
+    }
+
     /// The raw header bytes.
     pub fn as_bytes(&self) -> &[u8; BATCH_HEADER_LEN] {
         &self.bytes

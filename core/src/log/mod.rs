@@ -794,6 +794,35 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Calls `visit` with the header of every batch at or above the log
+    /// start, in offset order, reading 61 bytes per batch (rebuilding
+    /// producer state after a restart needs no record bytes).
+    pub fn for_each_batch_header(
+        &self,
+        storage: &mut dyn Storage,
+        mut visit: impl FnMut(&crate::batch::BatchHeader),
+    ) -> Result<(), LogError> {
+        for segment in &self.segments {
+            let mut position = 0u64;
+            // Each step passes one whole batch of at least a header's size.
+            for _ in 0..=segment.size_bytes / crate::batch::BATCH_HEADER_LEN as u64 {
+                if position >= segment.size_bytes {
+                    break;
+                }
+                let header = segment.read_header(storage, position)?;
+                if header.last_offset() >= self.log_start_offset {
+                    visit(&header);
+                }
+                position += header.total_size() as u64;
+            }
+            assert_eq!(
+                position, segment.size_bytes,
+                "the walk ends at the segment end"
+            );
+        }
+        Ok(())
+    }
+
     fn segment_index_for(&self, offset: i64) -> usize {
         let count = self.segments.partition_point(|s| s.base_offset <= offset);
         assert!(count > 0, "offset {offset} below the first segment");

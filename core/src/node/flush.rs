@@ -9,7 +9,6 @@ use super::io::{FlushId, Output};
 use super::{Node, FLUSH_RETRY_BACKOFF};
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
-use kafka_protocol::ResponseError;
 
 #[derive(Debug)]
 struct InFlight {
@@ -26,11 +25,6 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// The flush that will make an append made now durable.
-    pub fn covering_id(&self) -> FlushId {
-        self.next_id
-    }
-
     pub fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
@@ -83,16 +77,16 @@ impl<S: Storage> Node<S> {
                 self.high_watermark_moved = true;
             }
         }
-        self.release_produces(flush_id, None);
+        self.release_produces(None);
     }
 
     pub(super) fn handle_flush_failed(&mut self, flush_id: FlushId, error: StorageError) {
-        let Some(_) = self.take_in_flight(flush_id) else {
+        let Some(in_flight) = self.take_in_flight(flush_id) else {
             return;
         };
         tracing::error!(flush_id, %error, "flush failed; produces waiting on it get KAFKA_STORAGE_ERROR");
         self.flusher.retry_at = Some(self.now + FLUSH_RETRY_BACKOFF);
-        self.release_produces(flush_id, Some(ResponseError::KafkaStorageError.code()));
+        self.release_produces(Some(&in_flight.marks));
     }
 
     fn take_in_flight(&mut self, flush_id: FlushId) -> Option<InFlight> {

@@ -9,6 +9,8 @@ mod config;
 mod flush;
 mod handlers;
 mod io;
+mod producer_ids;
+mod producer_state;
 mod responder;
 mod topic_config;
 mod topics;
@@ -23,6 +25,7 @@ use flush::Flusher;
 use handlers::fetch::DelayedFetch;
 use handlers::produce::PendingProduce;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use producer_ids::ProducerIdAllocator;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use responder::{Responder, Slot};
@@ -53,6 +56,7 @@ pub struct Node<S: Storage> {
     rng: ChaCha8Rng,
     now: Instant,
     topics: Topics,
+    producer_ids: ProducerIdAllocator,
     responder: Responder,
     outputs: VecDeque<Output>,
     flusher: Flusher,
@@ -73,6 +77,7 @@ impl<S: Storage> Node<S> {
     ) -> Result<Node<S>, NodeError> {
         validate_config(&config)?;
         let (topics, reports) = Topics::load(&mut storage, &config.log, now)?;
+        let producer_ids = ProducerIdAllocator::load(&mut storage)?;
         for (dir, report) in reports.iter().filter(|(_, r)| r.truncated_bytes > 0) {
             tracing::warn!(%dir, truncated_bytes = report.truncated_bytes, "recovery cut a torn or corrupt tail");
         }
@@ -84,6 +89,7 @@ impl<S: Storage> Node<S> {
             rng: ChaCha8Rng::seed_from_u64(rng_seed),
             now,
             topics,
+            producer_ids,
             outputs: VecDeque::new(),
             flusher: Flusher::default(),
             pending_produces: Vec::new(),
@@ -281,6 +287,10 @@ impl<S: Storage> Node<S> {
             RequestKind::ListOffsets(r) => {
                 let response = self.handle_list_offsets(&r, version);
                 reply(self, ResponseKind::ListOffsets(response))
+            }
+            RequestKind::InitProducerId(r) => {
+                let response = self.handle_init_producer_id(&r);
+                reply(self, ResponseKind::InitProducerId(response))
             }
             RequestKind::Produce(r) => self.handle_produce(slot, r, version),
             RequestKind::Fetch(r) => {

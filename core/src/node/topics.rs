@@ -5,6 +5,7 @@
 //! is created and after it is deleted, so a crash in between leaves at worst
 //! an orphan directory, which `load` removes.
 
+use super::producer_state::ProducerStateTable;
 use super::topic_config;
 use crate::log::{LogConfig, PartitionLog, RecoveryReport};
 use crate::storage::Storage;
@@ -26,6 +27,28 @@ pub struct Partition {
     pub leader_epoch: i32,
     /// Offsets below this are visible to consumers.
     pub high_watermark: i64,
+    /// Idempotent producers' last batches, rebuilt from the log on load.
+    pub producers: ProducerStateTable,
+}
+
+impl Partition {
+    pub fn new(log: PartitionLog, leader_epoch: i32) -> Partition {
+        let high_watermark = log.log_end_offset();
+        Partition {
+            log,
+            leader_epoch,
+            high_watermark,
+            producers: ProducerStateTable::default(),
+        }
+    }
+
+    /// Reads every batch header once to learn the producers' sequences.
+    fn rebuild_producer_state(&mut self, storage: &mut dyn Storage) -> Result<(), NodeError> {
+        let producers = &mut self.producers;
+        self.log
+            .for_each_batch_header(storage, |header| producers.record(header))?;
+        Ok(())
+    }
 }
 
 pub struct Topic {
@@ -113,12 +136,9 @@ impl Topics {
                 let dir = partition_dir(&record.name, index as i32);
                 let (log, report) = PartitionLog::open(storage, &dir, config.clone(), now)?;
                 reports.push((dir, report));
-                let high_watermark = log.log_end_offset();
-                partitions.push(Partition {
-                    log,
-                    leader_epoch: *leader_epoch,
-                    high_watermark,
-                });
+                let mut partition = Partition::new(log, *leader_epoch);
+                partition.rebuild_producer_state(storage)?;
+                partitions.push(partition);
             }
             topics.insert(Topic {
                 name: record.name,
@@ -236,6 +256,7 @@ impl Topics {
             assert_eq!(self.name_by_id.get(&topic.id), Some(&topic.name));
             for p in &topic.partitions {
                 p.log.check_invariants();
+                p.producers.check_invariants();
                 assert!(
                     p.high_watermark >= p.log.log_start_offset().min(p.log.log_end_offset()),
                     "high watermark below log start"

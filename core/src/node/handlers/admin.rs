@@ -59,11 +59,7 @@ impl<S: Storage> Node<S> {
                 self.now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            logs.push(Partition {
-                log,
-                leader_epoch: 0,
-                high_watermark: 0,
-            });
+            logs.push(Partition::new(log, 0));
         }
         self.topics.insert(Topic {
             name: name.to_string(),
@@ -331,11 +327,7 @@ impl<S: Storage> Node<S> {
                 now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            topic.partitions.push(Partition {
-                log,
-                leader_epoch: 0,
-                high_watermark: 0,
-            });
+            topic.partitions.push(Partition::new(log, 0));
         }
         self.topics
             .persist(&mut self.storage)
