@@ -17,7 +17,7 @@ fn kcat_available() -> bool {
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
-            std::env::var_os("SEEDLOG_REQUIRE_KCAT").is_none(),
+            std::env::var_os("SEEDLOG_REQUIRE_CLIENTS").is_none(),
             "kcat is required here (apt-get install kcat)"
         );
         eprintln!("SKIPPED: kcat is not installed (apt-get install kcat); .ci/run installs it and requires this test");
