@@ -3,6 +3,7 @@
 
 mod bench;
 mod serve;
+mod sim_cli;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can talk to.
     Serve(serve::ServeArgs),
+    /// Deterministic simulation: run, replay, explore and shrink scenarios.
+    Sim(sim_cli::SimArgs),
     /// Measure throughput (see `seedlog bench --help`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,6 +48,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Sim(args) => {
+            let code = sim_cli::run(args)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Bench(command) => bench::run(command),
     }
 }

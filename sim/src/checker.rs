@@ -1,0 +1,193 @@
+//! End-of-run checks over the client history and the final log (names from
+//! INVARIANTS.md, following Jepsen's Kafka checker).
+//!
+//! The final log is read after the liveness phase healed every fault, so
+//! "never read" is a definite verdict, not a timeout.
+
+use crate::history::{ConsumerEvent, History, SendOutcome, Tp};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub violations: Vec<(&'static str, String)>,
+    /// Values found at two or more offsets. Expected without idempotence
+    /// (a retried send whose first attempt landed); a statistic then.
+    pub duplicates: u64,
+}
+
+/// Checks `history` against `log`, the final content of every partition.
+pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>) -> Findings {
+    let mut f = Findings::default();
+    let first = |f: &mut Findings, checker: &'static str, message: String| {
+        // One message per checker is enough to act on; count the rest.
+        if let Some(existing) = f.violations.iter_mut().find(|(c, _)| *c == checker) {
+            if !existing.1.ends_with(" more)") {
+                existing.1.push_str(" (and more)");
+            }
+        } else {
+            f.violations.push((checker, message));
+        }
+    };
+
+    // inconsistent_offsets: the final log and every read agree per offset.
+    let mut at_offset: BTreeMap<(&Tp, i64), &[u8]> = BTreeMap::new();
+    for (tp, records) in log {
+        let mut expected = records.first().map(|(o, _)| *o);
+        for (offset, value) in records {
+            if Some(*offset) != expected {
+                first(
+                    &mut f,
+                    "inconsistent_offsets",
+                    format!("{}-{}: final log jumps to offset {offset} (expected {expected:?})", tp.0, tp.1),
+                );
+            }
+            expected = Some(offset + 1);
+            at_offset.insert((tp, *offset), value);
+        }
+    }
+    for event in &history.consumer_events {
+        if let ConsumerEvent::Read { consumer, tp, offset, value, .. } = event {
+            match at_offset.get(&(tp, *offset)) {
+                Some(v) if *v == value.as_slice() => {}
+                Some(v) => first(
+                    &mut f,
+                    "inconsistent_offsets",
+                    format!(
+                        "{}-{} offset {offset}: consumer {consumer} read {:?}, the final log holds {:?}",
+                        tp.0,
+                        tp.1,
+                        String::from_utf8_lossy(value),
+                        String::from_utf8_lossy(v)
+                    ),
+                ),
+                None => first(
+                    &mut f,
+                    "consistent_read",
+                    format!(
+                        "{}-{} offset {offset}: consumer {consumer} read {:?}, no longer in the log",
+                        tp.0,
+                        tp.1,
+                        String::from_utf8_lossy(value)
+                    ),
+                ),
+            }
+        }
+    }
+
+    // Where each value ended up.
+    let mut offsets_of: BTreeMap<&[u8], Vec<(&Tp, i64)>> = BTreeMap::new();
+    for (tp, records) in log {
+        for (offset, value) in records {
+            offsets_of.entry(value.as_slice()).or_default().push((tp, *offset));
+        }
+    }
+    f.duplicates = offsets_of.values().filter(|v| v.len() > 1).count() as u64;
+    for value in offsets_of.keys() {
+        if !history.value_owner.contains_key(*value) {
+            first(
+                &mut f,
+                "inconsistent_offsets",
+                format!("the log holds {:?}, which no producer sent", String::from_utf8_lossy(value)),
+            );
+        }
+    }
+
+    // lost_write: acknowledged with acks=1/all, absent from the final log.
+    for send in &history.sends {
+        let SendOutcome::Acked { offset } = send.outcome else {
+            continue;
+        };
+        assert_ne!(send.acks, 0, "acks=0 sends are never acknowledged");
+        let tp = (send.topic.clone(), send.partition);
+        for (i, value) in send.values.iter().enumerate() {
+            let expected_offset = offset + i as i64;
+            let found = offsets_of.get(value.as_slice());
+            if found.is_none() {
+                first(
+                    &mut f,
+                    "lost_write",
+                    format!(
+                        "send {} ({:?}, acks={}) was acknowledged at {}-{}:{expected_offset} at {} ms, but the healed log does not hold it",
+                        send.id,
+                        String::from_utf8_lossy(value),
+                        send.acks,
+                        tp.0,
+                        tp.1,
+                        send.complete_ms.unwrap_or(0)
+                    ),
+                );
+            } else if !found.expect("checked").iter().any(|(t, o)| **t == tp && *o == expected_offset) {
+                first(
+                    &mut f,
+                    "inconsistent_offsets",
+                    format!(
+                        "send {} was acknowledged at {}-{}:{expected_offset}, the log holds its value at {:?}",
+                        send.id,
+                        tp.0,
+                        tp.1,
+                        found.expect("checked").iter().map(|(_, o)| *o).collect::<Vec<_>>()
+                    ),
+                );
+            }
+        }
+    }
+
+    // nonmonotonic_send: per producer and partition, in acknowledgement
+    // order, offsets increase.
+    let mut last_acked: BTreeMap<(u32, &str, i32), (i64, u64)> = BTreeMap::new();
+    let mut acked: Vec<_> = history
+        .sends
+        .iter()
+        .filter_map(|s| match s.outcome {
+            SendOutcome::Acked { offset } => Some((s.complete_ms.unwrap_or(0), s.id, s, offset)),
+            _ => None,
+        })
+        .collect();
+    acked.sort_by_key(|(at, id, _, _)| (*at, *id));
+    for (_, _, send, offset) in acked {
+        let key = (send.producer, send.topic.as_str(), send.partition);
+        if let Some((previous, previous_id)) = last_acked.get(&key) {
+            if offset <= *previous {
+                first(
+                    &mut f,
+                    "nonmonotonic_send",
+                    format!(
+                        "producer {} {}-{}: send {} acknowledged at offset {offset} after send {previous_id} at {previous}",
+                        send.producer, send.topic, send.partition, send.id
+                    ),
+                );
+            }
+        }
+        last_acked.insert(key, (offset, send.id));
+    }
+
+    // nonmonotonic_poll / poll_skip: a consumer's reads of a partition go up
+    // one offset at a time, unless it seeked.
+    let mut last_read: BTreeMap<(u32, &Tp), Option<i64>> = BTreeMap::new();
+    for event in &history.consumer_events {
+        match event {
+            ConsumerEvent::Seek { consumer, tp, .. } => {
+                last_read.insert((*consumer, tp), None);
+            }
+            ConsumerEvent::Read { consumer, tp, offset, .. } => {
+                let previous = last_read.insert((*consumer, tp), Some(*offset)).flatten();
+                if let Some(previous) = previous {
+                    if *offset <= previous {
+                        first(
+                            &mut f,
+                            "nonmonotonic_poll",
+                            format!("consumer {consumer} {}-{}: read offset {offset} after {previous}", tp.0, tp.1),
+                        );
+                    } else if *offset != previous + 1 {
+                        first(
+                            &mut f,
+                            "poll_skip",
+                            format!("consumer {consumer} {}-{}: read offset {offset} after {previous}", tp.0, tp.1),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    f
+}

@@ -1,0 +1,225 @@
+//! Explore: many seeds of many scenarios on all cores, with a progress bar
+//! and a table; plus the one-run summary the CLI prints.
+
+use crate::scenario::Scenario;
+use crate::world::{run, Bug, RunOptions, RunReport, Violation};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// The command that re-runs one seed.
+pub fn replay_command(scenario_arg: &str, seed: u64, bug: Option<Bug>) -> String {
+    let bug = bug.map(|b| format!(" --bug {}", b.name())).unwrap_or_default();
+    format!("seedlog sim run {scenario_arg} --seed {seed}{bug}")
+}
+
+pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
+    let mut s = String::new();
+    let st = &report.stats;
+    let _ = writeln!(s, "scenario {} seed {}{}", report.scenario, report.seed,
+        report.bug.map(|b| format!(" bug {}", b.name())).unwrap_or_default());
+    let _ = writeln!(s, "swarm: {}", report.swarm);
+    let _ = writeln!(s, "faults: {} scheduled", report.schedule.len());
+    let _ = writeln!(
+        s,
+        "events {}  simulated {:.1} s  wall {:.3} s  speed {:.0} simulated s / wall s",
+        report.events,
+        report.simulated_ms as f64 / 1000.0,
+        report.wall.as_secs_f64(),
+        report.sim_seconds_per_wall_second()
+    );
+    let _ = writeln!(
+        s,
+        "sends {} (acked {}, after heal {}, acks=0 {}, failed {}, indeterminate {})  records read {}  duplicates {}",
+        st.sends, st.acked, st.acked_after_heal, st.unacked_acks0, st.failed, st.indeterminate, st.records_read, st.duplicates
+    );
+    let _ = writeln!(
+        s,
+        "crashes {} (torn {})  restarts {}  flushes {} (failed {})  connections opened {} broken {}  hw regressions allowed {}",
+        st.crashes, st.torn_crashes, st.restarts, st.flushes, st.flush_failures, st.connections_opened, st.connections_broken, st.hw_regressions_allowed
+    );
+    let total: u64 = report.unavailable_windows_ms.iter().map(|(a, b)| b - a).sum();
+    let longest = report.unavailable_windows_ms.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "unavailability windows {} (total {} ms, longest {} ms)",
+        report.unavailable_windows_ms.len(),
+        total,
+        longest
+    );
+    let pairs: Vec<String> = report.bytes_by_az_pair.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(
+        s,
+        "bytes: cross-AZ {}  by AZ pair: {}  messages {} (codec round trips {})",
+        report.cross_az_bytes,
+        pairs.join(" "),
+        st.messages,
+        st.codec_roundtrips
+    );
+    let _ = writeln!(s, "trace: {} lines, hash {:016x}", report.trace_lines, report.trace_hash);
+    if report.violations.is_empty() {
+        let _ = writeln!(s, "checkers: all passed");
+    } else {
+        for v in &report.violations {
+            let _ = writeln!(
+                s,
+                "VIOLATION {} at event {} ({} ms): {}",
+                v.checker, v.event, v.at_ms, v.message
+            );
+        }
+        let _ = writeln!(s, "replay: {}", replay_command(scenario_arg, report.seed, report.bug));
+    }
+    s
+}
+
+pub struct Failure {
+    pub scenario_arg: String,
+    pub seed: u64,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Default)]
+pub struct ScenarioTotals {
+    pub seeds: u64,
+    pub failures: u64,
+    pub simulated_ms: u64,
+    pub wall: Duration,
+    pub events: u64,
+    /// checker -> failing seeds
+    pub by_checker: BTreeMap<String, u64>,
+}
+
+pub struct ExploreReport {
+    pub totals: BTreeMap<String, ScenarioTotals>,
+    pub failures: Vec<Failure>,
+    pub wall: Duration,
+}
+
+impl ExploreReport {
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<24} {:>7} {:>8} {:>12} {:>14}  failures by checker",
+            "scenario", "seeds", "failed", "events", "sim s/wall s"
+        );
+        for (name, t) in &self.totals {
+            let speed = t.simulated_ms as f64 / 1000.0 / t.wall.as_secs_f64().max(1e-9);
+            let by: Vec<String> = t.by_checker.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            let _ = writeln!(
+                s,
+                "{name:<24} {:>7} {:>8} {:>12} {speed:>14.0}  {}",
+                t.seeds,
+                t.failures,
+                t.events,
+                by.join(" ")
+            );
+        }
+        let _ = writeln!(s, "wall time {:.1} s", self.wall.as_secs_f64());
+        s
+    }
+}
+
+/// Runs every seed of `seeds` (those of this shard) for every scenario.
+/// `shard` is (index, count): seed s belongs to shard s % count.
+pub fn explore(
+    scenarios: &[(String, Scenario)],
+    seeds: Range<u64>,
+    jobs: usize,
+    shard: Option<(u64, u64)>,
+    bug: Option<Bug>,
+    progress: bool,
+) -> ExploreReport {
+    let started = std::time::Instant::now();
+    let work: Vec<(usize, u64)> = scenarios
+        .iter()
+        .enumerate()
+        .flat_map(|(i, _)| seeds.clone().map(move |s| (i, s)))
+        .filter(|(_, s)| shard.is_none_or(|(index, count)| s % count == index))
+        .collect();
+    let work = Arc::new(work);
+    let next = Arc::new(AtomicUsize::new(0));
+    let scenarios_arc: Arc<Vec<(String, Scenario)>> = Arc::new(scenarios.to_vec());
+    let (tx, rx) = mpsc::channel::<(usize, u64, Result<RunReport, String>)>();
+    let bar = if progress {
+        ProgressBar::new(work.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise} eta {eta}  {msg}")
+            .expect("template"),
+    );
+    let mut handles = Vec::new();
+    for j in 0..jobs.max(1) {
+        let (work, next, scenarios, tx) = (work.clone(), next.clone(), scenarios_arc.clone(), tx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("sim-explore-{j}"))
+            .spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((scenario, seed)) = work.get(i).copied() else {
+                    break;
+                };
+                let options = RunOptions {
+                    bug,
+                    ..RunOptions::default()
+                };
+                let result = std::panic::catch_unwind(|| run(&scenarios[scenario].1, seed, &options))
+                    .map_err(|p| crate::world::panic_message(&p));
+                if tx.send((scenario, seed, result)).is_err() {
+                    break;
+                }
+            })
+            .expect("spawn explore thread");
+        handles.push(handle);
+    }
+    drop(tx);
+    let mut totals: BTreeMap<String, ScenarioTotals> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (scenario, seed, result) in rx {
+        let (arg, s) = &scenarios[scenario];
+        let t = totals.entry(s.name.clone()).or_default();
+        t.seeds += 1;
+        let violations = match result {
+            Ok(report) => {
+                t.simulated_ms += report.simulated_ms;
+                t.wall += report.wall;
+                t.events += report.events;
+                report.violations
+            }
+            Err(message) => vec![Violation {
+                checker: "simulator_panic".to_string(),
+                event: 0,
+                at_ms: 0,
+                message,
+            }],
+        };
+        if !violations.is_empty() {
+            t.failures += 1;
+            for v in &violations {
+                *t.by_checker.entry(v.checker.clone()).or_default() += 1;
+            }
+            failures.push(Failure {
+                scenario_arg: arg.clone(),
+                seed,
+                violations,
+            });
+        }
+        bar.inc(1);
+        bar.set_message(format!("{} failing", failures.len()));
+    }
+    for h in handles {
+        h.join().expect("explore threads catch their panics");
+    }
+    bar.finish_and_clear();
+    failures.sort_by(|a, b| (&a.scenario_arg, a.seed).cmp(&(&b.scenario_arg, b.seed)));
+    ExploreReport {
+        totals,
+        failures,
+        wall: started.elapsed(),
+    }
+}
