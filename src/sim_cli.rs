@@ -133,7 +133,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
                     recorded,
                     replayed,
                 } => {
-                    println!("replay of {} seed {}: differs at line {line}", report.scenario, report.seed);
+                    println!(
+                        "replay of {} seed {}: differs at line {line}",
+                        report.scenario, report.seed
+                    );
                     println!("  recorded: {recorded}");
                     println!("  replayed: {replayed}");
                     Ok(1)
@@ -186,7 +189,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
             let bug = parse_bug(bug.as_deref())?;
             let s = Scenario::resolve(&scenario)?;
             let shrunk = seedlog_sim::shrink::shrink(&s, seed, bug, runs_max)?;
-            let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.toml", shrunk.scenario.name)));
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("{}.toml", shrunk.scenario.name)));
             std::fs::write(&out, shrunk.scenario.to_toml())
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(

@@ -38,7 +38,10 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
                 first(
                     &mut f,
                     "inconsistent_offsets",
-                    format!("{}-{}: final log jumps to offset {offset} (expected {expected:?})", tp.0, tp.1),
+                    format!(
+                        "{}-{}: final log jumps to offset {offset} (expected {expected:?})",
+                        tp.0, tp.1
+                    ),
                 );
             }
             expected = Some(offset + 1);
@@ -46,7 +49,14 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
         }
     }
     for event in &history.consumer_events {
-        if let ConsumerEvent::Read { consumer, tp, offset, value, .. } = event {
+        if let ConsumerEvent::Read {
+            consumer,
+            tp,
+            offset,
+            value,
+            ..
+        } = event
+        {
             match at_offset.get(&(tp, *offset)) {
                 Some(v) if *v == value.as_slice() => {}
                 Some(v) => first(
@@ -78,7 +88,10 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
     let mut offsets_of: BTreeMap<&[u8], Vec<(&Tp, i64)>> = BTreeMap::new();
     for (tp, records) in log {
         for (offset, value) in records {
-            offsets_of.entry(value.as_slice()).or_default().push((tp, *offset));
+            offsets_of
+                .entry(value.as_slice())
+                .or_default()
+                .push((tp, *offset));
         }
     }
     f.duplicates = offsets_of.values().filter(|v| v.len() > 1).count() as u64;
@@ -87,7 +100,10 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
             first(
                 &mut f,
                 "inconsistent_offsets",
-                format!("the log holds {:?}, which no producer sent", String::from_utf8_lossy(value)),
+                format!(
+                    "the log holds {:?}, which no producer sent",
+                    String::from_utf8_lossy(value)
+                ),
             );
         }
     }
@@ -101,9 +117,8 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
         let tp = (send.topic.clone(), send.partition);
         for (i, value) in send.values.iter().enumerate() {
             let expected_offset = offset + i as i64;
-            let found = offsets_of.get(value.as_slice());
-            if found.is_none() {
-                first(
+            match offsets_of.get(value.as_slice()) {
+                None => first(
                     &mut f,
                     "lost_write",
                     format!(
@@ -115,19 +130,21 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
                         tp.1,
                         send.complete_ms.unwrap_or(0)
                     ),
-                );
-            } else if !found.expect("checked").iter().any(|(t, o)| **t == tp && *o == expected_offset) {
-                first(
-                    &mut f,
-                    "inconsistent_offsets",
-                    format!(
-                        "send {} was acknowledged at {}-{}:{expected_offset}, the log holds its value at {:?}",
-                        send.id,
-                        tp.0,
-                        tp.1,
-                        found.expect("checked").iter().map(|(_, o)| *o).collect::<Vec<_>>()
-                    ),
-                );
+                ),
+                Some(found) if !found.iter().any(|(t, o)| **t == tp && *o == expected_offset) => {
+                    first(
+                        &mut f,
+                        "inconsistent_offsets",
+                        format!(
+                            "send {} was acknowledged at {}-{}:{expected_offset}, the log holds its value at {:?}",
+                            send.id,
+                            tp.0,
+                            tp.1,
+                            found.iter().map(|(_, o)| *o).collect::<Vec<_>>()
+                        ),
+                    )
+                }
+                Some(_) => {}
             }
         }
     }
@@ -169,20 +186,31 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
             ConsumerEvent::Seek { consumer, tp, .. } => {
                 last_read.insert((*consumer, tp), None);
             }
-            ConsumerEvent::Read { consumer, tp, offset, .. } => {
+            ConsumerEvent::Read {
+                consumer,
+                tp,
+                offset,
+                ..
+            } => {
                 let previous = last_read.insert((*consumer, tp), Some(*offset)).flatten();
                 if let Some(previous) = previous {
                     if *offset <= previous {
                         first(
                             &mut f,
                             "nonmonotonic_poll",
-                            format!("consumer {consumer} {}-{}: read offset {offset} after {previous}", tp.0, tp.1),
+                            format!(
+                                "consumer {consumer} {}-{}: read offset {offset} after {previous}",
+                                tp.0, tp.1
+                            ),
                         );
                     } else if *offset != previous + 1 {
                         first(
                             &mut f,
                             "poll_skip",
-                            format!("consumer {consumer} {}-{}: read offset {offset} after {previous}", tp.0, tp.1),
+                            format!(
+                                "consumer {consumer} {}-{}: read offset {offset} after {previous}",
+                                tp.0, tp.1
+                            ),
                         );
                     }
                 }

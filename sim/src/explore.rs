@@ -13,15 +13,25 @@ use std::time::Duration;
 
 /// The command that re-runs one seed.
 pub fn replay_command(scenario_arg: &str, seed: u64, bug: Option<Bug>) -> String {
-    let bug = bug.map(|b| format!(" --bug {}", b.name())).unwrap_or_default();
+    let bug = bug
+        .map(|b| format!(" --bug {}", b.name()))
+        .unwrap_or_default();
     format!("seedlog sim run {scenario_arg} --seed {seed}{bug}")
 }
 
 pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
     let mut s = String::new();
     let st = &report.stats;
-    let _ = writeln!(s, "scenario {} seed {}{}", report.scenario, report.seed,
-        report.bug.map(|b| format!(" bug {}", b.name())).unwrap_or_default());
+    let _ = writeln!(
+        s,
+        "scenario {} seed {}{}",
+        report.scenario,
+        report.seed,
+        report
+            .bug
+            .map(|b| format!(" bug {}", b.name()))
+            .unwrap_or_default()
+    );
     let _ = writeln!(s, "swarm: {}", report.swarm);
     let _ = writeln!(s, "faults: {} scheduled", report.schedule.len());
     let _ = writeln!(
@@ -42,8 +52,17 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
         "crashes {} (torn {})  restarts {}  flushes {} (failed {})  connections opened {} broken {}  hw regressions allowed {}",
         st.crashes, st.torn_crashes, st.restarts, st.flushes, st.flush_failures, st.connections_opened, st.connections_broken, st.hw_regressions_allowed
     );
-    let total: u64 = report.unavailable_windows_ms.iter().map(|(a, b)| b - a).sum();
-    let longest = report.unavailable_windows_ms.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+    let total: u64 = report
+        .unavailable_windows_ms
+        .iter()
+        .map(|(a, b)| b - a)
+        .sum();
+    let longest = report
+        .unavailable_windows_ms
+        .iter()
+        .map(|(a, b)| b - a)
+        .max()
+        .unwrap_or(0);
     let _ = writeln!(
         s,
         "unavailability windows {} (total {} ms, longest {} ms)",
@@ -51,7 +70,11 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
         total,
         longest
     );
-    let pairs: Vec<String> = report.bytes_by_az_pair.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pairs: Vec<String> = report
+        .bytes_by_az_pair
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let _ = writeln!(
         s,
         "bytes: cross-AZ {}  by AZ pair: {}  messages {} (codec round trips {})",
@@ -60,7 +83,11 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
         st.messages,
         st.codec_roundtrips
     );
-    let _ = writeln!(s, "trace: {} lines, hash {:016x}", report.trace_lines, report.trace_hash);
+    let _ = writeln!(
+        s,
+        "trace: {} lines, hash {:016x}",
+        report.trace_lines, report.trace_hash
+    );
     if report.violations.is_empty() {
         let _ = writeln!(s, "checkers: all passed");
     } else {
@@ -71,7 +98,11 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
                 v.checker, v.event, v.at_ms, v.message
             );
         }
-        let _ = writeln!(s, "replay: {}", replay_command(scenario_arg, report.seed, report.bug));
+        let _ = writeln!(
+            s,
+            "replay: {}",
+            replay_command(scenario_arg, report.seed, report.bug)
+        );
     }
     s
 }
@@ -109,7 +140,11 @@ impl ExploreReport {
         );
         for (name, t) in &self.totals {
             let speed = t.simulated_ms as f64 / 1000.0 / t.wall.as_secs_f64().max(1e-9);
-            let by: Vec<String> = t.by_checker.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            let by: Vec<String> = t
+                .by_checker
+                .iter()
+                .map(|(c, n)| format!("{c}={n}"))
+                .collect();
             let _ = writeln!(
                 s,
                 "{name:<24} {:>7} {:>8} {:>12} {speed:>14.0}  {}",
@@ -151,12 +186,19 @@ pub fn explore(
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise} eta {eta}  {msg}")
-            .expect("template"),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds  {elapsed_precise} eta {eta}  {msg}",
+        )
+        .expect("template"),
     );
     let mut handles = Vec::new();
     for j in 0..jobs.max(1) {
-        let (work, next, scenarios, tx) = (work.clone(), next.clone(), scenarios_arc.clone(), tx.clone());
+        let (work, next, scenarios, tx) = (
+            work.clone(),
+            next.clone(),
+            scenarios_arc.clone(),
+            tx.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name(format!("sim-explore-{j}"))
             .spawn(move || loop {
@@ -168,8 +210,9 @@ pub fn explore(
                     bug,
                     ..RunOptions::default()
                 };
-                let result = std::panic::catch_unwind(|| run(&scenarios[scenario].1, seed, &options))
-                    .map_err(|p| crate::world::panic_message(&p));
+                let result =
+                    std::panic::catch_unwind(|| run(&scenarios[scenario].1, seed, &options))
+                        .map_err(|p| crate::world::panic_message(&p));
                 if tx.send((scenario, seed, result)).is_err() {
                     break;
                 }

@@ -10,11 +10,15 @@ pub type SendId = u64;
 pub enum SendOutcome {
     Pending,
     /// Acknowledged at this base offset (acks 1 or all).
-    Acked { offset: i64 },
+    Acked {
+        offset: i64,
+    },
     /// acks=0: written to the socket, no answer expected.
     Unacked,
     /// Definitely rejected (non-retriable error, or never sent anywhere).
-    Failed { error_code: i16 },
+    Failed {
+        error_code: i16,
+    },
     /// Gave up without knowing whether the broker appended it.
     Indeterminate,
 }

@@ -8,7 +8,10 @@ use std::path::Path;
 
 #[derive(Debug)]
 pub enum ReplayOutcome {
-    Identical { lines: u64, hash: u64 },
+    Identical {
+        lines: u64,
+        hash: u64,
+    },
     /// 1-based line number, the recorded line and the replayed one.
     Differs {
         line: usize,
@@ -46,9 +49,9 @@ pub fn replay(path: &Path) -> Result<(RunReport, ReplayOutcome), ReplayError> {
     })?;
     let bug = match &header.bug {
         None => None,
-        Some(name) => {
-            Some(Bug::from_name(name).ok_or_else(|| ReplayError::Bug(shown.clone(), name.clone()))?)
-        }
+        Some(name) => Some(
+            Bug::from_name(name).ok_or_else(|| ReplayError::Bug(shown.clone(), name.clone()))?,
+        ),
     };
     let options = RunOptions {
         bug,
@@ -60,7 +63,10 @@ pub fn replay(path: &Path) -> Result<(RunReport, ReplayOutcome), ReplayError> {
     let lines = recorded.len().max(replayed.len());
     for i in 0..lines {
         let a = recorded.get(i).copied().unwrap_or("<end of trace>");
-        let b = replayed.get(i).map(String::as_str).unwrap_or("<end of trace>");
+        let b = replayed
+            .get(i)
+            .map(String::as_str)
+            .unwrap_or("<end of trace>");
         if a != b {
             return Ok((
                 report,

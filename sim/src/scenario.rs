@@ -358,9 +358,18 @@ impl Scenario {
             ("topology.cross_az_latency_us", t.cross_az_latency_us),
             ("disk.flush_latency_us", self.disk.flush_latency_us),
             ("disk.segment_bytes", self.disk.segment_bytes),
-            ("workload.produce_interval_ms", self.workload.produce_interval_ms),
-            ("workload.fetch_max_wait_ms", self.workload.fetch_max_wait_ms),
-            ("workload.request_timeout_ms", self.workload.request_timeout_ms),
+            (
+                "workload.produce_interval_ms",
+                self.workload.produce_interval_ms,
+            ),
+            (
+                "workload.fetch_max_wait_ms",
+                self.workload.fetch_max_wait_ms,
+            ),
+            (
+                "workload.request_timeout_ms",
+                self.workload.request_timeout_ms,
+            ),
             ("faults.random.duration_ms", self.faults.random.duration_ms),
         ] {
             if lo > hi || hi == 0 {
@@ -376,8 +385,7 @@ impl Scenario {
         if w.acks.is_empty() || w.acks.iter().any(|a| ![0, 1, -1].contains(a)) {
             return Err(invalid("workload.acks: values from 0, 1, -1".into()));
         }
-        if w.records_per_send_max == 0 || w.in_flight_max == 0 || w.codec_roundtrip_percent > 100
-        {
+        if w.records_per_send_max == 0 || w.in_flight_max == 0 || w.codec_roundtrip_percent > 100 {
             return Err(invalid(
                 "workload: records_per_send_max and in_flight_max >= 1, codec_roundtrip_percent <= 100"
                     .into(),
@@ -407,7 +415,9 @@ impl Scenario {
                 for (name, az) in [("from_az", &f.from_az), ("to_az", &f.to_az)] {
                     match az {
                         Some(az) if az_known(az) => {}
-                        _ => return Err(invalid(format!("{field}.{name}: a known AZ is required"))),
+                        _ => {
+                            return Err(invalid(format!("{field}.{name}: a known AZ is required")))
+                        }
                     }
                 }
             }

@@ -42,7 +42,12 @@ pub fn with_schedule(scenario: &Scenario, faults: Vec<Fault>) -> Scenario {
     s
 }
 
-pub fn shrink(scenario: &Scenario, seed: u64, bug: Option<Bug>, runs_max: u32) -> Result<Shrunk, ShrinkError> {
+pub fn shrink(
+    scenario: &Scenario,
+    seed: u64,
+    bug: Option<Bug>,
+    runs_max: u32,
+) -> Result<Shrunk, ShrinkError> {
     let options = RunOptions {
         bug,
         ..RunOptions::default()
@@ -58,7 +63,10 @@ pub fn shrink(scenario: &Scenario, seed: u64, bug: Option<Bug>, runs_max: u32) -
     let fails = |faults: &[Fault], runs: &mut u32| -> bool {
         *runs += 1;
         let candidate = with_schedule(scenario, faults.to_vec());
-        run(&candidate, seed, &options).violations.iter().any(|v| v.checker == checker)
+        run(&candidate, seed, &options)
+            .violations
+            .iter()
+            .any(|v| v.checker == checker)
     };
     if !fails(&faults, &mut runs) {
         return Err(ShrinkError::NotReproducible { seed, checker });

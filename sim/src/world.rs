@@ -23,7 +23,7 @@ use kafka_protocol::ResponseError;
 use petgraph::graph::{NodeIndex, UnGraph};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use seedlog_core::batch::{build_batch, decode_records_for_test, BatchIter};
+use seedlog_core::batch::{build_batch, decode_records_for_test, BatchIter, TestRecord};
 use seedlog_core::node::{Input, Node, NodeConfig, Output};
 use seedlog_core::storage::{MemoryStorage, Storage, StorageError};
 use seedlog_core::Instant;
@@ -48,6 +48,9 @@ const RANDOM_FAULTS_PER_KIND_MAX: usize = 10_000;
 /// A gap between two acknowledgements longer than this counts as a window
 /// of unavailability.
 const UNAVAILABLE_GAP_MS_MIN: u64 = 1_000;
+/// Sends a producer holds unsent (its `buffer.memory`); beyond it the
+/// application blocks.
+const PRODUCER_QUEUE_MAX: usize = 64;
 const PRODUCE_API_VERSION: i16 = 9;
 const FETCH_API_VERSION: i16 = 12;
 const CREATE_TOPICS_API_VERSION: i16 = 7;
@@ -164,9 +167,10 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
     let wall_start = std::time::Instant::now();
     // The core logs through `tracing`; thousands of seeds of recovery
     // warnings drown the summary and cost time. The trace is the record.
-    let mut report = tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        World::new(scenario, seed, options).run()
-    });
+    let mut report =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            World::new(scenario, seed, options).run()
+        });
     report.wall = wall_start.elapsed();
     report
 }
@@ -174,6 +178,8 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
 // --- events -----------------------------------------------------------------
 
 type ConnId = u64;
+/// (offset, value) of every record of one partition, in offset order.
+type PartitionRecords = Vec<(i64, Vec<u8>)>;
 type ClientId = usize;
 type BrokerId = usize;
 
@@ -696,8 +702,11 @@ impl World {
     fn emit(&mut self, ev: Ev<'_>) {
         let us = (self.now - self.epoch).as_micros();
         let json = serde_json::to_string(&ev).expect("trace event serializes");
-        self.trace
-            .line(format!("{{\"n\":{},\"t_us\":{us},{}", self.events, &json[1..]));
+        self.trace.line(format!(
+            "{{\"n\":{},\"t_us\":{us},{}",
+            self.events,
+            &json[1..]
+        ));
     }
 
     fn violation(&mut self, checker: &str, message: String) {
@@ -727,7 +736,9 @@ impl World {
             let at = self.epoch + Duration::from_millis(self.schedule[index].at_ms);
             self.push(at, EventKind::FaultStart { index });
         }
-        self.push(self.heal_at, EventKind::Heal);
+        // A millisecond after the fault phase, so that faults ending exactly
+        // at its end have ended.
+        self.push(self.heal_at + Duration::from_millis(1), EventKind::Heal);
         self.push(self.end_at, EventKind::End);
         for c in 0..self.clients.len() {
             // Clients start staggered, as real ones do.
@@ -942,7 +953,8 @@ impl World {
     fn node_now(&self, broker: BrokerId) -> Instant {
         let b = &self.brokers[broker];
         let elapsed_ns = (self.now - self.epoch).as_nanos() as i128;
-        let offset_ns = i128::from(b.skew_ms) * 1_000_000 + elapsed_ns * i128::from(b.drift_ppm) / 1_000_000;
+        let offset_ns =
+            i128::from(b.skew_ms) * 1_000_000 + elapsed_ns * i128::from(b.drift_ppm) / 1_000_000;
         let nanos = (i128::from(self.now.as_nanos()) + offset_ns).max(0);
         Instant::from_nanos(u64::try_from(nanos).expect("time fits u64"))
     }
@@ -1000,8 +1012,12 @@ impl World {
         let now = self.node_now(b);
         let broker = &self.brokers[b];
         let config = broker.config.clone();
-        let seed = broker.node_seed.wrapping_add(broker.generation.wrapping_mul(0x9e37_79b9));
-        let result = catch_unwind(AssertUnwindSafe(move || Node::new(config, storage, seed, now)));
+        let seed = broker
+            .node_seed
+            .wrapping_add(broker.generation.wrapping_mul(0x9e37_79b9));
+        let result = catch_unwind(AssertUnwindSafe(move || {
+            Node::new(config, storage, seed, now)
+        }));
         match result {
             Ok(Ok(node)) => {
                 self.brokers[b].state = BrokerState::Up(Box::new(node));
@@ -1093,7 +1109,8 @@ impl World {
                         why: &reason,
                     });
                     if let Some(conn) = self.conns.remove(&connection) {
-                        let at = self.now + self.latency(self.brokers[b].az, self.clients[conn.client].az);
+                        let at = self.now
+                            + self.latency(self.brokers[b].az, self.clients[conn.client].az);
                         self.push(
                             at,
                             EventKind::ClientSawClose {
@@ -1134,7 +1151,9 @@ impl World {
         };
         let mut error = None;
         if disk_full {
-            error = Some(StorageError::NoSpace(paths.first().cloned().unwrap_or_default()));
+            error = Some(StorageError::NoSpace(
+                paths.first().cloned().unwrap_or_default(),
+            ));
         } else {
             for path in &paths {
                 if let Err(e) = node.storage_mut().sync(path) {
@@ -1335,7 +1354,11 @@ impl World {
         }
         self.stats.hw_regressions_allowed += regressions;
         for (tp, hw) in &moved {
-            self.emit(Ev::Hw { broker: b, tp, hw: *hw });
+            self.emit(Ev::Hw {
+                broker: b,
+                tp,
+                hw: *hw,
+            });
         }
         for (checker, message) in problems {
             self.violation(checker, message);
@@ -1356,7 +1379,8 @@ impl World {
         let link = self.link(from_az, to_az);
         let mut latency = Duration::from_micros(uniform(&mut self.rng_net, link.latency_us));
         for clog in &self.clogs {
-            let hit = (clog.a == from_az && clog.b == to_az) || (clog.a == to_az && clog.b == from_az);
+            let hit =
+                (clog.a == from_az && clog.b == to_az) || (clog.a == to_az && clog.b == from_az);
             if hit && clog.until > self.now {
                 latency += clog.extra;
             }
@@ -1394,7 +1418,16 @@ impl World {
     }
 
     fn send_to_node(&mut self, conn_id: ConnId, header: RequestHeader, body: RequestKind) {
-        let conn = self.conns.get(&conn_id).expect("sending on a live connection");
+        let Some(conn) = self.conns.get(&conn_id) else {
+            // The connection died (a crash, a reset) and the client has not
+            // heard yet: the bytes go nowhere; the client retries once it
+            // learns.
+            self.emit(Ev::Drop {
+                conn: conn_id,
+                what: "request on a dead connection",
+            });
+            return;
+        };
         let (client_az, broker_az, last) = (
             self.clients[conn.client].az,
             self.brokers[conn.broker].az,
@@ -1763,11 +1796,14 @@ impl World {
                 if p.next_send_at < self.produce_stop_at {
                     consider(p.next_send_at);
                 }
-                if let Some((_, deadline)) = p.in_flight.values().map(|v| (v.0, v.1)).min_by_key(|v| v.1) {
+                if let Some((_, deadline)) =
+                    p.in_flight.values().map(|v| (v.0, v.1)).min_by_key(|v| v.1)
+                {
                     consider(deadline);
                 }
                 if let Some(first) = p.queue.front() {
-                    let invoke = self.epoch + Duration::from_millis(self.history.send(*first).invoke_ms);
+                    let invoke =
+                        self.epoch + Duration::from_millis(self.history.send(*first).invoke_ms);
                     consider(invoke + delivery_timeout);
                     if open && (p.in_flight.len() as u32) < self.swarm.in_flight_max {
                         consider(p.retry_at.max(self.now));
@@ -1784,7 +1820,10 @@ impl World {
         }
         let Some(at) = next else { return };
         let at = at.max(self.now);
-        if self.clients[client].wake_at.is_some_and(|w| w <= at && w >= self.now) {
+        if self.clients[client]
+            .wake_at
+            .is_some_and(|w| w <= at && w >= self.now)
+        {
             return;
         }
         self.clients[client].wake_at = Some(at);
@@ -1826,10 +1865,17 @@ impl World {
         }
         // New sends.
         loop {
-            let ClientKind::Producer(p) = &self.clients[client].kind else {
+            let ClientKind::Producer(p) = &mut self.clients[client].kind else {
                 unreachable!()
             };
             if p.next_send_at > now || p.next_send_at >= self.produce_stop_at {
+                break;
+            }
+            if p.queue.len() >= PRODUCER_QUEUE_MAX {
+                // buffer.memory is full: the application's send blocks, so
+                // the send is not invoked yet (not a failure).
+                p.next_send_at =
+                    now + Duration::from_millis(self.swarm.produce_interval_ms[1].max(1));
                 break;
             }
             let id = self.new_send(client);
@@ -1879,8 +1925,11 @@ impl World {
             let op = self.history.send_mut(id);
             op.attempts += 1;
             let acks = op.acks;
-            let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-                op.values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+            let records: Vec<TestRecord<'_>> = op
+                .values
+                .iter()
+                .map(|v| (None, Some(v.as_slice())))
+                .collect();
             let batch = build_batch(&records, (now.as_nanos() / 1_000_000) as i64);
             let request = ProduceRequest::default()
                 .with_acks(acks)
@@ -1922,7 +1971,9 @@ impl World {
             }
             pick -= *w;
         }
-        let count = self.rng_client.gen_range(1..=self.swarm.records_per_send_max);
+        let count = self
+            .rng_client
+            .gen_range(1..=self.swarm.records_per_send_max);
         let id = self.history.sends.len() as SendId;
         let values: Vec<Vec<u8>> = (0..count)
             .map(|i| format!("c{client}-s{id}-r{i}").into_bytes())
@@ -1974,7 +2025,13 @@ impl World {
         self.emit(Ev::Complete { send: id, outcome });
     }
 
-    fn client_response(&mut self, client: ClientId, conn: ConnId, correlation_id: i32, body: ResponseKind) {
+    fn client_response(
+        &mut self,
+        client: ClientId,
+        conn: ConnId,
+        correlation_id: i32,
+        body: ResponseKind,
+    ) {
         if !matches!(self.clients[client].conn, ClientConn::Open(c) if c == conn) {
             return;
         }
@@ -1993,7 +2050,12 @@ impl World {
                     .expect("one partition per produce");
                 let code = part.error_code;
                 if code == 0 {
-                    self.complete_send(id, SendOutcome::Acked { offset: part.base_offset });
+                    self.complete_send(
+                        id,
+                        SendOutcome::Acked {
+                            offset: part.base_offset,
+                        },
+                    );
                 } else if ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable()) {
                     // A storage error may come after the append (a failed
                     // flush): the records can still become visible.
@@ -2003,7 +2065,11 @@ impl World {
                         unreachable!()
                     };
                     // Retries go first, in send order.
-                    let position = p.queue.iter().position(|q| *q > id).unwrap_or(p.queue.len());
+                    let position = p
+                        .queue
+                        .iter()
+                        .position(|q| *q > id)
+                        .unwrap_or(p.queue.len());
                     p.queue.insert(position, id);
                     p.retry_at = self.now + Duration::from_millis(backoff);
                 } else {
@@ -2031,7 +2097,10 @@ impl World {
         let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
             unreachable!()
         };
-        if consumer.in_flight.is_some() || consumer.next_fetch_at > now || consumer.positions.is_empty() {
+        if consumer.in_flight.is_some()
+            || consumer.next_fetch_at > now
+            || consumer.positions.is_empty()
+        {
             return;
         }
         let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
@@ -2065,7 +2134,8 @@ impl World {
             .with_request_api_version(FETCH_API_VERSION)
             .with_correlation_id(corr)
             .with_client_id(Some(StrBytes::from_static_str("seedlog-sim")));
-        let deadline = now + Duration::from_millis(self.swarm.fetch_max_wait_ms + self.swarm.request_timeout_ms);
+        let deadline = now
+            + Duration::from_millis(self.swarm.fetch_max_wait_ms + self.swarm.request_timeout_ms);
         let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
             unreachable!()
         };
@@ -2107,12 +2177,17 @@ impl World {
                 } else if let Some(records) = &part.records {
                     for (start, header) in BatchIter::new(records) {
                         let batch = &records[start..start + header.total_size()];
-                        for (i, (_, value)) in decode_records_for_test(batch).into_iter().enumerate() {
+                        for (i, (_, value)) in
+                            decode_records_for_test(batch).into_iter().enumerate()
+                        {
                             let offset = header.base_offset() + i as i64;
                             if offset < *position {
                                 continue; // the batch began before our position
                             }
-                            assert!(offset < part.high_watermark, "fetch returns records below the high watermark only");
+                            assert!(
+                                offset < part.high_watermark,
+                                "fetch returns records below the high watermark only"
+                            );
                             reads.push((tp.clone(), offset, value.unwrap_or_default()));
                             *position = offset + 1;
                             count += 1;
@@ -2201,7 +2276,10 @@ impl World {
             );
             self.violation("liveness_send", message);
         }
-        if self.stats.sends > 0 && self.stats.acked_after_heal == 0 && self.swarm.acks_weights.iter().any(|(a, _)| *a != 0) {
+        if self.stats.sends > 0
+            && self.stats.acked_after_heal == 0
+            && self.swarm.acks_weights.iter().any(|(a, _)| *a != 0)
+        {
             self.violation(
                 "liveness_send",
                 "no send was acknowledged after the faults healed".to_string(),
@@ -2214,7 +2292,10 @@ impl World {
                 for (tp, position) in &consumer.positions {
                     let end = audit.get(tp).map_or(0, |(hw, _)| *hw);
                     if *position < end {
-                        behind.push(format!("consumer {c} at {}-{}:{position} < hw {end}", tp.0, tp.1));
+                        behind.push(format!(
+                            "consumer {c} at {}-{}:{position} < hw {end}",
+                            tp.0, tp.1
+                        ));
                     }
                 }
             }
@@ -2222,8 +2303,10 @@ impl World {
         if !behind.is_empty() {
             self.violation("liveness_consume", behind.join("; "));
         }
-        let log: BTreeMap<Tp, Vec<(i64, Vec<u8>)>> =
-            audit.into_iter().map(|(tp, (_, records))| (tp, records)).collect();
+        let log: BTreeMap<Tp, PartitionRecords> = audit
+            .into_iter()
+            .map(|(tp, (_, records))| (tp, records))
+            .collect();
         let found = checker::check_history(&self.history, &log);
         self.stats.duplicates = found.duplicates;
         for (checker, message) in found.violations {
@@ -2243,7 +2326,7 @@ impl World {
 
     /// The final read: every partition, log start to high watermark, through
     /// the broker's Fetch path. (tp -> (hw, [(offset, value)]))
-    fn audit(&mut self) -> BTreeMap<Tp, (i64, Vec<(i64, Vec<u8>)>)> {
+    fn audit(&mut self) -> BTreeMap<Tp, (i64, PartitionRecords)> {
         let mut out = BTreeMap::new();
         let audit_conn = u64::MAX - 1;
         let tps = self.tps.clone();
@@ -2269,7 +2352,8 @@ impl World {
                     .with_request_api_key(ApiKey::Fetch as i16)
                     .with_request_api_version(FETCH_API_VERSION)
                     .with_correlation_id(round);
-                let responses = self.direct_request(0, audit_conn, header, RequestKind::Fetch(request));
+                let responses =
+                    self.direct_request(0, audit_conn, header, RequestKind::Fetch(request));
                 let Some(ResponseKind::Fetch(r)) = responses.into_iter().next() else {
                     panic!("the audit fetch got no answer");
                 };
@@ -2284,7 +2368,9 @@ impl World {
                 if let Some(bytes) = &part.records {
                     for (start, header) in BatchIter::new(bytes) {
                         let batch = &bytes[start..start + header.total_size()];
-                        for (i, (_, value)) in decode_records_for_test(batch).into_iter().enumerate() {
+                        for (i, (_, value)) in
+                            decode_records_for_test(batch).into_iter().enumerate()
+                        {
                             let offset = header.base_offset() + i as i64;
                             if offset >= position && offset < hw {
                                 records.push((offset, value.unwrap_or_default()));
@@ -2301,7 +2387,12 @@ impl World {
         }
         let now = self.node_now(0);
         if let BrokerState::Up(node) = &mut self.brokers[0].state {
-            node.handle(now, Input::ConnectionClosed { connection: audit_conn });
+            node.handle(
+                now,
+                Input::ConnectionClosed {
+                    connection: audit_conn,
+                },
+            );
         }
         out
     }
@@ -2443,7 +2534,11 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                 FaultKind::Skew => {
                     f.node = Some(rng.gen_range(0..brokers));
                     let magnitude = rng.gen_range(100..120_000i64);
-                    f.skew_ms = if rng.gen_bool(0.5) { magnitude } else { -magnitude };
+                    f.skew_ms = if rng.gen_bool(0.5) {
+                        magnitude
+                    } else {
+                        -magnitude
+                    };
                 }
             }
             out.push(f);
