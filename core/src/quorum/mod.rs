@@ -275,6 +275,7 @@ impl QuorumNode {
                 fetch_in_flight: None,
                 next_fetch_at: now,
                 leader_resigned: false,
+                has_fetched: false,
             }),
             (None, Some(_)) => RoleState::Voted {
                 election_deadline: now + node.random_election_timeout(),
@@ -647,7 +648,13 @@ impl QuorumNode {
                 if round.granted.len() >= majority {
                     self.become_candidate(storage, now)?;
                 } else if round.rejected.len() >= majority {
-                    self.prospective_lost(storage, now)?;
+                    // Lost: back to a leader this epoch still has at once;
+                    // without one, the next round waits for the timeout
+                    // (no pre-vote storm).
+                    let known_leader = self.state.leader_id.filter(|&id| id != self.config.node_id);
+                    if known_leader.is_some() {
+                        self.prospective_lost(storage, now)?;
+                    }
                 }
             }
             RoleState::Candidate(round) if fields.leader_epoch == epoch => {
@@ -777,6 +784,7 @@ impl QuorumNode {
         }
         follower.fetch_deadline = now + fetch_timeout;
         follower.next_fetch_at = now;
+        follower.has_fetched = true;
         if let Some((diverging_epoch, diverging_end_offset)) = fields.diverging_epoch {
             self.truncate_diverging(storage, diverging_epoch, diverging_end_offset)?;
         } else if !fields.records.is_empty() {
@@ -1168,6 +1176,7 @@ impl QuorumNode {
             fetch_in_flight: None,
             next_fetch_at: now,
             leader_resigned: false,
+            has_fetched: false,
         });
         self.maybe_send_fetch(now);
         Ok(())
@@ -1539,7 +1548,7 @@ impl QuorumNode {
         match &self.role {
             RoleState::Leader(_) => true,
             RoleState::Follower(follower) => {
-                !follower.leader_resigned && now < follower.fetch_deadline
+                follower.has_fetched && !follower.leader_resigned && now < follower.fetch_deadline
             }
             _ => false,
         }

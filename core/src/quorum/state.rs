@@ -81,6 +81,11 @@ pub(crate) struct FollowerState {
     pub(crate) next_fetch_at: Instant,
     /// The leader sent EndQuorumEpoch: grant pre-votes, elect soon.
     pub(crate) leader_resigned: bool,
+    /// A fetch succeeded since this node (re)turned to following: only
+    /// then does it reject pre-votes for having a live leader (Kafka's
+    /// `hasFetchedFromLeader`). A follower back from a failed pre-vote
+    /// round has not, and must not block the others' rounds.
+    pub(crate) has_fetched: bool,
 }
 
 /// The role with its timers and per-role bookkeeping.
