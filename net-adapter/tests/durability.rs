@@ -108,7 +108,11 @@ fn batch(connection: i32, batch: i32) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i64::from(i),
-            sequence: -1,
+            // kafka-protocol's encoder starts a new batch whenever
+            // `offset - sequence` changes; keeping it constant yields one
+            // batch (base sequence -1, as a non-idempotent producer sends),
+            // and Produce v3+ carries exactly one batch per partition.
+            sequence: i - 1,
             timestamp: 1_700_000_000_000,
             key: Some(Bytes::from(format!("c{connection}"))),
             value: Some(Bytes::from(format!("c{connection}-b{batch}-r{i}"))),
