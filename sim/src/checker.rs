@@ -152,16 +152,14 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
     // nonmonotonic_send: per producer and partition, in acknowledgement
     // order, offsets increase.
     let mut last_acked: BTreeMap<(u32, &str, i32), (i64, u64)> = BTreeMap::new();
-    let mut acked: Vec<_> = history
-        .sends
-        .iter()
-        .filter_map(|s| match s.outcome {
-            SendOutcome::Acked { offset } => Some((s.complete_ms.unwrap_or(0), s.id, s, offset)),
-            _ => None,
-        })
-        .collect();
-    acked.sort_by_key(|(at, id, _, _)| (*at, *id));
-    for (_, _, send, offset) in acked {
+    let acked = history.ack_order.iter().map(|id| {
+        let send = history.send(*id);
+        let SendOutcome::Acked { offset } = send.outcome else {
+            unreachable!("ack_order holds acknowledged sends only")
+        };
+        (send, offset)
+    });
+    for (send, offset) in acked {
         let key = (send.producer, send.topic.as_str(), send.partition);
         if let Some((previous, previous_id)) = last_acked.get(&key) {
             if offset <= *previous {

@@ -67,6 +67,9 @@ pub struct History {
     pub consumer_events: Vec<ConsumerEvent>,
     /// Every value, to its send.
     pub value_owner: BTreeMap<Vec<u8>, SendId>,
+    /// Acknowledged sends in the order the acks arrived (milliseconds are
+    /// too coarse to order two acks of one millisecond).
+    pub ack_order: Vec<SendId>,
 }
 
 impl History {
@@ -91,5 +94,8 @@ impl History {
         );
         op.outcome = outcome;
         op.complete_ms = Some(at_ms);
+        if matches!(outcome, SendOutcome::Acked { .. }) {
+            self.ack_order.push(id);
+        }
     }
 }
