@@ -27,6 +27,7 @@
 pub mod batch;
 pub mod log;
 pub mod node;
+pub mod partition;
 pub mod quorum;
 pub mod storage;
 pub mod time;

@@ -493,6 +493,22 @@ impl PartitionLog {
         Ok(info)
     }
 
+    /// Records that `epoch` starts at the log end, as a new leader does
+    /// before it appends anything (Kafka's `maybeAssignEpochStartOffset`;
+    /// without it a follower of an older epoch is told the wrong divergence
+    /// point: KAFKA-7415). No-op when `epoch` is already the latest.
+    pub fn assign_leader_epoch(
+        &mut self,
+        storage: &mut dyn Storage,
+        epoch: i32,
+    ) -> Result<(), LogError> {
+        let start_offset = self.log_end_offset();
+        if self.epoch_cache.assign(epoch, start_offset) {
+            self.write_epoch_checkpoint(storage)?;
+        }
+        Ok(())
+    }
+
     /// Appends batches that already carry their offsets and leader epochs
     /// (a follower copying its leader). The first batch must start at the
     /// log end and the batches must be contiguous; the epoch cache learns
