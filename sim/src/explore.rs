@@ -55,17 +55,17 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
     let total: u64 = report
         .unavailable_windows_ms
         .iter()
-        .map(|(a, b)| b - a)
+        .map(|(_, a, b)| b - a)
         .sum();
     let longest = report
         .unavailable_windows_ms
         .iter()
-        .map(|(a, b)| b - a)
+        .map(|(_, a, b)| b - a)
         .max()
         .unwrap_or(0);
     let _ = writeln!(
         s,
-        "unavailability windows {} (total {} ms, longest {} ms)",
+        "unavailability windows (per producer) {} (total {} ms, longest {} ms)",
         report.unavailable_windows_ms.len(),
         total,
         longest

@@ -141,8 +141,9 @@ pub struct RunReport {
     pub simulated_ms: u64,
     pub wall: Duration,
     pub stats: Stats,
-    /// (start ms, end ms) of windows without acknowledgements.
-    pub unavailable_windows_ms: Vec<(u64, u64)>,
+    /// (producer, start ms, end ms) of windows in which a producer got no
+    /// acknowledgement.
+    pub unavailable_windows_ms: Vec<(u32, u64, u64)>,
     /// "az-a->az-b" to bytes.
     pub bytes_by_az_pair: BTreeMap<String, u64>,
     pub cross_az_bytes: u64,
@@ -490,7 +491,8 @@ struct World {
     read_values: BTreeMap<(Tp, i64), Vec<u8>>,
     read_offset_max: BTreeMap<Tp, i64>,
     bytes: BTreeMap<(usize, usize), u64>,
-    ack_times_ms: Vec<u64>,
+    /// producer -> times of its acknowledgements.
+    ack_times_ms: BTreeMap<u32, Vec<u64>>,
     stats: Stats,
     /// The core panicked: nothing after it means anything.
     stopped: bool,
@@ -667,7 +669,7 @@ impl World {
             read_values: BTreeMap::new(),
             read_offset_max: BTreeMap::new(),
             bytes: BTreeMap::new(),
-            ack_times_ms: Vec::new(),
+            ack_times_ms: BTreeMap::new(),
             stats: Stats::default(),
             stopped: false,
             healed: false,
@@ -2012,7 +2014,8 @@ impl World {
         match outcome {
             SendOutcome::Acked { .. } => {
                 self.stats.acked += 1;
-                self.ack_times_ms.push(ms);
+                let producer = self.history.send(id).producer;
+                self.ack_times_ms.entry(producer).or_default().push(ms);
                 if self.healed {
                     self.stats.acked_after_heal += 1;
                 }
@@ -2406,16 +2409,19 @@ impl World {
                 cross_az_bytes += n;
             }
         }
-        // Windows without acknowledgements while producers were producing.
+        // Per producer, windows without acknowledgements while it was
+        // producing: what its application saw as unavailability.
         let mut unavailable_windows_ms = Vec::new();
         let stop_ms = (self.produce_stop_at - self.epoch).as_millis() as u64;
         let gap_min = UNAVAILABLE_GAP_MS_MIN.max(4 * self.swarm.produce_interval_ms[1]);
-        let mut last = 0;
-        for t in self.ack_times_ms.iter().copied().chain([stop_ms]) {
-            if t > last + gap_min && t <= stop_ms {
-                unavailable_windows_ms.push((last, t));
+        for (producer, times) in &self.ack_times_ms {
+            let mut last = 0;
+            for t in times.iter().copied().chain([stop_ms]) {
+                if t > last + gap_min && t <= stop_ms {
+                    unavailable_windows_ms.push((*producer, last, t));
+                }
+                last = last.max(t);
             }
-            last = last.max(t);
         }
         let simulated_ms = (self.now - self.epoch).as_millis() as u64;
         RunReport {
