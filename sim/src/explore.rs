@@ -49,8 +49,8 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "crashes {} (torn {})  restarts {}  flushes {} (failed {})  connections opened {} broken {}  hw regressions allowed {}",
-        st.crashes, st.torn_crashes, st.restarts, st.flushes, st.flush_failures, st.connections_opened, st.connections_broken, st.hw_regressions_allowed
+        "crashes {} (torn {}, process kills {})  restarts {}  flushes {} (failed {})  connections opened {} broken {}  hw regressions allowed {}",
+        st.crashes, st.torn_crashes, st.process_kills, st.restarts, st.flushes, st.flush_failures, st.connections_opened, st.connections_broken, st.hw_regressions_allowed
     );
     let total: u64 = report
         .unavailable_windows_ms

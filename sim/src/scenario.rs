@@ -134,6 +134,9 @@ pub struct RandomFaults {
     /// Share of crashes that tear an unsynced segment tail.
     #[serde(default)]
     pub torn_ratio: f64,
+    /// Process kills (page cache survives).
+    #[serde(default)]
+    pub process_kill_per_min: f64,
     #[serde(default)]
     pub connection_reset_per_min: f64,
     #[serde(default)]
@@ -168,6 +171,7 @@ impl Default for RandomFaults {
         RandomFaults {
             crash_per_min: 0.0,
             torn_ratio: 0.0,
+            process_kill_per_min: 0.0,
             connection_reset_per_min: 0.0,
             partition_per_min: 0.0,
             one_way_ratio: 0.0,
@@ -197,6 +201,9 @@ pub enum FaultKind {
     /// Power cut: unsynced bytes lost (or a torn tail kept), restart after
     /// `duration_ms`.
     Crash,
+    /// The process dies (kill -9) but the machine stays up: the page cache
+    /// survives, so nothing written is lost; restart after `duration_ms`.
+    ProcessKill,
     /// RST on every connection of `client` (all clients when absent).
     ConnectionReset,
     /// Traffic from `from_az` to `to_az` (and back unless `one_way`) is held
@@ -403,6 +410,7 @@ impl Scenario {
             let needs_node = matches!(
                 f.kind,
                 FaultKind::Crash
+                    | FaultKind::ProcessKill
                     | FaultKind::DiskFull
                     | FaultKind::SlowFlush
                     | FaultKind::Pause

@@ -31,6 +31,7 @@ pub fn with_schedule(scenario: &Scenario, faults: Vec<Fault>) -> Scenario {
     // Rates only: the swarm draws the same numbers whatever they are, so the
     // rest of the run's parameters stay those of the original seed.
     random.crash_per_min = 0.0;
+    random.process_kill_per_min = 0.0;
     random.connection_reset_per_min = 0.0;
     random.partition_per_min = 0.0;
     random.clog_per_min = 0.0;

@@ -38,6 +38,7 @@ pub struct Swarm {
     pub skew_per_min: f64,
     /// Per broker.
     pub drift_ppm: Vec<i64>,
+    pub process_kill_per_min: f64,
 }
 
 /// A sub-range of `[lo, hi]`: latency distributions differ per seed.
@@ -103,6 +104,9 @@ impl Swarm {
                     ((2.0 * d - 1.0) * drift_max as f64) as i64
                 })
                 .collect(),
+            // Drawn last: parameters added later go at the end, so existing
+            // seeds keep their swarm.
+            process_kill_per_min: rate(rng, f.process_kill_per_min),
         }
     }
 }
@@ -119,7 +123,7 @@ impl fmt::Display for Swarm {
              segment_bytes={} produce_interval_ms={h}..{i} acks_weights={:?} records_per_send_max={} \
              in_flight_max={} fetch_max_wait_ms={} request_timeout_ms={} codec_roundtrip_percent={} \
              per_min: crash={:.2} (torn {:.2}) reset={:.2} partition={:.2} clog={:.2} disk_full={:.2} \
-             slow_flush={:.2} pause={:.2} skew={:.2} drift_ppm={:?}",
+             slow_flush={:.2} pause={:.2} skew={:.2} process_kill={:.2} drift_ppm={:?}",
             self.segment_bytes,
             self.acks_weights,
             self.records_per_send_max,
@@ -136,6 +140,7 @@ impl fmt::Display for Swarm {
             self.slow_flush_per_min,
             self.pause_per_min,
             self.skew_per_min,
+            self.process_kill_per_min,
             self.drift_ppm,
         )
     }

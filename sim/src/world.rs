@@ -119,6 +119,7 @@ pub struct Stats {
     pub connections_broken: u64,
     pub crashes: u64,
     pub torn_crashes: u64,
+    pub process_kills: u64,
     pub restarts: u64,
     pub flushes: u64,
     pub flush_failures: u64,
@@ -324,6 +325,7 @@ enum Ev<'a> {
     },
     Crash {
         broker: BrokerId,
+        power_loss: bool,
         torn: Option<&'a str>,
     },
     Restart {
@@ -1179,7 +1181,10 @@ impl World {
         self.node_input(b, input);
     }
 
-    fn crash(&mut self, b: BrokerId, torn: bool) -> bool {
+    /// Stops broker `b`. A power cut (`power_loss`) forgets unsynced bytes
+    /// (or tears one file's tail); a process kill keeps them, as the page
+    /// cache outlives the process.
+    fn crash(&mut self, b: BrokerId, torn: bool, power_loss: bool) -> bool {
         let state = std::mem::replace(&mut self.brokers[b].state, BrokerState::Gone);
         let BrokerState::Up(node) = state else {
             self.brokers[b].state = state;
@@ -1187,7 +1192,7 @@ impl World {
         };
         let mut storage = node.into_storage();
         let mut torn_path = None;
-        if torn {
+        if torn && power_loss {
             let candidates: Vec<String> = storage
                 .paths()
                 .into_iter()
@@ -1201,7 +1206,9 @@ impl World {
                 torn_path = Some(path);
             }
         }
-        if torn_path.is_none() {
+        if !power_loss {
+            self.stats.process_kills += 1;
+        } else if torn_path.is_none() {
             storage.crash();
         } else {
             self.stats.torn_crashes += 1;
@@ -1209,13 +1216,14 @@ impl World {
         self.stats.crashes += 1;
         self.emit(Ev::Crash {
             broker: b,
+            power_loss,
             torn: torn_path.as_deref(),
         });
         let broker = &mut self.brokers[b];
         broker.state = BrokerState::Down(storage);
         broker.generation += 1;
         broker.timer_at = None;
-        broker.crashed_since_observed = true;
+        broker.crashed_since_observed = power_loss;
         // Every connection dies with the process; clients see RST or silence.
         let dead: Vec<ConnId> = self
             .conns
@@ -1680,7 +1688,8 @@ impl World {
         let node = fault.node.map(|n| n as usize);
         let mut applied = true;
         match fault.kind {
-            FaultKind::Crash => applied = self.crash(node.expect("validated"), fault.torn),
+            FaultKind::Crash => applied = self.crash(node.expect("validated"), fault.torn, true),
+            FaultKind::ProcessKill => applied = self.crash(node.expect("validated"), false, false),
             FaultKind::ConnectionReset => self.reset_connections(fault.client),
             FaultKind::Partition => {
                 let (from, to) = (self.az(&fault.from_az), self.az(&fault.to_az));
@@ -1741,7 +1750,7 @@ impl World {
         });
         let node = fault.node.map(|n| n as usize);
         match fault.kind {
-            FaultKind::Crash => self.restart(node.expect("validated")),
+            FaultKind::Crash | FaultKind::ProcessKill => self.restart(node.expect("validated")),
             FaultKind::ConnectionReset | FaultKind::Pause => {}
             FaultKind::Partition => self.cuts.retain(|c| c.until > self.now),
             FaultKind::Clog => self.clogs.retain(|c| c.until > self.now),
@@ -2483,6 +2492,7 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
         (FaultKind::SlowFlush, swarm.slow_flush_per_min),
         (FaultKind::Pause, swarm.pause_per_min),
         (FaultKind::Skew, swarm.skew_per_min),
+        (FaultKind::ProcessKill, swarm.process_kill_per_min),
     ];
     for (kind, per_min) in kinds {
         if per_min <= 0.0 {
@@ -2510,6 +2520,7 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                 skew_ms: 0,
             };
             match kind {
+                FaultKind::ProcessKill => f.node = Some(rng.gen_range(0..brokers)),
                 FaultKind::Crash => {
                     f.node = Some(rng.gen_range(0..brokers));
                     f.torn = rng.gen_bool(swarm.torn_ratio.clamp(0.0, 1.0));
