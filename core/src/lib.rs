@@ -25,6 +25,7 @@
 //! request and response types; the adapter only frames and encodes them.
 
 pub mod batch;
+pub mod controller;
 pub mod log;
 pub mod node;
 pub mod partition;

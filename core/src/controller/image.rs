@@ -1,0 +1,377 @@
+//! The metadata image: what applying committed records builds, and nothing
+//! else. A follower controller, a restarted one and a broker replaying the
+//! same log prefix hold equal images; [`MetadataImage::apply`] is the only
+//! mutation.
+
+use super::records::{
+    MetadataRecord, PartitionChangeRecord, PartitionRecord, CONFIG_RESOURCE_TOPIC, NO_LEADER,
+    NO_LEADER_CHANGE,
+};
+use crate::partition::PartitionAssignment;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use uuid::Uuid;
+
+/// Bound on registered brokers.
+pub const BROKERS_MAX: usize = 10_000;
+/// Bound on topics.
+pub const TOPICS_MAX: usize = 100_000;
+/// Bound on partitions of one topic.
+pub const PARTITIONS_PER_TOPIC_MAX: usize = 100_000;
+/// Bound on config keys of one resource.
+pub const CONFIGS_PER_RESOURCE_MAX: usize = 1_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    /// The offset of the broker's RegisterBrokerRecord.
+    pub epoch: i64,
+    pub incarnation_id: Uuid,
+    pub rack: Option<String>,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
+    pub end_points: Vec<super::records::BrokerEndpoint>,
+}
+
+impl BrokerRegistration {
+    /// Kafka's `isActive`: may lead and may be placed on.
+    pub fn is_active(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
+}
+
+/// A partition as the controller holds it: the assignment the replicas act
+/// on, plus the KIP-966 eligible leader replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRegistration {
+    pub assignment: PartitionAssignment,
+    /// Replicas that left the ISR while it was below min.insync.replicas
+    /// and still hold every committed record: electable when the ISR is
+    /// empty.
+    pub elr: BTreeSet<i32>,
+    pub last_known_elr: BTreeSet<i32>,
+}
+
+impl PartitionRegistration {
+    pub fn from_record(record: &PartitionRecord) -> PartitionRegistration {
+        PartitionRegistration {
+            assignment: PartitionAssignment {
+                replicas: record.replicas.clone(),
+                isr: record.isr.iter().copied().collect(),
+                leader: record.leader,
+                leader_epoch: record.leader_epoch,
+                partition_epoch: record.partition_epoch,
+            },
+            elr: record.eligible_leader_replicas.iter().copied().collect(),
+            last_known_elr: record.last_known_elr.iter().copied().collect(),
+        }
+    }
+
+    /// The registration after `change`: the partition epoch always bumps,
+    /// the leader epoch bumps when the record names a leader.
+    pub fn merge(&self, change: &PartitionChangeRecord) -> PartitionRegistration {
+        let mut next = self.clone();
+        let a = &mut next.assignment;
+        if let Some(isr) = &change.isr {
+            a.isr = isr.iter().copied().collect();
+        }
+        if let Some(replicas) = &change.replicas {
+            a.replicas = replicas.clone();
+        }
+        if change.leader != NO_LEADER_CHANGE {
+            assert!(
+                change.leader >= NO_LEADER,
+                "leader {} is a broker id or NO_LEADER",
+                change.leader
+            );
+            a.leader = change.leader;
+            a.leader_epoch = a
+                .leader_epoch
+                .checked_add(1)
+                .expect("leader epoch fits i32");
+        }
+        a.partition_epoch = a
+            .partition_epoch
+            .checked_add(1)
+            .expect("partition epoch fits i32");
+        if let Some(elr) = &change.eligible_leader_replicas {
+            next.elr = elr.iter().copied().collect();
+        }
+        if let Some(elr) = &change.last_known_elr {
+            next.last_known_elr = elr.iter().copied().collect();
+        }
+        next
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: BTreeMap<i32, PartitionRegistration>,
+}
+
+/// Config resource key: (Kafka's ConfigResource type, resource name).
+pub type ConfigResource = (i8, String);
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetadataImage {
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    pub topics: BTreeMap<Uuid, TopicImage>,
+    pub topics_by_name: BTreeMap<String, Uuid>,
+    pub configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
+    /// The first producer id of the next block the controller hands out.
+    pub next_producer_id: i64,
+    /// The offset of the last applied record, -1 before any.
+    pub last_applied_offset: i64,
+}
+
+impl MetadataImage {
+    pub fn new() -> MetadataImage {
+        MetadataImage {
+            last_applied_offset: -1,
+            ..MetadataImage::default()
+        }
+    }
+
+    pub fn topic_by_name(&self, name: &str) -> Option<&TopicImage> {
+        self.topics_by_name.get(name).map(|id| &self.topics[id])
+    }
+
+    pub fn partition(&self, topic_id: Uuid, partition_id: i32) -> Option<&PartitionRegistration> {
+        self.topics.get(&topic_id)?.partitions.get(&partition_id)
+    }
+
+    /// A topic config, if set on the topic.
+    pub fn topic_config(&self, topic_name: &str, key: &str) -> Option<&str> {
+        self.configs
+            .get(&(CONFIG_RESOURCE_TOPIC, topic_name.to_string()))?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    pub fn is_active(&self, broker_id: i32) -> bool {
+        self.brokers.get(&broker_id).is_some_and(|b| b.is_active())
+    }
+
+    /// Applies one committed record at `offset`. Panics on a record that
+    /// does not fit the image: the controller that wrote it derived it from
+    /// this very prefix of the log, so a misfit means the logs diverged or
+    /// the controller is wrong, and carrying on would spread the damage
+    /// (Kafka treats it as a fatal fault too).
+    pub fn apply(&mut self, offset: i64, record: &MetadataRecord) {
+        assert!(
+            offset > self.last_applied_offset,
+            "records apply in offset order: {offset} after {}",
+            self.last_applied_offset
+        );
+        match record {
+            MetadataRecord::RegisterBroker(r) => {
+                assert_eq!(
+                    r.broker_epoch, offset,
+                    "a broker's epoch is the offset of its RegisterBrokerRecord"
+                );
+                if let Some(previous) = self.brokers.get(&r.broker_id) {
+                    assert!(previous.epoch < r.broker_epoch, "broker epochs only grow");
+                } else {
+                    assert!(self.brokers.len() < BROKERS_MAX, "broker bound reached");
+                }
+                self.brokers.insert(
+                    r.broker_id,
+                    BrokerRegistration {
+                        id: r.broker_id,
+                        epoch: r.broker_epoch,
+                        incarnation_id: r.incarnation_id,
+                        rack: r.rack.clone(),
+                        fenced: r.fenced,
+                        in_controlled_shutdown: r.in_controlled_shutdown,
+                        end_points: r.end_points.clone(),
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker(r) => {
+                let broker = self.broker_at_epoch(r.id, r.epoch, "FenceBrokerRecord");
+                broker.fenced = true;
+                // Fencing ends a controlled shutdown: the broker is gone.
+                broker.in_controlled_shutdown = false;
+            }
+            MetadataRecord::UnfenceBroker(r) => {
+                let broker = self.broker_at_epoch(r.id, r.epoch, "UnfenceBrokerRecord");
+                broker.fenced = false;
+            }
+            MetadataRecord::BrokerRegistrationChange(r) => {
+                let broker =
+                    self.broker_at_epoch(r.broker_id, r.broker_epoch, "BrokerRegistrationChange");
+                match r.fenced {
+                    -1 => broker.fenced = false,
+                    0 => {}
+                    1 => broker.fenced = true,
+                    other => panic!("BrokerRegistrationChange fenced {other} is not -1/0/1"),
+                }
+                match r.in_controlled_shutdown {
+                    0 => {}
+                    1 => broker.in_controlled_shutdown = true,
+                    other => panic!("in_controlled_shutdown {other} is not 0/1"),
+                }
+            }
+            MetadataRecord::Topic(r) => {
+                assert!(
+                    !self.topics_by_name.contains_key(&r.name),
+                    "topic {} exists already",
+                    r.name
+                );
+                assert!(
+                    !self.topics.contains_key(&r.topic_id),
+                    "topic id {} exists already",
+                    r.topic_id
+                );
+                assert!(self.topics.len() < TOPICS_MAX, "topic bound reached");
+                self.topics_by_name.insert(r.name.clone(), r.topic_id);
+                self.topics.insert(
+                    r.topic_id,
+                    TopicImage {
+                        name: r.name.clone(),
+                        topic_id: r.topic_id,
+                        partitions: BTreeMap::new(),
+                    },
+                );
+            }
+            MetadataRecord::Partition(r) => {
+                let topic = self
+                    .topics
+                    .get_mut(&r.topic_id)
+                    .unwrap_or_else(|| panic!("PartitionRecord for unknown topic {}", r.topic_id));
+                assert!(
+                    !topic.partitions.contains_key(&r.partition_id),
+                    "partition {}-{} exists already",
+                    topic.name,
+                    r.partition_id
+                );
+                assert!(
+                    topic.partitions.len() < PARTITIONS_PER_TOPIC_MAX,
+                    "partition bound reached"
+                );
+                let registration = PartitionRegistration::from_record(r);
+                registration.assignment.check_invariants();
+                topic.partitions.insert(r.partition_id, registration);
+            }
+            MetadataRecord::PartitionChange(r) => {
+                let topic = self.topics.get_mut(&r.topic_id).unwrap_or_else(|| {
+                    panic!("PartitionChangeRecord for unknown topic {}", r.topic_id)
+                });
+                let name = topic.name.clone();
+                let partition = topic
+                    .partitions
+                    .get_mut(&r.partition_id)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "PartitionChangeRecord for unknown partition {name}-{}",
+                            r.partition_id
+                        )
+                    });
+                let next = partition.merge(r);
+                // epochs monotonic per partition
+                assert!(
+                    next.assignment.partition_epoch > partition.assignment.partition_epoch
+                        && next.assignment.leader_epoch >= partition.assignment.leader_epoch,
+                    "epochs of {name}-{} only grow",
+                    r.partition_id
+                );
+                next.assignment.check_invariants();
+                *partition = next;
+            }
+            MetadataRecord::RemoveTopic(r) => {
+                let topic = self.topics.remove(&r.topic_id).unwrap_or_else(|| {
+                    panic!("RemoveTopicRecord for unknown topic {}", r.topic_id)
+                });
+                self.topics_by_name.remove(&topic.name);
+                self.configs
+                    .remove(&(CONFIG_RESOURCE_TOPIC, topic.name.clone()));
+            }
+            MetadataRecord::Config(r) => {
+                let resource = (r.resource_type, r.resource_name.clone());
+                match &r.value {
+                    Some(value) => {
+                        let configs = self.configs.entry(resource).or_default();
+                        assert!(
+                            configs.len() < CONFIGS_PER_RESOURCE_MAX
+                                || configs.contains_key(&r.name),
+                            "config bound reached"
+                        );
+                        configs.insert(r.name.clone(), value.clone());
+                    }
+                    None => {
+                        if let Some(configs) = self.configs.get_mut(&resource) {
+                            configs.remove(&r.name);
+                            if configs.is_empty() {
+                                self.configs.remove(&resource);
+                            }
+                        }
+                    }
+                }
+            }
+            MetadataRecord::ProducerIds(r) => {
+                assert!(
+                    r.producer_ids_end > self.next_producer_id,
+                    "producer id blocks only move forward: {} after {}",
+                    r.producer_ids_end,
+                    self.next_producer_id
+                );
+                self.next_producer_id = r.producer_ids_end;
+            }
+        }
+        self.last_applied_offset = offset;
+    }
+
+    fn broker_at_epoch(&mut self, id: i32, epoch: i64, what: &str) -> &mut BrokerRegistration {
+        let broker = self
+            .brokers
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("{what} for unregistered broker {id}"));
+        assert_eq!(
+            broker.epoch, epoch,
+            "{what} for broker {id} names epoch {epoch}, registration has {}",
+            broker.epoch
+        );
+        broker
+    }
+
+    /// A stable, complete text of the image: equal images give equal
+    /// strings, so two controllers can be compared by it or by its hash.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for b in self.brokers.values() {
+            let _ = writeln!(
+                out,
+                "broker {} epoch {} rack {:?} fenced {} shutdown {} incarnation {}",
+                b.id, b.epoch, b.rack, b.fenced, b.in_controlled_shutdown, b.incarnation_id
+            );
+        }
+        for t in self.topics.values() {
+            let _ = writeln!(out, "topic {} {}", t.name, t.topic_id);
+            for (id, p) in &t.partitions {
+                let a = &p.assignment;
+                let _ = writeln!(
+                    out,
+                    "  {id} replicas {:?} isr {:?} elr {:?} lkelr {:?} leader {} le {} pe {}",
+                    a.replicas,
+                    a.isr,
+                    p.elr,
+                    p.last_known_elr,
+                    a.leader,
+                    a.leader_epoch,
+                    a.partition_epoch
+                );
+            }
+        }
+        for ((kind, name), configs) in &self.configs {
+            let _ = writeln!(out, "config {kind} {name} {configs:?}");
+        }
+        let _ = writeln!(
+            out,
+            "next_producer_id {} last_applied {}",
+            self.next_producer_id, self.last_applied_offset
+        );
+        out
+    }
+}
