@@ -48,6 +48,9 @@ pub const REQUEST_ITEMS_MAX: usize = 10_000;
 
 const NONE: i16 = 0;
 
+/// A partition with its topic, as [`Controller::partitions`] yields it.
+type PartitionAt<'a> = (&'a TopicImage, i32, &'a PartitionRegistration);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BrokerSession {
     last_contact: Instant,
@@ -365,9 +368,7 @@ impl Controller {
 
     fn change(
         &self,
-        topic: &TopicImage,
-        partition_id: i32,
-        partition: &PartitionRegistration,
+        (topic, partition_id, partition): PartitionAt<'_>,
         target_isr: BTreeSet<i32>,
         election: Election,
         is_acceptable_leader: &dyn Fn(i32) -> bool,
@@ -409,9 +410,7 @@ impl Controller {
             target_isr.remove(&broker_id);
             let election = self.election_for(topic);
             if let Some(change) = self.change(
-                topic,
-                partition_id,
-                partition,
+                (topic, partition_id, partition),
                 target_isr,
                 election,
                 &acceptable,
@@ -443,9 +442,7 @@ impl Controller {
             }
             let target_isr = partition.assignment.isr.clone();
             if let Some(change) = self.change(
-                topic,
-                partition_id,
-                partition,
+                (topic, partition_id, partition),
                 target_isr,
                 self.election_for(topic),
                 &acceptable,
@@ -944,9 +941,7 @@ impl Controller {
         }
         let acceptable = |r: i32| self.image.is_active(r);
         let change = self.change(
-            topic,
-            data.partition_index,
-            partition,
+            (topic, data.partition_index, partition),
             new_isr,
             Election::Online,
             &acceptable,
@@ -1016,9 +1011,7 @@ impl Controller {
                             ResponseError::ElectionNotNeeded.code()
                         } else {
                             let change = self.change(
-                                topic,
-                                partition_id,
-                                partition,
+                                (topic, partition_id, partition),
                                 a.isr.clone(),
                                 election,
                                 &acceptable,

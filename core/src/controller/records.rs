@@ -387,7 +387,7 @@ pub fn encode_batch(records: &[MetadataRecord], timestamp_ms: i64) -> Vec<u8> {
         records.len()
     );
     let values: Vec<Vec<u8>> = records.iter().map(MetadataRecord::encode).collect();
-    let pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+    let pairs: Vec<crate::batch::TestRecord<'_>> =
         values.iter().map(|v| (None, Some(v.as_slice()))).collect();
     build_batch(&pairs, timestamp_ms)
 }
