@@ -26,6 +26,7 @@
 
 pub mod batch;
 pub mod controller;
+pub mod group;
 pub mod log;
 pub mod node;
 pub mod partition;

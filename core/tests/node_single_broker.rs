@@ -298,7 +298,8 @@ fn api_versions_advertises_produce_and_fetch() {
     assert_eq!(r.error_code, 0);
     let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
-    assert!(!keys.contains(&(ApiKey::JoinGroup as i16)));
+    assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
+    assert!(!keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)), "KIP-848 is not served yet");
 }
 
 #[test]
@@ -766,7 +767,12 @@ fn every_api_answers_at_every_advertised_version() {
     };
     use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-    let mut h = Harness::new();
+    // No initial rebalance delay: a lone JoinGroup completes at once.
+    let config = NodeConfig {
+        group_initial_rebalance_delay_ms: 0,
+        ..NodeConfig::default()
+    };
+    let mut h = Harness::with_config(config, MemoryStorage::new());
     h.create_topic("t", 1, &[]);
     h.produce("t", 0, 1, &[b"x", b"y"]);
     let topic_id = h.metadata("t", false).topics[0].topic_id;
@@ -819,6 +825,49 @@ fn every_api_answers_at_every_advertised_version() {
                     .with_name(name())
                     .with_partitions(vec![DeleteRecordsPartition::default().with_offset(0), DeleteRecordsPartition::default().with_partition_index(5)])])),
                 ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default().with_producer_id((-1).into()).with_producer_epoch(-1)),
+                ApiKey::FindCoordinator => RequestKind::FindCoordinator(if version >= 4 {
+                    FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g"), StrBytes::from_static_str("h")])
+                } else {
+                    FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+                }),
+                ApiKey::JoinGroup => RequestKind::JoinGroup(group_join_request(&format!("g{version}"), "", version)),
+                ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_generation_id(1).with_member_id(StrBytes::from_static_str("nobody"))),
+                ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))).with_member_id(StrBytes::from_static_str("nobody"))),
+                ApiKey::LeaveGroup => {
+                    let mut request = LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g")));
+                    if version >= 3 {
+                        request.members = vec![kafka_protocol::messages::leave_group_request::MemberIdentity::default().with_member_id(StrBytes::from_static_str("nobody"))];
+                    } else {
+                        request.member_id = StrBytes::from_static_str("nobody");
+                    }
+                    RequestKind::LeaveGroup(request)
+                }
+                ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("standalone")))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name())
+                        .with_partitions(vec![
+                            kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(1).with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                            kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(9),
+                        ])])),
+                ApiKey::OffsetFetch => RequestKind::OffsetFetch(if version >= 8 {
+                    OffsetFetchRequest::default().with_groups(vec![kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("standalone")))
+                        .with_topics(Some(vec![kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopics::default().with_name(name()).with_partition_indexes(vec![0, 1])]))])
+                } else {
+                    OffsetFetchRequest::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("standalone")))
+                        .with_topics(Some(vec![kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic::default().with_name(name()).with_partition_indexes(vec![0, 1])]))
+                }),
+                ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("standalone")), GroupId(StrBytes::from_static_str("missing"))])),
+                ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+                ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("missing"))])),
+                ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("standalone")))
+                    .with_topics(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(name())
+                        .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(1)])])),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
@@ -830,6 +879,24 @@ fn every_api_answers_at_every_advertised_version() {
         }
     }
     assert!(checked > 50, "covered {checked} api versions");
+}
+
+/// A JoinGroup of a consumer with one (range) protocol.
+fn group_join_request(group: &str, member_id: &str, version: i16) -> JoinGroupRequest {
+    let mut request = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\0\0")),
+        ]);
+    if version >= 1 {
+        request.rebalance_timeout_ms = 10_000;
+    }
+    request
 }
 
 /// An idempotent batch: `build_batch` with the producer fields set and the

@@ -22,6 +22,17 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 fn range(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -84,7 +95,7 @@ mod tests {
             assert!(!supports(*key, max + 1));
         }
         assert!(
-            !supports(ApiKey::JoinGroup, 0),
+            !supports(ApiKey::ConsumerGroupHeartbeat, 0),
             "not implemented, so not advertised"
         );
     }

@@ -29,6 +29,23 @@ pub struct NodeConfig {
     pub in_flight_requests_per_connection_max: usize,
     /// Long-poll fetches parked at once; more are answered at once.
     pub delayed_fetches_max: usize,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`,
+    /// created on first use. Fixed for the life of the cluster: a group's
+    /// partition is a hash modulo this count.
+    pub offsets_topic_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`: how long a group that was Empty
+    /// waits for more members before its first generation.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`: members per group.
+    pub group_max_size: usize,
+    /// `offsets.retention.minutes`: committed offsets of an Empty group
+    /// expire this long after the later of their commit and the group
+    /// becoming Empty.
+    pub offsets_retention_minutes: u64,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +62,12 @@ impl Default for NodeConfig {
             retention_check_interval_ms: 300_000,
             in_flight_requests_per_connection_max: 1000,
             delayed_fetches_max: 10_000,
+            offsets_topic_partitions: 50,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 1_000,
+            offsets_retention_minutes: 7 * 24 * 60,
         }
     }
 }

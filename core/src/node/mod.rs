@@ -19,10 +19,12 @@ pub use api_versions::{api_versions_unsupported_response, supports};
 pub use config::NodeConfig;
 pub use io::{ConnectionId, FlushId, Input, Output};
 
+use crate::group::Coordinator;
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
 use flush::Flusher;
 use handlers::fetch::DelayedFetch;
+use handlers::group::{coordinator_config, GroupReplyTo, GroupWriteWait};
 use handlers::produce::PendingProduce;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use producer_ids::ProducerIdAllocator;
@@ -65,6 +67,10 @@ pub struct Node<S: Storage> {
     /// Set when a high watermark moved; parked fetches are then re-checked.
     high_watermark_moved: bool,
     retention_check_at: Instant,
+    /// The classic group coordinator; its state lives in `__consumer_offsets`.
+    groups: Coordinator<GroupReplyTo>,
+    /// Coordinator writes appended and not yet reported durable.
+    group_writes: Vec<GroupWriteWait>,
 }
 
 impl<S: Storage> Node<S> {
@@ -81,6 +87,7 @@ impl<S: Storage> Node<S> {
         for (dir, report) in reports.iter().filter(|(_, r)| r.truncated_bytes > 0) {
             tracing::warn!(%dir, truncated_bytes = report.truncated_bytes, "recovery cut a torn or corrupt tail");
         }
+        let groups = Coordinator::new(coordinator_config(&config));
         let mut node = Node {
             responder: Responder::new(config.in_flight_requests_per_connection_max),
             retention_check_at: now + Duration::from_millis(config.retention_check_interval_ms),
@@ -93,9 +100,12 @@ impl<S: Storage> Node<S> {
             outputs: VecDeque::new(),
             flusher: Flusher::default(),
             pending_produces: Vec::new(),
+            groups,
+            group_writes: Vec::new(),
             delayed_fetches: Vec::new(),
             high_watermark_moved: false,
         };
+        node.load_groups()?;
         node.after_input();
         Ok(node)
     }
@@ -153,10 +163,12 @@ impl<S: Storage> Node<S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_time(now);
         self.expire_delayed_fetches();
+        self.groups.handle_timeout(now);
         if now >= self.retention_check_at {
             self.retention_check_at =
                 now + Duration::from_millis(self.config.retention_check_interval_ms);
             self.enforce_retention();
+            self.groups.expire_offsets(now);
         }
         self.after_input();
     }
@@ -170,7 +182,8 @@ impl<S: Storage> Node<S> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let fetch = self.delayed_fetches.iter().map(|f| f.deadline).min();
         let flush_retry = self.flusher.retry_at();
-        [Some(self.retention_check_at), fetch, flush_retry]
+        let groups = self.groups.next_timeout();
+        [Some(self.retention_check_at), fetch, flush_retry, groups]
             .into_iter()
             .flatten()
             .min()
@@ -182,6 +195,7 @@ impl<S: Storage> Node<S> {
     pub fn check_invariants(&self) {
         self.topics.check_invariants();
         self.responder.check_invariants();
+        self.groups.check_invariants();
         assert!(
             self.delayed_fetches.len() <= self.config.delayed_fetches_max,
             "delayed fetches unbounded"
@@ -292,6 +306,51 @@ impl<S: Storage> Node<S> {
                 let response = self.handle_init_producer_id(&r);
                 reply(self, ResponseKind::InitProducerId(response))
             }
+            RequestKind::FindCoordinator(r) => {
+                let response = self.handle_find_coordinator(&r, version);
+                reply(self, ResponseKind::FindCoordinator(response))
+            }
+            RequestKind::JoinGroup(r) => {
+                let slot = slot.expect("JoinGroup always owes a response");
+                let client_id = header.client_id.as_ref().map(|c| c.to_string());
+                self.handle_join_group(slot, client_id.as_deref(), r, version)
+            }
+            RequestKind::SyncGroup(r) => {
+                let slot = slot.expect("SyncGroup always owes a response");
+                self.handle_sync_group(slot, r, version)
+            }
+            RequestKind::Heartbeat(r) => {
+                let response = self.handle_heartbeat(&r);
+                reply(self, ResponseKind::Heartbeat(response))
+            }
+            RequestKind::LeaveGroup(r) => {
+                let response = self.handle_leave_group(&r, version);
+                reply(self, ResponseKind::LeaveGroup(response))
+            }
+            RequestKind::DescribeGroups(r) => {
+                let response = self.handle_describe_groups(&r, version);
+                reply(self, ResponseKind::DescribeGroups(response))
+            }
+            RequestKind::ListGroups(r) => {
+                let response = self.handle_list_groups(&r, version);
+                reply(self, ResponseKind::ListGroups(response))
+            }
+            RequestKind::DeleteGroups(r) => {
+                let slot = slot.expect("DeleteGroups always owes a response");
+                self.handle_delete_groups(slot, &r, version)
+            }
+            RequestKind::OffsetCommit(r) => {
+                let slot = slot.expect("OffsetCommit always owes a response");
+                self.handle_offset_commit(slot, &r, version)
+            }
+            RequestKind::OffsetFetch(r) => {
+                let response = self.handle_offset_fetch(&r, version);
+                reply(self, ResponseKind::OffsetFetch(response))
+            }
+            RequestKind::OffsetDelete(r) => {
+                let slot = slot.expect("OffsetDelete always owes a response");
+                self.handle_offset_delete(slot, &r, version)
+            }
             RequestKind::Produce(r) => self.handle_produce(slot, r, version),
             RequestKind::Fetch(r) => {
                 let slot = slot.expect("fetch always owes a response");
@@ -319,6 +378,8 @@ impl<S: Storage> Node<S> {
     /// Work every input ends with: start a flush if data waits for one,
     /// re-check parked fetches if a high watermark moved.
     fn after_input(&mut self) {
+        // Before the flush: the coordinator's appends join this flush.
+        self.drive_groups();
         self.maybe_start_flush();
         if self.high_watermark_moved {
             self.high_watermark_moved = false;
@@ -377,6 +438,22 @@ fn validate_config(config: &NodeConfig) -> Result<(), NodeError> {
     }
     if config.in_flight_requests_per_connection_max == 0 || config.delayed_fetches_max == 0 {
         return fail("in-flight and delayed-fetch limits must be positive".to_string());
+    }
+    if !(1..=topics::PARTITIONS_PER_TOPIC_MAX).contains(&config.offsets_topic_partitions) {
+        return fail(format!(
+            "offsets.topic.num.partitions must be in [1, {}], got {}",
+            topics::PARTITIONS_PER_TOPIC_MAX,
+            config.offsets_topic_partitions
+        ));
+    }
+    if config.group_max_size == 0 {
+        return fail("group.max.size must be positive".to_string());
+    }
+    if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
+        return fail(format!(
+            "group.min.session.timeout.ms ({}) exceeds group.max.session.timeout.ms ({})",
+            config.group_min_session_timeout_ms, config.group_max_session_timeout_ms
+        ));
     }
     if config.retention_check_interval_ms == 0 {
         return fail("log.retention.check.interval.ms must be positive".to_string());

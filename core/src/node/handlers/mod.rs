@@ -3,9 +3,11 @@
 pub mod admin;
 pub mod describe_configs;
 pub mod fetch;
+pub mod group;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 
 use kafka_protocol::protocol::StrBytes;
