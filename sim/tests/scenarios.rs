@@ -192,7 +192,6 @@ fn a_recorded_trace_replays_identically() {
 /// goes backwards and a consumer may have read records that vanish.
 /// `seedlog sim run process-kill --seed 2` (683 of seeds 0..1000 fail).
 #[test]
-#[ignore = "core bug: recovered unsynced records become visible before they are synced"]
 fn process_kill_then_power_cut_keeps_the_high_watermark() {
     let report = run(&scenario("process-kill"), 2, &RunOptions::default());
     assert!(report.passed(), "{:?}", report.violations);

@@ -233,9 +233,10 @@ impl PartitionLog {
     /// log_end_offset()`): after a power cut only synced bytes are left, and
     /// after a mere process restart the OS still holds the rest and writes
     /// it back. Every non-empty segment is nevertheless listed in
-    /// `unsynced_paths`, so the first flush after open syncs them too. A
-    /// driver that restarts a node on a storage that may later drop bytes
-    /// written before the restart must sync or crash that storage first.
+    /// `unsynced_paths`, and the node syncs them before it serves anything
+    /// (`Topics::load`): after a process kill the tail may be in the page
+    /// cache only, and a power cut before that sync would take back records
+    /// already exposed (found by the simulator's `process-kill` scenario).
     pub fn open(
         storage: &mut dyn Storage,
         dir: &str,

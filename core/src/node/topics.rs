@@ -42,6 +42,21 @@ impl Partition {
         }
     }
 
+    /// Makes what recovery found durable before anyone may read it, as
+    /// Kafka flushes recovered segments: after a process kill the tail may
+    /// sit in the page cache only, and exposing it (the high watermark is
+    /// the log end after load) before a power cut would let the high
+    /// watermark go back and consumers read records that then vanish.
+    /// This is the one place the core syncs by itself: the node is not
+    /// serving yet, so there is no one to answer meanwhile.
+    fn sync_recovered(&mut self, storage: &mut dyn Storage) -> Result<(), NodeError> {
+        for path in self.log.unsynced_paths() {
+            storage.sync(&path)?;
+        }
+        self.log.mark_synced(self.log.log_end_offset());
+        Ok(())
+    }
+
     /// Reads every batch header once to learn the producers' sequences.
     fn rebuild_producer_state(&mut self, storage: &mut dyn Storage) -> Result<(), NodeError> {
         let producers = &mut self.producers;
@@ -137,6 +152,7 @@ impl Topics {
                 let (log, report) = PartitionLog::open(storage, &dir, config.clone(), now)?;
                 reports.push((dir, report));
                 let mut partition = Partition::new(log, *leader_epoch);
+                partition.sync_recovered(storage)?;
                 partition.rebuild_producer_state(storage)?;
                 partitions.push(partition);
             }

@@ -1,7 +1,8 @@
 //! The disk as the core sees it: a flat tree of append-only files.
 //!
 //! The core calls [`Storage`] for appends, reads and truncation; it never
-//! calls `sync` itself. Durability is explicit: the node emits
+//! calls `sync` itself once serving (only while loading, to make what
+//! recovery found durable before it is exposed). Durability is explicit: the node emits
 //! `Output::Flush` naming the files to sync, the driver syncs them (now,
 //! later, or never, if it crashes first) and reports `Input::FlushCompleted`.
 //! The simulator's [`MemoryStorage`] and the adapter's file storage implement
