@@ -14,6 +14,7 @@ const SCENARIOS: &[&str] = &[
     "clock-skew",
     "flaky-network",
     "az-isolation",
+    "process-kill",
 ];
 
 /// broker-crash: the first seed of 0.. that loses an acknowledged write with
