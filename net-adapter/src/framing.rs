@@ -9,7 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable, StrBytes};
 use seedlog_core::node::supports;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -217,6 +217,35 @@ pub fn encode_response(
     let length = i32::try_from(frame.len() - 4).map_err(|_| {
         anyhow::anyhow!(
             "{api_key:?} response of {} bytes does not fit a frame",
+            frame.len()
+        )
+    })?;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(frame.freeze())
+}
+
+/// Frames a request as a client sends it: length, header at the version
+/// `api_key` prescribes for `api_version`, body. Used by tests and, later,
+/// by brokers talking to each other.
+pub fn encode_request(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &RequestKind,
+) -> anyhow::Result<Bytes> {
+    let mut frame = BytesMut::with_capacity(64);
+    frame.put_i32(0); // Length, patched below.
+    RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(api_version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+        .encode(&mut frame, api_key.request_header_version(api_version))?;
+    body.encode(&mut frame, api_version)?;
+    let length = i32::try_from(frame.len() - 4).map_err(|_| {
+        anyhow::anyhow!(
+            "{api_key:?} request of {} bytes does not fit a frame",
             frame.len()
         )
     })?;

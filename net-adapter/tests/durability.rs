@@ -3,15 +3,15 @@
 //! stop gracefully, start a new server on the same directory and fetch
 //! every record back.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, RequestKind, ResponseHeader, TopicName,
+    ProduceResponse, RequestKind, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -59,19 +59,9 @@ async fn stop(stop: oneshot::Sender<()>, task: tokio::task::JoinHandle<anyhow::R
 }
 
 fn request(api_key: ApiKey, api_version: i16, correlation_id: i32, body: &RequestKind) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(api_version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("durability")))
-        .encode(&mut buf, api_key.request_header_version(api_version))
-        .unwrap();
-    body.encode(&mut buf, api_version).unwrap();
-    let length = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&length.to_be_bytes());
-    buf.to_vec()
+    seedlog_net::framing::encode_request(api_key, api_version, correlation_id, "durability", body)
+        .unwrap()
+        .to_vec()
 }
 
 /// Reads one response, checks its correlation id, returns the body.

@@ -11,10 +11,9 @@ static ALLOCATOR: seedlog_net::alloc::NoReserveHugeAllocations =
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, RequestHeader, RequestKind,
-    ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, RequestKind, ResponseHeader,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use seedlog_net::{Server, ServerConfig};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -75,19 +74,9 @@ impl TestServer {
 }
 
 fn frame(api_key: ApiKey, api_version: i16, correlation_id: i32, body: &RequestKind) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(api_version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("robustness")))
-        .encode(&mut buf, api_key.request_header_version(api_version))
-        .unwrap();
-    body.encode(&mut buf, api_version).unwrap();
-    let length = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&length.to_be_bytes());
-    buf.to_vec()
+    seedlog_net::framing::encode_request(api_key, api_version, correlation_id, "robustness", body)
+        .unwrap()
+        .to_vec()
 }
 
 fn api_versions_request(api_version: i16, correlation_id: i32) -> Vec<u8> {
