@@ -32,6 +32,15 @@ pub struct ServeArgs {
     /// (Kafka's default; faster, but a power cut can lose acked records).
     #[arg(long, env = "SEEDLOG_NO_FLUSH_BEFORE_ACK")]
     no_flush_before_ack: bool,
+
+    /// How long a consumer group that was empty waits for more members
+    /// before its first rebalance completes (`group.initial.rebalance.delay.ms`).
+    #[arg(
+        long,
+        env = "SEEDLOG_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    group_initial_rebalance_delay_ms: u64,
 }
 
 impl ServeArgs {
@@ -41,6 +50,7 @@ impl ServeArgs {
         config.node.num_partitions = self.num_partitions;
         config.node.auto_create_topics = !self.no_auto_create_topics;
         config.node.flush_before_ack = !self.no_flush_before_ack;
+        config.node.group_initial_rebalance_delay_ms = self.group_initial_rebalance_delay_ms;
         config
     }
 }

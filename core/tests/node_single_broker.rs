@@ -299,7 +299,10 @@ fn api_versions_advertises_produce_and_fetch() {
     let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
     assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
-    assert!(!keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)), "KIP-848 is not served yet");
+    assert!(
+        !keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)),
+        "KIP-848 is not served yet"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `GroupCoordinator.scala` (Kafka 2.8-3.x) and its successor
 //! `GroupMetadataManager`'s classic-group paths.
 
-use super::group::{check_assignments, Group, CONSUMER_PROTOCOL_TYPE};
+use super::classic::{check_assignments, Group, CONSUMER_PROTOCOL_TYPE};
 use super::member::Member;
 use super::offsets::{Committed, TopicPartition};
 use super::records::{

@@ -17,7 +17,7 @@
 //! records will make a replica's coordinator take over after fail-over.
 
 mod coordinator;
-mod group;
+mod classic;
 mod member;
 mod offsets;
 pub mod records;
@@ -29,7 +29,7 @@ pub use coordinator::{
     DescribedMember, FetchedPartition, JoinRequest, JoinResult, JoinedMember, ListedGroup,
     PartitionResult, Reply, SyncRequest, SyncResult, Write, WriteId,
 };
-pub use group::{check_assignments, decode_assignment, CONSUMER_PROTOCOL_TYPE};
+pub use classic::{check_assignments, decode_assignment, CONSUMER_PROTOCOL_TYPE};
 pub use state::GroupState;
 
 /// The internal topic holding offsets and group metadata.

@@ -1,4 +1,4 @@
-//! One classic group: members, generation, leader, selected protocol.
+//! One classic group (Kafka's `ClassicGroup`): members, generation, leader, selected protocol.
 //! The rules of each request live in `coordinator.rs`; this file keeps the
 //! group's own bookkeeping consistent.
 
