@@ -16,20 +16,20 @@
 //! through `load_record`, as Kafka's `GroupMetadataManager` does; the same
 //! records will make a replica's coordinator take over after fail-over.
 
-mod coordinator;
 mod classic;
+mod coordinator;
 mod member;
 mod offsets;
 pub mod records;
 mod state;
 mod timers;
 
+pub use classic::{check_assignments, decode_assignment, CONSUMER_PROTOCOL_TYPE};
 pub use coordinator::{
     CommitPartition, CommitRequest, Coordinator, CoordinatorConfig, DescribedGroup,
     DescribedMember, FetchedPartition, JoinRequest, JoinResult, JoinedMember, ListedGroup,
     PartitionResult, Reply, SyncRequest, SyncResult, Write, WriteId,
 };
-pub use classic::{check_assignments, decode_assignment, CONSUMER_PROTOCOL_TYPE};
 pub use state::GroupState;
 
 /// The internal topic holding offsets and group metadata.
