@@ -24,25 +24,16 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 use seedlog_core::batch::decode_records_for_test;
 use seedlog_core::group::records::{decode_key, partition_for, RecordKey};
-use seedlog_core::node::{Input, Node, NodeConfig, Output};
-use seedlog_core::storage::{MemoryStorage, Storage};
-use seedlog_core::Instant;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use seedlog_core::node::NodeConfig;
+use seedlog_core::storage::MemoryStorage;
 
 const ADMIN: u64 = 1;
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 20_000;
 
-struct Harness {
-    node: Node<MemoryStorage>,
-    config: NodeConfig,
-    now: Instant,
-    next_correlation_id: i32,
-    auto_flush: bool,
-    held_flushes: Vec<(u64, Vec<String>)>,
-    responses: BTreeMap<i32, ResponseKind>,
-}
+mod support;
+
+use support::Harness;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -58,55 +49,17 @@ impl Harness {
     }
 
     fn with_config(config: NodeConfig) -> Harness {
-        let now = Instant::from_millis(1_700_000_000_000);
-        let node = Node::new(config.clone(), MemoryStorage::new(), 7, now).expect("node opens");
-        let mut h = Harness {
-            node,
-            config,
-            now,
-            next_correlation_id: 1,
-            auto_flush: true,
-            held_flushes: Vec::new(),
-            responses: BTreeMap::new(),
-        };
-        h.pump();
-        h
-    }
-
-    /// Loses everything not synced, then opens a new node on what is left.
-    fn crash_and_restart(&mut self) {
-        let now = self.now;
-        let placeholder = Node::new(self.config.clone(), MemoryStorage::new(), 1, now).unwrap();
-        let mut storage = std::mem::replace(&mut self.node, placeholder).into_storage();
-        storage.crash();
-        self.node = Node::new(self.config.clone(), storage, 8, now).expect("node reopens");
-        self.held_flushes.clear();
-        self.auto_flush = true;
-        self.pump();
+        Harness::start(config, MemoryStorage::new())
     }
 
     fn send(&mut self, connection: u64, key: ApiKey, version: i16, body: RequestKind) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(s("client")));
-        self.node.handle(
-            self.now,
-            Input::Request {
-                connection,
-                header,
-                body,
-            },
+        let id = self.send_on(connection, key, version, body);
+        assert!(
+            self.closed.is_empty(),
+            "the node closed connection(s) {:?}",
+            self.closed
         );
-        self.pump();
-        correlation_id
-    }
-
-    fn take(&mut self, id: i32) -> Option<ResponseKind> {
-        self.responses.remove(&id)
+        id
     }
 
     fn request(
@@ -119,70 +72,6 @@ impl Harness {
         let id = self.send(connection, key, version, body);
         self.take(id)
             .unwrap_or_else(|| panic!("no response to {key:?}"))
-    }
-
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut flushes = Vec::new();
-            while let Some(output) = self.node.poll_output() {
-                match output {
-                    Output::Response {
-                        correlation_id,
-                        body,
-                        api_version,
-                        ..
-                    } => {
-                        let mut buf = bytes::BytesMut::new();
-                        body.encode(&mut buf, api_version).unwrap_or_else(|e| {
-                            panic!("response does not encode at v{api_version}: {e}: {body:?}")
-                        });
-                        self.responses.insert(correlation_id, body);
-                    }
-                    Output::Flush { flush_id, paths } => flushes.push((flush_id, paths)),
-                    Output::CloseConnection { reason, .. } => panic!("connection closed: {reason}"),
-                }
-            }
-            if flushes.is_empty() {
-                return;
-            }
-            if !self.auto_flush {
-                self.held_flushes.extend(flushes);
-                return;
-            }
-            for (flush_id, paths) in flushes {
-                for path in &paths {
-                    self.node.storage_mut().sync(path).expect("sync");
-                }
-                self.node
-                    .handle(self.now, Input::FlushCompleted { flush_id });
-            }
-        }
-        panic!("pump did not settle");
-    }
-
-    fn complete_flushes(&mut self) {
-        self.auto_flush = true;
-        for (flush_id, paths) in std::mem::take(&mut self.held_flushes) {
-            for path in &paths {
-                self.node.storage_mut().sync(path).expect("sync");
-            }
-            self.node
-                .handle(self.now, Input::FlushCompleted { flush_id });
-        }
-        self.pump();
-    }
-
-    fn advance(&mut self, ms: u64) {
-        let until = self.now + Duration::from_millis(ms);
-        while let Some(at) = self.node.poll_timeout() {
-            if at > until {
-                break;
-            }
-            self.now = self.now.max(at);
-            self.node.handle_timeout(self.now);
-            self.pump();
-        }
-        self.now = until;
     }
 
     fn create_topic(&mut self, name: &str, partitions: i32) {

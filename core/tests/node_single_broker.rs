@@ -11,66 +11,24 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use seedlog_core::batch::{build_batch, decode_records_for_test};
-use seedlog_core::node::{Input, Node, NodeConfig, Output};
+use seedlog_core::node::{Input, NodeConfig};
 use seedlog_core::storage::{MemoryStorage, Storage};
-use seedlog_core::Instant;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const CONN: u64 = 1;
 const FETCH_CONN: u64 = 99;
 
-struct Harness {
-    node: Node<MemoryStorage>,
-    now: Instant,
-    next_correlation_id: i32,
-    /// When false, flushes are held back until `complete_flushes`.
-    auto_flush: bool,
-    held_flushes: Vec<(u64, Vec<String>)>,
-    responses: BTreeMap<i32, ResponseKind>,
-    response_order: Vec<i32>,
-    closed: Vec<u64>,
-}
+mod support;
+
+use support::Harness;
 
 impl Harness {
     fn new() -> Harness {
-        Harness::with_config(NodeConfig::default(), MemoryStorage::new())
+        Harness::start(NodeConfig::default(), MemoryStorage::new())
     }
 
     fn with_config(config: NodeConfig, storage: MemoryStorage) -> Harness {
-        let now = Instant::from_millis(1_700_000_000_000);
-        let node = Node::new(config, storage, 7, now).expect("node opens");
-        let mut h = Harness {
-            node,
-            now,
-            next_correlation_id: 1,
-            auto_flush: true,
-            held_flushes: Vec::new(),
-            responses: BTreeMap::new(),
-            response_order: Vec::new(),
-            closed: Vec::new(),
-        };
-        h.pump();
-        h
-    }
-
-    fn send_on(&mut self, connection: u64, key: ApiKey, version: i16, body: RequestKind) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id);
-        self.node.handle(
-            self.now,
-            Input::Request {
-                connection,
-                header,
-                body,
-            },
-        );
-        self.pump();
-        correlation_id
+        Harness::start(config, storage)
     }
 
     fn send(&mut self, key: ApiKey, version: i16, body: RequestKind) -> i32 {
@@ -79,73 +37,8 @@ impl Harness {
 
     fn request(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
         let id = self.send(key, version, body);
-        self.responses
-            .remove(&id)
+        self.take(id)
             .unwrap_or_else(|| panic!("no response to {key:?}"))
-    }
-
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut flushes = Vec::new();
-            while let Some(output) = self.node.poll_output() {
-                match output {
-                    Output::Response {
-                        correlation_id,
-                        body,
-                        api_version,
-                        ..
-                    } => {
-                        // Every response must encode at the version it answers.
-                        let mut buf = bytes::BytesMut::new();
-                        body.encode(&mut buf, api_version).unwrap_or_else(|e| {
-                            panic!("response does not encode at v{api_version}: {e}: {body:?}")
-                        });
-                        self.response_order.push(correlation_id);
-                        self.responses.insert(correlation_id, body);
-                    }
-                    Output::Flush { flush_id, paths } => flushes.push((flush_id, paths)),
-                    Output::CloseConnection { connection, .. } => self.closed.push(connection),
-                }
-            }
-            if flushes.is_empty() {
-                return;
-            }
-            if !self.auto_flush {
-                self.held_flushes.extend(flushes);
-                return;
-            }
-            for (flush_id, paths) in flushes {
-                for path in &paths {
-                    self.node.storage_mut().sync(path).expect("sync");
-                }
-                self.node
-                    .handle(self.now, Input::FlushCompleted { flush_id });
-            }
-        }
-        panic!("pump did not settle");
-    }
-
-    fn complete_flushes(&mut self) {
-        self.auto_flush = true;
-        for (flush_id, paths) in std::mem::take(&mut self.held_flushes) {
-            for path in &paths {
-                self.node.storage_mut().sync(path).expect("sync");
-            }
-            self.node
-                .handle(self.now, Input::FlushCompleted { flush_id });
-        }
-        self.pump();
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now = self.now + Duration::from_millis(ms);
-        while let Some(at) = self.node.poll_timeout() {
-            if at > self.now {
-                break;
-            }
-            self.node.handle_timeout(self.now);
-            self.pump();
-        }
     }
 
     fn create_topic(&mut self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
