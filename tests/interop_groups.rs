@@ -10,9 +10,8 @@
 
 mod common;
 
-use common::{scratch_dir, Broker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use common::{create_topic, scratch_dir, Broker};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -67,26 +66,6 @@ impl ConsumerContext for Tracker {
 }
 
 type Member = BaseConsumer<Tracker>;
-
-fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .expect("CreateTopics answered");
-    for result in results {
-        result.expect("topic created");
-    }
-}
 
 /// Produces `PER_PARTITION` records to each partition; values are unique
 /// ("phase-partition-i").
@@ -231,7 +210,7 @@ fn run(strategy: &str) {
     let dir = scratch_dir(&format!("interop-groups-{strategy}"));
     let broker = Broker::start(&dir, &["--group-initial-rebalance-delay-ms", "300"]);
     let bootstrap = broker.bootstrap.clone();
-    create_topic(&bootstrap, "t");
+    create_topic(&bootstrap, "t", PARTITIONS);
     let group = format!("group-{strategy}");
     let log: Log = Arc::default();
     let started = Instant::now();

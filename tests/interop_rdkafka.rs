@@ -2,9 +2,7 @@
 
 mod common;
 
-use common::{scratch_dir, Broker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::{create_topic, scratch_dir, Broker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -14,26 +12,6 @@ use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
 const RECORDS: usize = 100_000;
-
-fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = runtime
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .expect("CreateTopics answered");
-    for result in results {
-        result.expect("topic created");
-    }
-}
 
 fn produce_all(bootstrap: &str, topic: &str) {
     let producer: BaseProducer = ClientConfig::new()
@@ -130,7 +108,7 @@ fn expected() -> Vec<Vec<String>> {
 fn librdkafka_produces_and_consumes_100k_records_in_order_across_a_restart() {
     let dir = scratch_dir("interop-rdkafka");
     let broker = Broker::start(&dir, &[]);
-    create_topic(&broker.bootstrap, "interop");
+    create_topic(&broker.bootstrap, "interop", PARTITIONS);
     produce_all(&broker.bootstrap, "interop");
     assert_eq!(consume_all(&broker.bootstrap, "interop"), expected());
 
