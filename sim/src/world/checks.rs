@@ -1,0 +1,221 @@
+//! Checkers: per-event ones on each broker, and the end-of-run liveness
+//! checks and audit.
+
+use super::*;
+
+impl World {
+    pub(super) fn check_broker(&mut self, b: BrokerId) {
+        if !matches!(self.brokers[b].state, BrokerState::Up(_)) {
+            return;
+        }
+        let crashed = std::mem::replace(&mut self.brokers[b].crashed_since_observed, false);
+        let BrokerState::Up(node) = &self.brokers[b].state else {
+            return;
+        };
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| node.check_invariants())) {
+            let message = panic_message(&panic);
+            self.violation(
+                "node_invariants",
+                format!("broker {b}: check_invariants: {message}"),
+            );
+            self.stopped = true;
+            return;
+        }
+        let flush_before_ack = node.config().flush_before_ack;
+        let mut problems = Vec::new();
+        let mut regressions = 0;
+        let mut moved = Vec::new();
+        for tp in &self.tps {
+            let Some((_, hw, log_end)) = node.partition_offsets(&tp.0, tp.1) else {
+                problems.push((
+                    "consistent_read",
+                    format!("broker {b} lost partition {}-{}", tp.0, tp.1),
+                ));
+                continue;
+            };
+            let key = (b, tp.clone());
+            let seen = self.hw_seen.get(&key).copied().unwrap_or(0);
+            if hw < seen {
+                if crashed && !flush_before_ack {
+                    regressions += 1;
+                } else {
+                    problems.push((
+                        "monotonic_high_watermark",
+                        format!(
+                            "broker {b} {}-{}: high watermark went back from {seen} to {hw}{}",
+                            tp.0,
+                            tp.1,
+                            if crashed { " across a crash" } else { "" }
+                        ),
+                    ));
+                }
+            }
+            if hw != seen {
+                moved.push((tp.clone(), hw));
+            }
+            self.hw_seen.insert(key, hw);
+            if let Some(max) = self.read_offset_max.get(tp) {
+                if log_end <= *max {
+                    problems.push((
+                        "consistent_read",
+                        format!(
+                            "{}-{}: a consumer read offset {max}, but broker {b}'s log now ends at {log_end}",
+                            tp.0, tp.1
+                        ),
+                    ));
+                }
+            }
+        }
+        self.stats.hw_regressions_allowed += regressions;
+        for (tp, hw) in &moved {
+            self.emit(Ev::Hw {
+                broker: b,
+                tp,
+                hw: *hw,
+            });
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+
+    // --- end of run -------------------------------------------------------------------
+
+    pub(super) fn end_of_run(&mut self) {
+        // Liveness: every send resolved, every consumer caught up.
+        let pending: Vec<SendId> = self
+            .history
+            .sends
+            .iter()
+            .filter(|s| s.outcome == SendOutcome::Pending)
+            .map(|s| s.id)
+            .collect();
+        if let Some(first) = pending.first() {
+            let message = format!(
+                "{} sends unresolved {} ms after healing (first: send {first})",
+                pending.len(),
+                self.scenario.phases.liveness_ms
+            );
+            self.violation("liveness_send", message);
+        }
+        if self.stats.sends > 0
+            && self.stats.acked_after_heal == 0
+            && self.swarm.acks_weights.iter().any(|(a, _)| *a != 0)
+        {
+            self.violation(
+                "liveness_send",
+                "no send was acknowledged after the faults healed".to_string(),
+            );
+        }
+        let audit = self.audit();
+        let mut behind = Vec::new();
+        for (c, client) in self.clients.iter().enumerate() {
+            if let ClientKind::Consumer(consumer) = &client.kind {
+                for (tp, position) in &consumer.positions {
+                    let end = audit.get(tp).map_or(0, |(hw, _)| *hw);
+                    if *position < end {
+                        behind.push(format!(
+                            "consumer {c} at {}-{}:{position} < hw {end}",
+                            tp.0, tp.1
+                        ));
+                    }
+                }
+            }
+        }
+        if !behind.is_empty() {
+            self.violation("liveness_consume", behind.join("; "));
+        }
+        let log: BTreeMap<Tp, PartitionRecords> = audit
+            .into_iter()
+            .map(|(tp, (_, records))| (tp, records))
+            .collect();
+        let found = checker::check_history(&self.history, &log);
+        self.stats.duplicates = found.duplicates;
+        for (checker, message) in found.violations {
+            self.violation(checker, message);
+        }
+        let acked = self.stats.acked;
+        if acked < self.scenario.expect.acked_sends_min {
+            self.violation(
+                "expect_acked_sends",
+                format!(
+                    "{acked} sends acknowledged, the scenario expects at least {}",
+                    self.scenario.expect.acked_sends_min
+                ),
+            );
+        }
+    }
+
+    /// The final read: every partition, log start to high watermark, through
+    /// the broker's Fetch path. (tp -> (hw, [(offset, value)]))
+    pub(super) fn audit(&mut self) -> BTreeMap<Tp, (i64, PartitionRecords)> {
+        let mut out = BTreeMap::new();
+        let audit_conn = u64::MAX - 1;
+        let tps = self.tps.clone();
+        for tp in tps {
+            let mut records = Vec::new();
+            let mut position = 0;
+            let mut hw = 0;
+            // Bounded: each round reads at least one record or stops.
+            for round in 0..1_000_000 {
+                let request = FetchRequest::default()
+                    .with_max_wait_ms(0)
+                    .with_min_bytes(1)
+                    .with_max_bytes(1 << 20)
+                    .with_session_epoch(-1)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(tp.0.clone())))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(tp.1)
+                            .with_fetch_offset(position)
+                            .with_current_leader_epoch(-1)
+                            .with_partition_max_bytes(1 << 20)])]);
+                let header = RequestHeader::default()
+                    .with_request_api_key(ApiKey::Fetch as i16)
+                    .with_request_api_version(FETCH_API_VERSION)
+                    .with_correlation_id(round);
+                let responses =
+                    self.direct_request(0, audit_conn, header, RequestKind::Fetch(request));
+                let Some(ResponseKind::Fetch(r)) = responses.into_iter().next() else {
+                    panic!("the audit fetch got no answer");
+                };
+                let part = &r.responses[0].partitions[0];
+                if part.error_code == ResponseError::OffsetOutOfRange.code() && position == 0 {
+                    position = part.log_start_offset.max(0);
+                    continue;
+                }
+                assert_eq!(part.error_code, 0, "audit fetch of {tp:?} at {position}");
+                hw = part.high_watermark;
+                let before = records.len();
+                if let Some(bytes) = &part.records {
+                    for (start, header) in BatchIter::new(bytes) {
+                        let batch = &bytes[start..start + header.total_size()];
+                        for (i, (_, value)) in
+                            decode_records_for_test(batch).into_iter().enumerate()
+                        {
+                            let offset = header.base_offset() + i as i64;
+                            if offset >= position && offset < hw {
+                                records.push((offset, value.unwrap_or_default()));
+                                position = offset + 1;
+                            }
+                        }
+                    }
+                }
+                if records.len() == before || position >= hw {
+                    break;
+                }
+            }
+            out.insert(tp, (hw, records));
+        }
+        let now = self.node_now(0);
+        if let BrokerState::Up(node) = &mut self.brokers[0].state {
+            node.handle(
+                now,
+                Input::ConnectionClosed {
+                    connection: audit_conn,
+                },
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,186 @@
+//! The event queue's events and the trace's event lines.
+
+use super::*;
+
+#[derive(Debug)]
+pub(super) enum EventKind {
+    Connected {
+        conn: ConnId,
+    },
+    ConnectFailed {
+        client: ClientId,
+        conn: ConnId,
+    },
+    ToNode {
+        conn: ConnId,
+        header: RequestHeader,
+        body: RequestKind,
+    },
+    ToClient {
+        conn: ConnId,
+        correlation_id: i32,
+        body: ResponseKind,
+    },
+    /// The broker learns that a connection is gone.
+    NodeSawClose {
+        broker: BrokerId,
+        generation: u64,
+        conn: ConnId,
+    },
+    /// The client learns that its connection is gone (RST, refused).
+    ClientSawClose {
+        client: ClientId,
+        conn: ConnId,
+    },
+    ClientWake {
+        client: ClientId,
+    },
+    NodeTimer {
+        broker: BrokerId,
+    },
+    FlushDone {
+        broker: BrokerId,
+        generation: u64,
+        flush_id: u64,
+        paths: Vec<String>,
+    },
+    FaultStart {
+        index: usize,
+    },
+    FaultEnd {
+        index: usize,
+    },
+    Heal,
+    End,
+}
+
+pub(super) struct Event {
+    pub(super) at: Instant,
+    pub(super) seq: u64,
+    pub(super) kind: EventKind,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    /// Reversed: `BinaryHeap` is a max-heap and the earliest event goes
+    /// first; the sequence number breaks ties in insertion order.
+    fn cmp(&self, other: &Event) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One trace line's event.
+#[derive(Serialize)]
+#[serde(tag = "e", rename_all = "snake_case")]
+pub(super) enum Ev<'a> {
+    Swarm {
+        swarm: &'a Swarm,
+    },
+    Fault {
+        index: usize,
+        fault: &'a Fault,
+        start: bool,
+    },
+    FaultSkipped {
+        index: usize,
+        why: &'a str,
+    },
+    Connect {
+        client: ClientId,
+        conn: ConnId,
+    },
+    Connected {
+        conn: ConnId,
+    },
+    ConnectFailed {
+        client: ClientId,
+        conn: ConnId,
+    },
+    Close {
+        conn: ConnId,
+        by: &'a str,
+        why: &'a str,
+    },
+    Request {
+        conn: ConnId,
+        api: i16,
+        corr: i32,
+        bytes: u64,
+    },
+    Response {
+        conn: ConnId,
+        api: i16,
+        corr: i32,
+        bytes: u64,
+    },
+    Drop {
+        conn: ConnId,
+        what: &'a str,
+    },
+    Flush {
+        broker: BrokerId,
+        id: u64,
+        files: usize,
+    },
+    FlushDone {
+        broker: BrokerId,
+        id: u64,
+        ok: bool,
+    },
+    Timer {
+        broker: BrokerId,
+    },
+    Crash {
+        broker: BrokerId,
+        power_loss: bool,
+        torn: Option<&'a str>,
+    },
+    Restart {
+        broker: BrokerId,
+    },
+    Invoke {
+        send: SendId,
+        producer: ClientId,
+        tp: &'a Tp,
+        acks: i16,
+        records: usize,
+    },
+    Complete {
+        send: SendId,
+        outcome: SendOutcome,
+    },
+    Poll {
+        consumer: ClientId,
+        tp: &'a Tp,
+        from: i64,
+        records: usize,
+        hw: i64,
+        error: i16,
+    },
+    Seek {
+        consumer: ClientId,
+        tp: &'a Tp,
+        offset: i64,
+    },
+    Hw {
+        broker: BrokerId,
+        tp: &'a Tp,
+        hw: i64,
+    },
+    Violation {
+        checker: &'a str,
+        message: &'a str,
+    },
+    Heal,
+    End,
+}

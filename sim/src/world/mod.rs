@@ -1,0 +1,624 @@
+//! The simulated world: brokers in AZs, clients, a TCP-like network, a disk
+//! that forgets, and a virtual clock that jumps from event to event.
+//!
+//! Everything random comes from ChaCha streams derived from one seed, and
+//! every ordering decision is made by the event queue, keyed by
+//! (time, sequence number), so a seed replays byte for byte.
+//!
+//! This module holds the `World`, its event loop and [`run`]; its parts:
+//! [`events`] (queue events, trace lines), [`brokers`] (nodes, inputs,
+//! outputs, restarts), [`disk`] (flushes, crashes, full disks), [`network`]
+//! (links, connections, cuts, clogs, bytes), [`clients`] (producers,
+//! consumers, retries), [`faults`] (schedule and application), [`checks`]
+//! (per-event and end-of-run checkers), [`report`] (what a run returns).
+
+mod brokers;
+mod checks;
+mod clients;
+mod disk;
+mod events;
+mod faults;
+mod network;
+mod report;
+
+pub use faults::materialize_faults;
+pub use report::{Bug, RunOptions, RunReport, Stats, Violation};
+
+use brokers::{Broker, BrokerState};
+use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
+use disk::set_disk_full;
+use events::{Ev, Event, EventKind};
+use network::{Clog, Conn, Cut, Link};
+
+use crate::checker;
+use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
+use crate::scenario::{Fault, FaultKind, Scenario};
+use crate::swarm::Swarm;
+use crate::trace::{TraceHeader, TraceSink};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, RequestHeader,
+    RequestKind, ResponseHeader, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+use petgraph::graph::{NodeIndex, UnGraph};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use seedlog_core::batch::{build_batch, decode_records_for_test, BatchIter, TestRecord};
+use seedlog_core::node::{Input, Node, NodeConfig, Output};
+use seedlog_core::storage::{MemoryStorage, Storage, StorageError};
+use seedlog_core::Instant;
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Simulated time starts here, so Kafka timestamps look like real ones
+/// (November 2023).
+pub const EPOCH_MS: u64 = 1_700_000_000_000;
+/// The event queue never holds more than this; a leak would show here.
+const EVENTS_QUEUED_MAX: usize = 1_000_000;
+/// A run never processes more events than this; a livelock would show here.
+const EVENTS_PER_RUN_MAX: u64 = 50_000_000;
+/// Outputs drained after one input; the core bounds its own queue too.
+const OUTPUTS_PER_INPUT_MAX: usize = 100_000;
+/// Faults one random rate may materialize in a run.
+const RANDOM_FAULTS_PER_KIND_MAX: usize = 10_000;
+/// A gap between two acknowledgements longer than this counts as a window
+/// of unavailability.
+const UNAVAILABLE_GAP_MS_MIN: u64 = 1_000;
+/// Sends a producer holds unsent (its `buffer.memory`); beyond it the
+/// application blocks.
+const PRODUCER_QUEUE_MAX: usize = 64;
+const PRODUCE_API_VERSION: i16 = 9;
+const FETCH_API_VERSION: i16 = 12;
+const CREATE_TOPICS_API_VERSION: i16 = 7;
+
+/// Runs one seed of a scenario to the end.
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunReport {
+    let wall_start = std::time::Instant::now();
+    // The core logs through `tracing`; thousands of seeds of recovery
+    // warnings drown the summary and cost time. The trace is the record.
+    let mut report =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            World::new(scenario, seed, options).run()
+        });
+    report.wall = wall_start.elapsed();
+    report
+}
+
+// --- the world ----------------------------------------------------------------
+
+type ConnId = u64;
+/// (offset, value) of every record of one partition, in offset order.
+type PartitionRecords = Vec<(i64, Vec<u8>)>;
+type ClientId = usize;
+type BrokerId = usize;
+
+struct World {
+    scenario: Scenario,
+    seed: u64,
+    bug: Option<Bug>,
+    swarm: Swarm,
+    now: Instant,
+    epoch: Instant,
+    queue: BinaryHeap<Event>,
+    seq: u64,
+    events: u64,
+    rng_net: ChaCha8Rng,
+    rng_client: ChaCha8Rng,
+    rng_disk: ChaCha8Rng,
+    az_names: Vec<String>,
+    graph: UnGraph<usize, Link>,
+    az_nodes: Vec<NodeIndex>,
+    brokers: Vec<Broker>,
+    clients: Vec<Client>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: ConnId,
+    cuts: Vec<Cut>,
+    clogs: Vec<Clog>,
+    schedule: Vec<Fault>,
+    tps: Vec<Tp>,
+    history: History,
+    trace: TraceSink,
+    violations: Vec<Violation>,
+    violated: BTreeSet<String>,
+    hw_seen: BTreeMap<(BrokerId, Tp), i64>,
+    /// consistent_read: the value each (partition, offset) was first read as.
+    read_values: BTreeMap<(Tp, i64), Vec<u8>>,
+    read_offset_max: BTreeMap<Tp, i64>,
+    bytes: BTreeMap<(usize, usize), u64>,
+    /// producer -> times of its acknowledgements.
+    ack_times_ms: BTreeMap<u32, Vec<u64>>,
+    stats: Stats,
+    /// The core panicked: nothing after it means anything.
+    stopped: bool,
+    healed: bool,
+    heal_at: Instant,
+    produce_stop_at: Instant,
+    end_at: Instant,
+}
+
+fn uniform(rng: &mut ChaCha8Rng, [lo, hi]: [u64; 2]) -> u64 {
+    if lo >= hi {
+        lo
+    } else {
+        rng.gen_range(lo..=hi)
+    }
+}
+
+impl World {
+    fn new(scenario: &Scenario, seed: u64, options: &RunOptions) -> World {
+        scenario.validate().expect("a valid scenario");
+        // One master stream hands out independent seeds, in a fixed order,
+        // so adding draws to one part never shifts another.
+        let mut master = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng_swarm = ChaCha8Rng::seed_from_u64(master.gen());
+        let mut rng_faults = ChaCha8Rng::seed_from_u64(master.gen());
+        let rng_net = ChaCha8Rng::seed_from_u64(master.gen());
+        let rng_client = ChaCha8Rng::seed_from_u64(master.gen());
+        let rng_disk = ChaCha8Rng::seed_from_u64(master.gen());
+        let node_seed_base: u64 = master.gen();
+        let swarm = Swarm::derive(&mut rng_swarm, scenario);
+
+        let t = &scenario.topology;
+        let az_of = |name: &str| {
+            t.azs
+                .iter()
+                .position(|a| a == name)
+                .expect("validated AZ name")
+        };
+        let mut graph = UnGraph::new_undirected();
+        let az_nodes: Vec<NodeIndex> = (0..t.azs.len()).map(|i| graph.add_node(i)).collect();
+        for (i, a) in az_nodes.iter().enumerate() {
+            for (j, b) in az_nodes.iter().enumerate().skip(i) {
+                let latency_us = if i == j {
+                    swarm.intra_az_latency_us
+                } else {
+                    swarm.cross_az_latency_us
+                };
+                graph.add_edge(*a, *b, Link { latency_us });
+            }
+        }
+
+        let epoch = Instant::from_millis(EPOCH_MS);
+        let brokers = t
+            .brokers
+            .iter()
+            .enumerate()
+            .map(|(i, az)| {
+                let mut config = NodeConfig {
+                    node_id: i as i32 + 1,
+                    auto_create_topics: false,
+                    flush_before_ack: options.bug != Some(Bug::NoFsync),
+                    ..NodeConfig::default()
+                };
+                config.log.segment_bytes = swarm.segment_bytes;
+                Broker {
+                    az: az_of(az),
+                    config,
+                    node_seed: node_seed_base.wrapping_add(i as u64),
+                    state: BrokerState::Down(MemoryStorage::new()),
+                    generation: 0,
+                    paused_until: epoch,
+                    skew_ms: 0,
+                    drift_ppm: swarm.drift_ppm[i],
+                    disk_full: false,
+                    slow_flush_extra_ms: 0,
+                    timer_at: None,
+                    crashed_since_observed: false,
+                }
+            })
+            .collect();
+
+        let mut tps: Vec<Tp> = Vec::new();
+        for topic in &scenario.workload.topics {
+            for p in 0..topic.partitions {
+                tps.push((topic.name.clone(), p));
+            }
+        }
+        let mut clients = Vec::new();
+        for az in &t.producers {
+            clients.push(Client {
+                az: az_of(az),
+                conn: ClientConn::Down {
+                    reconnect_at: epoch,
+                },
+                next_correlation_id: 1,
+                wake_at: None,
+                kind: ClientKind::Producer(Producer {
+                    next_send_at: epoch,
+                    queue: VecDeque::new(),
+                    in_flight: BTreeMap::new(),
+                    retry_at: epoch,
+                }),
+            });
+        }
+        let consumers = t.consumers.len();
+        for (c, az) in t.consumers.iter().enumerate() {
+            let positions = tps
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % consumers == c)
+                .map(|(_, tp)| (tp.clone(), 0))
+                .collect();
+            clients.push(Client {
+                az: az_of(az),
+                conn: ClientConn::Down {
+                    reconnect_at: epoch,
+                },
+                next_correlation_id: 1,
+                wake_at: None,
+                kind: ClientKind::Consumer(Consumer {
+                    positions,
+                    next_fetch_at: epoch,
+                    in_flight: None,
+                }),
+            });
+        }
+
+        let schedule = materialize_faults(scenario, &swarm, &mut rng_faults);
+        let trace_file = options.trace_file.as_ref().map(|p| {
+            std::fs::File::create(p)
+                .unwrap_or_else(|e| panic!("cannot create trace file {}: {e}", p.display()))
+        });
+        let mut trace = TraceSink::new(options.keep_trace, trace_file);
+        let header = TraceHeader {
+            seedlog_sim_version: env!("CARGO_PKG_VERSION").to_string(),
+            seed,
+            bug: options.bug.map(|b| b.name().to_string()),
+            scenario_toml: scenario.to_toml(),
+        };
+        trace.line(serde_json::to_string(&header).expect("header serializes"));
+
+        let heal_at = epoch + Duration::from_millis(scenario.phases.fault_ms);
+        let end_at = heal_at + Duration::from_millis(scenario.phases.liveness_ms);
+        let produce_stop_at = heal_at + Duration::from_millis(scenario.phases.liveness_ms / 4);
+        World {
+            scenario: scenario.clone(),
+            seed,
+            bug: options.bug,
+            swarm,
+            now: epoch,
+            epoch,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            events: 0,
+            rng_net,
+            rng_client,
+            rng_disk,
+            az_names: t.azs.clone(),
+            graph,
+            az_nodes,
+            brokers,
+            clients,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            cuts: Vec::new(),
+            clogs: Vec::new(),
+            schedule,
+            tps,
+            history: History::default(),
+            trace,
+            violations: Vec::new(),
+            violated: BTreeSet::new(),
+            hw_seen: BTreeMap::new(),
+            read_values: BTreeMap::new(),
+            read_offset_max: BTreeMap::new(),
+            bytes: BTreeMap::new(),
+            ack_times_ms: BTreeMap::new(),
+            stats: Stats::default(),
+            stopped: false,
+            healed: false,
+            heal_at,
+            produce_stop_at,
+            end_at,
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        (self.now - self.epoch).as_millis() as u64
+    }
+
+    fn push(&mut self, at: Instant, kind: EventKind) {
+        assert!(
+            at >= self.now,
+            "an event scheduled in the past: {kind:?} at {at:?}, now {:?}",
+            self.now
+        );
+        assert!(
+            self.queue.len() < EVENTS_QUEUED_MAX,
+            "event queue over {EVENTS_QUEUED_MAX}: something schedules without bound"
+        );
+        self.seq += 1;
+        self.queue.push(Event {
+            at,
+            seq: self.seq,
+            kind,
+        });
+    }
+
+    fn emit(&mut self, ev: Ev<'_>) {
+        let us = (self.now - self.epoch).as_micros();
+        let json = serde_json::to_string(&ev).expect("trace event serializes");
+        self.trace.line(format!(
+            "{{\"n\":{},\"t_us\":{us},{}",
+            self.events,
+            &json[1..]
+        ));
+    }
+
+    fn violation(&mut self, checker: &str, message: String) {
+        self.emit(Ev::Violation {
+            checker,
+            message: &message,
+        });
+        // The first violation of each checker is the one worth reporting;
+        // later ones are usually its echoes.
+        if self.violated.insert(checker.to_string()) {
+            self.violations.push(Violation {
+                checker: checker.to_string(),
+                event: self.events,
+                at_ms: self.ms(),
+                message,
+            });
+        }
+    }
+
+    // --- the loop -------------------------------------------------------------
+
+    fn run(mut self) -> RunReport {
+        let swarm = self.swarm.clone();
+        self.emit(Ev::Swarm { swarm: &swarm });
+        self.setup();
+        for index in 0..self.schedule.len() {
+            let at = self.epoch + Duration::from_millis(self.schedule[index].at_ms);
+            self.push(at, EventKind::FaultStart { index });
+        }
+        // A millisecond after the fault phase, so that faults ending exactly
+        // at its end have ended.
+        self.push(self.heal_at + Duration::from_millis(1), EventKind::Heal);
+        self.push(self.end_at, EventKind::End);
+        for c in 0..self.clients.len() {
+            // Clients start staggered, as real ones do.
+            let start = self.now + Duration::from_micros(self.rng_client.gen_range(0..50_000));
+            if let ClientKind::Producer(p) = &mut self.clients[c].kind {
+                p.next_send_at = start;
+            }
+            self.clients[c].conn = ClientConn::Down {
+                reconnect_at: start,
+            };
+            self.rearm_client(c);
+        }
+
+        while let Some(event) = self.queue.pop() {
+            assert!(event.at >= self.now, "time never goes back");
+            self.now = event.at;
+            self.events += 1;
+            assert!(
+                self.events <= EVENTS_PER_RUN_MAX,
+                "over {EVENTS_PER_RUN_MAX} events: a livelock"
+            );
+            let end = matches!(event.kind, EventKind::End);
+            let touched = self.dispatch(event.kind);
+            if let Some(broker) = touched {
+                self.check_broker(broker);
+            }
+            if end || self.stopped {
+                break;
+            }
+        }
+        if !self.stopped {
+            self.emit(Ev::End);
+            self.end_of_run();
+        }
+        self.report()
+    }
+
+    /// Handles one event; returns the broker whose state it may have changed.
+    fn dispatch(&mut self, kind: EventKind) -> Option<BrokerId> {
+        match kind {
+            EventKind::Connected { conn } => {
+                self.on_connected(conn);
+                None
+            }
+            EventKind::ConnectFailed { client, conn } => {
+                self.emit(Ev::ConnectFailed { client, conn });
+                self.conns.remove(&conn);
+                if matches!(self.clients[client].conn, ClientConn::Connecting(c) if c == conn) {
+                    self.client_lost_connection(client);
+                }
+                None
+            }
+            EventKind::ToNode { conn, header, body } => {
+                let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else {
+                    self.emit(Ev::Drop {
+                        conn,
+                        what: "request on a closed connection",
+                    });
+                    return None;
+                };
+                if let Some(until) = self.paused(broker) {
+                    // Re-queued in the order they fired, so a paused node
+                    // still sees its inputs in order when it wakes.
+                    self.push(until, EventKind::ToNode { conn, header, body });
+                    return None;
+                }
+                self.node_input(
+                    broker,
+                    Input::Request {
+                        connection: conn,
+                        header,
+                        body,
+                    },
+                );
+                Some(broker)
+            }
+            EventKind::ToClient {
+                conn,
+                correlation_id,
+                body,
+            } => {
+                let Some(c) = self.conns.get(&conn) else {
+                    self.emit(Ev::Drop {
+                        conn,
+                        what: "response",
+                    });
+                    return None;
+                };
+                let client = c.client;
+                self.client_response(client, conn, correlation_id, body);
+                None
+            }
+            EventKind::NodeSawClose {
+                broker,
+                generation,
+                conn,
+            } => {
+                if self.brokers[broker].generation != generation {
+                    return None;
+                }
+                if let Some(until) = self.paused(broker) {
+                    self.push(
+                        until,
+                        EventKind::NodeSawClose {
+                            broker,
+                            generation,
+                            conn,
+                        },
+                    );
+                    return None;
+                }
+                self.node_input(broker, Input::ConnectionClosed { connection: conn });
+                Some(broker)
+            }
+            EventKind::ClientSawClose { client, conn } => {
+                let current = match self.clients[client].conn {
+                    ClientConn::Open(c) | ClientConn::Connecting(c) => c == conn,
+                    ClientConn::Down { .. } => false,
+                };
+                if current {
+                    self.client_lost_connection(client);
+                }
+                None
+            }
+            EventKind::ClientWake { client } => {
+                if self.clients[client].wake_at == Some(self.now) {
+                    self.clients[client].wake_at = None;
+                    self.client_tick(client);
+                }
+                None
+            }
+            EventKind::NodeTimer { broker } => {
+                if self.brokers[broker].timer_at != Some(self.now) {
+                    return None; // superseded
+                }
+                self.brokers[broker].timer_at = None;
+                if let Some(until) = self.paused(broker) {
+                    self.brokers[broker].timer_at = Some(until);
+                    self.push(until, EventKind::NodeTimer { broker });
+                    return None;
+                }
+                self.emit(Ev::Timer { broker });
+                let now = self.node_now(broker);
+                let BrokerState::Up(node) = &mut self.brokers[broker].state else {
+                    return None;
+                };
+                let due = node.poll_timeout().is_some_and(|t| t <= now);
+                if due {
+                    let result = catch_unwind(AssertUnwindSafe(|| node.handle_timeout(now)));
+                    if let Err(panic) = result {
+                        self.core_panicked(broker, "handle_timeout", panic);
+                        return None;
+                    }
+                }
+                self.drain_outputs(broker);
+                Some(broker)
+            }
+            EventKind::FlushDone {
+                broker,
+                generation,
+                flush_id,
+                paths,
+            } => {
+                if self.brokers[broker].generation != generation {
+                    return None; // the process that asked for it is dead
+                }
+                if self.brokers[broker].paused_until > self.now {
+                    let at = self.brokers[broker].paused_until;
+                    self.push(
+                        at,
+                        EventKind::FlushDone {
+                            broker,
+                            generation,
+                            flush_id,
+                            paths,
+                        },
+                    );
+                    return None;
+                }
+                self.flush_done(broker, flush_id, paths);
+                Some(broker)
+            }
+            EventKind::FaultStart { index } => self.fault_start(index),
+            EventKind::FaultEnd { index } => self.fault_end(index),
+            EventKind::Heal => {
+                self.healed = true;
+                self.emit(Ev::Heal);
+                assert!(
+                    self.cuts.iter().all(|c| c.until <= self.now)
+                        && self.clogs.iter().all(|c| c.until <= self.now),
+                    "every network fault ends by the end of the fault phase"
+                );
+                assert!(
+                    self.brokers
+                        .iter()
+                        .all(|b| matches!(b.state, BrokerState::Up(_)) && !b.disk_full),
+                    "every broker is up and has disk by the end of the fault phase"
+                );
+                None
+            }
+            EventKind::End => None,
+        }
+    }
+
+    /// Until when the broker is paused (a GC-like stall), if it is.
+    fn paused(&self, broker: BrokerId) -> Option<Instant> {
+        let until = self.brokers[broker].paused_until;
+        (until > self.now).then_some(until)
+    }
+
+    /// The broker's view of now: skewed and drifting.
+    fn node_now(&self, broker: BrokerId) -> Instant {
+        let b = &self.brokers[broker];
+        let elapsed_ns = (self.now - self.epoch).as_nanos() as i128;
+        let offset_ns =
+            i128::from(b.skew_ms) * 1_000_000 + elapsed_ns * i128::from(b.drift_ppm) / 1_000_000;
+        let nanos = (i128::from(self.now.as_nanos()) + offset_ns).max(0);
+        Instant::from_nanos(u64::try_from(nanos).expect("time fits u64"))
+    }
+
+    /// Converts a node deadline back to world time (approximately, under
+    /// drift; a timer that fires early is simply re-armed).
+    fn world_time_of(&self, broker: BrokerId, node_time: Instant) -> Instant {
+        let node_now = self.node_now(broker);
+        let ahead = node_time - node_now;
+        self.now + ahead
+    }
+}
+
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
