@@ -6,11 +6,11 @@
 //! (time, sequence number), so a seed replays byte for byte.
 //!
 //! This module holds the `World`, its event loop and [`run`]; its parts:
-//! [`events`] (queue events, trace lines), [`brokers`] (nodes, inputs,
-//! outputs, restarts), [`disk`] (flushes, crashes, full disks), [`network`]
-//! (links, connections, cuts, clogs, bytes), [`clients`] (producers,
-//! consumers, retries), [`faults`] (schedule and application), [`checks`]
-//! (per-event and end-of-run checkers), [`report`] (what a run returns).
+//! `events` (queue events, trace lines), `brokers` (nodes, inputs,
+//! outputs, restarts), `disk` (flushes, crashes, full disks), `network`
+//! (links, connections, cuts, clogs, bytes), `clients` (producers,
+//! consumers, retries), `faults` (schedule and application), `checks`
+//! (per-event and end-of-run checkers), `report` (what a run returns).
 
 mod brokers;
 mod checks;
