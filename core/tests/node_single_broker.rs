@@ -764,6 +764,7 @@ fn every_api_answers_at_every_advertised_version() {
                     .with_topics(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
                         .with_name(name())
                         .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(1)])])),
+                ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(offset_for_leader_epoch_request("t", 0, -1, 0)),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
@@ -914,4 +915,81 @@ fn produce_carries_exactly_one_batch_per_partition() {
         ResponseError::CorruptMessage.code()
     );
     assert_eq!(h.node.partition_offsets("t", 0), Some((0, 0, 0)));
+}
+
+/// An OffsetForLeaderEpoch request for one partition.
+fn offset_for_leader_epoch_request(
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> OffsetForLeaderEpochRequest {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    OffsetForLeaderEpochRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_leader_epoch(leader_epoch)])])
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
+    let mut h = Harness::new();
+    h.create_topic("t", 2, &[]);
+    h.produce("t", 0, 1, &[b"a", b"b", b"c"]);
+    let mut ask = |topic: &str, partition: i32, current: i32, epoch: i32| {
+        let request = offset_for_leader_epoch_request(topic, partition, current, epoch);
+        match h.request(
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            RequestKind::OffsetForLeaderEpoch(request),
+        ) {
+            ResponseKind::OffsetForLeaderEpoch(r) => {
+                let p = &r.topics[0].partitions[0];
+                assert_eq!(p.partition, partition, "answer names its partition");
+                (p.error_code, p.leader_epoch, p.end_offset)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        ask("t", 0, 0, 0),
+        (0, 0, 3),
+        "the current epoch ends at the log end"
+    );
+    assert_eq!(
+        ask("t", 0, -1, 0),
+        (0, 0, 3),
+        "no current epoch: no fencing"
+    );
+    assert_eq!(
+        ask("t", 0, 0, 5),
+        (0, -1, -1),
+        "an epoch above every known one is undefined"
+    );
+    assert_eq!(
+        ask("t", 1, 0, 0),
+        (0, -1, -1),
+        "an empty log knows no epoch"
+    );
+    assert_eq!(
+        ask("t", 0, 1, 0).0,
+        ResponseError::UnknownLeaderEpoch.code(),
+        "a client ahead of the leader's epoch"
+    );
+    assert_eq!(
+        ask("t", 2, -1, 0),
+        (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+        "a partition past the topic's count"
+    );
+    assert_eq!(
+        ask("missing", 0, -1, 0).0,
+        ResponseError::UnknownTopicOrPartition.code(),
+        "an unknown topic"
+    );
 }

@@ -302,6 +302,10 @@ impl<S: Storage> Node<S> {
                 let response = self.handle_list_offsets(&r, version);
                 reply(self, ResponseKind::ListOffsets(response))
             }
+            RequestKind::OffsetForLeaderEpoch(r) => {
+                let response = self.handle_offset_for_leader_epoch(&r);
+                reply(self, ResponseKind::OffsetForLeaderEpoch(response))
+            }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);
                 reply(self, ResponseKind::InitProducerId(response))
