@@ -765,6 +765,9 @@ fn every_api_answers_at_every_advertised_version() {
                         .with_name(name())
                         .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(1)])])),
                 ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(offset_for_leader_epoch_request("t", 0, -1, 0)),
+                ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+                ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+                ApiKey::DescribeProducers => RequestKind::DescribeProducers(describe_producers_request("t", &[0, 5])),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
@@ -991,5 +994,158 @@ fn offset_for_leader_epoch_answers_from_the_epoch_cache() {
         ask("missing", 0, -1, 0).0,
         ResponseError::UnknownTopicOrPartition.code(),
         "an unknown topic"
+    );
+}
+
+#[test]
+fn describe_cluster_names_this_broker_as_cluster_and_controller() {
+    let mut h = Harness::new();
+    for version in 0..=1 {
+        let ResponseKind::DescribeCluster(r) = h.request(
+            ApiKey::DescribeCluster,
+            version,
+            RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ) else {
+            panic!("DescribeCluster answered with another kind")
+        };
+        assert_eq!(r.error_code, 0, "v{version} succeeds");
+        assert_eq!(r.cluster_id.as_str(), h.config.cluster_id, "cluster id");
+        assert_eq!(r.controller_id.0, h.config.node_id, "controller is us");
+        assert_eq!(r.brokers.len(), 1, "a single broker");
+        assert_eq!(r.brokers[0].broker_id.0, h.config.node_id);
+        assert_eq!(r.brokers[0].host.as_str(), h.config.advertised_host);
+        assert_eq!(r.brokers[0].port, h.config.advertised_port);
+    }
+    let ResponseKind::DescribeCluster(r) = h.request(
+        ApiKey::DescribeCluster,
+        1,
+        RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(2)),
+    ) else {
+        panic!("DescribeCluster answered with another kind")
+    };
+    assert_eq!(
+        r.error_code,
+        ResponseError::UnsupportedEndpointType.code(),
+        "controller endpoints are not served by a broker"
+    );
+}
+
+#[test]
+fn describe_log_dirs_lists_partitions_with_their_sizes() {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    let mut h = Harness::new();
+    h.create_topic("a", 2, &[]);
+    h.create_topic("b", 1, &[]);
+    h.produce("a", 1, 1, &[b"one", b"two"]);
+    let mut describe = |topics: Option<Vec<DescribableLogDirTopic>>| match h.request(
+        ApiKey::DescribeLogDirs,
+        4,
+        RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(topics)),
+    ) {
+        ResponseKind::DescribeLogDirs(r) => {
+            assert_eq!(r.error_code, 0, "DescribeLogDirs succeeds");
+            assert_eq!(r.results.len(), 1, "one log dir");
+            let dir = &r.results[0];
+            assert_eq!(dir.error_code, 0, "the log dir is healthy");
+            assert_eq!((dir.total_bytes, dir.usable_bytes), (-1, -1), "unknown");
+            dir.topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(move |p| {
+                        assert_eq!(p.offset_lag, 0, "no replica lags");
+                        assert!(!p.is_future_key, "no future replica");
+                        (t.name.0.to_string(), p.partition_index, p.partition_size)
+                    })
+                })
+                .collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    let all = describe(None);
+    let names: Vec<(String, i32)> = all.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+    assert_eq!(
+        names,
+        vec![("a".into(), 0), ("a".into(), 1), ("b".into(), 0)],
+        "every partition of every topic"
+    );
+    assert_eq!(all[0].2, 0, "an empty partition has no bytes");
+    assert!(all[1].2 > 0, "a written partition has bytes: {all:?}");
+    let some = describe(Some(vec![
+        DescribableLogDirTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("a")))
+            .with_partitions(vec![1, 7]),
+        DescribableLogDirTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("missing")))
+            .with_partitions(vec![0]),
+    ]));
+    assert_eq!(
+        some,
+        vec![all[1].clone()],
+        "only the named partitions that exist"
+    );
+}
+
+fn describe_producers_request(topic: &str, partitions: &[i32]) -> DescribeProducersRequest {
+    DescribeProducersRequest::default().with_topics(vec![
+        kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_indexes(partitions.to_vec()),
+    ])
+}
+
+#[test]
+fn describe_producers_reports_idempotent_producers_per_partition() {
+    let mut h = Harness::new();
+    h.create_topic("t", 2, &[]);
+    let (producer_id, epoch) = h.init_producer_id();
+    for (sequence, values) in [(0, &[&b"a"[..], b"b"][..]), (2, &[&b"c"[..]][..])] {
+        let batch = idempotent_batch(producer_id, epoch, sequence, values);
+        match h.request(
+            ApiKey::Produce,
+            9,
+            RequestKind::Produce(produce_request("t", 0, -1, batch)),
+        ) {
+            ResponseKind::Produce(r) => assert_eq!(
+                r.responses[0].partition_responses[0].error_code, 0,
+                "idempotent batch at sequence {sequence} written"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    h.produce("t", 1, 1, &[b"plain"]);
+    let ResponseKind::DescribeProducers(r) = h.request(
+        ApiKey::DescribeProducers,
+        0,
+        RequestKind::DescribeProducers(describe_producers_request("t", &[0, 1, 2])),
+    ) else {
+        panic!("DescribeProducers answered with another kind")
+    };
+    let partitions = &r.topics[0].partitions;
+    assert_eq!(partitions.len(), 3, "one answer per partition asked");
+    assert_eq!(partitions[0].error_code, 0);
+    let producers = &partitions[0].active_producers;
+    assert_eq!(producers.len(), 1, "one producer wrote to partition 0");
+    let p = &producers[0];
+    assert_eq!(p.producer_id.0, producer_id);
+    assert_eq!(p.producer_epoch, i32::from(epoch));
+    assert_eq!(p.last_sequence, 2, "the last sequence written");
+    assert_eq!(
+        (
+            p.last_timestamp,
+            p.coordinator_epoch,
+            p.current_txn_start_offset
+        ),
+        (-1, -1, -1),
+        "not tracked"
+    );
+    assert_eq!(partitions[1].error_code, 0);
+    assert!(
+        partitions[1].active_producers.is_empty(),
+        "a non-idempotent producer is not tracked"
+    );
+    assert_eq!(
+        partitions[2].error_code,
+        ResponseError::UnknownTopicOrPartition.code(),
+        "a partition past the topic's count"
     );
 }

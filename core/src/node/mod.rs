@@ -306,6 +306,18 @@ impl<S: Storage> Node<S> {
                 let response = self.handle_offset_for_leader_epoch(&r);
                 reply(self, ResponseKind::OffsetForLeaderEpoch(response))
             }
+            RequestKind::DescribeCluster(r) => {
+                let response = self.handle_describe_cluster(&r);
+                reply(self, ResponseKind::DescribeCluster(response))
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                let response = self.handle_describe_log_dirs(&r);
+                reply(self, ResponseKind::DescribeLogDirs(response))
+            }
+            RequestKind::DescribeProducers(r) => {
+                let response = self.handle_describe_producers(&r);
+                reply(self, ResponseKind::DescribeProducers(response))
+            }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);
                 reply(self, ResponseKind::InitProducerId(response))

@@ -53,7 +53,28 @@ fn sequence_add(sequence: i32, delta: i32) -> i32 {
     ((i64::from(sequence) + i64::from(delta)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence of the producer's latest batch.
+    pub last_sequence: i32,
+}
+
 impl ProducerStateTable {
+    /// Every remembered producer, by producer id.
+    pub fn iter(&self) -> impl Iterator<Item = ProducerSummary> + '_ {
+        self.producers.iter().map(|(&producer_id, entry)| {
+            let latest = entry.batches.back().expect("a known producer has a batch");
+            ProducerSummary {
+                producer_id,
+                epoch: entry.epoch,
+                last_sequence: latest.last_sequence,
+            }
+        })
+    }
+
     /// Checks a batch against the producer's state; the error is a Kafka
     /// error code.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, i16> {
@@ -187,6 +208,24 @@ mod tests {
         bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
         set_base_offset(&mut bytes, offset);
         BatchHeader::parse(&bytes).unwrap()
+    }
+
+    #[test]
+    fn iter_reports_each_producer_with_its_latest_sequence() {
+        let mut table = ProducerStateTable::default();
+        assert_eq!(table.iter().count(), 0, "no producer yet");
+        table.record(&header(2, 0, 3, 10));
+        table.record(&header(2, 3, 4, 13));
+        let all: Vec<ProducerSummary> = table.iter().collect();
+        assert_eq!(
+            all,
+            vec![ProducerSummary {
+                producer_id: 7,
+                epoch: 2,
+                last_sequence: 6
+            }],
+            "one producer, its epoch and the last sequence written"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! One module per Kafka API (or a family of them): request in, response out.
 
 pub mod admin;
+pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod fetch;
 pub mod group;
 pub mod init_producer_id;
