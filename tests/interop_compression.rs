@@ -27,6 +27,9 @@ fn produce(bootstrap: &str, codec: &str, partition: i32) {
         .set("acks", "all")
         .set("compression.type", codec)
         .set("linger.ms", "5")
+        // Small batches: several compressed batches per partition, so
+        // offsets are assigned across batch boundaries.
+        .set("batch.size", "16384")
         .create()
         .unwrap_or_else(|e| panic!("{codec} producer: {e}"));
     for i in 0..RECORDS {
