@@ -73,6 +73,22 @@ impl TraceSink {
         }
     }
 
+    /// As [`TraceSink::line`], for a line already encoded (UTF-8 JSON): the
+    /// simulator reuses one buffer, and only copies the line when it is kept.
+    pub fn line_bytes(&mut self, line: &[u8]) {
+        self.hash.write(line);
+        self.hash.write(b"\n");
+        self.lines += 1;
+        if let Some(file) = &mut self.file {
+            file.write_all(line)
+                .and_then(|()| file.write_all(b"\n"))
+                .expect("write trace file");
+        }
+        if let Some(memory) = &mut self.memory {
+            memory.push(String::from_utf8(line.to_vec()).expect("trace lines are UTF-8"));
+        }
+    }
+
     pub fn hash(&self) -> u64 {
         self.hash.finish()
     }
