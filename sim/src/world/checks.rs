@@ -25,7 +25,7 @@ impl World {
         let mut problems = Vec::new();
         let mut regressions = 0;
         let mut moved = Vec::new();
-        for tp in &self.tps {
+        for (i, tp) in self.tps.iter().enumerate() {
             let Some((_, hw, log_end)) = node.partition_offsets(&tp.0, tp.1) else {
                 problems.push((
                     "consistent_read",
@@ -33,8 +33,7 @@ impl World {
                 ));
                 continue;
             };
-            let key = (b, tp.clone());
-            let seen = self.hw_seen.get(&key).copied().unwrap_or(0);
+            let seen = self.hw_seen[b][i];
             if hw < seen {
                 if crashed && !flush_before_ack {
                     regressions += 1;
@@ -53,9 +52,9 @@ impl World {
             if hw != seen {
                 moved.push((tp.clone(), hw));
             }
-            self.hw_seen.insert(key, hw);
-            if let Some(max) = self.read_offset_max.get(tp) {
-                if log_end <= *max {
+            self.hw_seen[b][i] = hw;
+            if let Some(max) = self.read_offset_max[i] {
+                if log_end <= max {
                     problems.push((
                         "consistent_read",
                         format!(

@@ -518,7 +518,8 @@ impl World {
             self.stats.records_read += 1;
             // consistent_read, per event: an offset reads the same value for
             // everyone, forever.
-            match self.read_values.get(&(tp.clone(), offset)) {
+            let i = self.tp_index(&tp);
+            match self.read_values[i].get(&offset) {
                 Some(first) if *first != value => {
                     let message = format!(
                         "{}-{} offset {offset}: read as {:?}, earlier as {:?}",
@@ -531,10 +532,10 @@ impl World {
                 }
                 Some(_) => {}
                 None => {
-                    self.read_values.insert((tp.clone(), offset), value.clone());
+                    self.read_values[i].insert(offset, value.clone());
                 }
             }
-            let max = self.read_offset_max.entry(tp.clone()).or_insert(offset);
+            let max = self.read_offset_max[i].get_or_insert(offset);
             *max = (*max).max(offset);
             self.history.consumer_events.push(ConsumerEvent::Read {
                 consumer: client as u32,

@@ -131,10 +131,14 @@ struct World {
     trace_buf: Vec<u8>,
     violations: Vec<Violation>,
     violated: BTreeSet<String>,
-    hw_seen: BTreeMap<(BrokerId, Tp), i64>,
+    /// [broker][index in `tps`]: the high watermark last observed (0 at
+    /// first). Indexed rather than keyed by `Tp`: it is read per event.
+    hw_seen: Vec<Vec<i64>>,
     /// consistent_read: the value each (partition, offset) was first read as.
-    read_values: BTreeMap<(Tp, i64), Vec<u8>>,
-    read_offset_max: BTreeMap<Tp, i64>,
+    /// Per index in `tps`.
+    read_values: Vec<BTreeMap<i64, Vec<u8>>>,
+    /// Per index in `tps`: the highest offset any consumer read.
+    read_offset_max: Vec<Option<i64>>,
     bytes: BTreeMap<(usize, usize), u64>,
     /// producer -> times of its acknowledgements.
     ack_times_ms: BTreeMap<u32, Vec<u64>>,
@@ -190,7 +194,7 @@ impl World {
         }
 
         let epoch = Instant::from_millis(EPOCH_MS);
-        let brokers = t
+        let brokers: Vec<Broker> = t
             .brokers
             .iter()
             .enumerate()
@@ -225,6 +229,8 @@ impl World {
                 tps.push((topic.name.clone(), p));
             }
         }
+        let tp_count = tps.len();
+        let hw_seen = vec![vec![0; tp_count]; brokers.len()];
         let mut clients = Vec::new();
         for az in &t.producers {
             clients.push(Client {
@@ -311,9 +317,9 @@ impl World {
             trace_buf: Vec::new(),
             violations: Vec::new(),
             violated: BTreeSet::new(),
-            hw_seen: BTreeMap::new(),
-            read_values: BTreeMap::new(),
-            read_offset_max: BTreeMap::new(),
+            hw_seen,
+            read_values: vec![BTreeMap::new(); tp_count],
+            read_offset_max: vec![None; tp_count],
             bytes: BTreeMap::new(),
             ack_times_ms: BTreeMap::new(),
             stats: Stats::default(),
@@ -323,6 +329,14 @@ impl World {
             produce_stop_at,
             end_at,
         }
+    }
+
+    /// Where `tp` is in `tps` (a handful of partitions: a scan beats a map).
+    fn tp_index(&self, tp: &Tp) -> usize {
+        self.tps
+            .iter()
+            .position(|t| t == tp)
+            .expect("a partition of the workload")
     }
 
     fn ms(&self) -> u64 {
