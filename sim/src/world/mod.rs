@@ -66,6 +66,9 @@ pub const EPOCH_MS: u64 = 1_700_000_000_000;
 const EVENTS_QUEUED_MAX: usize = 1_000_000;
 /// A run never processes more events than this; a livelock would show here.
 const EVENTS_PER_RUN_MAX: u64 = 50_000_000;
+/// The core's full invariant check runs once per this many events touching
+/// a broker (and at every fault); see `check_broker`.
+const NODE_CHECK_EVERY_EVENTS: u64 = 1_000;
 /// Outputs drained after one input; the core bounds its own queue too.
 const OUTPUTS_PER_INPUT_MAX: usize = 100_000;
 /// Faults one random rate may materialize in a run.
@@ -134,6 +137,8 @@ struct World {
     /// [broker][index in `tps`]: the high watermark last observed (0 at
     /// first). Indexed rather than keyed by `Tp`: it is read per event.
     hw_seen: Vec<Vec<i64>>,
+    /// Per broker: events that touched it since its last full node check.
+    node_events_unchecked: Vec<u64>,
     /// consistent_read: the value each (partition, offset) was first read as.
     /// Per index in `tps`.
     read_values: Vec<BTreeMap<i64, Vec<u8>>>,
@@ -230,7 +235,8 @@ impl World {
             }
         }
         let tp_count = tps.len();
-        let hw_seen = vec![vec![0; tp_count]; brokers.len()];
+        let broker_count = brokers.len();
+        let hw_seen = vec![vec![0; tp_count]; broker_count];
         let mut clients = Vec::new();
         for az in &t.producers {
             clients.push(Client {
@@ -318,6 +324,7 @@ impl World {
             violations: Vec::new(),
             violated: BTreeSet::new(),
             hw_seen,
+            node_events_unchecked: vec![0; broker_count],
             read_values: vec![BTreeMap::new(); tp_count],
             read_offset_max: vec![None; tp_count],
             bytes: BTreeMap::new(),
@@ -432,9 +439,24 @@ impl World {
                 "over {EVENTS_PER_RUN_MAX} events: a livelock"
             );
             let end = matches!(event.kind, EventKind::End);
+            let fault = matches!(
+                event.kind,
+                EventKind::FaultStart { .. }
+                    | EventKind::FaultEnd { .. }
+                    | EventKind::Heal
+                    | EventKind::End
+            );
+            if fault {
+                // See `check_broker`: the full node checks run only every
+                // so often, so catch up before a fault changes the nodes.
+                self.check_nodes_fully();
+                if self.stopped {
+                    break;
+                }
+            }
             let touched = self.dispatch(event.kind);
             if let Some(broker) = touched {
-                self.check_broker(broker);
+                self.check_broker(broker, fault);
             }
             if end || self.stopped {
                 break;
