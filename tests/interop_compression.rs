@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{create_topic, scratch_dir, Broker};
+use common::{create_topic, scratch_dir, send_waiting_for_queue_space, Broker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -35,27 +35,11 @@ fn produce(bootstrap: &str, codec: &str, partition: i32) {
     for i in 0..RECORDS {
         let payload = value(codec, i);
         let key = i.to_string();
-        let mut record = BaseRecord::to(TOPIC)
+        let record = BaseRecord::to(TOPIC)
             .partition(partition)
             .key(&key)
             .payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) => {
-                    assert!(
-                        matches!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ),
-                        "{codec}: send failed: {e}"
-                    );
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting_for_queue_space(&producer, record);
     }
     producer
         .flush(Duration::from_secs(60))

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{create_topic, scratch_dir, Broker};
+use common::{create_topic, scratch_dir, send_waiting_for_queue_space, Broker};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -25,27 +25,11 @@ fn produce_all(bootstrap: &str, topic: &str) {
         let partition = (i % PARTITIONS as usize) as i32;
         let key = i.to_string();
         let value = format!("value-{i:06}");
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition(partition)
             .key(&key)
             .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) => {
-                    assert!(
-                        matches!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ),
-                        "send failed: {e}"
-                    );
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send_waiting_for_queue_space(&producer, record);
     }
     producer
         .flush(Duration::from_secs(60))

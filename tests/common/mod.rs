@@ -111,3 +111,28 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         result.expect("topic created");
     }
 }
+
+/// Sends one record through librdkafka, waiting while its local queue is
+/// full (the only error a healthy broker should cause here).
+pub fn send_waiting_for_queue_space(
+    producer: &rdkafka::producer::BaseProducer,
+    mut record: rdkafka::producer::BaseRecord<'_, String, String>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((e, r)) => {
+                assert!(
+                    matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ),
+                    "send failed: {e}"
+                );
+                producer.poll(std::time::Duration::from_millis(10));
+                record = r;
+            }
+        }
+    }
+    producer.poll(std::time::Duration::ZERO);
+}
