@@ -219,6 +219,15 @@ fn parse_log_start_checkpoint(path: &str, bytes: &[u8]) -> Result<i64, StorageEr
     Ok(offset)
 }
 
+/// How `write_batches` treats each header.
+#[derive(Debug, Clone, Copy)]
+enum Stamp {
+    /// Assign offsets from the log end and stamp this leader epoch.
+    Leader(i32),
+    /// Keep the leader's offsets and epochs.
+    Follower,
+}
+
 impl PartitionLog {
     /// Opens the log in `dir` (creating an empty one if `dir` holds nothing),
     /// rebuilding indexes and cutting the tail at the first torn or corrupt
@@ -458,33 +467,17 @@ impl PartitionLog {
             }
         }
 
-        let mut max_timestamp = i64::MIN;
-        let mut written = 0u32;
-        for (position, header) in BatchIter::new(records) {
-            let total = header.total_size();
-            let base_offset = self.log_end_offset();
-            let mut head = *header.as_bytes();
-            set_base_offset(&mut head, base_offset);
-            set_partition_leader_epoch(&mut head, leader_epoch);
-            let body = &records[position + BATCH_HEADER_LEN..position + total];
-            if let Err(error) = self.write_batch(storage, &head, body, now) {
-                self.rollback_append(storage, first_offset);
-                return Err(error);
-            }
-            max_timestamp = max_timestamp.max(header.max_timestamp());
-            written += 1;
-        }
+        let info = self.write_batches(
+            storage,
+            records,
+            first_offset,
+            Stamp::Leader(leader_epoch),
+            now,
+        )?;
         assert_eq!(
-            written as usize, batch_count,
+            info.batch_count as usize, batch_count,
             "every validated batch was written"
         );
-        let info = AppendInfo {
-            first_offset,
-            last_offset: self.log_end_offset() - 1,
-            max_timestamp,
-            batch_count: written,
-            bytes: records.len() as u64,
-        };
         debug_assert!(
             info.last_offset >= info.first_offset,
             "an append adds offsets"
@@ -505,7 +498,11 @@ impl PartitionLog {
     ) -> Result<(), LogError> {
         let start_offset = self.log_end_offset();
         if self.epoch_cache.assign(epoch, start_offset) {
-            self.write_epoch_checkpoint(storage)?;
+            if let Err(error) = self.write_epoch_checkpoint(storage) {
+                // Memory must not claim an epoch the disk does not hold.
+                self.epoch_cache.truncate_from_end(start_offset);
+                return Err(error);
+            }
         }
         Ok(())
     }
@@ -536,31 +533,60 @@ impl PartitionLog {
             expected = header.next_offset();
             epoch = header.partition_leader_epoch();
         }
+        let info = self.write_batches(storage, records, first_offset, Stamp::Follower, now)?;
+        assert_eq!(
+            info.batch_count as usize, batch_count,
+            "every validated batch was written"
+        );
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        Ok(info)
+    }
+
+    /// Writes validated `records` at the log end, batch by batch, rolling the
+    /// whole append back if any write fails. A leader stamps each header
+    /// with its offset and epoch; a follower keeps the leader's and teaches
+    /// the epoch cache every new epoch first (checkpoint before data).
+    fn write_batches(
+        &mut self,
+        storage: &mut dyn Storage,
+        records: &[u8],
+        first_offset: i64,
+        stamp: Stamp,
+        now: Instant,
+    ) -> Result<AppendInfo, LogError> {
+        assert_eq!(
+            first_offset,
+            self.log_end_offset(),
+            "appends start at the log end"
+        );
         let mut max_timestamp = i64::MIN;
         let mut written = 0u32;
         for (position, header) in BatchIter::new(records) {
-            let epoch = header.partition_leader_epoch();
-            if epoch >= 0 && self.epoch_cache.assign(epoch, header.base_offset()) {
-                if let Err(error) = self.write_epoch_checkpoint(storage) {
-                    self.rollback_append(storage, first_offset);
-                    return Err(error);
+            let mut head = *header.as_bytes();
+            match stamp {
+                Stamp::Leader(epoch) => {
+                    set_base_offset(&mut head, self.log_end_offset());
+                    set_partition_leader_epoch(&mut head, epoch);
+                }
+                Stamp::Follower => {
+                    let epoch = header.partition_leader_epoch();
+                    if epoch >= 0 && self.epoch_cache.assign(epoch, header.base_offset()) {
+                        if let Err(error) = self.write_epoch_checkpoint(storage) {
+                            self.rollback_append(storage, first_offset);
+                            return Err(error);
+                        }
+                    }
                 }
             }
-            let total = header.total_size();
-            let body = &records[position + BATCH_HEADER_LEN..position + total];
-            if let Err(error) = self.write_batch(storage, header.as_bytes(), body, now) {
+            let body = &records[position + BATCH_HEADER_LEN..position + header.total_size()];
+            if let Err(error) = self.write_batch(storage, &head, body, now) {
                 self.rollback_append(storage, first_offset);
                 return Err(error);
             }
             max_timestamp = max_timestamp.max(header.max_timestamp());
             written += 1;
         }
-        assert_eq!(
-            written as usize, batch_count,
-            "every validated batch was written"
-        );
-        #[cfg(debug_assertions)]
-        self.check_invariants();
         Ok(AppendInfo {
             first_offset,
             last_offset: self.log_end_offset() - 1,
