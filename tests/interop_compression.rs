@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::{create_topic, scratch_dir, send_waiting_for_queue_space, Broker};
+use common::{
+    consume_from_beginning, create_topic, scratch_dir, send_waiting_for_queue_space, Broker,
+};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CODECS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
 const RECORDS: usize = 3_000;
@@ -46,52 +45,6 @@ fn produce(bootstrap: &str, codec: &str, partition: i32) {
         .unwrap_or_else(|e| panic!("{codec}: every record acknowledged: {e}"));
 }
 
-/// Reads every codec's partition from the beginning; values per partition.
-fn consume_all(bootstrap: &str) -> Vec<Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        // librdkafka's assign() needs a group id even though no group is
-        // joined and nothing is committed.
-        .set("group.id", "seedlog-interop-compression")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..CODECS.len() as i32 {
-        assignment
-            .add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut values = vec![Vec::new(); CODECS.len()];
-    let mut offsets = vec![0i64; CODECS.len()];
-    let total_expected = RECORDS * CODECS.len();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut total = 0;
-    while total < total_expected {
-        assert!(
-            Instant::now() < deadline,
-            "consumed only {total} of {total_expected} records: {offsets:?}"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.expect("no consumer error");
-        let p = message.partition() as usize;
-        assert_eq!(
-            message.offset(),
-            offsets[p],
-            "{} partition read in offset order without gaps",
-            CODECS[p]
-        );
-        offsets[p] += 1;
-        values[p].push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
-        total += 1;
-    }
-    values
-}
-
 #[test]
 fn librdkafka_round_trips_every_compression_codec() {
     let dir = scratch_dir("interop-compression");
@@ -100,7 +53,12 @@ fn librdkafka_round_trips_every_compression_codec() {
     for (partition, codec) in CODECS.iter().enumerate() {
         produce(&broker.bootstrap, codec, partition as i32);
     }
-    let values = consume_all(&broker.bootstrap);
+    let values = consume_from_beginning(
+        &broker.bootstrap,
+        TOPIC,
+        CODECS.len() as i32,
+        RECORDS * CODECS.len(),
+    );
     for (partition, codec) in CODECS.iter().enumerate() {
         let expected: Vec<String> = (0..RECORDS).map(|i| value(codec, i)).collect();
         assert!(

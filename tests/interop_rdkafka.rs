@@ -2,13 +2,12 @@
 
 mod common;
 
-use common::{create_topic, scratch_dir, send_waiting_for_queue_space, Broker};
+use common::{
+    consume_from_beginning, create_topic, scratch_dir, send_waiting_for_queue_space, Broker,
+};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PARTITIONS: i32 = 4;
 const RECORDS: usize = 100_000;
@@ -36,50 +35,6 @@ fn produce_all(bootstrap: &str, topic: &str) {
         .expect("every record acknowledged");
 }
 
-/// Reads every partition from the beginning; returns the values per partition.
-fn consume_all(bootstrap: &str, topic: &str) -> Vec<Vec<String>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        // librdkafka's assign() needs a group id even though no group is
-        // joined and nothing is committed.
-        .set("group.id", "seedlog-interop")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut values = vec![Vec::new(); PARTITIONS as usize];
-    let mut offsets = vec![0i64; PARTITIONS as usize];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut total = 0;
-    while total < RECORDS {
-        assert!(
-            Instant::now() < deadline,
-            "consumed only {total} of {RECORDS} records"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.expect("no consumer error");
-        let p = message.partition() as usize;
-        assert_eq!(
-            message.offset(),
-            offsets[p],
-            "partition {p} read in offset order without gaps"
-        );
-        offsets[p] += 1;
-        values[p].push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
-        total += 1;
-    }
-    values
-}
-
 fn expected() -> Vec<Vec<String>> {
     let mut values = vec![Vec::new(); PARTITIONS as usize];
     for i in 0..RECORDS {
@@ -94,11 +49,17 @@ fn librdkafka_produces_and_consumes_100k_records_in_order_across_a_restart() {
     let broker = Broker::start(&dir, &[]);
     create_topic(&broker.bootstrap, "interop", PARTITIONS);
     produce_all(&broker.bootstrap, "interop");
-    assert_eq!(consume_all(&broker.bootstrap, "interop"), expected());
+    assert_eq!(
+        consume_from_beginning(&broker.bootstrap, "interop", PARTITIONS, RECORDS),
+        expected()
+    );
 
     // Every acknowledged record was flushed before its ack: a SIGKILL loses none.
     broker.kill();
     let broker = Broker::start(&dir, &[]);
-    assert_eq!(consume_all(&broker.bootstrap, "interop"), expected());
+    assert_eq!(
+        consume_from_beginning(&broker.bootstrap, "interop", PARTITIONS, RECORDS),
+        expected()
+    );
     broker.stop();
 }

@@ -136,3 +136,61 @@ pub fn send_waiting_for_queue_space(
     }
     producer.poll(std::time::Duration::ZERO);
 }
+
+/// Reads partitions `0..partitions` of `topic` from the beginning with an
+/// assigned (not subscribed) librdkafka consumer until `records` arrived;
+/// asserts each partition comes in offset order without gaps. Returns the
+/// values per partition.
+pub fn consume_from_beginning(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: usize,
+) -> Vec<Vec<String>> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::Duration;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        // librdkafka's assign() needs a group id even though no group is
+        // joined and nothing is committed.
+        .set("group.id", format!("seedlog-interop-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition added");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = vec![Vec::new(); partitions as usize];
+    let mut offsets = vec![0i64; partitions as usize];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut total = 0;
+    while total < records {
+        assert!(
+            Instant::now() < deadline,
+            "consumed only {total} of {records} records: next offsets {offsets:?}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("no consumer error");
+        let p = message.partition() as usize;
+        assert_eq!(
+            message.offset(),
+            offsets[p],
+            "partition {p} read in offset order without gaps"
+        );
+        offsets[p] += 1;
+        values[p]
+            .push(String::from_utf8(message.payload().expect("a value").to_vec()).expect("utf-8"));
+        total += 1;
+    }
+    values
+}
