@@ -218,6 +218,12 @@ impl NodeDriver {
                     warn!(connection, %reason, "closing connection");
                     self.connections.remove(&connection);
                 }
+                Output::PeerRequest { to, .. } => {
+                    // Peer connections are not wired into the adapter yet:
+                    // report the peer unreachable so the node retries.
+                    warn!(peer = to, "no peer connections in this adapter yet");
+                    self.node.handle(now(), Input::PeerUnreachable { peer: to });
+                }
             }
         }
     }

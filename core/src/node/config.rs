@@ -1,7 +1,11 @@
 //! Broker settings the node needs. Validation happens here so that the CLI,
 //! the simulator and tests all reject the same bad values the same way.
 
+use super::io::PeerAddress;
+use crate::controller::ControllerBugs;
 use crate::log::LogConfig;
+use crate::partition::ReplicationBugs;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -46,6 +50,77 @@ pub struct NodeConfig {
     /// expire this long after the later of their commit and the group
     /// becoming Empty.
     pub offsets_retention_minutes: u64,
+    /// `None`: a standalone broker (the node is its own cluster, topics live
+    /// in `meta/topics.json`). `Some`: one node of a KRaft cluster.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Settings of a node in a multi-node cluster: the controller quorum,
+/// broker registration and partition replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `controller.quorum.voters`: every voter with its controller listener.
+    /// Every node is a voter for now (combined broker and controller).
+    pub voters: BTreeMap<i32, PeerAddress>,
+    /// `broker.rack`: the AZ; replicas of a partition spread over racks.
+    pub rack: Option<String>,
+    /// `default.replication.factor` for auto-created topics and CreateTopics
+    /// that leave it at -1. Also `offsets.topic.replication.factor`, capped
+    /// at the number of brokers.
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas` for topics that do not set it.
+    pub min_insync_replicas: usize,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a leader parks a replica fetch.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes` per partition.
+    pub replica_fetch_max_bytes: i32,
+    /// `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`.
+    pub broker_session_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms`.
+    pub election_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms`.
+    pub quorum_fetch_timeout_ms: u64,
+    /// How long a peer request may go unanswered before it counts as lost.
+    pub request_timeout_ms: u64,
+    /// `unclean.leader.election.enable` for topics that do not set it.
+    pub unclean_leader_election_enable: bool,
+    pub bugs: ClusterBugs,
+}
+
+/// The historical bugs the simulator must find, all off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterBugs {
+    pub replication: ReplicationBugs,
+    pub controller: ControllerBugs,
+    /// `commit-prior-epoch` in the controller quorum.
+    pub commit_prior_epoch: bool,
+}
+
+impl ClusterConfig {
+    /// Kafka's defaults for a cluster of `voters`.
+    pub fn new(voters: BTreeMap<i32, PeerAddress>) -> ClusterConfig {
+        let default_replication_factor = voters.len().clamp(1, 3) as i16;
+        ClusterConfig {
+            voters,
+            rack: None,
+            default_replication_factor,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1024 * 1024,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
+            election_timeout_ms: 1_000,
+            quorum_fetch_timeout_ms: 2_000,
+            request_timeout_ms: 30_000,
+            unclean_leader_election_enable: false,
+            bugs: ClusterBugs::default(),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -68,6 +143,7 @@ impl Default for NodeConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 1_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            cluster: None,
         }
     }
 }

@@ -10,6 +10,16 @@ pub type ConnectionId = u64;
 /// Identifies one `Output::Flush` and its completion.
 pub type FlushId = u64;
 
+/// Another node of the cluster, by `node.id`.
+pub type PeerId = i32;
+
+/// Where a peer listens, as `--voters` or its registration names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
 // Requests and responses dwarf the other variants; boxing them would cost an
 // allocation per request for no gain, since each value is moved once.
 #[allow(clippy::large_enum_variant)]
@@ -30,6 +40,17 @@ pub enum Input {
         flush_id: FlushId,
         error: StorageError,
     },
+    /// The answer to an `Output::PeerRequest` this node sent to `from`,
+    /// decoded at the request's api key and version.
+    PeerResponse {
+        from: PeerId,
+        correlation_id: i32,
+        body: ResponseKind,
+    },
+    /// The connection to `peer` broke (or could not be made): every request
+    /// sent to it and not yet answered is lost. The node retries what it
+    /// still needs; the driver reconnects on the next `PeerRequest`.
+    PeerUnreachable { peer: PeerId },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -54,5 +75,17 @@ pub enum Output {
     CloseConnection {
         connection: ConnectionId,
         reason: String,
+    },
+    /// Send a Kafka request to another node of the cluster (a Raft RPC, a
+    /// replica fetch, a request to the active controller). The driver keeps
+    /// one connection per peer, sends requests on it in order, and hands
+    /// each answer back as `Input::PeerResponse` with the header's
+    /// correlation id (decode it with the header's api key and version), or
+    /// reports `Input::PeerUnreachable` when the connection breaks.
+    PeerRequest {
+        to: PeerId,
+        address: PeerAddress,
+        header: RequestHeader,
+        body: RequestKind,
     },
 }

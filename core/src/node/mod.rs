@@ -5,6 +5,7 @@
 //! that turns a request into a response against the node's state.
 
 mod api_versions;
+mod cluster;
 mod config;
 mod flush;
 mod handlers;
@@ -16,8 +17,8 @@ mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports};
-pub use config::NodeConfig;
-pub use io::{ConnectionId, FlushId, Input, Output};
+pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
+pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerId};
 
 use crate::group::Coordinator;
 use crate::storage::{Storage, StorageError};
@@ -156,6 +157,12 @@ impl<S: Storage> Node<S> {
             Input::ConnectionClosed { connection } => self.handle_connection_closed(connection),
             Input::FlushCompleted { flush_id } => self.handle_flush_completed(flush_id),
             Input::FlushFailed { flush_id, error } => self.handle_flush_failed(flush_id, error),
+            Input::PeerResponse {
+                from,
+                correlation_id,
+                body,
+            } => self.handle_peer_response(from, correlation_id, body),
+            Input::PeerUnreachable { peer } => self.handle_peer_unreachable(peer),
         }
         self.after_input();
     }

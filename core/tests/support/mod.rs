@@ -114,6 +114,9 @@ impl Harness {
                     }
                     Output::Flush { flush_id, paths } => flushes.push((flush_id, paths)),
                     Output::CloseConnection { connection, .. } => self.closed.push(connection),
+                    Output::PeerRequest { to, .. } => {
+                        panic!("a standalone node sent a request to peer {to}")
+                    }
                 }
             }
             if flushes.is_empty() {

@@ -166,6 +166,9 @@ impl World {
                         },
                     );
                 }
+                Output::PeerRequest { to, .. } => {
+                    unreachable!("broker {b} is standalone yet asked to reach peer {to}")
+                }
                 Output::CloseConnection { connection, reason } => {
                     self.emit(Ev::Close {
                         conn: connection,
