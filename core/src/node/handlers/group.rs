@@ -264,7 +264,7 @@ impl<S: Storage> Node<S> {
             let synced = self
                 .topics
                 .get(OFFSETS_TOPIC)
-                .and_then(|t| t.partitions.get(wait.partition as usize))
+                .and_then(|t| t.partitions.get(&wait.partition))
                 .map(|p| p.log.synced_offset());
             match synced {
                 None => {
