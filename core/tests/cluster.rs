@@ -9,7 +9,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use seedlog_core::batch::{build_batch, decode_records_for_test};
 use seedlog_core::node::{ClusterConfig, Input, Node, NodeConfig, Output, PeerAddress};
 use seedlog_core::storage::{MemoryStorage, Storage};
@@ -428,7 +428,7 @@ impl ClusterHarness {
         partition: i32,
         values: &[&[u8]],
     ) -> Option<(i16, i64)> {
-        let records: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+        let records: Vec<seedlog_core::batch::TestRecord<'_>> =
             values.iter().map(|v| (None, Some(*v))).collect();
         let batch = build_batch(&records, self.now.unix_millis());
         let request = ProduceRequest::default()
@@ -552,9 +552,15 @@ fn leader_of(m: &MetadataResponse, partition: i32) -> i32 {
 #[test]
 fn three_nodes_elect_a_controller_register_and_replicate_acks_all_writes() {
     let mut h = ClusterHarness::start(&[1, 2, 3]);
-    for _ in 0..10 {
-        h.run_for(Duration::from_millis(500));
-        eprintln!("{:?} node 2: {:?}", h.now, h.node(2).cluster_status());
+    h.run_for(Duration::from_secs(5));
+    for n in 1..=3 {
+        let status = h.node(n).cluster_status().expect("cluster node");
+        assert_eq!(
+            status.unfenced_brokers,
+            vec![1, 2, 3],
+            "node {n}: {status:?}"
+        );
+        assert_eq!(status.controller_active, status.quorum_leader == Some(n));
     }
     let created = h.create_topic(2, "orders", 3, 3, "2");
     assert_eq!(created.topics[0].error_code, 0, "{created:?}");

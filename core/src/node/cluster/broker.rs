@@ -153,7 +153,7 @@ impl<S: Storage> Node<S> {
                 // what Kafka answers, and clients retry it.
                 self.answer_forward_lost(slot)
             }
-            (ControllerCall::AutoCreate, _) | (ControllerCall::AllocateProducerIds, _) => {}
+            (ControllerCall::AutoCreate, _) => {}
         }
     }
 

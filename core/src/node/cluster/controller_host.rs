@@ -45,7 +45,6 @@ pub enum ControllerCall {
     },
     /// Metadata auto-creation: nobody waits for the answer.
     AutoCreate,
-    AllocateProducerIds,
 }
 
 #[derive(Debug, Clone)]
@@ -85,10 +84,6 @@ impl ControllerHost {
 
     pub fn is_active(&self) -> bool {
         self.active_epoch.is_some()
-    }
-
-    pub fn controller(&self) -> &Controller {
-        &self.controller
     }
 
     pub fn check_invariants(&self) {
@@ -322,6 +317,11 @@ impl<S: Storage> Node<S> {
         if is_leader && high_watermark == log_end_offset && host.replayed_to >= high_watermark {
             tracing::info!(node = self.config.node_id, epoch, "controller active");
             self.cluster_mut().controller.active_epoch = Some(epoch);
+            // Every unfenced broker gets a full session from now (Kafka's
+            // rule for a new controller); this also starts their timers.
+            let now = self.now;
+            let records = self.cluster_mut().controller.controller.handle_timeout(now);
+            assert!(records.is_empty(), "no session expires at activation");
         }
     }
 

@@ -78,13 +78,6 @@ impl Peers {
         self.in_flight.len()
     }
 
-    /// Whether a request with this purpose is in flight to `to`.
-    pub fn has_in_flight(&self, to: PeerId, purpose: &Purpose) -> bool {
-        self.in_flight
-            .values()
-            .any(|f| f.to == to && &f.purpose == purpose)
-    }
-
     /// Queues a request; `None` when the in-flight bound is reached (the
     /// caller retries on its own timer).
     #[allow(clippy::too_many_arguments)]
