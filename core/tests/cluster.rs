@@ -740,3 +740,142 @@ fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
         );
     }
 }
+
+impl ClusterHarness {
+    fn find_coordinator(&mut self, via: i32, group: &str) -> (i16, i32) {
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+        match self.call(
+            via,
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::FindCoordinator(r)) => {
+                let c = &r.coordinators[0];
+                (c.error_code, c.node_id.0)
+            }
+            other => panic!("find coordinator: {other:?}"),
+        }
+    }
+
+    fn commit(&mut self, node: i32, group: &str, topic: &str, partition: i32, offset: i64) -> i16 {
+        use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)])]);
+        match self.call(
+            node,
+            ApiKey::OffsetCommit,
+            8,
+            RequestKind::OffsetCommit(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::OffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+            other => panic!("commit: {other:?}"),
+        }
+    }
+
+    fn committed(&mut self, node: i32, group: &str, topic: &str, partition: i32) -> (i16, i64) {
+        use offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_indexes(vec![partition])]));
+        match self.call(
+            node,
+            ApiKey::OffsetFetch,
+            7,
+            RequestKind::OffsetFetch(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::OffsetFetch(r)) if r.error_code != 0 => (r.error_code, -1),
+            Some(ResponseKind::OffsetFetch(r)) => (0, r.topics[0].partitions[0].committed_offset),
+            other => panic!("offset fetch: {other:?}"),
+        }
+    }
+
+    /// FindCoordinator until a coordinator is named.
+    fn wait_for_coordinator(&mut self, via: i32, group: &str) -> i32 {
+        for _ in 0..100 {
+            let (code, node) = self.find_coordinator(via, group);
+            if code == 0 {
+                return node;
+            }
+            self.run_for(Duration::from_millis(200));
+        }
+        panic!("no coordinator for {group}");
+    }
+}
+
+#[test]
+fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(
+        h.create_topic(1, "orders", 2, 3, "2").topics[0].error_code,
+        0
+    );
+    h.wait_for_leaders(1, "orders", 3);
+    let coordinator = h.wait_for_coordinator(2, "billing");
+    let m = h.metadata(1, "__consumer_offsets");
+    assert_eq!(
+        m.topics[0].partitions.len(),
+        50,
+        "offsets topic created with 50 partitions"
+    );
+    assert!(
+        m.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.replica_nodes.len() == 3),
+        "replicated 3 ways"
+    );
+    // Only the coordinator serves the group.
+    let other = (1..=3).find(|n| *n != coordinator).unwrap();
+    assert_eq!(
+        h.commit(other, "billing", "orders", 0, 5),
+        16,
+        "NOT_COORDINATOR elsewhere"
+    );
+    assert_eq!(h.commit(coordinator, "billing", "orders", 0, 42), 0);
+    assert_eq!(h.commit(coordinator, "billing", "orders", 1, 7), 0);
+    assert_eq!(h.committed(coordinator, "billing", "orders", 0), (0, 42));
+    h.crash(coordinator);
+    let survivor = (1..=3).find(|n| *n != coordinator).unwrap();
+    let mut new_coordinator = -1;
+    for _ in 0..100 {
+        h.run_for(Duration::from_millis(200));
+        let (code, node) = h.find_coordinator(survivor, "billing");
+        if code == 0 && node != coordinator {
+            new_coordinator = node;
+            break;
+        }
+    }
+    assert!(new_coordinator > 0, "the group moved to another broker");
+    // Its own metadata may trail the survivor's by a moment: retry
+    // NOT_COORDINATOR as clients do.
+    let mut first = h.committed(new_coordinator, "billing", "orders", 0);
+    for _ in 0..20 {
+        if first.0 != 16 {
+            break;
+        }
+        h.run_for(Duration::from_millis(100));
+        first = h.committed(new_coordinator, "billing", "orders", 0);
+    }
+    assert_eq!(first, (0, 42));
+    assert_eq!(h.committed(new_coordinator, "billing", "orders", 1), (0, 7));
+    assert_eq!(h.commit(new_coordinator, "billing", "orders", 0, 43), 0);
+    assert_eq!(
+        h.committed(new_coordinator, "billing", "orders", 0),
+        (0, 43)
+    );
+}

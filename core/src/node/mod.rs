@@ -130,7 +130,13 @@ impl<S: Storage> Node<S> {
             delayed_fetches: Vec::new(),
             high_watermark_moved: false,
         };
-        node.load_groups()?;
+        if node.cluster.is_some() {
+            // A cluster node coordinates the groups of the offsets
+            // partitions it leads, loaded as it becomes their leader.
+            node.groups = Coordinator::new_partitioned(coordinator_config(&node.config));
+        } else {
+            node.load_groups()?;
+        }
         node.after_input();
         Ok(node)
     }

@@ -401,14 +401,21 @@ impl<S: Storage> Node<S> {
             Ok(changed_role) => {
                 p.leader_epoch = a.leader_epoch;
                 sync_high_watermark(p, flush_before_ack);
+                let leads = p.replica.is_leader();
                 if changed_role {
                     self.high_watermark_moved = true;
                     self.fail_produces_not_leading(name, index);
+                }
+                if name == crate::group::OFFSETS_TOPIC {
+                    self.offsets_leadership_changed(index, leads);
                 }
             }
             Err(e) => {
                 tracing::error!(topic = name, partition = index, error = %e, "role change failed");
                 p.replica = Replica::Offline;
+                if name == crate::group::OFFSETS_TOPIC {
+                    self.offsets_leadership_changed(index, false);
+                }
             }
         }
     }
