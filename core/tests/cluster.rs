@@ -879,3 +879,47 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
         (0, 43)
     );
 }
+
+#[test]
+fn controlled_shutdown_moves_leadership_away_before_the_broker_stops() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "t", 6, 3, "2").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(1, "t", 3);
+    let leading: Vec<i32> = (1..=3)
+        .filter(|n| (0..6).any(|p| leader_of(&m, p) == *n))
+        .collect();
+    let stopping = leading[0];
+    let now = h.now;
+    h.nodes
+        .get_mut(&stopping)
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .begin_shutdown(now);
+    h.drain(stopping);
+    for _ in 0..100 {
+        if h.node(stopping).shutdown_ready() {
+            break;
+        }
+        h.run_for(Duration::from_millis(100));
+    }
+    assert!(
+        h.node(stopping).shutdown_ready(),
+        "the controller released the broker"
+    );
+    let other = (1..=3).find(|n| *n != stopping).unwrap();
+    let m = h.metadata(other, "t");
+    for p in 0..6 {
+        assert_ne!(leader_of(&m, p), stopping, "partition {p} moved away");
+        assert!(leader_of(&m, p) >= 0);
+    }
+    h.crash(stopping);
+    // No session timeout to wait for: acks=all works at once on every
+    // partition, with the two brokers left.
+    for p in 0..6 {
+        let leader = leader_of(&m, p);
+        let (code, _) = h.produce(leader, "t", p, &[b"after"]).expect("answered");
+        assert_eq!(code, 0, "partition {p} writable right after the stop");
+    }
+}

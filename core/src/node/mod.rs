@@ -166,6 +166,27 @@ impl<S: Storage> Node<S> {
         ))
     }
 
+    /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
+    /// controller move its leaderships and ISR memberships away first.
+    /// Keep driving the node until [`Node::shutdown_ready`]; a standalone
+    /// node is ready at once.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.advance_time(now);
+        if self.cluster.is_some() {
+            self.begin_controlled_shutdown();
+        }
+        self.after_input();
+    }
+
+    /// Whether a shutdown asked for with [`Node::begin_shutdown`] may
+    /// proceed (nothing is led here any more, as far as the controller
+    /// knows).
+    pub fn shutdown_ready(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.broker.shutdown_ready())
+    }
+
     /// The cluster as this node sees it; `None` on a standalone broker.
     pub fn cluster_status(&self) -> Option<cluster::ClusterStatus> {
         self.cluster.as_ref().map(|c| c.status())
@@ -564,6 +585,30 @@ impl<S: Storage> Node<S> {
         let mut bytes = [0u8; 16];
         self.rng.fill_bytes(&mut bytes);
         uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+/// The partition if this node serves clients for it (its leader, or a
+/// standalone broker), else Kafka's error: NOT_LEADER_OR_FOLLOWER for a
+/// partition the cluster has, UNKNOWN_TOPIC_OR_PARTITION otherwise. A free
+/// function so callers keep `storage` borrowable beside it.
+pub(crate) fn leader_partition<'a>(
+    topics: &'a mut Topics,
+    cluster: Option<&cluster::Cluster>,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut topics::Partition, i16> {
+    use kafka_protocol::ResponseError;
+    let known_in_cluster = cluster.is_some_and(|c| {
+        c.image
+            .topic_by_name(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition))
+    });
+    match topics.partition_mut(topic, partition) {
+        Some(p) if p.replica.is_leader() => Ok(p),
+        Some(_) => Err(ResponseError::NotLeaderOrFollower.code()),
+        None if known_in_cluster => Err(ResponseError::NotLeaderOrFollower.code()),
+        None => Err(ResponseError::UnknownTopicOrPartition.code()),
     }
 }
 

@@ -38,6 +38,11 @@ pub struct BrokerLifecycle {
     fenced: bool,
     in_flight: bool,
     next_action_at: Instant,
+    /// Controlled shutdown asked for: heartbeats say `want_shut_down` until
+    /// the controller has moved every leadership away.
+    shutting_down: bool,
+    /// The controller answered `should_shut_down`: safe to stop.
+    shutdown_ready: bool,
 }
 
 impl BrokerLifecycle {
@@ -48,7 +53,13 @@ impl BrokerLifecycle {
             fenced: true,
             in_flight: false,
             next_action_at: now,
+            shutting_down: false,
+            shutdown_ready: false,
         }
+    }
+
+    pub fn shutdown_ready(&self) -> bool {
+        self.shutdown_ready
     }
 
     pub fn epoch(&self) -> Option<i64> {
@@ -122,11 +133,28 @@ impl<S: Storage> Node<S> {
         )
     }
 
+    /// Starts a controlled shutdown: the controller moves leadership off
+    /// this broker first ([`BrokerLifecycle::shutdown_ready`] says when it
+    /// is done).
+    pub(in crate::node) fn begin_controlled_shutdown(&mut self) {
+        let now = self.now;
+        let broker = &mut self.cluster_mut().broker;
+        if broker.shutting_down {
+            return;
+        }
+        tracing::info!("controlled shutdown: asking the controller to move leadership away");
+        broker.shutting_down = true;
+        // Not registered: nothing leads here, nothing to move.
+        broker.shutdown_ready = broker.epoch.is_none();
+        broker.next_action_at = now;
+    }
+
     fn heartbeat_request(&self, epoch: i64) -> RequestKind {
         RequestKind::BrokerHeartbeat(
             BrokerHeartbeatRequest::default()
                 .with_broker_id(self.config.node_id.into())
                 .with_broker_epoch(epoch)
+                .with_want_shut_down(self.cluster().broker.shutting_down)
                 .with_current_metadata_offset(self.cluster().image.last_applied_offset),
         )
     }
@@ -185,7 +213,16 @@ impl<S: Storage> Node<S> {
                     tracing::info!(fenced = r.is_fenced, "broker fencing changed");
                 }
                 broker.fenced = r.is_fenced;
-                broker.next_action_at = now + interval;
+                if broker.shutting_down {
+                    if r.should_shut_down && !broker.shutdown_ready {
+                        tracing::info!("controlled shutdown: the controller released this broker");
+                    }
+                    broker.shutdown_ready |= r.should_shut_down;
+                    // Ask again soon: leadership moves take a round or two.
+                    broker.next_action_at = now + interval.min(CONTROLLER_RETRY_BACKOFF);
+                } else {
+                    broker.next_action_at = now + interval;
+                }
             }
             Some(ResponseKind::BrokerHeartbeat(r))
                 if r.error_code == ResponseError::StaleBrokerEpoch.code() =>

@@ -240,6 +240,20 @@ impl<S: Storage> Node<S> {
                 false
             }
         };
+        // DeleteRecords and retention on the leader move the log start; a
+        // follower follows, so a later leader does not bring records back.
+        let leader_log_start = pd.log_start_offset;
+        if ok
+            && leader_log_start > p.log.log_start_offset()
+            && leader_log_start <= p.log.log_end_offset()
+        {
+            if let Err(e) = p
+                .log
+                .delete_records_before(&mut self.storage, leader_log_start)
+            {
+                tracing::warn!(topic = name, error = %e, "following the leader's log start failed");
+            }
+        }
         sync_high_watermark(p, flush_before_ack);
         ok
     }

@@ -367,10 +367,12 @@ impl<S: Storage> Node<S> {
     /// Kafka's DeleteRecords: `-1` means the high watermark; beyond it is
     /// OFFSET_OUT_OF_RANGE.
     fn delete_records(&mut self, topic: &str, partition: i32, offset: i64) -> Result<i64, i16> {
-        let p = self
-            .topics
-            .partition_mut(topic, partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
         let offset = if offset == -1 {
             p.high_watermark
         } else {

@@ -132,27 +132,15 @@ impl<S: Storage> Node<S> {
     ) -> Result<Appended, i16> {
         let now = self.now;
         let flush_before_ack = self.config.flush_before_ack;
-        let known_elsewhere = self.cluster.as_ref().is_some_and(|c| {
-            c.image
-                .topic_by_name(topic)
-                .is_some_and(|t| t.partitions.contains_key(&partition))
-        });
-        let Some(p) = self.topics.partition_mut(topic, partition) else {
-            return Err(if known_elsewhere {
-                ResponseError::NotLeaderOrFollower.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
-            });
-        };
-        match &p.replica {
-            Replica::Standalone => {}
-            Replica::Leader(leader) => {
-                if acks == -1 && !leader.enough_replicas() {
-                    return Err(ResponseError::NotEnoughReplicas.code());
-                }
-            }
-            Replica::Follower(_) | Replica::Offline => {
-                return Err(ResponseError::NotLeaderOrFollower.code())
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
+        if let Replica::Leader(leader) = &p.replica {
+            if acks == -1 && !leader.enough_replicas() {
+                return Err(ResponseError::NotEnoughReplicas.code());
             }
         }
         let records = records
