@@ -923,3 +923,64 @@ fn controlled_shutdown_moves_leadership_away_before_the_broker_stops() {
         assert_eq!(code, 0, "partition {p} writable right after the stop");
     }
 }
+
+#[test]
+fn preferred_leader_election_moves_leadership_back_after_a_restart() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "p", 1, 3, "1").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(1, "p", 3);
+    let preferred = m.topics[0].partitions[0].replica_nodes[0].0;
+    assert_eq!(
+        leader_of(&m, 0),
+        preferred,
+        "the first replica leads at creation"
+    );
+    h.crash(preferred);
+    let other = (1..=3).find(|n| *n != preferred).unwrap();
+    let mut moved = false;
+    for _ in 0..100 {
+        h.run_for(Duration::from_millis(200));
+        let m = h.metadata(other, "p");
+        // `other` may not have learned of the topic yet.
+        if m.topics[0].partitions.is_empty() {
+            continue;
+        }
+        let l = leader_of(&m, 0);
+        if l >= 0 && l != preferred {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "leadership moved off the crashed broker");
+    h.restart(preferred);
+    h.run_for(Duration::from_secs(6));
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(5_000)
+        .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+        )
+        .with_topic(TopicName(StrBytes::from_static_str("p")))
+        .with_partitions(vec![0])]));
+    let answer = h.call(
+        other,
+        ApiKey::ElectLeaders,
+        2,
+        RequestKind::ElectLeaders(request),
+        Duration::from_secs(5),
+    );
+    let Some(ResponseKind::ElectLeaders(r)) = answer else {
+        panic!("elect leaders: {answer:?}");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code, 0,
+        "{r:?}"
+    );
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(
+        leader_of(&h.metadata(other, "p"), 0),
+        preferred,
+        "the preferred replica leads again"
+    );
+}

@@ -400,7 +400,8 @@ impl<S: Storage> Node<S> {
             }
             RequestKind::CreateTopics(_)
             | RequestKind::DeleteTopics(_)
-            | RequestKind::CreatePartitions(_) => {
+            | RequestKind::CreatePartitions(_)
+            | RequestKind::ElectLeaders(_) => {
                 let slot = slot.expect("answered");
                 if from_peer {
                     self.handle_peer_controller_request(slot, body);
@@ -467,6 +468,10 @@ impl<S: Storage> Node<S> {
             RequestKind::DescribeProducers(r) => {
                 let response = self.handle_describe_producers(&r);
                 reply(self, ResponseKind::DescribeProducers(response))
+            }
+            RequestKind::ElectLeaders(r) => {
+                let response = self.handle_elect_leaders_standalone(&r);
+                reply(self, ResponseKind::ElectLeaders(response))
             }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);

@@ -158,6 +158,9 @@ fn not_controller(request: &RequestKind) -> ResponseKind {
             }
             ResponseKind::DeleteTopics(response)
         }
+        RequestKind::ElectLeaders(_) => {
+            ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(code))
+        }
         RequestKind::CreatePartitions(r) => {
             let mut response = CreatePartitionsResponse::default();
             for t in &r.topics {
@@ -237,6 +240,10 @@ impl<S: Storage> Node<S> {
                     result.records,
                     ResponseKind::CreatePartitions(result.response),
                 )
+            }
+            RequestKind::ElectLeaders(r) => {
+                let result = controller.handle_elect_leaders(r);
+                (result.records, ResponseKind::ElectLeaders(result.response))
             }
             other => panic!("not a controller request: {other:?}"),
         };
@@ -410,6 +417,7 @@ fn not_controller_for(response: &ResponseKind) -> ResponseKind {
         ResponseKind::CreateTopics(r) => r.topics.iter_mut().for_each(|t| t.error_code = code),
         ResponseKind::DeleteTopics(r) => r.responses.iter_mut().for_each(|t| t.error_code = code),
         ResponseKind::CreatePartitions(r) => r.results.iter_mut().for_each(|t| t.error_code = code),
+        ResponseKind::ElectLeaders(r) => r.error_code = code,
         _ => {}
     }
     answer

@@ -30,6 +30,7 @@ pub fn peer_api_version(key: ApiKey) -> i16 {
         ApiKey::CreateTopics => 7,
         ApiKey::DeleteTopics => 6,
         ApiKey::CreatePartitions => 3,
+        ApiKey::ElectLeaders => 2,
         other => panic!("{other:?} is not an inter-node request"),
     }
 }
@@ -190,6 +191,7 @@ fn request_api_key(body: &RequestKind) -> ApiKey {
         RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         RequestKind::CreatePartitions(_) => ApiKey::CreatePartitions,
+        RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
         other => panic!("not an inter-node request: {other:?}"),
     }
 }
