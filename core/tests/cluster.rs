@@ -984,3 +984,64 @@ fn preferred_leader_election_moves_leadership_back_after_a_restart() {
         "the preferred replica leads again"
     );
 }
+
+#[test]
+fn topic_configs_altered_through_any_node_reach_every_broker() {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "c", 1, 3, "2").topics[0].error_code, 0);
+    h.wait_for_leaders(1, "c", 3);
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("c"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("3600000")))]),
+    ]);
+    let answer = h.call(
+        3,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        RequestKind::IncrementalAlterConfigs(request),
+        Duration::from_secs(5),
+    );
+    let Some(ResponseKind::IncrementalAlterConfigs(r)) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    h.run_for(Duration::from_secs(1));
+    for node in 1..=3 {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("c")),
+        ]);
+        let answer = h.call(
+            node,
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(request),
+            Duration::from_secs(5),
+        );
+        let Some(ResponseKind::DescribeConfigs(r)) = answer else {
+            panic!("{answer:?}")
+        };
+        let retention = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .expect("listed");
+        assert_eq!(
+            retention.value.as_ref().map(|v| v.as_str()),
+            Some("3600000"),
+            "node {node}"
+        );
+        assert_eq!(
+            retention.config_source, 1,
+            "a topic override on node {node}"
+        );
+    }
+}

@@ -621,6 +621,94 @@ fn describe_configs_includes_defaults_and_overrides() {
     );
 }
 
+impl Harness {
+    fn topic_config(&mut self, topic: &str, name: &str) -> (String, i8) {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string())),
+        ]);
+        let ResponseKind::DescribeConfigs(r) = self.request(
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(request),
+        ) else {
+            panic!()
+        };
+        let c = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .expect("described");
+        (c.value.as_ref().unwrap().to_string(), c.config_source)
+    }
+
+    fn alter_config(
+        &mut self,
+        topic: &str,
+        op: i8,
+        name: &str,
+        value: Option<&str>,
+    ) -> (i16, String) {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_string()))
+                    .with_config_operation(op)
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string())))]),
+        ]);
+        let ResponseKind::IncrementalAlterConfigs(r) = self.request(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            RequestKind::IncrementalAlterConfigs(request),
+        ) else {
+            panic!()
+        };
+        let result = &r.responses[0];
+        (
+            result.error_code,
+            result
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+#[test]
+fn incremental_alter_configs_changes_a_topic_durably_and_refuses_bad_values() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    assert_eq!(h.alter_config("t", 0, "retention.ms", Some("60000")).0, 0);
+    assert_eq!(
+        h.topic_config("t", "retention.ms"),
+        ("60000".to_string(), 1)
+    );
+    let (code, message) = h.alter_config("t", 0, "segment.bytes", Some("big"));
+    assert_eq!(code, 40, "INVALID_CONFIG");
+    assert!(message.contains("segment.bytes"), "{message}");
+    assert_eq!(h.alter_config("missing", 0, "retention.ms", Some("1")).0, 3);
+    // Survives a restart.
+    let storage = h.node.into_storage();
+    let mut h = Harness::with_config(NodeConfig::default(), storage);
+    assert_eq!(
+        h.topic_config("t", "retention.ms"),
+        ("60000".to_string(), 1)
+    );
+    assert_eq!(h.alter_config("t", 1, "retention.ms", None).0, 0, "DELETE");
+    assert_eq!(
+        h.topic_config("t", "retention.ms").1,
+        5,
+        "back to the default"
+    );
+}
+
 #[test]
 fn a_crash_keeps_flushed_records_and_topics() {
     let mut h = Harness::new();
@@ -769,6 +857,19 @@ fn every_api_answers_at_every_advertised_version() {
                 ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
                 ApiKey::DescribeProducers => RequestKind::DescribeProducers(describe_producers_request("t", &[0, 5])),
                 ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default().with_topic_partitions(None)),
+                ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                    kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![kafka_protocol::messages::alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("86400000")))]),
+                ])),
+                ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("missing")),
+                ])),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);

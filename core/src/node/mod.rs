@@ -7,13 +7,14 @@
 mod api_versions;
 mod cluster;
 mod config;
+pub(crate) mod config_change;
 mod flush;
 mod handlers;
 mod io;
 mod producer_ids;
 mod producer_state;
 mod responder;
-mod topic_config;
+pub(crate) mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports};
@@ -401,7 +402,9 @@ impl<S: Storage> Node<S> {
             RequestKind::CreateTopics(_)
             | RequestKind::DeleteTopics(_)
             | RequestKind::CreatePartitions(_)
-            | RequestKind::ElectLeaders(_) => {
+            | RequestKind::ElectLeaders(_)
+            | RequestKind::AlterConfigs(_)
+            | RequestKind::IncrementalAlterConfigs(_) => {
                 let slot = slot.expect("answered");
                 if from_peer {
                     self.handle_peer_controller_request(slot, body);
@@ -472,6 +475,14 @@ impl<S: Storage> Node<S> {
             RequestKind::ElectLeaders(r) => {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::AlterConfigs(r) => {
+                let response = self.handle_alter_configs(&r);
+                reply(self, ResponseKind::AlterConfigs(response))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                let response = self.handle_incremental_alter_configs(&r);
+                reply(self, ResponseKind::IncrementalAlterConfigs(response))
             }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);

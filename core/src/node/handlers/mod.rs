@@ -1,6 +1,7 @@
 //! One module per Kafka API (or a family of them): request in, response out.
 
 pub mod admin;
+pub mod alter_configs;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
