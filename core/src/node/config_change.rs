@@ -211,10 +211,8 @@ pub fn incremental_response(results: ChangeResults) -> IncrementalAlterConfigsRe
     )
 }
 
-pub fn legacy_response(
-    results: Vec<(ResourceChange, Result<(), ChangeError>)>,
-) -> AlterConfigsResponse {
-    results: ChangeResults,
+pub fn legacy_response(results: ChangeResults) -> AlterConfigsResponse {
+    AlterConfigsResponse::default().with_responses(
         results
             .into_iter()
             .map(|(change, result)| {
