@@ -93,6 +93,12 @@ fn roundtrip_response(key: i16, version: i16, body: ResponseKind) -> ResponseKin
 
 impl ClusterHarness {
     fn start(ids: &[i32]) -> ClusterHarness {
+        ClusterHarness::start_with(ids, ids)
+    }
+
+    /// `nodes` run; those in `voters` form the controller quorum, the rest
+    /// are broker-only (observers of the metadata log).
+    fn start_with(voters: &[i32], nodes: &[i32]) -> ClusterHarness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -110,14 +116,14 @@ impl ClusterHarness {
             client_answers: BTreeMap::new(),
             peer_versions: BTreeMap::new(),
         };
-        for &id in ids {
-            let config = config(id, ids);
+        for &id in nodes {
+            let config = config(id, voters);
             let node = Node::new(config.clone(), MemoryStorage::new(), id as u64, now)
                 .expect("node opens");
             h.configs.insert(id, config);
             h.nodes.insert(id, Some(node));
         }
-        for &id in ids {
+        for &id in nodes {
             h.drain(id);
         }
         h
@@ -1044,4 +1050,52 @@ fn topic_configs_altered_through_any_node_reach_every_broker() {
             "a topic override on node {node}"
         );
     }
+}
+
+#[test]
+fn a_broker_only_node_observes_the_metadata_log_and_hosts_replicas() {
+    let mut h = ClusterHarness::start_with(&[1, 2, 3], &[1, 2, 3, 4]);
+    h.run_for(Duration::from_secs(4));
+    let status = h.node(4).cluster_status().expect("cluster node");
+    assert_eq!(
+        status.quorum_role,
+        seedlog_core::quorum::Role::Follower,
+        "{status:?}"
+    );
+    assert_eq!(status.unfenced_brokers, vec![1, 2, 3, 4], "{status:?}");
+    assert!(!status.controller_active);
+    // Four brokers, RF 4: every partition has a replica on the observer.
+    assert_eq!(h.create_topic(4, "wide", 4, 4, "3").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(4, "wide", 4);
+    let topic_id = m.topics[0].topic_id;
+    for p in 0..4 {
+        let leader = leader_of(&m, p);
+        let (code, _) = h
+            .produce(leader, "wide", p, &[b"x", b"y"])
+            .expect("answered");
+        assert_eq!(code, 0);
+    }
+    h.run_for(Duration::from_secs(1));
+    for p in 0..4 {
+        assert_eq!(h.node(4).partition_offsets("wide", p).expect("hosted").2, 2);
+    }
+    // Losing the quorum leader: the observer finds the new one.
+    let leader = h
+        .node(4)
+        .cluster_status()
+        .unwrap()
+        .quorum_leader
+        .expect("known");
+    h.crash(leader);
+    h.run_for(Duration::from_secs(10));
+    let status = h.node(4).cluster_status().unwrap();
+    assert!(
+        status.quorum_leader.is_some_and(|l| l != leader),
+        "{status:?}"
+    );
+    assert!(!status.unfenced_brokers.contains(&leader), "{status:?}");
+    let m = h.wait_for_leaders(4, "wide", 3);
+    let p0 = leader_of(&m, 0);
+    let (code, values) = h.consume(p0, topic_id, 0);
+    assert_eq!((code, values.len()), (0, 2));
 }
