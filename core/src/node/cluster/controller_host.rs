@@ -164,34 +164,12 @@ fn not_controller(request: &RequestKind) -> ResponseKind {
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             let changes = config_change::incremental_changes(r);
-            let results = changes
-                .into_iter()
-                .map(|c| {
-                    (
-                        c,
-                        Err((
-                            ResponseError::NotController,
-                            "no active controller".to_string(),
-                        )),
-                    )
-                })
-                .collect();
+            let results = refused(changes);
             ResponseKind::IncrementalAlterConfigs(config_change::incremental_response(results))
         }
         RequestKind::AlterConfigs(r) => {
             let changes = config_change::legacy_changes(r);
-            let results = changes
-                .into_iter()
-                .map(|c| {
-                    (
-                        c,
-                        Err((
-                            ResponseError::NotController,
-                            "no active controller".to_string(),
-                        )),
-                    )
-                })
-                .collect();
+            let results = refused(changes);
             ResponseKind::AlterConfigs(config_change::legacy_response(results))
         }
         RequestKind::CreatePartitions(r) => {
@@ -449,6 +427,20 @@ impl<S: Storage> Node<S> {
             None
         }
     }
+}
+
+/// Every resource refused with NOT_CONTROLLER.
+fn refused(changes: Vec<config_change::ResourceChange>) -> config_change::ChangeResults {
+    changes
+        .into_iter()
+        .map(|c| {
+            let error = (
+                ResponseError::NotController,
+                "no active controller".to_string(),
+            );
+            (c, Err(error))
+        })
+        .collect()
 }
 
 /// NOT_CONTROLLER in the shape of an answer already built.

@@ -7,9 +7,8 @@
 //! The coordinator (`crate::group`) speaks version-free results; this file
 //! turns them into each request version's response.
 
-use super::super::cluster::broker::{leader_end_offset, sync_high_watermark};
 use super::super::responder::Slot;
-use super::super::topics::Replica;
+use super::super::topics::{after_leader_append, Replica};
 use super::super::{Node, NodeConfig, NodeError};
 use super::str_bytes;
 use crate::batch::BatchIter;
@@ -267,20 +266,7 @@ impl<S: Storage> Node<S> {
             .append_as_leader(&mut self.storage, &batch, p.leader_epoch, now)
         {
             Ok(info) => {
-                let flush_before_ack = self.config.flush_before_ack;
-                match &mut p.replica {
-                    Replica::Leader(leader) => {
-                        leader
-                            .handle_leader_end_offset(leader_end_offset(&p.log, flush_before_ack));
-                        sync_high_watermark(p, flush_before_ack);
-                        self.high_watermark_moved = true;
-                    }
-                    _ if !flush_before_ack => {
-                        p.high_watermark = p.log.log_end_offset();
-                        self.high_watermark_moved = true;
-                    }
-                    _ => {}
-                }
+                self.high_watermark_moved |= after_leader_append(p, self.config.flush_before_ack);
                 self.group_writes.push(GroupWriteWait {
                     id: write.id,
                     partition: write.partition,
