@@ -857,6 +857,11 @@ fn every_api_answers_at_every_advertised_version() {
                 ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
                 ApiKey::DescribeProducers => RequestKind::DescribeProducers(describe_producers_request("t", &[0, 5])),
                 ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default().with_topic_partitions(None)),
+                ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()
+                    .with_response_partition_limit(1)
+                    .with_topics(vec![kafka_protocol::messages::describe_topic_partitions_request::TopicRequest::default().with_name(name())])),
+                ApiKey::GetTelemetrySubscriptions => RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default()),
+                ApiKey::PushTelemetry => RequestKind::PushTelemetry(PushTelemetryRequest::default()),
                 ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                     kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
                         .with_resource_type(2)
@@ -1250,4 +1255,59 @@ fn describe_producers_reports_idempotent_producers_per_partition() {
         ResponseError::UnknownTopicOrPartition.code(),
         "a partition past the topic's count"
     );
+}
+
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let mut h = Harness::new();
+    h.create_topic("a", 3, &[]);
+    h.create_topic("b", 1, &[]);
+    let request = |cursor: Option<Cursor>| {
+        RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(2)
+                .with_cursor(cursor)
+                .with_topics(
+                    ["b", "a", "missing"]
+                        .iter()
+                        .map(|n| {
+                            TopicRequest::default()
+                                .with_name(TopicName(StrBytes::from_static_str(n)))
+                        })
+                        .collect(),
+                ),
+        )
+    };
+    let ResponseKind::DescribeTopicPartitions(first) =
+        h.request(ApiKey::DescribeTopicPartitions, 0, request(None))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        first.topics.len(),
+        1,
+        "sorted by name, 'a' first: {first:?}"
+    );
+    assert_eq!(first.topics[0].partitions.len(), 2);
+    assert_eq!(first.topics[0].partitions[0].isr_nodes, vec![BrokerId(1)]);
+    let next = first.next_cursor.expect("more to come");
+    assert_eq!((next.topic_name.0.as_str(), next.partition_index), ("a", 2));
+    let cursor = Cursor::default()
+        .with_topic_name(next.topic_name)
+        .with_partition_index(2);
+    let ResponseKind::DescribeTopicPartitions(second) =
+        h.request(ApiKey::DescribeTopicPartitions, 0, request(Some(cursor)))
+    else {
+        panic!()
+    };
+    let names: Vec<&str> = second
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().0.as_str())
+        .collect();
+    assert_eq!(names, vec!["a", "b", "missing"]);
+    assert_eq!(second.topics[0].partitions.len(), 1, "the rest of 'a'");
+    assert_eq!(second.topics[2].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert!(second.next_cursor.is_none());
 }

@@ -476,6 +476,18 @@ impl<S: Storage> Node<S> {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
             }
+            RequestKind::DescribeTopicPartitions(r) => {
+                let response = self.handle_describe_topic_partitions(&r);
+                reply(self, ResponseKind::DescribeTopicPartitions(response))
+            }
+            RequestKind::GetTelemetrySubscriptions(r) => {
+                let response = self.handle_get_telemetry_subscriptions(&r);
+                reply(self, ResponseKind::GetTelemetrySubscriptions(response))
+            }
+            RequestKind::PushTelemetry(_) => {
+                let response = self.handle_push_telemetry();
+                reply(self, ResponseKind::PushTelemetry(response))
+            }
             RequestKind::AlterConfigs(r) => {
                 let response = self.handle_alter_configs(&r);
                 reply(self, ResponseKind::AlterConfigs(response))

@@ -6,6 +6,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod group;
 pub mod init_producer_id;
@@ -14,6 +15,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod telemetry;
 
 use kafka_protocol::protocol::StrBytes;
 
