@@ -192,9 +192,10 @@ fn api_versions_advertises_produce_and_fetch() {
     let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
     assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
+    assert!(keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)), "KIP-848");
     assert!(
-        !keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)),
-        "KIP-848 is not served yet"
+        !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
+        "transactions are not served, so not advertised"
     );
 }
 
@@ -862,6 +863,13 @@ fn every_api_answers_at_every_advertised_version() {
                     .with_topics(vec![kafka_protocol::messages::describe_topic_partitions_request::TopicRequest::default().with_name(name())])),
                 ApiKey::GetTelemetrySubscriptions => RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default()),
                 ApiKey::PushTelemetry => RequestKind::PushTelemetry(PushTelemetryRequest::default()),
+                ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("kip848")))
+                    .with_member_id(StrBytes::from_string(format!("m-{version}")))
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names(Some(vec![name()]))),
+                ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(StrBytes::from_static_str("kip848"))])),
                 ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                     kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
                         .with_resource_type(2)

@@ -76,6 +76,8 @@ pub struct Node<S: Storage> {
     group_writes: Vec<GroupWriteWait>,
     /// Set on a node of a multi-node cluster.
     cluster: Option<cluster::Cluster>,
+    /// Groups of the KIP-848 consumer protocol.
+    consumer_groups: crate::group::consumer_groups::ConsumerGroups,
 }
 
 impl<S: Storage> Node<S> {
@@ -121,6 +123,7 @@ impl<S: Storage> Node<S> {
             rng,
             now,
             cluster,
+            consumer_groups: Default::default(),
             topics,
             producer_ids,
             outputs: VecDeque::new(),
@@ -236,6 +239,7 @@ impl<S: Storage> Node<S> {
         self.expire_delayed_fetches();
         self.expire_produces();
         self.groups.handle_timeout(now);
+        self.consumer_groups.handle_timeout(now);
         if now >= self.retention_check_at {
             self.retention_check_at =
                 now + Duration::from_millis(self.config.retention_check_interval_ms);
@@ -256,6 +260,7 @@ impl<S: Storage> Node<S> {
         let flush_retry = self.flusher.retry_at();
         let groups = self.groups.next_timeout();
         let produce = self.produce_deadline();
+        let consumer_groups = self.consumer_groups.next_timeout();
         let cluster = self
             .cluster
             .as_ref()
@@ -272,6 +277,7 @@ impl<S: Storage> Node<S> {
             flush_retry,
             groups,
             produce,
+            consumer_groups,
         ]
         .into_iter()
         .flatten()
@@ -286,6 +292,7 @@ impl<S: Storage> Node<S> {
         self.topics.check_invariants();
         self.responder.check_invariants();
         self.groups.check_invariants();
+        self.consumer_groups.check_invariants();
         if let Some(cluster) = &self.cluster {
             cluster.check_invariants();
         }
@@ -475,6 +482,15 @@ impl<S: Storage> Node<S> {
             RequestKind::ElectLeaders(r) => {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                let client_id = header.client_id.as_ref().map(|c| c.to_string());
+                let response = self.handle_consumer_group_heartbeat(client_id.as_deref(), &r);
+                reply(self, ResponseKind::ConsumerGroupHeartbeat(response))
+            }
+            RequestKind::ConsumerGroupDescribe(r) => {
+                let response = self.handle_consumer_group_describe(&r);
+                reply(self, ResponseKind::ConsumerGroupDescribe(response))
             }
             RequestKind::DescribeTopicPartitions(r) => {
                 let response = self.handle_describe_topic_partitions(&r);
