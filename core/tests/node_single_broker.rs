@@ -192,7 +192,10 @@ fn api_versions_advertises_produce_and_fetch() {
     let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
     assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
-    assert!(keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)), "KIP-848");
+    assert!(
+        keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)),
+        "KIP-848"
+    );
     assert!(
         !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
         "transactions are not served, so not advertised"
