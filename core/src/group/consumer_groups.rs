@@ -38,6 +38,19 @@ const TOPICS_PER_MEMBER_MAX: usize = 10_000;
 pub const ASSIGNOR_UNIFORM: &str = "uniform";
 pub const ASSIGNOR_RANGE: &str = "range";
 
+/// Historical group-coordination bugs the simulator must find, off by
+/// default (../shared/INVARIANTS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupBugs {
+    /// `static-member-dup`: a static member that comes back under a new
+    /// member id takes over its old assignment while the old member is not
+    /// fenced, so both hold the same partitions.
+    pub static_member_dup: bool,
+    /// `cooperative-direct-move`: a partition goes to its new owner before
+    /// the old one has given it up.
+    pub cooperative_direct_move: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerGroupsConfig {
     /// `group.consumer.session.timeout.ms`.
@@ -46,6 +59,7 @@ pub struct ConsumerGroupsConfig {
     pub heartbeat_interval_ms: u64,
     /// `group.consumer.max.size`.
     pub group_max_size: usize,
+    pub bugs: GroupBugs,
 }
 
 impl Default for ConsumerGroupsConfig {
@@ -54,6 +68,7 @@ impl Default for ConsumerGroupsConfig {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
             group_max_size: 1_000,
+            bugs: GroupBugs::default(),
         }
     }
 }
@@ -231,6 +246,7 @@ impl ConsumerGroups {
             request.member_id.clone()
         };
         let max_size = self.config.group_max_size;
+        let bugs = self.config.bugs;
         let session = Duration::from_millis(self.config.session_timeout_ms);
         let group = self.groups.entry(request.group_id.clone()).or_default();
         let joining = request.member_epoch == 0;
@@ -261,9 +277,18 @@ impl ConsumerGroups {
         if joining {
             // A (re)join starts from nothing: what it held is free again.
             group.members.remove(&member_id);
-            group
-                .members
-                .insert(member_id.clone(), new_member(&member_id, &request, now));
+            let mut member = new_member(&member_id, &request, now);
+            if let Some(old) = replaced_static_member(group, &member, bugs) {
+                // KIP-345 in KIP-848: the instance comes back under a new
+                // id and carries on where its old incarnation stopped; the
+                // old id is fenced (its heartbeats find no member).
+                member.epoch = old.epoch;
+                member.previous_epoch = old.previous_epoch;
+                member.assigned = old.assigned;
+                member.revoking = old.revoking;
+                member.revoking_since = old.revoking_since;
+            }
+            group.members.insert(member_id.clone(), member);
             group.epoch += 1;
         }
         let member = group.members.get_mut(&member_id).expect("present");
@@ -279,7 +304,7 @@ impl ConsumerGroups {
             group.assignor = assignor.clone();
         }
         refresh_target(group, topics);
-        reconcile(group, &member_id, request.owned.as_ref(), now);
+        reconcile(group, &member_id, request.owned.as_ref(), now, bugs);
         let member = group.members.get_mut(&member_id).expect("present");
         let assignment = (member.last_sent.as_ref() != Some(&member.assigned)).then(|| {
             member.last_sent = Some(member.assigned.clone());
@@ -358,25 +383,45 @@ impl ConsumerGroups {
         }
     }
 
+    /// `no_double_ownership` (INVARIANTS.md): a partition held, or being
+    /// given up, by two members of one group. `None` when every partition
+    /// has at most one owner.
+    pub fn double_ownership(&self) -> Option<String> {
+        for (id, group) in &self.groups {
+            let mut owned: BTreeMap<TopicPartition, &str> = BTreeMap::new();
+            for m in group.members.values() {
+                for tp in m.assigned.iter().chain(&m.revoking) {
+                    if let Some(other) = owned.insert(*tp, &m.member_id) {
+                        return Some(format!(
+                            "group {id}: partition {tp:?} owned by {other} and {}",
+                            m.member_id
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Panics with the broken rule. Double ownership is the bug flags'
+    /// symptom, so with a flag on it is left for the checkers to report.
     pub fn check_invariants(&self) {
         assert!(self.groups.len() <= GROUPS_MAX, "groups bounded");
+        if self.config.bugs == GroupBugs::default() {
+            if let Some(violation) = self.double_ownership() {
+                panic!("no_double_ownership: {violation}");
+            }
+        }
         for (id, group) in &self.groups {
             assert!(
                 group.assignment_epoch <= group.epoch,
                 "{id}: target ahead of the group"
             );
-            let mut owned: BTreeSet<TopicPartition> = BTreeSet::new();
             for m in group.members.values() {
                 assert!(
                     m.assigned.is_disjoint(&m.revoking),
                     "{id}: held and revoking at once"
                 );
-                for tp in m.assigned.iter().chain(&m.revoking) {
-                    assert!(
-                        owned.insert(*tp),
-                        "no_double_ownership: {id} partition {tp:?} owned twice"
-                    );
-                }
                 assert!(
                     m.epoch <= group.assignment_epoch,
                     "{id}: member ahead of the target"
@@ -416,6 +461,28 @@ fn validate(request: &HeartbeatIn) -> Result<(), (ResponseError, String)> {
             format!("assignor '{other}' is not supported; use uniform or range"),
         )),
     }
+}
+
+/// The member a returning static member replaces (removed from the group,
+/// or, with the `static-member-dup` bug, left in place), if any.
+fn replaced_static_member(
+    group: &mut ConsumerGroup,
+    member: &Member,
+    bugs: GroupBugs,
+) -> Option<Member> {
+    let instance = member.instance_id.as_ref()?;
+    let old_id = group
+        .members
+        .values()
+        .find(|m| m.instance_id.as_ref() == Some(instance) && m.member_id != member.member_id)?
+        .member_id
+        .clone();
+    tracing::info!(instance = %instance, old = %old_id, new = %member.member_id, "static member replaced");
+    if bugs.static_member_dup {
+        return group.members.get(&old_id).cloned();
+    }
+    group.target.remove(&old_id);
+    group.members.remove(&old_id)
 }
 
 fn new_member(member_id: &str, request: &HeartbeatIn, now: Instant) -> Member {
@@ -466,6 +533,7 @@ fn reconcile(
     member_id: &str,
     owned: Option<&BTreeSet<TopicPartition>>,
     now: Instant,
+    bugs: GroupBugs,
 ) {
     let target = group.target.get(member_id).cloned().unwrap_or_default();
     let member = group.members.get_mut(member_id).expect("present");
@@ -491,7 +559,7 @@ fn reconcile(
     }
     let wanted: Vec<TopicPartition> = target.difference(&member.assigned).copied().collect();
     for tp in wanted {
-        if group.owner(&tp).is_none() {
+        if group.owner(&tp).is_none() || bugs.cooperative_direct_move {
             let member = group.members.get_mut(member_id).expect("present");
             member.assigned.insert(tp);
         }

@@ -96,6 +96,7 @@ impl<S: Storage> Node<S> {
         }
         let groups = Coordinator::new(coordinator_config(&config));
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let group_bugs = config.group_bugs;
         let cluster = match &config.cluster {
             Some(cluster_config) => {
                 let incarnation_id = {
@@ -123,7 +124,12 @@ impl<S: Storage> Node<S> {
             rng,
             now,
             cluster,
-            consumer_groups: Default::default(),
+            consumer_groups: crate::group::consumer_groups::ConsumerGroups::new(
+                crate::group::consumer_groups::ConsumerGroupsConfig {
+                    bugs: group_bugs,
+                    ..Default::default()
+                },
+            ),
             topics,
             producer_ids,
             outputs: VecDeque::new(),

@@ -236,3 +236,90 @@ fn random_membership_never_double_owns_and_converges() {
         );
     }
 }
+
+fn static_join(member: &str, instance: &str) -> HeartbeatIn {
+    HeartbeatIn {
+        instance_id: Some(instance.to_string()),
+        ..join(member)
+    }
+}
+
+/// A static member comes back under a new id: it takes over the old
+/// assignment and the old id is fenced, unless `static-member-dup` is on.
+fn static_return(bugs: GroupBugs) -> ConsumerGroups {
+    let mut cg = ConsumerGroups::new(ConsumerGroupsConfig {
+        bugs,
+        ..ConsumerGroupsConfig::default()
+    });
+    let now = Instant::from_millis(1_000);
+    let view = topics(4);
+    let first = cg.heartbeat(now, static_join("a-1", "i"), &view, no_id);
+    assert_eq!(first.assignment.map(|a| a.len()), Some(4));
+    let second = cg.heartbeat(now, static_join("a-2", "i"), &view, no_id);
+    assert_eq!(second.error, 0);
+    if bugs == GroupBugs::default() {
+        assert_eq!(
+            second.assignment.map(|a| a.len()),
+            Some(4),
+            "the new incarnation carries on"
+        );
+    }
+    cg
+}
+
+#[test]
+fn a_returning_static_member_replaces_its_old_incarnation() {
+    let mut cg = static_return(GroupBugs::default());
+    assert_eq!(cg.double_ownership(), None);
+    let old = cg.heartbeat(
+        Instant::from_millis(1_001),
+        beat("a-1", 1, &BTreeSet::new()),
+        &topics(4),
+        no_id,
+    );
+    assert_eq!(
+        old.error,
+        ResponseError::UnknownMemberId.code(),
+        "the old id is fenced"
+    );
+}
+
+#[test]
+fn static_member_dup_bug_leaves_two_owners() {
+    let cg = static_return(GroupBugs {
+        static_member_dup: true,
+        ..GroupBugs::default()
+    });
+    assert!(
+        cg.double_ownership().is_some(),
+        "the bug shows as double ownership"
+    );
+}
+
+#[test]
+fn cooperative_direct_move_bug_assigns_before_revocation() {
+    let run = |bugs: GroupBugs| {
+        let mut cg = ConsumerGroups::new(ConsumerGroupsConfig {
+            bugs,
+            ..ConsumerGroupsConfig::default()
+        });
+        let now = Instant::from_millis(1_000);
+        let view = topics(4);
+        let a = cg.heartbeat(now, join("a"), &view, no_id);
+        let owned = a.assignment.unwrap();
+        cg.heartbeat(now, join("b"), &view, no_id);
+        // a is told to give two up but has not confirmed; b heartbeats.
+        cg.heartbeat(now, beat("a", a.member_epoch, &owned), &view, no_id);
+        cg.heartbeat(now, beat("b", 0, &BTreeSet::new()), &view, no_id);
+        cg.double_ownership()
+    };
+    assert_eq!(run(GroupBugs::default()), None);
+    assert!(
+        run(GroupBugs {
+            cooperative_direct_move: true,
+            ..GroupBugs::default()
+        })
+        .is_some(),
+        "with the bug, b holds partitions a still owns"
+    );
+}
