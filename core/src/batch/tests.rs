@@ -163,10 +163,8 @@ fn set_i32(batch: &mut [u8], at: usize, value: i32) {
 #[test]
 fn inconsistent_record_counts_are_invalid() {
     let cases = [
-        (0, 2),  // no records in a data batch
         (-1, 2), // negative count
-        (2, 2),  // uncompressed: delta must be count - 1
-        (4, 2),
+        (4, 2),  // more records than offsets
     ];
     for (records_count, last_offset_delta) in cases {
         let mut batch = sample();
@@ -190,6 +188,34 @@ fn inconsistent_record_counts_are_invalid() {
         validate_batch(&batch, MAX),
         Err(BatchError::InvalidRecordCount { .. })
     ));
+}
+
+#[test]
+fn compacted_batches_pass_the_header_checks_but_not_the_producer_checks() {
+    let cases = [
+        (0, 2), // emptied by compaction: no records left
+        (2, 2), // uncompressed with a gap: a record compacted away
+    ];
+    for (records_count, last_offset_delta) in cases {
+        let mut batch = sample();
+        set_i32(&mut batch, RECORDS_COUNT_AT, records_count);
+        set_i32(&mut batch, LAST_OFFSET_DELTA_AT, last_offset_delta);
+        fix_crc(&mut batch);
+        let header = validate_batch(&batch, MAX).expect("a log may hold it");
+        let error = header.check_produced().unwrap_err();
+        assert_eq!(
+            error,
+            BatchError::InvalidRecordCount {
+                records_count,
+                last_offset_delta
+            }
+        );
+        assert_eq!(error.kafka_error_code(), error_codes::INVALID_RECORD);
+    }
+    validate_batch(&sample(), MAX)
+        .unwrap()
+        .check_produced()
+        .expect("a dense batch from a producer");
 }
 
 #[test]
