@@ -769,6 +769,7 @@ fn every_api_answers_at_every_advertised_version() {
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
                 ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
                 ApiKey::DescribeProducers => RequestKind::DescribeProducers(describe_producers_request("t", &[0, 5])),
+                ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default().with_topic_partitions(None)),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
