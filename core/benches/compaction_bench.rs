@@ -110,7 +110,8 @@ fn run_pass(storage: &mut MemoryStorage, log: &mut PartitionLog) -> usize {
             CompactionStep::Cleaned {
                 pass_finished: true,
                 ..
-            } => return steps,
+            }
+            | CompactionStep::Finished => return steps,
             _ => {}
         }
     }

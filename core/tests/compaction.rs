@@ -458,6 +458,54 @@ fn a_tombstone_past_the_map_end_stays_even_after_its_horizon() {
 }
 
 #[test]
+fn retention_or_delete_records_during_a_pass_only_shortens_it() {
+    for delete_records in [false, true] {
+        let config = LogConfig {
+            cleanup_policy: CleanupPolicy::CompactDelete,
+            retention_ms: 1_000,
+            ..compact_config()
+        };
+        let (mut s, mut log) = synced_log(config, &updates(60, 3), Compression::Lz4);
+        let end = log.log_end_offset();
+        assert!(matches!(
+            log.compact_step(&mut s, at(1), end).unwrap(),
+            CompactionStep::Mapped { .. }
+        ));
+        // Every closed segment goes, mid-pass.
+        if delete_records {
+            log.delete_records_before(&mut s, end).unwrap();
+        } else {
+            assert!(log.enforce_retention(&mut s, at(60_000)).unwrap() > 0);
+        }
+        run_pass(&mut s, &mut log, at(60_000), end);
+        assert!(!log.compaction_in_progress());
+        log.check_invariants();
+    }
+}
+
+#[test]
+fn a_segment_with_nothing_to_remove_is_not_rewritten() {
+    let (mut s, mut log) = synced_log(compact_config(), &updates(30, 30), Compression::None);
+    run_pass(&mut s, &mut log, at(1), i64::MAX);
+    assert_eq!(
+        log.cleaner_stats().segments_rewritten,
+        0,
+        "every key is distinct"
+    );
+    append_each(&mut s, &mut log, &updates(30, 30), Compression::None, at(2));
+    sync(&mut s, &mut log);
+    let before = log.cleaner_stats();
+    run_pass(&mut s, &mut log, at(3), i64::MAX);
+    let after = log.cleaner_stats();
+    assert!(after.segments_rewritten > before.segments_rewritten);
+    assert!(
+        after.segments_cleaned - before.segments_cleaned
+            > after.segments_rewritten - before.segments_rewritten,
+        "the segments written after the updates hold the latest records: kept as they are"
+    );
+}
+
+#[test]
 fn a_truncation_stops_the_pass_under_way() {
     let (mut s, mut log) = synced_log(compact_config(), &updates(40, 3), Compression::None);
     let end = log.log_end_offset();

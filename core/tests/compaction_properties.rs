@@ -1,6 +1,7 @@
 //! Compaction against a model: random appends (a few keys, some
 //! tombstones, every codec), rolls, syncs, compaction steps, time passing,
-//! restarts and power cuts on one `MemoryStorage`. After every step the
+//! time retention (`compact,delete`), DeleteRecords, restarts and power
+//! cuts on one `MemoryStorage`. After every step the
 //! log must still hold the latest record of every key at its original
 //! offset, invent or alter nothing, leave everything at or above the
 //! cleanable end alone, drop a tombstone only `delete.retention.ms` after
@@ -12,7 +13,7 @@ mod compaction_support;
 use compaction_support::*;
 use proptest::prelude::*;
 use seedlog_core::batch::BatchError;
-use seedlog_core::log::{CompactionStep, LogConfig, LogError, PartitionLog};
+use seedlog_core::log::{CleanupPolicy, CompactionStep, LogConfig, LogError, PartitionLog};
 use seedlog_core::storage::MemoryStorage;
 use seedlog_core::Instant;
 use std::collections::BTreeMap;
@@ -44,6 +45,12 @@ enum Op {
     RaiseHighWatermark {
         percent: u8,
     },
+    /// Time retention (deletes only under `compact,delete`).
+    Retention,
+    /// DeleteRecords up to this share of the way to the high watermark.
+    DeleteRecords {
+        percent: u8,
+    },
     /// A process restart: everything written survives.
     Restart,
     /// A power cut: what was not synced is lost.
@@ -63,6 +70,8 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (1u8..6).prop_map(|steps| Op::Compact { steps }),
         3 => (0u16..1500).prop_map(|ms| Op::Advance { ms }),
         3 => (0u8..=100).prop_map(|percent| Op::RaiseHighWatermark { percent }),
+        1 => Just(Op::Retention),
+        1 => (0u8..=100).prop_map(|percent| Op::DeleteRecords { percent }),
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
     ]
@@ -82,13 +91,20 @@ fn params() -> impl Strategy<Value = Params> {
         prop_oneof![Just(0u32), 0u32..800_000],
         // Maps smaller than the key set make passes stop early.
         proptest::option::weighted(0.7, 1usize..5),
+        // `compact,delete` with this `retention.ms`, else `compact`.
+        proptest::option::weighted(0.3, 200i64..3000),
     )
         .prop_map(
-            |(segment_bytes, delete_retention_ms, ratio_ppm, keys_max)| Params {
+            |(segment_bytes, delete_retention_ms, ratio_ppm, keys_max, retention_ms)| Params {
                 config: LogConfig {
                     segment_bytes,
                     delete_retention_ms,
                     min_cleanable_dirty_ratio_ppm: ratio_ppm,
+                    cleanup_policy: match retention_ms {
+                        Some(_) => CleanupPolicy::CompactDelete,
+                        None => CleanupPolicy::Compact,
+                    },
+                    retention_ms: retention_ms.unwrap_or(-1),
                     ..compact_config()
                 },
                 offset_map_keys_max: keys_max,
@@ -166,6 +182,13 @@ impl World {
     }
 
     fn step(&mut self, op: &Op) {
+        self.apply(op);
+        // Retention, DeleteRecords (and a crash) take a prefix away.
+        let start = self.log.log_start_offset();
+        self.written.retain(|&offset, _| offset >= start);
+    }
+
+    fn apply(&mut self, op: &Op) {
         match op {
             Op::Append { records, codec } => {
                 let records: Vec<KeyValue> = records
@@ -224,6 +247,18 @@ impl World {
                 let end = self.log.log_end_offset();
                 self.high_watermark += (end - self.high_watermark) * i64::from(*percent) / 100;
             }
+            Op::Retention => {
+                self.log
+                    .enforce_retention(&mut self.storage, self.now)
+                    .expect("retention");
+            }
+            Op::DeleteRecords { percent } => {
+                let start = self.log.log_start_offset();
+                let to = start + (self.high_watermark - start).max(0) * i64::from(*percent) / 100;
+                self.log
+                    .delete_records_before(&mut self.storage, to)
+                    .expect("delete records");
+            }
             Op::Restart => self.reopen(),
             Op::Crash => {
                 let synced = self.log.synced_offset();
@@ -261,7 +296,9 @@ impl World {
             end,
             "the log end is where the last append left it"
         );
-        assert!(self.log.first_dirty_offset() <= self.cleaned_below.max(0));
+        // A reopened log starts its first dirty offset at the log start.
+        let start = self.log.log_start_offset();
+        assert!(self.log.first_dirty_offset() <= self.cleaned_below.max(start));
         let records = read_all(&mut self.storage, &mut self.log);
         let mut previous = -1;
         for r in &records {

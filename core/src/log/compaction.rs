@@ -208,6 +208,9 @@ pub enum CompactionStep {
         rewritten: bool,
         pass_finished: bool,
     },
+    /// The pass ended with no segment left to clean: retention or
+    /// DeleteRecords removed them since the last step.
+    Finished,
 }
 
 /// Counters since the log was opened.
@@ -291,7 +294,9 @@ impl OffsetMap {
     }
 
     /// Records `offset` as the latest of `key`. False (and nothing
-    /// recorded) when a new key does not fit: the map is then full.
+    /// recorded) when a new key does not fit: the map is then full. The
+    /// first key always fits, however long, so that every pass maps at
+    /// least one record and the next one starts further on.
     fn insert(&mut self, key: &[u8], offset: i64) -> bool {
         assert!(
             offset >= self.end_offset,
@@ -303,7 +308,8 @@ impl OffsetMap {
             return true;
         }
         let key_bytes = self.key_bytes + key.len() as u64;
-        if self.latest.len() >= self.keys_max || key_bytes > OFFSET_MAP_KEY_BYTES_MAX {
+        let fits = self.latest.len() < self.keys_max && key_bytes <= OFFSET_MAP_KEY_BYTES_MAX;
+        if !fits && !self.latest.is_empty() {
             self.full = true;
             return false;
         }
@@ -585,17 +591,23 @@ fn clean_batch(header: &BatchHeader, batch: &Bytes, rules: &Rules<'_>) -> Result
 
 /// A run of consecutive emptied batches of one leader epoch, which becomes
 /// one empty batch spanning their offsets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct EmptyRun {
     first: BatchHeader,
+    /// The first batch as it was: a lone empty batch that comes out the
+    /// same needs no rewrite.
+    first_batch: Bytes,
+    batches: u32,
     last_offset: i64,
     max_timestamp: i64,
 }
 
 impl EmptyRun {
-    fn new(header: &BatchHeader) -> EmptyRun {
+    fn new(header: &BatchHeader, batch: &Bytes) -> EmptyRun {
         EmptyRun {
             first: *header,
+            first_batch: batch.clone(),
+            batches: 1,
             last_offset: header.last_offset(),
             max_timestamp: header.max_timestamp(),
         }
@@ -611,6 +623,7 @@ impl EmptyRun {
 
     fn extend(&mut self, header: &BatchHeader) {
         assert!(self.can_extend(header), "a run grows by a batch that fits");
+        self.batches += 1;
         self.last_offset = header.last_offset();
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp());
     }
@@ -618,7 +631,7 @@ impl EmptyRun {
     /// The empty batch: no records, no producer, both timestamps the run's
     /// largest (as Kafka's empty batches), so segment timestamps and time
     /// retention do not move.
-    fn to_batch(self) -> Vec<u8> {
+    fn to_batch(&self) -> Vec<u8> {
         let fields = RebuiltFields {
             attributes: 0,
             last_offset_delta: i32::try_from(self.last_offset - self.first.base_offset())
@@ -641,6 +654,8 @@ struct CleanedSegment {
     index_interval_bytes: u32,
     run: Option<EmptyRun>,
     records_removed: u64,
+    /// Whether `bytes` differ from the segment's: only then is it written.
+    changed: bool,
 }
 
 impl CleanedSegment {
@@ -653,7 +668,9 @@ impl CleanedSegment {
 
     fn flush_run(&mut self) {
         if let Some(run) = self.run.take() {
-            self.push(&run.to_batch());
+            let batch = run.to_batch();
+            self.changed |= run.batches > 1 || batch[..] != run.first_batch[..];
+            self.push(&batch);
         }
     }
 
@@ -661,11 +678,12 @@ impl CleanedSegment {
         match fate {
             Fate::Empty { records_removed } => {
                 self.records_removed += records_removed;
+                self.changed |= records_removed > 0;
                 match &mut self.run {
                     Some(run) if run.can_extend(header) => run.extend(header),
                     _ => {
                         self.flush_run();
-                        self.run = Some(EmptyRun::new(header));
+                        self.run = Some(EmptyRun::new(header, batch));
                     }
                 }
             }
@@ -678,6 +696,7 @@ impl CleanedSegment {
                 records_removed,
             } => {
                 self.records_removed += records_removed;
+                self.changed = true;
                 self.flush_run();
                 self.push(&batch);
             }
@@ -777,7 +796,8 @@ impl Cleaner {
             );
             assert!(
                 pass.map.latest.len() <= pass.map.keys_max
-                    && pass.map.key_bytes <= OFFSET_MAP_KEY_BYTES_MAX,
+                    && (pass.map.key_bytes <= OFFSET_MAP_KEY_BYTES_MAX
+                        || pass.map.latest.len() == 1),
                 "the offset map stays within its bounds"
             );
         }
@@ -785,9 +805,13 @@ impl Cleaner {
 }
 
 impl PartitionLog {
-    /// Offsets below this went through a finished compaction pass.
+    /// Offsets below this went through a finished compaction pass, or
+    /// are gone (below the log start).
     pub fn first_dirty_offset(&self) -> i64 {
-        self.cleaner.first_dirty_offset
+        self.cleaner
+            .first_dirty_offset
+            .max(self.log_start_offset)
+            .min(self.log_end_offset())
     }
 
     pub fn compaction_in_progress(&self) -> bool {
@@ -850,10 +874,7 @@ impl PartitionLog {
             if !self.compaction_due(now_ms, cleanable_end) {
                 return Ok(CompactionStep::Idle);
             }
-            let first_dirty = self
-                .cleaner
-                .first_dirty_offset
-                .clamp(self.log_start_offset, cleanable_end);
+            let first_dirty = self.first_dirty_offset().min(cleanable_end);
             let phase = if first_dirty < cleanable_end {
                 Phase::Mapping {
                     next_offset: first_dirty,
@@ -872,7 +893,7 @@ impl PartitionLog {
         }
         let pass = self.cleaner.pass.as_ref().expect("a pass is under way");
         match pass.phase {
-            Phase::Mapping { next_offset } => self.map_segment(storage, next_offset),
+            Phase::Mapping { next_offset } => self.map_segment(storage, next_offset, now_ms),
             Phase::Cleaning { next_offset } => self.clean_segment(storage, next_offset, now_ms),
         }
     }
@@ -893,7 +914,7 @@ impl PartitionLog {
     /// Kafka's trigger: dirty bytes over all cleanable bytes above
     /// `min.cleanable.dirty.ratio`; and ours: a delete horizon has passed.
     fn compaction_due(&self, now_ms: i64, cleanable_end: i64) -> bool {
-        let first_dirty = self.cleaner.first_dirty_offset;
+        let first_dirty = self.first_dirty_offset();
         let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
         let mut horizon_passed = false;
         for segment in self
@@ -920,9 +941,19 @@ impl PartitionLog {
         &mut self,
         storage: &mut dyn Storage,
         next_offset: i64,
+        now_ms: i64,
     ) -> Result<CompactionStep, LogError> {
         let from_offset = next_offset.max(self.segments[0].base_offset);
         let pass = self.cleaner.pass.as_mut().expect("a pass is under way");
+        if from_offset >= pass.dirty_end_offset {
+            // Retention or DeleteRecords removed the rest of the dirty part
+            // since the last step: clean what was mapped.
+            pass.phase = Phase::Cleaning {
+                next_offset: self.segments[0].base_offset,
+            };
+            let first_base_offset = self.segments[0].base_offset;
+            return self.clean_segment(storage, first_base_offset, now_ms);
+        }
         let index = self
             .segments
             .partition_point(|s| s.base_offset <= from_offset)
@@ -988,7 +1019,7 @@ impl PartitionLog {
         if offset >= pass.map.end_offset {
             // Nothing mapped below here (retention took it all): done.
             self.finish_pass(storage)?;
-            return Ok(CompactionStep::Idle);
+            return Ok(CompactionStep::Finished);
         }
         let index = self.segments.partition_point(|s| s.base_offset <= offset) - 1;
         let old = &self.segments[index];
@@ -1007,6 +1038,7 @@ impl PartitionLog {
             index_interval_bytes: self.config.index_interval_bytes,
             run: None,
             records_removed: 0,
+            changed: false,
         };
         let bytes_read = for_each_batch(storage, old, old.base_offset, |header, batch| {
             let fate = clean_batch(header, batch, &rules)?;
@@ -1019,6 +1051,7 @@ impl PartitionLog {
             bytes,
             segment: mut rebuilt,
             records_removed,
+            changed: rewritten,
             ..
         } = cleaned;
         assert_eq!(
@@ -1029,12 +1062,12 @@ impl PartitionLog {
         let (base_offset, bytes_before, bytes_after) =
             (old.base_offset, old.size_bytes, rebuilt.size_bytes);
         let next = old.next_offset;
-        // Unchanged bytes (nothing removed, no horizon set or cleared) are
-        // not rewritten; comparing costs one pass over memory.
-        let rewritten = bytes_after != bytes_before || {
-            let current = storage.read_at(&old.path, 0, old.size_bytes as usize)?;
-            current[..] != bytes[..]
-        };
+        assert!(
+            rewritten || bytes_after == bytes_before,
+            "an unchanged segment keeps its size"
+        );
+        // An unchanged segment (nothing removed, no horizon set or cleared)
+        // is not written: a pass rewrites only what it cleans.
         if rewritten {
             // The swap: atomic and durable (see the module docs).
             storage.write_atomic(&old.path, &bytes)?;

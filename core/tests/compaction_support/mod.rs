@@ -144,7 +144,8 @@ pub fn run_pass(
             CompactionStep::Cleaned {
                 pass_finished: true,
                 ..
-            } => return steps + 1,
+            }
+            | CompactionStep::Finished => return steps + 1,
             _ => {}
         }
         log.check_invariants();
