@@ -93,6 +93,12 @@ fn roundtrip_response(key: i16, version: i16, body: ResponseKind) -> ResponseKin
 
 impl ClusterHarness {
     fn start(ids: &[i32]) -> ClusterHarness {
+        ClusterHarness::start_with(ids, ids)
+    }
+
+    /// `nodes` run; those in `voters` form the controller quorum, the rest
+    /// are broker-only (observers of the metadata log).
+    fn start_with(voters: &[i32], nodes: &[i32]) -> ClusterHarness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -110,14 +116,14 @@ impl ClusterHarness {
             client_answers: BTreeMap::new(),
             peer_versions: BTreeMap::new(),
         };
-        for &id in ids {
-            let config = config(id, ids);
+        for &id in nodes {
+            let config = config(id, voters);
             let node = Node::new(config.clone(), MemoryStorage::new(), id as u64, now)
                 .expect("node opens");
             h.configs.insert(id, config);
             h.nodes.insert(id, Some(node));
         }
-        for &id in ids {
+        for &id in nodes {
             h.drain(id);
         }
         h
@@ -525,6 +531,20 @@ impl ClusterHarness {
             .retain(|_, e| !matches!(e, Event::Input { node, .. } if *node == id));
     }
 
+    /// Cuts every link to and from `id` (its clients still reach it).
+    fn isolate(&mut self, id: i32) {
+        for other in self.configs.keys().copied().collect::<Vec<_>>() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
     fn restart(&mut self, id: i32) {
         let storage = self.disks.remove(&id).expect("crashed before");
         let node = Node::new(
@@ -668,9 +688,9 @@ fn a_crashed_leader_is_replaced_and_acknowledged_writes_survive() {
 /// last round every acknowledged value must be readable from the leader, in
 /// the order acknowledged, and every replica must hold the same log.
 #[test]
-fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
+fn acknowledged_writes_survive_seeded_crashes_and_isolations_of_any_one_node() {
     use rand::{Rng, SeedableRng};
-    for seed in 0..12u64 {
+    for seed in 0..24u64 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut h = ClusterHarness::start(&[1, 2, 3]);
         h.run_for(Duration::from_secs(3));
@@ -694,21 +714,41 @@ fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
                 }
             }
             let victim = rng.gen_range(1..=3);
-            h.crash(victim);
+            // A crash (power cut) or an isolation (the node keeps running,
+            // its clients still reach it, its peers do not).
+            let isolate = rng.gen_bool(0.5);
+            if isolate {
+                h.isolate(victim);
+            } else {
+                h.crash(victim);
+            }
             h.run_for(Duration::from_millis(rng.gen_range(0..6_000)));
             let alive = (1..=3).find(|n| *n != victim).unwrap();
             m = h.metadata(alive, "t");
             for _ in 0..rng.gen_range(0..10) {
+                // Clients write to whoever their metadata names, the
+                // isolated node included: what it acknowledges must last.
                 let leader = leader_of(&m, 0);
                 let value = format!("s{seed}-{next_value}");
                 next_value += 1;
-                if leader >= 0 && leader != victim {
+                if leader >= 0 && h.nodes[&leader].is_some() {
                     if let Some((0, _)) = h.produce(leader, "t", 0, &[value.as_bytes()]) {
                         acked.push(value.into_bytes());
                     }
                 }
+                if isolate && h.nodes[&victim].is_some() {
+                    let value = format!("s{seed}-{next_value}-stale");
+                    next_value += 1;
+                    if let Some((0, _)) = h.produce(victim, "t", 0, &[value.as_bytes()]) {
+                        acked.push(value.into_bytes());
+                    }
+                }
             }
-            h.restart(victim);
+            if isolate {
+                h.heal();
+            } else {
+                h.restart(victim);
+            }
             h.run_for(Duration::from_secs(4));
             m = h.wait_for_leaders(1, "t", 3);
         }
@@ -983,4 +1023,113 @@ fn preferred_leader_election_moves_leadership_back_after_a_restart() {
         preferred,
         "the preferred replica leads again"
     );
+}
+
+#[test]
+fn topic_configs_altered_through_any_node_reach_every_broker() {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "c", 1, 3, "2").topics[0].error_code, 0);
+    h.wait_for_leaders(1, "c", 3);
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("c"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("3600000")))]),
+    ]);
+    let answer = h.call(
+        3,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        RequestKind::IncrementalAlterConfigs(request),
+        Duration::from_secs(5),
+    );
+    let Some(ResponseKind::IncrementalAlterConfigs(r)) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    h.run_for(Duration::from_secs(1));
+    for node in 1..=3 {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("c")),
+        ]);
+        let answer = h.call(
+            node,
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(request),
+            Duration::from_secs(5),
+        );
+        let Some(ResponseKind::DescribeConfigs(r)) = answer else {
+            panic!("{answer:?}")
+        };
+        let retention = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .expect("listed");
+        assert_eq!(
+            retention.value.as_ref().map(|v| v.as_str()),
+            Some("3600000"),
+            "node {node}"
+        );
+        assert_eq!(
+            retention.config_source, 1,
+            "a topic override on node {node}"
+        );
+    }
+}
+
+#[test]
+fn a_broker_only_node_observes_the_metadata_log_and_hosts_replicas() {
+    let mut h = ClusterHarness::start_with(&[1, 2, 3], &[1, 2, 3, 4]);
+    h.run_for(Duration::from_secs(4));
+    let status = h.node(4).cluster_status().expect("cluster node");
+    assert_eq!(
+        status.quorum_role,
+        seedlog_core::quorum::Role::Follower,
+        "{status:?}"
+    );
+    assert_eq!(status.unfenced_brokers, vec![1, 2, 3, 4], "{status:?}");
+    assert!(!status.controller_active);
+    // Four brokers, RF 4: every partition has a replica on the observer.
+    assert_eq!(h.create_topic(4, "wide", 4, 4, "3").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(4, "wide", 4);
+    let topic_id = m.topics[0].topic_id;
+    for p in 0..4 {
+        let leader = leader_of(&m, p);
+        let (code, _) = h
+            .produce(leader, "wide", p, &[b"x", b"y"])
+            .expect("answered");
+        assert_eq!(code, 0);
+    }
+    h.run_for(Duration::from_secs(1));
+    for p in 0..4 {
+        assert_eq!(h.node(4).partition_offsets("wide", p).expect("hosted").2, 2);
+    }
+    // Losing the quorum leader: the observer finds the new one.
+    let leader = h
+        .node(4)
+        .cluster_status()
+        .unwrap()
+        .quorum_leader
+        .expect("known");
+    h.crash(leader);
+    h.run_for(Duration::from_secs(10));
+    let status = h.node(4).cluster_status().unwrap();
+    assert!(
+        status.quorum_leader.is_some_and(|l| l != leader),
+        "{status:?}"
+    );
+    assert!(!status.unfenced_brokers.contains(&leader), "{status:?}");
+    let m = h.wait_for_leaders(4, "wide", 3);
+    let p0 = leader_of(&m, 0);
+    let (code, values) = h.consume(p0, topic_id, 0);
+    assert_eq!((code, values.len()), (0, 2));
 }

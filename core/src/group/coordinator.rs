@@ -141,7 +141,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(member_id: &str, error: i16) -> JoinResult {
+    pub fn error(member_id: &str, error: i16) -> JoinResult {
         JoinResult {
             error,
             generation_id: -1,
@@ -1901,11 +1901,17 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             .collect();
         for group_id in ids {
             let group = self.groups.remove(&group_id).expect("listed");
-            let members: Vec<String> = group.members.keys().cloned().collect();
-            for member_id in members {
-                self.schedule_heartbeat(now, &group, &member_id);
-            }
+            self.restart_sessions(now, &group);
             self.groups.insert(group_id, group);
+        }
+    }
+
+    /// Members of a group just loaded must heartbeat within their session
+    /// timeout or leave: they do not know the coordinator changed.
+    fn restart_sessions(&mut self, now: Instant, group: &Group<R>) {
+        let members: Vec<String> = group.members.keys().cloned().collect();
+        for member_id in members {
+            self.schedule_heartbeat(now, group, &member_id);
         }
     }
 
@@ -1965,10 +1971,7 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             if group.members.is_empty() && group.offsets.is_empty() && group.generation_id == 0 {
                 continue;
             }
-            let members: Vec<String> = group.members.keys().cloned().collect();
-            for member_id in members {
-                self.schedule_heartbeat(now, &group, &member_id);
-            }
+            self.restart_sessions(now, &group);
             self.groups.insert(group_id, group);
         }
         tracing::info!(

@@ -38,6 +38,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
+    (ApiKey::PushTelemetry, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Requests between the nodes of a cluster (KRaft, the controller's broker
@@ -120,7 +127,7 @@ mod tests {
             assert!(!supports(*key, max + 1));
         }
         assert!(
-            !supports(ApiKey::ConsumerGroupHeartbeat, 0),
+            !supports(ApiKey::AddPartitionsToTxn, 0),
             "not implemented, so not advertised"
         );
     }

@@ -7,13 +7,14 @@
 mod api_versions;
 mod cluster;
 mod config;
+pub(crate) mod config_change;
 mod flush;
 mod handlers;
 mod io;
 mod producer_ids;
 mod producer_state;
 mod responder;
-mod topic_config;
+pub(crate) mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports};
@@ -76,6 +77,8 @@ pub struct Node<S: Storage> {
     group_writes: Vec<GroupWriteWait>,
     /// Set on a node of a multi-node cluster.
     cluster: Option<cluster::Cluster>,
+    /// Groups of the KIP-848 consumer protocol.
+    consumer_groups: crate::group::consumer_groups::ConsumerGroups,
 }
 
 impl<S: Storage> Node<S> {
@@ -121,6 +124,7 @@ impl<S: Storage> Node<S> {
             rng,
             now,
             cluster,
+            consumer_groups: Default::default(),
             topics,
             producer_ids,
             outputs: VecDeque::new(),
@@ -236,6 +240,7 @@ impl<S: Storage> Node<S> {
         self.expire_delayed_fetches();
         self.expire_produces();
         self.groups.handle_timeout(now);
+        self.consumer_groups.handle_timeout(now);
         if now >= self.retention_check_at {
             // A compaction pass goes a segment per check: come back soon.
             let mut interval_ms = self.config.retention_check_interval_ms;
@@ -259,6 +264,7 @@ impl<S: Storage> Node<S> {
         let flush_retry = self.flusher.retry_at();
         let groups = self.groups.next_timeout();
         let produce = self.produce_deadline();
+        let consumer_groups = self.consumer_groups.next_timeout();
         let cluster = self
             .cluster
             .as_ref()
@@ -275,6 +281,7 @@ impl<S: Storage> Node<S> {
             flush_retry,
             groups,
             produce,
+            consumer_groups,
         ]
         .into_iter()
         .flatten()
@@ -289,6 +296,7 @@ impl<S: Storage> Node<S> {
         self.topics.check_invariants();
         self.responder.check_invariants();
         self.groups.check_invariants();
+        self.consumer_groups.check_invariants();
         if let Some(cluster) = &self.cluster {
             cluster.check_invariants();
         }
@@ -405,7 +413,9 @@ impl<S: Storage> Node<S> {
             RequestKind::CreateTopics(_)
             | RequestKind::DeleteTopics(_)
             | RequestKind::CreatePartitions(_)
-            | RequestKind::ElectLeaders(_) => {
+            | RequestKind::ElectLeaders(_)
+            | RequestKind::AlterConfigs(_)
+            | RequestKind::IncrementalAlterConfigs(_) => {
                 let slot = slot.expect("answered");
                 if from_peer {
                     self.handle_peer_controller_request(slot, body);
@@ -476,6 +486,35 @@ impl<S: Storage> Node<S> {
             RequestKind::ElectLeaders(r) => {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                let client_id = header.client_id.as_ref().map(|c| c.to_string());
+                let response = self.handle_consumer_group_heartbeat(client_id.as_deref(), &r);
+                reply(self, ResponseKind::ConsumerGroupHeartbeat(response))
+            }
+            RequestKind::ConsumerGroupDescribe(r) => {
+                let response = self.handle_consumer_group_describe(&r);
+                reply(self, ResponseKind::ConsumerGroupDescribe(response))
+            }
+            RequestKind::DescribeTopicPartitions(r) => {
+                let response = self.handle_describe_topic_partitions(&r);
+                reply(self, ResponseKind::DescribeTopicPartitions(response))
+            }
+            RequestKind::GetTelemetrySubscriptions(r) => {
+                let response = self.handle_get_telemetry_subscriptions(&r);
+                reply(self, ResponseKind::GetTelemetrySubscriptions(response))
+            }
+            RequestKind::PushTelemetry(_) => {
+                let response = self.handle_push_telemetry();
+                reply(self, ResponseKind::PushTelemetry(response))
+            }
+            RequestKind::AlterConfigs(r) => {
+                let response = self.handle_alter_configs(&r);
+                reply(self, ResponseKind::AlterConfigs(response))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                let response = self.handle_incremental_alter_configs(&r);
+                reply(self, ResponseKind::IncrementalAlterConfigs(response))
             }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);

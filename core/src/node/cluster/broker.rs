@@ -243,6 +243,7 @@ impl<S: Storage> Node<S> {
     pub(in crate::node) fn apply_committed_metadata(&mut self) {
         let high_watermark = self.cluster().quorum.high_watermark().unwrap_or(0);
         let mut removed = BTreeSet::new();
+        let mut reconfigured = BTreeSet::new();
         let mut changed = false;
         // Bounded: each round reads at most one fetch-size of the log.
         for _ in 0..1024 {
@@ -256,8 +257,14 @@ impl<S: Storage> Node<S> {
             let cluster = cluster.as_mut().expect("cluster node");
             let (records, next) = read_committed_records(&mut cluster.quorum, storage, from);
             for (offset, record) in &records {
-                if let MetadataRecord::RemoveTopic(r) = record {
-                    removed.insert(r.topic_id);
+                match record {
+                    MetadataRecord::RemoveTopic(r) => {
+                        removed.insert(r.topic_id);
+                    }
+                    MetadataRecord::Config(r) if r.resource_type == TOPIC_RESOURCE => {
+                        reconfigured.insert(r.resource_name.clone());
+                    }
+                    _ => {}
                 }
                 cluster.image.apply(*offset, record);
                 changed = true;
@@ -270,6 +277,15 @@ impl<S: Storage> Node<S> {
         }
         for topic_id in removed {
             self.forget_deleted_topic(topic_id);
+        }
+        for topic in reconfigured {
+            if self.topics.contains(&topic) {
+                let overrides = topic_overrides(&self.cluster().image, &topic);
+                self.set_topic_overrides(&topic, overrides);
+                if let Err(e) = self.topics.persist(&mut self.storage) {
+                    tracing::error!(error = %e, "persisting the topic registry failed");
+                }
+            }
         }
         if changed {
             self.reconcile_replicas();

@@ -13,6 +13,7 @@ use super::broker::{leader_end_offset, sync_high_watermark};
 use super::controller_host::ControllerCall;
 use super::peers::{deadline, Purpose};
 use crate::batch::BatchIter;
+use crate::node::handlers::fetch::empty_partition_data;
 use crate::partition::{FetchDecision, FetchResponseFields, FollowerOutcome, ReplicaFetch};
 use crate::storage::Storage;
 use crate::time::Instant;
@@ -273,12 +274,7 @@ impl<S: Storage> Node<S> {
                 FetchableTopicResponse::default().with_topic_id(topic.topic_id);
             let name = self.topics.name_of(&topic.topic_id).map(str::to_string);
             for fp in &topic.partitions {
-                let mut pd = PartitionData::default()
-                    .with_partition_index(fp.partition)
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_records(Some(Bytes::new()));
+                let mut pd = empty_partition_data(fp.partition);
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
                     Some(name) => {

@@ -17,6 +17,18 @@ use std::time::Duration;
 /// Fetch v13 and later name topics by id.
 const FETCH_TOPIC_ID_VERSION_MIN: i16 = 13;
 
+/// A partition's answer before anything is known: no offsets, no records,
+/// no preferred read replica.
+pub(crate) fn empty_partition_data(partition: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica((-1).into())
+        .with_records(Some(Bytes::new()))
+}
+
 /// A fetch parked until enough data arrives or its deadline passes.
 pub struct DelayedFetch {
     pub slot: Slot,
@@ -131,13 +143,7 @@ impl<S: Storage> Node<S> {
                 topic_response.topic = topic.topic.clone();
             }
             for fp in &topic.partitions {
-                let mut pd = PartitionData::default()
-                    .with_partition_index(fp.partition)
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_preferred_read_replica((-1).into())
-                    .with_records(Some(Bytes::new()));
+                let mut pd = empty_partition_data(fp.partition);
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
                     Some(name) => {

@@ -1,10 +1,9 @@
 //! Produce: validate batches as bytes, append, and answer once the data is
 //! as durable as the node promises (`flush_before_ack`).
 
-use super::super::cluster::broker::{leader_end_offset, sync_high_watermark};
 use super::super::producer_state::SequenceCheck;
 use super::super::responder::Slot;
-use super::super::topics::Replica;
+use super::super::topics::{after_leader_append, Replica};
 use super::super::Node;
 use crate::batch::BatchHeader;
 use crate::log::LogError;
@@ -171,20 +170,7 @@ impl<S: Storage> Node<S> {
             Ok(info) => {
                 p.producers
                     .record(&header.with_base_offset(info.first_offset));
-                match &mut p.replica {
-                    Replica::Leader(leader) => {
-                        leader
-                            .handle_leader_end_offset(leader_end_offset(&p.log, flush_before_ack));
-                        sync_high_watermark(p, flush_before_ack);
-                        // Parked replica fetches have data now.
-                        self.high_watermark_moved = true;
-                    }
-                    _ if !flush_before_ack => {
-                        p.high_watermark = p.log.log_end_offset();
-                        self.high_watermark_moved = true;
-                    }
-                    _ => {}
-                }
+                self.high_watermark_moved |= after_leader_append(p, flush_before_ack);
                 Ok(Appended {
                     base_offset: info.first_offset,
                     log_start_offset: p.log.log_start_offset(),
