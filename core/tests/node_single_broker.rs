@@ -18,6 +18,7 @@ use std::time::Duration;
 const CONN: u64 = 1;
 const FETCH_CONN: u64 = 99;
 
+mod compaction_support;
 mod support;
 
 use support::Harness;
@@ -1266,6 +1267,72 @@ fn describe_producers_reports_idempotent_producers_per_partition() {
         ResponseError::UnknownTopicOrPartition.code(),
         "a partition past the topic's count"
     );
+}
+
+#[test]
+fn a_compacted_topic_is_compacted_from_the_retention_timer_in_steps() {
+    use compaction_support::{batch, read_all, KeyValue, CODECS};
+    use seedlog_core::log::{LogConfig, PartitionLog};
+    let config = NodeConfig {
+        retention_check_interval_ms: 60_000,
+        ..NodeConfig::default()
+    };
+    let mut h = Harness::with_config(config, MemoryStorage::new());
+    let topic_configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "300"),
+        ("min.cleanable.dirty.ratio", "0.1"),
+    ];
+    assert_eq!(h.create_topic("c", 1, &topic_configs), 0);
+    let produce = |h: &mut Harness, records: &[KeyValue]| {
+        let bytes = batch(records, h.now.unix_millis(), CODECS[3]);
+        let id = h.send(
+            ApiKey::Produce,
+            9,
+            RequestKind::Produce(produce_request("c", 0, -1, bytes)),
+        );
+        match h.take(id) {
+            Some(ResponseKind::Produce(r)) => r.responses[0].partition_responses[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    };
+    for i in 0..40 {
+        let record = (Some(format!("k{}", i % 2).into_bytes()), Some(vec![i]));
+        assert_eq!(produce(&mut h, &[record]), 0);
+    }
+    assert_eq!(
+        produce(&mut h, &[(None, Some(b"x".to_vec()))]),
+        ResponseError::InvalidRecord.code(),
+        "a compacted topic refuses keyless records"
+    );
+
+    let read = |h: &mut Harness| {
+        let mut storage = h.node.storage_mut().clone();
+        let (mut log, _) =
+            PartitionLog::open(&mut storage, "c-0", LogConfig::default(), h.now).unwrap();
+        (read_all(&mut storage, &mut log), log.segment_count())
+    };
+    let (before, segments) = read(&mut h);
+    assert_eq!(before.len(), 40);
+    assert!(segments > 3);
+    // The first check starts a pass; its steps follow 100 ms apart, one
+    // segment each, long before the next regular check.
+    h.advance(60_000 + 100 * 2 * segments as u64);
+    let (after, _) = read(&mut h);
+    assert!(
+        after.len() < before.len(),
+        "compacted: {} records left",
+        after.len()
+    );
+    assert!(after.iter().all(|r| before.contains(r)));
+    for key in [&b"k0"[..], b"k1"] {
+        let latest = before.iter().rev().find(|r| r.key.as_deref() == Some(key));
+        assert!(
+            after.contains(latest.unwrap()),
+            "the latest of each key stays"
+        );
+    }
+    h.node.check_invariants();
 }
 
 #[test]

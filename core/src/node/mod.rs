@@ -23,6 +23,7 @@ pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
 
 use crate::group::Coordinator;
+use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
 use flush::Flusher;
@@ -247,9 +248,12 @@ impl<S: Storage> Node<S> {
         self.groups.handle_timeout(now);
         self.consumer_groups.handle_timeout(now);
         if now >= self.retention_check_at {
-            self.retention_check_at =
-                now + Duration::from_millis(self.config.retention_check_interval_ms);
-            self.enforce_retention();
+            // A compaction pass goes a segment per check: come back soon.
+            let mut interval_ms = self.config.retention_check_interval_ms;
+            if self.enforce_retention() {
+                interval_ms = interval_ms.min(COMPACTION_STEP_INTERVAL_MS);
+            }
+            self.retention_check_at = now + Duration::from_millis(interval_ms);
             self.groups.expire_offsets(now);
         }
         self.after_input();
@@ -614,8 +618,11 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    fn enforce_retention(&mut self) {
+    /// Retention, then one compaction step, per partition. True while a
+    /// compaction pass is under way somewhere.
+    fn enforce_retention(&mut self) -> bool {
         let now = self.now;
+        let mut compacting = false;
         for topic in self.topics.iter_mut() {
             for p in topic.partitions.values_mut() {
                 match p.log.enforce_retention(&mut self.storage, now) {
@@ -626,8 +633,13 @@ impl<S: Storage> Node<S> {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(dir = p.log.dir(), error = %e, "retention failed"),
                 }
+                if let Err(e) = p.log.compact_step(&mut self.storage, now, p.high_watermark) {
+                    tracing::warn!(dir = p.log.dir(), error = %e, "compaction failed");
+                }
+                compacting |= p.log.compaction_in_progress();
             }
         }
+        compacting
     }
 
     fn random_uuid(&mut self) -> uuid::Uuid {
