@@ -17,7 +17,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 /// The offsets topic keeps the groups' state: no time or size retention.
-const OFFSETS_TOPIC_CONFIGS: [(&str, &str); 3] = [
+const OFFSETS_TOPIC_CONFIGS: [(&str, &str); 4] = [
+    ("cleanup.policy", "compact"),
     ("retention.ms", "-1"),
     ("retention.bytes", "-1"),
     ("max.message.bytes", "104857600"),

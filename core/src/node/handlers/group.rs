@@ -193,7 +193,7 @@ impl<S: Storage> Node<S> {
 
     /// Creates `__consumer_offsets` on first use. Its records must outlive
     /// time and size retention (they are the groups' state), so both are
-    /// off; the log is not compacted yet, so it only grows.
+    /// off; compaction keeps the latest record per key, as Kafka's does.
     pub(crate) fn ensure_offsets_topic(&mut self) -> Result<(), i16> {
         if self.topics.contains(OFFSETS_TOPIC) {
             return Ok(());
@@ -204,6 +204,8 @@ impl<S: Storage> Node<S> {
             return Err(ResponseError::NotCoordinator.code());
         }
         let overrides: BTreeMap<String, String> = [
+            // Kafka's: the latest record per key is the groups' state.
+            ("cleanup.policy", "compact"),
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
             ("max.message.bytes", "104857600"),
