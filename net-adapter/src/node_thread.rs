@@ -14,9 +14,12 @@
 
 use crate::file_storage::FileStorage;
 use crate::framing::encode_response;
+use crate::peers::{PeerEvent, Peers, SendError};
 use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, RequestKind};
-use seedlog_core::node::{ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output};
+use seedlog_core::node::{
+    ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output, PeerId,
+};
 use seedlog_core::storage::{Storage, StorageError};
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +53,8 @@ pub enum NodeMessage {
     },
     /// The reader has stopped; sent exactly once per opened connection.
     Closed { connection: ConnectionId },
+    /// News from an outbound link to another node.
+    Peer(PeerEvent),
 }
 
 /// The node's clock: nanoseconds since the Unix epoch, so the core's
@@ -73,6 +78,11 @@ pub struct NodeDriver {
     flushes_pending: Vec<(FlushId, Vec<String>)>,
     /// Messages handled before pending flushes are performed.
     batch_max: usize,
+    peers: Peers,
+    /// Peers whose requests were refused while outputs drained. The node
+    /// hears `PeerUnreachable` once per peer after the drain, not inside
+    /// it, so a node that answers it with a new request cannot spin.
+    peers_refused: BTreeSet<PeerId>,
 }
 
 impl NodeDriver {
@@ -81,6 +91,7 @@ impl NodeDriver {
         storage: FileStorage,
         rng_seed: u64,
         batch_max: usize,
+        peers: Peers,
     ) -> Result<NodeDriver, NodeError> {
         assert!(batch_max > 0, "a batch holds at least one message");
         let node = Node::new(config, storage, rng_seed, now())?;
@@ -89,6 +100,8 @@ impl NodeDriver {
             connections: BTreeMap::new(),
             flushes_pending: Vec::new(),
             batch_max,
+            peers,
+            peers_refused: BTreeSet::new(),
         };
         // Recovery may already want something flushed.
         driver.drain_outputs();
@@ -122,7 +135,10 @@ impl NodeDriver {
                     self.node.handle_timeout(now());
                     self.drain_outputs();
                 }
+                // Only to come round again: refusals are reported below.
+                () = std::future::ready(()), if !self.peers_refused.is_empty() => {}
             }
+            self.report_refused_peers();
             self.perform_flushes();
         }
 
@@ -132,6 +148,7 @@ impl NodeDriver {
         );
         // Writers send what is already queued, then close; readers stop.
         self.connections.clear();
+        self.peers.close_all();
         self.perform_flushes();
         let storage = self.node.storage_mut();
         let dirty_files = storage.dirty_paths().len();
@@ -186,6 +203,12 @@ impl NodeDriver {
                     .handle(now(), Input::ConnectionClosed { connection });
                 self.drain_outputs();
             }
+            NodeMessage::Peer(event) => {
+                if let Some(input) = self.peers.on_event(std::time::Instant::now(), event) {
+                    self.node.handle(now(), input);
+                    self.drain_outputs();
+                }
+            }
         }
     }
 
@@ -218,13 +241,39 @@ impl NodeDriver {
                     warn!(connection, %reason, "closing connection");
                     self.connections.remove(&connection);
                 }
-                Output::PeerRequest { to, .. } => {
-                    // Peer connections are not wired into the adapter yet:
-                    // report the peer unreachable so the node retries.
-                    warn!(peer = to, "no peer connections in this adapter yet");
-                    self.node.handle(now(), Input::PeerUnreachable { peer: to });
+                Output::PeerRequest {
+                    to,
+                    address,
+                    header,
+                    body,
+                } => {
+                    let sent =
+                        self.peers
+                            .send(std::time::Instant::now(), to, address, header, &body);
+                    match sent {
+                        Ok(()) => {}
+                        Err(e @ SendError::BackingOff(_)) => {
+                            debug!(peer = to, error = %e, "peer request refused");
+                            self.peers_refused.insert(to);
+                        }
+                        Err(e) => {
+                            warn!(peer = to, error = %e, "peer request refused");
+                            self.peers_refused.insert(to);
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// Tells the node of the peers refused in the last drain, once each.
+    /// Refusals while it reacts wait for the next round of the loop.
+    fn report_refused_peers(&mut self) {
+        let refused = std::mem::take(&mut self.peers_refused);
+        let now = now();
+        for peer in refused {
+            self.node.handle(now, Input::PeerUnreachable { peer });
+            self.drain_outputs();
         }
     }
 
