@@ -4,6 +4,7 @@
 mod bench;
 mod serve;
 mod sim_cli;
+mod voters;
 
 use clap::{Parser, Subcommand};
 
