@@ -1,0 +1,164 @@
+//! Three `seedlog serve` processes as one cluster on 127.0.0.1, against
+//! librdkafka: a replicated topic takes 20,000 acks=all records, gives them
+//! back in order, loses the leader of partition 0 to SIGKILL, takes 5,000
+//! more and gives back all 25,000.
+
+mod common;
+
+use common::{
+    consume_from_beginning, create_replicated_topic, expected_values, free_port_base,
+    produce_values, scratch_dir, Broker,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const NODES: u16 = 3;
+const TOPIC: &str = "replicated";
+const PARTITIONS: i32 = 6;
+const REPLICATION: i32 = 3;
+const FIRST_RECORDS: usize = 20_000;
+const SECOND_RECORDS: usize = 5_000;
+/// Each record is written once even when librdkafka retries across the
+/// fail-over, so that reading back can demand exact sequences.
+const PRODUCER_SETTINGS: &[(&str, &str)] = &[("enable.idempotence", "true")];
+
+/// The nodes by id, all voters, node N in rack az-N.
+struct Cluster {
+    nodes: BTreeMap<i32, Broker>,
+}
+
+impl Cluster {
+    fn start(dir: &std::path::Path) -> Cluster {
+        let base = free_port_base(NODES);
+        let controller = |id: u16| format!("127.0.0.1:{}", base + 100 + id - 1);
+        let voters: Vec<String> = (1..=NODES)
+            .map(|id| format!("{id}@{}", controller(id)))
+            .collect();
+        let voters = voters.join(",");
+        let nodes = (1..=NODES)
+            .map(|id| {
+                let node_id = id.to_string();
+                let rack = format!("az-{id}");
+                let controller = controller(id);
+                let args = [
+                    "--node-id",
+                    node_id.as_str(),
+                    "--rack",
+                    rack.as_str(),
+                    "--controller-listen",
+                    controller.as_str(),
+                    "--voters",
+                    voters.as_str(),
+                ];
+                let broker = Broker::start(&dir.join(format!("node-{id}")), &args);
+                (i32::from(id), broker)
+            })
+            .collect();
+        Cluster { nodes }
+    }
+
+    /// Every node's client listener, the dead ones too: clients must cope.
+    fn bootstrap(&self) -> String {
+        let listeners: Vec<&str> = self.nodes.values().map(|b| b.bootstrap.as_str()).collect();
+        listeners.join(",")
+    }
+}
+
+fn metadata(bootstrap: &str, topic: Option<&str>) -> Option<Metadata> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("metadata client");
+    consumer.fetch_metadata(topic, Duration::from_secs(5)).ok()
+}
+
+/// Polls Metadata until `ready` returns something, or panics after 60 s
+/// with the last answer.
+fn wait_for<T>(
+    what: &str,
+    bootstrap: &str,
+    topic: Option<&str>,
+    ready: impl Fn(&Metadata) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = metadata(bootstrap, topic);
+        if let Some(found) = answer.as_ref().and_then(&ready) {
+            return found;
+        }
+        if Instant::now() > deadline {
+            let brokers = answer.as_ref().map(|m| m.brokers().len());
+            panic!("no {what} within 60 s; last Metadata had {brokers:?} brokers");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The leader of every partition of `TOPIC`, once each has one.
+fn leaders(metadata: &Metadata) -> Option<Vec<i32>> {
+    let topic = metadata.topics().iter().find(|t| t.name() == TOPIC)?;
+    if topic.error().is_some() || topic.partitions().len() != PARTITIONS as usize {
+        return None;
+    }
+    let mut partitions: Vec<_> = topic.partitions().iter().collect();
+    partitions.sort_by_key(|p| p.id());
+    partitions
+        .iter()
+        .map(|p| (p.error().is_none() && p.leader() >= 0).then_some(p.leader()))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs core cluster mode"]
+fn three_nodes_keep_every_acked_record_when_a_leader_is_killed() {
+    let dir = scratch_dir("interop-cluster");
+    let mut cluster = Cluster::start(&dir);
+    let bootstrap = cluster.bootstrap();
+    wait_for("cluster of 3 brokers", &bootstrap, None, |m| {
+        (m.brokers().len() == usize::from(NODES)).then_some(())
+    });
+
+    create_replicated_topic(&bootstrap, TOPIC, PARTITIONS, REPLICATION);
+    let leaders = wait_for(
+        "leader for every partition",
+        &bootstrap,
+        Some(TOPIC),
+        leaders,
+    );
+    produce_values(
+        &bootstrap,
+        TOPIC,
+        PARTITIONS,
+        0..FIRST_RECORDS,
+        PRODUCER_SETTINGS,
+    );
+    assert_eq!(
+        consume_from_beginning(&bootstrap, TOPIC, PARTITIONS, FIRST_RECORDS),
+        expected_values(PARTITIONS, FIRST_RECORDS)
+    );
+
+    let victim = leaders[0];
+    cluster
+        .nodes
+        .remove(&victim)
+        .unwrap_or_else(|| panic!("partition 0's leader {victim} is one of ours"))
+        .kill();
+    let all = FIRST_RECORDS + SECOND_RECORDS;
+    produce_values(
+        &bootstrap,
+        TOPIC,
+        PARTITIONS,
+        FIRST_RECORDS..all,
+        PRODUCER_SETTINGS,
+    );
+    assert_eq!(
+        consume_from_beginning(&bootstrap, TOPIC, PARTITIONS, all),
+        expected_values(PARTITIONS, all)
+    );
+    for (_, node) in std::mem::take(&mut cluster.nodes) {
+        node.stop();
+    }
+}
