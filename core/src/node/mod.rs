@@ -7,18 +7,20 @@
 mod api_versions;
 mod cluster;
 mod config;
+pub(crate) mod config_change;
 mod flush;
 mod handlers;
 mod io;
 mod producer_ids;
 mod producer_state;
 mod responder;
-mod topic_config;
+pub(crate) mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports};
+pub use cluster::ClusterStatus;
 pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
-pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerId};
+pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
 
 use crate::group::Coordinator;
 use crate::storage::{Storage, StorageError};
@@ -72,6 +74,8 @@ pub struct Node<S: Storage> {
     groups: Coordinator<GroupReplyTo>,
     /// Coordinator writes appended and not yet reported durable.
     group_writes: Vec<GroupWriteWait>,
+    /// Set on a node of a multi-node cluster.
+    cluster: Option<cluster::Cluster>,
 }
 
 impl<S: Storage> Node<S> {
@@ -89,13 +93,34 @@ impl<S: Storage> Node<S> {
             tracing::warn!(%dir, truncated_bytes = report.truncated_bytes, "recovery cut a torn or corrupt tail");
         }
         let groups = Coordinator::new(coordinator_config(&config));
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let cluster = match &config.cluster {
+            Some(cluster_config) => {
+                let incarnation_id = {
+                    use rand::RngCore;
+                    let mut bytes = [0u8; 16];
+                    rng.fill_bytes(&mut bytes);
+                    uuid::Builder::from_random_bytes(bytes).into_uuid()
+                };
+                Some(cluster::Cluster::open(
+                    &config,
+                    cluster_config,
+                    &mut storage,
+                    rng_seed,
+                    incarnation_id,
+                    now,
+                )?)
+            }
+            None => None,
+        };
         let mut node = Node {
             responder: Responder::new(config.in_flight_requests_per_connection_max),
             retention_check_at: now + Duration::from_millis(config.retention_check_interval_ms),
             config,
             storage,
-            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            rng,
             now,
+            cluster,
             topics,
             producer_ids,
             outputs: VecDeque::new(),
@@ -106,7 +131,13 @@ impl<S: Storage> Node<S> {
             delayed_fetches: Vec::new(),
             high_watermark_moved: false,
         };
-        node.load_groups()?;
+        if node.cluster.is_some() {
+            // A cluster node coordinates the groups of the offsets
+            // partitions it leads, loaded as it becomes their leader.
+            node.groups = Coordinator::new_partitioned(coordinator_config(&node.config));
+        } else {
+            node.load_groups()?;
+        }
         node.after_input();
         Ok(node)
     }
@@ -128,16 +159,49 @@ impl<S: Storage> Node<S> {
     /// (log start, high watermark, log end) of a partition, for tests and
     /// checkers.
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Option<(i64, i64, i64)> {
-        let p = self
-            .topics
-            .get(topic)?
-            .partitions
-            .get(usize::try_from(partition).ok()?)?;
+        let p = self.topics.get(topic)?.partitions.get(&partition)?;
         Some((
             p.log.log_start_offset(),
             p.high_watermark,
             p.log.log_end_offset(),
         ))
+    }
+
+    /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
+    /// controller move its leaderships and ISR memberships away first.
+    /// Keep driving the node until [`Node::shutdown_ready`]; a standalone
+    /// node is ready at once.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.advance_time(now);
+        if self.cluster.is_some() {
+            self.begin_controlled_shutdown();
+        }
+        self.after_input();
+    }
+
+    /// Whether a shutdown asked for with [`Node::begin_shutdown`] may
+    /// proceed (nothing is led here any more, as far as the controller
+    /// knows).
+    pub fn shutdown_ready(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.broker.shutdown_ready())
+    }
+
+    /// The cluster as this node sees it; `None` on a standalone broker.
+    pub fn cluster_status(&self) -> Option<cluster::ClusterStatus> {
+        self.cluster.as_ref().map(|c| c.status())
+    }
+
+    /// (leader epoch, is leader here, ISR as the leader holds it) of a
+    /// hosted partition, for checkers.
+    pub fn replica_role(&self, topic: &str, partition: i32) -> Option<(i32, bool, Vec<i32>)> {
+        let p = self.topics.get(topic)?.partitions.get(&partition)?;
+        let isr = match &p.replica {
+            topics::Replica::Leader(l) => l.isr().iter().copied().collect(),
+            _ => Vec::new(),
+        };
+        Some((p.leader_epoch, p.replica.is_leader(), isr))
     }
 
     pub fn topic_names(&self) -> Vec<String> {
@@ -170,6 +234,7 @@ impl<S: Storage> Node<S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_time(now);
         self.expire_delayed_fetches();
+        self.expire_produces();
         self.groups.handle_timeout(now);
         if now >= self.retention_check_at {
             self.retention_check_at =
@@ -190,10 +255,28 @@ impl<S: Storage> Node<S> {
         let fetch = self.delayed_fetches.iter().map(|f| f.deadline).min();
         let flush_retry = self.flusher.retry_at();
         let groups = self.groups.next_timeout();
-        [Some(self.retention_check_at), fetch, flush_retry, groups]
+        let produce = self.produce_deadline();
+        let cluster = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.next_deadline())
             .into_iter()
-            .flatten()
-            .min()
+            .chain(
+                self.cluster
+                    .as_ref()
+                    .and_then(|_| self.controller_deadline()),
+            );
+        [
+            Some(self.retention_check_at),
+            fetch,
+            flush_retry,
+            groups,
+            produce,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(cluster)
+        .min()
     }
 
     /// Panics with a reason when an internal invariant is broken. The
@@ -203,12 +286,15 @@ impl<S: Storage> Node<S> {
         self.topics.check_invariants();
         self.responder.check_invariants();
         self.groups.check_invariants();
+        if let Some(cluster) = &self.cluster {
+            cluster.check_invariants();
+        }
         assert!(
             self.delayed_fetches.len() <= self.config.delayed_fetches_max,
             "delayed fetches unbounded"
         );
         for topic in self.topics.iter() {
-            for p in &topic.partitions {
+            for p in topic.partitions.values() {
                 if self.config.flush_before_ack {
                     assert!(
                         p.high_watermark <= p.log.synced_offset().max(p.log.log_start_offset()),
@@ -240,7 +326,9 @@ impl<S: Storage> Node<S> {
             );
             return;
         };
-        if !supports(api_key, header.request_api_version) {
+        let peer_api = self.cluster.is_some()
+            && api_versions::supports_peer(api_key, header.request_api_version);
+        if !peer_api && !supports(api_key, header.request_api_version) {
             self.close(
                 connection,
                 format!(
@@ -267,7 +355,66 @@ impl<S: Storage> Node<S> {
                 }
             }
         };
-        self.dispatch(slot, &header, body);
+        if self.cluster.is_some() {
+            if let Some(body) = self.dispatch_cluster(slot, &header, body) {
+                self.dispatch(slot, &header, body);
+            }
+        } else {
+            self.dispatch(slot, &header, body);
+        }
+    }
+
+    /// The requests a cluster node handles apart: KRaft RPCs, controller
+    /// requests, admin requests for the controller. Returns the request
+    /// when the ordinary dispatch should take it.
+    fn dispatch_cluster(
+        &mut self,
+        slot: Option<Slot>,
+        header: &RequestHeader,
+        body: RequestKind,
+    ) -> Option<RequestKind> {
+        let from_peer = header.client_id.as_ref().is_some_and(|c| {
+            c.as_str()
+                .starts_with(cluster::peers::PEER_CLIENT_ID_PREFIX)
+        });
+        match body {
+            RequestKind::Vote(_)
+            | RequestKind::BeginQuorumEpoch(_)
+            | RequestKind::EndQuorumEpoch(_) => {
+                self.handle_raft_request(slot.expect("answered"), header.correlation_id, body);
+                None
+            }
+            RequestKind::Fetch(f) if cluster::raft::is_metadata_fetch(&f) => {
+                self.handle_raft_request(
+                    slot.expect("answered"),
+                    header.correlation_id,
+                    RequestKind::Fetch(f),
+                );
+                None
+            }
+            RequestKind::BrokerRegistration(_)
+            | RequestKind::BrokerHeartbeat(_)
+            | RequestKind::AlterPartition(_)
+            | RequestKind::AllocateProducerIds(_) => {
+                self.handle_peer_controller_request(slot.expect("answered"), body);
+                None
+            }
+            RequestKind::CreateTopics(_)
+            | RequestKind::DeleteTopics(_)
+            | RequestKind::CreatePartitions(_)
+            | RequestKind::ElectLeaders(_)
+            | RequestKind::AlterConfigs(_)
+            | RequestKind::IncrementalAlterConfigs(_) => {
+                let slot = slot.expect("answered");
+                if from_peer {
+                    self.handle_peer_controller_request(slot, body);
+                } else {
+                    self.forward_to_controller(slot, body);
+                }
+                None
+            }
+            other => Some(other),
+        }
     }
 
     fn dispatch(&mut self, slot: Option<Slot>, header: &RequestHeader, body: RequestKind) {
@@ -324,6 +471,30 @@ impl<S: Storage> Node<S> {
             RequestKind::DescribeProducers(r) => {
                 let response = self.handle_describe_producers(&r);
                 reply(self, ResponseKind::DescribeProducers(response))
+            }
+            RequestKind::ElectLeaders(r) => {
+                let response = self.handle_elect_leaders_standalone(&r);
+                reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::DescribeTopicPartitions(r) => {
+                let response = self.handle_describe_topic_partitions(&r);
+                reply(self, ResponseKind::DescribeTopicPartitions(response))
+            }
+            RequestKind::GetTelemetrySubscriptions(r) => {
+                let response = self.handle_get_telemetry_subscriptions(&r);
+                reply(self, ResponseKind::GetTelemetrySubscriptions(response))
+            }
+            RequestKind::PushTelemetry(_) => {
+                let response = self.handle_push_telemetry();
+                reply(self, ResponseKind::PushTelemetry(response))
+            }
+            RequestKind::AlterConfigs(r) => {
+                let response = self.handle_alter_configs(&r);
+                reply(self, ResponseKind::AlterConfigs(response))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                let response = self.handle_incremental_alter_configs(&r);
+                reply(self, ResponseKind::IncrementalAlterConfigs(response))
             }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);
@@ -389,6 +560,9 @@ impl<S: Storage> Node<S> {
             .retain(|f| f.slot.connection != connection);
         self.pending_produces
             .retain(|p| p.slot.connection != connection);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.forget_connection(connection);
+        }
     }
 
     fn close(&mut self, connection: ConnectionId, reason: String) {
@@ -401,6 +575,7 @@ impl<S: Storage> Node<S> {
     /// Work every input ends with: start a flush if data waits for one,
     /// re-check parked fetches if a high watermark moved.
     fn after_input(&mut self) {
+        self.drive_cluster();
         // Before the flush: the coordinator's appends join this flush.
         self.drive_groups();
         self.maybe_start_flush();
@@ -420,7 +595,7 @@ impl<S: Storage> Node<S> {
     fn enforce_retention(&mut self) {
         let now = self.now;
         for topic in self.topics.iter_mut() {
-            for p in topic.partitions.iter_mut() {
+            for p in topic.partitions.values_mut() {
                 match p.log.enforce_retention(&mut self.storage, now) {
                     Ok(deleted) if deleted > 0 => {
                         tracing::info!(dir = p.log.dir(), deleted, "retention deleted segments");
@@ -438,6 +613,30 @@ impl<S: Storage> Node<S> {
         let mut bytes = [0u8; 16];
         self.rng.fill_bytes(&mut bytes);
         uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+/// The partition if this node serves clients for it (its leader, or a
+/// standalone broker), else Kafka's error: NOT_LEADER_OR_FOLLOWER for a
+/// partition the cluster has, UNKNOWN_TOPIC_OR_PARTITION otherwise. A free
+/// function so callers keep `storage` borrowable beside it.
+pub(crate) fn leader_partition<'a>(
+    topics: &'a mut Topics,
+    cluster: Option<&cluster::Cluster>,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut topics::Partition, i16> {
+    use kafka_protocol::ResponseError;
+    let known_in_cluster = cluster.is_some_and(|c| {
+        c.image
+            .topic_by_name(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition))
+    });
+    match topics.partition_mut(topic, partition) {
+        Some(p) if p.replica.is_leader() => Ok(p),
+        Some(_) => Err(ResponseError::NotLeaderOrFollower.code()),
+        None if known_in_cluster => Err(ResponseError::NotLeaderOrFollower.code()),
+        None => Err(ResponseError::UnknownTopicOrPartition.code()),
     }
 }
 

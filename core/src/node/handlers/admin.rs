@@ -50,7 +50,7 @@ impl<S: Storage> Node<S> {
             id = self.random_uuid();
         }
         let config = topic_config::log_config(&overrides, &self.config.log);
-        let mut logs = Vec::with_capacity(partitions as usize);
+        let mut logs = BTreeMap::new();
         for index in 0..partitions {
             let (log, _) = PartitionLog::open(
                 &mut self.storage,
@@ -59,17 +59,18 @@ impl<S: Storage> Node<S> {
                 self.now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            logs.push(Partition::new(log, 0));
+            logs.insert(index, Partition::new(log, 0));
         }
         self.topics.insert(Topic {
             name: name.to_string(),
             id,
             partitions: logs,
             overrides,
+            sparse: false,
         });
         if let Err(e) = self.topics.persist(&mut self.storage) {
             let topic = self.topics.remove(name).expect("just inserted");
-            for p in topic.partitions {
+            for p in topic.partitions.into_values() {
                 let _ = p.log.delete(&mut self.storage);
             }
             return Err((ResponseError::KafkaStorageError.code(), e.to_string()));
@@ -249,7 +250,7 @@ impl<S: Storage> Node<S> {
         self.topics
             .persist(&mut self.storage)
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-        for p in topic.partitions {
+        for p in topic.partitions.into_values() {
             if let Err(e) = p.log.delete(&mut self.storage) {
                 tracing::warn!(topic = name, error = %e, "deleting a partition's files failed; load will remove the orphan");
             }
@@ -327,7 +328,7 @@ impl<S: Storage> Node<S> {
                 now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            topic.partitions.push(Partition::new(log, 0));
+            topic.partitions.insert(index, Partition::new(log, 0));
         }
         self.topics
             .persist(&mut self.storage)
@@ -339,6 +340,56 @@ impl<S: Storage> Node<S> {
             "created partitions"
         );
         Ok(())
+    }
+
+    /// ElectLeaders on a standalone broker: every partition already has its
+    /// one replica as leader, so each election is not needed (a cluster node
+    /// forwards the request to the controller instead).
+    pub(crate) fn handle_elect_leaders_standalone(
+        &mut self,
+        request: &kafka_protocol::messages::ElectLeadersRequest,
+    ) -> kafka_protocol::messages::ElectLeadersResponse {
+        use kafka_protocol::messages::elect_leaders_response::{
+            PartitionResult, ReplicaElectionResult,
+        };
+        let wanted: Vec<(TopicName, Vec<i32>)> = match &request.topic_partitions {
+            Some(list) => list
+                .iter()
+                .map(|t| (t.topic.clone(), t.partitions.clone()))
+                .collect(),
+            None => self
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        TopicName(super::str_bytes(&t.name)),
+                        t.partitions.keys().copied().collect(),
+                    )
+                })
+                .collect(),
+        };
+        let mut response = kafka_protocol::messages::ElectLeadersResponse::default();
+        for (topic, partitions) in wanted {
+            let known = self.topics.get(topic.0.as_str());
+            let results = partitions
+                .into_iter()
+                .map(|partition| {
+                    let error = match known.filter(|t| t.partitions.contains_key(&partition)) {
+                        Some(_) => ResponseError::ElectionNotNeeded,
+                        None => ResponseError::UnknownTopicOrPartition,
+                    };
+                    PartitionResult::default()
+                        .with_partition_id(partition)
+                        .with_error_code(error.code())
+                })
+                .collect();
+            response.replica_election_results.push(
+                ReplicaElectionResult::default()
+                    .with_topic(topic)
+                    .with_partition_result(results),
+            );
+        }
+        response
     }
 
     pub(crate) fn handle_delete_records(
@@ -366,10 +417,12 @@ impl<S: Storage> Node<S> {
     /// Kafka's DeleteRecords: `-1` means the high watermark; beyond it is
     /// OFFSET_OUT_OF_RANGE.
     fn delete_records(&mut self, topic: &str, partition: i32, offset: i64) -> Result<i64, i16> {
-        let p = self
-            .topics
-            .partition_mut(topic, partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
         let offset = if offset == -1 {
             p.high_watermark
         } else {

@@ -5,6 +5,7 @@ use super::super::responder::Slot;
 use super::super::Node;
 use super::check_leader_epoch;
 use super::produce::log_error_code;
+use crate::node::cluster::replication::is_replica_fetch;
 use crate::storage::Storage;
 use crate::time::Instant;
 use bytes::Bytes;
@@ -15,6 +16,18 @@ use std::time::Duration;
 
 /// Fetch v13 and later name topics by id.
 const FETCH_TOPIC_ID_VERSION_MIN: i16 = 13;
+
+/// A partition's answer before anything is known: no offsets, no records,
+/// no preferred read replica.
+pub(crate) fn empty_partition_data(partition: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica((-1).into())
+        .with_records(Some(Bytes::new()))
+}
 
 /// A fetch parked until enough data arrives or its deadline passes.
 pub struct DelayedFetch {
@@ -99,6 +112,14 @@ impl<S: Storage> Node<S> {
     }
 
     fn read_fetch(&mut self, request: &FetchRequest, version: i16) -> FetchOutcome {
+        if self.cluster.is_some() && is_replica_fetch(request) {
+            let (response, bytes, must_answer) = self.read_replica_fetch(request);
+            return FetchOutcome {
+                response,
+                bytes,
+                has_error: must_answer,
+            };
+        }
         let mut remaining_bytes = if request.max_bytes > 0 {
             request.max_bytes as usize
         } else {
@@ -122,13 +143,7 @@ impl<S: Storage> Node<S> {
                 topic_response.topic = topic.topic.clone();
             }
             for fp in &topic.partitions {
-                let mut pd = PartitionData::default()
-                    .with_partition_index(fp.partition)
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_preferred_read_replica((-1).into())
-                    .with_records(Some(Bytes::new()));
+                let mut pd = empty_partition_data(fp.partition);
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
                     Some(name) => {
@@ -169,14 +184,23 @@ impl<S: Storage> Node<S> {
         first_with_data: bool,
         pd: &mut PartitionData,
     ) {
-        let Some(p) = self.topics.partition_mut(topic, partition) else {
-            pd.error_code = ResponseError::UnknownTopicOrPartition.code();
-            return;
+        let node_id = self.config.node_id;
+        let p = match crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        ) {
+            Ok(p) => p,
+            Err(code) => {
+                pd.error_code = code;
+                return;
+            }
         };
         pd.high_watermark = p.high_watermark;
         pd.last_stable_offset = p.high_watermark;
         pd.log_start_offset = p.log.log_start_offset();
-        pd.current_leader.leader_id = self.config.node_id.into();
+        pd.current_leader.leader_id = node_id.into();
         pd.current_leader.leader_epoch = p.leader_epoch;
         if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
             pd.error_code = code;
