@@ -76,12 +76,16 @@ fn plan(args: &ClusterArgs) -> anyhow::Result<Vec<NodePlan>> {
     }
     let loopback = Ipv4Addr::LOCALHOST.into();
     let plan = (1..=args.brokers)
-        .map(|n| NodePlan {
-            id: i32::from(n),
-            rack: format!("az-{n}"),
-            listen: SocketAddr::new(loopback, args.base_port + n - 1),
-            controller: SocketAddr::new(loopback, args.base_port + CONTROLLER_PORT_OFFSET + n - 1),
-            data_dir: args.data_dir.join(format!("node-{n}")),
+        .map(|n| {
+            // Checked above: the highest port fits.
+            let listen_port = args.base_port + (n - 1);
+            NodePlan {
+                id: i32::from(n),
+                rack: format!("az-{n}"),
+                listen: SocketAddr::new(loopback, listen_port),
+                controller: SocketAddr::new(loopback, listen_port + CONTROLLER_PORT_OFFSET),
+                data_dir: args.data_dir.join(format!("node-{n}")),
+            }
         })
         .collect();
     Ok(plan)

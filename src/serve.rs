@@ -1,8 +1,9 @@
 //! `seedlog serve`: flags to a `ServerConfig`, then `seedlog_net::run`.
 //!
 //! Without `--voters` the node is a standalone broker; with it, one node of
-//! a KRaft cluster whose every node is a voter (combined broker and
-//! controller), listening for the other nodes on `--controller-listen`.
+//! a KRaft cluster: a voter (combined broker and controller, listening for
+//! the other voters on `--controller-listen`) if its id is among the voters,
+//! a broker only (an observer) if not.
 
 use crate::voters::{Address, Voters};
 use anyhow::{bail, Context};
@@ -29,9 +30,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEEDLOG_CONTROLLER_LISTEN")]
     controller_listen: Option<SocketAddr>,
 
-    /// Run as one node of a cluster: every node with its controller
-    /// listener, as ID@HOST:PORT,... (Kafka's `controller.quorum.voters`),
-    /// this one included. Absent: a standalone broker.
+    /// Run as one node of a cluster whose controller quorum is these
+    /// voters, each with its controller listener, as ID@HOST:PORT,...
+    /// (Kafka's `controller.quorum.voters`). A node among them is a voter
+    /// and a broker; a node outside them is a broker only. Absent: a
+    /// standalone broker.
     #[arg(long, env = "SEEDLOG_VOTERS")]
     voters: Option<Voters>,
 
@@ -77,7 +80,7 @@ impl ServeArgs {
         config.node.group_initial_rebalance_delay_ms = self.group_initial_rebalance_delay_ms;
         config.controller_listen = self.controller_listen;
         if let Some(voters) = &self.voters {
-            config.controller_listen = Some(self.controller_listen_in(voters)?);
+            config.controller_listen = self.controller_listen_in(voters)?;
             let mut cluster = ClusterConfig::new(voters.0.clone());
             cluster.rack.clone_from(&self.rack);
             config.node.cluster = Some(cluster);
@@ -85,15 +88,14 @@ impl ServeArgs {
         Ok(config)
     }
 
-    /// Where this voter listens for its peers: where the others will
-    /// connect, as --voters says.
-    fn controller_listen_in(&self, voters: &Voters) -> anyhow::Result<SocketAddr> {
+    /// Where this node listens for its peers. A voter: where the others
+    /// will connect, as --voters says. A node outside --voters is a broker
+    /// only (a KRaft observer): no voter calls it on that listener, and
+    /// replicas fetch from its --listen address, so it needs none.
+    fn controller_listen_in(&self, voters: &Voters) -> anyhow::Result<Option<SocketAddr>> {
         let id = self.node_id;
         let Some(me) = voters.0.get(&id) else {
-            bail!(
-                "--node-id {id} is not among --voters ({voters}): every node must be a voter for now \
-                 (broker-only nodes need observer support that the core does not have yet)"
-            );
+            return Ok(self.controller_listen);
         };
         let entry = format!("{id}@{}", Address(me));
         match self.controller_listen {
@@ -102,7 +104,7 @@ impl ServeArgs {
                  the other nodes would connect to port {}",
                 me.port
             ),
-            Some(listen) => Ok(listen),
+            Some(listen) => Ok(Some(listen)),
             None => {
                 let ip: IpAddr = me.host.parse().with_context(|| {
                     format!(
@@ -111,7 +113,7 @@ impl ServeArgs {
                         me.port
                     )
                 })?;
-                Ok(SocketAddr::new(ip, me.port))
+                Ok(Some(SocketAddr::new(ip, me.port)))
             }
         }
     }
@@ -203,9 +205,13 @@ mod tests {
     }
 
     fn config_with_listen(listen: &str) -> anyhow::Result<ServerConfig> {
+        config_with_listen_as(2, listen)
+    }
+
+    fn config_with_listen_as(node_id: i32, listen: &str) -> anyhow::Result<ServerConfig> {
         config(&[
             "--node-id",
-            "2",
+            &node_id.to_string(),
             "--voters",
             VOTERS,
             "--controller-listen",
@@ -215,14 +221,25 @@ mod tests {
 
     #[test]
     fn cluster_flags_that_do_not_fit_are_named() {
-        assert!(error(&["--node-id", "4", "--voters", VOTERS])
-            .contains("--node-id 4 is not among --voters"));
         assert!(format!("{:#}", config_with_listen("127.0.0.1:9999").unwrap_err())
             .contains("--controller-listen 127.0.0.1:9999 does not match this node's entry 2@127.0.0.1:9193"));
         assert!(error(&["--node-id", "1", "--voters", "1@localhost:9192"])
             .contains("give --controller-listen IP:9192"));
         assert!(error(&["--voters", "1@127.0.0.1"]).contains("--voters"));
         assert!(error(&["--rack", "az-1"]).contains("--voters"));
+    }
+
+    #[test]
+    fn a_node_outside_the_voters_is_a_broker_only() {
+        let config = config(&["--node-id", "4", "--voters", VOTERS]).unwrap();
+        let cluster = config.node.cluster.expect("cluster mode");
+        assert!(!cluster.voters.contains_key(&4));
+        assert_eq!(config.controller_listen, None);
+        let config = config_with_listen_as(4, "127.0.0.1:9999").unwrap();
+        assert_eq!(
+            config.controller_listen,
+            Some("127.0.0.1:9999".parse().unwrap())
+        );
     }
 
     #[test]

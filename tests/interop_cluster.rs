@@ -6,12 +6,13 @@
 mod common;
 
 use common::{
-    consume_from_beginning, create_replicated_topic, expected_values, free_port_base,
-    produce_values, scratch_dir, Broker,
+    consume_from_beginning, consume_from_beginning_tolerating, create_replicated_topic,
+    expected_values, free_port_base, produce_values, scratch_dir, Broker,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -112,7 +113,6 @@ fn leaders(metadata: &Metadata) -> Option<Vec<i32>> {
 }
 
 #[test]
-#[ignore = "needs core cluster mode"]
 fn three_nodes_keep_every_acked_record_when_a_leader_is_killed() {
     let dir = scratch_dir("interop-cluster");
     let mut cluster = Cluster::start(&dir);
@@ -154,8 +154,9 @@ fn three_nodes_keep_every_acked_record_when_a_leader_is_killed() {
         FIRST_RECORDS..all,
         PRODUCER_SETTINGS,
     );
+    let dead_broker = [RDKafkaErrorCode::BrokerTransportFailure];
     assert_eq!(
-        consume_from_beginning(&bootstrap, TOPIC, PARTITIONS, all),
+        consume_from_beginning_tolerating(&bootstrap, TOPIC, PARTITIONS, all, &dead_broker),
         expected_values(PARTITIONS, all)
     );
     for (_, node) in std::mem::take(&mut cluster.nodes) {

@@ -180,10 +180,16 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
     let correlation_id = prefix.get_i32();
     let api_key =
         ApiKey::try_from(api_key_raw).map_err(|()| DecodeError::UnknownApiKey(api_key_raw))?;
-    if !supports(api_key, api_version) {
-        if api_key == ApiKey::ApiVersions {
-            return Ok(Decoded::ApiVersionsUnsupported { correlation_id });
-        }
+    if api_key == ApiKey::ApiVersions && !supports(api_key, api_version) {
+        return Ok(Decoded::ApiVersionsUnsupported { correlation_id });
+    }
+    // Only what the codec cannot read is refused here. Which APIs the node
+    // serves is the core's call, and it depends on the node: a cluster node
+    // also takes the inter-node APIs (Vote, BrokerRegistration, ...) that
+    // clients are never offered. The core closes the connection for any
+    // other request it does not serve.
+    let codec = api_key.valid_versions();
+    if !(codec.min..=codec.max).contains(&api_version) {
         return Err(DecodeError::UnsupportedVersion {
             api_key,
             api_version,
@@ -458,6 +464,19 @@ mod tests {
             Decoded::Request { header, body } => {
                 assert_eq!(header.correlation_id, 7);
                 assert!(matches!(*body, RequestKind::ApiVersions(_)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inter_node_requests_are_decoded_for_the_core_to_judge() {
+        let vote = RequestKind::Vote(kafka_protocol::messages::VoteRequest::default());
+        let frame = request_frame(ApiKey::Vote, 2, 9, &vote);
+        match decode_request(frame).unwrap() {
+            Decoded::Request { header, body } => {
+                assert_eq!(header.correlation_id, 9);
+                assert!(matches!(*body, RequestKind::Vote(_)));
             }
             other => panic!("unexpected {other:?}"),
         }

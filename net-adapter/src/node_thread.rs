@@ -243,13 +243,13 @@ impl NodeDriver {
                 }
                 Output::PeerRequest {
                     to,
+                    channel,
                     address,
                     header,
                     body,
                 } => {
-                    let sent =
-                        self.peers
-                            .send(std::time::Instant::now(), to, address, header, &body);
+                    let now = std::time::Instant::now();
+                    let sent = self.peers.send(now, to, channel, address, header, &body);
                     match sent {
                         Ok(()) => {}
                         Err(e @ SendError::BackingOff(_)) => {

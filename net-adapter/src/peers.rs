@@ -2,18 +2,20 @@
 //!
 //! The node asks for a request with `Output::PeerRequest`; the node thread
 //! hands it to [`Peers::send`], which never waits. `Peers` keeps at most one
-//! link per peer: a task on the network runtime that connects, writes the
-//! requests in order, reads the responses and decodes each with the api key
-//! and version of the request whose correlation id it carries. Answers go
-//! back to the node thread as [`PeerEvent`]s on the node's bounded channel,
-//! the one client connections use.
+//! link per peer and [`PeerChannel`], each its own connection: a task on the
+//! network runtime that connects, writes the requests in order, reads the
+//! responses and decodes each with the api key and version of the request
+//! whose correlation id it carries. Answers go back to the node thread as
+//! [`PeerEvent`]s on the node's bounded channel, the one client connections
+//! use.
 //!
 //! A link that breaks — refused, reset, closed, a response that does not
 //! decode or does not come in time — ends with one `PeerEvent::Down`, which
-//! becomes one `Input::PeerUnreachable`: everything in flight on it is lost
-//! and the node retries on its own timers. The next request reconnects, but
-//! not before a backoff that doubles with each failure in a row, so a dead
-//! peer is not hammered; requests during the backoff are refused at once.
+//! drops the peer's other links too and becomes one
+//! `Input::PeerUnreachable`: everything in flight to that peer is lost and
+//! the node retries on its own timers. The next request reconnects, but not
+//! before a backoff that doubles with each failure in a row, so a dead peer
+//! is not hammered; requests during the backoff are refused at once.
 
 use crate::framing::{
     decode_response, encode_request_with_header, response_correlation_id, take_frame,
@@ -22,7 +24,7 @@ use crate::framing::{
 use crate::node_thread::NodeMessage;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
-use seedlog_core::node::{Input, PeerAddress, PeerId};
+use seedlog_core::node::{Input, PeerAddress, PeerChannel, PeerId};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,16 +111,21 @@ impl PeerLimits {
 pub enum PeerEvent {
     Response {
         peer: PeerId,
+        channel: PeerChannel,
         link: LinkId,
         correlation_id: i32,
         body: Box<ResponseKind>,
     },
     /// The link ended on its own; sent at most once per link.
-    Down { peer: PeerId, link: LinkId },
+    Down {
+        peer: PeerId,
+        channel: PeerChannel,
+        link: LinkId,
+    },
 }
 
 /// Why a request was not queued. Every one means the same to the node —
-/// `PeerUnreachable` — and leaves the peer without a link.
+/// `PeerUnreachable` — and leaves the peer without links.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("reconnecting in {0:?}")]
@@ -127,8 +134,12 @@ pub enum SendError {
     QueueFull(usize),
     #[error("the link has just ended")]
     LinkEnded,
-    #[error("the peer's address changed from {from} to {to}")]
-    AddressChanged { from: String, to: String },
+    #[error("the peer's {channel:?} address changed from {from} to {to}")]
+    AddressChanged {
+        channel: PeerChannel,
+        from: String,
+        to: String,
+    },
     #[error("the request does not encode: {0:#}")]
     Encode(anyhow::Error),
     #[error("the node is stopping")]
@@ -151,17 +162,19 @@ struct Link {
     /// Dropping it stops the task at once, even while its in-flight window
     /// is full and it takes nothing from `requests`; never sent on.
     _close: oneshot::Sender<()>,
-    /// Failed links in a row before this one; a response resets it.
-    failures: u32,
 }
 
-enum PeerState {
-    Linked(Link),
-    /// The last link failed; no new one before `until`.
-    BackingOff {
-        until: Instant,
-        failures: u32,
-    },
+/// One peer: a link per channel (each its own connection, so a parked
+/// replica fetch does not hold up a Raft answer), and the backoff they
+/// share. The node hears of a peer, not of a connection: when one link
+/// breaks, all of them go, as `Input::PeerUnreachable` says.
+#[derive(Default)]
+struct PeerState {
+    links: BTreeMap<PeerChannel, Link>,
+    /// Failures in a row; a response resets it.
+    failures: u32,
+    /// No new link before then.
+    backoff_until: Option<Instant>,
 }
 
 /// The node thread's side of every peer link. Times are passed in, as the
@@ -191,18 +204,20 @@ impl Peers {
         }
     }
 
-    /// Queues a request for `to`, connecting first if there is no link. An
-    /// error leaves the peer without a link: the caller must report
-    /// `PeerUnreachable`, because whatever was in flight is lost too.
+    /// Queues a request for `to` on `channel`'s link, connecting first if
+    /// there is none. An error leaves the peer without links: the caller
+    /// must report `PeerUnreachable`, because whatever was in flight to it
+    /// is lost too.
     pub fn send(
         &mut self,
         now: Instant,
         to: PeerId,
+        channel: PeerChannel,
         address: PeerAddress,
         header: RequestHeader,
         body: &RequestKind,
     ) -> Result<(), SendError> {
-        let result = self.try_send(now, to, address, header, body);
+        let result = self.try_send(now, to, channel, address, header, body);
         if result.is_err() {
             self.fail(now, to);
         }
@@ -215,20 +230,24 @@ impl Peers {
         match event {
             PeerEvent::Response {
                 peer,
+                channel,
                 link,
                 correlation_id,
                 body,
             } => {
-                let current = self.current_link(peer, link)?;
-                current.failures = 0;
+                self.current(peer, channel, link)?.failures = 0;
                 Some(Input::PeerResponse {
                     from: peer,
                     correlation_id,
                     body: *body,
                 })
             }
-            PeerEvent::Down { peer, link } => {
-                self.current_link(peer, link)?;
+            PeerEvent::Down {
+                peer,
+                channel,
+                link,
+            } => {
+                self.current(peer, channel, link)?;
                 self.fail(now, peer);
                 Some(Input::PeerUnreachable { peer })
             }
@@ -244,6 +263,7 @@ impl Peers {
         &mut self,
         now: Instant,
         to: PeerId,
+        channel: PeerChannel,
         address: PeerAddress,
         header: RequestHeader,
         body: &RequestKind,
@@ -257,88 +277,92 @@ impl Peers {
             api_version: header.request_api_version,
             frame,
         };
-        let failures = match self.peers.get(&to) {
-            Some(PeerState::BackingOff { until, .. }) if now < *until => {
-                return Err(SendError::BackingOff(*until - now));
-            }
-            Some(PeerState::BackingOff { failures, .. }) => *failures,
-            Some(PeerState::Linked(link)) if link.address != address => {
-                return Err(SendError::AddressChanged {
-                    from: format!("{}:{}", link.address.host, link.address.port),
-                    to: format!("{}:{}", address.host, address.port),
-                });
-            }
-            Some(PeerState::Linked(_)) => 0,
-            None => 0,
-        };
-        if !matches!(self.peers.get(&to), Some(PeerState::Linked(_))) {
-            let link = self.open(to, address, failures)?;
-            self.peers.insert(to, PeerState::Linked(link));
+        let state = self.peers.entry(to).or_default();
+        if let Some(until) = state.backoff_until.filter(|until| now < *until) {
+            return Err(SendError::BackingOff(until - now));
         }
-        let Some(PeerState::Linked(link)) = self.peers.get(&to) else {
-            unreachable!("peer {to} was just linked");
-        };
-        link.requests.try_send(outgoing).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                SendError::QueueFull(self.limits.requests_queued_max)
+        state.backoff_until = None;
+        match state.links.get(&channel) {
+            Some(link) if link.address != address => Err(SendError::AddressChanged {
+                channel,
+                from: format!("{}:{}", link.address.host, link.address.port),
+                to: format!("{}:{}", address.host, address.port),
+            }),
+            Some(link) => link.requests.try_send(outgoing).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    SendError::QueueFull(self.limits.requests_queued_max)
+                }
+                mpsc::error::TrySendError::Closed(_) => SendError::LinkEnded,
+            }),
+            None => {
+                let link = self.open(to, channel, address, outgoing)?;
+                let state = self.peers.get_mut(&to).expect("entered above");
+                state.links.insert(channel, link);
+                Ok(())
             }
-            mpsc::error::TrySendError::Closed(_) => SendError::LinkEnded,
-        })
+        }
     }
 
-    /// Starts a link task; it connects while the first requests queue up.
+    /// Starts a link task with `first` already queued, so that a link that
+    /// fails at once reports `Down` rather than refusing its first request;
+    /// it connects while more requests queue up.
     fn open(
         &mut self,
         peer: PeerId,
+        channel: PeerChannel,
         address: PeerAddress,
-        failures: u32,
+        first: Outgoing,
     ) -> Result<Link, SendError> {
         let node = self.node.upgrade().ok_or(SendError::Stopping)?;
         let (requests, requests_rx) = mpsc::channel(self.limits.requests_queued_max);
+        requests
+            .try_send(first)
+            .expect("a new queue has room for one request");
         let (close, close_rx) = oneshot::channel();
         let id = self.next_link;
         self.next_link += 1;
-        debug!(peer, link = id, host = %address.host, port = address.port, "opening peer link");
-        self.runtime.spawn(run_link(
+        debug!(peer, ?channel, link = id, host = %address.host, port = address.port, "opening peer link");
+        let task = LinkTask {
             peer,
-            id,
-            address.clone(),
-            self.limits,
-            requests_rx,
-            close_rx,
-            node,
-        ));
+            channel,
+            link: id,
+            address: address.clone(),
+            limits: self.limits,
+        };
+        self.runtime.spawn(task.run(requests_rx, close_rx, node));
         Ok(Link {
             id,
             address,
             requests,
             _close: close,
-            failures,
         })
     }
 
-    /// Gives up the peer's link (its task sees its queue close) and starts
-    /// the backoff.
+    /// Gives up every link of the peer (their tasks see their queues
+    /// close) and starts the backoff, unless one is running already.
     fn fail(&mut self, now: Instant, peer: PeerId) {
-        let failures = match self.peers.get(&peer) {
-            Some(PeerState::Linked(link)) => link.failures + 1,
-            // Refused during a backoff: the backoff stands as it is.
-            Some(PeerState::BackingOff { .. }) => return,
-            None => 1,
-        };
-        let until = now + self.limits.backoff(failures);
-        self.peers
-            .insert(peer, PeerState::BackingOff { until, failures });
+        let state = self.peers.entry(peer).or_default();
+        state.links.clear();
+        if state.backoff_until.is_some_and(|until| now < until) {
+            return; // Refused during the backoff: it stands as it is.
+        }
+        state.failures += 1;
+        state.backoff_until = Some(now + self.limits.backoff(state.failures));
     }
 
-    fn current_link(&mut self, peer: PeerId, link: LinkId) -> Option<&mut Link> {
-        match self.peers.get_mut(&peer) {
-            Some(PeerState::Linked(current)) if current.id == link => Some(current),
-            _ => {
-                debug!(peer, link, "news from a link already given up");
-                None
-            }
+    /// The peer's state, if `link` is still its link on `channel`.
+    fn current(
+        &mut self,
+        peer: PeerId,
+        channel: PeerChannel,
+        link: LinkId,
+    ) -> Option<&mut PeerState> {
+        let state = self.peers.get_mut(&peer)?;
+        if state.links.get(&channel).map(|l| l.id) == Some(link) {
+            return Some(state);
         }
+        debug!(peer, ?channel, link, "news from a link already given up");
+        None
     }
 }
 
@@ -351,129 +375,146 @@ enum Ending {
     Broken(String),
 }
 
-async fn run_link(
+/// Who a link task is, for its events and its logs.
+struct LinkTask {
     peer: PeerId,
+    channel: PeerChannel,
     link: LinkId,
     address: PeerAddress,
     limits: PeerLimits,
-    requests: mpsc::Receiver<Outgoing>,
-    close: oneshot::Receiver<()>,
-    node: mpsc::Sender<NodeMessage>,
-) {
-    let ending = tokio::select! {
-        biased;
-        _ = close => Ending::Dropped,
-        ending = drive_link(peer, link, &address, limits, requests, &node) => ending,
-    };
-    match ending {
-        Ending::Dropped => debug!(peer, link, "peer link dropped"),
-        Ending::NodeGone => debug!(peer, link, "node stopped; peer link closed"),
-        Ending::Broken(reason) => {
-            warn!(peer, link, host = %address.host, port = address.port, %reason, "peer unreachable");
-            let _ = node
-                .send(NodeMessage::Peer(PeerEvent::Down { peer, link }))
-                .await;
-        }
-    }
 }
 
-/// Connects, then writes requests and reads responses until something
-/// breaks. One task, no split halves: the socket reads, the socket writes,
-/// the queue and the response deadline are the branches of one `select!`,
-/// each of them cancel-safe (`read_buf`, `write_buf`, `recv`).
-async fn drive_link(
-    peer: PeerId,
-    link: LinkId,
-    address: &PeerAddress,
-    limits: PeerLimits,
-    mut requests: mpsc::Receiver<Outgoing>,
-    node: &mpsc::Sender<NodeMessage>,
-) -> Ending {
-    let connect = TcpStream::connect((address.host.as_str(), address.port));
-    let mut stream = match tokio::time::timeout(limits.connect_timeout, connect).await {
-        Err(_elapsed) => return Ending::Broken("connect timed out".to_string()),
-        Ok(Err(e)) => return Ending::Broken(format!("cannot connect: {e}")),
-        Ok(Ok(stream)) => stream,
-    };
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(peer, link, error = %e, "set_nodelay failed");
-    }
-    let (mut reader, mut writer) = stream.split();
-    let mut in_flight: BTreeMap<i32, (ApiKey, i16)> = BTreeMap::new();
-    let mut inbox = BytesMut::new();
-    let mut outgoing = Bytes::new();
-    // Set while requests are in flight: when an answer is due at the latest.
-    let mut deadline: Option<tokio::time::Instant> = None;
-    loop {
-        inbox.reserve(READ_CHUNK_BYTES);
-        let window_open = outgoing.is_empty() && in_flight.len() < limits.in_flight_max;
-        tokio::select! {
-            request = requests.recv(), if window_open => {
-                let Some(request) = request else { return Ending::Dropped };
-                let entry = (request.api_key, request.api_version);
-                if in_flight.insert(request.correlation_id, entry).is_some() {
-                    // The node reused a correlation id: answers could not
-                    // be told apart.
-                    return Ending::Broken(format!("correlation id {} is already in flight", request.correlation_id));
-                }
-                deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.response_timeout);
-                outgoing = request.frame;
-            }
-            written = writer.write_buf(&mut outgoing), if !outgoing.is_empty() => match written {
-                Ok(0) => return Ending::Broken("the socket accepts no more bytes".to_string()),
-                Ok(_) => {}
-                Err(e) => return Ending::Broken(format!("write failed: {e}")),
-            },
-            read = reader.read_buf(&mut inbox) => match read {
-                Ok(0) => return Ending::Broken("the peer closed the connection".to_string()),
-                Ok(_) => {}
-                Err(e) => return Ending::Broken(format!("read failed: {e}")),
-            },
-            () = sleep_until(deadline) => {
-                return Ending::Broken(format!("no response within {:?}", limits.response_timeout));
+impl LinkTask {
+    async fn run(
+        self,
+        requests: mpsc::Receiver<Outgoing>,
+        close: oneshot::Receiver<()>,
+        node: mpsc::Sender<NodeMessage>,
+    ) {
+        let LinkTask {
+            peer,
+            channel,
+            link,
+            ..
+        } = self;
+        let ending = tokio::select! {
+            biased;
+            _ = close => Ending::Dropped,
+            ending = self.drive(requests, &node) => ending,
+        };
+        match ending {
+            Ending::Dropped => debug!(peer, ?channel, link, "peer link dropped"),
+            Ending::NodeGone => debug!(peer, ?channel, link, "node stopped; peer link closed"),
+            Ending::Broken(reason) => {
+                let PeerAddress { host, port } = &self.address;
+                warn!(peer, ?channel, link, %host, port, %reason, "peer unreachable");
+                let down = PeerEvent::Down {
+                    peer,
+                    channel,
+                    link,
+                };
+                let _ = node.send(NodeMessage::Peer(down)).await;
             }
         }
-        // Every complete response in the inbox, in order.
+    }
+
+    /// Connects, then writes requests and reads responses until something
+    /// breaks. One task, no split halves: the socket reads, the socket
+    /// writes, the queue and the response deadline are the branches of one
+    /// `select!`, each of them cancel-safe (`read_buf`, `write_buf`, `recv`).
+    async fn drive(
+        &self,
+        mut requests: mpsc::Receiver<Outgoing>,
+        node: &mpsc::Sender<NodeMessage>,
+    ) -> Ending {
+        let limits = self.limits;
+        let connect = TcpStream::connect((self.address.host.as_str(), self.address.port));
+        let mut stream = match tokio::time::timeout(limits.connect_timeout, connect).await {
+            Err(_elapsed) => return Ending::Broken("connect timed out".to_string()),
+            Ok(Err(e)) => return Ending::Broken(format!("cannot connect: {e}")),
+            Ok(Ok(stream)) => stream,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(peer = self.peer, link = self.link, error = %e, "set_nodelay failed");
+        }
+        let (mut reader, mut writer) = stream.split();
+        let mut in_flight: BTreeMap<i32, (ApiKey, i16)> = BTreeMap::new();
+        let mut inbox = BytesMut::new();
+        let mut outgoing = Bytes::new();
+        // Set while requests are in flight: when an answer is due at the
+        // latest.
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
-            let frame = match take_frame(&mut inbox, limits.response_bytes_max) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => return Ending::Broken(e.to_string()),
-            };
-            let event = match answer(peer, link, frame, &mut in_flight) {
-                Ok(event) => event,
-                Err(reason) => return Ending::Broken(reason),
-            };
-            deadline = (!in_flight.is_empty())
-                .then(|| tokio::time::Instant::now() + limits.response_timeout);
-            // Waits while the node thread is behind: the peer then waits
-            // for us through TCP.
-            if node.send(NodeMessage::Peer(event)).await.is_err() {
-                return Ending::NodeGone;
+            inbox.reserve(READ_CHUNK_BYTES);
+            let window_open = outgoing.is_empty() && in_flight.len() < limits.in_flight_max;
+            tokio::select! {
+                request = requests.recv(), if window_open => {
+                    let Some(request) = request else { return Ending::Dropped };
+                    let entry = (request.api_key, request.api_version);
+                    if in_flight.insert(request.correlation_id, entry).is_some() {
+                        // The node reused a correlation id: answers could
+                        // not be told apart.
+                        return Ending::Broken(format!("correlation id {} is already in flight", request.correlation_id));
+                    }
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.response_timeout);
+                    outgoing = request.frame;
+                }
+                written = writer.write_buf(&mut outgoing), if !outgoing.is_empty() => match written {
+                    Ok(0) => return Ending::Broken("the socket accepts no more bytes".to_string()),
+                    Ok(_) => {}
+                    Err(e) => return Ending::Broken(format!("write failed: {e}")),
+                },
+                read = reader.read_buf(&mut inbox) => match read {
+                    Ok(0) => return Ending::Broken("the peer closed the connection".to_string()),
+                    Ok(_) => {}
+                    Err(e) => return Ending::Broken(format!("read failed: {e}")),
+                },
+                () = sleep_until(deadline) => {
+                    return Ending::Broken(format!("no response within {:?}", limits.response_timeout));
+                }
+            }
+            // Every complete response in the inbox, in order.
+            loop {
+                let frame = match take_frame(&mut inbox, limits.response_bytes_max) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => return Ending::Broken(e.to_string()),
+                };
+                let event = match self.answer(frame, &mut in_flight) {
+                    Ok(event) => event,
+                    Err(reason) => return Ending::Broken(reason),
+                };
+                deadline = (!in_flight.is_empty())
+                    .then(|| tokio::time::Instant::now() + limits.response_timeout);
+                // Waits while the node thread is behind: the peer then
+                // waits for us through TCP.
+                if node.send(NodeMessage::Peer(event)).await.is_err() {
+                    return Ending::NodeGone;
+                }
             }
         }
     }
-}
 
-/// Matches a response frame to its request and decodes it.
-fn answer(
-    peer: PeerId,
-    link: LinkId,
-    frame: Bytes,
-    in_flight: &mut BTreeMap<i32, (ApiKey, i16)>,
-) -> Result<PeerEvent, String> {
-    let correlation_id = response_correlation_id(&frame)
-        .ok_or_else(|| format!("a response of {} bytes has no header", frame.len()))?;
-    let (api_key, api_version) = in_flight.remove(&correlation_id).ok_or_else(|| {
-        format!("a response to correlation id {correlation_id}, which is not in flight")
-    })?;
-    let body = decode_response(frame, api_key, api_version).map_err(|e| e.to_string())?;
-    Ok(PeerEvent::Response {
-        peer,
-        link,
-        correlation_id,
-        body: Box::new(body),
-    })
+    /// Matches a response frame to its request and decodes it.
+    fn answer(
+        &self,
+        frame: Bytes,
+        in_flight: &mut BTreeMap<i32, (ApiKey, i16)>,
+    ) -> Result<PeerEvent, String> {
+        let correlation_id = response_correlation_id(&frame)
+            .ok_or_else(|| format!("a response of {} bytes has no header", frame.len()))?;
+        let (api_key, api_version) = in_flight.remove(&correlation_id).ok_or_else(|| {
+            format!("a response to correlation id {correlation_id}, which is not in flight")
+        })?;
+        let body = decode_response(frame, api_key, api_version).map_err(|e| e.to_string())?;
+        Ok(PeerEvent::Response {
+            peer: self.peer,
+            channel: self.channel,
+            link: self.link,
+            correlation_id,
+            body: Box::new(body),
+        })
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

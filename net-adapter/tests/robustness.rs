@@ -343,6 +343,15 @@ async fn unsupported_api_versions_version_gets_a_v0_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inter_node_request_to_a_standalone_broker_closes_the_connection() {
+    let server = TestServer::start().await;
+    let vote = RequestKind::Vote(kafka_protocol::messages::VoteRequest::default());
+    send_and_expect_close(server.addr, &frame(ApiKey::Vote, 2, 1, &vote)).await;
+    assert_still_serving(server.addr).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_metadata_version_closes_the_connection() {
     let server = TestServer::start().await;
     for version in [99i16, -1, 13] {

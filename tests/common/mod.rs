@@ -179,12 +179,26 @@ pub fn send_waiting_for_queue_space(
 /// Reads partitions `0..partitions` of `topic` from the beginning with an
 /// assigned (not subscribed) librdkafka consumer until `records` arrived;
 /// asserts each partition comes in offset order without gaps. Returns the
-/// values per partition.
+/// values per partition. Any consumer error fails the test.
 pub fn consume_from_beginning(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     records: usize,
+) -> Vec<Vec<String>> {
+    consume_from_beginning_tolerating(bootstrap, topic, partitions, records, &[])
+}
+
+/// `consume_from_beginning`, where consumer errors with one of these codes
+/// are passed over: after a broker is killed, librdkafka reports its
+/// failing connections (BrokerTransportFailure) while it reads on from the
+/// others.
+pub fn consume_from_beginning_tolerating(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: usize,
+    tolerated: &[rdkafka::types::RDKafkaErrorCode],
 ) -> Vec<Vec<String>> {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -219,7 +233,16 @@ pub fn consume_from_beginning(
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let message = message.expect("no consumer error");
+        let message = match message {
+            Ok(message) => message,
+            Err(e)
+                if e.rdkafka_error_code()
+                    .is_some_and(|c| tolerated.contains(&c)) =>
+            {
+                continue
+            }
+            Err(e) => panic!("consumer error: {e}"),
+        };
         let p = message.partition() as usize;
         assert_eq!(
             message.offset(),

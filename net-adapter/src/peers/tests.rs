@@ -41,14 +41,26 @@ impl Harness {
         }
     }
 
+    /// Sends on the Quorum channel.
     fn send(
         &mut self,
         now: Instant,
         address: &PeerAddress,
         request: Request,
     ) -> Result<(), SendError> {
+        self.send_on(PeerChannel::Quorum, now, address, request)
+    }
+
+    fn send_on(
+        &mut self,
+        channel: PeerChannel,
+        now: Instant,
+        address: &PeerAddress,
+        request: Request,
+    ) -> Result<(), SendError> {
         let (header, body) = request;
-        self.peers.send(now, PEER, address.clone(), header, &body)
+        self.peers
+            .send(now, PEER, channel, address.clone(), header, &body)
     }
 
     /// Queues `requests`, then expects the node to hear `answers`: these
@@ -395,16 +407,88 @@ async fn a_peer_that_stops_answering_fills_the_queue_and_is_given_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_address_drops_the_old_link() {
-    let (_listener, address) = listener().await;
-    let (_other_listener, other) = listener().await;
+async fn a_new_address_on_a_channel_drops_the_peers_links() {
+    let (_quorum_listener, quorum) = listener().await;
+    let (_replication_listener, replication) = listener().await;
     let mut harness = Harness::new(limits());
+    let now = Instant::now();
+    // Channels of one peer may lead to different listeners.
     harness
-        .send(Instant::now(), &address, api_versions(1))
+        .send_on(PeerChannel::Quorum, now, &quorum, api_versions(1))
         .expect("queued");
-    let changed = harness.send(Instant::now(), &other, api_versions(2));
+    harness
+        .send_on(PeerChannel::Replication, now, &replication, api_versions(2))
+        .expect("queued");
+    let changed = harness.send_on(PeerChannel::Quorum, now, &replication, api_versions(3));
     assert!(
-        matches!(changed, Err(SendError::AddressChanged { .. })),
+        matches!(
+            changed,
+            Err(SendError::AddressChanged {
+                channel: PeerChannel::Quorum,
+                ..
+            })
+        ),
         "got {changed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_separate_connections_and_one_breaking_drops_them_all() {
+    let (quorum_listener, quorum) = listener().await;
+    let (replication_listener, replication) = listener().await;
+    let (parked_tx, parked) = oneshot::channel();
+    // A leader that parks replica fetches: reads, never answers.
+    let replication_server = tokio::spawn(async move {
+        let (mut stream, _) = replication_listener.accept().await.expect("accepts");
+        read_request(&mut stream).await.expect("a fetch");
+        parked_tx.send(()).expect("the test waits");
+        assert!(
+            read_request(&mut stream).await.is_none(),
+            "dropped with the quorum link"
+        );
+    });
+    let quorum_server = tokio::spawn(async move {
+        let (mut stream, _) = quorum_listener.accept().await.expect("accepts");
+        let request = read_request(&mut stream).await.expect("a request");
+        stream
+            .write_all(&response_to(&request))
+            .await
+            .expect("writes");
+        read_request(&mut stream).await.expect("a request it drops");
+    });
+    let mut harness = Harness::new(limits());
+    let now = Instant::now();
+    harness
+        .send_on(PeerChannel::Replication, now, &replication, metadata(1))
+        .expect("queued");
+    parked.await.expect("the fetch is parked");
+    // Not stuck behind the parked request: another connection.
+    harness
+        .send_on(PeerChannel::Quorum, now, &quorum, api_versions(2))
+        .expect("queued");
+    assert_response(harness.next_input().await, 2, ApiKey::ApiVersions);
+
+    harness
+        .send_on(PeerChannel::Quorum, now, &quorum, api_versions(3))
+        .expect("queued");
+    assert_unreachable(harness.next_input().await);
+    // The backoff is the peer's, whatever the channel.
+    let refused = harness.send_on(
+        PeerChannel::Replication,
+        Instant::now(),
+        &replication,
+        metadata(4),
+    );
+    assert!(
+        matches!(refused, Err(SendError::BackingOff(_))),
+        "got {refused:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), replication_server)
+        .await
+        .expect("the replication link closed with the quorum link")
+        .expect("server");
+    quorum_server.await.expect("server");
+    // Once for the peer: the replication link went without a word.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(harness.messages.try_recv().is_err());
 }
