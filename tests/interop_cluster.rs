@@ -1,7 +1,8 @@
 //! Three `seedlog serve` processes as one cluster on 127.0.0.1, against
 //! librdkafka: a replicated topic takes 20,000 acks=all records, gives them
 //! back in order, loses the leader of partition 0 to SIGKILL, takes 5,000
-//! more and gives back all 25,000.
+//! more and gives back all 25,000. And a leader stopped with SIGTERM hands
+//! its partitions over before it exits.
 
 mod common;
 
@@ -61,7 +62,21 @@ impl Cluster {
         Cluster { nodes }
     }
 
-    /// Every node's client listener, the dead ones too: clients must cope.
+    /// Takes node `id` out of the cluster, to stop or kill it.
+    fn take(&mut self, id: i32) -> Broker {
+        self.nodes
+            .remove(&id)
+            .unwrap_or_else(|| panic!("node {id} is one of ours and still running"))
+    }
+
+    /// SIGTERM to each node in turn, waiting for each to exit.
+    fn stop(self) {
+        for (_, node) in self.nodes {
+            node.stop();
+        }
+    }
+
+    /// Every running node's client listener.
     fn bootstrap(&self) -> String {
         let listeners: Vec<&str> = self.nodes.values().map(|b| b.bootstrap.as_str()).collect();
         listeners.join(",")
@@ -76,15 +91,23 @@ fn metadata(bootstrap: &str, topic: Option<&str>) -> Option<Metadata> {
     consumer.fetch_metadata(topic, Duration::from_secs(5)).ok()
 }
 
-/// Polls Metadata until `ready` returns something, or panics after 60 s
-/// with the last answer.
+/// How long a cluster may take to form and lead a new topic.
+const STARTUP_WAIT: Duration = Duration::from_secs(60);
+/// How soon after a node's controlled shutdown the others show the
+/// handover: well below the broker session timeout (9 s) that fences a node
+/// that died without one.
+const HANDOVER_WAIT: Duration = Duration::from_secs(3);
+
+/// Polls Metadata until `ready` returns something, or panics after
+/// `within` with the last answer.
 fn wait_for<T>(
     what: &str,
     bootstrap: &str,
     topic: Option<&str>,
+    within: Duration,
     ready: impl Fn(&Metadata) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     loop {
         let answer = metadata(bootstrap, topic);
         if let Some(found) = answer.as_ref().and_then(&ready) {
@@ -92,9 +115,9 @@ fn wait_for<T>(
         }
         if Instant::now() > deadline {
             let brokers = answer.as_ref().map(|m| m.brokers().len());
-            panic!("no {what} within 60 s; last Metadata had {brokers:?} brokers");
+            panic!("no {what} within {within:?}; last Metadata had {brokers:?} brokers");
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -112,54 +135,88 @@ fn leaders(metadata: &Metadata) -> Option<Vec<i32>> {
         .collect()
 }
 
-#[test]
-fn three_nodes_keep_every_acked_record_when_a_leader_is_killed() {
-    let dir = scratch_dir("interop-cluster");
-    let mut cluster = Cluster::start(&dir);
+/// A started cluster with `TOPIC` created and led everywhere: the
+/// cluster, its bootstrap list and the leader of each partition.
+fn cluster_with_topic(dir: &std::path::Path) -> (Cluster, String, Vec<i32>) {
+    let cluster = Cluster::start(dir);
     let bootstrap = cluster.bootstrap();
-    wait_for("cluster of 3 brokers", &bootstrap, None, |m| {
-        (m.brokers().len() == usize::from(NODES)).then_some(())
-    });
-
+    wait_for(
+        "cluster of 3 brokers",
+        &bootstrap,
+        None,
+        STARTUP_WAIT,
+        |m| (m.brokers().len() == usize::from(NODES)).then_some(()),
+    );
     create_replicated_topic(&bootstrap, TOPIC, PARTITIONS, REPLICATION);
     let leaders = wait_for(
         "leader for every partition",
         &bootstrap,
         Some(TOPIC),
+        STARTUP_WAIT,
         leaders,
     );
-    produce_values(
-        &bootstrap,
-        TOPIC,
-        PARTITIONS,
-        0..FIRST_RECORDS,
-        PRODUCER_SETTINGS,
+    (cluster, bootstrap, leaders)
+}
+
+fn produce(bootstrap: &str, range: std::ops::Range<usize>) {
+    produce_values(bootstrap, TOPIC, PARTITIONS, range, PRODUCER_SETTINGS);
+}
+
+/// Reads all of `0..records` back, passing over librdkafka's reports of a
+/// stopped broker.
+fn assert_read_back(bootstrap: &str, records: usize) {
+    let dead_broker = [RDKafkaErrorCode::BrokerTransportFailure];
+    assert_eq!(
+        consume_from_beginning_tolerating(bootstrap, TOPIC, PARTITIONS, records, &dead_broker),
+        expected_values(PARTITIONS, records)
     );
+}
+
+#[test]
+fn three_nodes_keep_every_acked_record_when_a_leader_is_killed() {
+    let dir = scratch_dir("interop-cluster");
+    let (mut cluster, bootstrap, leaders) = cluster_with_topic(&dir);
+    produce(&bootstrap, 0..FIRST_RECORDS);
     assert_eq!(
         consume_from_beginning(&bootstrap, TOPIC, PARTITIONS, FIRST_RECORDS),
         expected_values(PARTITIONS, FIRST_RECORDS)
     );
 
     let victim = leaders[0];
-    cluster
-        .nodes
-        .remove(&victim)
-        .unwrap_or_else(|| panic!("partition 0's leader {victim} is one of ours"))
-        .kill();
+    cluster.take(victim).kill();
     let all = FIRST_RECORDS + SECOND_RECORDS;
-    produce_values(
-        &bootstrap,
-        TOPIC,
-        PARTITIONS,
-        FIRST_RECORDS..all,
-        PRODUCER_SETTINGS,
+    produce(&bootstrap, FIRST_RECORDS..all);
+    assert_read_back(&bootstrap, all);
+    cluster.stop();
+}
+
+#[test]
+fn a_leader_stopped_with_sigterm_hands_its_partitions_over_before_it_exits() {
+    let dir = scratch_dir("interop-cluster-sigterm");
+    let (mut cluster, bootstrap, leaders) = cluster_with_topic(&dir);
+    produce(&bootstrap, 0..SECOND_RECORDS);
+
+    let victim = leaders[0];
+    cluster.take(victim).stop();
+    // A killed node would lead until its broker session expired (9 s);
+    // a controlled shutdown hands over before the process exits.
+    let survivors = cluster.bootstrap();
+    wait_for(
+        "partition 0 led elsewhere and the stopped node in no ISR",
+        &survivors,
+        Some(TOPIC),
+        HANDOVER_WAIT,
+        |m| {
+            let topic = m.topics().iter().find(|t| t.name() == TOPIC)?;
+            let handed_over = topic.partitions().iter().all(|p| {
+                let led_elsewhere = p.id() != 0 || (p.leader() >= 0 && p.leader() != victim);
+                led_elsewhere && !p.isr().contains(&victim)
+            });
+            handed_over.then_some(())
+        },
     );
-    let dead_broker = [RDKafkaErrorCode::BrokerTransportFailure];
-    assert_eq!(
-        consume_from_beginning_tolerating(&bootstrap, TOPIC, PARTITIONS, all, &dead_broker),
-        expected_values(PARTITIONS, all)
-    );
-    for (_, node) in std::mem::take(&mut cluster.nodes) {
-        node.stop();
-    }
+    let all = SECOND_RECORDS * 2;
+    produce(&survivors, SECOND_RECORDS..all);
+    assert_read_back(&survivors, all);
+    cluster.stop();
 }

@@ -23,7 +23,7 @@ use seedlog_core::node::{
 use seedlog_core::storage::{Storage, StorageError};
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, error, info, warn};
 
@@ -111,16 +111,27 @@ impl NodeDriver {
 
     /// Serves until `stop` fires (or is dropped) or every sender is gone,
     /// then closes every connection and makes every appended byte durable.
+    /// After `stop` the node shuts down in a controlled way: it serves on
+    /// (clients, peers, timers) while a cluster node's controller moves its
+    /// leaderships away, for `shutdown_timeout` at most.
     pub async fn run(
         mut self,
         mut messages: mpsc::Receiver<NodeMessage>,
         mut stop: oneshot::Receiver<()>,
+        shutdown_timeout: Duration,
     ) -> Result<(), StorageError> {
+        let mut shutdown_deadline: Option<Instant> = None;
         loop {
-            let timer = sleep_until(self.node.poll_timeout());
+            let wake = [self.node.poll_timeout(), shutdown_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let timer = sleep_until(wake);
             tokio::select! {
                 biased;
-                _ = &mut stop => break,
+                _ = &mut stop, if shutdown_deadline.is_none() => {
+                    shutdown_deadline = Some(self.begin_shutdown(shutdown_timeout));
+                }
                 message = messages.recv() => {
                     let Some(message) = message else { break };
                     self.on_message(message);
@@ -140,6 +151,9 @@ impl NodeDriver {
             }
             self.report_refused_peers();
             self.perform_flushes();
+            if shutdown_deadline.is_some_and(|deadline| self.shutdown_may_proceed(deadline)) {
+                break;
+            }
         }
 
         info!(
@@ -155,6 +169,35 @@ impl NodeDriver {
         storage.sync_all()?;
         info!(dirty_files, "final flush done");
         Ok(())
+    }
+
+    /// Starts the controlled shutdown; returns when it must end at the
+    /// latest.
+    fn begin_shutdown(&mut self, timeout: Duration) -> Instant {
+        if self.node.config().cluster.is_some() {
+            info!(
+                ?timeout,
+                "controlled shutdown: the controller moves this node's leaderships away"
+            );
+        }
+        let now = now();
+        self.node.begin_shutdown(now);
+        self.drain_outputs();
+        now + timeout
+    }
+
+    fn shutdown_may_proceed(&self, deadline: Instant) -> bool {
+        if self.node.shutdown_ready() {
+            return true;
+        }
+        if now() >= deadline {
+            // The controller is unreachable or has no one to hand the
+            // leaderships to (the last node of a cluster): stop anyway,
+            // as Kafka does when its retries run out.
+            warn!("controlled shutdown did not complete in time; stopping");
+            return true;
+        }
+        false
     }
 
     fn on_message(&mut self, message: NodeMessage) {

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub connection_idle_timeout: Duration,
     /// How long shutdown waits for connections to send queued responses.
     pub drain_timeout: Duration,
+    /// How long a cluster node waits, on shutdown, for the controller to
+    /// move its leaderships away before it stops anyway.
+    pub controlled_shutdown_timeout: Duration,
     /// Seed of the node's RNG; from the clock when `None`.
     pub rng_seed: Option<u64>,
     /// Outbound connections to the other nodes of a cluster.
@@ -76,6 +79,7 @@ impl ServerConfig {
             open_files_max: OPEN_FILES_MAX_DEFAULT,
             connection_idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
+            controlled_shutdown_timeout: Duration::from_secs(10),
             rng_seed: None,
             peers: PeerLimits::default(),
         }
@@ -168,6 +172,7 @@ impl Server {
         let (done_tx, node_done) = oneshot::channel();
         let node_config = config.node.clone();
         let batch_max = config.node_batch_max;
+        let shutdown_timeout = config.controlled_shutdown_timeout;
         let node_thread = std::thread::Builder::new()
             .name("seedlog-node".to_string())
             .spawn(move || {
@@ -191,7 +196,7 @@ impl Server {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                let result = runtime.block_on(driver.run(node_rx, stop_rx));
+                let result = runtime.block_on(driver.run(node_rx, stop_rx, shutdown_timeout));
                 let _ = done_tx.send(result.context("final flush"));
             })
             .context("cannot spawn the node thread")?;
@@ -231,10 +236,11 @@ impl Server {
         self.controller.as_ref().and_then(|c| c.local_addr().ok())
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, closes every
-    /// connection (queued responses still go out, within `drain_timeout`),
-    /// completes pending flushes and syncs every file. Fails if the node
-    /// thread dies.
+    /// Serves until `shutdown` completes, then has the node shut down (a
+    /// cluster node first lets the controller move its leaderships away,
+    /// serving meanwhile), stops accepting, closes every connection (queued
+    /// responses still go out, within `drain_timeout`), completes pending
+    /// flushes and syncs every file. Fails if the node thread dies.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server {
             listener,
@@ -246,6 +252,9 @@ impl Server {
             node_thread,
             config,
         } = self;
+        // Taken when `shutdown` completes; serving goes on until the node
+        // thread is done.
+        let mut node_stop = Some(node_stop);
         let limits = ConnectionLimits {
             request_bytes_max: config.request_bytes_max,
             responses_queued_max: config.responses_queued_per_connection_max,
@@ -256,20 +265,21 @@ impl Server {
         let request_memory = Arc::new(Semaphore::new(config.request_bytes_in_flight_max));
         let mut connections = JoinSet::new();
         let mut next_connection: ConnectionId = 0;
-        let mut node_result = None;
         tokio::pin!(shutdown);
 
-        loop {
+        let node_result = loop {
             // Reap finished connection tasks so the set stays bounded by
             // the open connections.
             while connections.try_join_next().is_some() {}
             tokio::select! {
                 biased;
-                () = &mut shutdown => break,
-                done = &mut node_done => {
-                    node_result = Some(done);
-                    break;
+                () = &mut shutdown, if node_stop.is_some() => {
+                    info!(address = %local_addr, "shutting down");
+                    if let Some(stop) = node_stop.take() {
+                        let _ = stop.send(());
+                    }
                 }
+                done = &mut node_done => break done,
                 accepted = accept_either(&listener, controller.as_ref()) => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
@@ -298,17 +308,11 @@ impl Server {
                     });
                 }
             }
-        }
+        };
 
-        info!(address = %local_addr, "shutting down");
         drop(listener);
         drop(controller);
         drop(node_tx);
-        let _ = node_stop.send(());
-        let node_result = match node_result {
-            Some(done) => done,
-            None => node_done.await,
-        };
         // Connections close as the node drops their queues; give their
         // writers the drain time, then cut whatever is left.
         let drained = tokio::time::timeout(config.drain_timeout, async {

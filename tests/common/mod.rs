@@ -94,8 +94,13 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// A port P such that P..P+count and P+100..P+100+count are all free on
 /// 127.0.0.1 right now (the layout `seedlog cluster --base-port` uses: client
 /// ports, then controller ports 100 above). Outside the kernel's ephemeral
-/// range, so that other tests' port-0 listeners do not take them meanwhile.
+/// range, so that other tests' port-0 listeners do not take them meanwhile,
+/// and never the same ports twice in one test process, whose tests run in
+/// parallel.
 pub fn free_port_base(count: u16) -> u16 {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     const FIRST: u32 = 20_000;
     const LAST: u32 = 28_000;
     let spread = (LAST - FIRST) / 20;
@@ -103,13 +108,21 @@ pub fn free_port_base(count: u16) -> u16 {
     let candidates = (start..LAST)
         .chain(FIRST..start)
         .step_by(usize::from(count));
+    let mut handed_out = HANDED_OUT.lock().expect("no test panicked holding it");
     for base in candidates.take(400) {
         let base = u16::try_from(base).expect("below 28000");
-        let ports = (base..base + count).chain(base + 100..base + 100 + count);
+        let ports: Vec<u16> = (base..base + count)
+            .chain(base + 100..base + 100 + count)
+            .collect();
+        if ports.iter().any(|port| handed_out.contains(port)) {
+            continue;
+        }
         let bound: Result<Vec<_>, _> = ports
-            .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)))
+            .iter()
+            .map(|port| std::net::TcpListener::bind(("127.0.0.1", *port)))
             .collect();
         if bound.is_ok() {
+            handed_out.extend(ports);
             return base;
         }
     }
