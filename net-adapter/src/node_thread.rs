@@ -295,7 +295,8 @@ impl NodeDriver {
                     let sent = self.peers.send(now, to, channel, address, header, &body);
                     match sent {
                         Ok(()) => {}
-                        Err(e @ SendError::BackingOff(_)) => {
+                        // Routine while a peer is down, or just went.
+                        Err(e @ (SendError::BackingOff(_) | SendError::LinkEnded)) => {
                             debug!(peer = to, error = %e, "peer request refused");
                             self.peers_refused.insert(to);
                         }

@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Numbers the links of this process, so that news from a link that was
 /// already given up is recognised as stale.
@@ -235,7 +235,11 @@ impl Peers {
                 correlation_id,
                 body,
             } => {
-                self.current(peer, channel, link)?.failures = 0;
+                let state = self.current(peer, channel, link)?;
+                if state.failures > 0 {
+                    info!(peer, ?channel, "peer reachable again");
+                    state.failures = 0;
+                }
                 Some(Input::PeerResponse {
                     from: peer,
                     correlation_id,
@@ -282,6 +286,7 @@ impl Peers {
             return Err(SendError::BackingOff(until - now));
         }
         state.backoff_until = None;
+        let failures = state.failures;
         match state.links.get(&channel) {
             Some(link) if link.address != address => Err(SendError::AddressChanged {
                 channel,
@@ -295,7 +300,7 @@ impl Peers {
                 mpsc::error::TrySendError::Closed(_) => SendError::LinkEnded,
             }),
             None => {
-                let link = self.open(to, channel, address, outgoing)?;
+                let link = self.open(to, channel, address, outgoing, failures)?;
                 let state = self.peers.get_mut(&to).expect("entered above");
                 state.links.insert(channel, link);
                 Ok(())
@@ -312,6 +317,7 @@ impl Peers {
         channel: PeerChannel,
         address: PeerAddress,
         first: Outgoing,
+        failures: u32,
     ) -> Result<Link, SendError> {
         let node = self.node.upgrade().ok_or(SendError::Stopping)?;
         let (requests, requests_rx) = mpsc::channel(self.limits.requests_queued_max);
@@ -328,6 +334,7 @@ impl Peers {
             link: id,
             address: address.clone(),
             limits: self.limits,
+            retrying: failures > 0,
         };
         self.runtime.spawn(task.run(requests_rx, close_rx, node));
         Ok(Link {
@@ -382,6 +389,9 @@ struct LinkTask {
     link: LinkId,
     address: PeerAddress,
     limits: PeerLimits,
+    /// The peer was already unreachable when this link opened: its failure
+    /// is no news to the operator.
+    retrying: bool,
 }
 
 impl LinkTask {
@@ -407,7 +417,11 @@ impl LinkTask {
             Ending::NodeGone => debug!(peer, ?channel, link, "node stopped; peer link closed"),
             Ending::Broken(reason) => {
                 let PeerAddress { host, port } = &self.address;
-                warn!(peer, ?channel, link, %host, port, %reason, "peer unreachable");
+                if self.retrying {
+                    debug!(peer, ?channel, link, %host, port, %reason, "peer still unreachable");
+                } else {
+                    warn!(peer, ?channel, link, %host, port, %reason, "peer unreachable");
+                }
                 let down = PeerEvent::Down {
                     peer,
                     channel,
