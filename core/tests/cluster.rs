@@ -531,6 +531,20 @@ impl ClusterHarness {
             .retain(|_, e| !matches!(e, Event::Input { node, .. } if *node == id));
     }
 
+    /// Cuts every link to and from `id` (its clients still reach it).
+    fn isolate(&mut self, id: i32) {
+        for other in self.configs.keys().copied().collect::<Vec<_>>() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
     fn restart(&mut self, id: i32) {
         let storage = self.disks.remove(&id).expect("crashed before");
         let node = Node::new(
@@ -674,9 +688,9 @@ fn a_crashed_leader_is_replaced_and_acknowledged_writes_survive() {
 /// last round every acknowledged value must be readable from the leader, in
 /// the order acknowledged, and every replica must hold the same log.
 #[test]
-fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
+fn acknowledged_writes_survive_seeded_crashes_and_isolations_of_any_one_node() {
     use rand::{Rng, SeedableRng};
-    for seed in 0..12u64 {
+    for seed in 0..24u64 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut h = ClusterHarness::start(&[1, 2, 3]);
         h.run_for(Duration::from_secs(3));
@@ -700,21 +714,41 @@ fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
                 }
             }
             let victim = rng.gen_range(1..=3);
-            h.crash(victim);
+            // A crash (power cut) or an isolation (the node keeps running,
+            // its clients still reach it, its peers do not).
+            let isolate = rng.gen_bool(0.5);
+            if isolate {
+                h.isolate(victim);
+            } else {
+                h.crash(victim);
+            }
             h.run_for(Duration::from_millis(rng.gen_range(0..6_000)));
             let alive = (1..=3).find(|n| *n != victim).unwrap();
             m = h.metadata(alive, "t");
             for _ in 0..rng.gen_range(0..10) {
+                // Clients write to whoever their metadata names, the
+                // isolated node included: what it acknowledges must last.
                 let leader = leader_of(&m, 0);
                 let value = format!("s{seed}-{next_value}");
                 next_value += 1;
-                if leader >= 0 && leader != victim {
+                if leader >= 0 && h.nodes[&leader].is_some() {
                     if let Some((0, _)) = h.produce(leader, "t", 0, &[value.as_bytes()]) {
                         acked.push(value.into_bytes());
                     }
                 }
+                if isolate && h.nodes[&victim].is_some() {
+                    let value = format!("s{seed}-{next_value}-stale");
+                    next_value += 1;
+                    if let Some((0, _)) = h.produce(victim, "t", 0, &[value.as_bytes()]) {
+                        acked.push(value.into_bytes());
+                    }
+                }
             }
-            h.restart(victim);
+            if isolate {
+                h.heal();
+            } else {
+                h.restart(victim);
+            }
             h.run_for(Duration::from_secs(4));
             m = h.wait_for_leaders(1, "t", 3);
         }

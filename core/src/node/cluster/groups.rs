@@ -82,7 +82,11 @@ impl<S: Storage> Node<S> {
         let owned = self.groups.owns_partition(partition);
         match (leads, owned) {
             (true, false) => self.load_offsets_partition(partition),
-            (false, true) => self.groups.unload_partition(partition),
+            (false, true) => {
+                self.groups.unload_partition(partition);
+                let groups = &self.groups;
+                self.consumer_groups.retain_groups(|id| groups.owns(id));
+            }
             _ => {}
         }
     }
