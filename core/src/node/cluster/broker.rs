@@ -26,6 +26,8 @@ use uuid::Uuid;
 
 /// Wait before asking the controller again after a refusal or a loss.
 const CONTROLLER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Heartbeats without a controller before a controlled shutdown gives up.
+const CONTROLLED_SHUTDOWN_TRIES_MAX: u32 = 5;
 /// Kafka's ConfigResource type of a topic.
 const TOPIC_RESOURCE: i8 = 2;
 
@@ -43,6 +45,8 @@ pub struct BrokerLifecycle {
     shutting_down: bool,
     /// The controller answered `should_shut_down`: safe to stop.
     shutdown_ready: bool,
+    /// Heartbeats of a controlled shutdown that found no controller.
+    shutdown_failures: u32,
 }
 
 impl BrokerLifecycle {
@@ -55,11 +59,26 @@ impl BrokerLifecycle {
             next_action_at: now,
             shutting_down: false,
             shutdown_ready: false,
+            shutdown_failures: 0,
         }
     }
 
     pub fn shutdown_ready(&self) -> bool {
         self.shutdown_ready
+    }
+
+    /// A controlled shutdown that cannot reach a controller (the rest of
+    /// the cluster is stopping too) gives up after a few tries, as Kafka's
+    /// `controlled.shutdown.max.retries` does, rather than wait forever.
+    fn note_shutdown_failure(&mut self) {
+        if !self.shutting_down || self.shutdown_ready {
+            return;
+        }
+        self.shutdown_failures += 1;
+        if self.shutdown_failures >= CONTROLLED_SHUTDOWN_TRIES_MAX {
+            tracing::warn!("controlled shutdown: no controller answers; stopping anyway");
+            self.shutdown_ready = true;
+        }
     }
 
     pub fn epoch(&self) -> Option<i64> {
@@ -112,6 +131,7 @@ impl<S: Storage> Node<S> {
             let broker = &mut self.cluster_mut().broker;
             broker.in_flight = false;
             broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF;
+            broker.note_shutdown_failure();
         }
     }
 
@@ -232,7 +252,10 @@ impl<S: Storage> Node<S> {
                 broker.fenced = true;
                 broker.next_action_at = now;
             }
-            _ => broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF,
+            _ => {
+                broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF;
+                broker.note_shutdown_failure();
+            }
         }
     }
 
