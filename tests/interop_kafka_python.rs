@@ -3,23 +3,7 @@
 
 mod common;
 
-use common::{scratch_dir, Broker};
-use std::process::Command;
-
-fn kafka_python_available() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SEEDLOG_REQUIRE_CLIENTS").is_none(),
-            "kafka-python is required here (pip install kafka-python)"
-        );
-        eprintln!("SKIPPED: kafka-python is not installed (pip install kafka-python); .ci/run installs it and requires this test");
-    }
-    found
-}
+use common::{kafka_python_available, run_python, scratch_dir, Broker};
 
 #[test]
 fn kafka_python_idempotent_producer_and_consumer_round_trip() {
@@ -28,19 +12,9 @@ fn kafka_python_idempotent_producer_and_consumer_round_trip() {
     }
     let dir = scratch_dir("interop-kafka-python");
     let broker = Broker::start(&dir, &[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/kafka_python_roundtrip.py"
-    );
-    let output = Command::new("python3")
-        .args([script, &broker.bootstrap, "py-interop", "3", "5000"])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "kafka-python round trip failed:\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run_python(
+        "kafka_python_roundtrip.py",
+        &[&broker.bootstrap, "py-interop", "3", "5000"],
     );
     assert_eq!(stdout.trim(), "ok 5000");
     broker.stop();

@@ -3,27 +3,12 @@
 
 mod common;
 
-use common::{scratch_dir, Broker};
+use common::{kcat_available, scratch_dir, Broker};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 const PARTITIONS: usize = 3;
 const RECORDS: usize = 100_000;
-
-fn kcat_available() -> bool {
-    let found = Command::new("kcat")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SEEDLOG_REQUIRE_CLIENTS").is_none(),
-            "kcat is required here (apt-get install kcat)"
-        );
-        eprintln!("SKIPPED: kcat is not installed (apt-get install kcat); .ci/run installs it and requires this test");
-    }
-    found
-}
 
 fn lines_for(partition: usize) -> Vec<String> {
     (0..RECORDS)

@@ -340,3 +340,52 @@ pub fn expected_values(partitions: i32, records: usize) -> Vec<Vec<String>> {
     }
     values
 }
+
+/// Whether a client the test drives is installed: `probe` (a command line)
+/// runs and succeeds. Missing, the test skips with a message saying how to
+/// install it (`install`), unless `SEEDLOG_REQUIRE_CLIENTS` is set (as
+/// `.ci/run` does): then it fails.
+pub fn client_available(name: &str, probe: &[&str], install: &str) -> bool {
+    let found = std::process::Command::new(probe[0])
+        .args(&probe[1..])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("SEEDLOG_REQUIRE_CLIENTS").is_none(),
+            "{name} is required here ({install})"
+        );
+        eprintln!("SKIPPED: {name} is not installed ({install}); .ci/run installs it and requires this test");
+    }
+    found
+}
+
+pub fn kcat_available() -> bool {
+    client_available("kcat", &["kcat", "-V"], "apt-get install kcat")
+}
+
+pub fn kafka_python_available() -> bool {
+    client_available(
+        "kafka-python",
+        &["python3", "-c", "import kafka"],
+        "pip install kafka-python",
+    )
+}
+
+/// Runs `tests/python/SCRIPT` with `args` and returns its stdout, failing
+/// the test with both outputs if it exits non-zero.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
