@@ -3,76 +3,15 @@
 
 mod common;
 
-use common::{kcat_available, scratch_dir, Broker};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use common::{kcat, kcat_available, scratch_dir, Broker};
 
-const PARTITIONS: usize = 3;
+const PARTITIONS: i32 = 3;
 const RECORDS: usize = 100_000;
 
-fn lines_for(partition: usize) -> Vec<String> {
+fn lines_for(partition: i32) -> Vec<String> {
     (0..RECORDS)
-        .filter(|i| i % PARTITIONS == partition)
+        .filter(|i| i % PARTITIONS as usize == partition as usize)
         .map(|i| format!("record-{i:06}"))
-        .collect()
-}
-
-fn kcat_produce(bootstrap: &str, topic: &str, partition: usize, lines: &[String]) {
-    let mut child = Command::new("kcat")
-        .args([
-            "-P",
-            "-b",
-            bootstrap,
-            "-t",
-            topic,
-            "-p",
-            &partition.to_string(),
-            "-X",
-            "acks=all",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("kcat starts");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut input = lines.join("\n");
-    input.push('\n');
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    assert!(child.wait().unwrap().success(), "kcat -P exited cleanly");
-}
-
-/// `(offset, value)` pairs of one partition, read from the beginning to the end.
-fn kcat_consume(bootstrap: &str, topic: &str, partition: usize) -> Vec<(i64, String)> {
-    let output = Command::new("kcat")
-        .args([
-            "-C",
-            "-b",
-            bootstrap,
-            "-t",
-            topic,
-            "-p",
-            &partition.to_string(),
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%o %s\\n",
-        ])
-        .output()
-        .expect("kcat runs");
-    assert!(
-        output.status.success(),
-        "kcat -C failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (offset, value) = line.split_once(' ').expect("offset and value");
-            (offset.parse().unwrap(), value.to_string())
-        })
         .collect()
 }
 
@@ -84,16 +23,17 @@ fn kcat_produces_and_consumes_100k_records_over_three_partitions() {
     let dir = scratch_dir("interop-kcat");
     let broker = Broker::start(&dir, &["--num-partitions", "3"]);
     for partition in 0..PARTITIONS {
-        kcat_produce(
+        kcat::produce(
             &broker.bootstrap,
             "kcat-interop",
             partition,
             &lines_for(partition),
+            &[],
         );
     }
     let mut total = 0;
     for partition in 0..PARTITIONS {
-        let read = kcat_consume(&broker.bootstrap, "kcat-interop", partition);
+        let read = kcat::consume_values(&broker.bootstrap, "kcat-interop", partition);
         let expected: Vec<(i64, String)> = lines_for(partition)
             .into_iter()
             .enumerate()

@@ -1,11 +1,12 @@
 //! A real `seedlog serve` process on 127.0.0.1 for interop tests; a
 //! three-node cluster of them in `cluster`, logged consumer-group members
-//! in `groups`.
+//! in `groups`, kcat runs in `kcat`.
 
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod groups;
+pub mod kcat;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -140,13 +141,14 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     create_replicated_topic(bootstrap, topic, partitions, 1);
 }
 
-/// Creates a topic with `replication` replicas per partition, as
-/// `create_topic` does.
-pub fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::config::ClientConfig;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+/// librdkafka's admin client, and a runtime to wait for its answers on.
+pub fn admin_client(
+    bootstrap: &str,
+) -> (
+    rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    tokio::runtime::Runtime,
+) {
+    let admin = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
@@ -154,6 +156,14 @@ pub fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, re
         .enable_all()
         .build()
         .expect("runtime");
+    (admin, runtime)
+}
+
+/// Creates a topic with `replication` replicas per partition, as
+/// `create_topic` does.
+pub fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let (admin, runtime) = admin_client(bootstrap);
     let results = runtime
         .block_on(admin.create_topics(
             &[NewTopic::new(
@@ -304,6 +314,25 @@ pub fn produce_values(
     range: std::ops::Range<usize>,
     settings: &[(&str, &str)],
 ) {
+    let records = range.map(|i| {
+        (
+            (i % partitions as usize) as i32,
+            i.to_string(),
+            record_value(i),
+        )
+    });
+    produce_records(bootstrap, topic, settings, records);
+}
+
+/// Produces `(partition, key, value)` records with acks=all through
+/// librdkafka and waits until every one is acknowledged. `settings` are
+/// added to (or override) the producer's configuration.
+pub fn produce_records(
+    bootstrap: &str,
+    topic: &str,
+    settings: &[(&str, &str)],
+    records: impl IntoIterator<Item = (i32, String, String)>,
+) {
     use rdkafka::config::ClientConfig;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let mut config = ClientConfig::new();
@@ -315,11 +344,10 @@ pub fn produce_values(
     for (key, value) in settings {
         config.set(*key, *value);
     }
-    let producer: BaseProducer = config.create().expect("producer");
-    for i in range {
-        let partition = (i % partitions as usize) as i32;
-        let key = i.to_string();
-        let value = record_value(i);
+    let producer: BaseProducer = config
+        .create()
+        .unwrap_or_else(|e| panic!("producer with {settings:?}: {e}"));
+    for (partition, key, value) in records {
         let record = BaseRecord::to(topic)
             .partition(partition)
             .key(&key)
@@ -328,7 +356,7 @@ pub fn produce_values(
     }
     producer
         .flush(std::time::Duration::from_secs(120))
-        .expect("every record acknowledged");
+        .unwrap_or_else(|e| panic!("{settings:?}: every record acknowledged: {e}"));
 }
 
 /// What `consume_from_beginning` returns after `produce_values` of
@@ -364,6 +392,14 @@ pub fn kcat_available() -> bool {
     client_available("kcat", &["kcat", "-V"], "apt-get install kcat")
 }
 
+pub fn confluent_kafka_available() -> bool {
+    client_available(
+        "confluent-kafka",
+        &["python3", "-c", "import confluent_kafka"],
+        "pip install confluent-kafka",
+    )
+}
+
 pub fn kafka_python_available() -> bool {
     client_available(
         "kafka-python",
@@ -388,4 +424,30 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// The codecs Kafka defines besides none.
+pub const CODECS: [&str; 4] = ["gzip", "snappy", "lz4", "zstd"];
+
+/// Record `i`'s value in the compression tests: repetitive, so every codec
+/// actually shrinks the batch (`compressed_value` of tests/python/compat.py
+/// is the same).
+pub fn compressed_value(codec: &str, i: usize) -> String {
+    format!("{codec}-value-{i:06}-{}", "abc".repeat(i % 20))
+}
+
+/// Produces `compressed_value(codec, 0..records)` through librdkafka with
+/// `codec` to one partition, in small batches (several compressed batches
+/// per partition, so offsets are assigned across batch boundaries), and
+/// waits until every one is acknowledged.
+pub fn produce_compressed(
+    bootstrap: &str,
+    topic: &str,
+    codec: &str,
+    partition: i32,
+    records: usize,
+) {
+    let records = (0..records).map(|i| (partition, i.to_string(), compressed_value(codec, i)));
+    let settings = [("compression.type", codec), ("batch.size", "16384")];
+    produce_records(bootstrap, topic, &settings, records);
 }
