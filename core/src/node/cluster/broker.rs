@@ -495,6 +495,10 @@ impl<S: Storage> Node<S> {
         };
         match result {
             Ok(changed_role) => {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.fetcher.wake();
+                    cluster.isr_dirty = true;
+                }
                 p.leader_epoch = a.leader_epoch;
                 sync_high_watermark(p, flush_before_ack);
                 let leads = p.replica.is_leader();
