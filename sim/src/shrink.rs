@@ -46,11 +46,11 @@ pub fn with_schedule(scenario: &Scenario, faults: Vec<Fault>) -> Scenario {
 pub fn shrink(
     scenario: &Scenario,
     seed: u64,
-    bug: Option<Bug>,
+    bugs: &[Bug],
     runs_max: u32,
 ) -> Result<Shrunk, ShrinkError> {
     let options = RunOptions {
-        bug,
+        bugs: bugs.to_vec(),
         ..RunOptions::default()
     };
     let original = run(scenario, seed, &options);
@@ -123,12 +123,14 @@ pub fn shrink(
     let faults_after = current.len();
     let mut shrunk = with_schedule(scenario, current);
     shrunk.name = format!("{}-seed{seed}-shrunk", scenario.name);
+    let flags: String = bugs
+        .iter()
+        .map(|b| format!(" --bug {}", b.name()))
+        .collect();
     shrunk.description = format!(
-        "Shrunk from {} seed {seed}{}: {faults_before} faults -> {faults_after}, still fails {checker}. \
-         Run with: seedlog sim run <this file> --seed {seed}{}",
+        "Shrunk from {} seed {seed}{flags}: {faults_before} faults -> {faults_after}, still fails {checker}. \
+         Run with: seedlog sim run <this file> --seed {seed}{flags}",
         scenario.name,
-        bug.map(|b| format!(" --bug {}", b.name())).unwrap_or_default(),
-        bug.map(|b| format!(" --bug {}", b.name())).unwrap_or_default(),
     );
     Ok(Shrunk {
         checker,

@@ -60,7 +60,7 @@ fn no_fsync_loses_acknowledged_writes_and_the_fix_does_not() {
         &s,
         NO_FSYNC_SEED,
         &RunOptions {
-            bug: Some(Bug::NoFsync),
+            bugs: vec![Bug::NoFsync],
             ..RunOptions::default()
         },
     );
@@ -121,14 +121,14 @@ fn shrink_keeps_the_failure_with_fewer_faults() {
                 &s,
                 *seed,
                 &RunOptions {
-                    bug: Some(Bug::NoFsync),
+                    bugs: vec![Bug::NoFsync],
                     ..RunOptions::default()
                 },
             );
             !r.passed() && r.schedule.len() >= 4
         })
         .expect("a failing seed with several faults");
-    let shrunk = shrink(&s, seed, Some(Bug::NoFsync), 60).expect("shrinks");
+    let shrunk = shrink(&s, seed, &[Bug::NoFsync], 60).expect("shrinks");
     assert!(
         shrunk.faults_after < shrunk.faults_before,
         "{} -> {}",
@@ -142,7 +142,7 @@ fn shrink_keeps_the_failure_with_fewer_faults() {
         &reparsed,
         seed,
         &RunOptions {
-            bug: Some(Bug::NoFsync),
+            bugs: vec![Bug::NoFsync],
             ..RunOptions::default()
         },
     );

@@ -16,10 +16,26 @@ pub(super) enum EventKind {
         header: RequestHeader,
         body: RequestKind,
     },
-    ToClient {
+    /// A response on its way back to whoever opened `conn`: a client, or
+    /// the peer broker that asked.
+    ToOrigin {
         conn: ConnId,
         correlation_id: i32,
         body: ResponseKind,
+    },
+    /// Broker `broker` (in life `generation`) notices that its connection
+    /// `conn` to `peer` is dead.
+    PeerDown {
+        broker: BrokerId,
+        generation: u64,
+        peer: BrokerId,
+        conn: ConnId,
+    },
+    /// A gracefully stopping broker gave its flushes this long; now it
+    /// exits whatever is left.
+    StopDeadline {
+        broker: BrokerId,
+        generation: u64,
     },
     /// The broker learns that a connection is gone.
     NodeSawClose {
@@ -50,6 +66,8 @@ pub(super) enum EventKind {
     FaultEnd {
         index: usize,
     },
+    /// The setup phase of a cluster must be done by now.
+    SetupDeadline,
     Heal,
     End,
 }
@@ -98,6 +116,18 @@ pub(super) enum Ev<'a> {
     Connect {
         client: ClientId,
         conn: ConnId,
+        /// Cluster scenarios only (a standalone broker is broker 0).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        broker: Option<BrokerId>,
+    },
+    PeerConnect {
+        broker: BrokerId,
+        peer: BrokerId,
+        conn: ConnId,
+    },
+    PeerUnreachable {
+        broker: BrokerId,
+        peer: BrokerId,
     },
     Connected {
         conn: ConnId,
@@ -147,6 +177,31 @@ pub(super) enum Ev<'a> {
     },
     Restart {
         broker: BrokerId,
+    },
+    /// Graceful shutdown: the broker stops taking input.
+    Stopping {
+        broker: BrokerId,
+    },
+    /// ... and exits, its flushes done (`clean`) or given up on.
+    Stopped {
+        broker: BrokerId,
+        clean: bool,
+    },
+    /// A fault's `target` resolved to a broker.
+    Target {
+        index: usize,
+        broker: BrokerId,
+    },
+    /// The setup phase moved on (cluster scenarios).
+    Setup {
+        step: &'a str,
+    },
+    /// A client learned a partition's leader and leader epoch from
+    /// Metadata, newer than anything seen before.
+    Leader {
+        tp: &'a Tp,
+        broker: Option<BrokerId>,
+        epoch: i32,
     },
     Invoke {
         send: SendId,

@@ -1,0 +1,353 @@
+//! Replica checks of cluster scenarios, from each broker's disk.
+//!
+//! The core's getters say where a partition's log starts and ends and its
+//! high watermark (`Node::partition_offsets`), not what the log holds nor
+//! who leads. The simulator owns the disks, though, and a partition's log
+//! is Kafka's own layout (`<topic>-<partition>/<base offset:020>.log`
+//! holding v2 record batches), so the world keeps a mirror of every
+//! replica as batch signatures (base and last offset, partition leader
+//! epoch, CRC), read incrementally and never written. From the mirrors:
+//!
+//! - `log_matching` (INVARIANTS.md): any two replicas agree on every batch
+//!   below both of their high watermarks. Checked against one reference
+//!   per partition: the first replica to hold a batch below its high
+//!   watermark sets it, every other must match.
+//! - `single_leader_per_epoch`: a successful Produce response from broker
+//!   B for a batch stamped with leader epoch E says B led the partition in
+//!   E; no two brokers may do so for one E.
+//! - `monotonic_leader_epoch`: the epochs a broker acknowledges writes in,
+//!   per partition, never go back.
+//!
+//! Reads go through `Storage` (`&mut` for the trait's sake; nothing
+//! changes) and are bounded: a resynchronisation after truncation walks
+//! back at most the batches the mirror holds.
+
+use super::*;
+use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
+
+/// One batch as the mirror knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BatchSig {
+    pub(super) last_offset: i64,
+    pub(super) epoch: i32,
+    pub(super) crc: u32,
+    /// Where it sits: the segment's base offset and the byte position.
+    segment: i64,
+    position: u64,
+    size: u64,
+}
+
+impl BatchSig {
+    fn same_batch(&self, other: &BatchSig) -> bool {
+        (self.last_offset, self.epoch, self.crc) == (other.last_offset, other.epoch, other.crc)
+    }
+}
+
+/// One replica's log, as batch signatures.
+#[derive(Debug, Default)]
+pub(super) struct Mirror {
+    batches: BTreeMap<i64, BatchSig>,
+}
+
+fn segment_path(dir: &str, base: i64) -> String {
+    format!("{dir}/{base:020}.log")
+}
+
+fn segment_base(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+fn header_at(storage: &mut MemoryStorage, path: &str, position: u64) -> Option<BatchHeader> {
+    let bytes = storage.read_at(path, position, BATCH_HEADER_LEN).ok()?;
+    BatchHeader::parse(&bytes).ok()
+}
+
+impl Mirror {
+    /// Brings the mirror up to the log's end. Returns the lowest offset
+    /// whose batch was dropped because the log no longer holds it
+    /// (truncation, a crash, retention), if any.
+    fn sync(&mut self, storage: &mut MemoryStorage, dir: &str, log_end: i64) -> Option<i64> {
+        let mut dropped_from = None;
+        // Walk back from the newest batch to one the log still holds.
+        while let Some((&base, sig)) = self.batches.last_key_value() {
+            let path = segment_path(dir, sig.segment);
+            let held = header_at(storage, &path, sig.position).is_some_and(|h| {
+                h.base_offset() == base
+                    && h.crc() == sig.crc
+                    && h.partition_leader_epoch() == sig.epoch
+                    && h.last_offset() == sig.last_offset
+            });
+            if held {
+                break;
+            }
+            self.batches.pop_last();
+            dropped_from = Some(base);
+        }
+        // Scan forward from the end of the newest batch.
+        let (mut segment, mut position) = match self.batches.last_key_value() {
+            Some((_, sig)) => (sig.segment, sig.position + sig.size),
+            None => match first_segment(storage, dir) {
+                Some(s) => (s, 0),
+                None => return dropped_from,
+            },
+        };
+        let mut next_offset = self
+            .batches
+            .last_key_value()
+            .map_or(0, |(_, s)| s.last_offset + 1);
+        // Bounded: each round reads one segment to its end or moves to the
+        // next segment, and a log has finitely many.
+        for _ in 0..100_000 {
+            let path = segment_path(dir, segment);
+            let Ok(len) = storage.len(&path) else {
+                break;
+            };
+            if position < len {
+                let Ok(bytes) = storage.read_at(&path, position, (len - position) as usize) else {
+                    break;
+                };
+                for (at, header) in BatchIter::new(&bytes) {
+                    self.batches.insert(
+                        header.base_offset(),
+                        BatchSig {
+                            last_offset: header.last_offset(),
+                            epoch: header.partition_leader_epoch(),
+                            crc: header.crc(),
+                            segment,
+                            position: position + at as u64,
+                            size: header.total_size() as u64,
+                        },
+                    );
+                    next_offset = header.last_offset() + 1;
+                }
+            }
+            if next_offset >= log_end {
+                break;
+            }
+            match next_segment(storage, dir, segment) {
+                Some(s) => {
+                    segment = s;
+                    position = 0;
+                }
+                None => break,
+            }
+        }
+        dropped_from
+    }
+
+    /// Forgets everything (the broker's disk was replaced by a crash).
+    fn clear(&mut self) -> Option<i64> {
+        let first = self.batches.first_key_value().map(|(b, _)| *b);
+        self.batches.clear();
+        first
+    }
+}
+
+fn segments(storage: &mut MemoryStorage, dir: &str) -> Vec<i64> {
+    storage
+        .list(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| segment_base(n))
+        .collect()
+}
+
+fn first_segment(storage: &mut MemoryStorage, dir: &str) -> Option<i64> {
+    segments(storage, dir).into_iter().min()
+}
+
+fn next_segment(storage: &mut MemoryStorage, dir: &str, after: i64) -> Option<i64> {
+    segments(storage, dir)
+        .into_iter()
+        .filter(|s| *s > after)
+        .min()
+}
+
+/// The replica checkers' state.
+pub(super) struct ReplicaChecks {
+    /// [broker][partition]
+    mirrors: Vec<Vec<Mirror>>,
+    /// Per partition: base offset -> (the first broker seen holding it
+    /// below its high watermark, the batch).
+    committed: Vec<BTreeMap<i64, (BrokerId, BatchSig)>>,
+    /// [broker][partition]: offsets below this were compared.
+    verified_upto: Vec<Vec<i64>>,
+    /// Per partition: leader epoch -> the broker that acknowledged writes
+    /// in it.
+    epoch_leader: Vec<BTreeMap<i32, BrokerId>>,
+    /// [broker][partition]: the newest epoch the broker acknowledged in.
+    epoch_max: Vec<Vec<i32>>,
+    /// Successful Produce responses of the current event: (broker,
+    /// partition, base offset), checked once the mirror has caught up.
+    acked: Vec<(BrokerId, usize, i64)>,
+}
+
+impl ReplicaChecks {
+    pub(super) fn new(brokers: usize, tps: usize) -> ReplicaChecks {
+        ReplicaChecks {
+            mirrors: (0..brokers)
+                .map(|_| (0..tps).map(|_| Mirror::default()).collect())
+                .collect(),
+            committed: vec![BTreeMap::new(); tps],
+            verified_upto: vec![vec![0; tps]; brokers],
+            epoch_leader: vec![BTreeMap::new(); tps],
+            epoch_max: vec![vec![-1; tps]; brokers],
+            acked: Vec::new(),
+        }
+    }
+
+    pub(super) fn produce_acked(&mut self, broker: BrokerId, tp: usize, base_offset: i64) {
+        // Bounded by the responses one event can emit.
+        assert!(
+            self.acked.len() < OUTPUTS_PER_INPUT_MAX,
+            "acks pile up unchecked"
+        );
+        self.acked.push((broker, tp, base_offset));
+    }
+
+    /// The broker lost its disk's unsynced tail (or restarted): its mirror
+    /// is rebuilt from what the disk holds now.
+    pub(super) fn broker_restarted(&mut self, broker: BrokerId) {
+        for (i, m) in self.mirrors[broker].iter_mut().enumerate() {
+            m.clear();
+            self.verified_upto[broker][i] = 0;
+        }
+    }
+}
+
+impl World {
+    /// The replica checks of broker `b` after an event touched it: catch
+    /// its mirrors up, compare what is below its high watermarks, and
+    /// judge the Produce acknowledgements it just sent.
+    pub(super) fn check_replicas(&mut self, b: BrokerId) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let BrokerState::Up(node) = &mut self.brokers[b].state else {
+            return;
+        };
+        let checks = &mut cluster.replicas;
+        let divergence_allowed = cluster.config.unclean_leader_election;
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        for (i, (topic, partition)) in self.tps.iter().enumerate() {
+            let Some((_, hw, log_end)) = node.partition_offsets(topic, *partition) else {
+                continue;
+            };
+            let dir = format!("{topic}-{partition}");
+            let mirror = &mut checks.mirrors[b][i];
+            if let Some(dropped) = mirror.sync(node.storage_mut(), &dir, log_end) {
+                let v = &mut checks.verified_upto[b][i];
+                *v = (*v).min(dropped);
+            }
+            if divergence_allowed {
+                continue;
+            }
+            let from = checks.verified_upto[b][i];
+            for (base, sig) in checks.mirrors[b][i].batches.range(from..) {
+                if sig.last_offset >= hw {
+                    break;
+                }
+                match checks.committed[i].get(base) {
+                    None => {
+                        checks.committed[i].insert(*base, (b, *sig));
+                    }
+                    Some((other, theirs)) if !theirs.same_batch(sig) => problems.push((
+                        "log_matching",
+                        format!(
+                            "{topic}-{partition} offset {base}: broker {b} holds batch ..{} of epoch {} (crc {:08x}) below its high watermark {hw}; broker {other} held ..{} of epoch {} (crc {:08x}) below its own",
+                            sig.last_offset, sig.epoch, sig.crc, theirs.last_offset, theirs.epoch, theirs.crc
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+                checks.verified_upto[b][i] = sig.last_offset + 1;
+            }
+        }
+        let mut acked = Vec::new();
+        checks.acked.retain(|a| {
+            if a.0 == b {
+                acked.push(*a);
+            }
+            a.0 != b
+        });
+        for (broker, i, base) in acked {
+            let (topic, partition) = &self.tps[i];
+            let Some(sig) = checks.mirrors[broker][i].batches.get(&base).copied() else {
+                problems.push((
+                    "leader_completeness",
+                    format!(
+                        "{topic}-{partition}: broker {broker} acknowledged a write at offset {base} that its log does not hold as a batch"
+                    ),
+                ));
+                continue;
+            };
+            match checks.epoch_leader[i].get(&sig.epoch) {
+                Some(other) if *other != broker => problems.push((
+                    "single_leader_per_epoch",
+                    format!(
+                        "{topic}-{partition} leader epoch {}: broker {broker} acknowledged a write at offset {base}, broker {other} acknowledged writes in the same epoch",
+                        sig.epoch
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    checks.epoch_leader[i].insert(sig.epoch, broker);
+                }
+            }
+            let max = &mut checks.epoch_max[broker][i];
+            if sig.epoch < *max {
+                problems.push((
+                    "monotonic_leader_epoch",
+                    format!(
+                        "{topic}-{partition}: broker {broker} acknowledged a write in leader epoch {} after one in epoch {max}",
+                        sig.epoch
+                    ),
+                ));
+            }
+            *max = (*max).max(sig.epoch);
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedlog_core::storage::Storage;
+
+    fn append(storage: &mut MemoryStorage, path: &str, value: &str, base: i64, epoch: i32) {
+        let mut batch = build_batch(&[(None, Some(value.as_bytes()))], 0);
+        batch[0..8].copy_from_slice(&base.to_be_bytes());
+        batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+        storage.append(path, &batch).unwrap();
+    }
+
+    #[test]
+    fn mirror_follows_appends_truncation_and_segment_rolls() {
+        let mut s = MemoryStorage::new();
+        let seg0 = "t-0/00000000000000000000.log";
+        append(&mut s, seg0, "a", 0, 1);
+        append(&mut s, seg0, "b", 1, 1);
+        let mut m = Mirror::default();
+        assert_eq!(m.sync(&mut s, "t-0", 2), None);
+        assert_eq!(m.batches.len(), 2);
+        // A roll to a second segment.
+        let seg2 = "t-0/00000000000000000002.log";
+        append(&mut s, seg2, "c", 2, 2);
+        assert_eq!(m.sync(&mut s, "t-0", 3), None);
+        assert_eq!(m.batches.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+        // Truncation to offset 1, then a different batch appended there.
+        s.remove(seg2).unwrap();
+        let first_len = s.len(seg0).unwrap() / 2;
+        s.truncate(seg0, first_len).unwrap();
+        append(&mut s, seg0, "B", 1, 3);
+        assert_eq!(m.sync(&mut s, "t-0", 2), Some(1));
+        let epochs: Vec<i32> = m.batches.values().map(|b| b.epoch).collect();
+        assert_eq!(epochs, vec![1, 3]);
+    }
+}
