@@ -39,6 +39,26 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
 ];
 
+/// Requests between the nodes of a cluster (KRaft, the controller's broker
+/// APIs). Not advertised to clients, as Kafka's broker listener does not;
+/// accepted only on a cluster node.
+const PEER_SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Vote, 2, 2),
+    (ApiKey::BeginQuorumEpoch, 1, 1),
+    (ApiKey::EndQuorumEpoch, 1, 1),
+    (ApiKey::BrokerRegistration, 4, 4),
+    (ApiKey::BrokerHeartbeat, 1, 1),
+    (ApiKey::AlterPartition, 3, 3),
+    (ApiKey::AllocateProducerIds, 0, 0),
+];
+
+/// Whether a cluster node takes this inter-node request.
+pub fn supports_peer(api_key: ApiKey, api_version: i16) -> bool {
+    PEER_SUPPORTED
+        .iter()
+        .any(|(key, min, max)| *key == api_key && (*min..=*max).contains(&api_version))
+}
+
 fn range(api_key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
         .iter()

@@ -5,7 +5,9 @@
 //! for the next one, so flushes batch naturally under load (group commit)
 //! and the driver never sees an unbounded queue of sync requests.
 
+use super::cluster::broker::{leader_end_offset, sync_high_watermark};
 use super::io::{FlushId, Output};
+use super::topics::Replica;
 use super::{Node, FLUSH_RETRY_BACKOFF};
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
@@ -28,6 +30,27 @@ impl Flusher {
     pub fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
+
+    /// An id for a flush the node runs outside this flusher (the metadata
+    /// log's), unique among all flushes.
+    pub fn allocate_id(&mut self) -> FlushId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// A partition was cut back to `log_end_offset` while a flush may be in
+    /// flight: the bytes beyond are not the ones that flush syncs, so its
+    /// mark must not claim them once the log grows back.
+    pub fn note_truncation(&mut self, topic: &str, partition: i32, log_end_offset: i64) {
+        if let Some(in_flight) = &mut self.in_flight {
+            for (t, p, mark) in &mut in_flight.marks {
+                if t == topic && *p == partition && *mark > log_end_offset {
+                    *mark = log_end_offset;
+                }
+            }
+        }
+    }
 }
 
 impl<S: Storage> Node<S> {
@@ -40,9 +63,9 @@ impl<S: Storage> Node<S> {
         let mut marks = Vec::new();
         let mut paths = Vec::new();
         for topic in self.topics.iter() {
-            for (index, p) in topic.partitions.iter().enumerate() {
+            for (&index, p) in &topic.partitions {
                 if p.log.synced_offset() < p.log.log_end_offset() {
-                    marks.push((topic.name.clone(), index as i32, p.log.log_end_offset()));
+                    marks.push((topic.name.clone(), index, p.log.log_end_offset()));
                     paths.extend(p.log.unsynced_paths());
                 }
             }
@@ -60,6 +83,14 @@ impl<S: Storage> Node<S> {
     }
 
     pub(super) fn handle_flush_completed(&mut self, flush_id: FlushId) {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.raft.owns_flush(flush_id))
+        {
+            self.handle_raft_flush_completed();
+            return;
+        }
         let Some(in_flight) = self.take_in_flight(flush_id) else {
             return;
         };
@@ -72,15 +103,35 @@ impl<S: Storage> Node<S> {
                 continue; // truncated meanwhile; nothing to mark
             }
             p.log.mark_synced(log_end_offset);
-            if self.config.flush_before_ack && p.high_watermark < p.log.synced_offset() {
-                p.high_watermark = p.log.synced_offset();
-                self.high_watermark_moved = true;
+            let flush_before_ack = self.config.flush_before_ack;
+            match &mut p.replica {
+                Replica::Standalone => {
+                    if flush_before_ack && p.high_watermark < p.log.synced_offset() {
+                        p.high_watermark = p.log.synced_offset();
+                        self.high_watermark_moved = true;
+                    }
+                }
+                Replica::Leader(leader) => {
+                    leader.handle_leader_end_offset(leader_end_offset(&p.log, flush_before_ack));
+                    self.high_watermark_moved |= sync_high_watermark(p, flush_before_ack);
+                }
+                Replica::Follower(_) | Replica::Offline => {
+                    sync_high_watermark(p, flush_before_ack);
+                }
             }
         }
         self.release_produces(None);
     }
 
     pub(super) fn handle_flush_failed(&mut self, flush_id: FlushId, error: StorageError) {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.raft.owns_flush(flush_id))
+        {
+            self.handle_raft_flush_failed();
+            return;
+        }
         let Some(in_flight) = self.take_in_flight(flush_id) else {
             return;
         };

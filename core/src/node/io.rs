@@ -13,6 +13,22 @@ pub type FlushId = u64;
 /// Another node of the cluster, by `node.id`.
 pub type PeerId = i32;
 
+/// Which of a peer's connections a request travels on. Each channel is its
+/// own connection (as Kafka keeps separate network clients for the quorum,
+/// the controller channel and each replica fetcher): answers come back in
+/// order per connection, so a long-polled fetch must not hold up a
+/// heartbeat behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerChannel {
+    /// KRaft RPCs between voters.
+    Quorum,
+    /// Broker to active controller: registration, heartbeats,
+    /// AlterPartition, forwarded admin requests.
+    Controller,
+    /// Replica fetches from partition leaders.
+    Replication,
+}
+
 /// Where a peer listens, as `--voters` or its registration names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PeerAddress {
@@ -47,8 +63,9 @@ pub enum Input {
         correlation_id: i32,
         body: ResponseKind,
     },
-    /// The connection to `peer` broke (or could not be made): every request
-    /// sent to it and not yet answered is lost. The node retries what it
+    /// A connection to `peer` broke (or could not be made): every request
+    /// sent to it and not yet answered is lost, on every channel (a driver
+    /// closes the peer's other connections too). The node retries what it
     /// still needs; the driver reconnects on the next `PeerRequest`.
     PeerUnreachable { peer: PeerId },
 }
@@ -78,12 +95,14 @@ pub enum Output {
     },
     /// Send a Kafka request to another node of the cluster (a Raft RPC, a
     /// replica fetch, a request to the active controller). The driver keeps
-    /// one connection per peer, sends requests on it in order, and hands
+    /// one connection per (peer, channel), sends requests on it in order,
+    /// and hands
     /// each answer back as `Input::PeerResponse` with the header's
     /// correlation id (decode it with the header's api key and version), or
     /// reports `Input::PeerUnreachable` when the connection breaks.
     PeerRequest {
         to: PeerId,
+        channel: PeerChannel,
         address: PeerAddress,
         header: RequestHeader,
         body: RequestKind,

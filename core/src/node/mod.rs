@@ -17,8 +17,9 @@ mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports};
+pub use cluster::ClusterStatus;
 pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
-pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerId};
+pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
 
 use crate::group::Coordinator;
 use crate::storage::{Storage, StorageError};
@@ -72,6 +73,8 @@ pub struct Node<S: Storage> {
     groups: Coordinator<GroupReplyTo>,
     /// Coordinator writes appended and not yet reported durable.
     group_writes: Vec<GroupWriteWait>,
+    /// Set on a node of a multi-node cluster.
+    cluster: Option<cluster::Cluster>,
 }
 
 impl<S: Storage> Node<S> {
@@ -89,13 +92,34 @@ impl<S: Storage> Node<S> {
             tracing::warn!(%dir, truncated_bytes = report.truncated_bytes, "recovery cut a torn or corrupt tail");
         }
         let groups = Coordinator::new(coordinator_config(&config));
+        let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let cluster = match &config.cluster {
+            Some(cluster_config) => {
+                let incarnation_id = {
+                    use rand::RngCore;
+                    let mut bytes = [0u8; 16];
+                    rng.fill_bytes(&mut bytes);
+                    uuid::Builder::from_random_bytes(bytes).into_uuid()
+                };
+                Some(cluster::Cluster::open(
+                    &config,
+                    cluster_config,
+                    &mut storage,
+                    rng_seed,
+                    incarnation_id,
+                    now,
+                )?)
+            }
+            None => None,
+        };
         let mut node = Node {
             responder: Responder::new(config.in_flight_requests_per_connection_max),
             retention_check_at: now + Duration::from_millis(config.retention_check_interval_ms),
             config,
             storage,
-            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            rng,
             now,
+            cluster,
             topics,
             producer_ids,
             outputs: VecDeque::new(),
@@ -128,16 +152,28 @@ impl<S: Storage> Node<S> {
     /// (log start, high watermark, log end) of a partition, for tests and
     /// checkers.
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Option<(i64, i64, i64)> {
-        let p = self
-            .topics
-            .get(topic)?
-            .partitions
-            .get(usize::try_from(partition).ok()?)?;
+        let p = self.topics.get(topic)?.partitions.get(&partition)?;
         Some((
             p.log.log_start_offset(),
             p.high_watermark,
             p.log.log_end_offset(),
         ))
+    }
+
+    /// The cluster as this node sees it; `None` on a standalone broker.
+    pub fn cluster_status(&self) -> Option<cluster::ClusterStatus> {
+        self.cluster.as_ref().map(|c| c.status())
+    }
+
+    /// (leader epoch, is leader here, ISR as the leader holds it) of a
+    /// hosted partition, for checkers.
+    pub fn replica_role(&self, topic: &str, partition: i32) -> Option<(i32, bool, Vec<i32>)> {
+        let p = self.topics.get(topic)?.partitions.get(&partition)?;
+        let isr = match &p.replica {
+            topics::Replica::Leader(l) => l.isr().iter().copied().collect(),
+            _ => Vec::new(),
+        };
+        Some((p.leader_epoch, p.replica.is_leader(), isr))
     }
 
     pub fn topic_names(&self) -> Vec<String> {
@@ -170,6 +206,7 @@ impl<S: Storage> Node<S> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_time(now);
         self.expire_delayed_fetches();
+        self.expire_produces();
         self.groups.handle_timeout(now);
         if now >= self.retention_check_at {
             self.retention_check_at =
@@ -190,10 +227,28 @@ impl<S: Storage> Node<S> {
         let fetch = self.delayed_fetches.iter().map(|f| f.deadline).min();
         let flush_retry = self.flusher.retry_at();
         let groups = self.groups.next_timeout();
-        [Some(self.retention_check_at), fetch, flush_retry, groups]
+        let produce = self.produce_deadline();
+        let cluster = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.next_deadline())
             .into_iter()
-            .flatten()
-            .min()
+            .chain(
+                self.cluster
+                    .as_ref()
+                    .and_then(|_| self.controller_deadline()),
+            );
+        [
+            Some(self.retention_check_at),
+            fetch,
+            flush_retry,
+            groups,
+            produce,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(cluster)
+        .min()
     }
 
     /// Panics with a reason when an internal invariant is broken. The
@@ -203,12 +258,15 @@ impl<S: Storage> Node<S> {
         self.topics.check_invariants();
         self.responder.check_invariants();
         self.groups.check_invariants();
+        if let Some(cluster) = &self.cluster {
+            cluster.check_invariants();
+        }
         assert!(
             self.delayed_fetches.len() <= self.config.delayed_fetches_max,
             "delayed fetches unbounded"
         );
         for topic in self.topics.iter() {
-            for p in &topic.partitions {
+            for p in topic.partitions.values() {
                 if self.config.flush_before_ack {
                     assert!(
                         p.high_watermark <= p.log.synced_offset().max(p.log.log_start_offset()),
@@ -240,7 +298,9 @@ impl<S: Storage> Node<S> {
             );
             return;
         };
-        if !supports(api_key, header.request_api_version) {
+        let peer_api = self.cluster.is_some()
+            && api_versions::supports_peer(api_key, header.request_api_version);
+        if !peer_api && !supports(api_key, header.request_api_version) {
             self.close(
                 connection,
                 format!(
@@ -267,7 +327,63 @@ impl<S: Storage> Node<S> {
                 }
             }
         };
-        self.dispatch(slot, &header, body);
+        if self.cluster.is_some() {
+            if let Some(body) = self.dispatch_cluster(slot, &header, body) {
+                self.dispatch(slot, &header, body);
+            }
+        } else {
+            self.dispatch(slot, &header, body);
+        }
+    }
+
+    /// The requests a cluster node handles apart: KRaft RPCs, controller
+    /// requests, admin requests for the controller. Returns the request
+    /// when the ordinary dispatch should take it.
+    fn dispatch_cluster(
+        &mut self,
+        slot: Option<Slot>,
+        header: &RequestHeader,
+        body: RequestKind,
+    ) -> Option<RequestKind> {
+        let from_peer = header.client_id.as_ref().is_some_and(|c| {
+            c.as_str()
+                .starts_with(cluster::peers::PEER_CLIENT_ID_PREFIX)
+        });
+        match body {
+            RequestKind::Vote(_)
+            | RequestKind::BeginQuorumEpoch(_)
+            | RequestKind::EndQuorumEpoch(_) => {
+                self.handle_raft_request(slot.expect("answered"), header.correlation_id, body);
+                None
+            }
+            RequestKind::Fetch(f) if cluster::raft::is_metadata_fetch(&f) => {
+                self.handle_raft_request(
+                    slot.expect("answered"),
+                    header.correlation_id,
+                    RequestKind::Fetch(f),
+                );
+                None
+            }
+            RequestKind::BrokerRegistration(_)
+            | RequestKind::BrokerHeartbeat(_)
+            | RequestKind::AlterPartition(_)
+            | RequestKind::AllocateProducerIds(_) => {
+                self.handle_peer_controller_request(slot.expect("answered"), body);
+                None
+            }
+            RequestKind::CreateTopics(_)
+            | RequestKind::DeleteTopics(_)
+            | RequestKind::CreatePartitions(_) => {
+                let slot = slot.expect("answered");
+                if from_peer {
+                    self.handle_peer_controller_request(slot, body);
+                } else {
+                    self.forward_to_controller(slot, body);
+                }
+                None
+            }
+            other => Some(other),
+        }
     }
 
     fn dispatch(&mut self, slot: Option<Slot>, header: &RequestHeader, body: RequestKind) {
@@ -389,6 +505,9 @@ impl<S: Storage> Node<S> {
             .retain(|f| f.slot.connection != connection);
         self.pending_produces
             .retain(|p| p.slot.connection != connection);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.forget_connection(connection);
+        }
     }
 
     fn close(&mut self, connection: ConnectionId, reason: String) {
@@ -401,6 +520,7 @@ impl<S: Storage> Node<S> {
     /// Work every input ends with: start a flush if data waits for one,
     /// re-check parked fetches if a high watermark moved.
     fn after_input(&mut self) {
+        self.drive_cluster();
         // Before the flush: the coordinator's appends join this flush.
         self.drive_groups();
         self.maybe_start_flush();
@@ -420,7 +540,7 @@ impl<S: Storage> Node<S> {
     fn enforce_retention(&mut self) {
         let now = self.now;
         for topic in self.topics.iter_mut() {
-            for p in topic.partitions.iter_mut() {
+            for p in topic.partitions.values_mut() {
                 match p.log.enforce_retention(&mut self.storage, now) {
                     Ok(deleted) if deleted > 0 => {
                         tracing::info!(dir = p.log.dir(), deleted, "retention deleted segments");

@@ -8,6 +8,7 @@
 use super::producer_state::ProducerStateTable;
 use super::topic_config;
 use crate::log::{LogConfig, PartitionLog, RecoveryReport};
+use crate::partition::{FollowerReplica, LeaderReplica};
 use crate::storage::Storage;
 use crate::time::Instant;
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,7 @@ const TOPIC_NAME_LEN_MAX: usize = 249;
 /// A bound on partitions per topic, so one request cannot exhaust memory.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
-/// One partition replica hosted here (on a single broker, always the leader).
+/// One partition replica hosted here.
 pub struct Partition {
     pub log: PartitionLog,
     pub leader_epoch: i32,
@@ -29,6 +30,25 @@ pub struct Partition {
     pub high_watermark: i64,
     /// Idempotent producers' last batches, rebuilt from the log on load.
     pub producers: ProducerStateTable,
+    pub replica: Replica,
+}
+
+/// The part this node plays for one partition.
+#[derive(Debug)]
+pub enum Replica {
+    /// A standalone broker: the only replica, always the leader.
+    Standalone,
+    /// A cluster replica the committed metadata has not given a role (just
+    /// loaded, or its partition has no leader).
+    Offline,
+    Leader(LeaderReplica),
+    Follower(FollowerReplica),
+}
+
+impl Replica {
+    pub fn is_leader(&self) -> bool {
+        matches!(self, Replica::Standalone | Replica::Leader(_))
+    }
 }
 
 impl Partition {
@@ -39,6 +59,7 @@ impl Partition {
             leader_epoch,
             high_watermark,
             producers: ProducerStateTable::default(),
+            replica: Replica::Standalone,
         }
     }
 
@@ -69,8 +90,12 @@ impl Partition {
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: Vec<Partition>,
+    /// The partitions hosted here by index: all of them on a standalone
+    /// broker, the ones this node is a replica of in a cluster.
+    pub partitions: BTreeMap<i32, Partition>,
     pub overrides: BTreeMap<String, String>,
+    /// Hosts a subset of the topic's partitions (a cluster node).
+    pub sparse: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,6 +105,10 @@ struct TopicRecord {
     partitions: i32,
     leader_epochs: Vec<i32>,
     configs: BTreeMap<String, String>,
+    /// A cluster node hosts some partitions only: their indexes, aligned
+    /// with `leader_epochs`. Absent: all of `0..partitions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partition_ids: Option<Vec<i32>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, Default)]
@@ -137,7 +166,9 @@ impl Topics {
             MetadataFile::default()
         };
         for record in file.topics {
-            if record.leader_epochs.len() != record.partitions as usize {
+            if record.partition_ids.is_none()
+                && record.leader_epochs.len() != record.partitions as usize
+            {
                 return Err(NodeError::Metadata(format!(
                     "{METADATA_PATH}: topic '{}' has {} partitions but {} epochs",
                     record.name,
@@ -146,20 +177,40 @@ impl Topics {
                 )));
             }
             let config = topic_config::log_config(&record.configs, defaults);
-            let mut partitions = Vec::with_capacity(record.partitions as usize);
-            for (index, leader_epoch) in record.leader_epochs.iter().enumerate() {
-                let dir = partition_dir(&record.name, index as i32);
+            let mut partitions = BTreeMap::new();
+            let ids: Vec<i32> = match &record.partition_ids {
+                Some(ids) => ids.clone(),
+                None => (0..record.partitions).collect(),
+            };
+            if ids.len() != record.leader_epochs.len() {
+                return Err(NodeError::Metadata(format!(
+                    "{METADATA_PATH}: topic '{}' lists {} partitions but {} epochs",
+                    record.name,
+                    ids.len(),
+                    record.leader_epochs.len()
+                )));
+            }
+            for (&index, leader_epoch) in ids.iter().zip(&record.leader_epochs) {
+                let dir = partition_dir(&record.name, index);
                 let (log, report) = PartitionLog::open(storage, &dir, config.clone(), now)?;
                 reports.push((dir, report));
                 let mut partition = Partition::new(log, *leader_epoch);
                 partition.sync_recovered(storage)?;
+                if record.partition_ids.is_some() {
+                    // A cluster replica waits for the metadata to give it a role.
+                    partition.replica = Replica::Offline;
+                    // Only the leader knows what is committed; start low and
+                    // learn (consumers wait rather than read too far).
+                    partition.high_watermark = partition.log.log_start_offset();
+                }
                 partition.rebuild_producer_state(storage)?;
-                partitions.push(partition);
+                partitions.insert(index, partition);
             }
             topics.insert(Topic {
                 name: record.name,
                 id: record.id,
                 partitions,
+                sparse: record.partition_ids.is_some(),
                 overrides: record.configs,
             });
         }
@@ -171,6 +222,9 @@ impl Topics {
     /// CreateTopics or DeleteTopics).
     fn remove_orphans(&self, storage: &mut dyn Storage) -> Result<(), NodeError> {
         for entry in storage.list("")? {
+            if entry == crate::quorum::METADATA_LOG_DIR {
+                continue;
+            }
             let Some((topic, partition)) = entry.rsplit_once('-') else {
                 continue;
             };
@@ -180,7 +234,7 @@ impl Topics {
             let owned = self
                 .by_name
                 .get(topic)
-                .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+                .is_some_and(|t| t.partitions.contains_key(&partition));
             if !owned {
                 tracing::warn!(dir = %entry, "removing a partition directory no topic owns");
                 storage.remove_dir(&entry)?;
@@ -200,8 +254,9 @@ impl Topics {
                     name: t.name.clone(),
                     id: t.id,
                     partitions: t.partitions.len() as i32,
-                    leader_epochs: t.partitions.iter().map(|p| p.leader_epoch).collect(),
+                    leader_epochs: t.partitions.values().map(|p| p.leader_epoch).collect(),
                     configs: t.overrides.clone(),
+                    partition_ids: t.sparse.then(|| t.partitions.keys().copied().collect()),
                 })
                 .collect(),
         };
@@ -256,10 +311,7 @@ impl Topics {
     }
 
     pub fn partition_mut(&mut self, name: &str, partition: i32) -> Option<&mut Partition> {
-        let topic = self.by_name.get_mut(name)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| topic.partitions.get_mut(p))
+        self.by_name.get_mut(name)?.partitions.get_mut(&partition)
     }
 
     pub fn check_invariants(&self) {
@@ -270,7 +322,7 @@ impl Topics {
         );
         for topic in self.by_name.values() {
             assert_eq!(self.name_by_id.get(&topic.id), Some(&topic.name));
-            for p in &topic.partitions {
+            for p in topic.partitions.values() {
                 p.log.check_invariants();
                 p.producers.check_invariants();
                 assert!(

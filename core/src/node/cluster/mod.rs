@@ -1,28 +1,342 @@
-//! A node as one member of a KRaft cluster: the controller quorum, the
-//! active controller, broker registration, the metadata listener that turns
-//! committed metadata into leader and follower replicas, and the replica
-//! fetcher. Under construction: see the replication issue.
+//! A node as one member of a KRaft cluster (combined broker and
+//! controller): the controller quorum ([`raft`]), the controller on top of
+//! it ([`controller_host`]), broker registration and the metadata listener
+//! ([`broker`]), and partition replication ([`replication`]).
+//!
+//! Control flow: every input ends in [`Node::drive_cluster`], which routes
+//! the quorum's outputs, applies newly committed metadata, moves the
+//! controller between active and passive, and lets the broker, the replica
+//! fetcher and the ISR logic send what is due. Each step is bounded and
+//! idempotent, so running it after any input is always safe.
 
-use super::io::PeerId;
-use super::Node;
+pub mod broker;
+pub mod controller_host;
+pub mod metadata_view;
+pub mod peers;
+pub mod raft;
+pub mod replication;
+
+use super::config::ClusterConfig;
+use super::io::{PeerAddress, PeerId};
+use super::responder::Slot;
+use super::{Node, NodeConfig, NodeError};
+use crate::controller::{decode_batches, ControllerConfig, MetadataImage, MetadataRecord};
+use crate::quorum::{QuorumConfig, QuorumNode, VoterEndpoint};
 use crate::storage::Storage;
+use crate::time::Instant;
+use broker::BrokerLifecycle;
+use controller_host::{ControllerHost, ControllerReply};
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use peers::{Peers, Purpose};
+use raft::RaftBridge;
+use replication::ReplicaFetcher;
+use std::collections::BTreeMap;
+
+/// Bytes of committed metadata read per replay step.
+const METADATA_READ_BYTES_MAX: usize = 1024 * 1024;
+
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub quorum: QuorumNode,
+    pub peers: Peers,
+    pub raft: RaftBridge,
+    pub controller: ControllerHost,
+    pub broker: BrokerLifecycle,
+    /// The committed metadata as this broker acts on it.
+    pub image: MetadataImage,
+    pub fetcher: ReplicaFetcher,
+    /// When the leaders next look for followers that fell out of sync.
+    pub isr_check_at: Instant,
+    /// Client admin requests forwarded to the controller: the answer to
+    /// give if the controller is lost with them.
+    pub forwards: BTreeMap<Slot, ResponseKind>,
+}
+
+/// What a cluster node knows of the cluster, for checkers and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub quorum_role: crate::quorum::Role,
+    pub quorum_epoch: i32,
+    pub quorum_leader: Option<i32>,
+    pub quorum_high_watermark: Option<i64>,
+    pub controller_active: bool,
+    pub broker_epoch: Option<i64>,
+    pub broker_fenced: bool,
+    /// The offset of the last metadata record the broker applied.
+    pub metadata_offset: i64,
+    pub registered_brokers: Vec<i32>,
+    pub unfenced_brokers: Vec<i32>,
+}
+
+impl Cluster {
+    pub fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            quorum_role: self.quorum.role(),
+            quorum_epoch: self.quorum.epoch(),
+            quorum_leader: self.quorum.leader_id(),
+            quorum_high_watermark: self.quorum.high_watermark(),
+            controller_active: self.controller.is_active(),
+            broker_epoch: self.broker.epoch(),
+            broker_fenced: self.broker.is_fenced(),
+            metadata_offset: self.image.last_applied_offset,
+            registered_brokers: self.image.brokers.keys().copied().collect(),
+            unfenced_brokers: self
+                .image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .map(|b| b.id)
+                .collect(),
+        }
+    }
+
+    pub fn open(
+        node: &NodeConfig,
+        config: &ClusterConfig,
+        storage: &mut dyn Storage,
+        rng_seed: u64,
+        incarnation_id: uuid::Uuid,
+        now: Instant,
+    ) -> Result<Cluster, NodeError> {
+        let voter_ids: Vec<i32> = config.voters.keys().copied().collect();
+        let mut quorum_config = QuorumConfig::new(node.node_id, &voter_ids, &node.cluster_id);
+        for (id, address) in &config.voters {
+            quorum_config.voters.insert(
+                *id,
+                VoterEndpoint {
+                    host: address.host.clone(),
+                    port: address.port,
+                },
+            );
+        }
+        quorum_config.election_timeout_ms = config.election_timeout_ms;
+        quorum_config.fetch_timeout_ms = config.quorum_fetch_timeout_ms;
+        quorum_config.commit_prior_epoch = config.bugs.commit_prior_epoch;
+        let quorum = QuorumNode::open(storage, quorum_config, now, rng_seed ^ 0x5155_4f52)
+            .map_err(|e| NodeError::Metadata(format!("metadata log: {e}")))?;
+        let mut controller_config = ControllerConfig::new(node.node_id, &node.cluster_id);
+        controller_config.broker_session_timeout_ms = config.broker_session_timeout_ms;
+        controller_config.default_num_partitions = node.num_partitions;
+        controller_config.default_replication_factor = config.default_replication_factor;
+        controller_config.default_min_insync_replicas = config.min_insync_replicas;
+        controller_config.default_unclean_leader_election_enable =
+            config.unclean_leader_election_enable;
+        controller_config.rng_seed = rng_seed ^ 0x4354_524c;
+        controller_config.bugs = config.bugs.controller;
+        Ok(Cluster {
+            config: config.clone(),
+            quorum,
+            peers: Peers::default(),
+            raft: RaftBridge::default(),
+            controller: ControllerHost::new(controller_config),
+            broker: BrokerLifecycle::new(incarnation_id, now),
+            image: MetadataImage::new(),
+            fetcher: ReplicaFetcher::default(),
+            isr_check_at: now,
+            forwards: BTreeMap::new(),
+        })
+    }
+
+    /// A connection closed: nothing owed on it is answered any more.
+    pub fn forget_connection(&mut self, connection: super::io::ConnectionId) {
+        self.forwards
+            .retain(|slot, _| slot.connection != connection);
+        self.raft.forget_connection(connection);
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.quorum.poll_timeout(),
+            self.peers.next_deadline(),
+            self.raft.next_deadline(),
+            self.broker.next_deadline(),
+            self.fetcher.next_deadline(),
+            Some(self.isr_check_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn check_invariants(&self) {
+        self.quorum.check_invariants();
+        self.controller.check_invariants();
+        self.raft.check_invariants();
+        assert!(
+            self.peers.in_flight_count() <= peers::PEER_REQUESTS_IN_FLIGHT_MAX,
+            "peer requests bounded"
+        );
+        // Committed records are never truncated, so they stay in the log.
+        assert!(
+            self.image.last_applied_offset < self.quorum.log_end_offset().max(0),
+            "the broker image holds records of the metadata log only"
+        );
+    }
+}
+
+/// Committed metadata records from `from` (at most one read's worth) and
+/// the offset after the last batch read.
+pub fn read_committed_records(
+    quorum: &mut QuorumNode,
+    storage: &mut dyn Storage,
+    from: i64,
+) -> (Vec<(i64, MetadataRecord)>, i64) {
+    let read = match quorum.read_committed(storage, from, METADATA_READ_BYTES_MAX) {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::error!(from, error = %e, "reading committed metadata failed");
+            return (Vec::new(), from);
+        }
+    };
+    let mut next = from;
+    for (_, header) in crate::batch::BatchIter::new(&read.records) {
+        next = next.max(header.next_offset());
+    }
+    let records = decode_batches(&read.records)
+        .unwrap_or_else(|e| panic!("committed metadata at {from} does not decode: {e}"));
+    (
+        records.into_iter().filter(|(o, _)| *o >= from).collect(),
+        next,
+    )
+}
 
 impl<S: Storage> Node<S> {
+    pub(super) fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("a cluster node")
+    }
+
+    pub(super) fn cluster_mut(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("a cluster node")
+    }
+
+    pub(super) fn peer_address(&self, peer: PeerId) -> Option<PeerAddress> {
+        let cluster = self.cluster();
+        if let Some(address) = cluster.config.voters.get(&peer) {
+            return Some(address.clone());
+        }
+        let broker = cluster.image.brokers.get(&peer)?;
+        let endpoint = broker.end_points.first()?;
+        Some(PeerAddress {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+        })
+    }
+
+    /// Sends a request to a peer. Returns false when it could not be queued
+    /// (unknown address, table full); the caller's timers retry.
+    pub(super) fn send_peer_request(
+        &mut self,
+        to: PeerId,
+        body: RequestKind,
+        purpose: Purpose,
+        deadline: Instant,
+    ) -> bool {
+        let Some(address) = self.peer_address(to) else {
+            tracing::debug!(to, "no address for peer");
+            return false;
+        };
+        let self_id = self.config.node_id;
+        let Node {
+            cluster, outputs, ..
+        } = self;
+        let cluster = cluster.as_mut().expect("a cluster node");
+        cluster
+            .peers
+            .send(outputs, self_id, to, address, body, purpose, deadline)
+            .is_some()
+    }
+
     pub(super) fn handle_peer_response(
         &mut self,
         from: PeerId,
         correlation_id: i32,
-        body: kafka_protocol::messages::ResponseKind,
+        body: ResponseKind,
     ) {
-        tracing::debug!(
-            from,
-            correlation_id,
-            ?body,
-            "peer response with no cluster wiring yet"
-        );
+        if self.cluster.is_none() {
+            tracing::warn!(from, "peer response to a standalone node; ignored");
+            return;
+        }
+        let Some(purpose) = self.cluster_mut().peers.take(from, correlation_id) else {
+            tracing::debug!(from, correlation_id, "late or unknown peer response");
+            return;
+        };
+        self.route_answer(from, purpose, Some(body));
     }
 
     pub(super) fn handle_peer_unreachable(&mut self, peer: PeerId) {
-        tracing::debug!(peer, "peer unreachable");
+        if self.cluster.is_none() {
+            return;
+        }
+        for purpose in self.cluster_mut().peers.drop_peer(peer) {
+            self.route_answer(peer, purpose, None);
+        }
+    }
+
+    fn route_answer(&mut self, from: PeerId, purpose: Purpose, body: Option<ResponseKind>) {
+        match (purpose, body) {
+            (Purpose::Raft { .. }, None) => {} // the quorum's timers retry
+            (
+                Purpose::Raft {
+                    quorum_correlation_id,
+                },
+                Some(body),
+            ) => self.handle_raft_response(from, quorum_correlation_id, body),
+            (Purpose::Controller(call), body) => self.handle_controller_answer(call, body),
+            (Purpose::ReplicaFetch, Some(body)) => self.handle_replica_fetch_response(from, body),
+            (Purpose::ReplicaFetch, None) => {
+                let now = self.now;
+                self.cluster_mut().fetcher.fetch_lost(from, now);
+            }
+        }
+    }
+
+    /// A request only a controller answers, from a peer.
+    pub(super) fn handle_peer_controller_request(
+        &mut self,
+        slot: super::responder::Slot,
+        body: RequestKind,
+    ) {
+        self.handle_controller_request(ControllerReply::Remote(slot), body);
+    }
+
+    /// A client's CreateTopics, DeleteTopics or CreatePartitions: the
+    /// controller decides; its answer goes back to the client.
+    pub(super) fn forward_to_controller(&mut self, slot: Slot, body: RequestKind) {
+        let fallback = controller_host::not_controller_answer(&body);
+        self.cluster_mut().forwards.insert(slot, fallback);
+        if !self.send_to_controller(controller_host::ControllerCall::Forward { slot }, body) {
+            self.answer_forward_lost(slot);
+        }
+    }
+
+    pub(super) fn answer_forward_lost(&mut self, slot: Slot) {
+        if let Some(answer) = self.cluster_mut().forwards.remove(&slot) {
+            self.responder.complete(slot, answer, &mut self.outputs);
+        }
+    }
+
+    pub(super) fn answer_forward(&mut self, slot: Slot, answer: ResponseKind) {
+        if self.cluster_mut().forwards.remove(&slot).is_some() {
+            self.responder.complete(slot, answer, &mut self.outputs);
+        }
+    }
+
+    /// Everything due after an input or a timer, in dependency order.
+    pub(super) fn drive_cluster(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let now = self.now;
+        for (peer, purpose) in self.cluster_mut().peers.expire(now) {
+            self.route_answer(peer, purpose, None);
+        }
+        self.raft_timeouts();
+        self.drive_controller();
+        self.controller_timeouts();
+        self.apply_committed_metadata();
+        self.drive_broker();
+        self.drive_isr();
+        self.drive_fetcher();
+        self.release_produces(None);
     }
 }

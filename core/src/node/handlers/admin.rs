@@ -50,7 +50,7 @@ impl<S: Storage> Node<S> {
             id = self.random_uuid();
         }
         let config = topic_config::log_config(&overrides, &self.config.log);
-        let mut logs = Vec::with_capacity(partitions as usize);
+        let mut logs = BTreeMap::new();
         for index in 0..partitions {
             let (log, _) = PartitionLog::open(
                 &mut self.storage,
@@ -59,17 +59,18 @@ impl<S: Storage> Node<S> {
                 self.now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            logs.push(Partition::new(log, 0));
+            logs.insert(index, Partition::new(log, 0));
         }
         self.topics.insert(Topic {
             name: name.to_string(),
             id,
             partitions: logs,
             overrides,
+            sparse: false,
         });
         if let Err(e) = self.topics.persist(&mut self.storage) {
             let topic = self.topics.remove(name).expect("just inserted");
-            for p in topic.partitions {
+            for p in topic.partitions.into_values() {
                 let _ = p.log.delete(&mut self.storage);
             }
             return Err((ResponseError::KafkaStorageError.code(), e.to_string()));
@@ -249,7 +250,7 @@ impl<S: Storage> Node<S> {
         self.topics
             .persist(&mut self.storage)
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-        for p in topic.partitions {
+        for p in topic.partitions.into_values() {
             if let Err(e) = p.log.delete(&mut self.storage) {
                 tracing::warn!(topic = name, error = %e, "deleting a partition's files failed; load will remove the orphan");
             }
@@ -327,7 +328,7 @@ impl<S: Storage> Node<S> {
                 now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            topic.partitions.push(Partition::new(log, 0));
+            topic.partitions.insert(index, Partition::new(log, 0));
         }
         self.topics
             .persist(&mut self.storage)

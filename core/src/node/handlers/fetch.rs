@@ -5,6 +5,7 @@ use super::super::responder::Slot;
 use super::super::Node;
 use super::check_leader_epoch;
 use super::produce::log_error_code;
+use crate::node::cluster::replication::is_replica_fetch;
 use crate::storage::Storage;
 use crate::time::Instant;
 use bytes::Bytes;
@@ -99,6 +100,14 @@ impl<S: Storage> Node<S> {
     }
 
     fn read_fetch(&mut self, request: &FetchRequest, version: i16) -> FetchOutcome {
+        if self.cluster.is_some() && is_replica_fetch(request) {
+            let (response, bytes, must_answer) = self.read_replica_fetch(request);
+            return FetchOutcome {
+                response,
+                bytes,
+                has_error: must_answer,
+            };
+        }
         let mut remaining_bytes = if request.max_bytes > 0 {
             request.max_bytes as usize
         } else {
@@ -169,10 +178,23 @@ impl<S: Storage> Node<S> {
         first_with_data: bool,
         pd: &mut PartitionData,
     ) {
+        let known_in_cluster = self.cluster.as_ref().is_some_and(|c| {
+            c.image
+                .topic_by_name(topic)
+                .is_some_and(|t| t.partitions.contains_key(&partition))
+        });
         let Some(p) = self.topics.partition_mut(topic, partition) else {
-            pd.error_code = ResponseError::UnknownTopicOrPartition.code();
+            pd.error_code = if known_in_cluster {
+                ResponseError::NotLeaderOrFollower.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            };
             return;
         };
+        if !p.replica.is_leader() {
+            pd.error_code = ResponseError::NotLeaderOrFollower.code();
+            return;
+        }
         pd.high_watermark = p.high_watermark;
         pd.last_stable_offset = p.high_watermark;
         pd.log_start_offset = p.log.log_start_offset();

@@ -264,7 +264,7 @@ impl<S: Storage> Node<S> {
             let synced = self
                 .topics
                 .get(OFFSETS_TOPIC)
-                .and_then(|t| t.partitions.get(wait.partition as usize))
+                .and_then(|t| t.partitions.get(&wait.partition))
                 .map(|p| p.log.synced_offset());
             match synced {
                 None => {
@@ -328,6 +328,12 @@ impl<S: Storage> Node<S> {
         let mut entries = Vec::with_capacity(keys.len());
         for key in keys {
             let error = match request.key_type {
+                // The coordinator is not moved onto replicated
+                // __consumer_offsets partitions yet: a cluster node has none
+                // to offer rather than a non-replicated one per broker.
+                KEY_TYPE_GROUP if self.config.cluster.is_some() => {
+                    Some(ResponseError::CoordinatorNotAvailable.code())
+                }
                 KEY_TYPE_GROUP => self.ensure_offsets_topic().err(),
                 // No transaction coordinator yet.
                 KEY_TYPE_TRANSACTION => Some(ResponseError::CoordinatorNotAvailable.code()),

@@ -5,6 +5,9 @@ use crate::storage::Storage;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use kafka_protocol::ResponseError;
 
+/// A node's own producer ids fit below this bit; its node id sits above.
+const CLUSTER_PRODUCER_ID_SHIFT: u32 = 40;
+
 impl<S: Storage> Node<S> {
     pub(crate) fn handle_init_producer_id(
         &mut self,
@@ -28,6 +31,14 @@ impl<S: Storage> Node<S> {
         // 0, also when the client asks to bump (KIP-360).
         match self.producer_ids.allocate(&mut self.storage) {
             Ok(id) => {
+                // In a cluster every broker hands out ids: the node id in the
+                // high bits keeps them unique cluster-wide without a round
+                // trip to the controller (Kafka's AllocateProducerIds blocks
+                // are not wired yet).
+                let id = match self.config.cluster {
+                    Some(_) => (i64::from(self.config.node_id) << CLUSTER_PRODUCER_ID_SHIFT) | id,
+                    None => id,
+                };
                 response.producer_id = id.into();
                 response.producer_epoch = 0;
             }

@@ -23,6 +23,15 @@ impl<S: Storage> Node<S> {
         request: &MetadataRequest,
         version: i16,
     ) -> MetadataResponse {
+        if self.cluster.is_some() {
+            let all_topics = match &request.topics {
+                None => true,
+                Some(topics) => topics.is_empty() && version == 0,
+            };
+            let allow_auto_create = self.config.auto_create_topics
+                && (version < ALLOW_AUTO_CREATE_VERSION_MIN || request.allow_auto_topic_creation);
+            return self.cluster_metadata(request, all_topics, allow_auto_create);
+        }
         let broker = MetadataResponseBroker::default()
             .with_node_id(self.config.node_id.into())
             .with_host(str_bytes(&self.config.advertised_host))
@@ -97,10 +106,9 @@ impl<S: Storage> Node<S> {
         let partitions = topic
             .partitions
             .iter()
-            .enumerate()
-            .map(|(index, p)| {
+            .map(|(&index, p)| {
                 MetadataResponsePartition::default()
-                    .with_partition_index(index as i32)
+                    .with_partition_index(index)
                     .with_leader_id(node_id.into())
                     .with_leader_epoch(p.leader_epoch)
                     .with_replica_nodes(vec![node_id.into()])

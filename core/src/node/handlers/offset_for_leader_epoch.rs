@@ -59,7 +59,7 @@ impl<S: Storage> Node<S> {
         let p = self
             .topics
             .get(topic)
-            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            .and_then(|t| t.partitions.get(&partition))
             .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
         if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
             return Err(code);

@@ -1,23 +1,47 @@
 //! Produce: validate batches as bytes, append, and answer once the data is
 //! as durable as the node promises (`flush_before_ack`).
 
+use super::super::cluster::broker::{leader_end_offset, sync_high_watermark};
 use super::super::producer_state::SequenceCheck;
 use super::super::responder::Slot;
+use super::super::topics::Replica;
 use super::super::Node;
 use crate::batch::BatchHeader;
 use crate::log::LogError;
 use crate::storage::{Storage, StorageError};
+use crate::time::Instant;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError;
+use std::time::Duration;
 
-/// A produce answered only once what it wrote is durable.
+/// A produce answered only once what it wrote is as safe as `acks` asks.
 pub struct PendingProduce {
     pub slot: Slot,
-    /// `(topic, partition, end offset)`: acknowledged when every partition's
-    /// synced offset reaches its end offset.
-    pub waits: Vec<(String, i32, i64)>,
+    pub acks: i16,
+    /// One per appended partition, until it settles.
+    pub waits: Vec<Wait>,
     pub response: ProduceResponse,
+    /// Kafka's `timeout_ms`: partitions not settled by then get
+    /// REQUEST_TIMED_OUT.
+    pub deadline: Instant,
+}
+
+/// An appended batch waiting to be acknowledged.
+pub struct Wait {
+    pub topic: String,
+    pub partition: i32,
+    /// Durable (acks=1) or replicated (acks=all) once this offset is.
+    pub end_offset: i64,
+    /// Where its answer sits in the response: (topic, partition) indexes.
+    at: (usize, usize),
+}
+
+/// Where one wait stands.
+enum Settled {
+    Waiting,
+    Done,
+    Failed(i16),
 }
 
 /// Where an accepted batch landed.
@@ -46,11 +70,11 @@ impl<S: Storage> Node<S> {
         let acks_valid = matches!(request.acks, -1..=1);
         let mut waits = Vec::new();
         let mut response = ProduceResponse::default();
-        for topic_data in &request.topic_data {
+        for (topic_index, topic_data) in request.topic_data.iter().enumerate() {
             let name = topic_data.name.0.as_str();
             let mut topic_response =
                 TopicProduceResponse::default().with_name(topic_data.name.clone());
-            for data in &topic_data.partition_data {
+            for (partition_index, data) in topic_data.partition_data.iter().enumerate() {
                 let mut pr = PartitionProduceResponse::default()
                     .with_index(data.index)
                     .with_base_offset(-1)
@@ -59,11 +83,16 @@ impl<S: Storage> Node<S> {
                 if !acks_valid {
                     pr.error_code = ResponseError::InvalidRequiredAcks.code();
                 } else {
-                    match self.append(name, data.index, data.records.as_deref()) {
+                    match self.append(name, data.index, request.acks, data.records.as_deref()) {
                         Ok(appended) => {
                             pr.base_offset = appended.base_offset;
                             pr.log_start_offset = appended.log_start_offset;
-                            waits.push((name.to_string(), data.index, appended.end_offset));
+                            waits.push(Wait {
+                                topic: name.to_string(),
+                                partition: data.index,
+                                end_offset: appended.end_offset,
+                                at: (topic_index, partition_index),
+                            });
                         }
                         Err(code) => pr.error_code = code,
                     }
@@ -73,17 +102,22 @@ impl<S: Storage> Node<S> {
             response.responses.push(topic_response);
         }
         let Some(slot) = slot else { return };
-        let pending = PendingProduce {
+        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let mut pending = PendingProduce {
             slot,
+            acks: request.acks,
             waits,
             response,
+            deadline: self.now + timeout,
         };
-        if self.config.flush_before_ack && !self.is_durable(&pending) {
-            self.pending_produces.push(pending);
+        if self.settle(&mut pending) {
+            self.responder.complete(
+                slot,
+                ResponseKind::Produce(pending.response),
+                &mut self.outputs,
+            );
         } else {
-            let response = pending.response;
-            self.responder
-                .complete(slot, ResponseKind::Produce(response), &mut self.outputs);
+            self.pending_produces.push(pending);
         }
     }
 
@@ -93,14 +127,34 @@ impl<S: Storage> Node<S> {
         &mut self,
         topic: &str,
         partition: i32,
+        acks: i16,
         records: Option<&[u8]>,
     ) -> Result<Appended, i16> {
         let now = self.now;
         let flush_before_ack = self.config.flush_before_ack;
-        let p = self
-            .topics
-            .partition_mut(topic, partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let known_elsewhere = self.cluster.as_ref().is_some_and(|c| {
+            c.image
+                .topic_by_name(topic)
+                .is_some_and(|t| t.partitions.contains_key(&partition))
+        });
+        let Some(p) = self.topics.partition_mut(topic, partition) else {
+            return Err(if known_elsewhere {
+                ResponseError::NotLeaderOrFollower.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            });
+        };
+        match &p.replica {
+            Replica::Standalone => {}
+            Replica::Leader(leader) => {
+                if acks == -1 && !leader.enough_replicas() {
+                    return Err(ResponseError::NotEnoughReplicas.code());
+                }
+            }
+            Replica::Follower(_) | Replica::Offline => {
+                return Err(ResponseError::NotLeaderOrFollower.code())
+            }
+        }
         let records = records
             .filter(|r| !r.is_empty())
             .ok_or(ResponseError::InvalidRecord.code())?;
@@ -129,9 +183,19 @@ impl<S: Storage> Node<S> {
             Ok(info) => {
                 p.producers
                     .record(&header.with_base_offset(info.first_offset));
-                if !flush_before_ack {
-                    p.high_watermark = p.log.log_end_offset();
-                    self.high_watermark_moved = true;
+                match &mut p.replica {
+                    Replica::Leader(leader) => {
+                        leader
+                            .handle_leader_end_offset(leader_end_offset(&p.log, flush_before_ack));
+                        sync_high_watermark(p, flush_before_ack);
+                        // Parked replica fetches have data now.
+                        self.high_watermark_moved = true;
+                    }
+                    _ if !flush_before_ack => {
+                        p.high_watermark = p.log.log_end_offset();
+                        self.high_watermark_moved = true;
+                    }
+                    _ => {}
                 }
                 Ok(Appended {
                     base_offset: info.first_offset,
@@ -154,15 +218,79 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Whether everything `pending` wrote is synced. A partition deleted
-    /// meanwhile holds nothing to wait for.
-    fn is_durable(&self, pending: &PendingProduce) -> bool {
-        pending.waits.iter().all(|(topic, partition, end_offset)| {
-            self.topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(*partition as usize))
-                .is_none_or(|p| p.log.synced_offset() >= *end_offset)
-        })
+    /// Settles what can be settled; returns whether every wait is.
+    fn settle(&self, pending: &mut PendingProduce) -> bool {
+        let acks = pending.acks;
+        let response = &mut pending.response;
+        pending.waits.retain(|wait| {
+            match self.wait_state(wait, acks) {
+                Settled::Waiting => return true,
+                Settled::Done => {}
+                Settled::Failed(code) => {
+                    let pr = &mut response.responses[wait.at.0].partition_responses[wait.at.1];
+                    pr.error_code = code;
+                    pr.base_offset = -1;
+                }
+            }
+            false
+        });
+        pending.waits.is_empty()
+    }
+
+    fn wait_state(&self, wait: &Wait, acks: i16) -> Settled {
+        let Some(p) = self
+            .topics
+            .get(&wait.topic)
+            .and_then(|t| t.partitions.get(&wait.partition))
+        else {
+            // Deleted meanwhile: nothing left to wait for.
+            return Settled::Done;
+        };
+        let synced = !self.config.flush_before_ack || p.log.synced_offset() >= wait.end_offset;
+        match &p.replica {
+            Replica::Standalone if synced => Settled::Done,
+            Replica::Standalone => Settled::Waiting,
+            Replica::Leader(_) if acks != -1 && synced => Settled::Done,
+            Replica::Leader(leader) if acks == -1 => {
+                match leader.acks_all_complete(wait.end_offset) {
+                    None => Settled::Waiting,
+                    Some(Ok(())) => Settled::Done,
+                    Some(Err(code)) => Settled::Failed(code),
+                }
+            }
+            Replica::Leader(_) => Settled::Waiting,
+            Replica::Follower(_) | Replica::Offline => {
+                Settled::Failed(ResponseError::NotLeaderOrFollower.code())
+            }
+        }
+    }
+
+    /// Answers produces waiting on a partition this node no longer leads.
+    pub(crate) fn fail_produces_not_leading(&mut self, _topic: &str, _partition: i32) {
+        self.release_produces(None);
+    }
+
+    /// Answers produces whose `timeout_ms` passed; the partitions not yet
+    /// settled get REQUEST_TIMED_OUT.
+    pub(crate) fn expire_produces(&mut self) {
+        let now = self.now;
+        let pending = std::mem::take(&mut self.pending_produces);
+        for mut p in pending {
+            if p.deadline > now {
+                self.pending_produces.push(p);
+                continue;
+            }
+            for wait in std::mem::take(&mut p.waits) {
+                let pr = &mut p.response.responses[wait.at.0].partition_responses[wait.at.1];
+                pr.error_code = ResponseError::RequestTimedOut.code();
+            }
+            self.responder
+                .complete(p.slot, ResponseKind::Produce(p.response), &mut self.outputs);
+        }
+    }
+
+    pub(crate) fn produce_deadline(&self) -> Option<Instant> {
+        self.pending_produces.iter().map(|p| p.deadline).min()
     }
 
     /// Answers every pending produce that is now durable. With `failed`
@@ -172,10 +300,10 @@ impl<S: Storage> Node<S> {
         let pending = std::mem::take(&mut self.pending_produces);
         for mut p in pending {
             let hit_by_failure = failed.is_some_and(|marks| {
-                p.waits.iter().any(|(t, i, end)| {
-                    marks
-                        .iter()
-                        .any(|(mt, mi, leo)| mt == t && mi == i && end <= leo)
+                p.waits.iter().any(|w| {
+                    marks.iter().any(|(mt, mi, leo)| {
+                        *mt == w.topic && *mi == w.partition && w.end_offset <= *leo
+                    })
                 })
             });
             if hit_by_failure {
@@ -190,7 +318,7 @@ impl<S: Storage> Node<S> {
                         pr.base_offset = -1;
                     }
                 }
-            } else if !self.is_durable(&p) {
+            } else if !self.settle(&mut p) {
                 self.pending_produces.push(p);
                 continue;
             }

@@ -1,0 +1,467 @@
+//! The broker's side of the cluster: registration and heartbeats with the
+//! active controller, the committed metadata image, and the metadata
+//! listener that turns the image into partition replicas here (open the
+//! log, become leader or follower, forget deleted topics).
+//!
+//! The image is built from committed records only, so a broker never acts
+//! on metadata a failed controller proposed and the quorum then dropped.
+
+use super::super::topics::{partition_dir, Partition, Replica, Topic};
+use super::super::Node;
+use super::controller_host::{ControllerCall, ControllerReply};
+use super::peers::{deadline, Purpose};
+use super::read_committed_records;
+use crate::controller::{MetadataImage, MetadataRecord, PartitionRegistration};
+use crate::log::PartitionLog;
+use crate::partition::{FollowerReplica, LeaderReplica, ReplicationConfig};
+use crate::storage::Storage;
+use crate::time::Instant;
+use kafka_protocol::messages::broker_registration_request::Listener;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Wait before asking the controller again after a refusal or a loss.
+const CONTROLLER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Kafka's ConfigResource type of a topic.
+const TOPIC_RESOURCE: i8 = 2;
+
+#[derive(Debug)]
+pub struct BrokerLifecycle {
+    /// This process's identity: a restarted broker registers anew.
+    incarnation_id: Uuid,
+    /// The broker epoch once registered.
+    epoch: Option<i64>,
+    fenced: bool,
+    in_flight: bool,
+    next_action_at: Instant,
+}
+
+impl BrokerLifecycle {
+    pub fn new(incarnation_id: Uuid, now: Instant) -> BrokerLifecycle {
+        BrokerLifecycle {
+            incarnation_id,
+            epoch: None,
+            fenced: true,
+            in_flight: false,
+            next_action_at: now,
+        }
+    }
+
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        (!self.in_flight).then_some(self.next_action_at)
+    }
+}
+
+impl<S: Storage> Node<S> {
+    /// Sends this node's own request to the active controller: a local call
+    /// when this node is it, a peer request otherwise. Returns false when no
+    /// controller is known.
+    pub(in crate::node) fn send_to_controller(
+        &mut self,
+        call: ControllerCall,
+        request: RequestKind,
+    ) -> bool {
+        let Some(leader) = self.cluster().quorum.leader_id() else {
+            return false;
+        };
+        if leader == self.config.node_id {
+            self.handle_controller_request(ControllerReply::Local(call), request);
+            return true;
+        }
+        let timeout_ms = self.cluster().config.request_timeout_ms;
+        let at = deadline(self.now, timeout_ms);
+        self.send_peer_request(leader, request, Purpose::Controller(call), at)
+    }
+
+    /// Registration and heartbeats, when due.
+    pub(in crate::node) fn drive_broker(&mut self) {
+        let now = self.now;
+        let broker = &self.cluster().broker;
+        if broker.in_flight || now < broker.next_action_at {
+            return;
+        }
+        let request = match broker.epoch {
+            None => (ControllerCall::Registration, self.registration_request()),
+            Some(epoch) => (ControllerCall::Heartbeat, self.heartbeat_request(epoch)),
+        };
+        self.cluster_mut().broker.in_flight = true;
+        if !self.send_to_controller(request.0, request.1) {
+            let broker = &mut self.cluster_mut().broker;
+            broker.in_flight = false;
+            broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF;
+        }
+    }
+
+    fn registration_request(&self) -> RequestKind {
+        let cluster = self.cluster();
+        let listener = Listener::default()
+            .with_name(StrBytes::from_static_str("PLAINTEXT"))
+            .with_host(StrBytes::from_string(self.config.advertised_host.clone()))
+            .with_port(self.config.advertised_port as u16)
+            .with_security_protocol(0);
+        RequestKind::BrokerRegistration(
+            BrokerRegistrationRequest::default()
+                .with_broker_id(self.config.node_id.into())
+                .with_cluster_id(StrBytes::from_string(self.config.cluster_id.clone()))
+                .with_incarnation_id(cluster.broker.incarnation_id)
+                .with_listeners(vec![listener])
+                .with_rack(cluster.config.rack.clone().map(StrBytes::from_string))
+                .with_previous_broker_epoch(-1),
+        )
+    }
+
+    fn heartbeat_request(&self, epoch: i64) -> RequestKind {
+        RequestKind::BrokerHeartbeat(
+            BrokerHeartbeatRequest::default()
+                .with_broker_id(self.config.node_id.into())
+                .with_broker_epoch(epoch)
+                .with_current_metadata_offset(self.cluster().image.last_applied_offset),
+        )
+    }
+
+    /// The controller's answer to this node's own request; `None` when it
+    /// was lost (peer unreachable, timed out).
+    pub(in crate::node) fn handle_controller_answer(
+        &mut self,
+        call: ControllerCall,
+        answer: Option<ResponseKind>,
+    ) {
+        match (call, answer) {
+            (ControllerCall::Registration, answer) => self.handle_registration_answer(answer),
+            (ControllerCall::Heartbeat, answer) => self.handle_heartbeat_answer(answer),
+            (
+                ControllerCall::AlterPartition {
+                    topic, partition, ..
+                },
+                answer,
+            ) => self.handle_alter_partition_answer(&topic, partition, answer),
+            (ControllerCall::Forward { slot }, Some(answer)) => self.answer_forward(slot, answer),
+            (ControllerCall::Forward { slot }, None) => {
+                // The controller went away with the request: a timeout is
+                // what Kafka answers, and clients retry it.
+                self.answer_forward_lost(slot)
+            }
+            (ControllerCall::AutoCreate, _) => {}
+        }
+    }
+
+    fn handle_registration_answer(&mut self, answer: Option<ResponseKind>) {
+        let now = self.now;
+        let broker = &mut self.cluster_mut().broker;
+        broker.in_flight = false;
+        match answer {
+            Some(ResponseKind::BrokerRegistration(r)) if r.error_code == 0 => {
+                tracing::info!(epoch = r.broker_epoch, "broker registered");
+                broker.epoch = Some(r.broker_epoch);
+                broker.next_action_at = now;
+            }
+            other => {
+                tracing::debug!(?other, "registration failed; retrying");
+                broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF;
+            }
+        }
+    }
+
+    fn handle_heartbeat_answer(&mut self, answer: Option<ResponseKind>) {
+        let now = self.now;
+        let interval = Duration::from_millis(self.cluster().config.broker_heartbeat_interval_ms);
+        let broker = &mut self.cluster_mut().broker;
+        broker.in_flight = false;
+        match answer {
+            Some(ResponseKind::BrokerHeartbeat(r)) if r.error_code == 0 => {
+                if broker.fenced != r.is_fenced {
+                    tracing::info!(fenced = r.is_fenced, "broker fencing changed");
+                }
+                broker.fenced = r.is_fenced;
+                broker.next_action_at = now + interval;
+            }
+            Some(ResponseKind::BrokerHeartbeat(r))
+                if r.error_code == ResponseError::StaleBrokerEpoch.code() =>
+            {
+                tracing::warn!("heartbeat refused: stale broker epoch; registering again");
+                broker.epoch = None;
+                broker.fenced = true;
+                broker.next_action_at = now;
+            }
+            _ => broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF,
+        }
+    }
+
+    // ----- the committed image and the metadata listener -----
+
+    /// Applies newly committed records to the image, then reconciles the
+    /// partitions hosted here with it.
+    pub(in crate::node) fn apply_committed_metadata(&mut self) {
+        let high_watermark = self.cluster().quorum.high_watermark().unwrap_or(0);
+        let mut removed = BTreeSet::new();
+        let mut changed = false;
+        // Bounded: each round reads at most one fetch-size of the log.
+        for _ in 0..1024 {
+            let from = self.cluster().image.last_applied_offset + 1;
+            if from >= high_watermark {
+                break;
+            }
+            let Node {
+                cluster, storage, ..
+            } = self;
+            let cluster = cluster.as_mut().expect("cluster node");
+            let (records, next) = read_committed_records(&mut cluster.quorum, storage, from);
+            for (offset, record) in &records {
+                if let MetadataRecord::RemoveTopic(r) = record {
+                    removed.insert(r.topic_id);
+                }
+                cluster.image.apply(*offset, record);
+                changed = true;
+            }
+            // Control batches carry no records but still take offsets.
+            cluster.image.last_applied_offset = cluster.image.last_applied_offset.max(next - 1);
+            if next <= from {
+                break;
+            }
+        }
+        for topic_id in removed {
+            self.forget_deleted_topic(topic_id);
+        }
+        if changed {
+            self.reconcile_replicas();
+        }
+    }
+
+    fn forget_deleted_topic(&mut self, topic_id: Uuid) {
+        let Some(name) = self.topics.name_of(&topic_id).map(str::to_string) else {
+            return;
+        };
+        let topic = self.topics.remove(&name).expect("named above");
+        if let Err(e) = self.topics.persist(&mut self.storage) {
+            tracing::error!(error = %e, "persisting the topic registry failed");
+        }
+        for p in topic.partitions.into_values() {
+            if let Err(e) = p.log.delete(&mut self.storage) {
+                tracing::warn!(topic = %name, error = %e, "deleting a partition failed");
+            }
+        }
+        self.high_watermark_moved = true;
+        tracing::info!(topic = %name, "deleted topic");
+    }
+
+    /// Makes every partition this node is a replica of exist here with the
+    /// role the image gives it.
+    fn reconcile_replicas(&mut self) {
+        let self_id = self.config.node_id;
+        let mut wanted: Vec<(String, Uuid, i32, PartitionRegistration)> = Vec::new();
+        let image = &self.cluster().image;
+        for topic in image.topics.values() {
+            for (index, registration) in &topic.partitions {
+                if registration.assignment.replicas.contains(&self_id) {
+                    wanted.push((
+                        topic.name.clone(),
+                        topic.topic_id,
+                        *index,
+                        registration.clone(),
+                    ));
+                }
+            }
+        }
+        let mut registry_changed = false;
+        for (name, id, index, registration) in wanted {
+            registry_changed |= self.ensure_local_partition(&name, id, index);
+            self.apply_assignment(&name, index, &registration);
+        }
+        if registry_changed {
+            if let Err(e) = self.topics.persist(&mut self.storage) {
+                tracing::error!(error = %e, "persisting the topic registry failed");
+            }
+        }
+    }
+
+    /// Opens the partition's log if it is not hosted yet. Returns whether
+    /// the registry changed.
+    fn ensure_local_partition(&mut self, name: &str, id: Uuid, index: i32) -> bool {
+        if self
+            .topics
+            .get(name)
+            .is_some_and(|t| t.partitions.contains_key(&index))
+        {
+            return false;
+        }
+        let overrides = topic_overrides(&self.cluster().image, name);
+        if self.topics.get(name).is_some_and(|t| t.id != id) {
+            // A topic of this name was deleted and created again while we
+            // were away: the old copy is stale.
+            let old = self.topics.get(name).expect("checked").id;
+            self.forget_deleted_topic(old);
+        }
+        if !self.topics.contains(name) {
+            self.topics.insert(Topic {
+                name: name.to_string(),
+                id,
+                partitions: BTreeMap::new(),
+                overrides: overrides.clone(),
+                sparse: true,
+            });
+        }
+        let config = super::super::topic_config::log_config(&overrides, &self.config.log);
+        let dir = partition_dir(name, index);
+        match PartitionLog::open(&mut self.storage, &dir, config, self.now) {
+            Ok((log, _)) => {
+                let mut partition = Partition::new(log, -1);
+                partition.replica = Replica::Offline;
+                partition.high_watermark = partition.log.log_start_offset();
+                let topic = self.topics.get_mut(name).expect("inserted above");
+                topic.partitions.insert(index, partition);
+                true
+            }
+            Err(e) => {
+                tracing::error!(%dir, error = %e, "cannot open a partition log");
+                false
+            }
+        }
+    }
+
+    /// Becomes leader or follower, or takes an ISR change, as `registration`
+    /// says.
+    fn apply_assignment(&mut self, name: &str, index: i32, registration: &PartitionRegistration) {
+        let self_id = self.config.node_id;
+        let flush_before_ack = self.config.flush_before_ack;
+        let replication = self.replication_config(name);
+        let now = self.now;
+        let a = &registration.assignment;
+        let Some(p) = self.topics.partition_mut(name, index) else {
+            return;
+        };
+        let leader_end = leader_end_offset(&p.log, flush_before_ack);
+        let result = match &mut p.replica {
+            Replica::Leader(l) if a.leader == self_id && l.leader_epoch() == a.leader_epoch => {
+                if a.partition_epoch > l.partition_epoch() {
+                    l.handle_assignment(a, leader_end);
+                }
+                Ok(false)
+            }
+            _ if a.leader == self_id => LeaderReplica::become_leader(
+                self_id,
+                replication,
+                a,
+                &mut p.log,
+                &mut self.storage,
+                p.high_watermark,
+                now,
+            )
+            .map(|leader| {
+                tracing::info!(
+                    topic = name,
+                    partition = index,
+                    epoch = a.leader_epoch,
+                    "became leader"
+                );
+                p.replica = Replica::Leader(leader);
+                true
+            }),
+            Replica::Follower(f)
+                if f.leader_epoch() == a.leader_epoch && f.leader_id() == a.leader =>
+            {
+                Ok(false)
+            }
+            _ if a.leader >= 0 => FollowerReplica::become_follower(
+                self_id,
+                replication,
+                a,
+                &mut p.log,
+                &mut self.storage,
+                p.high_watermark,
+            )
+            .map(|follower| {
+                tracing::debug!(
+                    topic = name,
+                    partition = index,
+                    leader = a.leader,
+                    epoch = a.leader_epoch,
+                    "became follower"
+                );
+                p.replica = Replica::Follower(follower);
+                true
+            }),
+            _ => {
+                p.replica = Replica::Offline;
+                Ok(true)
+            }
+        };
+        match result {
+            Ok(changed_role) => {
+                p.leader_epoch = a.leader_epoch;
+                sync_high_watermark(p, flush_before_ack);
+                if changed_role {
+                    self.high_watermark_moved = true;
+                    self.fail_produces_not_leading(name, index);
+                }
+            }
+            Err(e) => {
+                tracing::error!(topic = name, partition = index, error = %e, "role change failed");
+                p.replica = Replica::Offline;
+            }
+        }
+    }
+
+    /// The replication settings of a topic: its overrides over the cluster
+    /// defaults.
+    pub(in crate::node) fn replication_config(&self, topic: &str) -> ReplicationConfig {
+        let cluster = self.cluster();
+        let min_insync_replicas = cluster
+            .image
+            .topic_config(topic, crate::controller::MIN_INSYNC_REPLICAS_CONFIG)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cluster.config.min_insync_replicas);
+        ReplicationConfig {
+            replica_lag_time_max_ms: cluster.config.replica_lag_time_max_ms,
+            min_insync_replicas,
+            bugs: cluster.config.bugs.replication,
+        }
+    }
+}
+
+fn topic_overrides(image: &MetadataImage, name: &str) -> BTreeMap<String, String> {
+    image
+        .configs
+        .get(&(TOPIC_RESOURCE, name.to_string()))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// How far the leader's own log counts for the high watermark: its synced
+/// end when acks wait for fsync.
+pub fn leader_end_offset(log: &PartitionLog, flush_before_ack: bool) -> i64 {
+    if flush_before_ack {
+        log.synced_offset().max(log.log_start_offset())
+    } else {
+        log.log_end_offset()
+    }
+}
+
+/// The node-level high watermark follows the replica's; a follower never
+/// claims more than it has synced.
+pub fn sync_high_watermark(p: &mut Partition, flush_before_ack: bool) -> bool {
+    let limit = leader_end_offset(&p.log, flush_before_ack);
+    let next = match &p.replica {
+        Replica::Leader(l) => l.high_watermark(),
+        Replica::Follower(f) => f.high_watermark().min(limit),
+        Replica::Offline => p.high_watermark.min(limit),
+        Replica::Standalone => return false,
+    };
+    let next = next
+        .max(p.log.log_start_offset().min(p.log.log_end_offset()))
+        .min(p.log.log_end_offset());
+    let moved = next != p.high_watermark;
+    p.high_watermark = next;
+    moved
+}

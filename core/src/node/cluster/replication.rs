@@ -1,0 +1,430 @@
+//! Partition replication between brokers over Kafka's Fetch: the follower's
+//! fetcher (one fetch in flight per leader, covering every partition this
+//! node follows there) and the leader's answer to a replica fetch.
+//!
+//! With `flush_before_ack` a follower fetches again only once what it
+//! appended is synced: its next fetch offset tells the leader those records
+//! are replicated, and acks=all promises they survive the loss of every
+//! replica but one, power cuts included.
+
+use super::super::topics::Replica;
+use super::super::Node;
+use super::broker::{leader_end_offset, sync_high_watermark};
+use super::controller_host::ControllerCall;
+use super::peers::{deadline, Purpose};
+use crate::batch::BatchIter;
+use crate::partition::{FetchDecision, FetchResponseFields, FollowerOutcome, ReplicaFetch};
+use crate::storage::Storage;
+use crate::time::Instant;
+use bytes::Bytes;
+use kafka_protocol::messages::alter_partition_request::{
+    BrokerState, PartitionData as AlterPartitionData, TopicData,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Wait before fetching again from a leader that answered with an error or
+/// could not be reached.
+const FETCH_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Default)]
+pub struct ReplicaFetcher {
+    /// Leaders with a fetch in flight.
+    in_flight: BTreeSet<i32>,
+    /// Leaders to leave alone until then.
+    backoff_until: BTreeMap<i32, Instant>,
+}
+
+impl ReplicaFetcher {
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.backoff_until.values().min().copied()
+    }
+
+    pub fn fetch_lost(&mut self, leader: i32, now: Instant) {
+        self.in_flight.remove(&leader);
+        self.backoff_until.insert(leader, now + FETCH_ERROR_BACKOFF);
+    }
+}
+
+/// Whether a Fetch comes from a follower broker rather than a consumer.
+pub fn is_replica_fetch(request: &FetchRequest) -> bool {
+    request.replica_state.replica_id.0 >= 0 || request.replica_id.0 >= 0
+}
+
+fn replica_id_of(request: &FetchRequest) -> i32 {
+    request.replica_state.replica_id.0.max(request.replica_id.0)
+}
+
+impl<S: Storage> Node<S> {
+    /// Sends a fetch to every leader this node follows partitions of, when
+    /// none is in flight and what was fetched before is synced.
+    pub(in crate::node) fn drive_fetcher(&mut self) {
+        let now = self.now;
+        let Some(broker_epoch) = self.cluster().broker.epoch() else {
+            return;
+        };
+        self.cluster_mut()
+            .fetcher
+            .backoff_until
+            .retain(|_, until| *until > now);
+        let flush_before_ack = self.config.flush_before_ack;
+        let mut by_leader: BTreeMap<i32, Vec<(Uuid, FetchPartition)>> = BTreeMap::new();
+        let mut unsynced: BTreeSet<i32> = BTreeSet::new();
+        for topic in self.topics.iter() {
+            for (&index, p) in &topic.partitions {
+                let Replica::Follower(f) = &p.replica else {
+                    continue;
+                };
+                if flush_before_ack && p.log.synced_offset() < p.log.log_end_offset() {
+                    unsynced.insert(f.leader_id());
+                }
+                let fetch = f.fetch_request(&p.log);
+                by_leader.entry(f.leader_id()).or_default().push((
+                    topic.id,
+                    FetchPartition::default()
+                        .with_partition(index)
+                        .with_current_leader_epoch(fetch.current_leader_epoch)
+                        .with_fetch_offset(fetch.fetch_offset)
+                        .with_last_fetched_epoch(fetch.last_fetched_epoch)
+                        .with_log_start_offset(p.log.log_start_offset())
+                        .with_partition_max_bytes(self.cluster().config.replica_fetch_max_bytes),
+                ));
+            }
+        }
+        for (leader, partitions) in by_leader {
+            let fetcher = &self.cluster().fetcher;
+            if unsynced.contains(&leader)
+                || fetcher.in_flight.contains(&leader)
+                || fetcher.backoff_until.contains_key(&leader)
+                || leader == self.config.node_id
+            {
+                continue;
+            }
+            let request = self.replica_fetch_request(broker_epoch, partitions);
+            let at = deadline(now, self.cluster().config.request_timeout_ms);
+            if self.send_peer_request(
+                leader,
+                RequestKind::Fetch(request),
+                Purpose::ReplicaFetch,
+                at,
+            ) {
+                self.cluster_mut().fetcher.in_flight.insert(leader);
+            }
+        }
+    }
+
+    fn replica_fetch_request(
+        &self,
+        broker_epoch: i64,
+        partitions: Vec<(Uuid, FetchPartition)>,
+    ) -> FetchRequest {
+        let config = &self.cluster().config;
+        let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
+        for (id, partition) in partitions {
+            topics.entry(id).or_default().push(partition);
+        }
+        FetchRequest::default()
+            .with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(self.config.node_id.into())
+                    .with_replica_epoch(broker_epoch),
+            )
+            .with_max_wait_ms(config.replica_fetch_wait_max_ms as i32)
+            .with_min_bytes(1)
+            .with_max_bytes(i32::MAX)
+            .with_session_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(id, partitions)| {
+                        FetchTopic::default()
+                            .with_topic_id(id)
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            )
+    }
+
+    /// The leader's answer to our replica fetch.
+    pub(in crate::node) fn handle_replica_fetch_response(&mut self, from: i32, body: ResponseKind) {
+        let now = self.now;
+        self.cluster_mut().fetcher.in_flight.remove(&from);
+        let ResponseKind::Fetch(response) = body else {
+            self.cluster_mut().fetcher.fetch_lost(from, now);
+            return;
+        };
+        let mut any_error = response.error_code != 0;
+        for topic in &response.responses {
+            let Some(name) = self.topics.name_of(&topic.topic_id).map(str::to_string) else {
+                continue;
+            };
+            for pd in &topic.partitions {
+                any_error |= !self.apply_replica_data(from, &name, pd);
+            }
+        }
+        if any_error {
+            self.cluster_mut().fetcher.fetch_lost(from, now);
+        }
+    }
+
+    /// Applies one partition of a replica fetch answer. Returns false on an
+    /// error (the fetcher backs off).
+    fn apply_replica_data(&mut self, from: i32, name: &str, pd: &PartitionData) -> bool {
+        let now = self.now;
+        let flush_before_ack = self.config.flush_before_ack;
+        let Some(p) = self.topics.partition_mut(name, pd.partition_index) else {
+            return true;
+        };
+        let Replica::Follower(follower) = &mut p.replica else {
+            return true;
+        };
+        if follower.leader_id() != from {
+            return true; // an answer from a leader we no longer follow
+        }
+        let diverging = (pd.diverging_epoch.epoch >= 0)
+            .then_some((pd.diverging_epoch.epoch, pd.diverging_epoch.end_offset));
+        let records = pd.records.clone().unwrap_or_default();
+        let fields = FetchResponseFields {
+            error_code: pd.error_code,
+            high_watermark: pd.high_watermark,
+            diverging,
+            records: &records,
+        };
+        let outcome = follower.handle_fetch_response(&mut p.log, &mut self.storage, now, &fields);
+        let ok = match outcome {
+            Ok(FollowerOutcome::Appended { batches }) => {
+                if batches > 0 {
+                    for (_, header) in BatchIter::new(&records) {
+                        p.producers.record(&header);
+                    }
+                }
+                true
+            }
+            Ok(FollowerOutcome::Truncated { log_end_offset }) => {
+                tracing::info!(
+                    topic = name,
+                    partition = pd.partition_index,
+                    log_end_offset,
+                    "follower truncated a diverging tail"
+                );
+                self.flusher
+                    .note_truncation(name, pd.partition_index, log_end_offset);
+                p.producers = Default::default();
+                let producers = &mut p.producers;
+                if let Err(e) = p
+                    .log
+                    .for_each_batch_header(&mut self.storage, |h| producers.record(h))
+                {
+                    tracing::error!(error = %e, "rebuilding producer state failed");
+                }
+                true
+            }
+            Ok(FollowerOutcome::Error(code)) => {
+                tracing::debug!(
+                    topic = name,
+                    partition = pd.partition_index,
+                    code,
+                    "leader refused a replica fetch"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::error!(topic = name, partition = pd.partition_index, error = %e, "follower append failed");
+                false
+            }
+        };
+        sync_high_watermark(p, flush_before_ack);
+        ok
+    }
+
+    /// The leader's side of a replica fetch: whole batches up to its log end,
+    /// its high watermark, or where the follower diverges.
+    pub(in crate::node) fn read_replica_fetch(
+        &mut self,
+        request: &FetchRequest,
+    ) -> (FetchResponse, usize, bool) {
+        let replica_id = replica_id_of(request);
+        let mut response = FetchResponse::default();
+        let mut bytes = 0usize;
+        let mut must_answer = false;
+        for topic in &request.topics {
+            let mut topic_response =
+                FetchableTopicResponse::default().with_topic_id(topic.topic_id);
+            let name = self.topics.name_of(&topic.topic_id).map(str::to_string);
+            for fp in &topic.partitions {
+                let mut pd = PartitionData::default()
+                    .with_partition_index(fp.partition)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+                    .with_records(Some(Bytes::new()));
+                match &name {
+                    None => pd.error_code = ResponseError::UnknownTopicId.code(),
+                    Some(name) => {
+                        let fetch = ReplicaFetch {
+                            replica_id,
+                            current_leader_epoch: fp.current_leader_epoch,
+                            fetch_offset: fp.fetch_offset,
+                            last_fetched_epoch: fp.last_fetched_epoch,
+                        };
+                        self.answer_replica_partition(
+                            name,
+                            fp.partition,
+                            &fetch,
+                            fp.partition_max_bytes,
+                            &mut pd,
+                        );
+                    }
+                }
+                bytes += pd.records.as_ref().map_or(0, Bytes::len);
+                must_answer |= pd.error_code != 0 || pd.diverging_epoch.epoch >= 0;
+                topic_response.partitions.push(pd);
+            }
+            response.responses.push(topic_response);
+        }
+        (response, bytes, must_answer)
+    }
+
+    fn answer_replica_partition(
+        &mut self,
+        name: &str,
+        index: i32,
+        fetch: &ReplicaFetch,
+        max_bytes: i32,
+        pd: &mut PartitionData,
+    ) {
+        let now = self.now;
+        let flush_before_ack = self.config.flush_before_ack;
+        let Some(p) = self.topics.partition_mut(name, index) else {
+            pd.error_code = ResponseError::NotLeaderOrFollower.code();
+            return;
+        };
+        let Replica::Leader(leader) = &mut p.replica else {
+            pd.error_code = ResponseError::NotLeaderOrFollower.code();
+            return;
+        };
+        let leader_end = leader_end_offset(&p.log, flush_before_ack);
+        let decision = leader.handle_fetch(&p.log, leader_end, now, fetch);
+        pd.log_start_offset = p.log.log_start_offset();
+        pd.current_leader.leader_id = self.config.node_id.into();
+        pd.current_leader.leader_epoch = leader.leader_epoch();
+        match decision {
+            FetchDecision::Error(code) => pd.error_code = code,
+            FetchDecision::Diverging { epoch, end_offset } => {
+                pd.high_watermark = leader.high_watermark();
+                pd.diverging_epoch = EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset);
+            }
+            FetchDecision::Read {
+                fetch_offset,
+                high_watermark,
+            } => {
+                pd.high_watermark = high_watermark;
+                pd.last_stable_offset = high_watermark;
+                let limit = max_bytes.max(1) as usize;
+                match p.log.read(&mut self.storage, fetch_offset, limit, i64::MAX) {
+                    Ok(read) => pd.records = Some(read.records),
+                    Err(e) => pd.error_code = super::super::handlers::produce::log_error_code(&e),
+                }
+            }
+        }
+        if sync_high_watermark(p, flush_before_ack) {
+            self.high_watermark_moved = true;
+        }
+    }
+
+    /// ISR changes the leaders decided, sent to the controller; the lag
+    /// check when due.
+    pub(in crate::node) fn drive_isr(&mut self) {
+        let now = self.now;
+        let check_lag = now >= self.cluster().isr_check_at;
+        if check_lag {
+            let interval = Duration::from_millis(self.cluster().config.replica_lag_time_max_ms / 2);
+            self.cluster_mut().isr_check_at = now + interval.max(Duration::from_millis(1));
+        }
+        let Some(broker_epoch) = self.cluster().broker.epoch() else {
+            return;
+        };
+        let mut changes = Vec::new();
+        for topic in self.topics.iter_mut() {
+            for (&index, p) in topic.partitions.iter_mut() {
+                let Replica::Leader(leader) = &mut p.replica else {
+                    continue;
+                };
+                if check_lag {
+                    leader.maybe_shrink_isr(now);
+                }
+                if let Some(change) = leader.poll_isr_change() {
+                    changes.push((topic.name.clone(), topic.id, index, change));
+                }
+            }
+        }
+        for (name, topic_id, index, change) in changes {
+            let brokers = &self.cluster().image.brokers;
+            let new_isr: Vec<BrokerState> = change
+                .new_isr
+                .iter()
+                .map(|id| {
+                    BrokerState::default()
+                        .with_broker_id((*id).into())
+                        .with_broker_epoch(brokers.get(id).map_or(-1, |b| b.epoch))
+                })
+                .collect();
+            let request = AlterPartitionRequest::default()
+                .with_broker_id(self.config.node_id.into())
+                .with_broker_epoch(broker_epoch)
+                .with_topics(vec![TopicData::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![AlterPartitionData::default()
+                        .with_partition_index(index)
+                        .with_leader_epoch(change.leader_epoch)
+                        .with_new_isr_with_epochs(new_isr)
+                        .with_partition_epoch(change.partition_epoch)])]);
+            let call = ControllerCall::AlterPartition {
+                topic: name.clone(),
+                partition: index,
+                leader_epoch: change.leader_epoch,
+            };
+            if !self.send_to_controller(call, RequestKind::AlterPartition(request)) {
+                self.handle_alter_partition_answer(&name, index, None);
+            }
+        }
+    }
+
+    /// A refused or lost AlterPartition is forgotten; the leader proposes
+    /// again. An accepted one arrives through the committed metadata.
+    pub(in crate::node) fn handle_alter_partition_answer(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        answer: Option<ResponseKind>,
+    ) {
+        let accepted = match &answer {
+            Some(ResponseKind::AlterPartition(r)) => {
+                r.error_code == 0
+                    && r.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .all(|p| p.error_code == 0)
+            }
+            _ => false,
+        };
+        if accepted {
+            return;
+        }
+        tracing::debug!(topic, partition, ?answer, "AlterPartition not accepted");
+        if let Some(p) = self.topics.partition_mut(topic, partition) {
+            if let Replica::Leader(leader) = &mut p.replica {
+                leader.handle_isr_change_rejected();
+            }
+        }
+    }
+}
