@@ -213,7 +213,11 @@ impl World {
                     );
                 }
                 Output::PeerRequest {
-                    to, header, body, ..
+                    to,
+                    channel,
+                    header,
+                    body,
+                    ..
                 } => {
                     assert!(
                         self.cluster.is_some(),
@@ -230,7 +234,7 @@ impl World {
                             what: "peer request from a stopping broker",
                         });
                     } else {
-                        self.peer_request(b, peer, header, body);
+                        self.peer_request(b, peer, channel, header, body);
                     }
                 }
                 Output::CloseConnection { connection, reason } => {

@@ -40,8 +40,18 @@ pub(super) struct Producer {
 pub(super) struct Consumer {
     pub(super) positions: BTreeMap<Tp, i64>,
     pub(super) next_fetch_at: Instant,
-    /// broker -> (correlation id, deadline): one fetch per broker at a time.
-    pub(super) in_flight: BTreeMap<BrokerId, (i32, Instant)>,
+    /// broker -> the fetch in flight to it: one per broker at a time.
+    pub(super) in_flight: BTreeMap<BrokerId, FetchInFlight>,
+}
+
+pub(super) struct FetchInFlight {
+    pub(super) correlation_id: i32,
+    pub(super) deadline: Instant,
+    /// The partitions asked for, at the positions asked from: an answer
+    /// for a partition whose position has moved since (it was read from
+    /// its new leader meanwhile) is stale and dropped, as Kafka's
+    /// consumer drops it.
+    pub(super) asked: Vec<(Tp, i64)>,
 }
 
 pub(super) enum ClientKind {
@@ -199,9 +209,15 @@ impl World {
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         let brokers: Vec<BrokerId> = self.client_brokers(client);
         for b in &brokers {
-            if let Some(ClientConn::Down { reconnect_at }) = c.conns.get(b) {
+            let reconnect_at = match c.conns.get(b) {
+                Some(ClientConn::Down { reconnect_at }) => Some(*reconnect_at),
+                // Never connected: free to connect now.
+                None => Some(self.now),
+                Some(_) => None,
+            };
+            if let Some(at) = reconnect_at {
                 if self.client_wants(client, *b) {
-                    consider(*reconnect_at);
+                    consider(at);
                 }
             }
         }
@@ -225,8 +241,8 @@ impl World {
             }
             ClientKind::Consumer(consumer) => {
                 for b in &brokers {
-                    if let Some((_, deadline)) = consumer.in_flight.get(b) {
-                        consider(*deadline);
+                    if let Some(f) = consumer.in_flight.get(b) {
+                        consider(f.deadline);
                     } else if c.conn(*b).is_some() && self.consumer_has_work(client, consumer, *b) {
                         consider(consumer.next_fetch_at.max(self.now));
                     }
@@ -612,7 +628,7 @@ impl World {
             let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
                 unreachable!()
             };
-            if consumer.in_flight.get(b).is_some_and(|(_, d)| *d <= now) {
+            if consumer.in_flight.get(b).is_some_and(|f| f.deadline <= now) {
                 self.client_close(client, *b, "fetch timeout");
             }
         }
@@ -633,11 +649,13 @@ impl World {
                 continue;
             }
             let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+            let mut asked = Vec::new();
             for ((topic, partition), offset) in &consumer.positions {
                 let tp = self.tp_index_of(topic, *partition);
                 if self.leader_for(client, tp) != Some(b) {
                     continue;
                 }
+                asked.push(((topic.clone(), *partition), *offset));
                 let epoch = self.clients[client]
                     .meta
                     .as_ref()
@@ -681,7 +699,14 @@ impl World {
             let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
                 unreachable!()
             };
-            consumer.in_flight.insert(b, (corr, deadline));
+            consumer.in_flight.insert(
+                b,
+                FetchInFlight {
+                    correlation_id: corr,
+                    deadline,
+                    asked,
+                },
+            );
             self.send_to_node(conn, header, RequestKind::Fetch(request));
         }
     }
@@ -697,9 +722,12 @@ impl World {
         let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
             panic!("a fetch response reached a client that does not consume");
         };
+        let fetch = consumer
+            .in_flight
+            .remove(&broker)
+            .expect("a fetch in flight to this broker");
         assert_eq!(
-            consumer.in_flight.remove(&broker).map(|(c, _)| c),
-            Some(correlation_id),
+            fetch.correlation_id, correlation_id,
             "fetch responses come in order, one in flight per broker"
         );
         let mut reads: Vec<(Tp, i64, Vec<u8>)> = Vec::new();
@@ -713,6 +741,10 @@ impl World {
                 let Some(position) = consumer.positions.get_mut(&tp) else {
                     continue;
                 };
+                let asked_from = fetch.asked.iter().find(|(t, _)| *t == tp).map(|(_, o)| *o);
+                if asked_from != Some(*position) {
+                    continue; // stale: the partition was read elsewhere since
+                }
                 let from = *position;
                 let mut count = 0;
                 if part.error_code == ResponseError::OffsetOutOfRange.code() {

@@ -155,8 +155,8 @@ impl MetadataView {
         self.wanted || now >= self.refreshed_at + max_age
     }
 
-    pub(super) fn wants(&self, broker: BrokerId, _now: Instant) -> bool {
-        self.wanted && self.in_flight.is_none() && self.ask == broker
+    pub(super) fn wants(&self, broker: BrokerId, now: Instant) -> bool {
+        self.wanted && self.in_flight.is_none() && self.ask == broker && now >= self.not_before
     }
 
     pub(super) fn next_wake(&self, c: &Client, now: Instant, max_age: Duration) -> Option<Instant> {
@@ -166,8 +166,11 @@ impl MetadataView {
         if !self.due(now, max_age) {
             return Some(self.refreshed_at + max_age);
         }
+        if now < self.not_before {
+            return Some(self.not_before);
+        }
         let any_open = c.conns.values().any(|x| matches!(x, ClientConn::Open(_)));
-        any_open.then_some(self.not_before.max(now))
+        any_open.then_some(now)
     }
 
     pub(super) fn connection_lost(&mut self, broker: BrokerId, brokers: usize) {

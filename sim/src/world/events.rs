@@ -23,13 +23,13 @@ pub(super) enum EventKind {
         correlation_id: i32,
         body: ResponseKind,
     },
-    /// Broker `broker` (in life `generation`) notices that its connection
-    /// `conn` to `peer` is dead.
+    /// Broker `broker` (in life `generation`) notices that its connections
+    /// to `peer` died (break number `incident`).
     PeerDown {
         broker: BrokerId,
         generation: u64,
         peer: BrokerId,
-        conn: ConnId,
+        incident: u64,
     },
     /// A gracefully stopping broker gave its flushes this long; now it
     /// exits whatever is left.
@@ -123,6 +123,7 @@ pub(super) enum Ev<'a> {
     PeerConnect {
         broker: BrokerId,
         peer: BrokerId,
+        channel: &'a str,
         conn: ConnId,
     },
     PeerUnreachable {

@@ -32,7 +32,7 @@ use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
 use cluster::{Admin, ClusterState};
 use disk::set_disk_full;
 use events::{Ev, Event, EventKind};
-use network::{Clog, Conn, Cut, Link, Origin, PeerLink, Split};
+use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 
 use crate::bugs;
 use crate::checker;
@@ -133,9 +133,11 @@ struct World {
     clients: Vec<Client>,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
-    /// (from, to) -> the connection broker `from` sends its requests to
+    /// (from, to) -> the connections broker `from` sends its requests to
     /// broker `to` on.
-    peer_links: BTreeMap<(BrokerId, BrokerId), PeerLink>,
+    peer_links: BTreeMap<(BrokerId, BrokerId), PeerPair>,
+    /// Peer connection breaks so far (their ids).
+    peer_incidents: u64,
     cuts: Vec<Cut>,
     splits: Vec<Split>,
     clogs: Vec<Clog>,
@@ -306,6 +308,7 @@ impl World {
             conns: BTreeMap::new(),
             next_conn: 1,
             peer_links: BTreeMap::new(),
+            peer_incidents: 0,
             cuts: Vec::new(),
             splits: Vec::new(),
             clogs: Vec::new(),
@@ -640,7 +643,7 @@ impl World {
                 broker,
                 generation,
                 peer,
-                conn,
+                incident,
             } => {
                 if self.brokers[broker].generation != generation || self.brokers[broker].stopping {
                     return None;
@@ -650,12 +653,12 @@ impl World {
                         broker,
                         generation,
                         peer,
-                        conn,
+                        incident,
                     };
                     self.push(until, kind);
                     return None;
                 }
-                self.on_peer_down(broker, peer, conn).then_some(broker)
+                self.on_peer_down(broker, peer, incident).then_some(broker)
             }
             EventKind::StopDeadline { broker, generation } => {
                 if self.brokers[broker].generation == generation && self.brokers[broker].stopping {

@@ -13,6 +13,7 @@
 //! detection delay.
 
 use super::*;
+use seedlog_core::node::PeerChannel;
 
 /// Who opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +77,53 @@ pub(super) struct Link {
     pub(super) latency_us: [u64; 2],
 }
 
-/// A broker's connection to one peer.
+/// Broker `a`'s connections to broker `b`, one per channel (the core keeps
+/// the quorum, the controller channel and replica fetches apart, as Kafka
+/// does, so a long-polled fetch never holds up a heartbeat).
+#[derive(Debug, Default)]
+pub(super) struct PeerPair {
+    pub(super) links: BTreeMap<PeerChannel, PeerLink>,
+    /// The pair broke (incident id): `a` has not noticed yet, so what it
+    /// sends to `b` on any channel is lost until `Input::PeerUnreachable`
+    /// reaches it; the next request after that reconnects.
+    pub(super) broken: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PeerLink {
     pub(super) conn: ConnId,
-    pub(super) state: PeerLinkState,
+    /// SYN sent, handshake not done: requests queue behind it.
+    pub(super) connecting: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PeerLinkState {
-    /// SYN sent; requests queue behind the handshake.
-    Connecting,
-    Open,
-    /// Dead, and the sender has not noticed yet: what it sends is lost.
-    /// `Input::PeerUnreachable` is on its way.
-    Broken,
+/// An encoded message, for `judge_codec`.
+struct Wire {
+    what: &'static str,
+    api_key: ApiKey,
+    version: i16,
+    buf: BytesMut,
+    header_len: usize,
+}
+
+/// Where two renderings of a value part, with some context: enough to see
+/// which field a codec round trip changed.
+fn first_difference(a: &str, b: &str) -> String {
+    let at = a
+        .chars()
+        .zip(b.chars())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.chars().count().min(b.chars().count()));
+    let from = at.saturating_sub(80);
+    let show = |s: &str| s.chars().skip(from).take(160).collect::<String>();
+    format!("sent ...{} / received ...{}", show(a), show(b))
+}
+
+fn channel_name(channel: PeerChannel) -> &'static str {
+    match channel {
+        PeerChannel::Quorum => "quorum",
+        PeerChannel::Controller => "controller",
+        PeerChannel::Replication => "replication",
+    }
 }
 
 impl World {
@@ -181,8 +214,14 @@ impl World {
 
     /// Encodes a request as it would go on the wire (its size is what the
     /// byte counts see) and, for a share of them, decodes it back and checks
-    /// the round trip.
-    fn encode_request(&mut self, header: &RequestHeader, body: &RequestKind) -> u64 {
+    /// the round trip. Returns the size and, when it went through the
+    /// codec, the decoded value: what the receiver gets is what the wire
+    /// carried.
+    fn encode_request(
+        &mut self,
+        header: &RequestHeader,
+        body: &RequestKind,
+    ) -> (u64, Option<RequestKind>) {
         let api_key = ApiKey::try_from(header.request_api_key).expect("a known API");
         let version = header.request_api_version;
         let mut buf = BytesMut::new();
@@ -191,9 +230,20 @@ impl World {
             .expect("request header encodes");
         let header_len = buf.len();
         let encoded = body.encode(&mut buf, version);
-        self.judge_codec("request", api_key, version, encoded, buf, header_len, |b| {
-            RequestKind::decode(api_key, b, version).map(|d| d == *body)
-        })
+        let wire = Wire {
+            what: "request",
+            api_key,
+            version,
+            buf,
+            header_len,
+        };
+        self.judge_codec(
+            wire,
+            encoded,
+            body,
+            |b| RequestKind::decode(api_key, b, version),
+            |d, out| d.encode(out, version).is_ok(),
+        )
     }
 
     /// As `encode_request`, for a response.
@@ -203,7 +253,7 @@ impl World {
         api_key: ApiKey,
         version: i16,
         body: &ResponseKind,
-    ) -> u64 {
+    ) -> (u64, Option<ResponseKind>) {
         let mut buf = BytesMut::new();
         ResponseHeader::default()
             .with_correlation_id(correlation_id)
@@ -211,32 +261,47 @@ impl World {
             .expect("response header encodes");
         let header_len = buf.len();
         let encoded = body.encode(&mut buf, version);
-        self.judge_codec(
-            "response",
+        let wire = Wire {
+            what: "response",
             api_key,
             version,
-            encoded,
             buf,
             header_len,
-            |b| ResponseKind::decode(api_key, b, version).map(|d| d == *body),
+        };
+        self.judge_codec(
+            wire,
+            encoded,
+            body,
+            |b| ResponseKind::decode(api_key, b, version),
+            |d, out| d.encode(out, version).is_ok(),
         )
     }
 
     /// The wire size of an encoded message (with its length prefix), after
     /// checking that it encoded and, for a share of messages, that its body
-    /// decodes back to the same value (`decode` says whether it did) with
-    /// no bytes left over.
-    #[allow(clippy::too_many_arguments)]
-    fn judge_codec<E: std::fmt::Display, D: std::fmt::Display>(
+    /// decodes with no bytes left over to a value that encodes to the same
+    /// bytes; then also the decoded value.
+    ///
+    /// Bytes, not values, are compared: like Kafka's own messages, a value
+    /// may set a field its version does not carry (an ignorable field, such
+    /// as a Fetch v13+ topic name beside the topic id); the wire drops it,
+    /// the receiver gets the decoded value, and that is not a codec fault
+    /// (counted as `codec_fields_dropped`).
+    fn judge_codec<T: PartialEq + std::fmt::Debug, E: std::fmt::Display, D: std::fmt::Display>(
         &mut self,
-        what: &str,
-        api_key: ApiKey,
-        version: i16,
+        wire: Wire,
         encoded: Result<(), E>,
-        buf: BytesMut,
-        header_len: usize,
-        decode: impl FnOnce(&mut Bytes) -> Result<bool, D>,
-    ) -> u64 {
+        original: &T,
+        decode: impl FnOnce(&mut Bytes) -> Result<T, D>,
+        reencode: impl FnOnce(&T, &mut BytesMut) -> bool,
+    ) -> (u64, Option<T>) {
+        let Wire {
+            what,
+            api_key,
+            version,
+            buf,
+            header_len,
+        } = wire;
         if let Err(e) = encoded {
             self.violation(
                 "codec_roundtrip",
@@ -244,22 +309,39 @@ impl World {
             );
         }
         let bytes = 4 + buf.len() as u64;
-        if self.roundtrip_due() {
-            self.stats.codec_roundtrips += 1;
-            let mut body_bytes = buf.freeze().slice(header_len..);
-            match decode(&mut body_bytes) {
-                Ok(true) if body_bytes.is_empty() => {}
-                Ok(_) => self.violation(
-                    "codec_roundtrip",
-                    format!("{api_key:?} v{version} {what} decodes to a different value"),
-                ),
-                Err(e) => self.violation(
+        if !self.roundtrip_due() {
+            return (bytes, None);
+        }
+        self.stats.codec_roundtrips += 1;
+        let sent = buf.freeze().slice(header_len..);
+        let mut body_bytes = sent.clone();
+        match decode(&mut body_bytes) {
+            Ok(decoded) if decoded == *original && body_bytes.is_empty() => (bytes, Some(decoded)),
+            Ok(decoded) => {
+                let mut again = BytesMut::new();
+                let same_bytes =
+                    body_bytes.is_empty() && reencode(&decoded, &mut again) && again == sent;
+                if same_bytes {
+                    if let Some(c) = self.cluster.as_mut() {
+                        c.stats.codec_fields_dropped += 1;
+                    }
+                } else {
+                    let message = format!(
+                        "{api_key:?} v{version} {what} decodes to a different value: {}",
+                        first_difference(&format!("{original:?}"), &format!("{decoded:?}"))
+                    );
+                    self.violation("codec_roundtrip", message);
+                }
+                (bytes, Some(decoded))
+            }
+            Err(e) => {
+                self.violation(
                     "codec_roundtrip",
                     format!("{api_key:?} v{version} {what} does not decode: {e}"),
-                ),
+                );
+                (bytes, None)
             }
         }
-        bytes
     }
 
     pub(super) fn send_to_node(
@@ -282,7 +364,8 @@ impl World {
             Place::Broker(conn.broker),
             conn.last_to_node,
         );
-        let bytes = self.encode_request(&header, &body);
+        let (bytes, decoded) = self.encode_request(&header, &body);
+        let body = decoded.unwrap_or(body);
         let (from_az, to_az) = (self.place_az(from), self.place_az(to));
         self.count_bytes(from_az, to_az, bytes);
         self.emit(Ev::Request {
@@ -327,7 +410,8 @@ impl World {
             conn.origin.place(),
             conn.last_to_origin,
         );
-        let bytes = self.encode_response(correlation_id, api_key, version, &body);
+        let (bytes, decoded) = self.encode_response(correlation_id, api_key, version, &body);
+        let body = decoded.unwrap_or(body);
         let (from_az, to_az) = (self.place_az(from), self.place_az(to));
         self.count_bytes(from_az, to_az, bytes);
         self.emit(Ev::Response {
@@ -491,13 +575,13 @@ impl World {
             );
         }
         if client.is_none() {
-            let links: Vec<(BrokerId, BrokerId)> = self
+            let pairs: Vec<(BrokerId, BrokerId)> = self
                 .peer_links
                 .iter()
-                .filter(|(_, l)| l.state != PeerLinkState::Broken)
+                .filter(|(_, p)| p.broken.is_none() && !p.links.is_empty())
                 .map(|(k, _)| *k)
                 .collect();
-            for (a, b) in links {
+            for (a, b) in pairs {
                 let (to_a, to_b) = (self.one_way(b, a), self.one_way(a, b));
                 self.break_peer_link(a, b, to_a, to_b, "reset");
             }
@@ -546,36 +630,46 @@ impl World {
     // --- peer connections ----------------------------------------------------------
 
     /// `Output::PeerRequest` from broker `a` to broker `b`: sent on their
-    /// connection, opened now if there is none.
+    /// connection for `channel`, opened now if there is none.
     pub(super) fn peer_request(
         &mut self,
         a: BrokerId,
         b: BrokerId,
+        channel: PeerChannel,
         header: RequestHeader,
         body: RequestKind,
     ) {
         self.cluster_stats().peer_requests += 1;
-        let link = match self.peer_links.get(&(a, b)) {
-            Some(link) => *link,
-            None => self.open_peer_link(a, b),
-        };
-        if link.state == PeerLinkState::Broken {
+        let pair = self.peer_links.entry((a, b)).or_default();
+        if pair.broken.is_some() {
             // The sender has not noticed the break: the bytes go nowhere.
             self.emit(Ev::Drop {
-                conn: link.conn,
-                what: "request on a broken peer connection",
+                conn: 0,
+                what: "request to a peer whose connection broke unnoticed",
             });
             return;
         }
-        self.send_to_node(link.conn, header, body);
+        let conn = match pair.links.get(&channel) {
+            Some(link) => link.conn,
+            None => self.open_peer_link(a, b, channel),
+        };
+        if self.conns.contains_key(&conn) {
+            self.send_to_node(conn, header, body);
+        } else {
+            self.emit(Ev::Drop {
+                conn,
+                what: "request on a peer connection that failed to open",
+            });
+        }
     }
 
-    fn open_peer_link(&mut self, a: BrokerId, b: BrokerId) -> PeerLink {
+    fn open_peer_link(&mut self, a: BrokerId, b: BrokerId, channel: PeerChannel) -> ConnId {
         let conn = self.next_conn;
         self.next_conn += 1;
         self.emit(Ev::PeerConnect {
             broker: a,
             peer: b,
+            channel: channel_name(channel),
             conn,
         });
         let (pa, pb) = (Place::Broker(a), Place::Broker(b));
@@ -594,69 +688,52 @@ impl World {
         );
         let link = PeerLink {
             conn,
-            state: PeerLinkState::Connecting,
+            connecting: true,
         };
-        self.peer_links.insert((a, b), link);
-        let generation = self.brokers[a].generation;
+        self.peer_links
+            .entry((a, b))
+            .or_default()
+            .links
+            .insert(channel, link);
         if cut || self.brokers[b].power_off {
-            let at = self.now + self.peer_timeout();
-            self.break_peer_link_later(a, b, conn, generation, at);
+            // SYNs vanish: the connect times out.
+            let timeout = self.peer_timeout();
+            self.break_peer_link(a, b, timeout, timeout, "connect timed out");
         } else if !self.accepting(b) {
             // Refused: the peer's machine answers with RST.
-            self.break_peer_link_later(a, b, conn, generation, self.now + rtt);
+            self.break_peer_link(a, b, rtt, Duration::ZERO, "connect refused");
         } else {
             self.push(self.now + rtt, EventKind::Connected { conn });
         }
-        link
-    }
-
-    /// A connect that will fail at `at`: the link stays `Connecting` (what
-    /// is sent meanwhile is lost) until then.
-    fn break_peer_link_later(
-        &mut self,
-        a: BrokerId,
-        b: BrokerId,
-        conn: ConnId,
-        generation: u64,
-        at: Instant,
-    ) {
-        self.conns.remove(&conn);
-        self.peer_links.get_mut(&(a, b)).expect("just opened").state = PeerLinkState::Broken;
-        self.push(
-            at,
-            EventKind::PeerDown {
-                broker: a,
-                generation,
-                peer: b,
-                conn,
-            },
-        );
+        conn
     }
 
     fn on_peer_connected(&mut self, a: BrokerId, b: BrokerId, conn_id: ConnId) {
-        let current = self
-            .peer_links
-            .get(&(a, b))
-            .is_some_and(|l| l.conn == conn_id && l.state == PeerLinkState::Connecting);
-        if !current {
+        let link = self.peer_links.get(&(a, b)).and_then(|p| {
+            p.links
+                .iter()
+                .find(|(_, l)| l.conn == conn_id && l.connecting)
+                .map(|(c, _)| *c)
+        });
+        let Some(channel) = link else {
             return;
-        }
+        };
         if !self.accepting(b) {
             // The peer went down during the handshake.
-            let at = self.now + self.one_way(b, a);
-            let generation = self.brokers[a].generation;
-            self.break_peer_link_later(a, b, conn_id, generation, at);
+            let after = self.one_way(b, a);
+            self.break_peer_link(a, b, after, Duration::ZERO, "peer down");
             return;
         }
         self.conns.get_mut(&conn_id).expect("live").established = true;
-        self.peer_links.get_mut(&(a, b)).expect("current").state = PeerLinkState::Open;
+        let pair = self.peer_links.get_mut(&(a, b)).expect("current");
+        pair.links.get_mut(&channel).expect("found").connecting = false;
         self.cluster_stats().peer_connections_opened += 1;
         self.emit(Ev::Connected { conn: conn_id });
     }
 
-    /// The link `a -> b` dies: what is in flight is lost; `a` hears
-    /// `PeerUnreachable` after `a_after`, `b` hears `ConnectionClosed` for
-    /// its side after `b_after` (if it knew of the connection).
+    /// Every connection `a -> b` dies: what is in flight is lost; `a` hears
+    /// `PeerUnreachable` once, after `a_after`; `b` hears `ConnectionClosed`
+    /// for each side it accepted, after `b_after`.
     pub(super) fn break_peer_link(
         &mut self,
         a: BrokerId,
@@ -665,24 +742,27 @@ impl World {
         b_after: Duration,
         why: &str,
     ) {
-        let Some(link) = self.peer_links.get(&(a, b)).copied() else {
-            return;
-        };
-        if link.state == PeerLinkState::Broken {
+        let pair = self.peer_links.entry((a, b)).or_default();
+        if pair.broken.is_some() {
             return;
         }
-        self.emit(Ev::Close {
-            conn: link.conn,
-            by: "network",
-            why,
-        });
-        self.cluster_stats().peer_connections_broken += 1;
-        if let Some(conn) = self.conns.remove(&link.conn) {
-            if conn.established {
-                self.notify_node_of_close_at(link.conn, b, self.now + b_after);
+        let links = std::mem::take(&mut pair.links);
+        self.peer_incidents += 1;
+        let incident = self.peer_incidents;
+        self.peer_links.get_mut(&(a, b)).expect("entry").broken = Some(incident);
+        for link in links.values() {
+            self.emit(Ev::Close {
+                conn: link.conn,
+                by: "network",
+                why,
+            });
+            self.cluster_stats().peer_connections_broken += 1;
+            if let Some(conn) = self.conns.remove(&link.conn) {
+                if conn.established {
+                    self.notify_node_of_close_at(link.conn, b, self.now + b_after);
+                }
             }
         }
-        self.peer_links.get_mut(&(a, b)).expect("present").state = PeerLinkState::Broken;
         let generation = self.brokers[a].generation;
         self.push(
             self.now + a_after,
@@ -690,15 +770,15 @@ impl World {
                 broker: a,
                 generation,
                 peer: b,
-                conn: link.conn,
+                incident,
             },
         );
     }
 
-    /// Broker `b`'s process is gone (crash, kill, shutdown). Its own links
-    /// vanish with it; peers connected to it notice after their timeout when
-    /// the machine went `silent` (power loss), else at once (the kernel
-    /// sends FIN/RST).
+    /// Broker `b`'s process is gone (crash, kill, shutdown). Its own
+    /// connections vanish with it (the next process starts with none);
+    /// peers connected to it notice after their timeout when the machine
+    /// went `silent` (power loss), else at once (the kernel sends FIN/RST).
     pub(super) fn drop_links_of(&mut self, b: BrokerId, silent: bool) {
         let keys: Vec<(BrokerId, BrokerId)> = self
             .peer_links
@@ -714,14 +794,14 @@ impl World {
                 self.one_way(b, peer)
             };
             if x == b {
-                // Outgoing: the new process starts without connections; the
-                // peer hears the close of its accepted side.
-                let link = self.peer_links.remove(&(x, y)).expect("listed");
-                if let Some(conn) = self.conns.remove(&link.conn) {
-                    if conn.established {
-                        self.notify_node_of_close_at(link.conn, y, self.now + after);
+                let pair = self.peer_links.remove(&(x, y)).expect("listed");
+                for link in pair.links.values() {
+                    if let Some(conn) = self.conns.remove(&link.conn) {
+                        if conn.established {
+                            self.notify_node_of_close_at(link.conn, y, self.now + after);
+                        }
+                        self.cluster_stats().peer_connections_broken += 1;
                     }
-                    self.cluster_stats().peer_connections_broken += 1;
                 }
             } else {
                 self.break_peer_link(x, y, after, Duration::ZERO, "peer down");
@@ -729,13 +809,13 @@ impl World {
         }
     }
 
-    /// Breaks every live peer link that a cut now blocks in either
-    /// direction: each side notices after its timeout.
+    /// Breaks every peer pair that a cut now blocks in either direction:
+    /// each side notices after its timeout.
     pub(super) fn break_blocked_links(&mut self) {
         let keys: Vec<(BrokerId, BrokerId)> = self
             .peer_links
             .iter()
-            .filter(|(_, l)| l.state != PeerLinkState::Broken)
+            .filter(|(_, p)| p.broken.is_none() && !p.links.is_empty())
             .map(|(k, _)| *k)
             .collect();
         let timeout = self.peer_timeout();
@@ -748,12 +828,12 @@ impl World {
     }
 
     /// `PeerDown` fired: `a` learns that `b` is unreachable, once per
-    /// broken connection; its next request reconnects.
-    pub(super) fn on_peer_down(&mut self, a: BrokerId, b: BrokerId, conn: ConnId) -> bool {
+    /// incident; its next request reconnects.
+    pub(super) fn on_peer_down(&mut self, a: BrokerId, b: BrokerId, incident: u64) -> bool {
         let current = self
             .peer_links
             .get(&(a, b))
-            .is_some_and(|l| l.conn == conn && l.state == PeerLinkState::Broken);
+            .is_some_and(|p| p.broken == Some(incident));
         if !current {
             return false;
         }

@@ -18,12 +18,18 @@
 //! - `monotonic_leader_epoch`: the epochs a broker acknowledges writes in,
 //!   per partition, never go back.
 //!
+//! And from the core's getters (`Node::replica_role`,
+//! `Node::cluster_status`): `single_leader_per_epoch` and
+//! `monotonic_leader_epoch` by the brokers' own word too, `leader_in_isr`,
+//! and for the controller quorum `single_leader` and `monotonic_epoch`.
+//!
 //! Reads go through `Storage` (`&mut` for the trait's sake; nothing
 //! changes) and are bounded: a resynchronisation after truncation walks
 //! back at most the batches the mirror holds.
 
 use super::*;
 use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
+use seedlog_core::quorum::Role;
 
 /// One batch as the mirror knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +189,19 @@ pub(super) struct ReplicaChecks {
     /// Successful Produce responses of the current event: (broker,
     /// partition, base offset), checked once the mirror has caught up.
     acked: Vec<(BrokerId, usize, i64)>,
+    /// [broker][partition]: the newest leader epoch `Node::replica_role`
+    /// reported in the broker's current life.
+    role_epoch: Vec<Vec<i32>>,
+    /// [broker][partition]: the newest epoch the broker led in, any life.
+    led_epoch: Vec<Vec<i32>>,
+    /// Per partition: the newest leader as its leader reports itself
+    /// (broker, epoch, high watermark, ISR by broker index).
+    pub(super) leader_view: Vec<Option<(BrokerId, i32, i64, Vec<BrokerId>)>>,
+    /// Quorum epoch -> its leader.
+    quorum_leader: BTreeMap<i32, BrokerId>,
+    /// Per broker: the newest quorum epoch seen (persisted, so across
+    /// lives).
+    quorum_epoch: Vec<i32>,
 }
 
 impl ReplicaChecks {
@@ -196,6 +215,24 @@ impl ReplicaChecks {
             epoch_leader: vec![BTreeMap::new(); tps],
             epoch_max: vec![vec![-1; tps]; brokers],
             acked: Vec::new(),
+            role_epoch: vec![vec![-1; tps]; brokers],
+            led_epoch: vec![vec![-1; tps]; brokers],
+            leader_view: vec![None; tps],
+            quorum_leader: BTreeMap::new(),
+            quorum_epoch: vec![-1; brokers],
+        }
+    }
+
+    /// Broker `b` leads `tp` in `epoch` (its own word or an acknowledged
+    /// write's stamp): no other broker may lead in that epoch.
+    fn led(&mut self, b: BrokerId, tp: usize, epoch: i32) -> Option<BrokerId> {
+        match self.epoch_leader[tp].get(&epoch) {
+            Some(other) if *other != b => Some(*other),
+            Some(_) => None,
+            None => {
+                self.epoch_leader[tp].insert(epoch, b);
+                None
+            }
         }
     }
 
@@ -214,6 +251,7 @@ impl ReplicaChecks {
         for (i, m) in self.mirrors[broker].iter_mut().enumerate() {
             m.clear();
             self.verified_upto[broker][i] = 0;
+            self.role_epoch[broker][i] = -1;
         }
     }
 }
@@ -232,10 +270,72 @@ impl World {
         let checks = &mut cluster.replicas;
         let divergence_allowed = cluster.config.unclean_leader_election;
         let mut problems: Vec<(&'static str, String)> = Vec::new();
+        if let Some(status) = node.cluster_status() {
+            let epoch = status.quorum_epoch;
+            let seen = &mut checks.quorum_epoch[b];
+            if epoch < *seen {
+                problems.push((
+                    "monotonic_epoch",
+                    format!("broker {b}: quorum epoch went back from {seen} to {epoch}"),
+                ));
+            }
+            *seen = (*seen).max(epoch);
+            if status.quorum_role == Role::Leader {
+                match checks.quorum_leader.get(&epoch) {
+                    Some(other) if *other != b => problems.push((
+                        "single_leader",
+                        format!("quorum epoch {epoch}: brokers {other} and {b} both led it"),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        checks.quorum_leader.insert(epoch, b);
+                    }
+                }
+            }
+        }
+        let node_id = node.config().node_id;
         for (i, (topic, partition)) in self.tps.iter().enumerate() {
             let Some((_, hw, log_end)) = node.partition_offsets(topic, *partition) else {
                 continue;
             };
+            if let Some((epoch, leads, isr)) = node.replica_role(topic, *partition) {
+                let seen = &mut checks.role_epoch[b][i];
+                if epoch < *seen {
+                    problems.push((
+                        "monotonic_leader_epoch",
+                        format!("{topic}-{partition}: broker {b}'s leader epoch went back from {seen} to {epoch}"),
+                    ));
+                }
+                *seen = (*seen).max(epoch);
+                if leads {
+                    if let Some(other) = checks.led(b, i, epoch) {
+                        problems.push((
+                            "single_leader_per_epoch",
+                            format!("{topic}-{partition} leader epoch {epoch}: broker {b} leads it, broker {other} led it too"),
+                        ));
+                    }
+                    let led = &mut checks.led_epoch[b][i];
+                    if epoch < *led {
+                        problems.push((
+                            "monotonic_leader_epoch",
+                            format!("{topic}-{partition}: broker {b} leads in epoch {epoch} after leading in {led}"),
+                        ));
+                    }
+                    *led = (*led).max(epoch);
+                    if !isr.contains(&node_id) {
+                        problems.push((
+                            "leader_in_isr",
+                            format!("{topic}-{partition}: broker {b} leads epoch {epoch} with ISR {isr:?}, without itself"),
+                        ));
+                    }
+                    let isr: Vec<BrokerId> = isr
+                        .iter()
+                        .filter(|id| **id >= 1)
+                        .map(|id| *id as usize - 1)
+                        .collect();
+                    checks.leader_view[i] = Some((b, epoch, hw, isr));
+                }
+            }
             let dir = format!("{topic}-{partition}");
             let mirror = &mut checks.mirrors[b][i];
             if let Some(dropped) = mirror.sync(node.storage_mut(), &dir, log_end) {
@@ -284,18 +384,14 @@ impl World {
                 ));
                 continue;
             };
-            match checks.epoch_leader[i].get(&sig.epoch) {
-                Some(other) if *other != broker => problems.push((
+            if let Some(other) = checks.led(broker, i, sig.epoch) {
+                problems.push((
                     "single_leader_per_epoch",
                     format!(
-                        "{topic}-{partition} leader epoch {}: broker {broker} acknowledged a write at offset {base}, broker {other} acknowledged writes in the same epoch",
+                        "{topic}-{partition} leader epoch {}: broker {broker} acknowledged a write at offset {base}, broker {other} led in the same epoch",
                         sig.epoch
                     ),
-                )),
-                Some(_) => {}
-                None => {
-                    checks.epoch_leader[i].insert(sig.epoch, broker);
-                }
+                ));
             }
             let max = &mut checks.epoch_max[broker][i];
             if sig.epoch < *max {

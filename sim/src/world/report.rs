@@ -70,6 +70,9 @@ pub struct ClusterStats {
     pub unclean_stops: u64,
     /// A broker's high watermark went back across its own restart.
     pub hw_restart_resets: u64,
+    /// Codec round trips that dropped a field the message's version does
+    /// not carry (same bytes on the wire; see `judge_codec`).
+    pub codec_fields_dropped: u64,
 }
 
 /// A partition's leader was lost (a fault took its broker out) and came
