@@ -121,6 +121,9 @@ impl World {
         }
         if cluster {
             self.check_replicas(b);
+            if node_check {
+                self.check_isr();
+            }
         }
     }
 
@@ -148,6 +151,7 @@ impl World {
     /// fault (or the end) changes what can be checked. Emits nothing unless
     /// an invariant is broken.
     pub(super) fn check_nodes_fully(&mut self) {
+        self.check_isr();
         for b in 0..self.brokers.len() {
             let BrokerState::Up(node) = &self.brokers[b].state else {
                 continue;

@@ -96,13 +96,28 @@ pub(super) struct PeerLink {
     pub(super) connecting: bool,
 }
 
-/// An encoded message, for `judge_codec`.
-struct Wire {
-    what: &'static str,
-    api_key: ApiKey,
-    version: i16,
-    buf: BytesMut,
-    header_len: usize,
+/// A request or response body, as `judge_codec` encodes and decodes it.
+pub(super) trait WireBody: PartialEq + std::fmt::Debug + Sized {
+    fn put(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()>;
+    fn get(api_key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Self>;
+}
+
+impl WireBody for RequestKind {
+    fn put(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+        self.encode(buf, version)
+    }
+    fn get(api_key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Self> {
+        RequestKind::decode(api_key, buf, version)
+    }
+}
+
+impl WireBody for ResponseKind {
+    fn put(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+        self.encode(buf, version)
+    }
+    fn get(api_key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Self> {
+        ResponseKind::decode(api_key, buf, version)
+    }
 }
 
 /// Where two renderings of a value part, with some context: enough to see
@@ -228,22 +243,7 @@ impl World {
         header
             .encode(&mut buf, api_key.request_header_version(version))
             .expect("request header encodes");
-        let header_len = buf.len();
-        let encoded = body.encode(&mut buf, version);
-        let wire = Wire {
-            what: "request",
-            api_key,
-            version,
-            buf,
-            header_len,
-        };
-        self.judge_codec(
-            wire,
-            encoded,
-            body,
-            |b| RequestKind::decode(api_key, b, version),
-            |d, out| d.encode(out, version).is_ok(),
-        )
+        self.judge_codec("request", api_key, version, buf, body)
     }
 
     /// As `encode_request`, for a response.
@@ -259,49 +259,29 @@ impl World {
             .with_correlation_id(correlation_id)
             .encode(&mut buf, api_key.response_header_version(version))
             .expect("response header encodes");
-        let header_len = buf.len();
-        let encoded = body.encode(&mut buf, version);
-        let wire = Wire {
-            what: "response",
-            api_key,
-            version,
-            buf,
-            header_len,
-        };
-        self.judge_codec(
-            wire,
-            encoded,
-            body,
-            |b| ResponseKind::decode(api_key, b, version),
-            |d, out| d.encode(out, version).is_ok(),
-        )
+        self.judge_codec("response", api_key, version, buf, body)
     }
 
-    /// The wire size of an encoded message (with its length prefix), after
-    /// checking that it encoded and, for a share of messages, that its body
-    /// decodes with no bytes left over to a value that encodes to the same
-    /// bytes; then also the decoded value.
+    /// The wire size of a message (with its length prefix; `buf` holds its
+    /// header), after checking that its body encodes and, for a share of
+    /// messages, that it decodes with no bytes left over to a value that
+    /// encodes to the same bytes; then also the decoded value.
     ///
     /// Bytes, not values, are compared: like Kafka's own messages, a value
     /// may set a field its version does not carry (an ignorable field, such
     /// as a Fetch v13+ topic name beside the topic id); the wire drops it,
     /// the receiver gets the decoded value, and that is not a codec fault
     /// (counted as `codec_fields_dropped`).
-    fn judge_codec<T: PartialEq + std::fmt::Debug, E: std::fmt::Display, D: std::fmt::Display>(
+    fn judge_codec<T: WireBody>(
         &mut self,
-        wire: Wire,
-        encoded: Result<(), E>,
+        what: &str,
+        api_key: ApiKey,
+        version: i16,
+        mut buf: BytesMut,
         original: &T,
-        decode: impl FnOnce(&mut Bytes) -> Result<T, D>,
-        reencode: impl FnOnce(&T, &mut BytesMut) -> bool,
     ) -> (u64, Option<T>) {
-        let Wire {
-            what,
-            api_key,
-            version,
-            buf,
-            header_len,
-        } = wire;
+        let header_len = buf.len();
+        let encoded = original.put(&mut buf, version);
         if let Err(e) = encoded {
             self.violation(
                 "codec_roundtrip",
@@ -315,12 +295,13 @@ impl World {
         self.stats.codec_roundtrips += 1;
         let sent = buf.freeze().slice(header_len..);
         let mut body_bytes = sent.clone();
-        match decode(&mut body_bytes) {
+        match T::get(api_key, &mut body_bytes, version) {
             Ok(decoded) if decoded == *original && body_bytes.is_empty() => (bytes, Some(decoded)),
             Ok(decoded) => {
                 let mut again = BytesMut::new();
-                let same_bytes =
-                    body_bytes.is_empty() && reencode(&decoded, &mut again) && again == sent;
+                let same_bytes = body_bytes.is_empty()
+                    && decoded.put(&mut again, version).is_ok()
+                    && again == sent;
                 if same_bytes {
                     if let Some(c) = self.cluster.as_mut() {
                         c.stats.codec_fields_dropped += 1;

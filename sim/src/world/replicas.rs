@@ -172,6 +172,16 @@ fn next_segment(storage: &mut MemoryStorage, dir: &str, after: i64) -> Option<i6
         .min()
 }
 
+/// A partition's leader as it reported itself last.
+#[derive(Debug, Clone)]
+pub(super) struct LeaderView {
+    pub(super) broker: BrokerId,
+    pub(super) epoch: i32,
+    pub(super) high_watermark: i64,
+    /// The ISR it holds, by broker index.
+    pub(super) isr: Vec<BrokerId>,
+}
+
 /// The replica checkers' state.
 pub(super) struct ReplicaChecks {
     /// [broker][partition]
@@ -194,9 +204,8 @@ pub(super) struct ReplicaChecks {
     role_epoch: Vec<Vec<i32>>,
     /// [broker][partition]: the newest epoch the broker led in, any life.
     led_epoch: Vec<Vec<i32>>,
-    /// Per partition: the newest leader as its leader reports itself
-    /// (broker, epoch, high watermark, ISR by broker index).
-    pub(super) leader_view: Vec<Option<(BrokerId, i32, i64, Vec<BrokerId>)>>,
+    /// Per partition: the newest leader as its leader reports itself.
+    pub(super) leader_view: Vec<Option<LeaderView>>,
     /// Quorum epoch -> its leader.
     quorum_leader: BTreeMap<i32, BrokerId>,
     /// Per broker: the newest quorum epoch seen (persisted, so across
@@ -333,7 +342,12 @@ impl World {
                         .filter(|id| **id >= 1)
                         .map(|id| *id as usize - 1)
                         .collect();
-                    checks.leader_view[i] = Some((b, epoch, hw, isr));
+                    checks.leader_view[i] = Some(LeaderView {
+                        broker: b,
+                        epoch,
+                        high_watermark: hw,
+                        isr,
+                    });
                 }
             }
             let dir = format!("{topic}-{partition}");
@@ -404,6 +418,83 @@ impl World {
                 ));
             }
             *max = (*max).max(sig.epoch);
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+}
+
+impl World {
+    /// The ISR checks, run with the core's full checks (every so many
+    /// events and around every fault), on fresh mirrors of every running
+    /// broker: for each partition whose leader still leads in the epoch it
+    /// last reported, every running member of its ISR
+    ///
+    /// - `valid_high_watermark`: holds the log up to the leader's high
+    ///   watermark;
+    /// - `strong_isr`: holds below it exactly the leader's batches.
+    pub(super) fn check_isr(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        for b in 0..self.brokers.len() {
+            self.check_replicas(b);
+        }
+        let cluster = self.cluster.as_ref().expect("checked");
+        let checks = &cluster.replicas;
+        let mut problems = Vec::new();
+        for (i, (topic, partition)) in self.tps.iter().enumerate() {
+            let Some(view) = &checks.leader_view[i] else {
+                continue;
+            };
+            let BrokerState::Up(leader) = &self.brokers[view.broker].state else {
+                continue;
+            };
+            let still = leader
+                .replica_role(topic, *partition)
+                .is_some_and(|(epoch, leads, _)| leads && epoch == view.epoch);
+            if !still {
+                continue;
+            }
+            let hw = view.high_watermark;
+            let theirs = &checks.mirrors[view.broker][i].batches;
+            for m in view.isr.iter().copied().filter(|m| *m != view.broker) {
+                let BrokerState::Up(node) = &self.brokers[m].state else {
+                    continue;
+                };
+                let Some((_, _, log_end)) = node.partition_offsets(topic, *partition) else {
+                    continue;
+                };
+                if log_end < hw {
+                    problems.push((
+                        "valid_high_watermark",
+                        format!(
+                            "{topic}-{partition}: broker {m} is in leader {}'s ISR (epoch {}) but its log ends at {log_end}, below the high watermark {hw}",
+                            view.broker, view.epoch
+                        ),
+                    ));
+                    continue;
+                }
+                let mine = &checks.mirrors[m][i].batches;
+                let differs = theirs
+                    .iter()
+                    .take_while(|(_, sig)| sig.last_offset < hw)
+                    .find(|(base, sig)| mine.get(base).is_none_or(|s| !s.same_batch(sig)));
+                if let Some((base, sig)) = differs {
+                    problems.push((
+                        "strong_isr",
+                        format!(
+                            "{topic}-{partition}: leader {} (epoch {}) holds batch {base}..{} of epoch {} below its high watermark {hw}; ISR member {m} holds {:?}",
+                            view.broker,
+                            view.epoch,
+                            sig.last_offset,
+                            sig.epoch,
+                            mine.get(base).map(|s| (s.last_offset, s.epoch))
+                        ),
+                    ));
+                }
+            }
         }
         for (checker, message) in problems {
             self.violation(checker, message);
