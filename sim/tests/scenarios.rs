@@ -197,3 +197,124 @@ fn process_kill_then_power_cut_keeps_the_high_watermark() {
     let report = run(&scenario("process-kill"), 2, &RunOptions::default());
     assert!(report.passed(), "{:?}", report.violations);
 }
+
+fn cluster_toml() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/leader-crash.toml"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn cluster_scenarios_are_checked_field_by_field() {
+    let good = cluster_toml();
+    let s = Scenario::from_toml(&good, Path::new("c.toml")).expect("parses");
+    assert_eq!(
+        s.topology.brokers,
+        vec!["az-a", "az-b", "az-c"],
+        "brokers_per_az expands"
+    );
+    assert!(
+        s.to_toml().contains("brokers = ["),
+        "written back in one form"
+    );
+
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "replication_factor = 3",
+            "replication_factor = 4",
+            "cluster.replication_factor",
+        ),
+        (
+            "min_insync_replicas = 2",
+            "min_insync_replicas = 4",
+            "cluster.min_insync_replicas",
+        ),
+        (
+            "min_insync_replicas = 2",
+            "min_insync_replicas = 2\nmin_isr = 2",
+            "min_isr",
+        ),
+        (
+            "brokers_per_az = 1",
+            "brokers_per_az = 1\nbrokers = [\"az-a\"]",
+            "not both",
+        ),
+        (
+            "description",
+            "bugs = [\"hw-trunc\"]\ndescription",
+            "unknown variant `hw-trunc`",
+        ),
+    ];
+    for (from, to, expect) in cases {
+        let bad = good.replacen(from, to, 1);
+        let e = Scenario::from_toml(&bad, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expect), "{to}: {e}");
+    }
+    // A cluster bug needs a cluster; no-fsync does not.
+    let standalone = scenario("steady-state");
+    let e = standalone
+        .bugs_with(&[Bug::HwTruncation])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hw-truncation") && e.contains("[cluster]"),
+        "{e}"
+    );
+    assert_eq!(
+        standalone.bugs_with(&[Bug::NoFsync]).unwrap(),
+        vec![Bug::NoFsync]
+    );
+    // Bugs from the file and the CLI add up.
+    let with_file_bug = good.replacen("description", "bugs = [\"hw-truncation\"]\ndescription", 1);
+    let s = Scenario::from_toml(&with_file_bug, Path::new("c.toml")).expect("parses");
+    assert_eq!(
+        s.bugs_with(&[Bug::CommitPriorEpoch]).unwrap(),
+        vec![Bug::HwTruncation, Bug::CommitPriorEpoch]
+    );
+    // Cluster-only faults on a standalone broker are refused.
+    let split = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/steady-state.toml"),
+    )
+    .unwrap()
+        + "\n[[faults.schedule]]\nat_ms = 1\nkind = \"split\"\nnodes = [0]\n";
+    let e = Scenario::from_toml(&split, Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[cluster]"), "{e}");
+}
+
+#[test]
+fn rolling_restarts_expand_and_random_faults_leave_a_majority_up() {
+    let s = scenario("rolling-restart");
+    let schedule = seedlog_sim::shrink::schedule_of(&s, 1);
+    let shutdowns: Vec<(u64, Option<u32>)> = schedule
+        .iter()
+        .filter(|f| f.kind == seedlog_sim::scenario::FaultKind::Shutdown)
+        .map(|f| (f.at_ms, f.node))
+        .collect();
+    assert_eq!(
+        shutdowns,
+        vec![(3_000, Some(0)), (9_000, Some(1)), (15_000, Some(2))]
+    );
+    // Many random crashes: never two of three brokers down at once.
+    let mut crashy = scenario("leader-crash");
+    crashy.faults.schedule.clear();
+    crashy.faults.random.crash_per_min = 60.0;
+    for seed in 0..20 {
+        let faults = seedlog_sim::shrink::schedule_of(&crashy, seed);
+        for f in &faults {
+            let overlapping: std::collections::BTreeSet<Option<u32>> = faults
+                .iter()
+                .filter(|g| g.at_ms < f.at_ms + f.duration_ms && f.at_ms < g.at_ms + g.duration_ms)
+                .map(|g| g.node)
+                .collect();
+            assert!(
+                overlapping.len() <= 1,
+                "seed {seed}: {overlapping:?} down at once"
+            );
+        }
+    }
+}

@@ -129,21 +129,22 @@ impl World {
 
     /// monotonic_high_watermark as consumers see it (cluster scenarios):
     /// a successful fetch never reports a partition's high watermark lower
-    /// than an earlier one did, whichever broker answered.
-    pub(super) fn check_consumer_hw(&mut self, broker: BrokerId, tp: &Tp, hw: i64) {
+    /// than an earlier one did, whichever broker answered. `epoch` is the
+    /// leader epoch the consumer fetched in.
+    pub(super) fn check_consumer_hw(&mut self, broker: BrokerId, epoch: i32, tp: &Tp, hw: i64) {
         let i = self.tp_index(tp);
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        let seen = cluster.consumer_hw[i];
+        let (seen, seen_broker, seen_epoch) = cluster.consumer_hw[i];
         if hw < seen {
             let message = format!(
-                "{}-{}: a consumer fetched from broker {broker} a high watermark of {hw}, lower than the {seen} consumers saw before",
+                "{}-{}: a consumer fetched a high watermark of {hw} from broker {broker} (leader epoch {epoch}), lower than the {seen} it fetched from broker {seen_broker} (epoch {seen_epoch})",
                 tp.0, tp.1
             );
             self.violation("monotonic_high_watermark", message);
         } else {
-            cluster.consumer_hw[i] = hw;
+            cluster.consumer_hw[i] = (hw, broker, epoch);
         }
     }
 

@@ -51,7 +51,8 @@ pub(super) struct FetchInFlight {
     /// for a partition whose position has moved since (it was read from
     /// its new leader meanwhile) is stale and dropped, as Kafka's
     /// consumer drops it.
-    pub(super) asked: Vec<(Tp, i64)>,
+    /// The partitions asked for: (partition, position, leader epoch).
+    pub(super) asked: Vec<(Tp, i64, i32)>,
 }
 
 pub(super) enum ClientKind {
@@ -655,11 +656,11 @@ impl World {
                 if self.leader_for(client, tp) != Some(b) {
                     continue;
                 }
-                asked.push(((topic.clone(), *partition), *offset));
                 let epoch = self.clients[client]
                     .meta
                     .as_ref()
                     .map_or(-1, |m| m.leader_epoch(tp));
+                asked.push(((topic.clone(), *partition), *offset, epoch));
                 topics.entry(topic).or_default().push(
                     FetchPartition::default()
                         .with_partition(*partition)
@@ -741,7 +742,11 @@ impl World {
                 let Some(position) = consumer.positions.get_mut(&tp) else {
                     continue;
                 };
-                let asked_from = fetch.asked.iter().find(|(t, _)| *t == tp).map(|(_, o)| *o);
+                let asked_from = fetch
+                    .asked
+                    .iter()
+                    .find(|(t, _, _)| *t == tp)
+                    .map(|(_, o, _)| *o);
                 if asked_from != Some(*position) {
                     continue; // stale: the partition was read elsewhere since
                 }
@@ -797,7 +802,12 @@ impl World {
                 error: *error,
             });
             if *error == 0 {
-                self.check_consumer_hw(broker, tp, *hw);
+                let epoch = fetch
+                    .asked
+                    .iter()
+                    .find(|(t, _, _)| t == tp)
+                    .map_or(-1, |(_, _, e)| *e);
+                self.check_consumer_hw(broker, epoch, tp, *hw);
             }
         }
         for tp in seeks {

@@ -72,8 +72,9 @@ pub(super) struct ClusterState {
     pub(super) failovers: Vec<Failover>,
     /// Per partition: when acks=all writes were acknowledged.
     pub(super) acks_all_ms: Vec<Vec<u64>>,
-    /// Per partition: the highest high watermark a consumer saw.
-    pub(super) consumer_hw: Vec<i64>,
+    /// Per partition: the highest high watermark a consumer saw, with the
+    /// broker and the leader epoch the consumer fetched in.
+    pub(super) consumer_hw: Vec<(i64, BrokerId, i32)>,
     pub(super) replicas: replicas::ReplicaChecks,
 }
 
@@ -99,7 +100,7 @@ impl ClusterState {
             losses: vec![None; tps],
             failovers: Vec::new(),
             acks_all_ms: vec![Vec::new(); tps],
-            consumer_hw: vec![0; tps],
+            consumer_hw: vec![(0, 0, -1); tps],
             replicas: replicas::ReplicaChecks::new(brokers, tps),
         }
     }
