@@ -93,6 +93,12 @@ fn roundtrip_response(key: i16, version: i16, body: ResponseKind) -> ResponseKin
 
 impl ClusterHarness {
     fn start(ids: &[i32]) -> ClusterHarness {
+        ClusterHarness::start_with(ids, ids)
+    }
+
+    /// `nodes` run; those in `voters` form the controller quorum, the rest
+    /// are broker-only (observers of the metadata log).
+    fn start_with(voters: &[i32], nodes: &[i32]) -> ClusterHarness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -110,14 +116,14 @@ impl ClusterHarness {
             client_answers: BTreeMap::new(),
             peer_versions: BTreeMap::new(),
         };
-        for &id in ids {
-            let config = config(id, ids);
+        for &id in nodes {
+            let config = config(id, voters);
             let node = Node::new(config.clone(), MemoryStorage::new(), id as u64, now)
                 .expect("node opens");
             h.configs.insert(id, config);
             h.nodes.insert(id, Some(node));
         }
-        for &id in ids {
+        for &id in nodes {
             h.drain(id);
         }
         h
@@ -525,6 +531,20 @@ impl ClusterHarness {
             .retain(|_, e| !matches!(e, Event::Input { node, .. } if *node == id));
     }
 
+    /// Cuts every link to and from `id` (its clients still reach it).
+    fn isolate(&mut self, id: i32) {
+        for other in self.configs.keys().copied().collect::<Vec<_>>() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
     fn restart(&mut self, id: i32) {
         let storage = self.disks.remove(&id).expect("crashed before");
         let node = Node::new(
@@ -668,9 +688,9 @@ fn a_crashed_leader_is_replaced_and_acknowledged_writes_survive() {
 /// last round every acknowledged value must be readable from the leader, in
 /// the order acknowledged, and every replica must hold the same log.
 #[test]
-fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
+fn acknowledged_writes_survive_seeded_crashes_and_isolations_of_any_one_node() {
     use rand::{Rng, SeedableRng};
-    for seed in 0..12u64 {
+    for seed in 0..24u64 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut h = ClusterHarness::start(&[1, 2, 3]);
         h.run_for(Duration::from_secs(3));
@@ -694,21 +714,41 @@ fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
                 }
             }
             let victim = rng.gen_range(1..=3);
-            h.crash(victim);
+            // A crash (power cut) or an isolation (the node keeps running,
+            // its clients still reach it, its peers do not).
+            let isolate = rng.gen_bool(0.5);
+            if isolate {
+                h.isolate(victim);
+            } else {
+                h.crash(victim);
+            }
             h.run_for(Duration::from_millis(rng.gen_range(0..6_000)));
             let alive = (1..=3).find(|n| *n != victim).unwrap();
             m = h.metadata(alive, "t");
             for _ in 0..rng.gen_range(0..10) {
+                // Clients write to whoever their metadata names, the
+                // isolated node included: what it acknowledges must last.
                 let leader = leader_of(&m, 0);
                 let value = format!("s{seed}-{next_value}");
                 next_value += 1;
-                if leader >= 0 && leader != victim {
+                if leader >= 0 && h.nodes[&leader].is_some() {
                     if let Some((0, _)) = h.produce(leader, "t", 0, &[value.as_bytes()]) {
                         acked.push(value.into_bytes());
                     }
                 }
+                if isolate && h.nodes[&victim].is_some() {
+                    let value = format!("s{seed}-{next_value}-stale");
+                    next_value += 1;
+                    if let Some((0, _)) = h.produce(victim, "t", 0, &[value.as_bytes()]) {
+                        acked.push(value.into_bytes());
+                    }
+                }
             }
-            h.restart(victim);
+            if isolate {
+                h.heal();
+            } else {
+                h.restart(victim);
+            }
             h.run_for(Duration::from_secs(4));
             m = h.wait_for_leaders(1, "t", 3);
         }
@@ -739,4 +779,357 @@ fn acknowledged_writes_survive_seeded_crashes_of_any_one_node() {
             "seed {seed}: replicas converge to one log end: {ends:?}"
         );
     }
+}
+
+impl ClusterHarness {
+    fn find_coordinator(&mut self, via: i32, group: &str) -> (i16, i32) {
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+        match self.call(
+            via,
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::FindCoordinator(r)) => {
+                let c = &r.coordinators[0];
+                (c.error_code, c.node_id.0)
+            }
+            other => panic!("find coordinator: {other:?}"),
+        }
+    }
+
+    fn commit(&mut self, node: i32, group: &str, topic: &str, partition: i32, offset: i64) -> i16 {
+        use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(offset)])]);
+        match self.call(
+            node,
+            ApiKey::OffsetCommit,
+            8,
+            RequestKind::OffsetCommit(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::OffsetCommit(r)) => r.topics[0].partitions[0].error_code,
+            other => panic!("commit: {other:?}"),
+        }
+    }
+
+    fn committed(&mut self, node: i32, group: &str, topic: &str, partition: i32) -> (i16, i64) {
+        use offset_fetch_request::OffsetFetchRequestTopic;
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_indexes(vec![partition])]));
+        match self.call(
+            node,
+            ApiKey::OffsetFetch,
+            7,
+            RequestKind::OffsetFetch(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::OffsetFetch(r)) if r.error_code != 0 => (r.error_code, -1),
+            Some(ResponseKind::OffsetFetch(r)) => (0, r.topics[0].partitions[0].committed_offset),
+            other => panic!("offset fetch: {other:?}"),
+        }
+    }
+
+    /// FindCoordinator until a coordinator is named.
+    fn wait_for_coordinator(&mut self, via: i32, group: &str) -> i32 {
+        for _ in 0..100 {
+            let (code, node) = self.find_coordinator(via, group);
+            if code == 0 {
+                return node;
+            }
+            self.run_for(Duration::from_millis(200));
+        }
+        panic!("no coordinator for {group}");
+    }
+}
+
+#[test]
+fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(
+        h.create_topic(1, "orders", 2, 3, "2").topics[0].error_code,
+        0
+    );
+    h.wait_for_leaders(1, "orders", 3);
+    let coordinator = h.wait_for_coordinator(2, "billing");
+    let m = h.metadata(1, "__consumer_offsets");
+    assert_eq!(
+        m.topics[0].partitions.len(),
+        50,
+        "offsets topic created with 50 partitions"
+    );
+    assert!(
+        m.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.replica_nodes.len() == 3),
+        "replicated 3 ways"
+    );
+    // Only the coordinator serves the group.
+    let other = (1..=3).find(|n| *n != coordinator).unwrap();
+    assert_eq!(
+        h.commit(other, "billing", "orders", 0, 5),
+        16,
+        "NOT_COORDINATOR elsewhere"
+    );
+    assert_eq!(h.commit(coordinator, "billing", "orders", 0, 42), 0);
+    assert_eq!(h.commit(coordinator, "billing", "orders", 1, 7), 0);
+    assert_eq!(h.committed(coordinator, "billing", "orders", 0), (0, 42));
+    h.crash(coordinator);
+    let survivor = (1..=3).find(|n| *n != coordinator).unwrap();
+    let mut new_coordinator = -1;
+    for _ in 0..100 {
+        h.run_for(Duration::from_millis(200));
+        let (code, node) = h.find_coordinator(survivor, "billing");
+        if code == 0 && node != coordinator {
+            new_coordinator = node;
+            break;
+        }
+    }
+    assert!(new_coordinator > 0, "the group moved to another broker");
+    // Its own metadata may trail the survivor's by a moment: retry
+    // NOT_COORDINATOR as clients do.
+    let mut first = h.committed(new_coordinator, "billing", "orders", 0);
+    for _ in 0..20 {
+        if first.0 != 16 {
+            break;
+        }
+        h.run_for(Duration::from_millis(100));
+        first = h.committed(new_coordinator, "billing", "orders", 0);
+    }
+    assert_eq!(first, (0, 42));
+    assert_eq!(h.committed(new_coordinator, "billing", "orders", 1), (0, 7));
+    assert_eq!(h.commit(new_coordinator, "billing", "orders", 0, 43), 0);
+    assert_eq!(
+        h.committed(new_coordinator, "billing", "orders", 0),
+        (0, 43)
+    );
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_away_before_the_broker_stops() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "t", 6, 3, "2").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(1, "t", 3);
+    let leading: Vec<i32> = (1..=3)
+        .filter(|n| (0..6).any(|p| leader_of(&m, p) == *n))
+        .collect();
+    let stopping = leading[0];
+    let now = h.now;
+    h.nodes
+        .get_mut(&stopping)
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .begin_shutdown(now);
+    h.drain(stopping);
+    for _ in 0..100 {
+        if h.node(stopping).shutdown_ready() {
+            break;
+        }
+        h.run_for(Duration::from_millis(100));
+    }
+    assert!(
+        h.node(stopping).shutdown_ready(),
+        "the controller released the broker"
+    );
+    let other = (1..=3).find(|n| *n != stopping).unwrap();
+    let m = h.metadata(other, "t");
+    for p in 0..6 {
+        assert_ne!(leader_of(&m, p), stopping, "partition {p} moved away");
+        assert!(leader_of(&m, p) >= 0);
+    }
+    h.crash(stopping);
+    // No session timeout to wait for: acks=all works at once on every
+    // partition, with the two brokers left.
+    for p in 0..6 {
+        let leader = leader_of(&m, p);
+        let (code, _) = h.produce(leader, "t", p, &[b"after"]).expect("answered");
+        assert_eq!(code, 0, "partition {p} writable right after the stop");
+    }
+}
+
+#[test]
+fn preferred_leader_election_moves_leadership_back_after_a_restart() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "p", 1, 3, "1").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(1, "p", 3);
+    let preferred = m.topics[0].partitions[0].replica_nodes[0].0;
+    assert_eq!(
+        leader_of(&m, 0),
+        preferred,
+        "the first replica leads at creation"
+    );
+    h.crash(preferred);
+    let other = (1..=3).find(|n| *n != preferred).unwrap();
+    let mut moved = false;
+    for _ in 0..100 {
+        h.run_for(Duration::from_millis(200));
+        let m = h.metadata(other, "p");
+        // `other` may not have learned of the topic yet.
+        if m.topics[0].partitions.is_empty() {
+            continue;
+        }
+        let l = leader_of(&m, 0);
+        if l >= 0 && l != preferred {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "leadership moved off the crashed broker");
+    h.restart(preferred);
+    h.run_for(Duration::from_secs(6));
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(5_000)
+        .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+        )
+        .with_topic(TopicName(StrBytes::from_static_str("p")))
+        .with_partitions(vec![0])]));
+    let answer = h.call(
+        other,
+        ApiKey::ElectLeaders,
+        2,
+        RequestKind::ElectLeaders(request),
+        Duration::from_secs(5),
+    );
+    let Some(ResponseKind::ElectLeaders(r)) = answer else {
+        panic!("elect leaders: {answer:?}");
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(
+        r.replica_election_results[0].partition_result[0].error_code, 0,
+        "{r:?}"
+    );
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(
+        leader_of(&h.metadata(other, "p"), 0),
+        preferred,
+        "the preferred replica leads again"
+    );
+}
+
+#[test]
+fn topic_configs_altered_through_any_node_reach_every_broker() {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.create_topic(1, "c", 1, 3, "2").topics[0].error_code, 0);
+    h.wait_for_leaders(1, "c", 3);
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("c"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("3600000")))]),
+    ]);
+    let answer = h.call(
+        3,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        RequestKind::IncrementalAlterConfigs(request),
+        Duration::from_secs(5),
+    );
+    let Some(ResponseKind::IncrementalAlterConfigs(r)) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(r.responses[0].error_code, 0, "{r:?}");
+    h.run_for(Duration::from_secs(1));
+    for node in 1..=3 {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("c")),
+        ]);
+        let answer = h.call(
+            node,
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(request),
+            Duration::from_secs(5),
+        );
+        let Some(ResponseKind::DescribeConfigs(r)) = answer else {
+            panic!("{answer:?}")
+        };
+        let retention = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "retention.ms")
+            .expect("listed");
+        assert_eq!(
+            retention.value.as_ref().map(|v| v.as_str()),
+            Some("3600000"),
+            "node {node}"
+        );
+        assert_eq!(
+            retention.config_source, 1,
+            "a topic override on node {node}"
+        );
+    }
+}
+
+#[test]
+fn a_broker_only_node_observes_the_metadata_log_and_hosts_replicas() {
+    let mut h = ClusterHarness::start_with(&[1, 2, 3], &[1, 2, 3, 4]);
+    h.run_for(Duration::from_secs(4));
+    let status = h.node(4).cluster_status().expect("cluster node");
+    assert_eq!(
+        status.quorum_role,
+        seedlog_core::quorum::Role::Follower,
+        "{status:?}"
+    );
+    assert_eq!(status.unfenced_brokers, vec![1, 2, 3, 4], "{status:?}");
+    assert!(!status.controller_active);
+    // Four brokers, RF 4: every partition has a replica on the observer.
+    assert_eq!(h.create_topic(4, "wide", 4, 4, "3").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(4, "wide", 4);
+    let topic_id = m.topics[0].topic_id;
+    for p in 0..4 {
+        let leader = leader_of(&m, p);
+        let (code, _) = h
+            .produce(leader, "wide", p, &[b"x", b"y"])
+            .expect("answered");
+        assert_eq!(code, 0);
+    }
+    h.run_for(Duration::from_secs(1));
+    for p in 0..4 {
+        assert_eq!(h.node(4).partition_offsets("wide", p).expect("hosted").2, 2);
+    }
+    // Losing the quorum leader: the observer finds the new one.
+    let leader = h
+        .node(4)
+        .cluster_status()
+        .unwrap()
+        .quorum_leader
+        .expect("known");
+    h.crash(leader);
+    h.run_for(Duration::from_secs(10));
+    let status = h.node(4).cluster_status().unwrap();
+    assert!(
+        status.quorum_leader.is_some_and(|l| l != leader),
+        "{status:?}"
+    );
+    assert!(!status.unfenced_brokers.contains(&leader), "{status:?}");
+    let m = h.wait_for_leaders(4, "wide", 3);
+    let p0 = leader_of(&m, 0);
+    let (code, values) = h.consume(p0, topic_id, 0);
+    assert_eq!((code, values.len()), (0, 2));
 }

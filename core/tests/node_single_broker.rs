@@ -621,6 +621,94 @@ fn describe_configs_includes_defaults_and_overrides() {
     );
 }
 
+impl Harness {
+    fn topic_config(&mut self, topic: &str, name: &str) -> (String, i8) {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string())),
+        ]);
+        let ResponseKind::DescribeConfigs(r) = self.request(
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(request),
+        ) else {
+            panic!()
+        };
+        let c = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .expect("described");
+        (c.value.as_ref().unwrap().to_string(), c.config_source)
+    }
+
+    fn alter_config(
+        &mut self,
+        topic: &str,
+        op: i8,
+        name: &str,
+        value: Option<&str>,
+    ) -> (i16, String) {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_string()))
+                    .with_config_operation(op)
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string())))]),
+        ]);
+        let ResponseKind::IncrementalAlterConfigs(r) = self.request(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            RequestKind::IncrementalAlterConfigs(request),
+        ) else {
+            panic!()
+        };
+        let result = &r.responses[0];
+        (
+            result.error_code,
+            result
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+#[test]
+fn incremental_alter_configs_changes_a_topic_durably_and_refuses_bad_values() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    assert_eq!(h.alter_config("t", 0, "retention.ms", Some("60000")).0, 0);
+    assert_eq!(
+        h.topic_config("t", "retention.ms"),
+        ("60000".to_string(), 1)
+    );
+    let (code, message) = h.alter_config("t", 0, "segment.bytes", Some("big"));
+    assert_eq!(code, 40, "INVALID_CONFIG");
+    assert!(message.contains("segment.bytes"), "{message}");
+    assert_eq!(h.alter_config("missing", 0, "retention.ms", Some("1")).0, 3);
+    // Survives a restart.
+    let storage = h.node.into_storage();
+    let mut h = Harness::with_config(NodeConfig::default(), storage);
+    assert_eq!(
+        h.topic_config("t", "retention.ms"),
+        ("60000".to_string(), 1)
+    );
+    assert_eq!(h.alter_config("t", 1, "retention.ms", None).0, 0, "DELETE");
+    assert_eq!(
+        h.topic_config("t", "retention.ms").1,
+        5,
+        "back to the default"
+    );
+}
+
 #[test]
 fn a_crash_keeps_flushed_records_and_topics() {
     let mut h = Harness::new();
@@ -768,6 +856,25 @@ fn every_api_answers_at_every_advertised_version() {
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
                 ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
                 ApiKey::DescribeProducers => RequestKind::DescribeProducers(describe_producers_request("t", &[0, 5])),
+                ApiKey::ElectLeaders => RequestKind::ElectLeaders(ElectLeadersRequest::default().with_topic_partitions(None)),
+                ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default()
+                    .with_response_partition_limit(1)
+                    .with_topics(vec![kafka_protocol::messages::describe_topic_partitions_request::TopicRequest::default().with_name(name())])),
+                ApiKey::GetTelemetrySubscriptions => RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default()),
+                ApiKey::PushTelemetry => RequestKind::PushTelemetry(PushTelemetryRequest::default()),
+                ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                    kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![kafka_protocol::messages::alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_value(Some(StrBytes::from_static_str("86400000")))]),
+                ])),
+                ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("missing")),
+                ])),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
@@ -1148,4 +1255,59 @@ fn describe_producers_reports_idempotent_producers_per_partition() {
         ResponseError::UnknownTopicOrPartition.code(),
         "a partition past the topic's count"
     );
+}
+
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let mut h = Harness::new();
+    h.create_topic("a", 3, &[]);
+    h.create_topic("b", 1, &[]);
+    let request = |cursor: Option<Cursor>| {
+        RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(2)
+                .with_cursor(cursor)
+                .with_topics(
+                    ["b", "a", "missing"]
+                        .iter()
+                        .map(|n| {
+                            TopicRequest::default()
+                                .with_name(TopicName(StrBytes::from_static_str(n)))
+                        })
+                        .collect(),
+                ),
+        )
+    };
+    let ResponseKind::DescribeTopicPartitions(first) =
+        h.request(ApiKey::DescribeTopicPartitions, 0, request(None))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        first.topics.len(),
+        1,
+        "sorted by name, 'a' first: {first:?}"
+    );
+    assert_eq!(first.topics[0].partitions.len(), 2);
+    assert_eq!(first.topics[0].partitions[0].isr_nodes, vec![BrokerId(1)]);
+    let next = first.next_cursor.expect("more to come");
+    assert_eq!((next.topic_name.0.as_str(), next.partition_index), ("a", 2));
+    let cursor = Cursor::default()
+        .with_topic_name(next.topic_name)
+        .with_partition_index(2);
+    let ResponseKind::DescribeTopicPartitions(second) =
+        h.request(ApiKey::DescribeTopicPartitions, 0, request(Some(cursor)))
+    else {
+        panic!()
+    };
+    let names: Vec<&str> = second
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().0.as_str())
+        .collect();
+    assert_eq!(names, vec!["a", "b", "missing"]);
+    assert_eq!(second.topics[0].partitions.len(), 1, "the rest of 'a'");
+    assert_eq!(second.topics[2].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert!(second.next_cursor.is_none());
 }

@@ -42,6 +42,7 @@
 //! - fencing on session expiry, unfencing, controlled shutdown,
 //!   AlterPartition checks: [`Controller`] (`controller.rs`).
 
+pub mod configs;
 #[allow(clippy::module_inception)]
 mod controller;
 pub mod image;

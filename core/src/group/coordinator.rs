@@ -14,7 +14,7 @@ use super::timers::{TimerKey, Timers};
 use crate::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub type WriteId = u64;
@@ -307,6 +307,11 @@ pub struct Coordinator<R> {
     pending_writes: BTreeMap<WriteId, PendingWrite>,
     deferred: BTreeMap<u64, Deferred<R>>,
     replies: VecDeque<(R, Reply)>,
+    /// The `__consumer_offsets` partitions this coordinator serves. `None`:
+    /// all of them (a standalone broker). In a cluster, the partitions this
+    /// broker leads, loaded when it becomes leader and unloaded when it
+    /// stops (Kafka's onElection / onResignation).
+    owned: Option<BTreeSet<i32>>,
 }
 
 impl<R: Copy + std::fmt::Debug> Coordinator<R> {
@@ -327,7 +332,15 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             pending_writes: BTreeMap::new(),
             deferred: BTreeMap::new(),
             replies: VecDeque::new(),
+            owned: None,
         }
+    }
+
+    /// A coordinator that serves only the partitions it is told to load.
+    pub fn new_partitioned(config: CoordinatorConfig) -> Coordinator<R> {
+        let mut coordinator = Coordinator::new(config);
+        coordinator.owned = Some(BTreeSet::new());
+        coordinator
     }
 
     // --- getters ---------------------------------------------------------------
@@ -356,6 +369,16 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             .unwrap_or_default()
     }
 
+    /// Whether this coordinator serves `group_id` (NOT_COORDINATOR if not).
+    pub fn owns(&self, group_id: &str) -> bool {
+        let partition = self.partition_for(group_id);
+        self.owned.as_ref().is_none_or(|o| o.contains(&partition))
+    }
+
+    pub fn owns_partition(&self, partition: i32) -> bool {
+        self.owned.as_ref().is_none_or(|o| o.contains(&partition))
+    }
+
     pub fn group_count(&self) -> usize {
         self.groups.len()
     }
@@ -381,6 +404,9 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             |error: ResponseError| Reply::Join(JoinResult::error(&request.member_id, code(error)));
         if request.group_id.is_empty() || too_long(&request.group_id) {
             return self.reply(to, fail(ResponseError::InvalidGroupId));
+        }
+        if !self.owns(&request.group_id) {
+            return self.reply(to, fail(ResponseError::NotCoordinator));
         }
         let strings = [
             Some(&request.member_id),
@@ -811,6 +837,12 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
                 Reply::Sync(SyncResult::error(code(ResponseError::InvalidGroupId))),
             );
         }
+        if !self.owns(&request.group_id) {
+            return self.reply(
+                to,
+                Reply::Sync(SyncResult::error(code(ResponseError::NotCoordinator))),
+            );
+        }
         let Some(mut group) = self.groups.remove(&request.group_id) else {
             return self.reply(
                 to,
@@ -943,6 +975,9 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         if group_id.is_empty() {
             return code(ResponseError::InvalidGroupId);
         }
+        if !self.owns(group_id) {
+            return code(ResponseError::NotCoordinator);
+        }
         let Some(group) = self.groups.remove(group_id) else {
             return code(ResponseError::UnknownMemberId);
         };
@@ -981,6 +1016,9 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
     ) -> (i16, Vec<i16>) {
         if group_id.is_empty() {
             return (code(ResponseError::InvalidGroupId), Vec::new());
+        }
+        if !self.owns(group_id) {
+            return (code(ResponseError::NotCoordinator), Vec::new());
         }
         let Some(mut group) = self.groups.remove(group_id) else {
             let unknown = code(ResponseError::UnknownMemberId);
@@ -1196,6 +1234,9 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         if too_long(&request.group_id) {
             return reply_all(self, ResponseError::InvalidGroupId);
         }
+        if !self.owns(&request.group_id) {
+            return reply_all(self, ResponseError::NotCoordinator);
+        }
         let mut group = match self.groups.remove(&request.group_id) {
             Some(group) => group,
             // No group management: a standalone consumer stores offsets.
@@ -1382,6 +1423,13 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         group_id: &str,
         partitions: Vec<(String, i32, i16)>,
     ) {
+        if !self.owns(group_id) {
+            let reply = Reply::OffsetDelete {
+                error: code(ResponseError::NotCoordinator),
+                partitions: Vec::new(),
+            };
+            return self.reply(to, reply);
+        }
         let Some(group) = self.groups.remove(group_id) else {
             let reply = Reply::OffsetDelete {
                 error: code(ResponseError::GroupIdNotFound),
@@ -1456,6 +1504,10 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         let mut results = Vec::with_capacity(group_ids.len());
         let mut writes = Vec::new();
         for group_id in group_ids {
+            if !self.owns(group_id) {
+                results.push((group_id.clone(), code(ResponseError::NotCoordinator)));
+                continue;
+            }
             let error = match self.groups.remove(group_id) {
                 None => code(ResponseError::GroupIdNotFound),
                 Some(group) if group.is(GroupState::Dead) => {
@@ -1563,6 +1615,12 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             protocol_data: String::new(),
             members: Vec::new(),
         };
+        if !self.owns(group_id) {
+            return DescribedGroup {
+                error: code(ResponseError::NotCoordinator),
+                ..dead
+            };
+        }
         let Some(group) = self.groups.get(group_id) else {
             return dead;
         };
@@ -1826,6 +1884,83 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         }
     }
 
+    /// Starts serving `partition`: its records follow through `load_record`,
+    /// then `finish_load_partition`.
+    pub fn begin_load_partition(&mut self, partition: i32) {
+        let owned = self.owned.as_mut().expect("a partitioned coordinator");
+        owned.insert(partition);
+    }
+
+    /// `finish_load` for the groups of one partition.
+    pub fn finish_load_partition(&mut self, now: Instant, partition: i32) {
+        let ids: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| self.partition_for(g) == partition)
+            .cloned()
+            .collect();
+        for group_id in ids {
+            let group = self.groups.remove(&group_id).expect("listed");
+            self.restart_sessions(now, &group);
+            self.groups.insert(group_id, group);
+        }
+    }
+
+    /// Members of a group just loaded must heartbeat within their session
+    /// timeout or leave: they do not know the coordinator changed.
+    fn restart_sessions(&mut self, now: Instant, group: &Group<R>) {
+        let members: Vec<String> = group.members.keys().cloned().collect();
+        for member_id in members {
+            self.schedule_heartbeat(now, group, &member_id);
+        }
+    }
+
+    /// Stops serving `partition` (another broker leads it now): its groups
+    /// are forgotten here, and every request of theirs still waiting is
+    /// answered NOT_COORDINATOR so the client looks for the new one.
+    pub fn unload_partition(&mut self, partition: i32) {
+        let owned = self.owned.as_mut().expect("a partitioned coordinator");
+        if !owned.remove(&partition) {
+            return;
+        }
+        let not_coordinator = code(ResponseError::NotCoordinator);
+        let ids: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| self.partition_for(g) == partition)
+            .cloned()
+            .collect();
+        for group_id in &ids {
+            let group = self.groups.remove(group_id).expect("listed");
+            self.timers.cancel_group(group_id);
+            for member in group.members.values() {
+                if let Some(to) = member.awaiting_join {
+                    let reply = Reply::Join(JoinResult::error(&member.member_id, not_coordinator));
+                    self.replies.push_back((to, reply));
+                }
+                if let Some(to) = member.awaiting_sync {
+                    self.replies
+                        .push_back((to, Reply::Sync(SyncResult::error(not_coordinator))));
+                }
+            }
+        }
+        // Writes of those groups may still complete; their replies fail.
+        let deferred_ids: Vec<u64> = self
+            .pending_writes
+            .values()
+            .filter(|w| ids.contains(&w.group))
+            .flat_map(|w| w.deferred.iter().copied())
+            .collect();
+        self.pending_writes.retain(|_, w| !ids.contains(&w.group));
+        for id in deferred_ids {
+            if let Some(mut d) = self.deferred.remove(&id) {
+                d.reply.fail(not_coordinator);
+                self.replies.push_back((d.to, d.reply));
+            }
+        }
+        tracing::info!(partition, groups = ids.len(), "offsets partition unloaded");
+    }
+
     /// After every partition was replayed: members of loaded groups must
     /// heartbeat within their session timeout or leave (they do not know
     /// the coordinator restarted).
@@ -1836,10 +1971,7 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             if group.members.is_empty() && group.offsets.is_empty() && group.generation_id == 0 {
                 continue;
             }
-            let members: Vec<String> = group.members.keys().cloned().collect();
-            for member_id in members {
-                self.schedule_heartbeat(now, &group, &member_id);
-            }
+            self.restart_sessions(now, &group);
             self.groups.insert(group_id, group);
         }
         tracing::info!(

@@ -7,13 +7,14 @@
 mod api_versions;
 mod cluster;
 mod config;
+pub(crate) mod config_change;
 mod flush;
 mod handlers;
 mod io;
 mod producer_ids;
 mod producer_state;
 mod responder;
-mod topic_config;
+pub(crate) mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports};
@@ -130,7 +131,13 @@ impl<S: Storage> Node<S> {
             delayed_fetches: Vec::new(),
             high_watermark_moved: false,
         };
-        node.load_groups()?;
+        if node.cluster.is_some() {
+            // A cluster node coordinates the groups of the offsets
+            // partitions it leads, loaded as it becomes their leader.
+            node.groups = Coordinator::new_partitioned(coordinator_config(&node.config));
+        } else {
+            node.load_groups()?;
+        }
         node.after_input();
         Ok(node)
     }
@@ -158,6 +165,27 @@ impl<S: Storage> Node<S> {
             p.high_watermark,
             p.log.log_end_offset(),
         ))
+    }
+
+    /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
+    /// controller move its leaderships and ISR memberships away first.
+    /// Keep driving the node until [`Node::shutdown_ready`]; a standalone
+    /// node is ready at once.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.advance_time(now);
+        if self.cluster.is_some() {
+            self.begin_controlled_shutdown();
+        }
+        self.after_input();
+    }
+
+    /// Whether a shutdown asked for with [`Node::begin_shutdown`] may
+    /// proceed (nothing is led here any more, as far as the controller
+    /// knows).
+    pub fn shutdown_ready(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.broker.shutdown_ready())
     }
 
     /// The cluster as this node sees it; `None` on a standalone broker.
@@ -373,7 +401,10 @@ impl<S: Storage> Node<S> {
             }
             RequestKind::CreateTopics(_)
             | RequestKind::DeleteTopics(_)
-            | RequestKind::CreatePartitions(_) => {
+            | RequestKind::CreatePartitions(_)
+            | RequestKind::ElectLeaders(_)
+            | RequestKind::AlterConfigs(_)
+            | RequestKind::IncrementalAlterConfigs(_) => {
                 let slot = slot.expect("answered");
                 if from_peer {
                     self.handle_peer_controller_request(slot, body);
@@ -440,6 +471,30 @@ impl<S: Storage> Node<S> {
             RequestKind::DescribeProducers(r) => {
                 let response = self.handle_describe_producers(&r);
                 reply(self, ResponseKind::DescribeProducers(response))
+            }
+            RequestKind::ElectLeaders(r) => {
+                let response = self.handle_elect_leaders_standalone(&r);
+                reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::DescribeTopicPartitions(r) => {
+                let response = self.handle_describe_topic_partitions(&r);
+                reply(self, ResponseKind::DescribeTopicPartitions(response))
+            }
+            RequestKind::GetTelemetrySubscriptions(r) => {
+                let response = self.handle_get_telemetry_subscriptions(&r);
+                reply(self, ResponseKind::GetTelemetrySubscriptions(response))
+            }
+            RequestKind::PushTelemetry(_) => {
+                let response = self.handle_push_telemetry();
+                reply(self, ResponseKind::PushTelemetry(response))
+            }
+            RequestKind::AlterConfigs(r) => {
+                let response = self.handle_alter_configs(&r);
+                reply(self, ResponseKind::AlterConfigs(response))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                let response = self.handle_incremental_alter_configs(&r);
+                reply(self, ResponseKind::IncrementalAlterConfigs(response))
             }
             RequestKind::InitProducerId(r) => {
                 let response = self.handle_init_producer_id(&r);
@@ -558,6 +613,30 @@ impl<S: Storage> Node<S> {
         let mut bytes = [0u8; 16];
         self.rng.fill_bytes(&mut bytes);
         uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+/// The partition if this node serves clients for it (its leader, or a
+/// standalone broker), else Kafka's error: NOT_LEADER_OR_FOLLOWER for a
+/// partition the cluster has, UNKNOWN_TOPIC_OR_PARTITION otherwise. A free
+/// function so callers keep `storage` borrowable beside it.
+pub(crate) fn leader_partition<'a>(
+    topics: &'a mut Topics,
+    cluster: Option<&cluster::Cluster>,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a mut topics::Partition, i16> {
+    use kafka_protocol::ResponseError;
+    let known_in_cluster = cluster.is_some_and(|c| {
+        c.image
+            .topic_by_name(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition))
+    });
+    match topics.partition_mut(topic, partition) {
+        Some(p) if p.replica.is_leader() => Ok(p),
+        Some(_) => Err(ResponseError::NotLeaderOrFollower.code()),
+        None if known_in_cluster => Err(ResponseError::NotLeaderOrFollower.code()),
+        None => Err(ResponseError::UnknownTopicOrPartition.code()),
     }
 }
 

@@ -87,6 +87,13 @@ fn def(name: &str) -> Option<&'static ConfigDef> {
     CATALOGUE.iter().find(|d| d.name == name)
 }
 
+/// Checks that `name` is a topic config this broker knows.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    def(name)
+        .map(|_| ())
+        .ok_or_else(|| format!("unknown topic config '{name}'"))
+}
+
 /// Checks one `name=value` pair; the error names the field and what is allowed.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let def = def(name).ok_or_else(|| format!("unknown topic config '{name}'"))?;

@@ -51,6 +51,26 @@ impl Replica {
     }
 }
 
+/// After an append as leader: a replicated leader's high watermark may move
+/// (a one-member ISR), a standalone one acking from the page cache exposes
+/// the records at once. Returns whether parked fetches should look again
+/// (a replicated leader always says yes: followers wait for new data).
+pub fn after_leader_append(p: &mut Partition, flush_before_ack: bool) -> bool {
+    use super::cluster::broker::{leader_end_offset, sync_high_watermark};
+    match &mut p.replica {
+        Replica::Leader(leader) => {
+            leader.handle_leader_end_offset(leader_end_offset(&p.log, flush_before_ack));
+            sync_high_watermark(p, flush_before_ack);
+            true
+        }
+        _ if !flush_before_ack => {
+            p.high_watermark = p.log.log_end_offset();
+            true
+        }
+        _ => false,
+    }
+}
+
 impl Partition {
     pub fn new(log: PartitionLog, leader_epoch: i32) -> Partition {
         let high_watermark = log.log_end_offset();

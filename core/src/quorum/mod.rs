@@ -132,12 +132,7 @@ impl QuorumConfig {
     }
 
     fn check(&self) {
-        assert!(
-            self.voters.contains_key(&self.node_id),
-            "node {} is not among the voters {:?} (observers are not supported yet)",
-            self.node_id,
-            self.voters.keys().collect::<Vec<_>>()
-        );
+        assert!(!self.voters.is_empty(), "a quorum has voters");
         assert!(
             self.voters.keys().all(|&id| id >= 0),
             "voter ids are non-negative"
@@ -216,6 +211,8 @@ pub struct QuorumNode {
     next_correlation_id: i32,
     truncation_count: u64,
     last_truncation_offset: i64,
+    /// An observer's next voter to ask who leads (round robin).
+    discovery_index: usize,
 }
 
 impl std::fmt::Debug for QuorumNode {
@@ -261,6 +258,7 @@ impl QuorumNode {
             next_correlation_id: 0,
             truncation_count: 0,
             last_truncation_offset: 0,
+            discovery_index: 0,
         };
         let self_id = node.config.node_id;
         node.role = match (state.leader_id, state.voted_id) {
@@ -284,6 +282,12 @@ impl QuorumNode {
                 election_deadline: now + node.random_election_timeout(),
             },
         };
+        if node.is_observer() {
+            // An observer has no election to wait for: ask who leads at once.
+            if let RoleState::Unattached { election_deadline } = &mut node.role {
+                *election_deadline = now;
+            }
+        }
         node.request_flush();
         node.check_invariants();
         Ok(node)
@@ -303,6 +307,13 @@ impl QuorumNode {
     pub fn role(&self) -> Role {
         self.role.role()
     }
+    /// A node outside the voter set: it replicates the metadata log from
+    /// the leader but never votes, stands or counts toward a majority
+    /// (KRaft's observer, a broker-only node).
+    pub fn is_observer(&self) -> bool {
+        !self.config.voters.contains_key(&self.config.node_id)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.role() == Role::Leader
     }
@@ -390,7 +401,10 @@ impl QuorumNode {
         from: i32,
         message: RaftMessage,
     ) -> Result<(), QuorumError> {
-        if from == self.config.node_id || !self.config.voters.contains_key(&from) {
+        let observer_fetch = matches!(message, RaftMessage::Fetch { .. });
+        if from == self.config.node_id
+            || !(self.config.voters.contains_key(&from) || observer_fetch)
+        {
             tracing::debug!(
                 node = self.config.node_id,
                 from,
@@ -708,7 +722,13 @@ impl QuorumNode {
             self.high_watermark = leader.high_watermark;
         }
         let high_watermark = self.high_watermark.unwrap_or(-1);
-        if fields.fetch_offset < self.log.log_end_offset() || high_watermark > fields.high_watermark
+        let may_park = match &self.role {
+            RoleState::Leader(leader) => leader.may_park(from),
+            _ => false,
+        };
+        if fields.fetch_offset < self.log.log_end_offset()
+            || high_watermark > fields.high_watermark
+            || !may_park
         {
             self.answer_fetch(storage, from, correlation_id, fields)?;
         } else {
@@ -996,7 +1016,15 @@ impl QuorumNode {
     }
 
     fn on_timeout(&mut self, storage: &mut dyn Storage, now: Instant) -> Result<(), QuorumError> {
+        let observer = self.is_observer();
+        let fetch_timeout = self.fetch_timeout();
         match &mut self.role {
+            RoleState::Unattached { election_deadline } if observer => {
+                if now >= *election_deadline {
+                    *election_deadline = now + fetch_timeout;
+                    self.send_discovery_fetch();
+                }
+            }
             RoleState::Unattached { election_deadline }
             | RoleState::Voted { election_deadline } => {
                 if now >= *election_deadline {
@@ -1046,8 +1074,15 @@ impl QuorumNode {
                 self.answer_parked_fetches(storage, now, |parked, _| parked.deadline <= now)?;
             }
             RoleState::Follower(follower) => {
-                if now >= follower.fetch_deadline {
+                if now >= follower.fetch_deadline && !observer {
                     self.become_prospective(storage, now)?;
+                    return Ok(());
+                }
+                if now >= follower.fetch_deadline {
+                    // An observer never stands: it asks the voters in turn
+                    // who leads now, and keeps trying its old leader.
+                    follower.fetch_deadline = now + fetch_timeout;
+                    self.send_discovery_fetch();
                     return Ok(());
                 }
                 if let Some((_, retry_at)) = follower.fetch_in_flight {
@@ -1451,6 +1486,35 @@ impl QuorumNode {
 
     /// Sends the follower's next fetch if none is out, the backoff is over
     /// and the log is durable (the fetch offset is the replicated offset).
+    /// An observer's question "who leads?": a fetch to the next voter. A
+    /// voter that is not the leader answers with the leader it knows; the
+    /// leader answers with its epoch; either way `observe_epoch` follows it.
+    fn send_discovery_fetch(&mut self) {
+        debug_assert!(self.is_observer(), "voters find leaders by election");
+        let voters: Vec<i32> = self.config.voters.keys().copied().collect();
+        let target = voters[self.discovery_index % voters.len()];
+        self.discovery_index = self.discovery_index.wrapping_add(1);
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let fields = FetchRequestFields {
+            replica_id: self.config.node_id,
+            current_leader_epoch: self.state.epoch,
+            fetch_offset: self.log.log_end_offset(),
+            last_fetched_epoch: self.last_log_epoch(),
+            high_watermark: self.high_watermark.unwrap_or(-1),
+            max_bytes: i32::try_from(self.config.fetch_max_bytes).unwrap_or(i32::MAX),
+            max_wait_ms: 0,
+        };
+        let request = messages::fetch_request(&self.config.cluster_id, fields);
+        self.send(
+            target,
+            RaftMessage::Fetch {
+                correlation_id,
+                request,
+            },
+        );
+    }
+
     fn maybe_send_fetch(&mut self, now: Instant) {
         let log_synced = self.log_is_synced();
         let fetch_offset = self.log.log_end_offset();

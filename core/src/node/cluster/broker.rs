@@ -38,6 +38,11 @@ pub struct BrokerLifecycle {
     fenced: bool,
     in_flight: bool,
     next_action_at: Instant,
+    /// Controlled shutdown asked for: heartbeats say `want_shut_down` until
+    /// the controller has moved every leadership away.
+    shutting_down: bool,
+    /// The controller answered `should_shut_down`: safe to stop.
+    shutdown_ready: bool,
 }
 
 impl BrokerLifecycle {
@@ -48,7 +53,13 @@ impl BrokerLifecycle {
             fenced: true,
             in_flight: false,
             next_action_at: now,
+            shutting_down: false,
+            shutdown_ready: false,
         }
+    }
+
+    pub fn shutdown_ready(&self) -> bool {
+        self.shutdown_ready
     }
 
     pub fn epoch(&self) -> Option<i64> {
@@ -122,11 +133,28 @@ impl<S: Storage> Node<S> {
         )
     }
 
+    /// Starts a controlled shutdown: the controller moves leadership off
+    /// this broker first ([`BrokerLifecycle::shutdown_ready`] says when it
+    /// is done).
+    pub(in crate::node) fn begin_controlled_shutdown(&mut self) {
+        let now = self.now;
+        let broker = &mut self.cluster_mut().broker;
+        if broker.shutting_down {
+            return;
+        }
+        tracing::info!("controlled shutdown: asking the controller to move leadership away");
+        broker.shutting_down = true;
+        // Not registered: nothing leads here, nothing to move.
+        broker.shutdown_ready = broker.epoch.is_none();
+        broker.next_action_at = now;
+    }
+
     fn heartbeat_request(&self, epoch: i64) -> RequestKind {
         RequestKind::BrokerHeartbeat(
             BrokerHeartbeatRequest::default()
                 .with_broker_id(self.config.node_id.into())
                 .with_broker_epoch(epoch)
+                .with_want_shut_down(self.cluster().broker.shutting_down)
                 .with_current_metadata_offset(self.cluster().image.last_applied_offset),
         )
     }
@@ -185,7 +213,16 @@ impl<S: Storage> Node<S> {
                     tracing::info!(fenced = r.is_fenced, "broker fencing changed");
                 }
                 broker.fenced = r.is_fenced;
-                broker.next_action_at = now + interval;
+                if broker.shutting_down {
+                    if r.should_shut_down && !broker.shutdown_ready {
+                        tracing::info!("controlled shutdown: the controller released this broker");
+                    }
+                    broker.shutdown_ready |= r.should_shut_down;
+                    // Ask again soon: leadership moves take a round or two.
+                    broker.next_action_at = now + interval.min(CONTROLLER_RETRY_BACKOFF);
+                } else {
+                    broker.next_action_at = now + interval;
+                }
             }
             Some(ResponseKind::BrokerHeartbeat(r))
                 if r.error_code == ResponseError::StaleBrokerEpoch.code() =>
@@ -206,6 +243,7 @@ impl<S: Storage> Node<S> {
     pub(in crate::node) fn apply_committed_metadata(&mut self) {
         let high_watermark = self.cluster().quorum.high_watermark().unwrap_or(0);
         let mut removed = BTreeSet::new();
+        let mut reconfigured = BTreeSet::new();
         let mut changed = false;
         // Bounded: each round reads at most one fetch-size of the log.
         for _ in 0..1024 {
@@ -219,8 +257,14 @@ impl<S: Storage> Node<S> {
             let cluster = cluster.as_mut().expect("cluster node");
             let (records, next) = read_committed_records(&mut cluster.quorum, storage, from);
             for (offset, record) in &records {
-                if let MetadataRecord::RemoveTopic(r) = record {
-                    removed.insert(r.topic_id);
+                match record {
+                    MetadataRecord::RemoveTopic(r) => {
+                        removed.insert(r.topic_id);
+                    }
+                    MetadataRecord::Config(r) if r.resource_type == TOPIC_RESOURCE => {
+                        reconfigured.insert(r.resource_name.clone());
+                    }
+                    _ => {}
                 }
                 cluster.image.apply(*offset, record);
                 changed = true;
@@ -233,6 +277,15 @@ impl<S: Storage> Node<S> {
         }
         for topic_id in removed {
             self.forget_deleted_topic(topic_id);
+        }
+        for topic in reconfigured {
+            if self.topics.contains(&topic) {
+                let overrides = topic_overrides(&self.cluster().image, &topic);
+                self.set_topic_overrides(&topic, overrides);
+                if let Err(e) = self.topics.persist(&mut self.storage) {
+                    tracing::error!(error = %e, "persisting the topic registry failed");
+                }
+            }
         }
         if changed {
             self.reconcile_replicas();
@@ -401,14 +454,21 @@ impl<S: Storage> Node<S> {
             Ok(changed_role) => {
                 p.leader_epoch = a.leader_epoch;
                 sync_high_watermark(p, flush_before_ack);
+                let leads = p.replica.is_leader();
                 if changed_role {
                     self.high_watermark_moved = true;
                     self.fail_produces_not_leading(name, index);
+                }
+                if name == crate::group::OFFSETS_TOPIC {
+                    self.offsets_leadership_changed(index, leads);
                 }
             }
             Err(e) => {
                 tracing::error!(topic = name, partition = index, error = %e, "role change failed");
                 p.replica = Replica::Offline;
+                if name == crate::group::OFFSETS_TOPIC {
+                    self.offsets_leadership_changed(index, false);
+                }
             }
         }
     }

@@ -15,7 +15,8 @@
 use super::super::responder::Slot;
 use super::super::Node;
 use super::read_committed_records;
-use crate::controller::{encode_batch, Controller, ControllerConfig, MetadataRecord};
+use crate::controller::{configs, encode_batch, Controller, ControllerConfig, MetadataRecord};
+use crate::node::config_change;
 use crate::storage::Storage;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
@@ -158,6 +159,19 @@ fn not_controller(request: &RequestKind) -> ResponseKind {
             }
             ResponseKind::DeleteTopics(response)
         }
+        RequestKind::ElectLeaders(_) => {
+            ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(code))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            let changes = config_change::incremental_changes(r);
+            let results = refused(changes);
+            ResponseKind::IncrementalAlterConfigs(config_change::incremental_response(results))
+        }
+        RequestKind::AlterConfigs(r) => {
+            let changes = config_change::legacy_changes(r);
+            let results = refused(changes);
+            ResponseKind::AlterConfigs(config_change::legacy_response(results))
+        }
         RequestKind::CreatePartitions(r) => {
             let mut response = CreatePartitionsResponse::default();
             for t in &r.topics {
@@ -236,6 +250,26 @@ impl<S: Storage> Node<S> {
                 (
                     result.records,
                     ResponseKind::CreatePartitions(result.response),
+                )
+            }
+            RequestKind::ElectLeaders(r) => {
+                let result = controller.handle_elect_leaders(r);
+                (result.records, ResponseKind::ElectLeaders(result.response))
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                let changes = config_change::incremental_changes(r);
+                let (records, results) =
+                    configs::alter_configs(controller.image(), changes, r.validate_only);
+                let response = config_change::incremental_response(results);
+                (records, ResponseKind::IncrementalAlterConfigs(response))
+            }
+            RequestKind::AlterConfigs(r) => {
+                let changes = config_change::legacy_changes(r);
+                let (records, results) =
+                    configs::alter_configs(controller.image(), changes, r.validate_only);
+                (
+                    records,
+                    ResponseKind::AlterConfigs(config_change::legacy_response(results)),
                 )
             }
             other => panic!("not a controller request: {other:?}"),
@@ -395,6 +429,20 @@ impl<S: Storage> Node<S> {
     }
 }
 
+/// Every resource refused with NOT_CONTROLLER.
+fn refused(changes: Vec<config_change::ResourceChange>) -> config_change::ChangeResults {
+    changes
+        .into_iter()
+        .map(|c| {
+            let error = (
+                ResponseError::NotController,
+                "no active controller".to_string(),
+            );
+            (c, Err(error))
+        })
+        .collect()
+}
+
 /// NOT_CONTROLLER in the shape of an answer already built.
 fn not_controller_for(response: &ResponseKind) -> ResponseKind {
     let code = ResponseError::NotController.code();
@@ -410,6 +458,11 @@ fn not_controller_for(response: &ResponseKind) -> ResponseKind {
         ResponseKind::CreateTopics(r) => r.topics.iter_mut().for_each(|t| t.error_code = code),
         ResponseKind::DeleteTopics(r) => r.responses.iter_mut().for_each(|t| t.error_code = code),
         ResponseKind::CreatePartitions(r) => r.results.iter_mut().for_each(|t| t.error_code = code),
+        ResponseKind::ElectLeaders(r) => r.error_code = code,
+        ResponseKind::IncrementalAlterConfigs(r) => {
+            r.responses.iter_mut().for_each(|t| t.error_code = code)
+        }
+        ResponseKind::AlterConfigs(r) => r.responses.iter_mut().for_each(|t| t.error_code = code),
         _ => {}
     }
     answer

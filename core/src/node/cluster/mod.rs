@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod controller_host;
+pub mod groups;
 pub mod metadata_view;
 pub mod peers;
 pub mod raft;

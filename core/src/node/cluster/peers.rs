@@ -30,6 +30,9 @@ pub fn peer_api_version(key: ApiKey) -> i16 {
         ApiKey::CreateTopics => 7,
         ApiKey::DeleteTopics => 6,
         ApiKey::CreatePartitions => 3,
+        ApiKey::ElectLeaders => 2,
+        ApiKey::AlterConfigs => 2,
+        ApiKey::IncrementalAlterConfigs => 1,
         other => panic!("{other:?} is not an inter-node request"),
     }
 }
@@ -190,6 +193,9 @@ fn request_api_key(body: &RequestKind) -> ApiKey {
         RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         RequestKind::CreatePartitions(_) => ApiKey::CreatePartitions,
+        RequestKind::ElectLeaders(_) => ApiKey::ElectLeaders,
+        RequestKind::AlterConfigs(_) => ApiKey::AlterConfigs,
+        RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         other => panic!("not an inter-node request: {other:?}"),
     }
 }

@@ -13,6 +13,7 @@ use super::broker::{leader_end_offset, sync_high_watermark};
 use super::controller_host::ControllerCall;
 use super::peers::{deadline, Purpose};
 use crate::batch::BatchIter;
+use crate::node::handlers::fetch::empty_partition_data;
 use crate::partition::{FetchDecision, FetchResponseFields, FollowerOutcome, ReplicaFetch};
 use crate::storage::Storage;
 use crate::time::Instant;
@@ -240,6 +241,20 @@ impl<S: Storage> Node<S> {
                 false
             }
         };
+        // DeleteRecords and retention on the leader move the log start; a
+        // follower follows, so a later leader does not bring records back.
+        let leader_log_start = pd.log_start_offset;
+        if ok
+            && leader_log_start > p.log.log_start_offset()
+            && leader_log_start <= p.log.log_end_offset()
+        {
+            if let Err(e) = p
+                .log
+                .delete_records_before(&mut self.storage, leader_log_start)
+            {
+                tracing::warn!(topic = name, error = %e, "following the leader's log start failed");
+            }
+        }
         sync_high_watermark(p, flush_before_ack);
         ok
     }
@@ -259,12 +274,7 @@ impl<S: Storage> Node<S> {
                 FetchableTopicResponse::default().with_topic_id(topic.topic_id);
             let name = self.topics.name_of(&topic.topic_id).map(str::to_string);
             for fp in &topic.partitions {
-                let mut pd = PartitionData::default()
-                    .with_partition_index(fp.partition)
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_records(Some(Bytes::new()));
+                let mut pd = empty_partition_data(fp.partition);
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
                     Some(name) => {

@@ -342,6 +342,56 @@ impl<S: Storage> Node<S> {
         Ok(())
     }
 
+    /// ElectLeaders on a standalone broker: every partition already has its
+    /// one replica as leader, so each election is not needed (a cluster node
+    /// forwards the request to the controller instead).
+    pub(crate) fn handle_elect_leaders_standalone(
+        &mut self,
+        request: &kafka_protocol::messages::ElectLeadersRequest,
+    ) -> kafka_protocol::messages::ElectLeadersResponse {
+        use kafka_protocol::messages::elect_leaders_response::{
+            PartitionResult, ReplicaElectionResult,
+        };
+        let wanted: Vec<(TopicName, Vec<i32>)> = match &request.topic_partitions {
+            Some(list) => list
+                .iter()
+                .map(|t| (t.topic.clone(), t.partitions.clone()))
+                .collect(),
+            None => self
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        TopicName(super::str_bytes(&t.name)),
+                        t.partitions.keys().copied().collect(),
+                    )
+                })
+                .collect(),
+        };
+        let mut response = kafka_protocol::messages::ElectLeadersResponse::default();
+        for (topic, partitions) in wanted {
+            let known = self.topics.get(topic.0.as_str());
+            let results = partitions
+                .into_iter()
+                .map(|partition| {
+                    let error = match known.filter(|t| t.partitions.contains_key(&partition)) {
+                        Some(_) => ResponseError::ElectionNotNeeded,
+                        None => ResponseError::UnknownTopicOrPartition,
+                    };
+                    PartitionResult::default()
+                        .with_partition_id(partition)
+                        .with_error_code(error.code())
+                })
+                .collect();
+            response.replica_election_results.push(
+                ReplicaElectionResult::default()
+                    .with_topic(topic)
+                    .with_partition_result(results),
+            );
+        }
+        response
+    }
+
     pub(crate) fn handle_delete_records(
         &mut self,
         request: &DeleteRecordsRequest,
@@ -367,10 +417,12 @@ impl<S: Storage> Node<S> {
     /// Kafka's DeleteRecords: `-1` means the high watermark; beyond it is
     /// OFFSET_OUT_OF_RANGE.
     fn delete_records(&mut self, topic: &str, partition: i32, offset: i64) -> Result<i64, i16> {
-        let p = self
-            .topics
-            .partition_mut(topic, partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
         let offset = if offset == -1 {
             p.high_watermark
         } else {

@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker is the whole cluster and its controller.
+//! DescribeCluster: the registered, unfenced brokers and the active
+//! controller (a standalone broker is the whole cluster and its controller).
 
 use super::super::Node;
 use super::str_bytes;
@@ -28,6 +29,22 @@ impl<S: Storage> Node<S> {
                 .with_error_code(error.code())
                 .with_error_message(Some(str_bytes(&error.to_string())))
                 .with_controller_id((-1).into());
+        }
+        if self.cluster.is_some() {
+            let brokers = self
+                .cluster_brokers()
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(b.node_id)
+                        .with_host(b.host)
+                        .with_port(b.port)
+                        .with_rack(b.rack)
+                })
+                .collect();
+            return response
+                .with_controller_id(self.cluster_controller_id().into())
+                .with_brokers(brokers);
         }
         let broker = DescribeClusterBroker::default()
             .with_broker_id(self.config.node_id.into())

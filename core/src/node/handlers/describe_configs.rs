@@ -73,13 +73,27 @@ impl<S: Storage> Node<S> {
 
     #[allow(clippy::type_complexity)]
     fn topic_entries(&self, name: &str) -> Result<Vec<(String, String, i8, i8)>, (i16, String)> {
-        let topic = self.topics.get(name).ok_or_else(|| {
+        let unknown = || {
             (
                 ResponseError::UnknownTopicOrPartition.code(),
                 format!("no topic '{name}'"),
             )
-        })?;
-        Ok(topic_config::describe(&topic.overrides, &self.config.log)
+        };
+        // A cluster node may host no partition of the topic: the committed
+        // metadata is the truth there.
+        let overrides = match &self.cluster {
+            Some(cluster) => {
+                cluster.image.topic_by_name(name).ok_or_else(unknown)?;
+                cluster
+                    .image
+                    .configs
+                    .get(&(crate::node::config_change::RESOURCE_TOPIC, name.to_string()))
+                    .cloned()
+                    .unwrap_or_default()
+            }
+            None => self.topics.get(name).ok_or_else(unknown)?.overrides.clone(),
+        };
+        Ok(topic_config::describe(&overrides, &self.config.log)
             .into_iter()
             .map(|c| (c.name.to_string(), c.value, c.source as i8, c.config_type))
             .collect())

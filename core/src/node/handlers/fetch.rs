@@ -17,6 +17,18 @@ use std::time::Duration;
 /// Fetch v13 and later name topics by id.
 const FETCH_TOPIC_ID_VERSION_MIN: i16 = 13;
 
+/// A partition's answer before anything is known: no offsets, no records,
+/// no preferred read replica.
+pub(crate) fn empty_partition_data(partition: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica((-1).into())
+        .with_records(Some(Bytes::new()))
+}
+
 /// A fetch parked until enough data arrives or its deadline passes.
 pub struct DelayedFetch {
     pub slot: Slot,
@@ -131,13 +143,7 @@ impl<S: Storage> Node<S> {
                 topic_response.topic = topic.topic.clone();
             }
             for fp in &topic.partitions {
-                let mut pd = PartitionData::default()
-                    .with_partition_index(fp.partition)
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-                    .with_preferred_read_replica((-1).into())
-                    .with_records(Some(Bytes::new()));
+                let mut pd = empty_partition_data(fp.partition);
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
                     Some(name) => {
@@ -178,27 +184,23 @@ impl<S: Storage> Node<S> {
         first_with_data: bool,
         pd: &mut PartitionData,
     ) {
-        let known_in_cluster = self.cluster.as_ref().is_some_and(|c| {
-            c.image
-                .topic_by_name(topic)
-                .is_some_and(|t| t.partitions.contains_key(&partition))
-        });
-        let Some(p) = self.topics.partition_mut(topic, partition) else {
-            pd.error_code = if known_in_cluster {
-                ResponseError::NotLeaderOrFollower.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
-            };
-            return;
+        let node_id = self.config.node_id;
+        let p = match crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        ) {
+            Ok(p) => p,
+            Err(code) => {
+                pd.error_code = code;
+                return;
+            }
         };
-        if !p.replica.is_leader() {
-            pd.error_code = ResponseError::NotLeaderOrFollower.code();
-            return;
-        }
         pd.high_watermark = p.high_watermark;
         pd.last_stable_offset = p.high_watermark;
         pd.log_start_offset = p.log.log_start_offset();
-        pd.current_leader.leader_id = self.config.node_id.into();
+        pd.current_leader.leader_id = node_id.into();
         pd.current_leader.leader_epoch = p.leader_epoch;
         if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
             pd.error_code = code;

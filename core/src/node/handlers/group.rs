@@ -8,6 +8,7 @@
 //! turns them into each request version's response.
 
 use super::super::responder::Slot;
+use super::super::topics::{after_leader_append, Replica};
 use super::super::{Node, NodeConfig, NodeError};
 use super::str_bytes;
 use crate::batch::BatchIter;
@@ -126,10 +127,35 @@ impl<S: Storage> Node<S> {
         self.groups = Coordinator::new(config);
         let now = self.now;
         for index in 0..partitions {
-            let p = self
-                .topics
-                .partition_mut(OFFSETS_TOPIC, index)
-                .expect("index below the partition count");
+            self.replay_offsets_partition(index)?;
+        }
+        self.groups.finish_load(now);
+        Ok(())
+    }
+
+    /// A cluster node became the leader of `__consumer_offsets-index`: it
+    /// coordinates that partition's groups from now on.
+    pub(crate) fn load_offsets_partition(&mut self, index: i32) {
+        let now = self.now;
+        self.groups.begin_load_partition(index);
+        if let Err(e) = self.replay_offsets_partition(index) {
+            tracing::error!(partition = index, error = %e, "loading groups failed");
+        }
+        self.groups.finish_load_partition(now, index);
+        tracing::info!(
+            partition = index,
+            "coordinating the groups of {OFFSETS_TOPIC}-{index}"
+        );
+    }
+
+    /// Feeds every record of one `__consumer_offsets` partition to the
+    /// coordinator, in log order.
+    fn replay_offsets_partition(&mut self, index: i32) -> Result<(), NodeError> {
+        let now = self.now;
+        {
+            let Some(p) = self.topics.partition_mut(OFFSETS_TOPIC, index) else {
+                return Ok(());
+            };
             let end = p.log.log_end_offset();
             let mut offset = p.log.log_start_offset();
             while offset < end {
@@ -162,7 +188,6 @@ impl<S: Storage> Node<S> {
                 );
             }
         }
-        self.groups.finish_load(now);
         Ok(())
     }
 
@@ -172,6 +197,11 @@ impl<S: Storage> Node<S> {
     pub(crate) fn ensure_offsets_topic(&mut self) -> Result<(), i16> {
         if self.topics.contains(OFFSETS_TOPIC) {
             return Ok(());
+        }
+        if self.cluster.is_some() {
+            // The controller creates it (FindCoordinator asks); a node never
+            // makes a local, unreplicated one.
+            return Err(ResponseError::NotCoordinator.code());
         }
         let overrides: BTreeMap<String, String> = [
             ("retention.ms", "-1"),
@@ -222,7 +252,11 @@ impl<S: Storage> Node<S> {
             return self.groups.handle_write_completed(now, write.id, Err(code));
         }
         let batch = encode_batch(&write.records, write.timestamp_ms);
-        let Some(p) = self.topics.partition_mut(OFFSETS_TOPIC, write.partition) else {
+        let Some(p) = self
+            .topics
+            .partition_mut(OFFSETS_TOPIC, write.partition)
+            .filter(|p| p.replica.is_leader())
+        else {
             return self
                 .groups
                 .handle_write_completed(now, write.id, Err(unavailable));
@@ -232,10 +266,7 @@ impl<S: Storage> Node<S> {
             .append_as_leader(&mut self.storage, &batch, p.leader_epoch, now)
         {
             Ok(info) => {
-                if !self.config.flush_before_ack {
-                    p.high_watermark = p.log.log_end_offset();
-                    self.high_watermark_moved = true;
-                }
+                self.high_watermark_moved |= after_leader_append(p, self.config.flush_before_ack);
                 self.group_writes.push(GroupWriteWait {
                     id: write.id,
                     partition: write.partition,
@@ -261,11 +292,23 @@ impl<S: Storage> Node<S> {
         let waits = std::mem::take(&mut self.group_writes);
         let mut progressed = false;
         for wait in waits {
+            // Replicated writes count once committed (acks=all, as Kafka
+            // writes the offsets topic); standalone ones once synced.
             let synced = self
                 .topics
                 .get(OFFSETS_TOPIC)
                 .and_then(|t| t.partitions.get(&wait.partition))
-                .map(|p| p.log.synced_offset());
+                .and_then(|p| match &p.replica {
+                    Replica::Standalone => Some(p.log.synced_offset()),
+                    Replica::Leader(leader) => Some(leader.high_watermark()),
+                    Replica::Follower(_) | Replica::Offline => None,
+                });
+            let flush_before_ack = flush_before_ack
+                || self
+                    .topics
+                    .get(OFFSETS_TOPIC)
+                    .and_then(|t| t.partitions.get(&wait.partition))
+                    .is_some_and(|p| matches!(p.replica, Replica::Leader(_)));
             match synced {
                 None => {
                     progressed = true;
@@ -328,11 +371,14 @@ impl<S: Storage> Node<S> {
         let mut entries = Vec::with_capacity(keys.len());
         for key in keys {
             let error = match request.key_type {
-                // The coordinator is not moved onto replicated
-                // __consumer_offsets partitions yet: a cluster node has none
-                // to offer rather than a non-replicated one per broker.
-                KEY_TYPE_GROUP if self.config.cluster.is_some() => {
-                    Some(ResponseError::CoordinatorNotAvailable.code())
+                KEY_TYPE_GROUP if self.cluster.is_some() => {
+                    match self.cluster_coordinator_for(&key) {
+                        Ok(broker) => {
+                            entries.push(broker.with_key(str_bytes(&key)));
+                            continue;
+                        }
+                        Err(code) => Some(code),
+                    }
                 }
                 KEY_TYPE_GROUP => self.ensure_offsets_topic().err(),
                 // No transaction coordinator yet.

@@ -64,10 +64,12 @@ impl<S: Storage> Node<S> {
         current_leader_epoch: i32,
         timestamp: i64,
     ) -> Result<(i64, i64, i32), i16> {
-        let p = self
-            .topics
-            .partition_mut(topic, partition)
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
         if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
             return Err(code);
         }

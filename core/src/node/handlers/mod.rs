@@ -1,10 +1,12 @@
 //! One module per Kafka API (or a family of them): request in, response out.
 
 pub mod admin;
+pub mod alter_configs;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod group;
 pub mod init_producer_id;
@@ -13,6 +15,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod telemetry;
 
 use kafka_protocol::protocol::StrBytes;
 

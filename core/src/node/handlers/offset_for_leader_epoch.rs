@@ -8,7 +8,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
 
 /// Kafka's UNDEFINED_EPOCH and UNDEFINED_EPOCH_OFFSET.
 const UNDEFINED_EPOCH: i32 = -1;
@@ -50,17 +49,18 @@ impl<S: Storage> Node<S> {
     /// `(epoch, end offset)` for `leader_epoch`, `None` when no epoch
     /// qualifies (UNDEFINED), or the partition's error code.
     fn epoch_end_offset(
-        &self,
+        &mut self,
         topic: &str,
         partition: i32,
         current_leader_epoch: i32,
         leader_epoch: i32,
     ) -> Result<Option<(i32, i64)>, i16> {
-        let p = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(&partition))
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
         if let Some(code) = check_leader_epoch(current_leader_epoch, p.leader_epoch) {
             return Err(code);
         }

@@ -105,10 +105,19 @@ impl<S: Storage> Node<S> {
                             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                             .collect()
                     });
-                    let fetched =
+                    let owned = self.groups.owns(&g.group_id);
+                    let fetched = if owned {
                         self.groups
-                            .fetch_offsets(&g.group_id, topics.as_deref(), require_stable);
+                            .fetch_offsets(&g.group_id, topics.as_deref(), require_stable)
+                    } else {
+                        Vec::new()
+                    };
                     OffsetFetchResponseGroup::default()
+                        .with_error_code(if owned {
+                            0
+                        } else {
+                            ResponseError::NotCoordinator.code()
+                        })
                         .with_group_id(g.group_id.clone())
                         .with_topics(
                             fetched
@@ -143,9 +152,13 @@ impl<S: Storage> Node<S> {
                 .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                 .collect()
         });
-        let fetched =
+        let owned = self.groups.owns(&request.group_id);
+        let fetched = if owned {
             self.groups
-                .fetch_offsets(&request.group_id, topics.as_deref(), require_stable);
+                .fetch_offsets(&request.group_id, topics.as_deref(), require_stable)
+        } else {
+            Vec::new()
+        };
         let mut response = OffsetFetchResponse::default().with_topics(
             fetched
                 .into_iter()
@@ -169,7 +182,11 @@ impl<S: Storage> Node<S> {
                 .collect(),
         );
         if version >= OFFSET_FETCH_ERROR_VERSION_MIN {
-            response.error_code = 0;
+            response.error_code = if owned {
+                0
+            } else {
+                ResponseError::NotCoordinator.code()
+            };
         }
         response
     }

@@ -1,10 +1,9 @@
 //! Produce: validate batches as bytes, append, and answer once the data is
 //! as durable as the node promises (`flush_before_ack`).
 
-use super::super::cluster::broker::{leader_end_offset, sync_high_watermark};
 use super::super::producer_state::SequenceCheck;
 use super::super::responder::Slot;
-use super::super::topics::Replica;
+use super::super::topics::{after_leader_append, Replica};
 use super::super::Node;
 use crate::batch::BatchHeader;
 use crate::log::LogError;
@@ -132,27 +131,15 @@ impl<S: Storage> Node<S> {
     ) -> Result<Appended, i16> {
         let now = self.now;
         let flush_before_ack = self.config.flush_before_ack;
-        let known_elsewhere = self.cluster.as_ref().is_some_and(|c| {
-            c.image
-                .topic_by_name(topic)
-                .is_some_and(|t| t.partitions.contains_key(&partition))
-        });
-        let Some(p) = self.topics.partition_mut(topic, partition) else {
-            return Err(if known_elsewhere {
-                ResponseError::NotLeaderOrFollower.code()
-            } else {
-                ResponseError::UnknownTopicOrPartition.code()
-            });
-        };
-        match &p.replica {
-            Replica::Standalone => {}
-            Replica::Leader(leader) => {
-                if acks == -1 && !leader.enough_replicas() {
-                    return Err(ResponseError::NotEnoughReplicas.code());
-                }
-            }
-            Replica::Follower(_) | Replica::Offline => {
-                return Err(ResponseError::NotLeaderOrFollower.code())
+        let p = crate::node::leader_partition(
+            &mut self.topics,
+            self.cluster.as_ref(),
+            topic,
+            partition,
+        )?;
+        if let Replica::Leader(leader) = &p.replica {
+            if acks == -1 && !leader.enough_replicas() {
+                return Err(ResponseError::NotEnoughReplicas.code());
             }
         }
         let records = records
@@ -183,20 +170,7 @@ impl<S: Storage> Node<S> {
             Ok(info) => {
                 p.producers
                     .record(&header.with_base_offset(info.first_offset));
-                match &mut p.replica {
-                    Replica::Leader(leader) => {
-                        leader
-                            .handle_leader_end_offset(leader_end_offset(&p.log, flush_before_ack));
-                        sync_high_watermark(p, flush_before_ack);
-                        // Parked replica fetches have data now.
-                        self.high_watermark_moved = true;
-                    }
-                    _ if !flush_before_ack => {
-                        p.high_watermark = p.log.log_end_offset();
-                        self.high_watermark_moved = true;
-                    }
-                    _ => {}
-                }
+                self.high_watermark_moved |= after_leader_append(p, flush_before_ack);
                 Ok(Appended {
                     base_offset: info.first_offset,
                     log_start_offset: p.log.log_start_offset(),
