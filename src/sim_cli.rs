@@ -61,6 +61,9 @@ enum SimCommand {
         /// Simulation runs the shrinker may spend.
         #[arg(long, default_value_t = 200)]
         runs_max: u32,
+        /// Keep this checker failing (default: the run's first violation).
+        #[arg(long)]
+        checker: Option<String>,
     },
     /// List the bug flags.
     Bugs,
@@ -192,10 +195,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
             bug,
             out,
             runs_max,
+            checker,
         } => {
             let s = Scenario::resolve(&scenario)?;
             let bugs = parse_bugs(&bug, &[&s])?;
-            let shrunk = seedlog_sim::shrink::shrink(&s, seed, &bugs, runs_max)?;
+            let shrunk =
+                seedlog_sim::shrink::shrink(&s, seed, &bugs, checker.as_deref(), runs_max)?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}.toml", shrunk.scenario.name)));
             std::fs::write(&out, shrunk.scenario.to_toml())

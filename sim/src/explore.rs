@@ -102,6 +102,12 @@ pub fn summary(report: &RunReport, scenario_arg: &str, scenario_bugs: &[Bug]) ->
     );
     if let Some(c) = &report.cluster {
         cluster_summary(&mut s, c);
+        if !report.violations.is_empty() {
+            let _ = writeln!(s, "final state:");
+            for line in &c.final_state {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
     }
     let _ = writeln!(
         s,

@@ -122,6 +122,15 @@ pub struct Cluster {
     /// fails checker `liveness_partition`.
     #[serde(default = "default_recovery_ms_max")]
     pub recovery_ms_max: u64,
+    /// Random faults keep a majority of the brokers in service: a broker
+    /// counts as out from its fault's start until this long after its end
+    /// (it restarts, registers, catches up and rejoins the ISR meanwhile).
+    #[serde(default = "default_rejoin_ms")]
+    pub rejoin_ms: u64,
+}
+
+fn default_rejoin_ms() -> u64 {
+    5_000
 }
 
 fn default_replica_lag_time_max_ms() -> u64 {

@@ -18,7 +18,7 @@ pub struct Shrunk {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShrinkError {
-    #[error("seed {0} passes: nothing to shrink")]
+    #[error("seed {0} passes (or does not fail the checker asked for): nothing to shrink")]
     Passes(u64),
     #[error("seed {seed} fails {checker} only with its random faults; the explicit schedule passes (is the failure independent of faults?)")]
     NotReproducible { seed: u64, checker: String },
@@ -43,10 +43,13 @@ pub fn with_schedule(scenario: &Scenario, faults: Vec<Fault>) -> Scenario {
     s
 }
 
+/// Shrinks the failure of `checker` (by default the run's first
+/// violation).
 pub fn shrink(
     scenario: &Scenario,
     seed: u64,
     bugs: &[Bug],
+    checker: Option<&str>,
     runs_max: u32,
 ) -> Result<Shrunk, ShrinkError> {
     let options = RunOptions {
@@ -54,7 +57,11 @@ pub fn shrink(
         ..RunOptions::default()
     };
     let original = run(scenario, seed, &options);
-    let Some(first) = original.violations.first() else {
+    let found = original
+        .violations
+        .iter()
+        .find(|v| checker.is_none_or(|c| v.checker == c));
+    let Some(first) = found else {
         return Err(ShrinkError::Passes(seed));
     };
     let checker = first.checker.clone();

@@ -68,8 +68,25 @@ pub(super) enum EventKind {
     },
     /// The setup phase of a cluster must be done by now.
     SetupDeadline,
+    /// The next step of rolling restart `index` (fault index).
+    Rolling {
+        index: usize,
+        step: RollingStep,
+    },
     Heal,
     End,
+}
+
+/// A rolling restart goes broker by broker: stop it gracefully, restart it
+/// after the fault's `duration_ms`, wait until the cluster is healthy
+/// again (every broker up, every partition led with a full ISR), wait
+/// `gap_ms`, then the next broker; as operators do it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RollingStep {
+    Stop(BrokerId),
+    Restart(BrokerId),
+    /// Waiting for health before stopping this broker.
+    Wait(BrokerId),
 }
 
 pub(super) struct Event {

@@ -151,7 +151,20 @@ impl World {
             }
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = fault.skew_ms,
             FaultKind::RollingRestart => {
-                unreachable!("materialize_faults expands rolling restarts")
+                self.emit(Ev::Fault {
+                    index,
+                    fault: &fault,
+                    start: true,
+                });
+                self.push(
+                    self.now,
+                    EventKind::Rolling {
+                        index,
+                        step: RollingStep::Stop(0),
+                    },
+                );
+                // It ends by itself, broker after broker.
+                return None;
             }
         }
         if !applied {
@@ -208,9 +221,93 @@ impl World {
             }
             FaultKind::SlowFlush => self.brokers[node.expect("validated")].slow_flush_extra_ms = 0,
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = 0,
-            FaultKind::RollingRestart => unreachable!("expanded"),
+            FaultKind::RollingRestart => unreachable!("ends through its own steps"),
         }
         node
+    }
+}
+
+impl World {
+    /// One step of a rolling restart (see `RollingStep`). A broker is only
+    /// stopped if it can be back before the heal; what does not fit is
+    /// skipped and said so.
+    pub(super) fn rolling_step(&mut self, index: usize, step: RollingStep) -> Option<BrokerId> {
+        let fault = self.schedule[index].clone();
+        let down = Duration::from_millis(fault.duration_ms);
+        let next = |step| EventKind::Rolling { index, step };
+        match step {
+            RollingStep::Stop(b) if b == self.brokers.len() => {
+                self.emit(Ev::Fault {
+                    index,
+                    fault: &fault,
+                    start: false,
+                });
+                None
+            }
+            RollingStep::Stop(b) => {
+                if self.now + down + Duration::from_millis(1) >= self.heal_at {
+                    self.rolling_out_of_time(index, &fault);
+                    return None;
+                }
+                self.begin_stop(b);
+                self.leader_lost(b, self.now + down);
+                self.push(self.now + down, next(RollingStep::Restart(b)));
+                Some(b)
+            }
+            RollingStep::Restart(b) => {
+                self.restart(b);
+                self.push(self.now, next(RollingStep::Wait(b + 1)));
+                Some(b)
+            }
+            RollingStep::Wait(b) => {
+                let gap = Duration::from_millis(fault.gap_ms);
+                if b < self.brokers.len() && self.now + gap + down >= self.heal_at {
+                    self.rolling_out_of_time(index, &fault);
+                } else if self.cluster_healthy() {
+                    self.push(self.now + gap, next(RollingStep::Stop(b)));
+                } else {
+                    let poll = Duration::from_millis(ROLLING_HEALTH_POLL_MS);
+                    self.push(self.now + poll, next(RollingStep::Wait(b)));
+                }
+                None
+            }
+        }
+    }
+
+    fn rolling_out_of_time(&mut self, index: usize, fault: &Fault) {
+        self.emit(Ev::FaultSkipped {
+            index,
+            why: "the rest of the rolling restart does not fit before the heal",
+        });
+        self.emit(Ev::Fault {
+            index,
+            fault,
+            start: false,
+        });
+    }
+
+    /// Every broker runs, and every partition has a leader whose ISR holds
+    /// every replica (the replication factor), by the brokers' own getters.
+    pub(super) fn cluster_healthy(&self) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return self.brokers.iter().all(|b| self.accepting_broker(b));
+        };
+        let rf = cluster.config.replication_factor as usize;
+        if !self.brokers.iter().all(|b| self.accepting_broker(b)) {
+            return false;
+        }
+        self.tps.iter().all(|(topic, partition)| {
+            self.brokers.iter().any(|b| match &b.state {
+                BrokerState::Up(node) => node
+                    .replica_role(topic, *partition)
+                    .is_some_and(|(_, leads, isr)| leads && isr.len() >= rf),
+                _ => false,
+            })
+        })
+    }
+
+    fn accepting_broker(&self, b: &Broker) -> bool {
+        matches!(b.state, BrokerState::Up(_)) && !b.stopping
     }
 }
 
@@ -249,33 +346,17 @@ fn down_brokers(scenario: &Scenario, f: &Fault) -> Vec<Option<u32>> {
 /// Turns the scenario's random rates into an explicit schedule, merged with
 /// its scheduled faults; every fault ends by the end of the fault phase.
 ///
-/// Cluster scenarios: a rolling restart becomes one `shutdown` per broker,
-/// and a random fault that would take a majority of the brokers out at
-/// once (with the faults already kept) is dropped, so random schedules
-/// exercise fail-over, not total outage; scheduled faults are kept as
-/// written.
+/// Cluster scenarios: a random fault that would take a majority of the
+/// brokers out at once (with the faults already kept) is dropped, so
+/// random schedules exercise fail-over, not total outage; scheduled faults
+/// are kept as written.
 pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8Rng) -> Vec<Fault> {
     let fault_ms = scenario.phases.fault_ms;
     let random = &scenario.faults.random;
     let azs = &scenario.topology.azs;
     let brokers = scenario.topology.brokers.len() as u32;
     let clients = (scenario.topology.producers.len() + scenario.topology.consumers.len()) as u32;
-    let mut out: Vec<Fault> = Vec::new();
-    for f in &scenario.faults.schedule {
-        if f.kind != FaultKind::RollingRestart {
-            out.push(f.clone());
-            continue;
-        }
-        for b in 0..brokers {
-            let mut one = Fault::new(
-                f.at_ms + u64::from(b) * (f.duration_ms + f.gap_ms),
-                FaultKind::Shutdown,
-                f.duration_ms,
-            );
-            one.node = Some(b);
-            out.push(one);
-        }
-    }
+    let mut out: Vec<Fault> = scenario.faults.schedule.clone();
     let scheduled = out.len();
     let cluster = swarm.cluster.as_ref();
     let kinds = [
@@ -363,8 +444,11 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
     out.retain(|f| f.at_ms < fault_ms);
     for f in &mut out {
         // Faults heal by the end of the fault phase: the liveness phase
-        // starts from a whole cluster.
-        f.duration_ms = f.duration_ms.min(fault_ms - f.at_ms).max(1);
+        // starts from a whole cluster. (A rolling restart's duration is
+        // each broker's; it keeps to the phase by itself.)
+        if f.kind != FaultKind::RollingRestart {
+            f.duration_ms = f.duration_ms.min(fault_ms - f.at_ms).max(1);
+        }
     }
     if scenario.cluster.is_some() {
         out = keep_a_majority_up(scenario, out, scheduled);
@@ -375,20 +459,22 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
 
 /// Drops random faults (those at `random_from..`) that would take more
 /// than a minority of the brokers out at once, counting the faults kept
-/// before them. Scheduled faults always stay.
+/// before them and `rejoin_ms` after each for the broker to rejoin.
+/// Scheduled faults always stay.
 fn keep_a_majority_up(scenario: &Scenario, faults: Vec<Fault>, random_from: usize) -> Vec<Fault> {
     let minority = (scenario.topology.brokers.len() - 1) / 2;
+    let rejoin_ms = scenario.cluster.as_ref().map_or(0, |c| c.rejoin_ms);
     let mut kept: Vec<Fault> = Vec::with_capacity(faults.len());
     for (i, f) in faults.into_iter().enumerate() {
         if i < random_from || !takes_down(f.kind) {
             kept.push(f);
             continue;
         }
-        let (start, end) = (f.at_ms, f.at_ms + f.duration_ms);
+        let (start, end) = (f.at_ms, f.at_ms + f.duration_ms + rejoin_ms);
         let mut out_at_once: BTreeSet<Option<u32>> = BTreeSet::new();
         let mut unknown = 0;
         for g in kept.iter().filter(|g| takes_down(g.kind)) {
-            if g.at_ms < end && start < g.at_ms + g.duration_ms {
+            if g.at_ms < end && start < g.at_ms + g.duration_ms + rejoin_ms {
                 for b in down_brokers(scenario, g) {
                     if b.is_none() {
                         unknown += 1;

@@ -31,7 +31,7 @@ use brokers::{Broker, BrokerState};
 use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
 use cluster::{Admin, ClusterState};
 use disk::set_disk_full;
-use events::{Ev, Event, EventKind};
+use events::{Ev, Event, EventKind, RollingStep};
 use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 
 use crate::bugs;
@@ -87,6 +87,9 @@ const PRODUCER_QUEUE_MAX: usize = 64;
 /// A gracefully stopping broker waits this long for its flushes, then
 /// exits anyway.
 const STOP_FLUSH_WAIT_MS: u64 = 5_000;
+/// A rolling restart checks the cluster's health this often before it
+/// stops the next broker.
+const ROLLING_HEALTH_POLL_MS: u64 = 100;
 const PRODUCE_API_VERSION: i16 = 9;
 const FETCH_API_VERSION: i16 = 12;
 const CREATE_TOPICS_API_VERSION: i16 = 7;
@@ -478,6 +481,10 @@ impl World {
                 event.kind,
                 EventKind::FaultStart { .. }
                     | EventKind::FaultEnd { .. }
+                    | EventKind::Rolling {
+                        step: RollingStep::Stop(_) | RollingStep::Restart(_),
+                        ..
+                    }
                     | EventKind::Heal
                     | EventKind::End
             );
@@ -670,6 +677,7 @@ impl World {
                 self.setup_deadline();
                 None
             }
+            EventKind::Rolling { index, step } => self.rolling_step(index, step),
             EventKind::NodeSawClose {
                 broker,
                 generation,

@@ -106,6 +106,9 @@ pub struct ClusterReport {
     /// After the heal, how long until every partition acknowledged an
     /// acks=all write again (`None` if one never did).
     pub recovered_after_heal_ms: Option<u64>,
+    /// Each broker at the end of the run, as its own getters see it: the
+    /// quorum, then every workload partition. For reading a failure.
+    pub final_state: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +198,43 @@ impl World {
         }
     }
 
+    /// One line per broker and per (broker, partition): what the core's
+    /// getters say at the end.
+    fn final_state(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (b, broker) in self.brokers.iter().enumerate() {
+            let BrokerState::Up(node) = &broker.state else {
+                lines.push(format!("broker {b}: down"));
+                continue;
+            };
+            if let Some(s) = node.cluster_status() {
+                lines.push(format!(
+                    "broker {b}: quorum {:?} epoch {} leader {:?} hw {:?}; controller active {}; broker epoch {:?} fenced {}; metadata offset {}; unfenced brokers {:?}",
+                    s.quorum_role,
+                    s.quorum_epoch,
+                    s.quorum_leader,
+                    s.quorum_high_watermark,
+                    s.controller_active,
+                    s.broker_epoch,
+                    s.broker_fenced,
+                    s.metadata_offset,
+                    s.unfenced_brokers
+                ));
+            }
+            for (topic, partition) in &self.tps {
+                let offsets = node.partition_offsets(topic, *partition);
+                let role = node.replica_role(topic, *partition);
+                if let (Some((start, hw, end)), Some((epoch, leads, isr))) = (offsets, role) {
+                    lines.push(format!(
+                        "broker {b} {topic}-{partition}: {} epoch {epoch} isr {isr:?} log {start}..{end} hw {hw}",
+                        if leads { "leader" } else { "follower" }
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
     fn cluster_report(&self, gap_min: u64, stop_ms: u64) -> Option<ClusterReport> {
         let cluster = self.cluster.as_ref()?;
         let ms = |t: Instant| (t - self.epoch).as_millis() as u64;
@@ -233,6 +273,7 @@ impl World {
             }
         }
         Some(ClusterReport {
+            final_state: self.final_state(),
             setup_ms: cluster.setup_done_at.map(ms),
             stats: cluster.stats.clone(),
             failovers,
