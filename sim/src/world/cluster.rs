@@ -88,7 +88,8 @@ pub(super) struct Loss {
 }
 
 impl ClusterState {
-    pub(super) fn new(config: Cluster, admin: ClientId, brokers: usize, tps: usize) -> Self {
+    pub(super) fn new(config: Cluster, admin: ClientId, brokers: usize, tp_list: &[Tp]) -> Self {
+        let tps = tp_list.len();
         ClusterState {
             config,
             admin,
@@ -101,7 +102,7 @@ impl ClusterState {
             failovers: Vec::new(),
             acks_all_ms: vec![Vec::new(); tps],
             consumer_hw: vec![(0, 0, -1); tps],
-            replicas: replicas::ReplicaChecks::new(brokers, tps),
+            replicas: replicas::ReplicaChecks::new(brokers, tp_list),
         }
     }
 }

@@ -289,7 +289,7 @@ impl World {
         let cluster = scenario
             .cluster
             .as_ref()
-            .map(|c| ClusterState::new(c.clone(), producers + consumers, broker_count, tp_count));
+            .map(|c| ClusterState::new(c.clone(), producers + consumers, broker_count, &tps));
         let mut world = World {
             scenario: scenario.clone(),
             seed,

@@ -53,10 +53,25 @@ impl BatchSig {
 #[derive(Debug, Default)]
 pub(super) struct Mirror {
     batches: BTreeMap<i64, BatchSig>,
+    /// (log start, log end) when last synced: unchanged, nothing to read.
+    /// (Truncation changes the end between events: a follower truncates
+    /// on a fetch answer that carries no records.)
+    synced: Option<(i64, i64)>,
+    /// Segment base offset -> its path, so hot paths format none.
+    paths: BTreeMap<i64, String>,
 }
 
 fn segment_path(dir: &str, base: i64) -> String {
     format!("{dir}/{base:020}.log")
+}
+
+impl Mirror {
+    fn path(&mut self, dir: &str, base: i64) -> &str {
+        // Bounded by the segments the log ever had.
+        self.paths
+            .entry(base)
+            .or_insert_with(|| segment_path(dir, base))
+    }
 }
 
 fn segment_base(name: &str) -> Option<i64> {
@@ -75,12 +90,23 @@ impl Mirror {
     /// Brings the mirror up to the log's end. Returns the lowest offset
     /// whose batch was dropped because the log no longer holds it
     /// (truncation, a crash, retention), if any.
-    fn sync(&mut self, storage: &mut MemoryStorage, dir: &str, log_end: i64) -> Option<i64> {
+    fn sync(
+        &mut self,
+        storage: &mut MemoryStorage,
+        dir: &str,
+        log_start: i64,
+        log_end: i64,
+    ) -> Option<i64> {
+        if self.synced == Some((log_start, log_end)) {
+            return None;
+        }
+        self.synced = Some((log_start, log_end));
         let mut dropped_from = None;
         // Walk back from the newest batch to one the log still holds.
         while let Some((&base, sig)) = self.batches.last_key_value() {
-            let path = segment_path(dir, sig.segment);
-            let held = header_at(storage, &path, sig.position).is_some_and(|h| {
+            let sig = *sig;
+            let path = self.path(dir, sig.segment);
+            let held = header_at(storage, path, sig.position).is_some_and(|h| {
                 h.base_offset() == base
                     && h.crc() == sig.crc
                     && h.partition_leader_epoch() == sig.epoch
@@ -107,12 +133,12 @@ impl Mirror {
         // Bounded: each round reads one segment to its end or moves to the
         // next segment, and a log has finitely many.
         for _ in 0..100_000 {
-            let path = segment_path(dir, segment);
-            let Ok(len) = storage.len(&path) else {
+            let path = self.path(dir, segment);
+            let Ok(len) = storage.len(path) else {
                 break;
             };
             if position < len {
-                let Ok(bytes) = storage.read_at(&path, position, (len - position) as usize) else {
+                let Ok(bytes) = storage.read_at(path, position, (len - position) as usize) else {
                     break;
                 };
                 for (at, header) in BatchIter::new(&bytes) {
@@ -148,6 +174,7 @@ impl Mirror {
     fn clear(&mut self) -> Option<i64> {
         let first = self.batches.first_key_value().map(|(b, _)| *b);
         self.batches.clear();
+        self.synced = None;
         first
     }
 }
@@ -186,6 +213,8 @@ pub(super) struct LeaderView {
 pub(super) struct ReplicaChecks {
     /// [broker][partition]
     mirrors: Vec<Vec<Mirror>>,
+    /// Per partition: its log directory (`<topic>-<partition>`).
+    dirs: Vec<String>,
     /// Per partition: base offset -> (the first broker seen holding it
     /// below its high watermark, the batch).
     committed: Vec<BTreeMap<i64, (BrokerId, BatchSig)>>,
@@ -214,8 +243,11 @@ pub(super) struct ReplicaChecks {
 }
 
 impl ReplicaChecks {
-    pub(super) fn new(brokers: usize, tps: usize) -> ReplicaChecks {
+    pub(super) fn new(brokers: usize, tps: &[Tp]) -> ReplicaChecks {
+        let dirs: Vec<String> = tps.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+        let tps = tps.len();
         ReplicaChecks {
+            dirs,
             mirrors: (0..brokers)
                 .map(|_| (0..tps).map(|_| Mirror::default()).collect())
                 .collect(),
@@ -304,7 +336,7 @@ impl World {
         }
         let node_id = node.config().node_id;
         for (i, (topic, partition)) in self.tps.iter().enumerate() {
-            let Some((_, hw, log_end)) = node.partition_offsets(topic, *partition) else {
+            let Some((log_start, hw, log_end)) = node.partition_offsets(topic, *partition) else {
                 continue;
             };
             if let Some((epoch, leads, isr)) = node.replica_role(topic, *partition) {
@@ -350,9 +382,9 @@ impl World {
                     });
                 }
             }
-            let dir = format!("{topic}-{partition}");
             let mirror = &mut checks.mirrors[b][i];
-            if let Some(dropped) = mirror.sync(node.storage_mut(), &dir, log_end) {
+            let dir = &checks.dirs[i];
+            if let Some(dropped) = mirror.sync(node.storage_mut(), dir, log_start, log_end) {
                 let v = &mut checks.verified_upto[b][i];
                 *v = (*v).min(dropped);
             }
@@ -521,19 +553,21 @@ mod tests {
         append(&mut s, seg0, "a", 0, 1);
         append(&mut s, seg0, "b", 1, 1);
         let mut m = Mirror::default();
-        assert_eq!(m.sync(&mut s, "t-0", 2), None);
+        assert_eq!(m.sync(&mut s, "t-0", 0, 2), None);
         assert_eq!(m.batches.len(), 2);
         // A roll to a second segment.
         let seg2 = "t-0/00000000000000000002.log";
         append(&mut s, seg2, "c", 2, 2);
-        assert_eq!(m.sync(&mut s, "t-0", 3), None);
+        assert_eq!(m.sync(&mut s, "t-0", 0, 3), None);
         assert_eq!(m.batches.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
         // Truncation to offset 1, then a different batch appended there.
         s.remove(seg2).unwrap();
         let first_len = s.len(seg0).unwrap() / 2;
         s.truncate(seg0, first_len).unwrap();
         append(&mut s, seg0, "B", 1, 3);
-        assert_eq!(m.sync(&mut s, "t-0", 2), Some(1));
+        // The end is back at 2: the mirror notices the change of end and
+        // finds the replaced batch.
+        assert_eq!(m.sync(&mut s, "t-0", 0, 2), Some(1));
         let epochs: Vec<i32> = m.batches.values().map(|b| b.epoch).collect();
         assert_eq!(epochs, vec![1, 3]);
     }
