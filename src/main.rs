@@ -2,8 +2,10 @@
 //! over to the crate that does the work.
 
 mod bench;
+mod cluster_cli;
 mod serve;
 mod sim_cli;
+mod voters;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can talk to.
     Serve(serve::ServeArgs),
+    /// Start a local cluster on 127.0.0.1: one `serve` process per node.
+    Cluster(cluster_cli::ClusterArgs),
     /// Deterministic simulation: run, replay, explore and shrink scenarios.
     Sim(sim_cli::SimArgs),
     /// Measure throughput (see `seedlog bench --help`).
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Cluster(args) => cluster_cli::run(args),
         Command::Sim(args) => {
             let code = sim_cli::run(args)?;
             if code != 0 {

@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 6;
+/// `run`'s strategy name for the KIP-848 consumer protocol.
+const KIP_848: &str = "consumer-protocol";
 /// Records per phase per partition.
 const PER_PARTITION: usize = 50;
 
@@ -98,13 +100,21 @@ fn member(bootstrap: &str, group: &str, strategy: &str, id: usize, log: &Log) ->
     if std::env::var("GROUPS_DEBUG").is_ok() {
         config.set("debug", "cgrp");
     }
-    let consumer: Member = config
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
-        .set("client.id", format!("member-{id}"))
-        .set("partition.assignment.strategy", strategy)
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "300")
+        .set("client.id", format!("member-{id}"));
+    if strategy == KIP_848 {
+        // The broker assigns (KIP-848): no client-side strategy or
+        // session settings, librdkafka refuses them with this protocol.
+        config.set("group.protocol", "consumer");
+    } else {
+        config
+            .set("partition.assignment.strategy", strategy)
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "300");
+    }
+    let consumer: Member = config
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "200")
         .set("auto.offset.reset", "earliest")
@@ -124,7 +134,9 @@ fn consume_until(
     seen: &mut BTreeSet<(i32, i64)>,
     want: usize,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(25);
+    // KIP-848 members receive freed partitions on their next heartbeat
+    // (5 s apart by default), so a rebalance takes a few of them.
+    let deadline = Instant::now() + Duration::from_secs(45);
     while seen.len() < want {
         assert!(
             Instant::now() < deadline,
@@ -294,4 +306,9 @@ fn eager_range_group_shares_partitions_and_resumes_from_commits() {
 #[test]
 fn cooperative_sticky_group_shares_partitions_and_resumes_from_commits() {
     run("cooperative-sticky");
+}
+
+#[test]
+fn kip_848_consumer_protocol_group_shares_partitions_and_resumes_from_commits() {
+    run(KIP_848);
 }

@@ -1115,3 +1115,209 @@ fn a_member_that_never_syncs_is_removed_after_the_rebalance_timeout() {
         code(ResponseError::UnknownMemberId)
     );
 }
+
+// --- KIP-848 consumer protocol ---------------------------------------------------
+
+impl Harness {
+    /// A ConsumerGroupHeartbeat v1: (error, epoch, assignment as partition
+    /// indexes when sent).
+    fn cg_heartbeat(
+        &mut self,
+        conn: u64,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        owned: Option<&[i32]>,
+        topic_id: uuid::Uuid,
+    ) -> (i16, i32, Option<Vec<i32>>) {
+        use consumer_group_heartbeat_request::TopicPartitions;
+        let mut request = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_topic_partitions(owned.map(|o| {
+                vec![TopicPartitions::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(o.to_vec())]
+            }));
+        if epoch == 0 {
+            request = request
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
+        }
+        let ResponseKind::ConsumerGroupHeartbeat(r) = self.request(
+            conn,
+            ApiKey::ConsumerGroupHeartbeat,
+            1,
+            RequestKind::ConsumerGroupHeartbeat(request),
+        ) else {
+            panic!()
+        };
+        let assignment = r.assignment.map(|a| {
+            let mut parts: Vec<i32> = a
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.clone())
+                .collect();
+            parts.sort();
+            parts
+        });
+        (r.error_code, r.member_epoch, assignment)
+    }
+}
+
+#[test]
+fn consumer_protocol_members_reconcile_commit_with_epochs_and_keep_classic_members_out() {
+    let mut h = Harness::new();
+    h.create_topic("orders", 4);
+    // The topic id, as clients learn it from Metadata.
+    let topic_id = {
+        let ResponseKind::Metadata(r) = h.request(
+            ADMIN,
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(Some(
+                vec![metadata_request::MetadataRequestTopic::default(
+                    )
+                    .with_name(Some(TopicName(s("orders"))))],
+            ))),
+        ) else {
+            panic!()
+        };
+        r.topics[0].topic_id
+    };
+    let (e, a_epoch, a_parts) = h.cg_heartbeat(1, "g848", "member-a", 0, None, topic_id);
+    assert_eq!(e, 0);
+    assert_eq!(a_parts, Some(vec![0, 1, 2, 3]));
+    let (e, b_epoch, b_parts) = h.cg_heartbeat(2, "g848", "member-b", 0, None, topic_id);
+    assert_eq!(e, 0);
+    assert_eq!(b_parts, Some(vec![]), "nothing until a revokes");
+    // a is asked to revoke two; its epoch stays until it confirms.
+    let (e, a_epoch2, a_parts2) = h.cg_heartbeat(
+        1,
+        "g848",
+        "member-a",
+        a_epoch,
+        Some(&[0, 1, 2, 3]),
+        topic_id,
+    );
+    assert_eq!(e, 0);
+    assert_eq!(a_epoch2, a_epoch);
+    let a_keeps = a_parts2.expect("a smaller assignment");
+    assert_eq!(a_keeps.len(), 2);
+    let (e, a_epoch3, _) = h.cg_heartbeat(1, "g848", "member-a", a_epoch, Some(&a_keeps), topic_id);
+    assert_eq!(e, 0);
+    assert!(
+        a_epoch3 > a_epoch,
+        "a moved to the new epoch after revoking"
+    );
+    let (e, b_epoch2, b_parts2) =
+        h.cg_heartbeat(2, "g848", "member-b", b_epoch, Some(&[]), topic_id);
+    assert_eq!(e, 0);
+    let b_gets = b_parts2.expect("b's partitions");
+    assert_eq!(b_gets.len(), 2);
+    assert!(
+        b_gets.iter().all(|p| !a_keeps.contains(p)),
+        "no partition owned twice"
+    );
+    // Commits carry the member epoch.
+    assert_eq!(
+        h.commit(
+            2,
+            "g848",
+            b_epoch2,
+            "member-b",
+            &[("orders", b_gets[0], 10, "")]
+        ),
+        vec![0]
+    );
+    assert_eq!(
+        h.commit(
+            1,
+            "g848",
+            a_epoch,
+            "member-a",
+            &[("orders", a_keeps[0], 5, "")]
+        ),
+        vec![ResponseError::StaleMemberEpoch.code()],
+        "an old epoch cannot commit"
+    );
+    // A classic member cannot join a consumer-protocol group.
+    let id = h.send_join(3, "g848", "", None, &["orders"]);
+    assert_eq!(
+        h.join_response(id).error_code,
+        ResponseError::InconsistentGroupProtocol.code()
+    );
+    // ListGroups v5 shows its type; ConsumerGroupDescribe its members.
+    let ResponseKind::ListGroups(r) = h.request(
+        ADMIN,
+        ApiKey::ListGroups,
+        5,
+        RequestKind::ListGroups(ListGroupsRequest::default()),
+    ) else {
+        panic!()
+    };
+    let listed = r
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == "g848")
+        .expect("listed");
+    assert_eq!(listed.group_type.as_str(), "consumer");
+    let ResponseKind::ConsumerGroupDescribe(r) = h.request(
+        ADMIN,
+        ApiKey::ConsumerGroupDescribe,
+        1,
+        RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g848"))]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(r.groups[0].members.len(), 2);
+    assert_eq!(r.groups[0].group_state.as_str(), "Stable");
+}
+
+#[test]
+fn the_offsets_topic_is_compacted_and_committed_offsets_survive_it() {
+    let mut config = config();
+    config.offsets_topic_partitions = 1;
+    config.log.segment_bytes = 2048;
+    config.retention_check_interval_ms = 1_000;
+    let mut h = Harness::with_config(config);
+    h.create_topic("orders", 1);
+    for offset in 1..=300 {
+        assert_eq!(
+            h.commit(2, "simple", -1, "", &[("orders", 0, offset, "m")]),
+            vec![0]
+        );
+    }
+    let dir_bytes = |h: &mut Harness| -> u64 {
+        use seedlog_core::storage::Storage;
+        let storage = h.node.storage_mut();
+        let files = storage.list("__consumer_offsets-0").expect("listed");
+        files
+            .iter()
+            .map(|f| {
+                storage
+                    .len(&format!("__consumer_offsets-0/{f}"))
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = dir_bytes(&mut h);
+    // Retention checks run compaction a step at a time.
+    for _ in 0..100 {
+        h.advance(1_000);
+    }
+    let after = dir_bytes(&mut h);
+    assert!(
+        after * 2 < before,
+        "compaction shrank the offsets log: {before} -> {after} bytes"
+    );
+    h.crash_and_restart();
+    let fetched = h.fetch_offsets("simple", "orders", &[0]);
+    assert_eq!(
+        fetched[0].0, 300,
+        "the latest commit survives compaction and a restart"
+    );
+}

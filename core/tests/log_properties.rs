@@ -55,6 +55,7 @@ fn log_config() -> impl Strategy<Value = LogConfig> {
         retention_ms: -1,
         index_interval_bytes,
         max_message_bytes: 1024 * 1024,
+        ..LogConfig::default()
     })
 }
 

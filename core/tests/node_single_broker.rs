@@ -18,6 +18,7 @@ use std::time::Duration;
 const CONN: u64 = 1;
 const FETCH_CONN: u64 = 99;
 
+mod compaction_support;
 mod support;
 
 use support::Harness;
@@ -193,8 +194,12 @@ fn api_versions_advertises_produce_and_fetch() {
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
     assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
     assert!(
-        !keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)),
-        "KIP-848 is not served yet"
+        keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)),
+        "KIP-848"
+    );
+    assert!(
+        !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
+        "transactions are not served, so not advertised"
     );
 }
 
@@ -862,6 +867,13 @@ fn every_api_answers_at_every_advertised_version() {
                     .with_topics(vec![kafka_protocol::messages::describe_topic_partitions_request::TopicRequest::default().with_name(name())])),
                 ApiKey::GetTelemetrySubscriptions => RequestKind::GetTelemetrySubscriptions(GetTelemetrySubscriptionsRequest::default()),
                 ApiKey::PushTelemetry => RequestKind::PushTelemetry(PushTelemetryRequest::default()),
+                ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("kip848")))
+                    .with_member_id(StrBytes::from_string(format!("m-{version}")))
+                    .with_rebalance_timeout_ms(30_000)
+                    .with_subscribed_topic_names(Some(vec![name()]))),
+                ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(StrBytes::from_static_str("kip848"))])),
                 ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
                     kafka_protocol::messages::alter_configs_request::AlterConfigsResource::default()
                         .with_resource_type(2)
@@ -1255,6 +1267,72 @@ fn describe_producers_reports_idempotent_producers_per_partition() {
         ResponseError::UnknownTopicOrPartition.code(),
         "a partition past the topic's count"
     );
+}
+
+#[test]
+fn a_compacted_topic_is_compacted_from_the_retention_timer_in_steps() {
+    use compaction_support::{batch, read_all, KeyValue, CODECS};
+    use seedlog_core::log::{LogConfig, PartitionLog};
+    let config = NodeConfig {
+        retention_check_interval_ms: 60_000,
+        ..NodeConfig::default()
+    };
+    let mut h = Harness::with_config(config, MemoryStorage::new());
+    let topic_configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "300"),
+        ("min.cleanable.dirty.ratio", "0.1"),
+    ];
+    assert_eq!(h.create_topic("c", 1, &topic_configs), 0);
+    let produce = |h: &mut Harness, records: &[KeyValue]| {
+        let bytes = batch(records, h.now.unix_millis(), CODECS[3]);
+        let id = h.send(
+            ApiKey::Produce,
+            9,
+            RequestKind::Produce(produce_request("c", 0, -1, bytes)),
+        );
+        match h.take(id) {
+            Some(ResponseKind::Produce(r)) => r.responses[0].partition_responses[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    };
+    for i in 0..40 {
+        let record = (Some(format!("k{}", i % 2).into_bytes()), Some(vec![i]));
+        assert_eq!(produce(&mut h, &[record]), 0);
+    }
+    assert_eq!(
+        produce(&mut h, &[(None, Some(b"x".to_vec()))]),
+        ResponseError::InvalidRecord.code(),
+        "a compacted topic refuses keyless records"
+    );
+
+    let read = |h: &mut Harness| {
+        let mut storage = h.node.storage_mut().clone();
+        let (mut log, _) =
+            PartitionLog::open(&mut storage, "c-0", LogConfig::default(), h.now).unwrap();
+        (read_all(&mut storage, &mut log), log.segment_count())
+    };
+    let (before, segments) = read(&mut h);
+    assert_eq!(before.len(), 40);
+    assert!(segments > 3);
+    // The first check starts a pass; its steps follow 100 ms apart, one
+    // segment each, long before the next regular check.
+    h.advance(60_000 + 100 * 2 * segments as u64);
+    let (after, _) = read(&mut h);
+    assert!(
+        after.len() < before.len(),
+        "compacted: {} records left",
+        after.len()
+    );
+    assert!(after.iter().all(|r| before.contains(r)));
+    for key in [&b"k0"[..], b"k1"] {
+        let latest = before.iter().rev().find(|r| r.key.as_deref() == Some(key));
+        assert!(
+            after.contains(latest.unwrap()),
+            "the latest of each key stays"
+        );
+    }
+    h.node.check_invariants();
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable, StrBytes};
+use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use seedlog_core::node::supports;
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -78,15 +78,36 @@ pub async fn read_length<R: AsyncRead + Unpin>(
         }
         filled += n;
     }
-    let length = i32::from_be_bytes(length);
+    Ok(Some(check_length(length, request_bytes_max)?))
+}
+
+/// A length prefix's value, if it is one this side accepts.
+fn check_length(prefix: [u8; 4], limit_bytes: usize) -> Result<usize, FrameError> {
+    let length = i32::from_be_bytes(prefix);
     let length_bytes = usize::try_from(length).map_err(|_| FrameError::NegativeLength(length))?;
-    if length_bytes > request_bytes_max {
+    if length_bytes > limit_bytes {
         return Err(FrameError::TooLarge {
             length_bytes,
-            limit_bytes: request_bytes_max,
+            limit_bytes,
         });
     }
-    Ok(Some(length_bytes))
+    Ok(length_bytes)
+}
+
+/// Takes the first whole frame (without its length prefix) out of bytes
+/// read ahead, for readers that cannot await inside a frame (one `select!`
+/// branch among others). `Ok(None)`: not all of it has arrived yet.
+pub fn take_frame(inbox: &mut BytesMut, limit_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+    let Some(prefix) = inbox.get(..4) else {
+        return Ok(None);
+    };
+    let prefix: [u8; 4] = prefix.try_into().expect("four bytes");
+    let length_bytes = check_length(prefix, limit_bytes)?;
+    if inbox.len() - 4 < length_bytes {
+        return Ok(None);
+    }
+    inbox.advance(4);
+    Ok(Some(inbox.split_to(length_bytes).freeze()))
 }
 
 /// Reads the `length_bytes` of a frame whose prefix `read_length` took.
@@ -159,10 +180,16 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
     let correlation_id = prefix.get_i32();
     let api_key =
         ApiKey::try_from(api_key_raw).map_err(|()| DecodeError::UnknownApiKey(api_key_raw))?;
-    if !supports(api_key, api_version) {
-        if api_key == ApiKey::ApiVersions {
-            return Ok(Decoded::ApiVersionsUnsupported { correlation_id });
-        }
+    if api_key == ApiKey::ApiVersions && !supports(api_key, api_version) {
+        return Ok(Decoded::ApiVersionsUnsupported { correlation_id });
+    }
+    // Only what the codec cannot read is refused here. Which APIs the node
+    // serves is the core's call, and it depends on the node: a cluster node
+    // also takes the inter-node APIs (Vote, BrokerRegistration, ...) that
+    // clients are never offered. The core closes the connection for any
+    // other request it does not serve.
+    let codec = api_key.valid_versions();
+    if !(codec.min..=codec.max).contains(&api_version) {
         return Err(DecodeError::UnsupportedVersion {
             api_key,
             api_version,
@@ -225,8 +252,7 @@ pub fn encode_response(
 }
 
 /// Frames a request as a client sends it: length, header at the version
-/// `api_key` prescribes for `api_version`, body. Used by tests and, later,
-/// by brokers talking to each other.
+/// `api_key` prescribes for `api_version`, body. Used by tests.
 pub fn encode_request(
     api_key: ApiKey,
     api_version: i16,
@@ -234,14 +260,27 @@ pub fn encode_request(
     client_id: &str,
     body: &RequestKind,
 ) -> anyhow::Result<Bytes> {
-    let mut frame = BytesMut::with_capacity(64);
-    frame.put_i32(0); // Length, patched below.
-    RequestHeader::default()
+    let header = RequestHeader::default()
         .with_request_api_key(api_key as i16)
         .with_request_api_version(api_version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
-        .encode(&mut frame, api_key.request_header_version(api_version))?;
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    encode_request_with_header(&header, body)
+}
+
+/// Frames a request under the header the caller built (a node's
+/// `Output::PeerRequest`): length, header at the version its api key
+/// prescribes, body at the header's version.
+pub fn encode_request_with_header(
+    header: &RequestHeader,
+    body: &RequestKind,
+) -> anyhow::Result<Bytes> {
+    let api_key = ApiKey::try_from(header.request_api_key)
+        .map_err(|()| anyhow::anyhow!("unknown api key {}", header.request_api_key))?;
+    let api_version = header.request_api_version;
+    let mut frame = BytesMut::with_capacity(64);
+    frame.put_i32(0); // Length, patched below.
+    header.encode(&mut frame, api_key.request_header_version(api_version))?;
     body.encode(&mut frame, api_version)?;
     let length = i32::try_from(frame.len() - 4).map_err(|_| {
         anyhow::anyhow!(
@@ -251,6 +290,46 @@ pub fn encode_request(
     })?;
     frame[..4].copy_from_slice(&length.to_be_bytes());
     Ok(frame.freeze())
+}
+
+/// The correlation id a response frame (without its length prefix) starts
+/// with, whatever its header version: the caller needs it to know which
+/// request, and so which api key and version, the rest decodes with.
+pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
+    let prefix: [u8; 4] = frame.get(..4)?.try_into().ok()?;
+    Some(i32::from_be_bytes(prefix))
+}
+
+/// Decodes a response frame (without its length prefix) to the request
+/// sent as `api_key` at `api_version`. The peer is another broker, but its
+/// bytes are still untrusted: the decoder runs behind `catch_unwind`.
+pub fn decode_response(
+    frame: Bytes,
+    api_key: ApiKey,
+    api_version: i16,
+) -> Result<ResponseKind, DecodeError> {
+    let malformed = |message: String| DecodeError::Malformed {
+        api_key,
+        api_version,
+        message,
+    };
+    let decoded =
+        std::panic::catch_unwind(AssertUnwindSafe(move || -> anyhow::Result<ResponseKind> {
+            let mut buf = frame;
+            ResponseHeader::decode(&mut buf, api_key.response_header_version(api_version))?;
+            let body = ResponseKind::decode(api_key, &mut buf, api_version)?;
+            anyhow::ensure!(
+                !buf.has_remaining(),
+                "{} bytes left after the body",
+                buf.remaining()
+            );
+            Ok(body)
+        }));
+    match decoded {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(malformed(format!("{e:#}"))),
+        Err(_) => Err(malformed("the decoder panicked".to_string())),
+    }
 }
 
 /// The answer to [`Decoded::ApiVersionsUnsupported`]: v0 body, v0 header.
@@ -311,6 +390,39 @@ mod tests {
         assert!(read_frame(&mut reader, 100).await.unwrap().is_none());
     }
 
+    #[test]
+    fn takes_whole_frames_out_of_bytes_read_ahead() {
+        let mut inbox = BytesMut::new();
+        assert!(take_frame(&mut inbox, 100).unwrap().is_none());
+        let mut bytes = with_length(b"first");
+        bytes.extend(with_length(b"second"));
+        inbox.extend_from_slice(&bytes[..3]);
+        assert!(take_frame(&mut inbox, 100).unwrap().is_none());
+        inbox.extend_from_slice(&bytes[3..12]);
+        assert_eq!(&take_frame(&mut inbox, 100).unwrap().unwrap()[..], b"first");
+        assert!(take_frame(&mut inbox, 100).unwrap().is_none());
+        inbox.extend_from_slice(&bytes[12..]);
+        assert_eq!(
+            &take_frame(&mut inbox, 100).unwrap().unwrap()[..],
+            b"second"
+        );
+        assert!(inbox.is_empty());
+
+        inbox.extend_from_slice(&101i32.to_be_bytes());
+        assert!(matches!(
+            take_frame(&mut inbox, 100),
+            Err(FrameError::TooLarge {
+                length_bytes: 101,
+                ..
+            })
+        ));
+        let mut negative = BytesMut::from(&(-5i32).to_be_bytes()[..]);
+        assert!(matches!(
+            take_frame(&mut negative, 100),
+            Err(FrameError::NegativeLength(-5))
+        ));
+    }
+
     #[tokio::test]
     async fn rejects_bad_lengths_and_truncation() {
         let negative = (-1i32).to_be_bytes();
@@ -358,6 +470,19 @@ mod tests {
     }
 
     #[test]
+    fn inter_node_requests_are_decoded_for_the_core_to_judge() {
+        let vote = RequestKind::Vote(kafka_protocol::messages::VoteRequest::default());
+        let frame = request_frame(ApiKey::Vote, 2, 9, &vote);
+        match decode_request(frame).unwrap() {
+            Decoded::Request { header, body } => {
+                assert_eq!(header.correlation_id, 9);
+                assert!(matches!(*body, RequestKind::Vote(_)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn classifies_bad_requests() {
         assert_eq!(
             decode_request(Bytes::from_static(&[0, 18, 0])).unwrap_err(),
@@ -387,6 +512,25 @@ mod tests {
             decode_request(garbage.freeze()).unwrap_err(),
             DecodeError::Malformed { .. }
         ));
+    }
+
+    #[test]
+    fn decodes_a_response_at_the_version_of_its_request() {
+        let body =
+            ResponseKind::ApiVersions(seedlog_core::node::api_versions_unsupported_response());
+        let mut frame = encode_response(42, ApiKey::ApiVersions, 3, &body).unwrap();
+        frame.advance(4);
+        assert_eq!(response_correlation_id(&frame), Some(42));
+        match decode_response(frame.clone(), ApiKey::ApiVersions, 3).unwrap() {
+            ResponseKind::ApiVersions(r) => assert_eq!(r.error_code, 35),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Read as the answer to another request, the bytes do not fit.
+        assert!(matches!(
+            decode_response(frame, ApiKey::Metadata, 12),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert_eq!(response_correlation_id(&[0, 0, 1]), None);
     }
 
     #[test]

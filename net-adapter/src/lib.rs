@@ -5,7 +5,9 @@
 //! single-threaded by design, and its fsyncs must not stall the network
 //! runtime. Connection tasks frame and decode requests and hand them to that
 //! thread over a bounded channel; the node thread routes responses back to
-//! each connection's bounded writer queue.
+//! each connection's bounded writer queue. In a cluster, the node's
+//! requests to other nodes go out on one link per peer
+//! ([`peers`](crate::peers)), whose answers come back over the same channel.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -22,7 +24,9 @@ pub mod connection;
 pub mod file_storage;
 pub mod framing;
 pub mod node_thread;
+pub mod peers;
 pub mod server;
 
 pub use file_storage::FileStorage;
+pub use peers::PeerLimits;
 pub use server::{run, Server, ServerConfig};

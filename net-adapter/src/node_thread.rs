@@ -14,13 +14,16 @@
 
 use crate::file_storage::FileStorage;
 use crate::framing::encode_response;
+use crate::peers::{PeerEvent, Peers, SendError};
 use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, RequestKind};
-use seedlog_core::node::{ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output};
+use seedlog_core::node::{
+    ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output, PeerId,
+};
 use seedlog_core::storage::{Storage, StorageError};
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, error, info, warn};
 
@@ -50,6 +53,8 @@ pub enum NodeMessage {
     },
     /// The reader has stopped; sent exactly once per opened connection.
     Closed { connection: ConnectionId },
+    /// News from an outbound link to another node.
+    Peer(PeerEvent),
 }
 
 /// The node's clock: nanoseconds since the Unix epoch, so the core's
@@ -73,6 +78,11 @@ pub struct NodeDriver {
     flushes_pending: Vec<(FlushId, Vec<String>)>,
     /// Messages handled before pending flushes are performed.
     batch_max: usize,
+    peers: Peers,
+    /// Peers whose requests were refused while outputs drained. The node
+    /// hears `PeerUnreachable` once per peer after the drain, not inside
+    /// it, so a node that answers it with a new request cannot spin.
+    peers_refused: BTreeSet<PeerId>,
 }
 
 impl NodeDriver {
@@ -81,6 +91,7 @@ impl NodeDriver {
         storage: FileStorage,
         rng_seed: u64,
         batch_max: usize,
+        peers: Peers,
     ) -> Result<NodeDriver, NodeError> {
         assert!(batch_max > 0, "a batch holds at least one message");
         let node = Node::new(config, storage, rng_seed, now())?;
@@ -89,6 +100,8 @@ impl NodeDriver {
             connections: BTreeMap::new(),
             flushes_pending: Vec::new(),
             batch_max,
+            peers,
+            peers_refused: BTreeSet::new(),
         };
         // Recovery may already want something flushed.
         driver.drain_outputs();
@@ -98,16 +111,27 @@ impl NodeDriver {
 
     /// Serves until `stop` fires (or is dropped) or every sender is gone,
     /// then closes every connection and makes every appended byte durable.
+    /// After `stop` the node shuts down in a controlled way: it serves on
+    /// (clients, peers, timers) while a cluster node's controller moves its
+    /// leaderships away, for `shutdown_timeout` at most.
     pub async fn run(
         mut self,
         mut messages: mpsc::Receiver<NodeMessage>,
         mut stop: oneshot::Receiver<()>,
+        shutdown_timeout: Duration,
     ) -> Result<(), StorageError> {
+        let mut shutdown_deadline: Option<Instant> = None;
         loop {
-            let timer = sleep_until(self.node.poll_timeout());
+            let wake = [self.node.poll_timeout(), shutdown_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let timer = sleep_until(wake);
             tokio::select! {
                 biased;
-                _ = &mut stop => break,
+                _ = &mut stop, if shutdown_deadline.is_none() => {
+                    shutdown_deadline = Some(self.begin_shutdown(shutdown_timeout));
+                }
                 message = messages.recv() => {
                     let Some(message) = message else { break };
                     self.on_message(message);
@@ -122,8 +146,14 @@ impl NodeDriver {
                     self.node.handle_timeout(now());
                     self.drain_outputs();
                 }
+                // Only to come round again: refusals are reported below.
+                () = std::future::ready(()), if !self.peers_refused.is_empty() => {}
             }
+            self.report_refused_peers();
             self.perform_flushes();
+            if shutdown_deadline.is_some_and(|deadline| self.shutdown_may_proceed(deadline)) {
+                break;
+            }
         }
 
         info!(
@@ -132,12 +162,42 @@ impl NodeDriver {
         );
         // Writers send what is already queued, then close; readers stop.
         self.connections.clear();
+        self.peers.close_all();
         self.perform_flushes();
         let storage = self.node.storage_mut();
         let dirty_files = storage.dirty_paths().len();
         storage.sync_all()?;
         info!(dirty_files, "final flush done");
         Ok(())
+    }
+
+    /// Starts the controlled shutdown; returns when it must end at the
+    /// latest.
+    fn begin_shutdown(&mut self, timeout: Duration) -> Instant {
+        if self.node.config().cluster.is_some() {
+            info!(
+                ?timeout,
+                "controlled shutdown: the controller moves this node's leaderships away"
+            );
+        }
+        let now = now();
+        self.node.begin_shutdown(now);
+        self.drain_outputs();
+        now + timeout
+    }
+
+    fn shutdown_may_proceed(&self, deadline: Instant) -> bool {
+        if self.node.shutdown_ready() {
+            return true;
+        }
+        if now() >= deadline {
+            // The controller is unreachable or has no one to hand the
+            // leaderships to (the last node of a cluster): stop anyway,
+            // as Kafka does when its retries run out.
+            warn!("controlled shutdown did not complete in time; stopping");
+            return true;
+        }
+        false
     }
 
     fn on_message(&mut self, message: NodeMessage) {
@@ -186,6 +246,12 @@ impl NodeDriver {
                     .handle(now(), Input::ConnectionClosed { connection });
                 self.drain_outputs();
             }
+            NodeMessage::Peer(event) => {
+                if let Some(input) = self.peers.on_event(std::time::Instant::now(), event) {
+                    self.node.handle(now(), input);
+                    self.drain_outputs();
+                }
+            }
         }
     }
 
@@ -218,13 +284,40 @@ impl NodeDriver {
                     warn!(connection, %reason, "closing connection");
                     self.connections.remove(&connection);
                 }
-                Output::PeerRequest { to, .. } => {
-                    // Peer connections are not wired into the adapter yet:
-                    // report the peer unreachable so the node retries.
-                    warn!(peer = to, "no peer connections in this adapter yet");
-                    self.node.handle(now(), Input::PeerUnreachable { peer: to });
+                Output::PeerRequest {
+                    to,
+                    channel,
+                    address,
+                    header,
+                    body,
+                } => {
+                    let now = std::time::Instant::now();
+                    let sent = self.peers.send(now, to, channel, address, header, &body);
+                    match sent {
+                        Ok(()) => {}
+                        // Routine while a peer is down, or just went.
+                        Err(e @ (SendError::BackingOff(_) | SendError::LinkEnded)) => {
+                            debug!(peer = to, error = %e, "peer request refused");
+                            self.peers_refused.insert(to);
+                        }
+                        Err(e) => {
+                            warn!(peer = to, error = %e, "peer request refused");
+                            self.peers_refused.insert(to);
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// Tells the node of the peers refused in the last drain, once each.
+    /// Refusals while it reacts wait for the next round of the loop.
+    fn report_refused_peers(&mut self) {
+        let refused = std::mem::take(&mut self.peers_refused);
+        let now = now();
+        for peer in refused {
+            self.node.handle(now, Input::PeerUnreachable { peer });
+            self.drain_outputs();
         }
     }
 

@@ -1,10 +1,16 @@
 //! The TCP server: accepts connections, starts the node thread, shuts down
 //! gracefully.
+//!
+//! A node of a cluster has a second listener, the controller listener, where
+//! the other nodes send Raft RPCs and controller requests. It speaks the
+//! same protocol and its connections take the same path as clients' do: the
+//! node tells requests apart by their api key, not by the socket.
 
 use crate::connection::{self, ConnectionLimits};
 use crate::file_storage::{FileStorage, OPEN_FILES_MAX_DEFAULT};
 use crate::framing::REQUEST_BYTES_MAX_DEFAULT;
 use crate::node_thread::{NodeDriver, NodeMessage};
+use crate::peers::{PeerLimits, Peers};
 use anyhow::Context;
 use seedlog_core::node::{ConnectionId, NodeConfig};
 use std::future::Future;
@@ -13,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -21,6 +27,8 @@ use tracing::{debug, error, info, warn};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// A second listener for the other nodes of a cluster; `None` for none.
+    pub controller_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// The node's settings. Its advertised host and port are overwritten
     /// with the bound address, so that port 0 works.
@@ -46,14 +54,20 @@ pub struct ServerConfig {
     pub connection_idle_timeout: Duration,
     /// How long shutdown waits for connections to send queued responses.
     pub drain_timeout: Duration,
+    /// How long a cluster node waits, on shutdown, for the controller to
+    /// move its leaderships away before it stops anyway.
+    pub controlled_shutdown_timeout: Duration,
     /// Seed of the node's RNG; from the clock when `None`.
     pub rng_seed: Option<u64>,
+    /// Outbound connections to the other nodes of a cluster.
+    pub peers: PeerLimits,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> ServerConfig {
         ServerConfig {
             listen,
+            controller_listen: None,
             data_dir: data_dir.into(),
             node: NodeConfig::default(),
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
@@ -65,7 +79,9 @@ impl ServerConfig {
             open_files_max: OPEN_FILES_MAX_DEFAULT,
             connection_idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
+            controlled_shutdown_timeout: Duration::from_secs(10),
             rng_seed: None,
+            peers: PeerLimits::default(),
         }
     }
 
@@ -100,6 +116,7 @@ impl ServerConfig {
             self.responses_queued_per_connection_max >= self.node.in_flight_requests_per_connection_max.min(1024),
             "responses_queued_per_connection_max is below the in-flight request limit: pipelining clients would be closed"
         );
+        self.peers.validate()?;
         Ok(())
     }
 }
@@ -108,6 +125,7 @@ impl ServerConfig {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    controller: Option<TcpListener>,
     node_tx: mpsc::Sender<NodeMessage>,
     node_stop: oneshot::Sender<()>,
     node_done: oneshot::Receiver<anyhow::Result<()>>,
@@ -116,13 +134,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener, opens the storage and starts the node (running
-    /// log recovery), then prints `seedlog listening on ADDRESS` to stdout.
+    /// Binds the listeners, opens the storage and starts the node (running
+    /// log recovery), then prints `seedlog listening on ADDRESS` to stdout,
+    /// and `seedlog controller listening on ADDRESS` if there is a
+    /// controller listener. Must run inside the network runtime: peer links
+    /// are spawned on it.
     pub async fn bind(mut config: ServerConfig) -> anyhow::Result<Server> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let controller = match config.controller_listen {
+            None => None,
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen on {address} (the controller listener)")
+            })?),
+        };
         let local_addr = listener.local_addr()?;
         if !local_addr.ip().is_unspecified() {
             config.node.advertised_host = local_addr.ip().to_string();
@@ -135,11 +162,17 @@ impl Server {
             .rng_seed
             .unwrap_or_else(|| crate::node_thread::now().as_nanos());
         let (node_tx, node_rx) = mpsc::channel(config.node_queue_max);
+        let peers = Peers::new(
+            tokio::runtime::Handle::current(),
+            node_tx.downgrade(),
+            config.peers,
+        );
         let (node_stop, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, node_done) = oneshot::channel();
         let node_config = config.node.clone();
         let batch_max = config.node_batch_max;
+        let shutdown_timeout = config.controlled_shutdown_timeout;
         let node_thread = std::thread::Builder::new()
             .name("seedlog-node".to_string())
             .spawn(move || {
@@ -153,7 +186,8 @@ impl Server {
                         return;
                     }
                 };
-                let driver = match NodeDriver::new(node_config, storage, rng_seed, batch_max) {
+                let driver = match NodeDriver::new(node_config, storage, rng_seed, batch_max, peers)
+                {
                     Ok(driver) => driver,
                     Err(e) => {
                         let _ = ready_tx
@@ -162,7 +196,7 @@ impl Server {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                let result = runtime.block_on(driver.run(node_rx, stop_rx));
+                let result = runtime.block_on(driver.run(node_rx, stop_rx, shutdown_timeout));
                 let _ = done_tx.send(result.context("final flush"));
             })
             .context("cannot spawn the node thread")?;
@@ -175,10 +209,16 @@ impl Server {
         info!(address = %local_addr, data_dir = %config.data_dir.display(), "listening");
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "seedlog listening on {local_addr}")?;
+        if let Some(controller) = &controller {
+            let address = controller.local_addr()?;
+            info!(%address, "controller listener");
+            writeln!(stdout, "seedlog controller listening on {address}")?;
+        }
         stdout.flush()?;
         Ok(Server {
             listener,
             local_addr,
+            controller,
             node_tx,
             node_stop,
             node_done,
@@ -191,20 +231,30 @@ impl Server {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, closes every
-    /// connection (queued responses still go out, within `drain_timeout`),
-    /// completes pending flushes and syncs every file. Fails if the node
-    /// thread dies.
+    /// The bound address of the controller listener, if there is one.
+    pub fn controller_addr(&self) -> Option<SocketAddr> {
+        self.controller.as_ref().and_then(|c| c.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then has the node shut down (a
+    /// cluster node first lets the controller move its leaderships away,
+    /// serving meanwhile), stops accepting, closes every connection (queued
+    /// responses still go out, within `drain_timeout`), completes pending
+    /// flushes and syncs every file. Fails if the node thread dies.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server {
             listener,
             local_addr,
+            controller,
             node_tx,
             node_stop,
             mut node_done,
             node_thread,
             config,
         } = self;
+        // Taken when `shutdown` completes; serving goes on until the node
+        // thread is done.
+        let mut node_stop = Some(node_stop);
         let limits = ConnectionLimits {
             request_bytes_max: config.request_bytes_max,
             responses_queued_max: config.responses_queued_per_connection_max,
@@ -215,21 +265,22 @@ impl Server {
         let request_memory = Arc::new(Semaphore::new(config.request_bytes_in_flight_max));
         let mut connections = JoinSet::new();
         let mut next_connection: ConnectionId = 0;
-        let mut node_result = None;
         tokio::pin!(shutdown);
 
-        loop {
+        let node_result = loop {
             // Reap finished connection tasks so the set stays bounded by
             // the open connections.
             while connections.try_join_next().is_some() {}
             tokio::select! {
                 biased;
-                () = &mut shutdown => break,
-                done = &mut node_done => {
-                    node_result = Some(done);
-                    break;
+                () = &mut shutdown, if node_stop.is_some() => {
+                    info!(address = %local_addr, "shutting down");
+                    if let Some(stop) = node_stop.take() {
+                        let _ = stop.send(());
+                    }
                 }
-                accepted = listener.accept() => {
+                done = &mut node_done => break done,
+                accepted = accept_either(&listener, controller.as_ref()) => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(e) => {
@@ -257,16 +308,11 @@ impl Server {
                     });
                 }
             }
-        }
-
-        info!(address = %local_addr, "shutting down");
-        drop(listener);
-        drop(node_tx);
-        let _ = node_stop.send(());
-        let node_result = match node_result {
-            Some(done) => done,
-            None => node_done.await,
         };
+
+        drop(listener);
+        drop(controller);
+        drop(node_tx);
         // Connections close as the node drops their queues; give their
         // writers the drain time, then cut whatever is left.
         let drained = tokio::time::timeout(config.drain_timeout, async {
@@ -292,6 +338,22 @@ impl Server {
                 anyhow::bail!("the node thread panicked")
             }
         }
+    }
+}
+
+/// The next connection on either listener; both serve the same protocol.
+async fn accept_either(
+    client: &TcpListener,
+    controller: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match controller {
+        None => client.accept().await,
+        // `accept` is cancel-safe: the listener that loses keeps its
+        // pending connection for the next round.
+        Some(controller) => tokio::select! {
+            accepted = client.accept() => accepted,
+            accepted = controller.accept() => accepted,
+        },
     }
 }
 

@@ -29,6 +29,8 @@ const REQUEST_BYTES_MAX: usize = 1024 * 1024;
 
 struct TestServer {
     addr: SocketAddr,
+    /// The controller listener, when the test asked for one.
+    controller_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _data_dir: tempfile::TempDir,
@@ -49,12 +51,14 @@ impl TestServer {
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
         assert!(addr.ip().is_loopback(), "tests listen on loopback only");
+        let controller_addr = server.controller_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            controller_addr,
             stop: Some(stop),
             task: Some(task),
             _data_dir: data_dir,
@@ -184,6 +188,22 @@ async fn well_formed_api_versions_is_answered_and_shutdown_is_clean() {
         assert_eq!(response.error_code, 0, "ApiVersions v{version}");
     }
     drop(stream);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_listener_serves_the_same_protocol() {
+    let server = TestServer::start_with(|config| {
+        config.controller_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let controller = server.controller_addr.expect("a controller listener");
+    assert_ne!(controller, server.addr);
+    assert!(controller.ip().is_loopback());
+    assert_still_serving(controller).await;
+    send_and_expect_close(controller, &raw_frame(&[0xff; 3])).await;
+    assert_still_serving(controller).await;
+    assert_still_serving(server.addr).await;
     server.stop().await;
 }
 
@@ -318,6 +338,15 @@ async fn unsupported_api_versions_version_gets_a_v0_answer() {
     let response = api_versions(&mut stream, 0, 80).await;
     assert_eq!(response.error_code, 0);
     drop(stream);
+    assert_still_serving(server.addr).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inter_node_request_to_a_standalone_broker_closes_the_connection() {
+    let server = TestServer::start().await;
+    let vote = RequestKind::Vote(kafka_protocol::messages::VoteRequest::default());
+    send_and_expect_close(server.addr, &frame(ApiKey::Vote, 2, 1, &vote)).await;
     assert_still_serving(server.addr).await;
     server.stop().await;
 }

@@ -51,6 +51,10 @@ impl Broker {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait: a graceful shutdown.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
@@ -87,9 +91,53 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A port P such that P..P+count and P+100..P+100+count are all free on
+/// 127.0.0.1 right now (the layout `seedlog cluster --base-port` uses: client
+/// ports, then controller ports 100 above). Outside the kernel's ephemeral
+/// range, so that other tests' port-0 listeners do not take them meanwhile,
+/// and never the same ports twice in one test process, whose tests run in
+/// parallel.
+pub fn free_port_base(count: u16) -> u16 {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const FIRST: u32 = 20_000;
+    const LAST: u32 = 28_000;
+    let spread = (LAST - FIRST) / 20;
+    let start = FIRST + std::process::id() % spread * 20;
+    let candidates = (start..LAST)
+        .chain(FIRST..start)
+        .step_by(usize::from(count));
+    let mut handed_out = HANDED_OUT.lock().expect("no test panicked holding it");
+    for base in candidates.take(400) {
+        let base = u16::try_from(base).expect("below 28000");
+        let ports: Vec<u16> = (base..base + count)
+            .chain(base + 100..base + 100 + count)
+            .collect();
+        if ports.iter().any(|port| handed_out.contains(port)) {
+            continue;
+        }
+        let bound: Result<Vec<_>, _> = ports
+            .iter()
+            .map(|port| std::net::TcpListener::bind(("127.0.0.1", *port)))
+            .collect();
+        if bound.is_ok() {
+            handed_out.extend(ports);
+            return base;
+        }
+    }
+    panic!("no {count} free ports (and {count} more 100 above) on 127.0.0.1");
+}
+
 /// Creates a topic through librdkafka's admin client (CreateTopics), with
 /// replication factor 1, and asserts it was created.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_replicated_topic(bootstrap, topic, partitions, 1);
+}
+
+/// Creates a topic with `replication` replicas per partition, as
+/// `create_topic` does.
+pub fn create_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replication: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::config::ClientConfig;
@@ -103,7 +151,11 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         .expect("runtime");
     let results = runtime
         .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(replication),
+            )],
             &AdminOptions::new(),
         ))
         .expect("CreateTopics answered");
@@ -140,12 +192,26 @@ pub fn send_waiting_for_queue_space(
 /// Reads partitions `0..partitions` of `topic` from the beginning with an
 /// assigned (not subscribed) librdkafka consumer until `records` arrived;
 /// asserts each partition comes in offset order without gaps. Returns the
-/// values per partition.
+/// values per partition. Any consumer error fails the test.
 pub fn consume_from_beginning(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     records: usize,
+) -> Vec<Vec<String>> {
+    consume_from_beginning_tolerating(bootstrap, topic, partitions, records, &[])
+}
+
+/// `consume_from_beginning`, where consumer errors with one of these codes
+/// are passed over: after a broker is killed, librdkafka reports its
+/// failing connections (BrokerTransportFailure) while it reads on from the
+/// others.
+pub fn consume_from_beginning_tolerating(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: usize,
+    tolerated: &[rdkafka::types::RDKafkaErrorCode],
 ) -> Vec<Vec<String>> {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -180,7 +246,16 @@ pub fn consume_from_beginning(
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let message = message.expect("no consumer error");
+        let message = match message {
+            Ok(message) => message,
+            Err(e)
+                if e.rdkafka_error_code()
+                    .is_some_and(|c| tolerated.contains(&c)) =>
+            {
+                continue
+            }
+            Err(e) => panic!("consumer error: {e}"),
+        };
         let p = message.partition() as usize;
         assert_eq!(
             message.offset(),
@@ -191,6 +266,59 @@ pub fn consume_from_beginning(
         values[p]
             .push(String::from_utf8(message.payload().expect("a value").to_vec()).expect("utf-8"));
         total += 1;
+    }
+    values
+}
+
+/// The value `produce_values` gives record `i`.
+pub fn record_value(i: usize) -> String {
+    format!("value-{i:06}")
+}
+
+/// Produces records `range` with acks=all through librdkafka, record `i`
+/// to partition `i % partitions` with key `i` and value `record_value(i)`,
+/// and waits until every one is acknowledged. `settings` are added to (or
+/// override) the producer's configuration.
+pub fn produce_values(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    range: std::ops::Range<usize>,
+    settings: &[(&str, &str)],
+) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let producer: BaseProducer = config.create().expect("producer");
+    for i in range {
+        let partition = (i % partitions as usize) as i32;
+        let key = i.to_string();
+        let value = record_value(i);
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+        send_waiting_for_queue_space(&producer, record);
+    }
+    producer
+        .flush(std::time::Duration::from_secs(120))
+        .expect("every record acknowledged");
+}
+
+/// What `consume_from_beginning` returns after `produce_values` of
+/// `0..records`.
+pub fn expected_values(partitions: i32, records: usize) -> Vec<Vec<String>> {
+    let mut values = vec![Vec::new(); partitions as usize];
+    for i in 0..records {
+        values[i % partitions as usize].push(record_value(i));
     }
     values
 }

@@ -25,6 +25,7 @@
 //! ```
 
 mod testing;
+pub(crate) mod varint;
 
 #[doc(hidden)]
 pub use testing::{build_batch, decode_records_for_test, DecodedRecord, TestRecord};
@@ -52,11 +53,13 @@ const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
 const RECORDS_COUNT_AT: usize = 57;
 
-const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
 const ATTRIBUTE_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
 const ATTRIBUTE_CONTROL: i16 = 0x20;
-const ATTRIBUTE_DELETE_HORIZON: i16 = 0x40;
+/// KIP-534: set by compaction on a batch holding tombstones; the base
+/// timestamp is then the time after which they may be removed.
+pub(crate) const ATTRIBUTE_DELETE_HORIZON: i16 = 0x40;
 
 /// Kafka error codes a bad batch maps to.
 pub mod error_codes {
@@ -100,6 +103,12 @@ pub enum BatchError {
     /// No batch at all where at least one is required.
     #[error("empty record set")]
     Empty,
+    /// A record without a key for a compacted topic: compaction keeps the
+    /// latest record per key, so a keyless record has no place there.
+    #[error(
+        "a compacted topic cannot accept a record without a key (offset delta {offset_delta})"
+    )]
+    NullKeyInCompactedTopic { offset_delta: i32 },
 }
 
 impl BatchError {
@@ -120,7 +129,8 @@ impl BatchError {
             BatchError::TooLarge { .. } => MESSAGE_TOO_LARGE,
             BatchError::InvalidRecordCount { .. }
             | BatchError::InvalidCompression { .. }
-            | BatchError::Empty => INVALID_RECORD,
+            | BatchError::Empty
+            | BatchError::NullKeyInCompactedTopic { .. } => INVALID_RECORD,
         }
     }
 }
@@ -305,8 +315,7 @@ impl BatchHeader {
             return Err(BatchError::UnsupportedMagic { magic });
         }
         let codec = self.compression_codec();
-        let compression =
-            Compression::from_codec(codec).ok_or(BatchError::InvalidCompression { codec })?;
+        Compression::from_codec(codec).ok_or(BatchError::InvalidCompression { codec })?;
         let records_count = self.records_count();
         let last_offset_delta = self.last_offset_delta();
         let bad_count = BatchError::InvalidRecordCount {
@@ -316,25 +325,36 @@ impl BatchHeader {
         if last_offset_delta < 0 || records_count < 0 {
             return Err(bad_count);
         }
-        // A control batch (a transaction marker) still holds one record,
-        // but compaction may leave a batch of any kind empty; only
-        // non-control batches must hold records on the produce path.
+        // Compaction leaves batches with fewer records than offsets (it
+        // keeps a batch's offset range) and empty batches (see
+        // `log::compaction`), so a batch read back from a log or copied from
+        // a leader may have gaps, never overlaps. Producers are held to
+        // more by [`BatchHeader::check_produced`].
+        if records_count > last_offset_delta.saturating_add(1) {
+            return Err(bad_count);
+        }
+        Ok(())
+    }
+
+    /// What a batch from a producer must also satisfy, beyond
+    /// [`BatchHeader::check_header`]: data batches hold records, and
+    /// uncompressed ones are dense (one record per offset). Compressed
+    /// ones may claim gaps, which cannot be checked without decompressing.
+    pub fn check_produced(&self) -> Result<(), BatchError> {
+        let records_count = self.records_count();
+        let last_offset_delta = self.last_offset_delta();
+        let bad_count = BatchError::InvalidRecordCount {
+            records_count,
+            last_offset_delta,
+        };
         if records_count == 0 && !self.is_control() {
             return Err(bad_count);
         }
-        if records_count > 0 {
-            let expected_delta = records_count - 1;
-            let consistent = match compression {
-                // Uncompressed batches from producers are dense.
-                Compression::None => last_offset_delta == expected_delta,
-                // Compressed ones may have gaps (compaction keeps the
-                // original delta); the records cannot be checked without
-                // decompressing, which this broker never does.
-                _ => last_offset_delta >= expected_delta,
-            };
-            if !consistent {
-                return Err(bad_count);
-            }
+        if self.compression() == Some(Compression::None)
+            && records_count > 0
+            && last_offset_delta != records_count - 1
+        {
+            return Err(bad_count);
         }
         Ok(())
     }
@@ -416,6 +436,65 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
         "a batch starts with a 12-byte log overhead"
     );
     batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// The header fields a batch rebuilt by compaction may change; its base
+/// offset, leader epoch and magic come from the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RebuiltFields {
+    pub(crate) attributes: i16,
+    pub(crate) last_offset_delta: i32,
+    pub(crate) base_timestamp: i64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
+    pub(crate) records_count: i32,
+}
+
+impl RebuiltFields {
+    /// The fields of `header` as they are.
+    pub(crate) fn of(header: &BatchHeader) -> RebuiltFields {
+        RebuiltFields {
+            attributes: header.attributes(),
+            last_offset_delta: header.last_offset_delta(),
+            base_timestamp: header.base_timestamp(),
+            max_timestamp: header.max_timestamp(),
+            producer_id: header.producer_id(),
+            producer_epoch: header.producer_epoch(),
+            base_sequence: header.base_sequence(),
+            records_count: header.records_count(),
+        }
+    }
+}
+
+/// A whole batch: `original`'s base offset, leader epoch and magic, then
+/// `fields`, then `records` (the records section as stored: compressed
+/// when the attributes say so), with its length and CRC computed.
+pub(crate) fn assemble_batch(
+    original: &BatchHeader,
+    fields: &RebuiltFields,
+    records: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+    out.extend_from_slice(&original.as_bytes()[..CRC_AT]);
+    out.extend_from_slice(&0u32.to_be_bytes()); // the CRC, computed below
+    out.extend_from_slice(&fields.attributes.to_be_bytes());
+    out.extend_from_slice(&fields.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&fields.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&fields.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&fields.producer_id.to_be_bytes());
+    out.extend_from_slice(&fields.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&fields.base_sequence.to_be_bytes());
+    out.extend_from_slice(&fields.records_count.to_be_bytes());
+    assert_eq!(out.len(), BATCH_HEADER_LEN, "the v2 header layout");
+    out.extend_from_slice(records);
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .expect("a rebuilt batch is no larger than a segment");
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_COVERED_FROM..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// Rewrites `partitionLeaderEpoch` in place, outside the CRC'd range too.

@@ -1,6 +1,7 @@
 //! Encoding and decoding of whole batches, for tests and the simulator's
 //! producers and consumers only. The broker itself never decodes records.
 
+use super::varint::{put_varlong, read_varlong};
 use super::{
     validate_batch, BatchIter, BATCH_HEADER_LEN, BATCH_LENGTH_AT, CRC_AT, CRC_COVERED_FROM,
     LOG_OVERHEAD, MAGIC_V2,
@@ -11,33 +12,9 @@ pub type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// An owned (key, value) pair as [`decode_records_for_test`] returns it.
 pub type DecodedRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    // Zigzag, then base-128 little-endian groups (protobuf style), as
-    // Kafka's ByteUtils.writeVarlong does.
-    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-    // At most 10 groups of 7 bits hold 64 bits.
-    for _ in 0..10 {
-        if zigzag < 0x80 {
-            out.push(zigzag as u8);
-            return;
-        }
-        out.push((zigzag as u8 & 0x7f) | 0x80);
-        zigzag >>= 7;
-    }
-    unreachable!("a u64 needs at most 10 varint groups");
-}
-
+/// Reads a varint of a batch the test encoder or a broker wrote.
 fn get_varlong(bytes: &[u8], position: &mut usize) -> i64 {
-    let mut zigzag: u64 = 0;
-    for group in 0..10 {
-        let byte = bytes[*position];
-        *position += 1;
-        zigzag |= u64::from(byte & 0x7f) << (7 * group);
-        if byte & 0x80 == 0 {
-            return ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-        }
-    }
-    panic!("varint longer than 10 bytes at {position}");
+    read_varlong(bytes, position).unwrap_or_else(|| panic!("bad varint at {position}"))
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
@@ -147,25 +124,4 @@ pub fn decode_records_for_test(batch: &[u8]) -> Vec<DecodedRecord> {
         iter.tail_error()
     );
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varlong_round_trips_edges() {
-        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i64::MAX, i64::MIN] {
-            let mut buf = Vec::new();
-            put_varlong(&mut buf, value);
-            let mut position = 0;
-            assert_eq!(get_varlong(&buf, &mut position), value);
-            assert_eq!(position, buf.len());
-        }
-        // Kafka's zigzag: -1 encodes as 1, 1 as 2.
-        let mut buf = Vec::new();
-        put_varlong(&mut buf, -1);
-        put_varlong(&mut buf, 1);
-        assert_eq!(buf, vec![1, 2]);
-    }
 }

@@ -162,18 +162,33 @@ fn set_i32(batch: &mut [u8], at: usize, value: i32) {
 
 #[test]
 fn inconsistent_record_counts_are_invalid() {
+    // (records count, last offset delta, whether a log may hold it):
+    // compaction leaves empty batches and batches with gaps, which only
+    // producers may not send.
     let cases = [
-        (0, 2),  // no records in a data batch
-        (-1, 2), // negative count
-        (2, 2),  // uncompressed: delta must be count - 1
-        (4, 2),
+        (-1, 2, false), // negative count
+        (4, 2, false),  // more records than offsets
+        (0, 2, true),   // emptied by compaction
+        (2, 2, true),   // uncompressed with a gap: a record compacted away
     ];
-    for (records_count, last_offset_delta) in cases {
+    for (records_count, last_offset_delta, compacted) in cases {
         let mut batch = sample();
         set_i32(&mut batch, RECORDS_COUNT_AT, records_count);
         set_i32(&mut batch, LAST_OFFSET_DELTA_AT, last_offset_delta);
         fix_crc(&mut batch);
-        let error = validate_batch(&batch, MAX).unwrap_err();
+        let error = match validate_batch(&batch, MAX) {
+            Ok(header) => {
+                assert!(compacted, "({records_count}, {last_offset_delta}) accepted");
+                header.check_produced().unwrap_err()
+            }
+            Err(error) => {
+                assert!(
+                    !compacted,
+                    "({records_count}, {last_offset_delta}): {error}"
+                );
+                error
+            }
+        };
         assert_eq!(
             error,
             BatchError::InvalidRecordCount {
@@ -190,6 +205,10 @@ fn inconsistent_record_counts_are_invalid() {
         validate_batch(&batch, MAX),
         Err(BatchError::InvalidRecordCount { .. })
     ));
+    validate_batch(&sample(), MAX)
+        .unwrap()
+        .check_produced()
+        .expect("a dense batch from a producer");
 }
 
 #[test]

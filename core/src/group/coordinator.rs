@@ -141,7 +141,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(member_id: &str, error: i16) -> JoinResult {
+    pub fn error(member_id: &str, error: i16) -> JoinResult {
         JoinResult {
             error,
             generation_id: -1,

@@ -17,6 +17,7 @@
 //! records will make a replica's coordinator take over after fail-over.
 
 mod classic;
+pub mod consumer_groups;
 mod coordinator;
 mod member;
 mod offsets;

@@ -7,7 +7,9 @@
 //! - `{base_offset:020}.log`: segments, whole v2 batches back to back;
 //! - `leader-epoch-checkpoint`: the leader epoch cache, Kafka's text format;
 //! - `log-start-offset`: the log start offset, written when DeleteRecords
-//!   moves it past the first segment's base offset.
+//!   moves it past the first segment's base offset;
+//! - `cleaner-offset-checkpoint`: where the last compaction pass ended
+//!   (see [`compaction`]).
 //!
 //! There are no index files: the sparse offset and time indexes live in
 //! memory and are rebuilt on open by scanning batch headers (see
@@ -22,10 +24,12 @@
 //! ahead of the data, which open then reconciles (epoch entries beyond the
 //! log end are dropped, a log start beyond it empties the log).
 
+pub mod compaction;
 mod epoch_cache;
 mod index;
 mod segment;
 
+pub use compaction::{CleanerStats, CleanupPolicy, CompactionStep};
 pub use epoch_cache::{EpochCacheView, LeaderEpochCache, LEADER_EPOCH_CHECKPOINT};
 
 use crate::batch::{
@@ -61,6 +65,15 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `max.message.bytes`: the largest batch accepted.
     pub max_message_bytes: u32,
+    /// `cleanup.policy`: retention deletes old segments, compaction keeps
+    /// the latest record per key, or both.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone outlives the first
+    /// compaction pass that saw it.
+    pub delete_retention_ms: u64,
+    /// `min.cleanable.dirty.ratio` in millionths: a compaction pass starts
+    /// when the never-compacted bytes exceed this share of the closed ones.
+    pub min_cleanable_dirty_ratio_ppm: u32,
 }
 
 impl Default for LogConfig {
@@ -72,6 +85,9 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             index_interval_bytes: 4096,
             max_message_bytes: 1024 * 1024 + 12,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio_ppm: compaction::RATIO_PPM_ONE / 2,
         }
     }
 }
@@ -153,6 +169,7 @@ pub struct PartitionLog {
     synced_offset: i64,
     /// Segment paths appended to or created since the last `mark_synced`.
     unsynced: BTreeSet<String>,
+    cleaner: compaction::Cleaner,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -179,6 +196,10 @@ fn check_config(config: &LogConfig) {
         config.max_message_bytes > 0,
         "max.message.bytes must be positive"
     );
+    assert!(
+        config.min_cleanable_dirty_ratio_ppm <= compaction::RATIO_PPM_ONE,
+        "min.cleanable.dirty.ratio is at most 1"
+    );
 }
 
 /// Reads a small checkpoint file whole, `None` when it does not exist.
@@ -199,10 +220,11 @@ fn read_small_file(storage: &mut dyn Storage, path: &str) -> Result<Option<Bytes
     Ok(Some(storage.read_at(path, 0, len as usize)?))
 }
 
-fn parse_log_start_checkpoint(path: &str, bytes: &[u8]) -> Result<i64, StorageError> {
+/// Parses a checkpoint holding one offset: a version line `0`, then it.
+fn parse_offset_checkpoint(path: &str, bytes: &[u8]) -> Result<i64, StorageError> {
     let bad = || StorageError::Io {
         path: path.to_string(),
-        message: "malformed log start offset checkpoint".to_string(),
+        message: "malformed offset checkpoint".to_string(),
     };
     let text = std::str::from_utf8(bytes).map_err(|_| bad())?;
     let mut lines = text.lines();
@@ -273,7 +295,7 @@ impl PartitionLog {
         };
         let start_path = join(dir, LOG_START_OFFSET_CHECKPOINT);
         let start_checkpoint = match read_small_file(storage, &start_path)? {
-            Some(bytes) => Some(parse_log_start_checkpoint(&start_path, &bytes)?),
+            Some(bytes) => Some(parse_offset_checkpoint(&start_path, &bytes)?),
             None => None,
         };
 
@@ -331,6 +353,7 @@ impl PartitionLog {
             epoch_cache,
             synced_offset: 0,
             unsynced: BTreeSet::new(),
+            cleaner: compaction::Cleaner::default(),
         };
         if log.segments.is_empty() {
             let base_offset = start_checkpoint.unwrap_or(0);
@@ -352,6 +375,7 @@ impl PartitionLog {
         if epochs_changed {
             log.write_epoch_checkpoint(storage)?;
         }
+        log.cleaner = compaction::Cleaner::load(storage, dir, start, end)?;
 
         let active = log
             .segments
@@ -383,6 +407,8 @@ impl PartitionLog {
     /// New settings apply from the next append or retention pass.
     pub fn set_config(&mut self, config: LogConfig) {
         check_config(&config);
+        self.cleaner
+            .on_config_changed(config.cleanup_policy.compacts());
         self.config = config;
     }
     pub fn log_start_offset(&self) -> i64 {
@@ -456,6 +482,12 @@ impl PartitionLog {
             );
         }
         let batch_count = validate_batches(records, self.config.max_message_bytes)?;
+        for (_, header) in BatchIter::new(records) {
+            header.check_produced()?;
+        }
+        if self.config.cleanup_policy.compacts() {
+            compaction::check_keys_present(records)?;
+        }
         let first_offset = self.log_end_offset();
 
         // The checkpoint goes first: a crash then leaves an entry past the
@@ -912,8 +944,9 @@ impl PartitionLog {
     }
 
     /// Deletes whole segments past `retention.bytes` or older than
-    /// `retention.ms` (never the active segment), and rolls the active segment
-    /// when `segment.ms` has elapsed. Returns how many segments were deleted.
+    /// `retention.ms` (never the active segment; only when `cleanup.policy`
+    /// deletes), and rolls the active segment when `segment.ms` has elapsed.
+    /// Returns how many segments were deleted.
     ///
     /// Like Kafka, deletion is by prefix: it stops at the first segment that
     /// must stay, even if a later one has older timestamps.
@@ -929,7 +962,7 @@ impl PartitionLog {
         let mut deleted = self.delete_segments_below_start(storage)?;
         let expired_before_ms = now.unix_millis().saturating_sub(self.config.retention_ms);
         // At most one deletion per non-active segment.
-        while self.segments.len() > 1 {
+        while self.config.cleanup_policy.deletes() && self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let by_size = self.config.retention_bytes >= 0
                 && self.size_bytes - oldest.size_bytes >= self.config.retention_bytes as u64;
@@ -1069,6 +1102,7 @@ impl PartitionLog {
     fn after_truncation(&mut self, storage: &mut dyn Storage) -> Result<(), LogError> {
         let end = self.log_end_offset();
         self.synced_offset = self.synced_offset.min(end);
+        self.cleaner.on_truncated(end);
         if self.epoch_cache.truncate_from_end(end) {
             self.write_epoch_checkpoint(storage)?;
         }
@@ -1171,6 +1205,8 @@ impl PartitionLog {
                 "unsynced path {path} is not a live segment"
             );
         }
+        self.cleaner
+            .check_invariants(self.active().base_offset, log_end_offset);
     }
 }
 

@@ -39,6 +39,10 @@ pub(crate) struct Segment {
     /// When the first batch went in (or when the log was opened, for a
     /// segment found on disk): the clock `segment.ms` runs from.
     pub(crate) created_at: Option<Instant>,
+    /// The earliest KIP-534 delete horizon among the batches (compaction
+    /// sets one on a batch holding tombstones): from then on a compaction
+    /// pass can remove some. `None` when no batch has one.
+    pub(crate) delete_horizon_ms_min: Option<i64>,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     bytes_since_index_entry: u64,
@@ -63,6 +67,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: None,
             created_at: None,
+            delete_horizon_ms_min: None,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             bytes_since_index_entry: 0,
@@ -113,6 +118,13 @@ impl Segment {
             self.max_timestamp
                 .map_or(header.max_timestamp(), |ts| ts.max(header.max_timestamp())),
         );
+        if header.has_delete_horizon() {
+            let horizon_ms = header.base_timestamp();
+            self.delete_horizon_ms_min = Some(
+                self.delete_horizon_ms_min
+                    .map_or(horizon_ms, |min| min.min(horizon_ms)),
+            );
+        }
     }
 
     /// Reads the header of the batch at `position`, which the log already

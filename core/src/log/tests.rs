@@ -19,6 +19,7 @@ fn config() -> LogConfig {
         retention_ms: -1,
         index_interval_bytes: 256,
         max_message_bytes: 1024 * 1024,
+        ..LogConfig::default()
     }
 }
 

@@ -43,6 +43,8 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::PushTelemetry, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Requests between the nodes of a cluster (KRaft, the controller's broker
@@ -125,7 +127,7 @@ mod tests {
             assert!(!supports(*key, max + 1));
         }
         assert!(
-            !supports(ApiKey::ConsumerGroupHeartbeat, 0),
+            !supports(ApiKey::AddPartitionsToTxn, 0),
             "not implemented, so not advertised"
         );
     }

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     /// expire this long after the later of their commit and the group
     /// becoming Empty.
     pub offsets_retention_minutes: u64,
+    /// Group-coordination bugs for the simulator (KIP-848 groups), all off.
+    pub group_bugs: crate::group::consumer_groups::GroupBugs,
     /// `None`: a standalone broker (the node is its own cluster, topics live
     /// in `meta/topics.json`). `Some`: one node of a KRaft cluster.
     pub cluster: Option<ClusterConfig>,
@@ -143,6 +145,7 @@ impl Default for NodeConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 1_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            group_bugs: Default::default(),
             cluster: None,
         }
     }

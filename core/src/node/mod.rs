@@ -23,6 +23,7 @@ pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
 
 use crate::group::Coordinator;
+use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
 use flush::Flusher;
@@ -76,6 +77,8 @@ pub struct Node<S: Storage> {
     group_writes: Vec<GroupWriteWait>,
     /// Set on a node of a multi-node cluster.
     cluster: Option<cluster::Cluster>,
+    /// Groups of the KIP-848 consumer protocol.
+    consumer_groups: crate::group::consumer_groups::ConsumerGroups,
 }
 
 impl<S: Storage> Node<S> {
@@ -94,6 +97,7 @@ impl<S: Storage> Node<S> {
         }
         let groups = Coordinator::new(coordinator_config(&config));
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
+        let group_bugs = config.group_bugs;
         let cluster = match &config.cluster {
             Some(cluster_config) => {
                 let incarnation_id = {
@@ -121,6 +125,12 @@ impl<S: Storage> Node<S> {
             rng,
             now,
             cluster,
+            consumer_groups: crate::group::consumer_groups::ConsumerGroups::new(
+                crate::group::consumer_groups::ConsumerGroupsConfig {
+                    bugs: group_bugs,
+                    ..Default::default()
+                },
+            ),
             topics,
             producer_ids,
             outputs: VecDeque::new(),
@@ -236,10 +246,14 @@ impl<S: Storage> Node<S> {
         self.expire_delayed_fetches();
         self.expire_produces();
         self.groups.handle_timeout(now);
+        self.consumer_groups.handle_timeout(now);
         if now >= self.retention_check_at {
-            self.retention_check_at =
-                now + Duration::from_millis(self.config.retention_check_interval_ms);
-            self.enforce_retention();
+            // A compaction pass goes a segment per check: come back soon.
+            let mut interval_ms = self.config.retention_check_interval_ms;
+            if self.enforce_retention() {
+                interval_ms = interval_ms.min(COMPACTION_STEP_INTERVAL_MS);
+            }
+            self.retention_check_at = now + Duration::from_millis(interval_ms);
             self.groups.expire_offsets(now);
         }
         self.after_input();
@@ -256,6 +270,7 @@ impl<S: Storage> Node<S> {
         let flush_retry = self.flusher.retry_at();
         let groups = self.groups.next_timeout();
         let produce = self.produce_deadline();
+        let consumer_groups = self.consumer_groups.next_timeout();
         let cluster = self
             .cluster
             .as_ref()
@@ -272,6 +287,7 @@ impl<S: Storage> Node<S> {
             flush_retry,
             groups,
             produce,
+            consumer_groups,
         ]
         .into_iter()
         .flatten()
@@ -286,6 +302,7 @@ impl<S: Storage> Node<S> {
         self.topics.check_invariants();
         self.responder.check_invariants();
         self.groups.check_invariants();
+        self.consumer_groups.check_invariants();
         if let Some(cluster) = &self.cluster {
             cluster.check_invariants();
         }
@@ -476,6 +493,15 @@ impl<S: Storage> Node<S> {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
             }
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                let client_id = header.client_id.as_ref().map(|c| c.to_string());
+                let response = self.handle_consumer_group_heartbeat(client_id.as_deref(), &r);
+                reply(self, ResponseKind::ConsumerGroupHeartbeat(response))
+            }
+            RequestKind::ConsumerGroupDescribe(r) => {
+                let response = self.handle_consumer_group_describe(&r);
+                reply(self, ResponseKind::ConsumerGroupDescribe(response))
+            }
             RequestKind::DescribeTopicPartitions(r) => {
                 let response = self.handle_describe_topic_partitions(&r);
                 reply(self, ResponseKind::DescribeTopicPartitions(response))
@@ -592,8 +618,11 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    fn enforce_retention(&mut self) {
+    /// Retention, then one compaction step, per partition. True while a
+    /// compaction pass is under way somewhere.
+    fn enforce_retention(&mut self) -> bool {
         let now = self.now;
+        let mut compacting = false;
         for topic in self.topics.iter_mut() {
             for p in topic.partitions.values_mut() {
                 match p.log.enforce_retention(&mut self.storage, now) {
@@ -604,8 +633,13 @@ impl<S: Storage> Node<S> {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(dir = p.log.dir(), error = %e, "retention failed"),
                 }
+                if let Err(e) = p.log.compact_step(&mut self.storage, now, p.high_watermark) {
+                    tracing::warn!(dir = p.log.dir(), error = %e, "compaction failed");
+                }
+                compacting |= p.log.compaction_in_progress();
             }
         }
+        compacting
     }
 
     fn random_uuid(&mut self) -> uuid::Uuid {

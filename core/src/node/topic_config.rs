@@ -1,7 +1,8 @@
 //! Topic configs: the catalogue of names the node knows, their validation,
 //! and the effective value of each (topic override, else broker default).
 
-use crate::log::LogConfig;
+use crate::log::compaction::RATIO_PPM_ONE;
+use crate::log::{CleanupPolicy, LogConfig};
 use std::collections::BTreeMap;
 
 /// Where a config value came from, Kafka's `ConfigSource` codes.
@@ -18,15 +19,24 @@ enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Long { min: i64 },
-    Int { min: i64 },
+    Long {
+        min: i64,
+    },
+    Int {
+        min: i64,
+    },
     Bool,
     OneOf(&'static [&'static str]),
+    /// A double in [0, 1].
+    Ratio,
+    /// `cleanup.policy`'s list of `compact` and `delete`.
+    CleanupPolicy,
 }
 
 struct ConfigDef {
@@ -39,11 +49,15 @@ struct ConfigDef {
 const CATALOGUE: &[ConfigDef] = &[
     ConfigDef {
         name: "cleanup.policy",
-        kind: Kind::OneOf(&["delete"]),
+        kind: Kind::CleanupPolicy,
     },
     ConfigDef {
         name: "compression.type",
         kind: Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        kind: Kind::Long { min: 0 },
     },
     ConfigDef {
         name: "index.interval.bytes",
@@ -56,6 +70,10 @@ const CATALOGUE: &[ConfigDef] = &[
     ConfigDef {
         name: "message.timestamp.type",
         kind: Kind::OneOf(&["CreateTime"]),
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        kind: Kind::Ratio,
     },
     ConfigDef {
         name: "min.insync.replicas",
@@ -126,17 +144,40 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 ))
             }
         }
+        Kind::Ratio => parse_ratio_ppm(value).map(|_| ()).ok_or_else(|| {
+            format!("invalid value '{value}' for '{name}': expected a number in [0, 1]")
+        }),
+        Kind::CleanupPolicy => CleanupPolicy::parse(value).map(|_| ()).ok_or_else(|| {
+            format!(
+                "invalid value '{value}' for '{name}': expected 'delete', 'compact' or 'compact,delete'"
+            )
+        }),
     }
+}
+
+/// A ratio in [0, 1] as millionths (how `LogConfig` keeps it, exactly).
+fn parse_ratio_ppm(value: &str) -> Option<u32> {
+    let ratio: f64 = value.trim().parse().ok()?;
+    if !(0.0..=1.0).contains(&ratio) {
+        return None; // also NaN
+    }
+    Some((ratio * f64::from(RATIO_PPM_ONE)).round() as u32)
+}
+
+fn format_ratio_ppm(ppm: u32) -> String {
+    (f64::from(ppm) / f64::from(RATIO_PPM_ONE)).to_string()
 }
 
 /// The broker-wide default of each config, as a string.
 fn default_value(name: &str, defaults: &LogConfig) -> String {
     match name {
-        "cleanup.policy" => "delete".into(),
+        "cleanup.policy" => defaults.cleanup_policy.as_str().into(),
+        "delete.retention.ms" => defaults.delete_retention_ms.to_string(),
         "compression.type" => "producer".into(),
         "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
         "max.message.bytes" => defaults.max_message_bytes.to_string(),
         "message.timestamp.type" => "CreateTime".into(),
+        "min.cleanable.dirty.ratio" => format_ratio_ppm(defaults.min_cleanable_dirty_ratio_ppm),
         "min.insync.replicas" => "1".into(),
         "retention.bytes" => defaults.retention_bytes.to_string(),
         "retention.ms" => defaults.retention_ms.to_string(),
@@ -153,6 +194,8 @@ fn config_type(kind: Kind) -> ConfigType {
         Kind::Int { .. } => ConfigType::Int,
         Kind::Bool => ConfigType::Boolean,
         Kind::OneOf(_) => ConfigType::String,
+        Kind::Ratio => ConfigType::Double,
+        Kind::CleanupPolicy => ConfigType::List,
     }
 }
 
@@ -177,16 +220,11 @@ pub fn describe(
                 Some(v) => (v.clone(), ConfigSource::TopicOverride),
                 None => (default_value(d.name, defaults), ConfigSource::Default),
             };
-            let kind = if d.name == "cleanup.policy" {
-                ConfigType::List
-            } else {
-                config_type(d.kind)
-            };
             DescribedConfig {
                 name: d.name,
                 value,
                 source,
-                config_type: kind as i8,
+                config_type: config_type(d.kind) as i8,
             }
         })
         .collect();
@@ -202,10 +240,22 @@ pub fn log_config(overrides: &BTreeMap<String, String>, defaults: &LogConfig) ->
             validate(name, value).is_ok(),
             "overrides are validated before they are stored"
         );
+        match name.as_str() {
+            "cleanup.policy" => {
+                config.cleanup_policy = CleanupPolicy::parse(value).expect("validated");
+                continue;
+            }
+            "min.cleanable.dirty.ratio" => {
+                config.min_cleanable_dirty_ratio_ppm = parse_ratio_ppm(value).expect("validated");
+                continue;
+            }
+            _ => {}
+        }
         let Ok(number) = value.parse::<i64>() else {
             continue;
         };
         match name.as_str() {
+            "delete.retention.ms" => config.delete_retention_ms = number as u64,
             "index.interval.bytes" => config.index_interval_bytes = number as u32,
             "max.message.bytes" => config.max_message_bytes = number as u32,
             "retention.bytes" => config.retention_bytes = number,
@@ -239,6 +289,53 @@ mod tests {
             .unwrap_err()
             .contains("unknown"));
         assert!(validate("unclean.leader.election.enable", "yes").is_err());
+        assert!(validate("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate("cleanup.policy", "compact").is_ok());
+        let err = validate("cleanup.policy", "shred").unwrap_err();
+        assert!(err.contains("cleanup.policy"), "{err}");
+        assert!(validate("min.cleanable.dirty.ratio", "0.25").is_ok());
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            let err = validate("min.cleanable.dirty.ratio", bad).unwrap_err();
+            assert!(err.contains("min.cleanable.dirty.ratio"), "{err}");
+        }
+        assert!(validate("delete.retention.ms", "-1")
+            .unwrap_err()
+            .contains("delete.retention.ms"));
+    }
+
+    #[test]
+    fn compaction_configs_reach_the_log_config() {
+        let defaults = LogConfig::default();
+        let described = describe(&BTreeMap::new(), &defaults);
+        let value = |name: &str| {
+            described
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| (c.value.clone(), c.config_type))
+                .unwrap()
+        };
+        assert_eq!(
+            value("cleanup.policy"),
+            ("delete".into(), ConfigType::List as i8)
+        );
+        assert_eq!(value("delete.retention.ms").0, "86400000");
+        assert_eq!(
+            value("min.cleanable.dirty.ratio"),
+            ("0.5".into(), ConfigType::Double as i8)
+        );
+
+        let overrides: BTreeMap<String, String> = [
+            ("cleanup.policy", "delete, compact"),
+            ("delete.retention.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = log_config(&overrides, &defaults);
+        assert_eq!(config.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(config.delete_retention_ms, 1000);
+        assert_eq!(config.min_cleanable_dirty_ratio_ppm, 10_000);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 /// The offsets topic keeps the groups' state: no time or size retention.
-const OFFSETS_TOPIC_CONFIGS: [(&str, &str); 3] = [
+const OFFSETS_TOPIC_CONFIGS: [(&str, &str); 4] = [
+    ("cleanup.policy", "compact"),
     ("retention.ms", "-1"),
     ("retention.bytes", "-1"),
     ("max.message.bytes", "104857600"),
@@ -82,7 +83,11 @@ impl<S: Storage> Node<S> {
         let owned = self.groups.owns_partition(partition);
         match (leads, owned) {
             (true, false) => self.load_offsets_partition(partition),
-            (false, true) => self.groups.unload_partition(partition),
+            (false, true) => {
+                self.groups.unload_partition(partition);
+                let groups = &self.groups;
+                self.consumer_groups.retain_groups(|id| groups.owns(id));
+            }
             _ => {}
         }
     }

@@ -193,7 +193,7 @@ impl<S: Storage> Node<S> {
 
     /// Creates `__consumer_offsets` on first use. Its records must outlive
     /// time and size retention (they are the groups' state), so both are
-    /// off; the log is not compacted yet, so it only grows.
+    /// off; compaction keeps the latest record per key, as Kafka's does.
     pub(crate) fn ensure_offsets_topic(&mut self) -> Result<(), i16> {
         if self.topics.contains(OFFSETS_TOPIC) {
             return Ok(());
@@ -204,6 +204,8 @@ impl<S: Storage> Node<S> {
             return Err(ResponseError::NotCoordinator.code());
         }
         let overrides: BTreeMap<String, String> = [
+            // Kafka's: the latest record per key is the groups' state.
+            ("cleanup.policy", "compact"),
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
             ("max.message.bytes", "104857600"),
@@ -431,6 +433,16 @@ impl<S: Storage> Node<S> {
         request: JoinGroupRequest,
         version: i16,
     ) {
+        if self.consumer_groups.contains(request.group_id.as_str()) {
+            // The group runs KIP-848 here: a classic member cannot join it.
+            let result = crate::group::JoinResult::error(
+                request.member_id.as_str(),
+                ResponseError::InconsistentGroupProtocol.code(),
+            );
+            let body = ResponseKind::JoinGroup(join_response(result, version));
+            self.responder.complete(slot, body, &mut self.outputs);
+            return;
+        }
         let client_id = truncate(client_id.unwrap_or(""), CLIENT_ID_LEN_MAX).to_string();
         // Kafka's member ids: client id, a dash, a UUID (instance id first
         // for static members), drawn from the node's seeded RNG.
@@ -611,15 +623,39 @@ impl<S: Storage> Node<S> {
                 .types_filter
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case("classic"));
-        let groups = if classic_wanted {
-            self.groups.list(&states)
-        } else {
-            Vec::new()
-        };
+        let consumer_wanted = version >= LIST_GROUPS_TYPE_VERSION_MIN
+            && (request.types_filter.is_empty()
+                || request
+                    .types_filter
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case("consumer")));
+        let mut groups: Vec<(crate::group::ListedGroup, &str)> = Vec::new();
+        if classic_wanted {
+            groups.extend(
+                self.groups
+                    .list(&states)
+                    .into_iter()
+                    .filter(|g| !self.consumer_groups.contains(&g.group_id))
+                    .map(|g| (g, "classic")),
+            );
+        }
+        if consumer_wanted || version < LIST_GROUPS_TYPE_VERSION_MIN {
+            for (id, group) in self.consumer_groups.groups() {
+                let state = group.state();
+                if states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state)) {
+                    let listed = crate::group::ListedGroup {
+                        group_id: id.clone(),
+                        protocol_type: crate::group::CONSUMER_PROTOCOL_TYPE.to_string(),
+                        state,
+                    };
+                    groups.push((listed, "consumer"));
+                }
+            }
+        }
         ListGroupsResponse::default().with_groups(
             groups
                 .into_iter()
-                .map(|g| {
+                .map(|(g, group_type)| {
                     let mut listed = ListedGroup::default()
                         .with_group_id(GroupId(str_bytes(&g.group_id)))
                         .with_protocol_type(str_bytes(&g.protocol_type));
@@ -627,7 +663,7 @@ impl<S: Storage> Node<S> {
                         listed.group_state = str_bytes(g.state);
                     }
                     if version >= LIST_GROUPS_TYPE_VERSION_MIN {
-                        listed.group_type = str_bytes("classic");
+                        listed.group_type = str_bytes(group_type);
                     }
                     listed
                 })

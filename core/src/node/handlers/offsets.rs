@@ -70,13 +70,32 @@ impl<S: Storage> Node<S> {
                 });
             }
         }
-        let commit = CommitRequest {
+        let mut commit = CommitRequest {
             group_id: request.group_id.to_string(),
             generation_id: request.generation_id_or_member_epoch,
             member_id: request.member_id.to_string(),
             group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
             partitions,
         };
+        if self.is_consumer_protocol_group(&request.group_id) && self.groups.owns(&commit.group_id)
+        {
+            // KIP-848: the member epoch is checked here; the offsets then go
+            // to the one offset store as a commit from outside any classic
+            // generation.
+            let checked = self.consumer_groups.check_member(
+                &commit.group_id,
+                &commit.member_id,
+                commit.generation_id,
+            );
+            if let Err(code) = checked {
+                for p in commit.partitions.iter_mut().filter(|p| p.error == 0) {
+                    p.error = code;
+                }
+            }
+            commit.generation_id = -1;
+            commit.member_id.clear();
+            commit.group_instance_id = None;
+        }
         self.groups
             .handle_commit(self.now, GroupReplyTo { slot, version }, commit);
     }
