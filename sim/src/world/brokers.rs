@@ -33,7 +33,11 @@ pub(super) struct Broker {
     pub(super) power_off: bool,
     /// Cut off from everyone until then (`isolate`).
     pub(super) isolated_until: Instant,
-    /// Graceful shutdown under way: no input but flush completions.
+    /// Controlled shutdown under way (a cluster node asked the controller
+    /// to move its leaderships away): it still takes every input, until
+    /// `Node::shutdown_ready` or a deadline; then `stopping`.
+    pub(super) controlled_stop: bool,
+    /// Graceful shutdown's last part: no input but flush completions.
     pub(super) stopping: bool,
     /// `Output::Flush`es asked for and not yet completed, in this life.
     pub(super) flushes_in_flight: u32,
@@ -63,6 +67,7 @@ impl Broker {
             restarted_since_observed: false,
             power_off: false,
             isolated_until: epoch,
+            controlled_stop: false,
             stopping: false,
             flushes_in_flight: 0,
         }
@@ -291,10 +296,15 @@ impl World {
     }
 
     pub(super) fn restart(&mut self, b: BrokerId) {
-        if self.brokers[b].stopping {
-            // A graceful shutdown still waiting on its flushes: it runs out
-            // of time and exits now (the page cache survives).
-            self.finish_stop(b, false);
+        if self.brokers[b].controlled_stop || self.brokers[b].stopping {
+            // A graceful shutdown still under way: it runs out of time and
+            // exits now (the page cache survives).
+            if self.brokers[b].controlled_stop {
+                self.drain_and_stop(b);
+            }
+            if self.brokers[b].stopping {
+                self.finish_stop(b, false);
+            }
         }
         if !matches!(self.brokers[b].state, BrokerState::Down(_)) {
             return;
@@ -305,31 +315,79 @@ impl World {
         self.start_broker(b);
     }
 
-    /// Graceful shutdown: the broker stops taking input (its connections
-    /// close, as on SIGTERM), lets the flushes it asked for finish, and
-    /// exits without losing its page cache. Returns false if it was not
-    /// running.
+    /// Graceful shutdown, as SIGTERM does it: a cluster node first asks for
+    /// a controlled shutdown (`Node::begin_shutdown`: the controller moves
+    /// its leaderships and ISR memberships away) and keeps running until
+    /// `Node::shutdown_ready` or `CONTROLLED_SHUTDOWN_WAIT_MS`; then it
+    /// stops taking input (its connections close), lets the flushes it
+    /// asked for finish, and exits without losing its page cache. Returns
+    /// false if it was not running.
     pub(super) fn begin_stop(&mut self, b: BrokerId) -> bool {
-        if !matches!(self.brokers[b].state, BrokerState::Up(_)) || self.brokers[b].stopping {
+        let broker = &self.brokers[b];
+        if !matches!(broker.state, BrokerState::Up(_)) || broker.stopping || broker.controlled_stop
+        {
             return false;
         }
-        self.brokers[b].stopping = true;
         self.emit(Ev::Stopping { broker: b });
+        if self.cluster.is_none() {
+            self.drain_and_stop(b);
+            return true;
+        }
+        let now = self.node_now(b);
+        let BrokerState::Up(node) = &mut self.brokers[b].state else {
+            unreachable!("checked");
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| node.begin_shutdown(now)));
+        if let Err(panic) = result {
+            self.core_panicked(b, "begin_shutdown", panic);
+            return true;
+        }
+        self.brokers[b].controlled_stop = true;
+        self.stop_deadline(b, CONTROLLED_SHUTDOWN_WAIT_MS);
+        self.drain_outputs(b);
+        self.maybe_controlled_stop_done(b);
+        true
+    }
+
+    /// After an event touched `b`: a controlled shutdown the controller has
+    /// completed goes on to its last part.
+    pub(super) fn maybe_controlled_stop_done(&mut self, b: BrokerId) {
+        let broker = &self.brokers[b];
+        if !broker.controlled_stop {
+            return;
+        }
+        let ready = matches!(&broker.state, BrokerState::Up(node) if node.shutdown_ready());
+        if ready {
+            self.drain_and_stop(b);
+        }
+    }
+
+    /// The last part of a graceful shutdown: no more input, flushes finish,
+    /// exit (or exit at once if none is in flight).
+    pub(super) fn drain_and_stop(&mut self, b: BrokerId) {
+        let broker = &mut self.brokers[b];
+        broker.controlled_stop = false;
+        broker.stopping = true;
         self.close_connections_of(b, false);
         if self.brokers[b].flushes_in_flight == 0 {
             self.finish_stop(b, true);
         } else {
-            let generation = self.brokers[b].generation;
-            let at = self.now + Duration::from_millis(STOP_FLUSH_WAIT_MS);
-            self.push(
-                at,
-                EventKind::StopDeadline {
-                    broker: b,
-                    generation,
-                },
-            );
+            self.stop_deadline(b, STOP_FLUSH_WAIT_MS);
         }
-        true
+    }
+
+    /// The current stage of `b`'s graceful shutdown ends in `ms` at the
+    /// latest.
+    fn stop_deadline(&mut self, b: BrokerId, ms: u64) {
+        let generation = self.brokers[b].generation;
+        let at = self.now + Duration::from_millis(ms);
+        self.push(
+            at,
+            EventKind::StopDeadline {
+                broker: b,
+                generation,
+            },
+        );
     }
 
     /// The stopping broker exits: `clean` when its flushes finished.
@@ -343,6 +401,7 @@ impl World {
         let broker = &mut self.brokers[b];
         broker.state = BrokerState::Down(node.into_storage());
         broker.stopping = false;
+        broker.controlled_stop = false;
         broker.generation += 1;
         broker.flushes_in_flight = 0;
         broker.timer_at = None;

@@ -93,6 +93,7 @@ impl World {
         broker.restarted_since_observed = true;
         broker.flushes_in_flight = 0;
         broker.stopping = false;
+        broker.controlled_stop = false;
         broker.power_off = power_loss && cluster;
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.replicas.broker_restarted(b);

@@ -78,12 +78,14 @@ pub(super) enum EventKind {
 }
 
 /// A rolling restart goes broker by broker: stop it gracefully, restart it
-/// after the fault's `duration_ms`, wait until the cluster is healthy
+/// `duration_ms` after it exited, wait until the cluster is healthy
 /// again (every broker up, every partition led with a full ISR), wait
 /// `gap_ms`, then the next broker; as operators do it.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum RollingStep {
     Stop(BrokerId),
+    /// Waiting for the broker to finish its controlled shutdown and exit.
+    Stopping(BrokerId),
     Restart(BrokerId),
     /// Waiting for health before stopping this broker.
     Wait(BrokerId),

@@ -251,8 +251,23 @@ impl World {
                 }
                 self.begin_stop(b);
                 self.leader_lost(b, self.now + down);
-                self.push(self.now + down, next(RollingStep::Restart(b)));
+                self.push(self.now, next(RollingStep::Stopping(b)));
                 Some(b)
+            }
+            RollingStep::Stopping(b) => {
+                let poll = Duration::from_millis(ROLLING_HEALTH_POLL_MS);
+                // Back up by the heal (which comes a millisecond after
+                // `heal_at`), whatever happens.
+                let latest = self.heal_at;
+                if matches!(self.brokers[b].state, BrokerState::Down(_)) {
+                    let at = (self.now + down).min(latest).max(self.now);
+                    self.push(at, next(RollingStep::Restart(b)));
+                } else if self.now + poll >= latest {
+                    self.push(self.now, next(RollingStep::Restart(b)));
+                } else {
+                    self.push(self.now + poll, next(RollingStep::Stopping(b)));
+                }
+                None
             }
             RollingStep::Restart(b) => {
                 self.restart(b);

@@ -84,6 +84,9 @@ const UNAVAILABLE_GAP_MS_MIN: u64 = 1_000;
 /// Sends a producer holds unsent (its `buffer.memory`); beyond it the
 /// application blocks.
 const PRODUCER_QUEUE_MAX: usize = 64;
+/// A cluster node's controlled shutdown may take this long (the controller
+/// moves its leaderships away), then it stops anyway.
+const CONTROLLED_SHUTDOWN_WAIT_MS: u64 = 10_000;
 /// A gracefully stopping broker waits this long for its flushes, then
 /// exits anyway.
 const STOP_FLUSH_WAIT_MS: u64 = 5_000;
@@ -499,6 +502,7 @@ impl World {
             let touched = self.dispatch(event.kind);
             if let Some(broker) = touched {
                 self.check_broker(broker, fault);
+                self.maybe_controlled_stop_done(broker);
             }
             if end || self.stopped {
                 break;
@@ -668,7 +672,15 @@ impl World {
                 self.on_peer_down(broker, peer, incident).then_some(broker)
             }
             EventKind::StopDeadline { broker, generation } => {
-                if self.brokers[broker].generation == generation && self.brokers[broker].stopping {
+                if self.brokers[broker].generation != generation {
+                    return None;
+                }
+                if self.brokers[broker].controlled_stop {
+                    // The controller did not finish in time (unreachable,
+                    // or no one to hand leadership to): stop anyway, as
+                    // Kafka does when its retries run out.
+                    self.drain_and_stop(broker);
+                } else if self.brokers[broker].stopping {
                     self.finish_stop(broker, false);
                 }
                 None
