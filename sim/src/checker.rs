@@ -13,6 +13,8 @@ pub struct Findings {
     /// Values found at two or more offsets. Expected without idempotence
     /// (a retried send whose first attempt landed); a statistic then.
     pub duplicates: u64,
+    /// Those values, for judging them when idempotence is on.
+    pub duplicate_values: Vec<Vec<u8>>,
 }
 
 /// Checks `history` against `log`, the final content of every partition
@@ -100,7 +102,12 @@ pub fn check_history(history: &History, log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>)
                 .push((tp, *offset));
         }
     }
-    f.duplicates = offsets_of.values().filter(|v| v.len() > 1).count() as u64;
+    f.duplicate_values = offsets_of
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(v, _)| v.to_vec())
+        .collect();
+    f.duplicates = f.duplicate_values.len() as u64;
     for value in offsets_of.keys() {
         if !history.value_owner.contains_key(*value) {
             first(

@@ -191,6 +191,10 @@ pub struct Workload {
     /// Share of messages round-tripped through the kafka-protocol codec.
     #[serde(default = "default_codec_roundtrip_percent")]
     pub codec_roundtrip_percent: u32,
+    /// `enable.idempotence`: producers take a producer id and number their
+    /// batches; `duplicate` must then find nothing. Needs `acks = [-1]`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 fn default_records_per_send_max() -> u32 {
@@ -669,6 +673,11 @@ impl Scenario {
         }
         if w.acks.is_empty() || w.acks.iter().any(|a| ![0, 1, -1].contains(a)) {
             return Err(invalid("workload.acks: values from 0, 1, -1".into()));
+        }
+        if w.idempotent && w.acks != [-1] {
+            return Err(invalid(
+                "workload.idempotent: idempotent producers need acks = [-1]".into(),
+            ));
         }
         if w.records_per_send_max == 0 || w.in_flight_max == 0 || w.codec_roundtrip_percent > 100 {
             return Err(invalid(

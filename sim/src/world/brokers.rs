@@ -39,6 +39,9 @@ pub(super) struct Broker {
     pub(super) controlled_stop: bool,
     /// Graceful shutdown's last part: no input but flush completions.
     pub(super) stopping: bool,
+    /// When the current stage of a graceful shutdown runs out of time (an
+    /// earlier stage's deadline event is then stale).
+    pub(super) stop_deadline_at: Option<Instant>,
     /// `Output::Flush`es asked for and not yet completed, in this life.
     pub(super) flushes_in_flight: u32,
 }
@@ -69,6 +72,7 @@ impl Broker {
             isolated_until: epoch,
             controlled_stop: false,
             stopping: false,
+            stop_deadline_at: None,
             flushes_in_flight: 0,
         }
     }
@@ -381,6 +385,7 @@ impl World {
     fn stop_deadline(&mut self, b: BrokerId, ms: u64) {
         let generation = self.brokers[b].generation;
         let at = self.now + Duration::from_millis(ms);
+        self.brokers[b].stop_deadline_at = Some(at);
         self.push(
             at,
             EventKind::StopDeadline {

@@ -225,6 +225,26 @@ impl World {
             .collect();
         let found = checker::check_history(&self.history, &log);
         self.stats.duplicates = found.duplicates;
+        if self.scenario.workload.idempotent {
+            // duplicate (INVARIANTS.md): none with idempotence, but for
+            // sends re-sequenced under a new producer id.
+            let unexplained: Vec<String> = found
+                .duplicate_values
+                .iter()
+                .filter(|v| {
+                    let owner = self.history.value_owner[v.as_slice()];
+                    !self.history.send(owner).resequenced
+                })
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            if let Some(first) = unexplained.first() {
+                let message = format!(
+                    "{} values appear at two offsets with idempotence on (first: {first:?})",
+                    unexplained.len()
+                );
+                self.violation("duplicate", message);
+            }
+        }
         for (checker, message) in found.violations {
             self.violation(checker, message);
         }

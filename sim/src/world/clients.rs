@@ -12,6 +12,7 @@
 
 use super::*;
 use cluster::{Admin, MetadataView};
+use idempotence::Idempotence;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ClientConn {
@@ -35,6 +36,8 @@ pub(super) struct Producer {
     /// correlation id -> the send
     pub(super) in_flight: BTreeMap<i32, SendInFlight>,
     pub(super) retry_at: Instant,
+    /// `workload.idempotent`.
+    pub(super) idempotence: Option<Idempotence>,
 }
 
 pub(super) struct Consumer {
@@ -175,6 +178,13 @@ impl World {
         if let Some(m) = &mut c.meta {
             m.connection_lost(broker, self.brokers.len());
         }
+        if let ClientKind::Producer(Producer {
+            idempotence: Some(idem),
+            ..
+        }) = &mut c.kind
+        {
+            idem.connection_lost(broker);
+        }
         match &mut c.kind {
             ClientKind::Producer(p) => {
                 // Whatever was in flight may or may not have been appended;
@@ -227,6 +237,12 @@ impl World {
             ClientKind::Producer(p) => {
                 if p.next_send_at < self.produce_stop_at {
                     consider(p.next_send_at);
+                }
+                if let Some(idem) = &p.idempotence {
+                    let open = c.conns.values().any(|x| matches!(x, ClientConn::Open(_)));
+                    if let Some(at) = idem.next_wake(open, self.now) {
+                        consider(at);
+                    }
                 }
                 if let Some(deadline) = p.in_flight.values().map(|f| f.deadline).min() {
                     consider(deadline);
@@ -382,7 +398,8 @@ impl World {
                 break;
             }
             p.queue.pop_front();
-            let outcome = if op.maybe_appended {
+            let maybe_appended = op.maybe_appended;
+            let outcome = if maybe_appended {
                 SendOutcome::Indeterminate
             } else {
                 SendOutcome::Failed {
@@ -390,10 +407,14 @@ impl World {
                 }
             };
             self.complete_send(first, outcome);
+            self.idempotent_send_done(client, first, maybe_appended);
         }
         // Send what the windows allow, in queue order; a partition whose
         // earliest queued send cannot go holds back its later ones, so one
         // producer's sends to one partition leave in order.
+        if !self.idempotence_tick(client) {
+            return;
+        }
         let ClientKind::Producer(p) = &self.clients[client].kind else {
             unreachable!()
         };
@@ -444,7 +465,11 @@ impl World {
             .iter()
             .map(|v| (None, Some(v.as_slice())))
             .collect();
-        let batch = build_batch(&records, (now.as_nanos() / 1_000_000) as i64);
+        let mut batch = build_batch(&records, (now.as_nanos() / 1_000_000) as i64);
+        let (topic, partition) = (op.topic.clone(), op.partition);
+        let tp = self.tp_index_of(&topic, partition);
+        self.stamp_send(client, id, tp, &mut batch);
+        let op = self.history.send(id);
         let request = ProduceRequest::default()
             .with_acks(acks)
             .with_timeout_ms(30_000)
@@ -521,6 +546,7 @@ impl World {
             outcome: SendOutcome::Pending,
             maybe_appended: false,
             attempts: 0,
+            resequenced: false,
         });
         self.stats.sends += 1;
         id
@@ -566,6 +592,9 @@ impl World {
             ResponseKind::CreateTopics(r) => {
                 self.create_topics_answered(client, broker, correlation_id, r)
             }
+            ResponseKind::InitProducerId(r) => {
+                self.init_producer_id_answered(client, correlation_id, r)
+            }
             other => panic!("unexpected response {other:?}"),
         }
         self.client_tick(client);
@@ -590,6 +619,14 @@ impl World {
             .and_then(|t| t.partition_responses.first())
             .expect("one partition per produce");
         let code = part.error_code;
+        let idempotent = p.idempotence.is_some();
+        let producer_lost = [
+            ResponseError::OutOfOrderSequenceNumber,
+            ResponseError::UnknownProducerId,
+            ResponseError::InvalidProducerEpoch,
+        ]
+        .iter()
+        .any(|e| e.code() == code);
         if code == 0 {
             self.complete_send(
                 id,
@@ -598,28 +635,50 @@ impl World {
                 },
             );
             self.observe_ack(id, broker);
+            self.idempotent_send_done(client, id, false);
+        } else if idempotent && code == ResponseError::DuplicateSequenceNumber.code() {
+            // In the log already, at an offset the broker no longer
+            // remembers: the Java client reports success without one.
+            self.complete_send(id, SendOutcome::Indeterminate);
+            self.idempotent_send_done(client, id, false);
+        } else if idempotent && producer_lost {
+            // The broker no longer matches our sequences: a new producer
+            // id, and this send goes again under it.
+            self.history.send_mut(id).maybe_appended = true;
+            self.reset_producer_id(client, self.now);
+            self.requeue_send(client, id);
         } else if ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable()) {
             // A storage error may come after the append (a failed
             // flush): the records can still become visible.
             self.history.send_mut(id).maybe_appended = true;
             let backoff = uniform(&mut self.rng_client, [50, 200]);
+            // Retries go first, in send order.
+            self.requeue_send(client, id);
             let ClientKind::Producer(p) = &mut self.clients[client].kind else {
                 unreachable!()
             };
-            // Retries go first, in send order.
-            let position = p
-                .queue
-                .iter()
-                .position(|q| *q > id)
-                .unwrap_or(p.queue.len());
-            p.queue.insert(position, id);
             p.retry_at = self.now + Duration::from_millis(backoff);
             if leadership_error(code) {
                 self.want_metadata(client);
             }
         } else {
             self.complete_send(id, SendOutcome::Failed { error_code: code });
+            self.idempotent_send_done(client, id, false);
         }
+    }
+
+    /// Puts a send back in the queue for another attempt, before every
+    /// later send.
+    fn requeue_send(&mut self, client: ClientId, id: SendId) {
+        let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+            unreachable!()
+        };
+        let position = p
+            .queue
+            .iter()
+            .position(|q| *q > id)
+            .unwrap_or(p.queue.len());
+        p.queue.insert(position, id);
     }
 
     pub(super) fn consumer_tick(&mut self, client: ClientId) {

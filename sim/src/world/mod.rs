@@ -19,6 +19,7 @@ mod cluster;
 mod disk;
 mod events;
 mod faults;
+mod idempotence;
 mod network;
 mod replicas;
 mod report;
@@ -358,11 +359,17 @@ impl World {
         };
         let mut clients = Vec::new();
         for az in &producers {
+            let idempotence = self
+                .scenario
+                .workload
+                .idempotent
+                .then(|| idempotence::Idempotence::new(self.tps.len(), self.epoch));
             let kind = ClientKind::Producer(Producer {
                 next_send_at: self.epoch,
                 queue: VecDeque::new(),
                 in_flight: BTreeMap::new(),
                 retry_at: self.epoch,
+                idempotence,
             });
             clients.push(self.new_client(az_of(az), kind));
         }
@@ -672,8 +679,9 @@ impl World {
                 self.on_peer_down(broker, peer, incident).then_some(broker)
             }
             EventKind::StopDeadline { broker, generation } => {
-                if self.brokers[broker].generation != generation {
-                    return None;
+                let b = &self.brokers[broker];
+                if b.generation != generation || b.stop_deadline_at != Some(self.now) {
+                    return None; // another life's, or an earlier stage's
                 }
                 if self.brokers[broker].controlled_stop {
                     // The controller did not finish in time (unreachable,

@@ -14,7 +14,9 @@
 //!   watermark sets it, every other must match.
 //! - `single_leader_per_epoch`: a successful Produce response from broker
 //!   B for a batch stamped with leader epoch E says B led the partition in
-//!   E; no two brokers may do so for one E.
+//!   E; no two brokers may do so for one E. (Not for idempotent batches:
+//!   a retry's duplicate is acknowledged at the original's offset, which
+//!   an earlier leader may have written.)
 //! - `monotonic_leader_epoch`: the epochs a broker acknowledges writes in,
 //!   per partition, never go back.
 //!
@@ -37,6 +39,9 @@ pub(super) struct BatchSig {
     pub(super) last_offset: i64,
     pub(super) epoch: i32,
     pub(super) crc: u32,
+    /// Written by an idempotent producer: a retry of it is acknowledged
+    /// again, by whichever broker leads then, at its original offset.
+    idempotent: bool,
     /// Where it sits: the segment's base offset and the byte position.
     segment: i64,
     position: u64,
@@ -148,6 +153,7 @@ impl Mirror {
                             last_offset: header.last_offset(),
                             epoch: header.partition_leader_epoch(),
                             crc: header.crc(),
+                            idempotent: header.producer_id() >= 0,
                             segment,
                             position: position + at as u64,
                             size: header.total_size() as u64,
@@ -430,6 +436,11 @@ impl World {
                 ));
                 continue;
             };
+            if sig.idempotent {
+                // Perhaps a duplicate's acknowledgement: it names the
+                // original batch, which another leader may have written.
+                continue;
+            }
             if let Some(other) = checks.led(broker, i, sig.epoch) {
                 problems.push((
                     "single_leader_per_epoch",
