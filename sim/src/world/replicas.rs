@@ -246,6 +246,16 @@ pub(super) struct ReplicaChecks {
     /// Per broker: the newest quorum epoch seen (persisted, so across
     /// lives).
     quorum_epoch: Vec<i32>,
+    /// Per broker: its metadata log (`__cluster_metadata-0`), read from its
+    /// disk whether it runs or not.
+    meta_mirrors: Vec<Mirror>,
+    /// The metadata log's committed batches: base offset -> (the first
+    /// broker seen holding it below its quorum high watermark, the batch).
+    meta_committed: BTreeMap<i64, (BrokerId, BatchSig)>,
+    /// Per broker: metadata offsets below this were compared.
+    meta_verified: Vec<i64>,
+    /// The highest quorum high watermark a quorum leader reported.
+    quorum_hw_max: i64,
 }
 
 impl ReplicaChecks {
@@ -267,6 +277,10 @@ impl ReplicaChecks {
             leader_view: vec![None; tps],
             quorum_leader: BTreeMap::new(),
             quorum_epoch: vec![-1; brokers],
+            meta_mirrors: (0..brokers).map(|_| Mirror::default()).collect(),
+            meta_committed: BTreeMap::new(),
+            meta_verified: vec![0; brokers],
+            quorum_hw_max: 0,
         }
     }
 
@@ -300,6 +314,8 @@ impl ReplicaChecks {
             self.verified_upto[broker][i] = 0;
             self.role_epoch[broker][i] = -1;
         }
+        self.meta_mirrors[broker].clear();
+        self.meta_verified[broker] = 0;
     }
 }
 
@@ -484,6 +500,7 @@ impl World {
         for b in 0..self.brokers.len() {
             self.check_replicas(b);
         }
+        self.check_quorum_log();
         let cluster = self.cluster.as_ref().expect("checked");
         let checks = &cluster.replicas;
         let mut problems = Vec::new();
@@ -537,6 +554,123 @@ impl World {
                         ),
                     ));
                 }
+            }
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+}
+
+impl World {
+    /// The controller quorum's log, from every voter's disk (running or
+    /// not: a stopped voter still holds what it synced):
+    ///
+    /// - `consistent_committed_data`: every running voter agrees with the
+    ///   others on every batch below its quorum high watermark;
+    /// - `monotonic_high_watermark`: a quorum leader's high watermark is
+    ///   never below one an earlier leader (or itself) reported;
+    /// - `majority_reached_high_watermark`: a majority of the voters hold
+    ///   the log up to the leader's high watermark;
+    /// - `leader_commits_own_epoch`: a leader's high watermark covers a
+    ///   batch of its own epoch.
+    fn check_quorum_log(&mut self) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let checks = &mut cluster.replicas;
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        let mut leader_hw: Option<(BrokerId, i64)> = None;
+        let dir = seedlog_core::quorum::METADATA_LOG_DIR;
+        for (b, broker) in self.brokers.iter_mut().enumerate() {
+            let (storage, status) = match &mut broker.state {
+                BrokerState::Up(node) => {
+                    let status = node.cluster_status();
+                    (node.storage_mut(), status)
+                }
+                BrokerState::Down(storage) => (storage, None),
+                BrokerState::Gone => continue,
+            };
+            let mirror = &mut checks.meta_mirrors[b];
+            // No cheap sign of change here (the log grows uncommitted):
+            // read on, from where the mirror stands.
+            mirror.synced = None;
+            if let Some(dropped) = mirror.sync(storage, dir, -1, i64::MAX) {
+                let v = &mut checks.meta_verified[b];
+                *v = (*v).min(dropped);
+            }
+            let Some(hw) = status.as_ref().and_then(|s| s.quorum_high_watermark) else {
+                continue;
+            };
+            if let Some(s) = status.as_ref().filter(|s| s.quorum_role == Role::Leader) {
+                leader_hw = Some((b, hw));
+                // leader_commits_own_epoch: what it has committed holds a
+                // batch of its own epoch (Raft's rule against figure 8).
+                let epoch = s.quorum_epoch;
+                let own = checks.meta_mirrors[b]
+                    .batches
+                    .range(..hw)
+                    .rev()
+                    .take_while(|(_, sig)| sig.epoch >= epoch)
+                    .any(|(_, sig)| sig.epoch == epoch);
+                if hw > 0 && !own {
+                    problems.push((
+                        "leader_commits_own_epoch",
+                        format!(
+                            "quorum leader {b} of epoch {epoch} has a high watermark of {hw} with no batch of its own epoch below it"
+                        ),
+                    ));
+                }
+            }
+            let from = checks.meta_verified[b];
+            for (base, sig) in checks.meta_mirrors[b].batches.range(from..) {
+                if sig.last_offset >= hw {
+                    break;
+                }
+                match checks.meta_committed.get(base) {
+                    None => {
+                        checks.meta_committed.insert(*base, (b, *sig));
+                    }
+                    Some((other, theirs)) if !theirs.same_batch(sig) => problems.push((
+                        "consistent_committed_data",
+                        format!(
+                            "metadata log offset {base}: broker {b} holds batch ..{} of epoch {} below its quorum high watermark {hw}; broker {other} held ..{} of epoch {}",
+                            sig.last_offset, sig.epoch, theirs.last_offset, theirs.epoch
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+                checks.meta_verified[b] = sig.last_offset + 1;
+            }
+        }
+        if let Some((leader, hw)) = leader_hw {
+            if hw < checks.quorum_hw_max {
+                problems.push((
+                    "monotonic_high_watermark",
+                    format!(
+                        "quorum leader {leader}'s high watermark {hw} is below the {} a leader reported before",
+                        checks.quorum_hw_max
+                    ),
+                ));
+            }
+            checks.quorum_hw_max = checks.quorum_hw_max.max(hw);
+            let holding = checks
+                .meta_mirrors
+                .iter()
+                .filter(|m| {
+                    m.batches
+                        .last_key_value()
+                        .is_some_and(|(_, s)| s.last_offset + 1 >= hw)
+                })
+                .count();
+            let voters = self.brokers.len();
+            if hw > 0 && holding * 2 <= voters {
+                problems.push((
+                    "majority_reached_high_watermark",
+                    format!(
+                        "quorum leader {leader}'s high watermark is {hw}, but only {holding} of {voters} voters hold the log that far"
+                    ),
+                ));
             }
         }
         for (checker, message) in problems {
