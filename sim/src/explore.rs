@@ -137,14 +137,15 @@ fn cluster_summary(s: &mut String, c: &ClusterReport) {
     let st = &c.stats;
     let _ = writeln!(
         s,
-        "cluster: setup {}  leader changes {} (epoch bumps {}, leaders lost to faults {})  graceful stops {} (unclean {})  hw resets at restart {}",
+        "cluster: setup {}  leader changes {} (epoch bumps {}, leaders lost to faults {})  graceful stops {} (unclean {})  hw resets at restart {}  acks=1 writes lost {}",
         c.setup_ms.map_or("never finished".to_string(), |ms| format!("{ms} ms")),
         st.leader_changes,
         st.leader_epoch_bumps,
         st.leader_losses,
         st.graceful_stops,
         st.unclean_stops,
-        st.hw_restart_resets
+        st.hw_restart_resets,
+        st.acks1_lost
     );
     let _ = writeln!(
         s,

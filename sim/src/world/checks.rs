@@ -223,8 +223,11 @@ impl World {
             .into_iter()
             .map(|(tp, (_, records))| (tp, records))
             .collect();
-        let found = checker::check_history(&self.history, &log);
+        let found = checker::check_history(&self.history, &log, self.cluster.is_some());
         self.stats.duplicates = found.duplicates;
+        if let Some(c) = self.cluster.as_mut() {
+            c.stats.acks1_lost = found.acks1_lost;
+        }
         if self.scenario.workload.idempotent {
             // duplicate (INVARIANTS.md): none with idempotence, but for
             // sends re-sequenced under a new producer id.

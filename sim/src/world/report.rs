@@ -73,6 +73,9 @@ pub struct ClusterStats {
     /// Codec round trips that dropped a field the message's version does
     /// not carry (same bytes on the wire; see `judge_codec`).
     pub codec_fields_dropped: u64,
+    /// acks=1 writes acknowledged by a leader and truncated away by a
+    /// fail-over (allowed by acks=1; counted).
+    pub acks1_lost: u64,
 }
 
 /// A partition's leader was lost (a fault took its broker out) and came
