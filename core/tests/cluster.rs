@@ -1133,3 +1133,25 @@ fn a_broker_only_node_observes_the_metadata_log_and_hosts_replicas() {
     let (code, values) = h.consume(p0, topic_id, 0);
     assert_eq!((code, values.len()), (0, 2));
 }
+
+#[test]
+fn the_last_node_standing_stops_without_a_controller_to_release_it() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(3));
+    h.crash(2);
+    h.crash(3);
+    h.run_for(Duration::from_secs(2));
+    let now = h.now;
+    h.nodes
+        .get_mut(&1)
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .begin_shutdown(now);
+    h.drain(1);
+    h.run_for(Duration::from_secs(3));
+    assert!(
+        h.node(1).shutdown_ready(),
+        "gives up after a few heartbeats find no controller"
+    );
+}

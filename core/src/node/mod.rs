@@ -17,7 +17,7 @@ mod responder;
 pub(crate) mod topic_config;
 mod topics;
 
-pub use api_versions::{api_versions_unsupported_response, supports};
+pub use api_versions::{api_versions_unsupported_response, supports, supports_peer};
 pub use cluster::ClusterStatus;
 pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};

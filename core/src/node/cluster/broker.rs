@@ -26,6 +26,8 @@ use uuid::Uuid;
 
 /// Wait before asking the controller again after a refusal or a loss.
 const CONTROLLER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Heartbeats without a controller before a controlled shutdown gives up.
+const CONTROLLED_SHUTDOWN_TRIES_MAX: u32 = 5;
 /// Kafka's ConfigResource type of a topic.
 const TOPIC_RESOURCE: i8 = 2;
 
@@ -43,6 +45,13 @@ pub struct BrokerLifecycle {
     shutting_down: bool,
     /// The controller answered `should_shut_down`: safe to stop.
     shutdown_ready: bool,
+    /// Heartbeats of a controlled shutdown that found no controller.
+    shutdown_failures: u32,
+    /// The image holds this broker's own registration: its metadata is
+    /// current enough to act on (KRaft's RECOVERY -> RUNNING). Until then
+    /// a restarted broker leads and follows nothing, whatever its stale
+    /// local log says.
+    caught_up: bool,
 }
 
 impl BrokerLifecycle {
@@ -55,11 +64,27 @@ impl BrokerLifecycle {
             next_action_at: now,
             shutting_down: false,
             shutdown_ready: false,
+            shutdown_failures: 0,
+            caught_up: false,
         }
     }
 
     pub fn shutdown_ready(&self) -> bool {
         self.shutdown_ready
+    }
+
+    /// A controlled shutdown that cannot reach a controller (the rest of
+    /// the cluster is stopping too) gives up after a few tries, as Kafka's
+    /// `controlled.shutdown.max.retries` does, rather than wait forever.
+    fn note_shutdown_failure(&mut self) {
+        if !self.shutting_down || self.shutdown_ready {
+            return;
+        }
+        self.shutdown_failures += 1;
+        if self.shutdown_failures >= CONTROLLED_SHUTDOWN_TRIES_MAX {
+            tracing::warn!("controlled shutdown: no controller answers; stopping anyway");
+            self.shutdown_ready = true;
+        }
     }
 
     pub fn epoch(&self) -> Option<i64> {
@@ -112,6 +137,7 @@ impl<S: Storage> Node<S> {
             let broker = &mut self.cluster_mut().broker;
             broker.in_flight = false;
             broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF;
+            broker.note_shutdown_failure();
         }
     }
 
@@ -232,7 +258,10 @@ impl<S: Storage> Node<S> {
                 broker.fenced = true;
                 broker.next_action_at = now;
             }
-            _ => broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF,
+            _ => {
+                broker.next_action_at = now + CONTROLLER_RETRY_BACKOFF;
+                broker.note_shutdown_failure();
+            }
         }
     }
 
@@ -278,6 +307,20 @@ impl<S: Storage> Node<S> {
         for topic_id in removed {
             self.forget_deleted_topic(topic_id);
         }
+        // A broker acts on metadata only once it has read its own
+        // registration back: records before it may name this broker leader
+        // in an epoch a restart has since ended.
+        let registered_at = self.cluster().broker.epoch;
+        let caught_up =
+            registered_at.is_some_and(|epoch| self.cluster().image.last_applied_offset >= epoch);
+        let just_caught_up = caught_up && !self.cluster().broker.caught_up;
+        if just_caught_up {
+            tracing::info!(
+                offset = self.cluster().image.last_applied_offset,
+                "metadata caught up with this broker's registration"
+            );
+            self.cluster_mut().broker.caught_up = true;
+        }
         for topic in reconfigured {
             if self.topics.contains(&topic) {
                 let overrides = topic_overrides(&self.cluster().image, &topic);
@@ -287,7 +330,7 @@ impl<S: Storage> Node<S> {
                 }
             }
         }
-        if changed {
+        if (changed && self.cluster().broker.caught_up) || just_caught_up {
             self.reconcile_replicas();
         }
     }
@@ -452,6 +495,10 @@ impl<S: Storage> Node<S> {
         };
         match result {
             Ok(changed_role) => {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.fetcher.wake();
+                    cluster.isr_dirty = true;
+                }
                 p.leader_epoch = a.leader_epoch;
                 sync_high_watermark(p, flush_before_ack);
                 let leads = p.replica.is_leader();
