@@ -149,7 +149,7 @@ pub fn check_history(
             let landed = send
                 .values
                 .iter()
-                .all(|v| offsets_of.get(v.as_slice()).is_some());
+                .all(|v| offsets_of.contains_key(v.as_slice()));
             if !landed {
                 f.acks1_lost += 1;
             }

@@ -55,6 +55,7 @@ fn scenario_summaries_at_a_fixed_seed() {
         "majority-partition",
         "az-outage",
         "rolling-restart",
+        "fast-failover",
     ] {
         let scenario = Scenario::resolve(name).unwrap_or_else(|e| panic!("{e}"));
         let report = run(&scenario, SEED, &RunOptions::default());

@@ -300,6 +300,9 @@ impl World {
     /// Whether some queued send has an open connection to its leader with
     /// room in that connection's window.
     fn producer_can_send_some(&self, client: ClientId, p: &Producer) -> bool {
+        if p.idempotence.as_ref().is_some_and(|i| i.id.is_none()) {
+            return false; // waits for its producer id (its own wake-up)
+        }
         let c = &self.clients[client];
         p.queue.iter().any(|id| {
             let op = self.history.send(*id);

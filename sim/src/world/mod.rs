@@ -72,6 +72,9 @@ pub const EPOCH_MS: u64 = 1_700_000_000_000;
 const EVENTS_QUEUED_MAX: usize = 1_000_000;
 /// A run never processes more events than this; a livelock would show here.
 const EVENTS_PER_RUN_MAX: u64 = 50_000_000;
+/// Nor this many at one instant: a loop that does not let time move shows
+/// here at once rather than after fifty million events.
+const EVENTS_PER_INSTANT_MAX: u64 = 100_000;
 /// The core's full invariant check runs once per this many events touching
 /// a broker (and at every fault); see `check_broker`.
 const NODE_CHECK_EVERY_EVENTS: u64 = 1_000;
@@ -478,13 +481,25 @@ impl World {
         let swarm = self.swarm.clone();
         self.emit(Ev::Swarm { swarm: &swarm });
         self.setup();
+        let mut same_instant = 0u64;
         while let Some(event) = self.queue.pop() {
             assert!(event.at >= self.now, "time never goes back");
+            same_instant = if event.at == self.now {
+                same_instant + 1
+            } else {
+                0
+            };
             self.now = event.at;
             self.events += 1;
             assert!(
                 self.events <= EVENTS_PER_RUN_MAX,
                 "over {EVENTS_PER_RUN_MAX} events: a livelock"
+            );
+            assert!(
+                same_instant <= EVENTS_PER_INSTANT_MAX,
+                "over {EVENTS_PER_INSTANT_MAX} events at one instant ({:?}): a livelock that time does not move (last: {:?})",
+                self.now,
+                event.kind
             );
             let end = matches!(event.kind, EventKind::End);
             let fault = matches!(
