@@ -39,6 +39,9 @@ pub fn with_schedule(scenario: &Scenario, faults: Vec<Fault>) -> Scenario {
     random.slow_flush_per_min = 0.0;
     random.pause_per_min = 0.0;
     random.skew_per_min = 0.0;
+    random.isolate_per_min = 0.0;
+    random.split_per_min = 0.0;
+    random.shutdown_per_min = 0.0;
     s.faults.schedule = faults;
     s
 }

@@ -358,3 +358,18 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
         assert!(fixed.passed(), "{name} seed {seed}: {:?}", fixed.violations);
     }
 }
+
+/// A materialized schedule written back as a scenario (what the shrinker
+/// does) materializes to itself: no random fault of any kind comes back.
+#[test]
+fn a_cluster_schedule_round_trips_through_with_schedule() {
+    let s = scenario("fast-failover");
+    let mut random = 0;
+    for seed in 0..5 {
+        let faults = seedlog_sim::shrink::schedule_of(&s, seed);
+        random += faults.len() - s.faults.schedule.len();
+        let explicit = seedlog_sim::shrink::with_schedule(&s, faults.clone());
+        assert_eq!(seedlog_sim::shrink::schedule_of(&explicit, seed), faults);
+    }
+    assert!(random > 0, "random faults materialized: {random}");
+}
