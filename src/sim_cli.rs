@@ -25,9 +25,9 @@ enum SimCommand {
         /// Write the trace (JSON Lines) here.
         #[arg(long)]
         trace: Option<PathBuf>,
-        /// Switch a known bug back on (see `seedlog sim bugs`).
+        /// Switch a known bug back on (see `seedlog sim bugs`); repeatable.
         #[arg(long)]
-        bug: Option<String>,
+        bug: Vec<String>,
     },
     /// Re-run a trace's scenario and seed; prove the trace identical or name
     /// the first event that differs.
@@ -46,7 +46,7 @@ enum SimCommand {
         #[arg(long)]
         shard: Option<String>,
         #[arg(long)]
-        bug: Option<String>,
+        bug: Vec<String>,
     },
     /// Minimise the fault schedule of a failing seed into a scenario file.
     Shrink {
@@ -54,26 +54,35 @@ enum SimCommand {
         #[arg(long)]
         seed: u64,
         #[arg(long)]
-        bug: Option<String>,
+        bug: Vec<String>,
         /// Where to write the shrunk scenario.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Simulation runs the shrinker may spend.
         #[arg(long, default_value_t = 200)]
         runs_max: u32,
+        /// Keep this checker failing (default: the run's first violation).
+        #[arg(long)]
+        checker: Option<String>,
     },
     /// List the bug flags.
     Bugs,
 }
 
-fn parse_bug(name: Option<&str>) -> anyhow::Result<Option<Bug>> {
-    name.map(|n| {
-        Bug::from_name(n).with_context(|| {
-            let known: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
-            format!("unknown bug '{n}'; known: {}", known.join(", "))
-        })
-    })
-    .transpose()
+/// `--bug` flags, checked by name and against the scenarios: a cluster
+/// bug on a standalone scenario is refused before anything runs.
+fn parse_bugs(names: &[String], scenarios: &[&Scenario]) -> anyhow::Result<Vec<Bug>> {
+    let mut bugs = Vec::new();
+    for n in names {
+        let bug = Bug::from_name(n).with_context(|| seedlog_sim::bugs::unknown_bug_message(n))?;
+        bugs.push(bug);
+    }
+    bugs.sort();
+    bugs.dedup();
+    for s in scenarios {
+        s.bugs_with(&bugs)?;
+    }
+    Ok(bugs)
 }
 
 fn parse_range(text: &str) -> anyhow::Result<std::ops::Range<u64>> {
@@ -107,15 +116,15 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
             trace,
             bug,
         } => {
-            let bug = parse_bug(bug.as_deref())?;
             let s = Scenario::resolve(&scenario)?;
+            let bugs = parse_bugs(&bug, &[&s])?;
             let options = RunOptions {
-                bug,
+                bugs,
                 trace_file: trace,
                 keep_trace: false,
             };
             let report = seedlog_sim::run(&s, seed, &options);
-            print!("{}", summary(&report, &scenario));
+            print!("{}", summary(&report, &scenario, &s.bugs));
             Ok(if report.passed() { 0 } else { 1 })
         }
         SimCommand::Replay { trace } => {
@@ -150,7 +159,6 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
             shard,
             bug,
         } => {
-            let bug = parse_bug(bug.as_deref())?;
             let seeds = parse_range(&seeds)?;
             let shard = shard.as_deref().map(parse_shard).transpose()?;
             let jobs = jobs.unwrap_or_else(|| {
@@ -161,8 +169,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
                 let s = Scenario::resolve(&arg)?;
                 loaded.push((arg, s));
             }
+            let all: Vec<&Scenario> = loaded.iter().map(|(_, s)| s).collect();
+            let bugs = parse_bugs(&bug, &all)?;
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let report = explore(&loaded, seeds, jobs, shard, bug, progress);
+            let report = explore(&loaded, seeds, jobs, shard, &bugs, progress);
             print!("{}", report.table());
             if report.failures.is_empty() {
                 return Ok(0);
@@ -172,7 +182,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
                 let checkers: Vec<&str> = f.violations.iter().map(|v| v.checker.as_str()).collect();
                 println!(
                     "  {}  # {}: {}",
-                    replay_command(&f.scenario_arg, f.seed, bug),
+                    replay_command(&f.scenario_arg, f.seed, &bugs),
                     checkers.join(", "),
                     f.violations[0].message
                 );
@@ -185,10 +195,12 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
             bug,
             out,
             runs_max,
+            checker,
         } => {
-            let bug = parse_bug(bug.as_deref())?;
             let s = Scenario::resolve(&scenario)?;
-            let shrunk = seedlog_sim::shrink::shrink(&s, seed, bug, runs_max)?;
+            let bugs = parse_bugs(&bug, &[&s])?;
+            let shrunk =
+                seedlog_sim::shrink::shrink(&s, seed, &bugs, checker.as_deref(), runs_max)?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}.toml", shrunk.scenario.name)));
             std::fs::write(&out, shrunk.scenario.to_toml())
@@ -201,12 +213,16 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
                 shrunk.runs,
                 shrunk.checker
             );
-            println!("{}", replay_command(&out.display().to_string(), seed, bug));
+            println!(
+                "{}",
+                replay_command(&out.display().to_string(), seed, &bugs)
+            );
             Ok(0)
         }
         SimCommand::Bugs => {
             for b in Bug::ALL {
-                println!("{:<12} {}", b.name(), b.description());
+                let scope = if b.needs_cluster() { "cluster" } else { "any" };
+                println!("{:<26} {:<8} {}", b.name(), scope, b.description());
             }
             Ok(0)
         }

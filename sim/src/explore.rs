@@ -2,7 +2,7 @@
 //! and a table; plus the one-run summary the CLI prints.
 
 use crate::scenario::Scenario;
-use crate::world::{run, Bug, RunOptions, RunReport, Violation};
+use crate::world::{run, Bug, ClusterReport, RunOptions, RunReport, Violation};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -11,15 +11,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-/// The command that re-runs one seed.
-pub fn replay_command(scenario_arg: &str, seed: u64, bug: Option<Bug>) -> String {
-    let bug = bug
+/// The command that re-runs one seed (`bugs`: the CLI's, not the
+/// scenario file's own).
+pub fn replay_command(scenario_arg: &str, seed: u64, bugs: &[Bug]) -> String {
+    let bugs: String = bugs
+        .iter()
         .map(|b| format!(" --bug {}", b.name()))
-        .unwrap_or_default();
-    format!("seedlog sim run {scenario_arg} --seed {seed}{bug}")
+        .collect();
+    format!("seedlog sim run {scenario_arg} --seed {seed}{bugs}")
 }
 
-pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
+/// The command that re-runs the seed of `report`: the scenario file
+/// brings its own bugs, so only the others are flags.
+fn replay_command_of(report: &RunReport, scenario: &[Bug], scenario_arg: &str) -> String {
+    let cli: Vec<Bug> = report
+        .bugs
+        .iter()
+        .copied()
+        .filter(|b| !scenario.contains(b))
+        .collect();
+    replay_command(scenario_arg, report.seed, &cli)
+}
+
+/// The one-run summary; `scenario_bugs` are the bugs the scenario file
+/// switches on itself (left out of the replay command).
+pub fn summary(report: &RunReport, scenario_arg: &str, scenario_bugs: &[Bug]) -> String {
     let mut s = String::new();
     let st = &report.stats;
     let _ = writeln!(
@@ -27,10 +43,11 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
         "scenario {} seed {}{}",
         report.scenario,
         report.seed,
-        report
-            .bug
-            .map(|b| format!(" bug {}", b.name()))
-            .unwrap_or_default()
+        if report.bugs.is_empty() {
+            String::new()
+        } else {
+            format!(" bug {}", crate::bugs::names(&report.bugs))
+        }
     );
     let _ = writeln!(s, "swarm: {}", report.swarm);
     let _ = writeln!(s, "faults: {} scheduled", report.schedule.len());
@@ -83,6 +100,15 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
         st.messages,
         st.codec_roundtrips
     );
+    if let Some(c) = &report.cluster {
+        cluster_summary(&mut s, c);
+        if !report.violations.is_empty() {
+            let _ = writeln!(s, "final state:");
+            for line in &c.final_state {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
+    }
     let _ = writeln!(
         s,
         "trace: {} lines, hash {:016x}",
@@ -101,10 +127,83 @@ pub fn summary(report: &RunReport, scenario_arg: &str) -> String {
         let _ = writeln!(
             s,
             "replay: {}",
-            replay_command(scenario_arg, report.seed, report.bug)
+            replay_command_of(report, scenario_bugs, scenario_arg)
         );
     }
     s
+}
+
+fn cluster_summary(s: &mut String, c: &ClusterReport) {
+    let st = &c.stats;
+    let _ = writeln!(
+        s,
+        "cluster: setup {}  leader changes {} (epoch bumps {}, leaders lost to faults {})  graceful stops {} (unclean {})  hw resets at restart {}  acks=1 writes lost {}",
+        c.setup_ms.map_or("never finished".to_string(), |ms| format!("{ms} ms")),
+        st.leader_changes,
+        st.leader_epoch_bumps,
+        st.leader_losses,
+        st.graceful_stops,
+        st.unclean_stops,
+        st.hw_restart_resets,
+        st.acks1_lost
+    );
+    let _ = writeln!(
+        s,
+        "peers: requests {}  connections opened {} broken {}  unreachable reported {}",
+        st.peer_requests,
+        st.peer_connections_opened,
+        st.peer_connections_broken,
+        st.peer_unreachable
+    );
+    let took: Vec<u64> = c.failovers.iter().filter_map(|f| f.took_ms()).collect();
+    let unrecovered = c.failovers.len() - took.len();
+    let _ = writeln!(
+        s,
+        "fail-over (leader lost -> first acks=all ack): {} ({} never recovered){}",
+        c.failovers.len(),
+        unrecovered,
+        if took.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  min {} ms  max {} ms  mean {} ms",
+                took.iter().min().expect("non-empty"),
+                took.iter().max().expect("non-empty"),
+                took.iter().sum::<u64>() / took.len() as u64
+            )
+        }
+    );
+    for f in &c.failovers {
+        let _ = writeln!(
+            s,
+            "  {} led by broker {}: lost at {} ms, {}",
+            f.tp,
+            f.leader,
+            f.lost_at_ms,
+            f.took_ms()
+                .map_or("no acks=all write since".to_string(), |t| format!(
+                    "took {t} ms"
+                ))
+        );
+    }
+    let total: u64 = c
+        .partition_unavailable_ms
+        .iter()
+        .map(|(_, a, b)| b - a)
+        .sum();
+    let longest = c
+        .partition_unavailable_ms
+        .iter()
+        .map(|(_, a, b)| b - a)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "partition unavailability (no acks=all ack) {} windows (total {total} ms, longest {longest} ms)  every partition acks=all again {} after the heal",
+        c.partition_unavailable_ms.len(),
+        c.recovered_after_heal_ms
+            .map_or("never".to_string(), |ms| format!("{ms} ms"))
+    );
 }
 
 pub struct Failure {
@@ -166,7 +265,7 @@ pub fn explore(
     seeds: Range<u64>,
     jobs: usize,
     shard: Option<(u64, u64)>,
-    bug: Option<Bug>,
+    bugs: &[Bug],
     progress: bool,
 ) -> ExploreReport {
     let started = std::time::Instant::now();
@@ -193,11 +292,12 @@ pub fn explore(
     );
     let mut handles = Vec::new();
     for j in 0..jobs.max(1) {
-        let (work, next, scenarios, tx) = (
+        let (work, next, scenarios, tx, bugs) = (
             work.clone(),
             next.clone(),
             scenarios_arc.clone(),
             tx.clone(),
+            bugs.to_vec(),
         );
         let handle = std::thread::Builder::new()
             .name(format!("sim-explore-{j}"))
@@ -207,7 +307,7 @@ pub fn explore(
                     break;
                 };
                 let options = RunOptions {
-                    bug,
+                    bugs: bugs.clone(),
                     ..RunOptions::default()
                 };
                 let result =

@@ -38,6 +38,9 @@ pub struct SendOp {
     /// storage error after the append), so the values may be in the log.
     pub maybe_appended: bool,
     pub attempts: u32,
+    /// An idempotent producer took a new producer id while this send had a
+    /// sequence under the old one: it may land twice.
+    pub resequenced: bool,
 }
 
 /// (topic, partition)

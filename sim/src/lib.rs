@@ -5,12 +5,13 @@
 //! over a virtual clock drives the sans-IO broker core; checkers from
 //! INVARIANTS.md run after every event and on the history at the end.
 //!
-//! - [`scenario`]: TOML scenario files.
+//! - [`scenario`]: TOML scenario files; [`bugs`]: the known-bug flags.
 //! - [`world`]: the event loop, network, disk and process faults, clients.
 //! - [`checker`]: end-of-run history checks.
 //! - [`trace`]: JSON Lines traces and their hash; [`replay`] compares them.
 //! - [`explore`]: many seeds in parallel; [`shrink`]: minimise a schedule.
 
+pub mod bugs;
 pub mod checker;
 pub mod explore;
 pub mod history;

@@ -3,7 +3,7 @@
 
 use crate::scenario::Scenario;
 use crate::trace::TraceHeader;
-use crate::world::{run, Bug, RunOptions, RunReport};
+use crate::world::{run, RunOptions, RunReport};
 use std::path::Path;
 
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub enum ReplayError {
         path: String,
         source: crate::scenario::ScenarioError,
     },
-    #[error("trace {0}: unknown bug flag '{1}'")]
+    #[error("trace {0}: {1}")]
     Bug(String, String),
 }
 
@@ -47,14 +47,13 @@ pub fn replay(path: &Path) -> Result<(RunReport, ReplayOutcome), ReplayError> {
             source,
         }
     })?;
-    let bug = match &header.bug {
-        None => None,
-        Some(name) => Some(
-            Bug::from_name(name).ok_or_else(|| ReplayError::Bug(shown.clone(), name.clone()))?,
-        ),
+    let bugs = match &header.bug {
+        None => Vec::new(),
+        Some(names) => crate::bugs::parse_names(names)
+            .map_err(|message| ReplayError::Bug(shown.clone(), message))?,
     };
     let options = RunOptions {
-        bug,
+        bugs,
         trace_file: None,
         keep_trace: true,
     };

@@ -2,8 +2,13 @@
 //! `deny_unknown_fields` everywhere, so a misspelt key is an error naming
 //! that key rather than a silently ignored setting.
 
+use crate::bugs::Bug;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// Brokers a cluster scenario may have: each one is a whole node, and the
+/// per-event checkers compare every pair.
+pub const BROKERS_MAX: usize = 9;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,6 +16,10 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Known bugs switched on for every run of this scenario (added to the
+    /// CLI's `--bug` flags).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<Bug>,
     pub topology: Topology,
     #[serde(default)]
     pub disk: Disk,
@@ -20,6 +29,10 @@ pub struct Scenario {
     pub phases: Phases,
     #[serde(default)]
     pub expect: Expect,
+    /// Present: the brokers form one KRaft cluster (every broker a voter).
+    /// Absent: one standalone broker, as before replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,9 +40,13 @@ pub struct Scenario {
 pub struct Topology {
     /// Availability zone names.
     pub azs: Vec<String>,
-    /// The AZ of each broker, by node index. The core is single-broker until
-    /// replication lands, so exactly one entry today.
+    /// The AZ of each broker, by node index (node id = index + 1). Give this
+    /// or `brokers_per_az`. Without a `[cluster]` section, exactly one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<String>,
+    /// The same number of brokers in every AZ, numbered AZ by AZ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers_per_az: Option<u32>,
     /// The AZ of each producer client.
     pub producers: Vec<String>,
     /// The AZ of each consumer client.
@@ -68,6 +85,79 @@ impl Default for Disk {
     }
 }
 
+/// A KRaft cluster of the topology's brokers: every broker is a voter of
+/// the controller quorum and a broker (combined mode). Timeouts left out
+/// take the values below, shorter than Kafka's defaults so that a
+/// simulated minute sees several fail-overs; the swarm does not vary them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Replication factor of the workload's topics (CreateTopics).
+    pub replication_factor: i16,
+    /// `min.insync.replicas` of the workload's topics (a topic config).
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable` of the workload's topics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unclean_leader_election: bool,
+    #[serde(default = "default_replica_lag_time_max_ms")]
+    pub replica_lag_time_max_ms: u64,
+    #[serde(default = "default_broker_heartbeat_interval_ms")]
+    pub broker_heartbeat_interval_ms: u64,
+    #[serde(default = "default_broker_session_timeout_ms")]
+    pub broker_session_timeout_ms: u64,
+    #[serde(default = "default_election_timeout_ms")]
+    pub election_timeout_ms: u64,
+    #[serde(default = "default_quorum_fetch_timeout_ms")]
+    pub quorum_fetch_timeout_ms: u64,
+    /// How long an inter-broker request may go unanswered.
+    #[serde(default = "default_peer_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// The setup phase (controller elected, brokers registered, topics
+    /// created, every partition led) must finish within this, in simulated
+    /// time, or the run fails checker `setup`.
+    #[serde(default = "default_setup_ms_max")]
+    pub setup_ms_max: u64,
+    /// The liveness phase must see every partition led and acknowledge an
+    /// acks=all write on each within this many ms of the heal, or the run
+    /// fails checker `liveness_partition`.
+    #[serde(default = "default_recovery_ms_max")]
+    pub recovery_ms_max: u64,
+    /// Random faults keep a majority of the brokers in service: a broker
+    /// counts as out from its fault's start until this long after its end
+    /// (it restarts, registers, catches up and rejoins the ISR meanwhile).
+    #[serde(default = "default_rejoin_ms")]
+    pub rejoin_ms: u64,
+}
+
+fn default_rejoin_ms() -> u64 {
+    5_000
+}
+
+fn default_replica_lag_time_max_ms() -> u64 {
+    10_000
+}
+fn default_broker_heartbeat_interval_ms() -> u64 {
+    500
+}
+fn default_broker_session_timeout_ms() -> u64 {
+    3_000
+}
+fn default_election_timeout_ms() -> u64 {
+    1_000
+}
+fn default_quorum_fetch_timeout_ms() -> u64 {
+    2_000
+}
+fn default_peer_request_timeout_ms() -> u64 {
+    5_000
+}
+fn default_setup_ms_max() -> u64 {
+    30_000
+}
+fn default_recovery_ms_max() -> u64 {
+    20_000
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicSpec {
@@ -101,6 +191,10 @@ pub struct Workload {
     /// Share of messages round-tripped through the kafka-protocol codec.
     #[serde(default = "default_codec_roundtrip_percent")]
     pub codec_roundtrip_percent: u32,
+    /// `enable.idempotence`: producers take a producer id and number their
+    /// batches; `duplicate` must then find nothing. Needs `acks = [-1]`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 fn default_records_per_send_max() -> u32 {
@@ -160,6 +254,19 @@ pub struct RandomFaults {
     /// How long a random fault lasts (a crashed node stays down).
     #[serde(default = "default_fault_duration_ms")]
     pub duration_ms: [u64; 2],
+    /// Cluster scenarios: one broker cut off from everyone.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub isolate_per_min: f64,
+    /// Cluster scenarios: one broker cut off from the other brokers.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub split_per_min: f64,
+    /// Cluster scenarios: graceful shutdowns (and restarts).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub shutdown_per_min: f64,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_fault_duration_ms() -> [u64; 2] {
@@ -182,6 +289,9 @@ impl Default for RandomFaults {
             skew_per_min: 0.0,
             drift_ppm_max: 0,
             duration_ms: default_fault_duration_ms(),
+            isolate_per_min: 0.0,
+            split_per_min: 0.0,
+            shutdown_per_min: 0.0,
         }
     }
 }
@@ -219,6 +329,35 @@ pub enum FaultKind {
     Pause,
     /// The node's clock is offset by `skew_ms`.
     Skew,
+    /// Every broker of `az` loses power at once (unsynced bytes lost, a
+    /// torn tail each when `torn`); all come back after `duration_ms`.
+    AzOutage,
+    /// Broker `node` (or `target`) reaches no one and no one reaches it,
+    /// brokers and clients alike.
+    Isolate,
+    /// The brokers `nodes` (or `target`) and the other brokers cannot reach
+    /// each other; clients still reach every broker.
+    Split,
+    /// Graceful shutdown of `node` (or `target`): it stops taking input,
+    /// lets its flushes finish, and stops; it restarts after `duration_ms`.
+    Shutdown,
+    /// Every broker in turn, by index: a graceful shutdown lasting
+    /// `duration_ms`, then `gap_ms` before the next broker's.
+    RollingRestart,
+}
+
+/// A broker chosen when the fault starts, from what clients last learned
+/// through Metadata (the partition is `topic`/`partition`, by default the
+/// workload's first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The partition's leader.
+    Leader,
+    /// A replica of the partition that is not its leader (the lowest id).
+    Follower,
+    /// The active controller.
+    Controller,
 }
 
 /// One fault. Flat, so that TOML stays readable (`kind = "crash"`); which
@@ -246,6 +385,51 @@ pub struct Fault {
     pub extra_ms: u64,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub skew_ms: i64,
+    /// `az_outage`: the AZ that loses power.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub az: Option<String>,
+    /// `split`: the brokers on one side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<u32>,
+    /// Instead of `node` / `nodes`: a broker picked by its role when the
+    /// fault starts (cluster scenarios).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// The partition `target` refers to (default: the first of the
+    /// workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// `rolling_restart`: the pause between one broker's restart and the
+    /// next one's shutdown.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub gap_ms: u64,
+}
+
+impl Fault {
+    /// A fault of `kind` at `at_ms` with every optional field empty.
+    pub fn new(at_ms: u64, kind: FaultKind, duration_ms: u64) -> Fault {
+        Fault {
+            at_ms,
+            kind,
+            duration_ms,
+            node: None,
+            client: None,
+            from_az: None,
+            to_az: None,
+            one_way: false,
+            torn: false,
+            extra_ms: 0,
+            skew_ms: 0,
+            az: None,
+            nodes: Vec::new(),
+            target: None,
+            topic: None,
+            partition: None,
+            gap_ms: 0,
+        }
+    }
 }
 
 fn is_zero_u64(v: &u64) -> bool {
@@ -290,10 +474,11 @@ pub enum ScenarioError {
 
 impl Scenario {
     pub fn from_toml(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        scenario.expand_brokers_per_az()?;
         scenario.validate()?;
         Ok(scenario)
     }
@@ -335,6 +520,49 @@ impl Scenario {
         toml::to_string(self).expect("a scenario always serializes")
     }
 
+    /// `brokers_per_az = n` becomes the explicit list (n brokers in the
+    /// first AZ, then n in the second, ...), so the rest of the simulator
+    /// and the trace's copy of the scenario know one form only.
+    fn expand_brokers_per_az(&mut self) -> Result<(), ScenarioError> {
+        let t = &mut self.topology;
+        let Some(per_az) = t.brokers_per_az else {
+            return Ok(());
+        };
+        if !t.brokers.is_empty() || per_az == 0 {
+            return Err(ScenarioError::Invalid {
+                name: self.name.clone(),
+                message: "topology: give brokers or brokers_per_az >= 1, not both".into(),
+            });
+        }
+        t.brokers = t
+            .azs
+            .iter()
+            .flat_map(|az| std::iter::repeat_n(az.clone(), per_az as usize))
+            .collect();
+        t.brokers_per_az = None;
+        Ok(())
+    }
+
+    /// The bugs switched on for a run: the file's and the CLI's, sorted and
+    /// without repeats. Cluster bugs on a standalone broker are refused.
+    pub fn bugs_with(&self, cli: &[Bug]) -> Result<Vec<Bug>, ScenarioError> {
+        let mut bugs: Vec<Bug> = self.bugs.iter().chain(cli).copied().collect();
+        bugs.sort();
+        bugs.dedup();
+        if self.cluster.is_none() {
+            if let Some(b) = bugs.iter().find(|b| b.needs_cluster()) {
+                return Err(ScenarioError::Invalid {
+                    name: self.name.clone(),
+                    message: format!(
+                        "bug '{}' lives in the cluster code; this scenario has no [cluster] section",
+                        b.name()
+                    ),
+                });
+            }
+        }
+        Ok(bugs)
+    }
+
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let invalid = |message: String| ScenarioError::Invalid {
             name: self.name.clone(),
@@ -354,12 +582,66 @@ impl Scenario {
                 return Err(invalid(format!("{field}: unknown AZ '{az}'")));
             }
         }
-        if t.brokers.len() != 1 {
+        if t.brokers_per_az.is_some() {
             return Err(invalid(
-                "topology.brokers: the core is single-broker until replication lands; exactly one"
+                "topology.brokers_per_az: expanded when the file is read; set brokers instead"
                     .into(),
             ));
         }
+        let brokers = t.brokers.len();
+        match &self.cluster {
+            None if brokers != 1 => {
+                return Err(invalid(format!(
+                    "topology.brokers: {brokers} brokers need a [cluster] section; a standalone broker is exactly one"
+                )))
+            }
+            None => {}
+            Some(c) => {
+                if !(1..=BROKERS_MAX).contains(&brokers) {
+                    return Err(invalid(format!(
+                        "topology.brokers: a cluster has 1 to {BROKERS_MAX} brokers, got {brokers}"
+                    )));
+                }
+                if c.replication_factor < 1 || c.replication_factor as usize > brokers {
+                    return Err(invalid(format!(
+                        "cluster.replication_factor: 1 to {brokers} (the brokers), got {}",
+                        c.replication_factor
+                    )));
+                }
+                if c.min_insync_replicas < 1
+                    || c.min_insync_replicas > c.replication_factor as u32
+                {
+                    return Err(invalid(format!(
+                        "cluster.min_insync_replicas: 1 to replication_factor ({}), got {}",
+                        c.replication_factor, c.min_insync_replicas
+                    )));
+                }
+                for (field, v) in [
+                    ("cluster.replica_lag_time_max_ms", c.replica_lag_time_max_ms),
+                    (
+                        "cluster.broker_heartbeat_interval_ms",
+                        c.broker_heartbeat_interval_ms,
+                    ),
+                    ("cluster.broker_session_timeout_ms", c.broker_session_timeout_ms),
+                    ("cluster.election_timeout_ms", c.election_timeout_ms),
+                    ("cluster.quorum_fetch_timeout_ms", c.quorum_fetch_timeout_ms),
+                    ("cluster.request_timeout_ms", c.request_timeout_ms),
+                    ("cluster.setup_ms_max", c.setup_ms_max),
+                    ("cluster.recovery_ms_max", c.recovery_ms_max),
+                ] {
+                    if v == 0 {
+                        return Err(invalid(format!("{field}: must be positive")));
+                    }
+                }
+                if c.recovery_ms_max > self.phases.liveness_ms {
+                    return Err(invalid(format!(
+                        "cluster.recovery_ms_max ({}) exceeds phases.liveness_ms ({})",
+                        c.recovery_ms_max, self.phases.liveness_ms
+                    )));
+                }
+            }
+        }
+        self.bugs_with(&[])?;
         for (field, [lo, hi]) in [
             ("topology.intra_az_latency_us", t.intra_az_latency_us),
             ("topology.cross_az_latency_us", t.cross_az_latency_us),
@@ -392,6 +674,11 @@ impl Scenario {
         if w.acks.is_empty() || w.acks.iter().any(|a| ![0, 1, -1].contains(a)) {
             return Err(invalid("workload.acks: values from 0, 1, -1".into()));
         }
+        if w.idempotent && w.acks != [-1] {
+            return Err(invalid(
+                "workload.idempotent: idempotent producers need acks = [-1]".into(),
+            ));
+        }
         if w.records_per_send_max == 0 || w.in_flight_max == 0 || w.codec_roundtrip_percent > 100 {
             return Err(invalid(
                 "workload: records_per_send_max and in_flight_max >= 1, codec_roundtrip_percent <= 100"
@@ -405,8 +692,19 @@ impl Scenario {
             )));
         }
         let clients = (t.producers.len() + t.consumers.len()) as u32;
+        let cluster = self.cluster.is_some();
         for (i, f) in self.faults.schedule.iter().enumerate() {
             let field = format!("faults.schedule[{i}]");
+            let cluster_only = matches!(
+                f.kind,
+                FaultKind::Split | FaultKind::RollingRestart | FaultKind::Isolate
+            ) || f.target.is_some();
+            if cluster_only && !cluster {
+                return Err(invalid(format!(
+                    "{field}: {:?} faults and targets need a [cluster] section",
+                    f.kind
+                )));
+            }
             let needs_node = matches!(
                 f.kind,
                 FaultKind::Crash
@@ -415,9 +713,60 @@ impl Scenario {
                     | FaultKind::SlowFlush
                     | FaultKind::Pause
                     | FaultKind::Skew
+                    | FaultKind::Isolate
+                    | FaultKind::Shutdown
             );
-            if needs_node && f.node.is_none_or(|n| n as usize >= t.brokers.len()) {
-                return Err(invalid(format!("{field}.node: a broker index is required")));
+            let node_ok = f.node.is_some_and(|n| (n as usize) < brokers);
+            if needs_node && !node_ok && f.target.is_none() {
+                return Err(invalid(format!(
+                    "{field}.node: a broker index (0..{brokers}) or a target is required"
+                )));
+            }
+            if f.node.is_some() && f.target.is_some() {
+                return Err(invalid(format!(
+                    "{field}: node and target exclude each other"
+                )));
+            }
+            if f.target.is_some() && !(needs_node || f.kind == FaultKind::Split) {
+                return Err(invalid(format!(
+                    "{field}.target: {:?} faults take no target",
+                    f.kind
+                )));
+            }
+            if let Some(topic) = &f.topic {
+                let known = w.topics.iter().find(|t| &t.name == topic);
+                if known.is_none_or(|t| f.partition.is_some_and(|p| p < 0 || p >= t.partitions)) {
+                    return Err(invalid(format!(
+                        "{field}.topic/partition: not a partition of the workload"
+                    )));
+                }
+            }
+            if f.kind == FaultKind::Split {
+                let bad = f.nodes.iter().any(|n| *n as usize >= brokers);
+                let sides = f.nodes.len() < brokers;
+                if f.target.is_none() && (f.nodes.is_empty() || bad || !sides) {
+                    return Err(invalid(format!(
+                        "{field}.nodes: broker indexes (0..{brokers}) that leave some broker on the other side"
+                    )));
+                }
+            }
+            if f.kind == FaultKind::AzOutage {
+                match &f.az {
+                    Some(az) if t.brokers.contains(az) => {}
+                    _ => {
+                        return Err(invalid(format!(
+                            "{field}.az: an AZ that holds a broker is required"
+                        )))
+                    }
+                }
+            }
+            if f.kind == FaultKind::RollingRestart {
+                let end = f.at_ms + brokers as u64 * (f.duration_ms + f.gap_ms);
+                if f.duration_ms == 0 || end > self.phases.fault_ms {
+                    return Err(invalid(format!(
+                        "{field}: a rolling restart needs duration_ms > 0 and must end ({end} ms) within phases.fault_ms"
+                    )));
+                }
             }
             if matches!(f.kind, FaultKind::Partition | FaultKind::Clog) {
                 for (name, az) in [("from_az", &f.from_az), ("to_az", &f.to_az)] {
@@ -432,6 +781,14 @@ impl Scenario {
             if f.client.is_some_and(|c| c >= clients) {
                 return Err(invalid(format!("{field}.client: no such client")));
             }
+        }
+        let r = &self.faults.random;
+        if !cluster
+            && (r.isolate_per_min > 0.0 || r.split_per_min > 0.0 || r.shutdown_per_min > 0.0)
+        {
+            return Err(invalid(
+                "faults.random: isolate, split and shutdown rates need a [cluster] section".into(),
+            ));
         }
         Ok(())
     }

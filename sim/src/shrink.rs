@@ -18,7 +18,7 @@ pub struct Shrunk {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShrinkError {
-    #[error("seed {0} passes: nothing to shrink")]
+    #[error("seed {0} passes (or does not fail the checker asked for): nothing to shrink")]
     Passes(u64),
     #[error("seed {seed} fails {checker} only with its random faults; the explicit schedule passes (is the failure independent of faults?)")]
     NotReproducible { seed: u64, checker: String },
@@ -39,22 +39,32 @@ pub fn with_schedule(scenario: &Scenario, faults: Vec<Fault>) -> Scenario {
     random.slow_flush_per_min = 0.0;
     random.pause_per_min = 0.0;
     random.skew_per_min = 0.0;
+    random.isolate_per_min = 0.0;
+    random.split_per_min = 0.0;
+    random.shutdown_per_min = 0.0;
     s.faults.schedule = faults;
     s
 }
 
+/// Shrinks the failure of `checker` (by default the run's first
+/// violation).
 pub fn shrink(
     scenario: &Scenario,
     seed: u64,
-    bug: Option<Bug>,
+    bugs: &[Bug],
+    checker: Option<&str>,
     runs_max: u32,
 ) -> Result<Shrunk, ShrinkError> {
     let options = RunOptions {
-        bug,
+        bugs: bugs.to_vec(),
         ..RunOptions::default()
     };
     let original = run(scenario, seed, &options);
-    let Some(first) = original.violations.first() else {
+    let found = original
+        .violations
+        .iter()
+        .find(|v| checker.is_none_or(|c| v.checker == c));
+    let Some(first) = found else {
         return Err(ShrinkError::Passes(seed));
     };
     let checker = first.checker.clone();
@@ -123,12 +133,14 @@ pub fn shrink(
     let faults_after = current.len();
     let mut shrunk = with_schedule(scenario, current);
     shrunk.name = format!("{}-seed{seed}-shrunk", scenario.name);
+    let flags: String = bugs
+        .iter()
+        .map(|b| format!(" --bug {}", b.name()))
+        .collect();
     shrunk.description = format!(
-        "Shrunk from {} seed {seed}{}: {faults_before} faults -> {faults_after}, still fails {checker}. \
-         Run with: seedlog sim run <this file> --seed {seed}{}",
+        "Shrunk from {} seed {seed}{flags}: {faults_before} faults -> {faults_after}, still fails {checker}. \
+         Run with: seedlog sim run <this file> --seed {seed}{flags}",
         scenario.name,
-        bug.map(|b| format!(" --bug {}", b.name())).unwrap_or_default(),
-        bug.map(|b| format!(" --bug {}", b.name())).unwrap_or_default(),
     );
     Ok(Shrunk {
         checker,

@@ -39,6 +39,25 @@ pub struct Swarm {
     /// Per broker.
     pub drift_ppm: Vec<i64>,
     pub process_kill_per_min: f64,
+    /// Cluster scenarios only (absent from standalone traces, so their
+    /// bytes are those of before clusters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSwarm>,
+}
+
+/// The swarm's cluster parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterSwarm {
+    /// How long a broker takes to notice that a peer connection died
+    /// silently (power loss, a cut): its connect timeout and its
+    /// keep-alive / request timeout on an established connection.
+    pub peer_timeout_ms: u64,
+    pub isolate_per_min: f64,
+    pub split_per_min: f64,
+    pub shutdown_per_min: f64,
+    /// Clients re-read Metadata this often even without an error
+    /// (`metadata.max.age.ms`).
+    pub metadata_max_age_ms: u64,
 }
 
 /// A sub-range of `[lo, hi]`: latency distributions differ per seed.
@@ -107,7 +126,25 @@ impl Swarm {
             // Drawn last: parameters added later go at the end, so existing
             // seeds keep their swarm.
             process_kill_per_min: rate(rng, f.process_kill_per_min),
+            cluster: None,
         }
+        .with_cluster(rng, scenario)
+    }
+
+    /// Drawn after everything else and only for cluster scenarios, so a
+    /// standalone seed keeps its swarm.
+    fn with_cluster(mut self, rng: &mut ChaCha8Rng, scenario: &Scenario) -> Swarm {
+        if scenario.cluster.is_some() {
+            let f = &scenario.faults.random;
+            self.cluster = Some(ClusterSwarm {
+                peer_timeout_ms: in_range(rng, [300, 3_000]),
+                isolate_per_min: rate(rng, f.isolate_per_min),
+                split_per_min: rate(rng, f.split_per_min),
+                shutdown_per_min: rate(rng, f.shutdown_per_min),
+                metadata_max_age_ms: in_range(rng, [2_000, 20_000]),
+            });
+        }
+        self
     }
 }
 
@@ -142,6 +179,18 @@ impl fmt::Display for Swarm {
             self.skew_per_min,
             self.process_kill_per_min,
             self.drift_ppm,
-        )
+        )?;
+        if let Some(c) = &self.cluster {
+            write!(
+                f,
+                " cluster: peer_timeout_ms={} metadata_max_age_ms={} per_min: isolate={:.2} split={:.2} shutdown={:.2}",
+                c.peer_timeout_ms,
+                c.metadata_max_age_ms,
+                c.isolate_per_min,
+                c.split_per_min,
+                c.shutdown_per_min
+            )?;
+        }
+        Ok(())
     }
 }

@@ -18,8 +18,15 @@ fn deterministic_summary(name: &str, report: &RunReport) -> String {
         .iter()
         .map(|v| format!("{} at event {}: {}", v.checker, v.event, v.message))
         .collect();
+    // Cluster scenarios add their report; standalone ones keep the
+    // snapshots they had before clusters.
+    let cluster = report
+        .cluster
+        .as_ref()
+        .map(|c| format!("cluster {c:#?}\n"))
+        .unwrap_or_default();
     format!(
-        "scenario {name} seed {SEED}\nevents {}\nsimulated_ms {}\nfaults {}\nstats {:#?}\nunavailable windows {:#?}\ncross-AZ bytes {}\nbytes by AZ pair {:#?}\nviolations {:#?}\ntrace {} lines, hash {:016x}\n",
+        "scenario {name} seed {SEED}\nevents {}\nsimulated_ms {}\nfaults {}\nstats {:#?}\nunavailable windows {:#?}\ncross-AZ bytes {}\nbytes by AZ pair {:#?}\nviolations {:#?}\n{cluster}trace {} lines, hash {:016x}\n",
         report.events,
         report.simulated_ms,
         report.schedule.len(),
@@ -43,6 +50,12 @@ fn scenario_summaries_at_a_fixed_seed() {
         "flaky-network",
         "az-isolation",
         "process-kill",
+        "leader-crash",
+        "minority-partition",
+        "majority-partition",
+        "az-outage",
+        "rolling-restart",
+        "fast-failover",
     ] {
         let scenario = Scenario::resolve(name).unwrap_or_else(|e| panic!("{e}"));
         let report = run(&scenario, SEED, &RunOptions::default());

@@ -1035,6 +1035,15 @@ impl PartitionLog {
             "truncation offset is non-negative, got {offset}"
         );
         if offset >= self.log_end_offset() {
+            // No record to cut, but an epoch that starts at the log end holds
+            // none either: a cut there ends it (as Kafka's truncateTo cuts
+            // the epoch cache from the end), so the next fetch names the
+            // epoch of the last record. Found by the simulator: a follower
+            // kept naming such an empty epoch, the leader kept answering
+            // "diverging" at that very offset, and it never caught up.
+            if offset == self.log_end_offset() && self.epoch_cache.truncate_from_end(offset) {
+                self.write_epoch_checkpoint(storage)?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset {

@@ -625,3 +625,20 @@ fn delete_removes_the_directory() {
     log.delete(&mut s).unwrap();
     assert!(s.paths().is_empty());
 }
+
+#[test]
+fn a_cut_at_the_log_end_ends_an_epoch_that_holds_no_record() {
+    let mut s = MemoryStorage::new();
+    let mut log = open(&mut s, config());
+    log.append_as_leader(&mut s, &batch(3, 10), 1, Instant::ZERO)
+        .unwrap();
+    // Leader of epoch 2 for a moment, with nothing appended in it.
+    log.assign_leader_epoch(&mut s, 2).unwrap();
+    assert_eq!(log.latest_epoch(), Some(2));
+    log.truncate_to(&mut s, 3).unwrap();
+    assert_eq!(log.latest_epoch(), Some(1), "the empty epoch 2 is gone");
+    assert_eq!(log.log_end_offset(), 3, "no record was cut");
+    // And it stays gone after a restart (the checkpoint was rewritten).
+    let log = open(&mut s, config());
+    assert_eq!(log.latest_epoch(), Some(1));
+}

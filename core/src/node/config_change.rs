@@ -194,44 +194,41 @@ pub fn diff(from: &Overrides, to: &Overrides) -> Vec<(String, Option<String>)> {
     changes
 }
 
+/// The two requests answer with per-resource results of the same fields in
+/// two generated types; this fills either.
+macro_rules! resource_results {
+    ($results:expr, $entry:ty) => {
+        $results
+            .into_iter()
+            .map(|(change, result)| {
+                let (code, message) = match result {
+                    Ok(()) => (0, None),
+                    Err((error, message)) => (error.code(), Some(StrBytes::from_string(message))),
+                };
+                <$entry>::default()
+                    .with_resource_type(change.resource_type)
+                    .with_resource_name(StrBytes::from_string(change.name))
+                    .with_error_code(code)
+                    .with_error_message(message)
+            })
+            .collect()
+    };
+}
+
 /// The response of IncrementalAlterConfigs from per-resource results.
 pub fn incremental_response(results: ChangeResults) -> IncrementalAlterConfigsResponse {
-    IncrementalAlterConfigsResponse::default().with_responses(
-        results
-            .into_iter()
-            .map(|(change, result)| {
-                let (code, message) = split(result);
-                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_resource_type(change.resource_type)
-                    .with_resource_name(StrBytes::from_string(change.name))
-                    .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect(),
-    )
+    IncrementalAlterConfigsResponse::default().with_responses(resource_results!(
+        results,
+        incremental_alter_configs_response::AlterConfigsResourceResponse
+    ))
 }
 
+/// The response of AlterConfigs from per-resource results.
 pub fn legacy_response(results: ChangeResults) -> AlterConfigsResponse {
-    AlterConfigsResponse::default().with_responses(
-        results
-            .into_iter()
-            .map(|(change, result)| {
-                let (code, message) = split(result);
-                alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_resource_type(change.resource_type)
-                    .with_resource_name(StrBytes::from_string(change.name))
-                    .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect(),
-    )
-}
-
-fn split(result: Result<(), ChangeError>) -> (i16, Option<StrBytes>) {
-    match result {
-        Ok(()) => (0, None),
-        Err((error, message)) => (error.code(), Some(StrBytes::from_string(message))),
-    }
+    AlterConfigsResponse::default().with_responses(resource_results!(
+        results,
+        alter_configs_response::AlterConfigsResourceResponse
+    ))
 }
 
 #[cfg(test)]

@@ -120,6 +120,10 @@ impl<S: Storage> Node<S> {
                 }
             }
         }
+        if let Some(cluster) = self.cluster.as_mut() {
+            // A follower fetches again once what it appended is synced.
+            cluster.fetcher.wake();
+        }
         self.release_produces(None);
     }
 

@@ -72,6 +72,18 @@ pub fn after_leader_append(p: &mut Partition, flush_before_ack: bool) -> bool {
 }
 
 impl Partition {
+    /// Whether the high watermark may be shown to consumers: a leader's is
+    /// once it reaches the start of the leader's own epoch (before that it
+    /// may lag what the previous leader exposed, KIP-207).
+    pub fn high_watermark_established(&self) -> bool {
+        match &self.replica {
+            Replica::Leader(leader) => {
+                leader.high_watermark() >= leader.leader_epoch_start_offset()
+            }
+            _ => true,
+        }
+    }
+
     pub fn new(log: PartitionLog, leader_epoch: i32) -> Partition {
         let high_watermark = log.log_end_offset();
         Partition {

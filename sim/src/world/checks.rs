@@ -28,6 +28,8 @@ impl World {
             self.node_events_unchecked[b] = 0;
         }
         let crashed = std::mem::replace(&mut self.brokers[b].crashed_since_observed, false);
+        let restarted = std::mem::replace(&mut self.brokers[b].restarted_since_observed, false);
+        let cluster = self.cluster.is_some();
         let BrokerState::Up(node) = &self.brokers[b].state else {
             return;
         };
@@ -48,19 +50,29 @@ impl World {
         let flush_before_ack = node.config().flush_before_ack;
         let mut problems = Vec::new();
         let mut regressions = 0;
+        let mut restart_resets = 0;
         let mut moved = Vec::new();
         for (i, tp) in self.tps.iter().enumerate() {
             let Some((_, hw, log_end)) = node.partition_offsets(&tp.0, tp.1) else {
-                problems.push((
-                    "consistent_read",
-                    format!("broker {b} lost partition {}-{}", tp.0, tp.1),
-                ));
+                // In a cluster a broker hosts only its replicas, and none
+                // before the topic exists; loss shows at the end instead.
+                if !cluster {
+                    problems.push((
+                        "consistent_read",
+                        format!("broker {b} lost partition {}-{}", tp.0, tp.1),
+                    ));
+                }
                 continue;
             };
             let seen = self.hw_seen[b][i];
             if hw < seen {
                 if crashed && !flush_before_ack {
                     regressions += 1;
+                } else if restarted && cluster {
+                    // A replica learns its high watermark from the leader
+                    // again after a restart (Kafka checkpoints it only now
+                    // and then); what consumers see is checked apart.
+                    restart_resets += 1;
                 } else {
                     problems.push((
                         "monotonic_high_watermark",
@@ -77,7 +89,11 @@ impl World {
                 moved.push((tp.clone(), hw));
             }
             self.hw_seen[b][i] = hw;
-            if let Some(max) = self.read_offset_max[i] {
+            // A follower may lag behind what consumers read from the
+            // leader; in a cluster, reads are checked against the healed
+            // log at the end (consistent_read there) and replicas against
+            // each other (log_matching).
+            if let Some(max) = self.read_offset_max[i].filter(|_| !cluster) {
                 if log_end <= max {
                     problems.push((
                         "consistent_read",
@@ -90,6 +106,9 @@ impl World {
             }
         }
         self.stats.hw_regressions_allowed += regressions;
+        if let Some(c) = self.cluster.as_mut() {
+            c.stats.hw_restart_resets += restart_resets;
+        }
         for (tp, hw) in &moved {
             self.emit(Ev::Hw {
                 broker: b,
@@ -100,12 +119,40 @@ impl World {
         for (checker, message) in problems {
             self.violation(checker, message);
         }
+        if cluster {
+            self.check_replicas(b);
+            if node_check {
+                self.check_isr();
+            }
+        }
+    }
+
+    /// monotonic_high_watermark as consumers see it (cluster scenarios):
+    /// a successful fetch never reports a partition's high watermark lower
+    /// than an earlier one did, whichever broker answered. `epoch` is the
+    /// leader epoch the consumer fetched in.
+    pub(super) fn check_consumer_hw(&mut self, broker: BrokerId, epoch: i32, tp: &Tp, hw: i64) {
+        let i = self.tp_index(tp);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let (seen, seen_broker, seen_epoch) = cluster.consumer_hw[i];
+        if hw < seen {
+            let message = format!(
+                "{}-{}: a consumer fetched a high watermark of {hw} from broker {broker} (leader epoch {epoch}), lower than the {seen} it fetched from broker {seen_broker} (epoch {seen_epoch})",
+                tp.0, tp.1
+            );
+            self.violation("monotonic_high_watermark", message);
+        } else {
+            cluster.consumer_hw[i] = (hw, broker, epoch);
+        }
     }
 
     /// The core's full `check_invariants` on every running broker, before a
     /// fault (or the end) changes what can be checked. Emits nothing unless
     /// an invariant is broken.
     pub(super) fn check_nodes_fully(&mut self) {
+        self.check_isr();
         for b in 0..self.brokers.len() {
             let BrokerState::Up(node) = &self.brokers[b].state else {
                 continue;
@@ -151,6 +198,9 @@ impl World {
                 "no send was acknowledged after the faults healed".to_string(),
             );
         }
+        if self.cluster.is_some() {
+            self.cluster_liveness();
+        }
         let audit = self.audit();
         let mut behind = Vec::new();
         for (c, client) in self.clients.iter().enumerate() {
@@ -173,8 +223,31 @@ impl World {
             .into_iter()
             .map(|(tp, (_, records))| (tp, records))
             .collect();
-        let found = checker::check_history(&self.history, &log);
+        let found = checker::check_history(&self.history, &log, self.cluster.is_some());
         self.stats.duplicates = found.duplicates;
+        if let Some(c) = self.cluster.as_mut() {
+            c.stats.acks1_lost = found.acks1_lost;
+        }
+        if self.scenario.workload.idempotent {
+            // duplicate (INVARIANTS.md): none with idempotence, but for
+            // sends re-sequenced under a new producer id.
+            let unexplained: Vec<String> = found
+                .duplicate_values
+                .iter()
+                .filter(|v| {
+                    let owner = self.history.value_owner[v.as_slice()];
+                    !self.history.send(owner).resequenced
+                })
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            if let Some(first) = unexplained.first() {
+                let message = format!(
+                    "{} values appear at two offsets with idempotence on (first: {first:?})",
+                    unexplained.len()
+                );
+                self.violation("duplicate", message);
+            }
+        }
         for (checker, message) in found.violations {
             self.violation(checker, message);
         }
@@ -190,16 +263,137 @@ impl World {
         }
     }
 
-    /// The final read: every partition, log start to high watermark, through
-    /// the broker's Fetch path. (tp -> (hw, [(offset, value)]))
+    /// Cluster liveness after the heal: every partition acknowledged an
+    /// acks=all write within `recovery_ms_max` (if producers use acks=all),
+    /// and every replica holds everything its leader committed.
+    fn cluster_liveness(&mut self) {
+        let cluster = self.cluster.as_ref().expect("cluster scenario");
+        let bound = cluster.config.recovery_ms_max;
+        let heal_ms = (self.heal_at - self.epoch).as_millis() as u64;
+        let acks_all = self.swarm.acks_weights.iter().any(|(a, _)| *a == -1);
+        let mut late = Vec::new();
+        for (i, times) in cluster.acks_all_ms.iter().enumerate() {
+            let first = times.iter().find(|t| **t >= heal_ms);
+            if acks_all && first.is_none_or(|t| t - heal_ms > bound) {
+                late.push(format!(
+                    "{}-{} ({})",
+                    self.tps[i].0,
+                    self.tps[i].1,
+                    first.map_or("never".to_string(), |t| format!("after {} ms", t - heal_ms))
+                ));
+            }
+        }
+        if !late.is_empty() {
+            let message = format!(
+                "no acks=all write acknowledged within {bound} ms of the heal on {}",
+                late.join(", ")
+            );
+            self.violation("liveness_partition", message);
+        }
+        let leaders = self.final_leaders();
+        let mut behind = Vec::new();
+        for (i, (topic, partition)) in self.tps.iter().enumerate() {
+            let Some((leader, _)) = leaders[i] else {
+                continue;
+            };
+            let BrokerState::Up(node) = &self.brokers[leader].state else {
+                continue;
+            };
+            let Some((_, leader_hw, _)) = node.partition_offsets(topic, *partition) else {
+                continue;
+            };
+            for (b, broker) in self.brokers.iter().enumerate() {
+                let BrokerState::Up(node) = &broker.state else {
+                    continue;
+                };
+                if let Some((_, _, log_end)) = node.partition_offsets(topic, *partition) {
+                    if log_end < leader_hw {
+                        behind.push(format!(
+                            "{topic}-{partition}: broker {b} ends at {log_end} < leader {leader}'s high watermark {leader_hw}"
+                        ));
+                    }
+                }
+            }
+        }
+        if !behind.is_empty() {
+            self.violation("liveness_replication", behind.join("; "));
+        }
+    }
+
+    /// Per partition: the leader (and epoch) the running brokers' own
+    /// Metadata answers name with the highest leader epoch. Asked directly
+    /// at the end of the run only: a direct request drops the node's other
+    /// outputs.
+    pub(super) fn final_leaders(&mut self) -> Vec<Option<(BrokerId, i32)>> {
+        let mut best: Vec<Option<(BrokerId, i32)>> = vec![None; self.tps.len()];
+        if self.cluster.is_none() {
+            return vec![Some((0, 0)); self.tps.len()];
+        }
+        let conn = u64::MAX - 2;
+        let brokers = self.brokers.len();
+        for b in 0..brokers {
+            if !matches!(self.brokers[b].state, BrokerState::Up(_)) {
+                continue;
+            }
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::Metadata as i16)
+                .with_request_api_version(12)
+                .with_correlation_id(0);
+            let body = self.metadata_request(true);
+            let responses = self.direct_request(b, conn, header, body);
+            self.close_direct(b, conn);
+            let Some(ResponseKind::Metadata(r)) = responses.into_iter().next() else {
+                continue;
+            };
+            for topic in &r.topics {
+                let Some(name) = &topic.name else { continue };
+                for p in &topic.partitions {
+                    let Some(i) = self.find_tp(name.0.as_str(), p.partition_index) else {
+                        continue;
+                    };
+                    let id = p.leader_id.0;
+                    if id < 1 || id as usize > brokers || p.error_code != 0 {
+                        continue;
+                    }
+                    if best[i].is_none_or(|(_, e)| p.leader_epoch > e) {
+                        best[i] = Some((id as usize - 1, p.leader_epoch));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn close_direct(&mut self, b: BrokerId, conn: ConnId) {
+        let now = self.node_now(b);
+        if let BrokerState::Up(node) = &mut self.brokers[b].state {
+            node.handle(now, Input::ConnectionClosed { connection: conn });
+        }
+    }
+
+    /// The final read: every partition, log start to high watermark, from
+    /// its leader through the broker's Fetch path. (tp -> (hw, [(offset,
+    /// value)]))
     pub(super) fn audit(&mut self) -> BTreeMap<Tp, (i64, PartitionRecords)> {
         let mut out = BTreeMap::new();
         let audit_conn = u64::MAX - 1;
         let tps = self.tps.clone();
-        for tp in tps {
+        let leaders = self.final_leaders();
+        let mut asked = BTreeSet::new();
+        for (i, tp) in tps.into_iter().enumerate() {
+            let Some((leader, epoch)) = leaders[i] else {
+                let message = format!(
+                    "{}-{}: no broker leads it at the end of the run (its history is not judged)",
+                    tp.0, tp.1
+                );
+                self.violation("liveness_partition", message);
+                continue;
+            };
+            asked.insert(leader);
             let mut records = Vec::new();
             let mut position = 0;
             let mut hw = 0;
+            let mut readable = true;
             // Bounded: each round reads at least one record or stops.
             for round in 0..1_000_000 {
                 let request = FetchRequest::default()
@@ -212,14 +406,18 @@ impl World {
                         .with_partitions(vec![FetchPartition::default()
                             .with_partition(tp.1)
                             .with_fetch_offset(position)
-                            .with_current_leader_epoch(-1)
+                            .with_current_leader_epoch(if self.cluster.is_some() {
+                                epoch
+                            } else {
+                                -1
+                            })
                             .with_partition_max_bytes(1 << 20)])]);
                 let header = RequestHeader::default()
                     .with_request_api_key(ApiKey::Fetch as i16)
                     .with_request_api_version(FETCH_API_VERSION)
                     .with_correlation_id(round);
                 let responses =
-                    self.direct_request(0, audit_conn, header, RequestKind::Fetch(request));
+                    self.direct_request(leader, audit_conn, header, RequestKind::Fetch(request));
                 let Some(ResponseKind::Fetch(r)) = responses.into_iter().next() else {
                     panic!("the audit fetch got no answer");
                 };
@@ -228,7 +426,15 @@ impl World {
                     position = part.log_start_offset.max(0);
                     continue;
                 }
-                assert_eq!(part.error_code, 0, "audit fetch of {tp:?} at {position}");
+                if part.error_code != 0 {
+                    let message = format!(
+                        "{}-{}: the final read from broker {leader} at offset {position} failed with error {}",
+                        tp.0, tp.1, part.error_code
+                    );
+                    self.violation("liveness_partition", message);
+                    readable = false;
+                    break;
+                }
                 hw = part.high_watermark;
                 let before = records.len();
                 if let Some(bytes) = &part.records {
@@ -249,16 +455,12 @@ impl World {
                     break;
                 }
             }
-            out.insert(tp, (hw, records));
+            if readable {
+                out.insert(tp, (hw, records));
+            }
         }
-        let now = self.node_now(0);
-        if let BrokerState::Up(node) = &mut self.brokers[0].state {
-            node.handle(
-                now,
-                Input::ConnectionClosed {
-                    connection: audit_conn,
-                },
-            );
+        for b in asked {
+            self.close_direct(b, audit_conn);
         }
         out
     }

@@ -1,7 +1,18 @@
-//! Clients: producers and consumers, their connections, retries and
-//! deadlines.
+//! Clients: producers and consumers (and, in cluster scenarios, the setup
+//! admin), their connections, retries and deadlines.
+//!
+//! A client keeps one connection per broker it needs, as Kafka's clients
+//! do. On a standalone broker that is one connection to broker 0, opened at
+//! once and reopened after every loss (the behaviour, random draws and
+//! trace of before clusters). In a cluster a client learns partition
+//! leaders from Metadata (`cluster.rs`), opens a connection to a broker
+//! only when it has something to send there, sends each partition's
+//! Produce and Fetch to its leader, and refreshes Metadata on leadership
+//! errors and lost connections.
 
 use super::*;
+use cluster::{Admin, MetadataView};
+use idempotence::Idempotence;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ClientConn {
@@ -10,48 +21,183 @@ pub(super) enum ClientConn {
     Open(ConnId),
 }
 
+/// A send on the wire, awaiting its answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SendInFlight {
+    pub(super) id: SendId,
+    pub(super) deadline: Instant,
+    pub(super) broker: BrokerId,
+}
+
 pub(super) struct Producer {
     pub(super) next_send_at: Instant,
     /// Sends waiting to go out (new or to retry), oldest first.
     pub(super) queue: VecDeque<SendId>,
-    /// correlation id -> (send, deadline)
-    pub(super) in_flight: BTreeMap<i32, (SendId, Instant)>,
+    /// correlation id -> the send
+    pub(super) in_flight: BTreeMap<i32, SendInFlight>,
     pub(super) retry_at: Instant,
+    /// `workload.idempotent`.
+    pub(super) idempotence: Option<Idempotence>,
 }
 
 pub(super) struct Consumer {
     pub(super) positions: BTreeMap<Tp, i64>,
     pub(super) next_fetch_at: Instant,
-    pub(super) in_flight: Option<(i32, Instant)>,
+    /// broker -> the fetch in flight to it: one per broker at a time.
+    pub(super) in_flight: BTreeMap<BrokerId, FetchInFlight>,
+}
+
+pub(super) struct FetchInFlight {
+    pub(super) correlation_id: i32,
+    pub(super) deadline: Instant,
+    /// The partitions asked for, at the positions asked from: an answer
+    /// for a partition whose position has moved since (it was read from
+    /// its new leader meanwhile) is stale and dropped, as Kafka's
+    /// consumer drops it.
+    /// The partitions asked for: (partition, position, leader epoch).
+    pub(super) asked: Vec<(Tp, i64, i32)>,
 }
 
 pub(super) enum ClientKind {
     Producer(Producer),
     Consumer(Consumer),
+    /// Cluster scenarios: creates the topics once the cluster is up.
+    Admin(Admin),
 }
 
 pub(super) struct Client {
     pub(super) az: usize,
-    pub(super) conn: ClientConn,
+    /// Per broker; a broker absent here was never connected to.
+    pub(super) conns: BTreeMap<BrokerId, ClientConn>,
     pub(super) next_correlation_id: i32,
     pub(super) wake_at: Option<Instant>,
     pub(super) kind: ClientKind,
+    /// Cluster scenarios: what the client knows of partition leaders.
+    pub(super) meta: Option<MetadataView>,
+}
+
+/// Kafka errors after which a client re-reads Metadata: the broker it
+/// asked is not (or no longer) the partition's leader.
+pub(super) fn leadership_error(code: i16) -> bool {
+    [
+        ResponseError::NotLeaderOrFollower,
+        ResponseError::FencedLeaderEpoch,
+        ResponseError::UnknownLeaderEpoch,
+        ResponseError::LeaderNotAvailable,
+        ResponseError::UnknownTopicOrPartition,
+        ResponseError::NotEnoughReplicas,
+        ResponseError::NotEnoughReplicasAfterAppend,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
+}
+
+impl Client {
+    pub(super) fn conn(&self, broker: BrokerId) -> Option<ConnId> {
+        match self.conns.get(&broker) {
+            Some(ClientConn::Open(c)) => Some(*c),
+            _ => None,
+        }
+    }
+
+    /// The broker whose connection is `conn`, if it is one of ours.
+    pub(super) fn broker_of(&self, conn: ConnId) -> Option<BrokerId> {
+        self.conns.iter().find_map(|(b, c)| match c {
+            ClientConn::Open(x) | ClientConn::Connecting(x) if *x == conn => Some(*b),
+            _ => None,
+        })
+    }
 }
 
 impl World {
-    pub(super) fn client_lost_connection(&mut self, client: ClientId) {
+    pub(super) fn new_client(&self, az: usize, kind: ClientKind) -> Client {
+        let meta = self
+            .cluster
+            .is_some()
+            .then(|| MetadataView::new(self.tps.len(), self.epoch));
+        Client {
+            az,
+            conns: BTreeMap::new(),
+            next_correlation_id: 1,
+            wake_at: None,
+            kind,
+            meta,
+        }
+    }
+
+    /// The broker a client sends `tp`'s requests to: broker 0 on a
+    /// standalone broker, else the leader it last learned.
+    pub(super) fn leader_for(&self, client: ClientId, tp: usize) -> Option<BrokerId> {
+        match &self.clients[client].meta {
+            None => Some(0),
+            Some(m) => m.leader(tp),
+        }
+    }
+
+    /// Whether a client needs a connection to `broker` now (so reconnects
+    /// to it). Always on a standalone broker, as before clusters.
+    pub(super) fn client_wants(&self, client: ClientId, broker: BrokerId) -> bool {
+        if self.cluster.is_none() {
+            return true;
+        }
+        let c = &self.clients[client];
+        if c.meta.as_ref().is_some_and(|m| m.wants(broker, self.now)) {
+            return true;
+        }
+        match &c.kind {
+            ClientKind::Producer(p) => p.queue.iter().any(|id| {
+                let op = self.history.send(*id);
+                let tp = self.tp_index_of(&op.topic, op.partition);
+                self.leader_for(client, tp) == Some(broker)
+            }),
+            ClientKind::Consumer(consumer) => self.consumer_has_work(client, consumer, broker),
+            ClientKind::Admin(a) => a.wants(broker),
+        }
+    }
+
+    /// Whether the consumer has partitions to fetch from `broker`.
+    fn consumer_has_work(&self, client: ClientId, consumer: &Consumer, broker: BrokerId) -> bool {
+        if self.cluster.is_none() {
+            return true;
+        }
+        consumer
+            .positions
+            .keys()
+            .any(|(topic, p)| self.leader_for(client, self.tp_index_of(topic, *p)) == Some(broker))
+    }
+
+    pub(super) fn client_lost_connection(&mut self, client: ClientId, broker: BrokerId) {
         let backoff = uniform(&mut self.rng_client, self.swarm.reconnect_backoff_ms);
         let c = &mut self.clients[client];
-        c.conn = ClientConn::Down {
-            reconnect_at: self.now + Duration::from_millis(backoff),
-        };
+        c.conns.insert(
+            broker,
+            ClientConn::Down {
+                reconnect_at: self.now + Duration::from_millis(backoff),
+            },
+        );
+        if let Some(m) = &mut c.meta {
+            m.connection_lost(broker, self.brokers.len());
+        }
+        if let ClientKind::Producer(Producer {
+            idempotence: Some(idem),
+            ..
+        }) = &mut c.kind
+        {
+            idem.connection_lost(broker);
+        }
         match &mut c.kind {
             ClientKind::Producer(p) => {
                 // Whatever was in flight may or may not have been appended;
                 // it goes back to the front of the queue, in order.
-                let lost: Vec<SendId> = std::mem::take(&mut p.in_flight)
-                    .into_values()
-                    .map(|(id, _)| id)
+                let lost_corrs: Vec<i32> = p
+                    .in_flight
+                    .iter()
+                    .filter(|(_, f)| f.broker == broker)
+                    .map(|(corr, _)| *corr)
+                    .collect();
+                let lost: Vec<SendId> = lost_corrs
+                    .iter()
+                    .map(|corr| p.in_flight.remove(corr).expect("listed").id)
                     .collect();
                 for id in lost.iter().rev() {
                     p.queue.push_front(*id);
@@ -60,7 +206,10 @@ impl World {
                     self.history.send_mut(id).maybe_appended = true;
                 }
             }
-            ClientKind::Consumer(consumer) => consumer.in_flight = None,
+            ClientKind::Consumer(consumer) => {
+                consumer.in_flight.remove(&broker);
+            }
+            ClientKind::Admin(a) => a.connection_lost(broker, self.brokers.len()),
         }
         self.rearm_client(client);
     }
@@ -69,36 +218,62 @@ impl World {
         let c = &self.clients[client];
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if let ClientConn::Down { reconnect_at } = c.conn {
-            consider(reconnect_at);
+        let brokers: Vec<BrokerId> = self.client_brokers(client);
+        for b in &brokers {
+            let reconnect_at = match c.conns.get(b) {
+                Some(ClientConn::Down { reconnect_at }) => Some(*reconnect_at),
+                // Never connected: free to connect now.
+                None => Some(self.now),
+                Some(_) => None,
+            };
+            if let Some(at) = reconnect_at {
+                if self.client_wants(client, *b) {
+                    consider(at);
+                }
+            }
         }
-        let open = matches!(c.conn, ClientConn::Open(_));
         let delivery_timeout = Duration::from_millis(self.scenario.workload.delivery_timeout_ms);
         match &c.kind {
             ClientKind::Producer(p) => {
                 if p.next_send_at < self.produce_stop_at {
                     consider(p.next_send_at);
                 }
-                if let Some((_, deadline)) =
-                    p.in_flight.values().map(|v| (v.0, v.1)).min_by_key(|v| v.1)
-                {
+                if let Some(idem) = &p.idempotence {
+                    let open = c.conns.values().any(|x| matches!(x, ClientConn::Open(_)));
+                    if let Some(at) = idem.next_wake(open, self.now) {
+                        consider(at);
+                    }
+                }
+                if let Some(deadline) = p.in_flight.values().map(|f| f.deadline).min() {
                     consider(deadline);
                 }
                 if let Some(first) = p.queue.front() {
                     let invoke =
                         self.epoch + Duration::from_millis(self.history.send(*first).invoke_ms);
                     consider(invoke + delivery_timeout);
-                    if open && (p.in_flight.len() as u32) < self.swarm.in_flight_max {
+                    if self.producer_can_send_some(client, p) {
                         consider(p.retry_at.max(self.now));
                     }
                 }
             }
             ClientKind::Consumer(consumer) => {
-                if let Some((_, deadline)) = consumer.in_flight {
-                    consider(deadline);
-                } else if open {
-                    consider(consumer.next_fetch_at.max(self.now));
+                for b in &brokers {
+                    if let Some(f) = consumer.in_flight.get(b) {
+                        consider(f.deadline);
+                    } else if c.conn(*b).is_some() && self.consumer_has_work(client, consumer, *b) {
+                        consider(consumer.next_fetch_at.max(self.now));
+                    }
                 }
+            }
+            ClientKind::Admin(a) => {
+                if let Some(at) = a.next_wake(c, self.now) {
+                    consider(at);
+                }
+            }
+        }
+        if let Some(m) = &c.meta {
+            if let Some(at) = m.next_wake(c, self.now, self.metadata_max_age()) {
+                consider(at);
             }
         }
         let Some(at) = next else { return };
@@ -113,16 +288,54 @@ impl World {
         self.push(at, EventKind::ClientWake { client });
     }
 
+    /// The brokers a client may talk to: broker 0 alone when standalone.
+    fn client_brokers(&self, client: ClientId) -> Vec<BrokerId> {
+        if self.cluster.is_none() {
+            let _ = client;
+            return vec![0];
+        }
+        (0..self.brokers.len()).collect()
+    }
+
+    /// Whether some queued send has an open connection to its leader with
+    /// room in that connection's window.
+    fn producer_can_send_some(&self, client: ClientId, p: &Producer) -> bool {
+        if p.idempotence.as_ref().is_some_and(|i| i.id.is_none()) {
+            return false; // waits for its producer id (its own wake-up)
+        }
+        let c = &self.clients[client];
+        p.queue.iter().any(|id| {
+            let op = self.history.send(*id);
+            let tp = self.tp_index_of(&op.topic, op.partition);
+            self.leader_for(client, tp)
+                .is_some_and(|b| c.conn(b).is_some() && self.window_room(p, b))
+        })
+    }
+
+    fn window_room(&self, p: &Producer, broker: BrokerId) -> bool {
+        let used = p.in_flight.values().filter(|f| f.broker == broker).count();
+        (used as u32) < self.swarm.in_flight_max
+    }
+
     pub(super) fn client_tick(&mut self, client: ClientId) {
-        if let ClientConn::Down { reconnect_at } = self.clients[client].conn {
-            if reconnect_at <= self.now {
-                self.connect(client);
+        for b in self.client_brokers(client) {
+            let due = match self.clients[client].conns.get(&b) {
+                Some(ClientConn::Down { reconnect_at }) => *reconnect_at <= self.now,
+                // Never connected: free to connect now.
+                None => true,
+                Some(_) => false,
+            };
+            if due && self.client_wants(client, b) {
+                self.connect(client, b);
             }
         }
-        if matches!(self.clients[client].kind, ClientKind::Producer(_)) {
-            self.producer_tick(client);
-        } else {
-            self.consumer_tick(client);
+        match self.clients[client].kind {
+            ClientKind::Producer(_) => self.producer_tick(client),
+            ClientKind::Consumer(_) => self.consumer_tick(client),
+            ClientKind::Admin(_) => self.admin_tick(client),
+        }
+        if self.clients[client].meta.is_some() {
+            self.metadata_tick(client);
         }
         self.rearm_client(client);
     }
@@ -139,12 +352,17 @@ impl World {
         let ms = self.ms();
         // Time out a request that went unanswered: close the connection, as
         // the Java client does, so the broker and client start afresh.
-        let timed_out = match &self.clients[client].kind {
-            ClientKind::Producer(p) => p.in_flight.values().any(|(_, d)| *d <= now),
-            ClientKind::Consumer(_) => unreachable!(),
+        let timed_out: BTreeSet<BrokerId> = match &self.clients[client].kind {
+            ClientKind::Producer(p) => p
+                .in_flight
+                .values()
+                .filter(|f| f.deadline <= now)
+                .map(|f| f.broker)
+                .collect(),
+            _ => unreachable!(),
         };
-        if timed_out {
-            self.client_close(client, "request timeout");
+        for b in timed_out {
+            self.client_close(client, b, "request timeout");
         }
         // New sends.
         loop {
@@ -183,7 +401,8 @@ impl World {
                 break;
             }
             p.queue.pop_front();
-            let outcome = if op.maybe_appended {
+            let maybe_appended = op.maybe_appended;
+            let outcome = if maybe_appended {
                 SendOutcome::Indeterminate
             } else {
                 SendOutcome::Failed {
@@ -191,55 +410,101 @@ impl World {
                 }
             };
             self.complete_send(first, outcome);
+            self.idempotent_send_done(client, first, maybe_appended);
         }
-        // Send what the window allows.
-        let ClientConn::Open(conn) = self.clients[client].conn else {
+        // Send what the windows allow, in queue order; a partition whose
+        // earliest queued send cannot go holds back its later ones, so one
+        // producer's sends to one partition leave in order.
+        if !self.idempotence_tick(client) {
             return;
+        }
+        let ClientKind::Producer(p) = &self.clients[client].kind else {
+            unreachable!()
         };
-        loop {
+        if p.retry_at > now {
+            return;
+        }
+        let mut held: BTreeSet<usize> = BTreeSet::new();
+        let mut i = 0;
+        // Bounded: each round sends one send (shortening the queue) or
+        // steps past one.
+        while i < PRODUCER_QUEUE_MAX * 4 {
+            let ClientKind::Producer(p) = &self.clients[client].kind else {
+                unreachable!()
+            };
+            let Some(id) = p.queue.get(i).copied() else {
+                break;
+            };
+            let op = self.history.send(id);
+            let tp = self.tp_index_of(&op.topic, op.partition);
+            let target = self.leader_for(client, tp).and_then(|b| {
+                let conn = self.clients[client].conn(b)?;
+                self.window_room(p, b).then_some((b, conn))
+            });
+            let Some((broker, conn)) = target.filter(|_| !held.contains(&tp)) else {
+                if self.leader_for(client, tp).is_none() {
+                    self.want_metadata(client);
+                }
+                held.insert(tp);
+                i += 1;
+                continue;
+            };
             let ClientKind::Producer(p) = &mut self.clients[client].kind else {
                 unreachable!()
             };
-            if p.retry_at > now || p.in_flight.len() as u32 >= self.swarm.in_flight_max {
-                break;
-            }
-            let Some(id) = p.queue.pop_front() else { break };
-            let corr = self.next_correlation_id(client);
-            let op = self.history.send_mut(id);
-            op.attempts += 1;
-            let acks = op.acks;
-            let records: Vec<TestRecord<'_>> = op
-                .values
-                .iter()
-                .map(|v| (None, Some(v.as_slice())))
-                .collect();
-            let batch = build_batch(&records, (now.as_nanos() / 1_000_000) as i64);
-            let request = ProduceRequest::default()
-                .with_acks(acks)
-                .with_timeout_ms(30_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(op.topic.clone())))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(op.partition)
-                        .with_records(Some(Bytes::from(batch)))])]);
-            let header = RequestHeader::default()
-                .with_request_api_key(ApiKey::Produce as i16)
-                .with_request_api_version(PRODUCE_API_VERSION)
-                .with_correlation_id(corr)
-                .with_client_id(Some(StrBytes::from_static_str("seedlog-sim")));
-            if acks == 0 {
-                // Fire and forget: done once on the wire.
-                self.history.send_mut(id).maybe_appended = true;
-                self.complete_send(id, SendOutcome::Unacked);
-            } else {
-                let deadline = now + Duration::from_millis(self.swarm.request_timeout_ms);
-                let ClientKind::Producer(p) = &mut self.clients[client].kind else {
-                    unreachable!()
-                };
-                p.in_flight.insert(corr, (id, deadline));
-            }
-            self.send_to_node(conn, header, RequestKind::Produce(request));
+            p.queue.remove(i);
+            self.send_produce(client, id, broker, conn);
         }
+    }
+
+    fn send_produce(&mut self, client: ClientId, id: SendId, broker: BrokerId, conn: ConnId) {
+        let now = self.now;
+        let corr = self.next_correlation_id(client);
+        let op = self.history.send_mut(id);
+        op.attempts += 1;
+        let acks = op.acks;
+        let records: Vec<TestRecord<'_>> = op
+            .values
+            .iter()
+            .map(|v| (None, Some(v.as_slice())))
+            .collect();
+        let mut batch = build_batch(&records, (now.as_nanos() / 1_000_000) as i64);
+        let (topic, partition) = (op.topic.clone(), op.partition);
+        let tp = self.tp_index_of(&topic, partition);
+        self.stamp_send(client, id, tp, &mut batch);
+        let op = self.history.send(id);
+        let request = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(op.topic.clone())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(op.partition)
+                    .with_records(Some(Bytes::from(batch)))])]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(PRODUCE_API_VERSION)
+            .with_correlation_id(corr)
+            .with_client_id(Some(StrBytes::from_static_str("seedlog-sim")));
+        if acks == 0 {
+            // Fire and forget: done once on the wire.
+            self.history.send_mut(id).maybe_appended = true;
+            self.complete_send(id, SendOutcome::Unacked);
+        } else {
+            let deadline = now + Duration::from_millis(self.swarm.request_timeout_ms);
+            let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+                unreachable!()
+            };
+            p.in_flight.insert(
+                corr,
+                SendInFlight {
+                    id,
+                    deadline,
+                    broker,
+                },
+            );
+        }
+        self.send_to_node(conn, header, RequestKind::Produce(request));
     }
 
     pub(super) fn new_send(&mut self, client: ClientId) -> SendId {
@@ -284,6 +549,7 @@ impl World {
             outcome: SendOutcome::Pending,
             maybe_appended: false,
             attempts: 0,
+            resequenced: false,
         });
         self.stats.sends += 1;
         id
@@ -316,143 +582,236 @@ impl World {
         correlation_id: i32,
         body: ResponseKind,
     ) {
-        if !matches!(self.clients[client].conn, ClientConn::Open(c) if c == conn) {
+        let Some(broker) = self.conns.get(&conn).map(|c| c.broker) else {
+            return;
+        };
+        if self.clients[client].conn(broker) != Some(conn) {
             return;
         }
         match body {
-            ResponseKind::Produce(r) => {
-                let ClientKind::Producer(p) = &mut self.clients[client].kind else {
-                    panic!("a produce response reached a consumer");
-                };
-                let Some((id, _)) = p.in_flight.remove(&correlation_id) else {
-                    panic!("produce response to unknown correlation id {correlation_id}");
-                };
-                let part = r
-                    .responses
-                    .first()
-                    .and_then(|t| t.partition_responses.first())
-                    .expect("one partition per produce");
-                let code = part.error_code;
-                if code == 0 {
-                    self.complete_send(
-                        id,
-                        SendOutcome::Acked {
-                            offset: part.base_offset,
-                        },
-                    );
-                } else if ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable()) {
-                    // A storage error may come after the append (a failed
-                    // flush): the records can still become visible.
-                    self.history.send_mut(id).maybe_appended = true;
-                    let backoff = uniform(&mut self.rng_client, [50, 200]);
-                    let ClientKind::Producer(p) = &mut self.clients[client].kind else {
-                        unreachable!()
-                    };
-                    // Retries go first, in send order.
-                    let position = p
-                        .queue
-                        .iter()
-                        .position(|q| *q > id)
-                        .unwrap_or(p.queue.len());
-                    p.queue.insert(position, id);
-                    p.retry_at = self.now + Duration::from_millis(backoff);
-                } else {
-                    self.complete_send(id, SendOutcome::Failed { error_code: code });
-                }
+            ResponseKind::Produce(r) => self.produce_answered(client, broker, correlation_id, r),
+            ResponseKind::Fetch(r) => self.consumer_fetched(client, broker, correlation_id, r),
+            ResponseKind::Metadata(r) => self.metadata_answered(client, broker, correlation_id, r),
+            ResponseKind::CreateTopics(r) => {
+                self.create_topics_answered(client, broker, correlation_id, r)
             }
-            ResponseKind::Fetch(r) => self.consumer_fetched(client, correlation_id, r),
+            ResponseKind::InitProducerId(r) => {
+                self.init_producer_id_answered(client, correlation_id, r)
+            }
             other => panic!("unexpected response {other:?}"),
         }
         self.client_tick(client);
     }
 
+    fn produce_answered(
+        &mut self,
+        client: ClientId,
+        broker: BrokerId,
+        correlation_id: i32,
+        r: ProduceResponse,
+    ) {
+        let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+            panic!("a produce response reached a client that does not produce");
+        };
+        let Some(SendInFlight { id, .. }) = p.in_flight.remove(&correlation_id) else {
+            panic!("produce response to unknown correlation id {correlation_id}");
+        };
+        let part = r
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .expect("one partition per produce");
+        let code = part.error_code;
+        let idempotent = p.idempotence.is_some();
+        let producer_lost = [
+            ResponseError::OutOfOrderSequenceNumber,
+            ResponseError::UnknownProducerId,
+            ResponseError::InvalidProducerEpoch,
+        ]
+        .iter()
+        .any(|e| e.code() == code);
+        if code == 0 {
+            self.complete_send(
+                id,
+                SendOutcome::Acked {
+                    offset: part.base_offset,
+                },
+            );
+            self.observe_ack(id, broker);
+            self.idempotent_send_done(client, id, false);
+        } else if idempotent && code == ResponseError::DuplicateSequenceNumber.code() {
+            // In the log already, at an offset the broker no longer
+            // remembers: the Java client reports success without one.
+            self.complete_send(id, SendOutcome::Indeterminate);
+            self.idempotent_send_done(client, id, false);
+        } else if idempotent && producer_lost {
+            // The broker no longer matches our sequences: a new producer
+            // id, and this send goes again under it.
+            self.history.send_mut(id).maybe_appended = true;
+            self.reset_producer_id(client, self.now);
+            self.requeue_send(client, id);
+        } else if ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable()) {
+            // A storage error may come after the append (a failed
+            // flush): the records can still become visible.
+            self.history.send_mut(id).maybe_appended = true;
+            let backoff = uniform(&mut self.rng_client, [50, 200]);
+            // Retries go first, in send order.
+            self.requeue_send(client, id);
+            let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+                unreachable!()
+            };
+            p.retry_at = self.now + Duration::from_millis(backoff);
+            if leadership_error(code) {
+                self.want_metadata(client);
+            }
+        } else {
+            self.complete_send(id, SendOutcome::Failed { error_code: code });
+            self.idempotent_send_done(client, id, false);
+        }
+    }
+
+    /// Puts a send back in the queue for another attempt, before every
+    /// later send.
+    fn requeue_send(&mut self, client: ClientId, id: SendId) {
+        let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+            unreachable!()
+        };
+        let position = p
+            .queue
+            .iter()
+            .position(|q| *q > id)
+            .unwrap_or(p.queue.len());
+        p.queue.insert(position, id);
+    }
+
     pub(super) fn consumer_tick(&mut self, client: ClientId) {
         let now = self.now;
+        let brokers = self.client_brokers(client);
+        for b in &brokers {
+            let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
+                unreachable!()
+            };
+            if consumer.in_flight.get(b).is_some_and(|f| f.deadline <= now) {
+                self.client_close(client, *b, "fetch timeout");
+            }
+        }
         let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
             unreachable!()
         };
-        if consumer.in_flight.is_some_and(|(_, d)| d <= now) {
-            self.client_close(client, "fetch timeout");
+        if consumer.next_fetch_at > now || consumer.positions.is_empty() {
             return;
         }
-        let ClientConn::Open(conn) = self.clients[client].conn else {
-            return;
-        };
-        let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
-            unreachable!()
-        };
-        if consumer.in_flight.is_some()
-            || consumer.next_fetch_at > now
-            || consumer.positions.is_empty()
-        {
-            return;
-        }
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for ((topic, partition), offset) in &consumer.positions {
-            topics.entry(topic).or_default().push(
-                FetchPartition::default()
-                    .with_partition(*partition)
-                    .with_fetch_offset(*offset)
-                    .with_current_leader_epoch(-1)
-                    .with_partition_max_bytes(64 * 1024),
+        for b in brokers {
+            let Some(conn) = self.clients[client].conn(b) else {
+                continue;
+            };
+            let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
+                unreachable!()
+            };
+            if consumer.in_flight.contains_key(&b) {
+                continue;
+            }
+            let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+            let mut asked = Vec::new();
+            for ((topic, partition), offset) in &consumer.positions {
+                let tp = self.tp_index_of(topic, *partition);
+                if self.leader_for(client, tp) != Some(b) {
+                    continue;
+                }
+                let epoch = self.clients[client]
+                    .meta
+                    .as_ref()
+                    .map_or(-1, |m| m.leader_epoch(tp));
+                asked.push(((topic.clone(), *partition), *offset, epoch));
+                topics.entry(topic).or_default().push(
+                    FetchPartition::default()
+                        .with_partition(*partition)
+                        .with_fetch_offset(*offset)
+                        .with_current_leader_epoch(epoch)
+                        .with_partition_max_bytes(64 * 1024),
+                );
+            }
+            if topics.is_empty() {
+                continue;
+            }
+            let request = FetchRequest::default()
+                .with_max_wait_ms(self.swarm.fetch_max_wait_ms as i32)
+                .with_min_bytes(1)
+                .with_max_bytes(256 * 1024)
+                .with_session_epoch(-1)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            FetchTopic::default()
+                                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                );
+            let corr = self.next_correlation_id(client);
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::Fetch as i16)
+                .with_request_api_version(FETCH_API_VERSION)
+                .with_correlation_id(corr)
+                .with_client_id(Some(StrBytes::from_static_str("seedlog-sim")));
+            let deadline = now
+                + Duration::from_millis(
+                    self.swarm.fetch_max_wait_ms + self.swarm.request_timeout_ms,
+                );
+            let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
+                unreachable!()
+            };
+            consumer.in_flight.insert(
+                b,
+                FetchInFlight {
+                    correlation_id: corr,
+                    deadline,
+                    asked,
+                },
             );
+            self.send_to_node(conn, header, RequestKind::Fetch(request));
         }
-        let request = FetchRequest::default()
-            .with_max_wait_ms(self.swarm.fetch_max_wait_ms as i32)
-            .with_min_bytes(1)
-            .with_max_bytes(256 * 1024)
-            .with_session_epoch(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(topic, partitions)| {
-                        FetchTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            );
-        let corr = self.next_correlation_id(client);
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(FETCH_API_VERSION)
-            .with_correlation_id(corr)
-            .with_client_id(Some(StrBytes::from_static_str("seedlog-sim")));
-        let deadline = now
-            + Duration::from_millis(self.swarm.fetch_max_wait_ms + self.swarm.request_timeout_ms);
-        let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
-            unreachable!()
-        };
-        consumer.in_flight = Some((corr, deadline));
-        self.send_to_node(conn, header, RequestKind::Fetch(request));
     }
 
     pub(super) fn consumer_fetched(
         &mut self,
         client: ClientId,
+        broker: BrokerId,
         correlation_id: i32,
         r: FetchResponse,
     ) {
         let ms = self.ms();
         let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
-            panic!("a fetch response reached a producer");
+            panic!("a fetch response reached a client that does not consume");
         };
+        let fetch = consumer
+            .in_flight
+            .remove(&broker)
+            .expect("a fetch in flight to this broker");
         assert_eq!(
-            consumer.in_flight.map(|(c, _)| c),
-            Some(correlation_id),
-            "fetch responses come in order, one in flight"
+            fetch.correlation_id, correlation_id,
+            "fetch responses come in order, one in flight per broker"
         );
-        consumer.in_flight = None;
         let mut reads: Vec<(Tp, i64, Vec<u8>)> = Vec::new();
         let mut polls = Vec::new();
         let mut seeks = Vec::new();
         let mut any_error = false;
+        let mut leadership = false;
         for topic in &r.responses {
             for part in &topic.partitions {
                 let tp: Tp = (topic.topic.0.to_string(), part.partition_index);
                 let Some(position) = consumer.positions.get_mut(&tp) else {
                     continue;
                 };
+                let asked_from = fetch
+                    .asked
+                    .iter()
+                    .find(|(t, _, _)| *t == tp)
+                    .map(|(_, o, _)| *o);
+                if asked_from != Some(*position) {
+                    continue; // stale: the partition was read elsewhere since
+                }
                 let from = *position;
                 let mut count = 0;
                 if part.error_code == ResponseError::OffsetOutOfRange.code() {
@@ -463,6 +822,7 @@ impl World {
                     any_error = true;
                 } else if part.error_code != 0 {
                     any_error = true;
+                    leadership |= leadership_error(part.error_code);
                 } else if let Some(records) = &part.records {
                     for (start, header) in BatchIter::new(records) {
                         let batch = &records[start..start + header.total_size()];
@@ -491,6 +851,9 @@ impl World {
         } else {
             self.now
         };
+        if leadership {
+            self.want_metadata(client);
+        }
         for (tp, from, records, hw, error) in &polls {
             self.emit(Ev::Poll {
                 consumer: client,
@@ -500,6 +863,14 @@ impl World {
                 hw: *hw,
                 error: *error,
             });
+            if *error == 0 {
+                let epoch = fetch
+                    .asked
+                    .iter()
+                    .find(|(t, _, _)| t == tp)
+                    .map_or(-1, |(_, _, e)| *e);
+                self.check_consumer_hw(broker, epoch, tp, *hw);
+            }
         }
         for tp in seeks {
             self.emit(Ev::Seek {

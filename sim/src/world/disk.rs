@@ -5,6 +5,12 @@ use super::*;
 
 impl World {
     pub(super) fn flush_done(&mut self, b: BrokerId, flush_id: u64, paths: Vec<String>) {
+        let broker = &mut self.brokers[b];
+        assert!(
+            broker.flushes_in_flight > 0,
+            "a flush completes that was never asked for"
+        );
+        broker.flushes_in_flight -= 1;
         let disk_full = self.brokers[b].disk_full;
         let BrokerState::Up(node) = &mut self.brokers[b].state else {
             return;
@@ -35,6 +41,9 @@ impl World {
             }
         };
         self.node_input(b, input);
+        if self.brokers[b].stopping && self.brokers[b].flushes_in_flight == 0 {
+            self.finish_stop(b, true);
+        }
     }
 
     /// Stops broker `b`. A power cut (`power_loss`) forgets unsynced bytes
@@ -75,30 +84,22 @@ impl World {
             power_loss,
             torn: torn_path.as_deref(),
         });
+        let cluster = self.cluster.is_some();
         let broker = &mut self.brokers[b];
         broker.state = BrokerState::Down(storage);
         broker.generation += 1;
         broker.timer_at = None;
         broker.crashed_since_observed = power_loss;
-        // Every connection dies with the process; clients see RST or silence.
-        let dead: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.broker == b)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in dead {
-            let conn = self.conns.remove(&id).expect("listed above");
-            self.stats.connections_broken += 1;
-            let at = self.now + self.latency(self.brokers[b].az, self.clients[conn.client].az);
-            self.push(
-                at,
-                EventKind::ClientSawClose {
-                    client: conn.client,
-                    conn: id,
-                },
-            );
+        broker.restarted_since_observed = true;
+        broker.flushes_in_flight = 0;
+        broker.stopping = false;
+        broker.controlled_stop = false;
+        broker.power_off = power_loss && cluster;
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.replicas.broker_restarted(b);
         }
+        // Every connection dies with the process; clients see RST or silence.
+        self.close_connections_of(b, power_loss);
         true
     }
 }

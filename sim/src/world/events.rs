@@ -16,10 +16,26 @@ pub(super) enum EventKind {
         header: RequestHeader,
         body: RequestKind,
     },
-    ToClient {
+    /// A response on its way back to whoever opened `conn`: a client, or
+    /// the peer broker that asked.
+    ToOrigin {
         conn: ConnId,
         correlation_id: i32,
         body: ResponseKind,
+    },
+    /// Broker `broker` (in life `generation`) notices that its connections
+    /// to `peer` died (break number `incident`).
+    PeerDown {
+        broker: BrokerId,
+        generation: u64,
+        peer: BrokerId,
+        incident: u64,
+    },
+    /// A gracefully stopping broker gave its flushes this long; now it
+    /// exits whatever is left.
+    StopDeadline {
+        broker: BrokerId,
+        generation: u64,
     },
     /// The broker learns that a connection is gone.
     NodeSawClose {
@@ -50,8 +66,29 @@ pub(super) enum EventKind {
     FaultEnd {
         index: usize,
     },
+    /// The setup phase of a cluster must be done by now.
+    SetupDeadline,
+    /// The next step of rolling restart `index` (fault index).
+    Rolling {
+        index: usize,
+        step: RollingStep,
+    },
     Heal,
     End,
+}
+
+/// A rolling restart goes broker by broker: stop it gracefully, restart it
+/// `duration_ms` after it exited, wait until the cluster is healthy
+/// again (every broker up, every partition led with a full ISR), wait
+/// `gap_ms`, then the next broker; as operators do it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RollingStep {
+    Stop(BrokerId),
+    /// Waiting for the broker to finish its controlled shutdown and exit.
+    Stopping(BrokerId),
+    Restart(BrokerId),
+    /// Waiting for health before stopping this broker.
+    Wait(BrokerId),
 }
 
 pub(super) struct Event {
@@ -98,6 +135,19 @@ pub(super) enum Ev<'a> {
     Connect {
         client: ClientId,
         conn: ConnId,
+        /// Cluster scenarios only (a standalone broker is broker 0).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        broker: Option<BrokerId>,
+    },
+    PeerConnect {
+        broker: BrokerId,
+        peer: BrokerId,
+        channel: &'a str,
+        conn: ConnId,
+    },
+    PeerUnreachable {
+        broker: BrokerId,
+        peer: BrokerId,
     },
     Connected {
         conn: ConnId,
@@ -147,6 +197,31 @@ pub(super) enum Ev<'a> {
     },
     Restart {
         broker: BrokerId,
+    },
+    /// Graceful shutdown: the broker stops taking input.
+    Stopping {
+        broker: BrokerId,
+    },
+    /// ... and exits, its flushes done (`clean`) or given up on.
+    Stopped {
+        broker: BrokerId,
+        clean: bool,
+    },
+    /// A fault's `target` resolved to a broker.
+    Target {
+        index: usize,
+        broker: BrokerId,
+    },
+    /// The setup phase moved on (cluster scenarios).
+    Setup {
+        step: &'a str,
+    },
+    /// A client learned a partition's leader and leader epoch from
+    /// Metadata, newer than anything seen before.
+    Leader {
+        tp: &'a Tp,
+        broker: Option<BrokerId>,
+        epoch: i32,
     },
     Invoke {
         send: SendId,

@@ -15,33 +15,39 @@
 mod brokers;
 mod checks;
 mod clients;
+mod cluster;
 mod disk;
 mod events;
 mod faults;
+mod idempotence;
 mod network;
+mod replicas;
 mod report;
 
+pub use crate::bugs::Bug;
 pub use faults::materialize_faults;
-pub use report::{Bug, RunOptions, RunReport, Stats, Violation};
+pub use report::{ClusterReport, ClusterStats, Failover, RunOptions, RunReport, Stats, Violation};
 
 use brokers::{Broker, BrokerState};
 use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
+use cluster::{Admin, ClusterState};
 use disk::set_disk_full;
-use events::{Ev, Event, EventKind};
-use network::{Clog, Conn, Cut, Link};
+use events::{Ev, Event, EventKind, RollingStep};
+use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 
+use crate::bugs;
 use crate::checker;
 use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
 use crate::scenario::{Fault, FaultKind, Scenario};
 use crate::swarm::Swarm;
 use crate::trace::{TraceHeader, TraceSink};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, RequestHeader,
-    RequestKind, ResponseHeader, ResponseKind, TopicName,
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -66,6 +72,9 @@ pub const EPOCH_MS: u64 = 1_700_000_000_000;
 const EVENTS_QUEUED_MAX: usize = 1_000_000;
 /// A run never processes more events than this; a livelock would show here.
 const EVENTS_PER_RUN_MAX: u64 = 50_000_000;
+/// Nor this many at one instant: a loop that does not let time move shows
+/// here at once rather than after fifty million events.
+const EVENTS_PER_INSTANT_MAX: u64 = 100_000;
 /// The core's full invariant check runs once per this many events touching
 /// a broker (and at every fault); see `check_broker`.
 const NODE_CHECK_EVERY_EVENTS: u64 = 1_000;
@@ -79,6 +88,15 @@ const UNAVAILABLE_GAP_MS_MIN: u64 = 1_000;
 /// Sends a producer holds unsent (its `buffer.memory`); beyond it the
 /// application blocks.
 const PRODUCER_QUEUE_MAX: usize = 64;
+/// A cluster node's controlled shutdown may take this long (the controller
+/// moves its leaderships away), then it stops anyway.
+const CONTROLLED_SHUTDOWN_WAIT_MS: u64 = 10_000;
+/// A gracefully stopping broker waits this long for its flushes, then
+/// exits anyway.
+const STOP_FLUSH_WAIT_MS: u64 = 5_000;
+/// A rolling restart checks the cluster's health this often before it
+/// stops the next broker.
+const ROLLING_HEALTH_POLL_MS: u64 = 100;
 const PRODUCE_API_VERSION: i16 = 9;
 const FETCH_API_VERSION: i16 = 12;
 const CREATE_TOPICS_API_VERSION: i16 = 7;
@@ -107,7 +125,8 @@ type BrokerId = usize;
 struct World {
     scenario: Scenario,
     seed: u64,
-    bug: Option<Bug>,
+    /// Every bug switched on: the scenario's and the CLI's.
+    bugs: Vec<Bug>,
     swarm: Swarm,
     now: Instant,
     epoch: Instant,
@@ -124,9 +143,20 @@ struct World {
     clients: Vec<Client>,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
+    /// (from, to) -> the connections broker `from` sends its requests to
+    /// broker `to` on.
+    peer_links: BTreeMap<(BrokerId, BrokerId), PeerPair>,
+    /// Peer connection breaks so far (their ids).
+    peer_incidents: u64,
     cuts: Vec<Cut>,
+    splits: Vec<Split>,
     clogs: Vec<Clog>,
     schedule: Vec<Fault>,
+    /// Faults whose brokers were resolved at their start (targets, AZ
+    /// outages): index -> the brokers, for their end.
+    fault_nodes: BTreeMap<usize, Vec<BrokerId>>,
+    /// Cluster scenarios only.
+    cluster: Option<ClusterState>,
     tps: Vec<Tp>,
     history: History,
     trace: TraceSink,
@@ -151,6 +181,9 @@ struct World {
     /// The core panicked: nothing after it means anything.
     stopped: bool,
     healed: bool,
+    /// The fault phase starts here: at once on a standalone broker, after
+    /// the setup phase in a cluster.
+    start_at: Option<Instant>,
     heal_at: Instant,
     produce_stop_at: Instant,
     end_at: Instant,
@@ -199,32 +232,34 @@ impl World {
         }
 
         let epoch = Instant::from_millis(EPOCH_MS);
-        let brokers: Vec<Broker> = t
-            .brokers
+        let bugs = scenario
+            .bugs_with(&options.bugs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let broker_azs: Vec<usize> = t.brokers.iter().map(|az| az_of(az)).collect();
+        let brokers: Vec<Broker> = broker_azs
             .iter()
             .enumerate()
             .map(|(i, az)| {
+                let id = i as i32 + 1;
                 let mut config = NodeConfig {
-                    node_id: i as i32 + 1,
+                    node_id: id,
                     auto_create_topics: false,
-                    flush_before_ack: options.bug != Some(Bug::NoFsync),
+                    flush_before_ack: !bugs.contains(&Bug::NoFsync),
                     ..NodeConfig::default()
                 };
                 config.log.segment_bytes = swarm.segment_bytes;
-                Broker {
-                    az: az_of(az),
-                    config,
-                    node_seed: node_seed_base.wrapping_add(i as u64),
-                    state: BrokerState::Down(MemoryStorage::new()),
-                    generation: 0,
-                    paused_until: epoch,
-                    skew_ms: 0,
-                    drift_ppm: swarm.drift_ppm[i],
-                    disk_full: false,
-                    slow_flush_extra_ms: 0,
-                    timer_at: None,
-                    crashed_since_observed: false,
+                if let Some(c) = &scenario.cluster {
+                    config.advertised_port = 9092 + id;
+                    config.cluster =
+                        Some(cluster::cluster_config(c, &t.azs, &broker_azs, i, &bugs));
                 }
+                Broker::new(
+                    *az,
+                    config,
+                    node_seed_base.wrapping_add(i as u64),
+                    swarm.drift_ppm[i],
+                    epoch,
+                )
             })
             .collect();
 
@@ -237,45 +272,6 @@ impl World {
         let tp_count = tps.len();
         let broker_count = brokers.len();
         let hw_seen = vec![vec![0; tp_count]; broker_count];
-        let mut clients = Vec::new();
-        for az in &t.producers {
-            clients.push(Client {
-                az: az_of(az),
-                conn: ClientConn::Down {
-                    reconnect_at: epoch,
-                },
-                next_correlation_id: 1,
-                wake_at: None,
-                kind: ClientKind::Producer(Producer {
-                    next_send_at: epoch,
-                    queue: VecDeque::new(),
-                    in_flight: BTreeMap::new(),
-                    retry_at: epoch,
-                }),
-            });
-        }
-        let consumers = t.consumers.len();
-        for (c, az) in t.consumers.iter().enumerate() {
-            let positions = tps
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % consumers == c)
-                .map(|(_, tp)| (tp.clone(), 0))
-                .collect();
-            clients.push(Client {
-                az: az_of(az),
-                conn: ClientConn::Down {
-                    reconnect_at: epoch,
-                },
-                next_correlation_id: 1,
-                wake_at: None,
-                kind: ClientKind::Consumer(Consumer {
-                    positions,
-                    next_fetch_at: epoch,
-                    in_flight: None,
-                }),
-            });
-        }
 
         let schedule = materialize_faults(scenario, &swarm, &mut rng_faults);
         let trace_file = options.trace_file.as_ref().map(|p| {
@@ -286,18 +282,25 @@ impl World {
         let header = TraceHeader {
             seedlog_sim_version: env!("CARGO_PKG_VERSION").to_string(),
             seed,
-            bug: options.bug.map(|b| b.name().to_string()),
+            bug: (!options.bugs.is_empty()).then(|| bugs::names(&options.bugs)),
             scenario_toml: scenario.to_toml(),
         };
         trace.line(serde_json::to_string(&header).expect("header serializes"));
 
+        // Until `begin_run` places them after the setup phase.
         let heal_at = epoch + Duration::from_millis(scenario.phases.fault_ms);
         let end_at = heal_at + Duration::from_millis(scenario.phases.liveness_ms);
         let produce_stop_at = heal_at + Duration::from_millis(scenario.phases.liveness_ms / 4);
-        World {
+        let producers = t.producers.len();
+        let consumers = t.consumers.len();
+        let cluster = scenario
+            .cluster
+            .as_ref()
+            .map(|c| ClusterState::new(c.clone(), producers + consumers, broker_count, &tps));
+        let mut world = World {
             scenario: scenario.clone(),
             seed,
-            bug: options.bug,
+            bugs,
             swarm,
             now: epoch,
             epoch,
@@ -311,12 +314,17 @@ impl World {
             graph,
             az_nodes,
             brokers,
-            clients,
+            clients: Vec::new(),
             conns: BTreeMap::new(),
             next_conn: 1,
+            peer_links: BTreeMap::new(),
+            peer_incidents: 0,
             cuts: Vec::new(),
+            splits: Vec::new(),
             clogs: Vec::new(),
             schedule,
+            fault_nodes: BTreeMap::new(),
+            cluster,
             tps,
             history: History::default(),
             trace,
@@ -332,10 +340,73 @@ impl World {
             stats: Stats::default(),
             stopped: false,
             healed: false,
+            start_at: None,
             heal_at,
             produce_stop_at,
             end_at,
+        };
+        world.add_clients();
+        world
+    }
+
+    /// Producers, then consumers (each with its share of the partitions),
+    /// then, in a cluster, the setup admin.
+    fn add_clients(&mut self) {
+        let t = &self.scenario.topology;
+        let (producers, consumer_azs) = (t.producers.clone(), t.consumers.clone());
+        let az_of = |name: &str| {
+            self.az_names
+                .iter()
+                .position(|a| a == name)
+                .expect("validated AZ name")
+        };
+        let mut clients = Vec::new();
+        for az in &producers {
+            let idempotence = self
+                .scenario
+                .workload
+                .idempotent
+                .then(|| idempotence::Idempotence::new(self.tps.len(), self.epoch));
+            let kind = ClientKind::Producer(Producer {
+                next_send_at: self.epoch,
+                queue: VecDeque::new(),
+                in_flight: BTreeMap::new(),
+                retry_at: self.epoch,
+                idempotence,
+            });
+            clients.push(self.new_client(az_of(az), kind));
         }
+        let consumers = consumer_azs.len();
+        for (c, az) in consumer_azs.iter().enumerate() {
+            let positions = self
+                .tps
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % consumers == c)
+                .map(|(_, tp)| (tp.clone(), 0))
+                .collect();
+            let kind = ClientKind::Consumer(Consumer {
+                positions,
+                next_fetch_at: self.epoch,
+                in_flight: BTreeMap::new(),
+            });
+            clients.push(self.new_client(az_of(az), kind));
+        }
+        if self.cluster.is_some() {
+            let brokers = self.brokers.len();
+            // Each client asks a broker of its own choosing first, as a
+            // bootstrap list in a random order would.
+            for client in &mut clients {
+                if let Some(m) = &mut client.meta {
+                    m.first_ask(self.rng_client.gen_range(0..brokers));
+                }
+            }
+            let ask = self.rng_client.gen_range(0..brokers);
+            let mut admin = self.new_client(0, ClientKind::Admin(Admin::new(self.epoch, ask)));
+            admin.meta = None;
+            clients.push(admin);
+        }
+        self.clients = clients;
     }
 
     /// Where `tp` is in `tps` (a handful of partitions: a scan beats a map).
@@ -410,39 +481,35 @@ impl World {
         let swarm = self.swarm.clone();
         self.emit(Ev::Swarm { swarm: &swarm });
         self.setup();
-        for index in 0..self.schedule.len() {
-            let at = self.epoch + Duration::from_millis(self.schedule[index].at_ms);
-            self.push(at, EventKind::FaultStart { index });
-        }
-        // A millisecond after the fault phase, so that faults ending exactly
-        // at its end have ended.
-        self.push(self.heal_at + Duration::from_millis(1), EventKind::Heal);
-        self.push(self.end_at, EventKind::End);
-        for c in 0..self.clients.len() {
-            // Clients start staggered, as real ones do.
-            let start = self.now + Duration::from_micros(self.rng_client.gen_range(0..50_000));
-            if let ClientKind::Producer(p) = &mut self.clients[c].kind {
-                p.next_send_at = start;
-            }
-            self.clients[c].conn = ClientConn::Down {
-                reconnect_at: start,
-            };
-            self.rearm_client(c);
-        }
-
+        let mut same_instant = 0u64;
         while let Some(event) = self.queue.pop() {
             assert!(event.at >= self.now, "time never goes back");
+            same_instant = if event.at == self.now {
+                same_instant + 1
+            } else {
+                0
+            };
             self.now = event.at;
             self.events += 1;
             assert!(
                 self.events <= EVENTS_PER_RUN_MAX,
                 "over {EVENTS_PER_RUN_MAX} events: a livelock"
             );
+            assert!(
+                same_instant <= EVENTS_PER_INSTANT_MAX,
+                "over {EVENTS_PER_INSTANT_MAX} events at one instant ({:?}): a livelock that time does not move (last: {:?})",
+                self.now,
+                event.kind
+            );
             let end = matches!(event.kind, EventKind::End);
             let fault = matches!(
                 event.kind,
                 EventKind::FaultStart { .. }
                     | EventKind::FaultEnd { .. }
+                    | EventKind::Rolling {
+                        step: RollingStep::Stop(_) | RollingStep::Restart(_),
+                        ..
+                    }
                     | EventKind::Heal
                     | EventKind::End
             );
@@ -457,6 +524,7 @@ impl World {
             let touched = self.dispatch(event.kind);
             if let Some(broker) = touched {
                 self.check_broker(broker, fault);
+                self.maybe_controlled_stop_done(broker);
             }
             if end || self.stopped {
                 break;
@@ -469,6 +537,54 @@ impl World {
         self.report()
     }
 
+    /// The fault phase begins: faults, the heal and the end are placed
+    /// from now on, and clients start. Right after the setup on a
+    /// standalone broker (time zero); once the cluster is ready in a
+    /// cluster.
+    fn begin_run(&mut self) {
+        assert!(self.start_at.is_none(), "the run begins once");
+        self.start_at = Some(self.now);
+        let phases = &self.scenario.phases;
+        self.heal_at = self.now + Duration::from_millis(phases.fault_ms);
+        self.end_at = self.heal_at + Duration::from_millis(phases.liveness_ms);
+        let mut produce_ms = phases.liveness_ms / 4;
+        if let Some(c) = &self.cluster {
+            // Producers keep going long enough after the heal to show
+            // that every partition takes acks=all writes again.
+            produce_ms = produce_ms.max(c.config.recovery_ms_max);
+        }
+        self.produce_stop_at = self.heal_at + Duration::from_millis(produce_ms);
+        for index in 0..self.schedule.len() {
+            let at = self.now + Duration::from_millis(self.schedule[index].at_ms);
+            self.push(at, EventKind::FaultStart { index });
+        }
+        // A millisecond after the fault phase, so that faults ending exactly
+        // at its end have ended.
+        self.push(self.heal_at + Duration::from_millis(1), EventKind::Heal);
+        self.push(self.end_at, EventKind::End);
+        let workload_clients =
+            self.scenario.topology.producers.len() + self.scenario.topology.consumers.len();
+        for c in 0..workload_clients {
+            // Clients start staggered, as real ones do.
+            let start = self.now + Duration::from_micros(self.rng_client.gen_range(0..50_000));
+            if let ClientKind::Producer(p) = &mut self.clients[c].kind {
+                p.next_send_at = start;
+            }
+            if self.cluster.is_none() {
+                // A standalone client connects to broker 0 at once.
+                self.clients[c].conns.insert(
+                    0,
+                    ClientConn::Down {
+                        reconnect_at: start,
+                    },
+                );
+            } else if let Some(m) = &mut self.clients[c].meta {
+                m.start_at(start);
+            }
+            self.rearm_client(c);
+        }
+    }
+
     /// Handles one event; returns the broker whose state it may have changed.
     fn dispatch(&mut self, kind: EventKind) -> Option<BrokerId> {
         match kind {
@@ -479,8 +595,11 @@ impl World {
             EventKind::ConnectFailed { client, conn } => {
                 self.emit(Ev::ConnectFailed { client, conn });
                 self.conns.remove(&conn);
-                if matches!(self.clients[client].conn, ClientConn::Connecting(c) if c == conn) {
-                    self.client_lost_connection(client);
+                let connecting = self.clients[client].conns.iter().find_map(|(b, c)| {
+                    matches!(c, ClientConn::Connecting(x) if *x == conn).then_some(*b)
+                });
+                if let Some(broker) = connecting {
+                    self.client_lost_connection(client, broker);
                 }
                 None
             }
@@ -492,6 +611,13 @@ impl World {
                     });
                     return None;
                 };
+                if self.brokers[broker].stopping {
+                    self.emit(Ev::Drop {
+                        conn,
+                        what: "request to a stopping broker",
+                    });
+                    return None;
+                }
                 if let Some(until) = self.paused(broker) {
                     // Re-queued in the order they fired, so a paused node
                     // still sees its inputs in order when it wakes.
@@ -508,7 +634,7 @@ impl World {
                 );
                 Some(broker)
             }
-            EventKind::ToClient {
+            EventKind::ToOrigin {
                 conn,
                 correlation_id,
                 body,
@@ -520,16 +646,79 @@ impl World {
                     });
                     return None;
                 };
-                let client = c.client;
-                self.client_response(client, conn, correlation_id, body);
+                match c.origin {
+                    Origin::Client(client) => {
+                        self.client_response(client, conn, correlation_id, body);
+                        None
+                    }
+                    Origin::Peer(a) => {
+                        let from = self.brokers[c.broker].config.node_id;
+                        if let Some(until) = self.paused(a) {
+                            let kind = EventKind::ToOrigin {
+                                conn,
+                                correlation_id,
+                                body,
+                            };
+                            self.push(until, kind);
+                            return None;
+                        }
+                        let input = Input::PeerResponse {
+                            from,
+                            correlation_id,
+                            body,
+                        };
+                        self.node_input(a, input);
+                        Some(a)
+                    }
+                }
+            }
+            EventKind::PeerDown {
+                broker,
+                generation,
+                peer,
+                incident,
+            } => {
+                if self.brokers[broker].generation != generation || self.brokers[broker].stopping {
+                    return None;
+                }
+                if let Some(until) = self.paused(broker) {
+                    let kind = EventKind::PeerDown {
+                        broker,
+                        generation,
+                        peer,
+                        incident,
+                    };
+                    self.push(until, kind);
+                    return None;
+                }
+                self.on_peer_down(broker, peer, incident).then_some(broker)
+            }
+            EventKind::StopDeadline { broker, generation } => {
+                let b = &self.brokers[broker];
+                if b.generation != generation || b.stop_deadline_at != Some(self.now) {
+                    return None; // another life's, or an earlier stage's
+                }
+                if self.brokers[broker].controlled_stop {
+                    // The controller did not finish in time (unreachable,
+                    // or no one to hand leadership to): stop anyway, as
+                    // Kafka does when its retries run out.
+                    self.drain_and_stop(broker);
+                } else if self.brokers[broker].stopping {
+                    self.finish_stop(broker, false);
+                }
                 None
             }
+            EventKind::SetupDeadline => {
+                self.setup_deadline();
+                None
+            }
+            EventKind::Rolling { index, step } => self.rolling_step(index, step),
             EventKind::NodeSawClose {
                 broker,
                 generation,
                 conn,
             } => {
-                if self.brokers[broker].generation != generation {
+                if self.brokers[broker].generation != generation || self.brokers[broker].stopping {
                     return None;
                 }
                 if let Some(until) = self.paused(broker) {
@@ -547,12 +736,8 @@ impl World {
                 Some(broker)
             }
             EventKind::ClientSawClose { client, conn } => {
-                let current = match self.clients[client].conn {
-                    ClientConn::Open(c) | ClientConn::Connecting(c) => c == conn,
-                    ClientConn::Down { .. } => false,
-                };
-                if current {
-                    self.client_lost_connection(client);
+                if let Some(broker) = self.clients[client].broker_of(conn) {
+                    self.client_lost_connection(client, broker);
                 }
                 None
             }
@@ -568,6 +753,9 @@ impl World {
                     return None; // superseded
                 }
                 self.brokers[broker].timer_at = None;
+                if self.brokers[broker].stopping {
+                    return None;
+                }
                 if let Some(until) = self.paused(broker) {
                     self.brokers[broker].timer_at = Some(until);
                     self.push(until, EventKind::NodeTimer { broker });
@@ -623,6 +811,11 @@ impl World {
                     self.cuts.iter().all(|c| c.until <= self.now)
                         && self.clogs.iter().all(|c| c.until <= self.now),
                     "every network fault ends by the end of the fault phase"
+                );
+                assert!(
+                    self.splits.iter().all(|s| s.until <= self.now)
+                        && self.brokers.iter().all(|b| b.isolated_until <= self.now),
+                    "every split and isolation ends by the end of the fault phase"
                 );
                 assert!(
                     self.brokers

@@ -1,42 +1,12 @@
-//! What a run reports: its options, its violations and its statistics,
-//! and the known bugs it can plant.
+//! What a run reports: its options, its violations and its statistics
+//! (and, for a cluster, leader changes, fail-overs and unavailability).
 
 use super::*;
 
-/// Known bugs (or unsafe configurations) the simulator must catch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Bug {
-    /// Acks come from the page cache (Kafka's default flush policy): a power
-    /// cut loses acknowledged writes.
-    NoFsync,
-}
-
-impl Bug {
-    pub const ALL: &'static [Bug] = &[Bug::NoFsync];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Bug::NoFsync => "no-fsync",
-        }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            Bug::NoFsync => {
-                "flush_before_ack=false: acks=1/all answered from the page cache; \
-                 a crash loses acknowledged writes (fails lost_write)"
-            }
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Bug> {
-        Bug::ALL.iter().copied().find(|b| b.name() == name)
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    pub bug: Option<Bug>,
+    /// Bugs to switch on besides the scenario's own (`--bug`).
+    pub bugs: Vec<Bug>,
     /// Write every trace line here.
     pub trace_file: Option<PathBuf>,
     /// Keep every trace line in the report (for replay comparison).
@@ -78,11 +48,78 @@ pub struct Stats {
     pub hw_regressions_allowed: u64,
 }
 
+/// Cluster scenarios: what the run's inter-broker traffic and leadership
+/// looked like.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterStats {
+    /// Output::PeerRequest handled by the world.
+    pub peer_requests: u64,
+    pub peer_connections_opened: u64,
+    pub peer_connections_broken: u64,
+    /// Input::PeerUnreachable delivered.
+    pub peer_unreachable: u64,
+    /// A partition's leader (as clients learned it) moved to another
+    /// broker.
+    pub leader_changes: u64,
+    /// A partition's leader epoch went up (a change or a re-election).
+    pub leader_epoch_bumps: u64,
+    /// Faults that took out a partition's leader.
+    pub leader_losses: u64,
+    pub graceful_stops: u64,
+    /// Graceful shutdowns whose flushes did not finish in time.
+    pub unclean_stops: u64,
+    /// A broker's high watermark went back across its own restart.
+    pub hw_restart_resets: u64,
+    /// Codec round trips that dropped a field the message's version does
+    /// not carry (same bytes on the wire; see `judge_codec`).
+    pub codec_fields_dropped: u64,
+    /// acks=1 writes acknowledged by a leader and truncated away by a
+    /// fail-over (allowed by acks=1; counted).
+    pub acks1_lost: u64,
+}
+
+/// A partition's leader was lost (a fault took its broker out) and came
+/// back: the first acks=all write acknowledged after the loss.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failover {
+    pub tp: String,
+    /// The broker that led it.
+    pub leader: usize,
+    pub lost_at_ms: u64,
+    /// `None`: no acks=all write was acknowledged afterwards.
+    pub recovered_at_ms: Option<u64>,
+}
+
+impl Failover {
+    pub fn took_ms(&self) -> Option<u64> {
+        self.recovered_at_ms.map(|r| r - self.lost_at_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    /// When the setup phase ended (controller elected, brokers registered,
+    /// topics created and led); `None` if it never did.
+    pub setup_ms: Option<u64>,
+    pub stats: ClusterStats,
+    pub failovers: Vec<Failover>,
+    /// (partition, start ms, end ms): gaps between acknowledged acks=all
+    /// writes of one partition while producers were producing.
+    pub partition_unavailable_ms: Vec<(String, u64, u64)>,
+    /// After the heal, how long until every partition acknowledged an
+    /// acks=all write again (`None` if one never did).
+    pub recovered_after_heal_ms: Option<u64>,
+    /// Each broker at the end of the run, as its own getters see it: the
+    /// quorum, then every workload partition. For reading a failure.
+    pub final_state: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub scenario: String,
     pub seed: u64,
-    pub bug: Option<Bug>,
+    /// Every bug switched on (the scenario's and the options').
+    pub bugs: Vec<Bug>,
     pub swarm: Swarm,
     /// The faults the run applied, random ones materialized.
     pub schedule: Vec<Fault>,
@@ -100,6 +137,8 @@ pub struct RunReport {
     pub trace_hash: u64,
     pub trace_lines: u64,
     pub trace: Option<Vec<String>>,
+    /// Cluster scenarios only.
+    pub cluster: Option<ClusterReport>,
 }
 
 impl RunReport {
@@ -127,8 +166,11 @@ impl World {
         let mut unavailable_windows_ms = Vec::new();
         let stop_ms = (self.produce_stop_at - self.epoch).as_millis() as u64;
         let gap_min = UNAVAILABLE_GAP_MS_MIN.max(4 * self.swarm.produce_interval_ms[1]);
+        let start_ms = self
+            .start_at
+            .map_or(0, |t| (t - self.epoch).as_millis() as u64);
         for (producer, times) in &self.ack_times_ms {
-            let mut last = 0;
+            let mut last = start_ms;
             for t in times.iter().copied().chain([stop_ms]) {
                 if t > last + gap_min && t <= stop_ms {
                     unavailable_windows_ms.push((*producer, last, t));
@@ -136,11 +178,12 @@ impl World {
                 last = last.max(t);
             }
         }
+        let cluster = self.cluster_report(gap_min, stop_ms);
         let simulated_ms = (self.now - self.epoch).as_millis() as u64;
         RunReport {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
-            bug: self.bug,
+            bugs: self.bugs,
             swarm: self.swarm,
             schedule: self.schedule,
             events: self.events,
@@ -154,6 +197,91 @@ impl World {
             trace_hash: self.trace.hash(),
             trace_lines: self.trace.lines(),
             trace: self.trace.finish(),
+            cluster,
         }
+    }
+
+    /// One line per broker and per (broker, partition): what the core's
+    /// getters say at the end.
+    fn final_state(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (b, broker) in self.brokers.iter().enumerate() {
+            let BrokerState::Up(node) = &broker.state else {
+                lines.push(format!("broker {b}: down"));
+                continue;
+            };
+            if let Some(s) = node.cluster_status() {
+                lines.push(format!(
+                    "broker {b}: quorum {:?} epoch {} leader {:?} hw {:?}; controller active {}; broker epoch {:?} fenced {}; metadata offset {}; unfenced brokers {:?}",
+                    s.quorum_role,
+                    s.quorum_epoch,
+                    s.quorum_leader,
+                    s.quorum_high_watermark,
+                    s.controller_active,
+                    s.broker_epoch,
+                    s.broker_fenced,
+                    s.metadata_offset,
+                    s.unfenced_brokers
+                ));
+            }
+            for (topic, partition) in &self.tps {
+                let offsets = node.partition_offsets(topic, *partition);
+                let role = node.replica_role(topic, *partition);
+                if let (Some((start, hw, end)), Some((epoch, leads, isr))) = (offsets, role) {
+                    lines.push(format!(
+                        "broker {b} {topic}-{partition}: {} epoch {epoch} isr {isr:?} log {start}..{end} hw {hw}",
+                        if leads { "leader" } else { "follower" }
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
+    fn cluster_report(&self, gap_min: u64, stop_ms: u64) -> Option<ClusterReport> {
+        let cluster = self.cluster.as_ref()?;
+        let ms = |t: Instant| (t - self.epoch).as_millis() as u64;
+        let start_ms = self.start_at.map_or(0, ms);
+        let mut partition_unavailable_ms = Vec::new();
+        for (i, times) in cluster.acks_all_ms.iter().enumerate() {
+            let name = format!("{}-{}", self.tps[i].0, self.tps[i].1);
+            let mut last = start_ms;
+            for t in times.iter().copied().chain([stop_ms]) {
+                if t > last + gap_min && t <= stop_ms {
+                    partition_unavailable_ms.push((name.clone(), last, t));
+                }
+                last = last.max(t);
+            }
+        }
+        let heal_ms = ms(self.heal_at);
+        let firsts: Vec<Option<u64>> = cluster
+            .acks_all_ms
+            .iter()
+            .map(|times| times.iter().find(|t| **t >= heal_ms).map(|t| t - heal_ms))
+            .collect();
+        let recovered_after_heal_ms = if firsts.iter().all(Option::is_some) {
+            firsts.into_iter().flatten().max()
+        } else {
+            None
+        };
+        let mut failovers = cluster.failovers.clone();
+        for (i, loss) in cluster.losses.iter().enumerate() {
+            if let Some(loss) = loss {
+                failovers.push(Failover {
+                    tp: format!("{}-{}", self.tps[i].0, self.tps[i].1),
+                    leader: loss.broker,
+                    lost_at_ms: ms(loss.at),
+                    recovered_at_ms: None,
+                });
+            }
+        }
+        Some(ClusterReport {
+            final_state: self.final_state(),
+            setup_ms: cluster.setup_done_at.map(ms),
+            stats: cluster.stats.clone(),
+            failovers,
+            partition_unavailable_ms,
+            recovered_after_heal_ms,
+        })
     }
 }

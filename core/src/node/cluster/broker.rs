@@ -47,6 +47,11 @@ pub struct BrokerLifecycle {
     shutdown_ready: bool,
     /// Heartbeats of a controlled shutdown that found no controller.
     shutdown_failures: u32,
+    /// The image holds this broker's own registration: its metadata is
+    /// current enough to act on (KRaft's RECOVERY -> RUNNING). Until then
+    /// a restarted broker leads and follows nothing, whatever its stale
+    /// local log says.
+    caught_up: bool,
 }
 
 impl BrokerLifecycle {
@@ -60,6 +65,7 @@ impl BrokerLifecycle {
             shutting_down: false,
             shutdown_ready: false,
             shutdown_failures: 0,
+            caught_up: false,
         }
     }
 
@@ -301,6 +307,20 @@ impl<S: Storage> Node<S> {
         for topic_id in removed {
             self.forget_deleted_topic(topic_id);
         }
+        // A broker acts on metadata only once it has read its own
+        // registration back: records before it may name this broker leader
+        // in an epoch a restart has since ended.
+        let registered_at = self.cluster().broker.epoch;
+        let caught_up =
+            registered_at.is_some_and(|epoch| self.cluster().image.last_applied_offset >= epoch);
+        let just_caught_up = caught_up && !self.cluster().broker.caught_up;
+        if just_caught_up {
+            tracing::info!(
+                offset = self.cluster().image.last_applied_offset,
+                "metadata caught up with this broker's registration"
+            );
+            self.cluster_mut().broker.caught_up = true;
+        }
         for topic in reconfigured {
             if self.topics.contains(&topic) {
                 let overrides = topic_overrides(&self.cluster().image, &topic);
@@ -310,7 +330,7 @@ impl<S: Storage> Node<S> {
                 }
             }
         }
-        if changed {
+        if (changed && self.cluster().broker.caught_up) || just_caught_up {
             self.reconcile_replicas();
         }
     }
@@ -475,12 +495,18 @@ impl<S: Storage> Node<S> {
         };
         match result {
             Ok(changed_role) => {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.fetcher.wake();
+                    cluster.isr_dirty = true;
+                }
                 p.leader_epoch = a.leader_epoch;
                 sync_high_watermark(p, flush_before_ack);
                 let leads = p.replica.is_leader();
                 if changed_role {
                     self.high_watermark_moved = true;
-                    self.fail_produces_not_leading(name, index);
+                    // Produces waiting on this partition settle now: as
+                    // NOT_LEADER_OR_FOLLOWER if it no longer leads here.
+                    self.release_produces(None);
                 }
                 if name == crate::group::OFFSETS_TOPIC {
                     self.offsets_leadership_changed(index, leads);

@@ -48,6 +48,9 @@ pub struct Cluster {
     pub fetcher: ReplicaFetcher,
     /// When the leaders next look for followers that fell out of sync.
     pub isr_check_at: Instant,
+    /// A leader may have an ISR change to send (a follower fetched, an
+    /// assignment or a refusal arrived): look before the next timer.
+    pub isr_dirty: bool,
     /// Client admin requests forwarded to the controller: the answer to
     /// give if the controller is lost with them.
     pub forwards: BTreeMap<Slot, ResponseKind>,
@@ -134,6 +137,7 @@ impl Cluster {
             image: MetadataImage::new(),
             fetcher: ReplicaFetcher::default(),
             isr_check_at: now,
+            isr_dirty: true,
             forwards: BTreeMap::new(),
         })
     }

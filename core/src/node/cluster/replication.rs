@@ -35,12 +35,26 @@ use uuid::Uuid;
 /// could not be reached.
 const FETCH_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplicaFetcher {
     /// Leaders with a fetch in flight.
     in_flight: BTreeSet<i32>,
     /// Leaders to leave alone until then.
     backoff_until: BTreeMap<i32, Instant>,
+    /// Something a fetch waits on changed (an answer, a flush, a role):
+    /// look again. Without it the fetcher would walk every partition after
+    /// every client request.
+    wake: bool,
+}
+
+impl Default for ReplicaFetcher {
+    fn default() -> ReplicaFetcher {
+        ReplicaFetcher {
+            in_flight: BTreeSet::new(),
+            backoff_until: BTreeMap::new(),
+            wake: true,
+        }
+    }
 }
 
 impl ReplicaFetcher {
@@ -51,6 +65,11 @@ impl ReplicaFetcher {
     pub fn fetch_lost(&mut self, leader: i32, now: Instant) {
         self.in_flight.remove(&leader);
         self.backoff_until.insert(leader, now + FETCH_ERROR_BACKOFF);
+        self.wake = true;
+    }
+
+    pub fn wake(&mut self) {
+        self.wake = true;
     }
 }
 
@@ -68,13 +87,22 @@ impl<S: Storage> Node<S> {
     /// none is in flight and what was fetched before is synced.
     pub(in crate::node) fn drive_fetcher(&mut self) {
         let now = self.now;
+        // Expired backoffs go first, whatever happens next: a deadline
+        // left in the past would wake the node again at once, for ever.
+        let fetcher = &mut self.cluster_mut().fetcher;
+        let backoff_before = fetcher.backoff_until.len();
+        fetcher.backoff_until.retain(|_, until| *until > now);
+        if fetcher.backoff_until.len() != backoff_before {
+            fetcher.wake = true;
+        }
         let Some(broker_epoch) = self.cluster().broker.epoch() else {
             return;
         };
-        self.cluster_mut()
-            .fetcher
-            .backoff_until
-            .retain(|_, until| *until > now);
+        let fetcher = &mut self.cluster_mut().fetcher;
+        if !fetcher.wake {
+            return;
+        }
+        fetcher.wake = false;
         let flush_before_ack = self.config.flush_before_ack;
         let mut by_leader: BTreeMap<i32, Vec<(Uuid, FetchPartition)>> = BTreeMap::new();
         let mut unsynced: BTreeSet<i32> = BTreeSet::new();
@@ -157,6 +185,7 @@ impl<S: Storage> Node<S> {
     pub(in crate::node) fn handle_replica_fetch_response(&mut self, from: i32, body: ResponseKind) {
         let now = self.now;
         self.cluster_mut().fetcher.in_flight.remove(&from);
+        self.cluster_mut().fetcher.wake();
         let ResponseKind::Fetch(response) = body else {
             self.cluster_mut().fetcher.fetch_lost(from, now);
             return;
@@ -349,6 +378,8 @@ impl<S: Storage> Node<S> {
         if sync_high_watermark(p, flush_before_ack) {
             self.high_watermark_moved = true;
         }
+        // The fetch may have decided an ISR change.
+        self.cluster_mut().isr_dirty = true;
     }
 
     /// ISR changes the leaders decided, sent to the controller; the lag
@@ -356,6 +387,10 @@ impl<S: Storage> Node<S> {
     pub(in crate::node) fn drive_isr(&mut self) {
         let now = self.now;
         let check_lag = now >= self.cluster().isr_check_at;
+        if !check_lag && !self.cluster().isr_dirty {
+            return;
+        }
+        self.cluster_mut().isr_dirty = false;
         if check_lag {
             let interval = Duration::from_millis(self.cluster().config.replica_lag_time_max_ms / 2);
             self.cluster_mut().isr_check_at = now + interval.max(Duration::from_millis(1));
@@ -436,5 +471,6 @@ impl<S: Storage> Node<S> {
                 leader.handle_isr_change_rejected();
             }
         }
+        self.cluster_mut().isr_dirty = true;
     }
 }

@@ -197,6 +197,16 @@ impl<S: Storage> Node<S> {
                 return;
             }
         };
+        if !p.high_watermark_established() {
+            // A new leader may know a lower high watermark than its
+            // predecessor exposed; until it has confirmed its own epoch's
+            // start, consumers retry (librdkafka and the Java client back
+            // off on this code) rather than see the high watermark go back.
+            pd.error_code = ResponseError::OffsetNotAvailable.code();
+            pd.current_leader.leader_id = node_id.into();
+            pd.current_leader.leader_epoch = p.leader_epoch;
+            return;
+        }
         pd.high_watermark = p.high_watermark;
         pd.last_stable_offset = p.high_watermark;
         pd.log_start_offset = p.log.log_start_offset();

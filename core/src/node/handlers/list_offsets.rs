@@ -74,6 +74,10 @@ impl<S: Storage> Node<S> {
             return Err(code);
         }
         let epoch = p.leader_epoch;
+        if timestamp == LATEST_TIMESTAMP && !p.high_watermark_established() {
+            // KIP-207: the latest offset is not known yet on a new leader.
+            return Err(ResponseError::OffsetNotAvailable.code());
+        }
         match timestamp {
             LATEST_TIMESTAMP => Ok((p.high_watermark, -1, epoch)),
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {

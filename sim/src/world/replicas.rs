@@ -1,0 +1,719 @@
+//! Replica checks of cluster scenarios, from each broker's disk.
+//!
+//! The core's getters say where a partition's log starts and ends and its
+//! high watermark (`Node::partition_offsets`), not what the log holds nor
+//! who leads. The simulator owns the disks, though, and a partition's log
+//! is Kafka's own layout (`<topic>-<partition>/<base offset:020>.log`
+//! holding v2 record batches), so the world keeps a mirror of every
+//! replica as batch signatures (base and last offset, partition leader
+//! epoch, CRC), read incrementally and never written. From the mirrors:
+//!
+//! - `log_matching` (INVARIANTS.md): any two replicas agree on every batch
+//!   below both of their high watermarks. Checked against one reference
+//!   per partition: the first replica to hold a batch below its high
+//!   watermark sets it, every other must match.
+//! - `single_leader_per_epoch`: a successful Produce response from broker
+//!   B for a batch stamped with leader epoch E says B led the partition in
+//!   E; no two brokers may do so for one E. (Not for idempotent batches:
+//!   a retry's duplicate is acknowledged at the original's offset, which
+//!   an earlier leader may have written.)
+//! - `monotonic_leader_epoch`: the epochs a broker acknowledges writes in,
+//!   per partition, never go back.
+//!
+//! And from the core's getters (`Node::replica_role`,
+//! `Node::cluster_status`): `single_leader_per_epoch` and
+//! `monotonic_leader_epoch` by the brokers' own word too, `leader_in_isr`,
+//! and for the controller quorum `single_leader` and `monotonic_epoch`.
+//!
+//! Reads go through `Storage` (`&mut` for the trait's sake; nothing
+//! changes) and are bounded: a resynchronisation after truncation walks
+//! back at most the batches the mirror holds.
+
+use super::*;
+use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
+use seedlog_core::quorum::Role;
+
+/// One batch as the mirror knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BatchSig {
+    pub(super) last_offset: i64,
+    pub(super) epoch: i32,
+    pub(super) crc: u32,
+    /// Written by an idempotent producer: a retry of it is acknowledged
+    /// again, by whichever broker leads then, at its original offset.
+    idempotent: bool,
+    /// Where it sits: the segment's base offset and the byte position.
+    segment: i64,
+    position: u64,
+    size: u64,
+}
+
+impl BatchSig {
+    fn same_batch(&self, other: &BatchSig) -> bool {
+        (self.last_offset, self.epoch, self.crc) == (other.last_offset, other.epoch, other.crc)
+    }
+}
+
+/// One replica's log, as batch signatures.
+#[derive(Debug, Default)]
+pub(super) struct Mirror {
+    batches: BTreeMap<i64, BatchSig>,
+    /// (log start, log end) when last synced: unchanged, nothing to read.
+    /// (Truncation changes the end between events: a follower truncates
+    /// on a fetch answer that carries no records.)
+    synced: Option<(i64, i64)>,
+    /// Segment base offset -> its path, so hot paths format none.
+    paths: BTreeMap<i64, String>,
+}
+
+fn segment_path(dir: &str, base: i64) -> String {
+    format!("{dir}/{base:020}.log")
+}
+
+impl Mirror {
+    fn path(&mut self, dir: &str, base: i64) -> &str {
+        // Bounded by the segments the log ever had.
+        self.paths
+            .entry(base)
+            .or_insert_with(|| segment_path(dir, base))
+    }
+}
+
+fn segment_base(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+fn header_at(storage: &mut MemoryStorage, path: &str, position: u64) -> Option<BatchHeader> {
+    let bytes = storage.read_at(path, position, BATCH_HEADER_LEN).ok()?;
+    BatchHeader::parse(&bytes).ok()
+}
+
+impl Mirror {
+    /// Brings the mirror up to the log's end. Returns the lowest offset
+    /// whose batch was dropped because the log no longer holds it
+    /// (truncation, a crash, retention), if any.
+    fn sync(
+        &mut self,
+        storage: &mut MemoryStorage,
+        dir: &str,
+        log_start: i64,
+        log_end: i64,
+    ) -> Option<i64> {
+        if self.synced == Some((log_start, log_end)) {
+            return None;
+        }
+        self.synced = Some((log_start, log_end));
+        let mut dropped_from = None;
+        // Walk back from the newest batch to one the log still holds.
+        while let Some((&base, sig)) = self.batches.last_key_value() {
+            let sig = *sig;
+            let path = self.path(dir, sig.segment);
+            let held = header_at(storage, path, sig.position).is_some_and(|h| {
+                h.base_offset() == base
+                    && h.crc() == sig.crc
+                    && h.partition_leader_epoch() == sig.epoch
+                    && h.last_offset() == sig.last_offset
+            });
+            if held {
+                break;
+            }
+            self.batches.pop_last();
+            dropped_from = Some(base);
+        }
+        // Scan forward from the end of the newest batch.
+        let (mut segment, mut position) = match self.batches.last_key_value() {
+            Some((_, sig)) => (sig.segment, sig.position + sig.size),
+            None => match first_segment(storage, dir) {
+                Some(s) => (s, 0),
+                None => return dropped_from,
+            },
+        };
+        let mut next_offset = self
+            .batches
+            .last_key_value()
+            .map_or(0, |(_, s)| s.last_offset + 1);
+        // Bounded: each round reads one segment to its end or moves to the
+        // next segment, and a log has finitely many.
+        for _ in 0..100_000 {
+            let path = self.path(dir, segment);
+            let Ok(len) = storage.len(path) else {
+                break;
+            };
+            if position < len {
+                let Ok(bytes) = storage.read_at(path, position, (len - position) as usize) else {
+                    break;
+                };
+                for (at, header) in BatchIter::new(&bytes) {
+                    self.batches.insert(
+                        header.base_offset(),
+                        BatchSig {
+                            last_offset: header.last_offset(),
+                            epoch: header.partition_leader_epoch(),
+                            crc: header.crc(),
+                            idempotent: header.producer_id() >= 0,
+                            segment,
+                            position: position + at as u64,
+                            size: header.total_size() as u64,
+                        },
+                    );
+                    next_offset = header.last_offset() + 1;
+                }
+            }
+            if next_offset >= log_end {
+                break;
+            }
+            match next_segment(storage, dir, segment) {
+                Some(s) => {
+                    segment = s;
+                    position = 0;
+                }
+                None => break,
+            }
+        }
+        dropped_from
+    }
+
+    /// Forgets everything (the broker's disk was replaced by a crash).
+    fn clear(&mut self) -> Option<i64> {
+        let first = self.batches.first_key_value().map(|(b, _)| *b);
+        self.batches.clear();
+        self.synced = None;
+        first
+    }
+}
+
+fn segments(storage: &mut MemoryStorage, dir: &str) -> Vec<i64> {
+    storage
+        .list(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| segment_base(n))
+        .collect()
+}
+
+fn first_segment(storage: &mut MemoryStorage, dir: &str) -> Option<i64> {
+    segments(storage, dir).into_iter().min()
+}
+
+fn next_segment(storage: &mut MemoryStorage, dir: &str, after: i64) -> Option<i64> {
+    segments(storage, dir)
+        .into_iter()
+        .filter(|s| *s > after)
+        .min()
+}
+
+/// A partition's leader as it reported itself last.
+#[derive(Debug, Clone)]
+pub(super) struct LeaderView {
+    pub(super) broker: BrokerId,
+    pub(super) epoch: i32,
+    pub(super) high_watermark: i64,
+    /// The ISR it holds, by broker index.
+    pub(super) isr: Vec<BrokerId>,
+}
+
+/// The replica checkers' state.
+pub(super) struct ReplicaChecks {
+    /// [broker][partition]
+    mirrors: Vec<Vec<Mirror>>,
+    /// Per partition: its log directory (`<topic>-<partition>`).
+    dirs: Vec<String>,
+    /// Per partition: base offset -> (the first broker seen holding it
+    /// below its high watermark, the batch).
+    committed: Vec<BTreeMap<i64, (BrokerId, BatchSig)>>,
+    /// [broker][partition]: offsets below this were compared.
+    verified_upto: Vec<Vec<i64>>,
+    /// Per partition: leader epoch -> the broker that acknowledged writes
+    /// in it.
+    epoch_leader: Vec<BTreeMap<i32, BrokerId>>,
+    /// [broker][partition]: the newest epoch the broker acknowledged in.
+    epoch_max: Vec<Vec<i32>>,
+    /// Successful Produce responses of the current event: (broker,
+    /// partition, base offset), checked once the mirror has caught up.
+    acked: Vec<(BrokerId, usize, i64)>,
+    /// [broker][partition]: the newest leader epoch `Node::replica_role`
+    /// reported in the broker's current life.
+    role_epoch: Vec<Vec<i32>>,
+    /// [broker][partition]: the newest epoch the broker led in, any life.
+    led_epoch: Vec<Vec<i32>>,
+    /// Per partition: the newest leader as its leader reports itself.
+    pub(super) leader_view: Vec<Option<LeaderView>>,
+    /// Quorum epoch -> its leader.
+    quorum_leader: BTreeMap<i32, BrokerId>,
+    /// Per broker: the newest quorum epoch seen (persisted, so across
+    /// lives).
+    quorum_epoch: Vec<i32>,
+    /// Per broker: its metadata log (`__cluster_metadata-0`), read from its
+    /// disk whether it runs or not.
+    meta_mirrors: Vec<Mirror>,
+    /// The metadata log's committed batches: base offset -> (the first
+    /// broker seen holding it below its quorum high watermark, the batch).
+    meta_committed: BTreeMap<i64, (BrokerId, BatchSig)>,
+    /// Per broker: metadata offsets below this were compared.
+    meta_verified: Vec<i64>,
+    /// The highest quorum high watermark a quorum leader reported.
+    quorum_hw_max: i64,
+}
+
+impl ReplicaChecks {
+    pub(super) fn new(brokers: usize, tps: &[Tp]) -> ReplicaChecks {
+        let dirs: Vec<String> = tps.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+        let tps = tps.len();
+        ReplicaChecks {
+            dirs,
+            mirrors: (0..brokers)
+                .map(|_| (0..tps).map(|_| Mirror::default()).collect())
+                .collect(),
+            committed: vec![BTreeMap::new(); tps],
+            verified_upto: vec![vec![0; tps]; brokers],
+            epoch_leader: vec![BTreeMap::new(); tps],
+            epoch_max: vec![vec![-1; tps]; brokers],
+            acked: Vec::new(),
+            role_epoch: vec![vec![-1; tps]; brokers],
+            led_epoch: vec![vec![-1; tps]; brokers],
+            leader_view: vec![None; tps],
+            quorum_leader: BTreeMap::new(),
+            quorum_epoch: vec![-1; brokers],
+            meta_mirrors: (0..brokers).map(|_| Mirror::default()).collect(),
+            meta_committed: BTreeMap::new(),
+            meta_verified: vec![0; brokers],
+            quorum_hw_max: 0,
+        }
+    }
+
+    /// Broker `b` leads `tp` in `epoch` (its own word or an acknowledged
+    /// write's stamp): no other broker may lead in that epoch.
+    fn led(&mut self, b: BrokerId, tp: usize, epoch: i32) -> Option<BrokerId> {
+        match self.epoch_leader[tp].get(&epoch) {
+            Some(other) if *other != b => Some(*other),
+            Some(_) => None,
+            None => {
+                self.epoch_leader[tp].insert(epoch, b);
+                None
+            }
+        }
+    }
+
+    pub(super) fn produce_acked(&mut self, broker: BrokerId, tp: usize, base_offset: i64) {
+        // Bounded by the responses one event can emit.
+        assert!(
+            self.acked.len() < OUTPUTS_PER_INPUT_MAX,
+            "acks pile up unchecked"
+        );
+        self.acked.push((broker, tp, base_offset));
+    }
+
+    /// The broker lost its disk's unsynced tail (or restarted): its mirror
+    /// is rebuilt from what the disk holds now.
+    pub(super) fn broker_restarted(&mut self, broker: BrokerId) {
+        for (i, m) in self.mirrors[broker].iter_mut().enumerate() {
+            m.clear();
+            self.verified_upto[broker][i] = 0;
+            self.role_epoch[broker][i] = -1;
+        }
+        self.meta_mirrors[broker].clear();
+        self.meta_verified[broker] = 0;
+    }
+}
+
+impl World {
+    /// The replica checks of broker `b` after an event touched it: catch
+    /// its mirrors up, compare what is below its high watermarks, and
+    /// judge the Produce acknowledgements it just sent.
+    pub(super) fn check_replicas(&mut self, b: BrokerId) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let BrokerState::Up(node) = &mut self.brokers[b].state else {
+            return;
+        };
+        let checks = &mut cluster.replicas;
+        let divergence_allowed = cluster.config.unclean_leader_election;
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        if let Some(status) = node.cluster_status() {
+            let epoch = status.quorum_epoch;
+            let seen = &mut checks.quorum_epoch[b];
+            if epoch < *seen {
+                problems.push((
+                    "monotonic_epoch",
+                    format!("broker {b}: quorum epoch went back from {seen} to {epoch}"),
+                ));
+            }
+            *seen = (*seen).max(epoch);
+            if status.quorum_role == Role::Leader {
+                match checks.quorum_leader.get(&epoch) {
+                    Some(other) if *other != b => problems.push((
+                        "single_leader",
+                        format!("quorum epoch {epoch}: brokers {other} and {b} both led it"),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        checks.quorum_leader.insert(epoch, b);
+                    }
+                }
+            }
+        }
+        let node_id = node.config().node_id;
+        for (i, (topic, partition)) in self.tps.iter().enumerate() {
+            let Some((log_start, hw, log_end)) = node.partition_offsets(topic, *partition) else {
+                continue;
+            };
+            if let Some((epoch, leads, isr)) = node.replica_role(topic, *partition) {
+                let seen = &mut checks.role_epoch[b][i];
+                if epoch < *seen {
+                    problems.push((
+                        "monotonic_leader_epoch",
+                        format!("{topic}-{partition}: broker {b}'s leader epoch went back from {seen} to {epoch}"),
+                    ));
+                }
+                *seen = (*seen).max(epoch);
+                if leads {
+                    if let Some(other) = checks.led(b, i, epoch) {
+                        problems.push((
+                            "single_leader_per_epoch",
+                            format!("{topic}-{partition} leader epoch {epoch}: broker {b} leads it, broker {other} led it too"),
+                        ));
+                    }
+                    let led = &mut checks.led_epoch[b][i];
+                    if epoch < *led {
+                        problems.push((
+                            "monotonic_leader_epoch",
+                            format!("{topic}-{partition}: broker {b} leads in epoch {epoch} after leading in {led}"),
+                        ));
+                    }
+                    *led = (*led).max(epoch);
+                    if !isr.contains(&node_id) {
+                        problems.push((
+                            "leader_in_isr",
+                            format!("{topic}-{partition}: broker {b} leads epoch {epoch} with ISR {isr:?}, without itself"),
+                        ));
+                    }
+                    let isr: Vec<BrokerId> = isr
+                        .iter()
+                        .filter(|id| **id >= 1)
+                        .map(|id| *id as usize - 1)
+                        .collect();
+                    checks.leader_view[i] = Some(LeaderView {
+                        broker: b,
+                        epoch,
+                        high_watermark: hw,
+                        isr,
+                    });
+                }
+            }
+            let mirror = &mut checks.mirrors[b][i];
+            let dir = &checks.dirs[i];
+            if let Some(dropped) = mirror.sync(node.storage_mut(), dir, log_start, log_end) {
+                let v = &mut checks.verified_upto[b][i];
+                *v = (*v).min(dropped);
+            }
+            if divergence_allowed {
+                continue;
+            }
+            let from = checks.verified_upto[b][i];
+            for (base, sig) in checks.mirrors[b][i].batches.range(from..) {
+                if sig.last_offset >= hw {
+                    break;
+                }
+                match checks.committed[i].get(base) {
+                    None => {
+                        checks.committed[i].insert(*base, (b, *sig));
+                    }
+                    Some((other, theirs)) if !theirs.same_batch(sig) => problems.push((
+                        "log_matching",
+                        format!(
+                            "{topic}-{partition} offset {base}: broker {b} holds batch ..{} of epoch {} (crc {:08x}) below its high watermark {hw}; broker {other} held ..{} of epoch {} (crc {:08x}) below its own",
+                            sig.last_offset, sig.epoch, sig.crc, theirs.last_offset, theirs.epoch, theirs.crc
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+                checks.verified_upto[b][i] = sig.last_offset + 1;
+            }
+        }
+        let mut acked = Vec::new();
+        checks.acked.retain(|a| {
+            if a.0 == b {
+                acked.push(*a);
+            }
+            a.0 != b
+        });
+        for (broker, i, base) in acked {
+            let (topic, partition) = &self.tps[i];
+            let Some(sig) = checks.mirrors[broker][i].batches.get(&base).copied() else {
+                problems.push((
+                    "leader_completeness",
+                    format!(
+                        "{topic}-{partition}: broker {broker} acknowledged a write at offset {base} that its log does not hold as a batch"
+                    ),
+                ));
+                continue;
+            };
+            if sig.idempotent {
+                // Perhaps a duplicate's acknowledgement: it names the
+                // original batch, which another leader may have written.
+                continue;
+            }
+            if let Some(other) = checks.led(broker, i, sig.epoch) {
+                problems.push((
+                    "single_leader_per_epoch",
+                    format!(
+                        "{topic}-{partition} leader epoch {}: broker {broker} acknowledged a write at offset {base}, broker {other} led in the same epoch",
+                        sig.epoch
+                    ),
+                ));
+            }
+            let max = &mut checks.epoch_max[broker][i];
+            if sig.epoch < *max {
+                problems.push((
+                    "monotonic_leader_epoch",
+                    format!(
+                        "{topic}-{partition}: broker {broker} acknowledged a write in leader epoch {} after one in epoch {max}",
+                        sig.epoch
+                    ),
+                ));
+            }
+            *max = (*max).max(sig.epoch);
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+}
+
+impl World {
+    /// The ISR checks, run with the core's full checks (every so many
+    /// events and around every fault), on fresh mirrors of every running
+    /// broker: for each partition whose leader still leads in the epoch it
+    /// last reported, every running member of its ISR
+    ///
+    /// - `valid_high_watermark`: holds the log up to the leader's high
+    ///   watermark;
+    /// - `strong_isr`: holds below it exactly the leader's batches.
+    pub(super) fn check_isr(&mut self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        for b in 0..self.brokers.len() {
+            self.check_replicas(b);
+        }
+        self.check_quorum_log();
+        let cluster = self.cluster.as_ref().expect("checked");
+        let checks = &cluster.replicas;
+        let mut problems = Vec::new();
+        for (i, (topic, partition)) in self.tps.iter().enumerate() {
+            let Some(view) = &checks.leader_view[i] else {
+                continue;
+            };
+            let BrokerState::Up(leader) = &self.brokers[view.broker].state else {
+                continue;
+            };
+            let still = leader
+                .replica_role(topic, *partition)
+                .is_some_and(|(epoch, leads, _)| leads && epoch == view.epoch);
+            if !still {
+                continue;
+            }
+            let hw = view.high_watermark;
+            let theirs = &checks.mirrors[view.broker][i].batches;
+            for m in view.isr.iter().copied().filter(|m| *m != view.broker) {
+                let BrokerState::Up(node) = &self.brokers[m].state else {
+                    continue;
+                };
+                let Some((_, _, log_end)) = node.partition_offsets(topic, *partition) else {
+                    continue;
+                };
+                if log_end < hw {
+                    problems.push((
+                        "valid_high_watermark",
+                        format!(
+                            "{topic}-{partition}: broker {m} is in leader {}'s ISR (epoch {}) but its log ends at {log_end}, below the high watermark {hw}",
+                            view.broker, view.epoch
+                        ),
+                    ));
+                    continue;
+                }
+                let mine = &checks.mirrors[m][i].batches;
+                let differs = theirs
+                    .iter()
+                    .take_while(|(_, sig)| sig.last_offset < hw)
+                    .find(|(base, sig)| mine.get(base).is_none_or(|s| !s.same_batch(sig)));
+                if let Some((base, sig)) = differs {
+                    problems.push((
+                        "strong_isr",
+                        format!(
+                            "{topic}-{partition}: leader {} (epoch {}) holds batch {base}..{} of epoch {} below its high watermark {hw}; ISR member {m} holds {:?}",
+                            view.broker,
+                            view.epoch,
+                            sig.last_offset,
+                            sig.epoch,
+                            mine.get(base).map(|s| (s.last_offset, s.epoch))
+                        ),
+                    ));
+                }
+            }
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+}
+
+impl World {
+    /// The controller quorum's log, from every voter's disk (running or
+    /// not: a stopped voter still holds what it synced):
+    ///
+    /// - `consistent_committed_data`: every running voter agrees with the
+    ///   others on every batch below its quorum high watermark;
+    /// - `monotonic_high_watermark`: a quorum leader's high watermark is
+    ///   never below one an earlier leader (or itself) reported;
+    /// - `majority_reached_high_watermark`: a majority of the voters hold
+    ///   the log up to the leader's high watermark;
+    /// - `leader_commits_own_epoch`: a leader's high watermark covers a
+    ///   batch of its own epoch.
+    fn check_quorum_log(&mut self) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let checks = &mut cluster.replicas;
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        let mut leader_hw: Option<(BrokerId, i64)> = None;
+        let dir = seedlog_core::quorum::METADATA_LOG_DIR;
+        for (b, broker) in self.brokers.iter_mut().enumerate() {
+            let (storage, status) = match &mut broker.state {
+                BrokerState::Up(node) => {
+                    let status = node.cluster_status();
+                    (node.storage_mut(), status)
+                }
+                BrokerState::Down(storage) => (storage, None),
+                BrokerState::Gone => continue,
+            };
+            let mirror = &mut checks.meta_mirrors[b];
+            // No cheap sign of change here (the log grows uncommitted):
+            // read on, from where the mirror stands.
+            mirror.synced = None;
+            if let Some(dropped) = mirror.sync(storage, dir, -1, i64::MAX) {
+                let v = &mut checks.meta_verified[b];
+                *v = (*v).min(dropped);
+            }
+            let Some(hw) = status.as_ref().and_then(|s| s.quorum_high_watermark) else {
+                continue;
+            };
+            if let Some(s) = status.as_ref().filter(|s| s.quorum_role == Role::Leader) {
+                leader_hw = Some((b, hw));
+                // leader_commits_own_epoch: what it has committed holds a
+                // batch of its own epoch (Raft's rule against figure 8).
+                let epoch = s.quorum_epoch;
+                let own = checks.meta_mirrors[b]
+                    .batches
+                    .range(..hw)
+                    .rev()
+                    .take_while(|(_, sig)| sig.epoch >= epoch)
+                    .any(|(_, sig)| sig.epoch == epoch);
+                if hw > 0 && !own {
+                    problems.push((
+                        "leader_commits_own_epoch",
+                        format!(
+                            "quorum leader {b} of epoch {epoch} has a high watermark of {hw} with no batch of its own epoch below it"
+                        ),
+                    ));
+                }
+            }
+            let from = checks.meta_verified[b];
+            for (base, sig) in checks.meta_mirrors[b].batches.range(from..) {
+                if sig.last_offset >= hw {
+                    break;
+                }
+                match checks.meta_committed.get(base) {
+                    None => {
+                        checks.meta_committed.insert(*base, (b, *sig));
+                    }
+                    Some((other, theirs)) if !theirs.same_batch(sig) => problems.push((
+                        "consistent_committed_data",
+                        format!(
+                            "metadata log offset {base}: broker {b} holds batch ..{} of epoch {} below its quorum high watermark {hw}; broker {other} held ..{} of epoch {}",
+                            sig.last_offset, sig.epoch, theirs.last_offset, theirs.epoch
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+                checks.meta_verified[b] = sig.last_offset + 1;
+            }
+        }
+        if let Some((leader, hw)) = leader_hw {
+            if hw < checks.quorum_hw_max {
+                problems.push((
+                    "monotonic_high_watermark",
+                    format!(
+                        "quorum leader {leader}'s high watermark {hw} is below the {} a leader reported before",
+                        checks.quorum_hw_max
+                    ),
+                ));
+            }
+            checks.quorum_hw_max = checks.quorum_hw_max.max(hw);
+            let holding = checks
+                .meta_mirrors
+                .iter()
+                .filter(|m| {
+                    m.batches
+                        .last_key_value()
+                        .is_some_and(|(_, s)| s.last_offset + 1 >= hw)
+                })
+                .count();
+            let voters = self.brokers.len();
+            if hw > 0 && holding * 2 <= voters {
+                problems.push((
+                    "majority_reached_high_watermark",
+                    format!(
+                        "quorum leader {leader}'s high watermark is {hw}, but only {holding} of {voters} voters hold the log that far"
+                    ),
+                ));
+            }
+        }
+        for (checker, message) in problems {
+            self.violation(checker, message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedlog_core::storage::Storage;
+
+    fn append(storage: &mut MemoryStorage, path: &str, value: &str, base: i64, epoch: i32) {
+        let mut batch = build_batch(&[(None, Some(value.as_bytes()))], 0);
+        batch[0..8].copy_from_slice(&base.to_be_bytes());
+        batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+        storage.append(path, &batch).unwrap();
+    }
+
+    #[test]
+    fn mirror_follows_appends_truncation_and_segment_rolls() {
+        let mut s = MemoryStorage::new();
+        let seg0 = "t-0/00000000000000000000.log";
+        append(&mut s, seg0, "a", 0, 1);
+        append(&mut s, seg0, "b", 1, 1);
+        let mut m = Mirror::default();
+        assert_eq!(m.sync(&mut s, "t-0", 0, 2), None);
+        assert_eq!(m.batches.len(), 2);
+        // A roll to a second segment.
+        let seg2 = "t-0/00000000000000000002.log";
+        append(&mut s, seg2, "c", 2, 2);
+        assert_eq!(m.sync(&mut s, "t-0", 0, 3), None);
+        assert_eq!(m.batches.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+        // Truncation to offset 1, then a different batch appended there.
+        s.remove(seg2).unwrap();
+        let first_len = s.len(seg0).unwrap() / 2;
+        s.truncate(seg0, first_len).unwrap();
+        append(&mut s, seg0, "B", 1, 3);
+        // The end is back at 2: the mirror notices the change of end and
+        // finds the replaced batch.
+        assert_eq!(m.sync(&mut s, "t-0", 0, 2), Some(1));
+        let epochs: Vec<i32> = m.batches.values().map(|b| b.epoch).collect();
+        assert_eq!(epochs, vec![1, 3]);
+    }
+}
