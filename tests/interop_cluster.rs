@@ -6,18 +6,14 @@
 
 mod common;
 
+use common::cluster::{create_led_topic, wait_for, Cluster};
 use common::{
-    consume_from_beginning, consume_from_beginning_tolerating, create_replicated_topic,
-    expected_values, free_port_base, produce_values, scratch_dir, Broker,
+    consume_from_beginning, consume_from_beginning_tolerating, expected_values, produce_values,
+    scratch_dir,
 };
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const NODES: u16 = 3;
 const TOPIC: &str = "replicated";
 const PARTITIONS: i32 = 6;
 const REPLICATION: i32 = 3;
@@ -27,134 +23,17 @@ const SECOND_RECORDS: usize = 5_000;
 /// fail-over, so that reading back can demand exact sequences.
 const PRODUCER_SETTINGS: &[(&str, &str)] = &[("enable.idempotence", "true")];
 
-/// The nodes by id, all voters, node N in rack az-N.
-struct Cluster {
-    nodes: BTreeMap<i32, Broker>,
-}
-
-impl Cluster {
-    fn start(dir: &std::path::Path) -> Cluster {
-        let base = free_port_base(NODES);
-        let controller = |id: u16| format!("127.0.0.1:{}", base + 100 + id - 1);
-        let voters: Vec<String> = (1..=NODES)
-            .map(|id| format!("{id}@{}", controller(id)))
-            .collect();
-        let voters = voters.join(",");
-        let nodes = (1..=NODES)
-            .map(|id| {
-                let node_id = id.to_string();
-                let rack = format!("az-{id}");
-                let controller = controller(id);
-                let args = [
-                    "--node-id",
-                    node_id.as_str(),
-                    "--rack",
-                    rack.as_str(),
-                    "--controller-listen",
-                    controller.as_str(),
-                    "--voters",
-                    voters.as_str(),
-                ];
-                let broker = Broker::start(&dir.join(format!("node-{id}")), &args);
-                (i32::from(id), broker)
-            })
-            .collect();
-        Cluster { nodes }
-    }
-
-    /// Takes node `id` out of the cluster, to stop or kill it.
-    fn take(&mut self, id: i32) -> Broker {
-        self.nodes
-            .remove(&id)
-            .unwrap_or_else(|| panic!("node {id} is one of ours and still running"))
-    }
-
-    /// SIGTERM to each node in turn, waiting for each to exit.
-    fn stop(self) {
-        for (_, node) in self.nodes {
-            node.stop();
-        }
-    }
-
-    /// Every running node's client listener.
-    fn bootstrap(&self) -> String {
-        let listeners: Vec<&str> = self.nodes.values().map(|b| b.bootstrap.as_str()).collect();
-        listeners.join(",")
-    }
-}
-
-fn metadata(bootstrap: &str, topic: Option<&str>) -> Option<Metadata> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("metadata client");
-    consumer.fetch_metadata(topic, Duration::from_secs(5)).ok()
-}
-
-/// How long a cluster may take to form and lead a new topic.
-const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// How soon after a node's controlled shutdown the others show the
 /// handover: well below the broker session timeout (9 s) that fences a node
 /// that died without one.
 const HANDOVER_WAIT: Duration = Duration::from_secs(3);
 
-/// Polls Metadata until `ready` returns something, or panics after
-/// `within` with the last answer.
-fn wait_for<T>(
-    what: &str,
-    bootstrap: &str,
-    topic: Option<&str>,
-    within: Duration,
-    ready: impl Fn(&Metadata) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        let answer = metadata(bootstrap, topic);
-        if let Some(found) = answer.as_ref().and_then(&ready) {
-            return found;
-        }
-        if Instant::now() > deadline {
-            let brokers = answer.as_ref().map(|m| m.brokers().len());
-            panic!("no {what} within {within:?}; last Metadata had {brokers:?} brokers");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The leader of every partition of `TOPIC`, once each has one.
-fn leaders(metadata: &Metadata) -> Option<Vec<i32>> {
-    let topic = metadata.topics().iter().find(|t| t.name() == TOPIC)?;
-    if topic.error().is_some() || topic.partitions().len() != PARTITIONS as usize {
-        return None;
-    }
-    let mut partitions: Vec<_> = topic.partitions().iter().collect();
-    partitions.sort_by_key(|p| p.id());
-    partitions
-        .iter()
-        .map(|p| (p.error().is_none() && p.leader() >= 0).then_some(p.leader()))
-        .collect()
-}
-
 /// A started cluster with `TOPIC` created and led everywhere: the
 /// cluster, its bootstrap list and the leader of each partition.
 fn cluster_with_topic(dir: &std::path::Path) -> (Cluster, String, Vec<i32>) {
-    let cluster = Cluster::start(dir);
+    let cluster = Cluster::start_ready(dir, &[]);
     let bootstrap = cluster.bootstrap();
-    wait_for(
-        "cluster of 3 brokers",
-        &bootstrap,
-        None,
-        STARTUP_WAIT,
-        |m| (m.brokers().len() == usize::from(NODES)).then_some(()),
-    );
-    create_replicated_topic(&bootstrap, TOPIC, PARTITIONS, REPLICATION);
-    let leaders = wait_for(
-        "leader for every partition",
-        &bootstrap,
-        Some(TOPIC),
-        STARTUP_WAIT,
-        leaders,
-    );
+    let leaders = create_led_topic(&bootstrap, TOPIC, PARTITIONS, REPLICATION);
     (cluster, bootstrap, leaders)
 }
 

@@ -1,6 +1,11 @@
-//! A real `seedlog serve` process on 127.0.0.1 for interop tests.
+//! A real `seedlog serve` process on 127.0.0.1 for interop tests; a
+//! three-node cluster of them in `cluster`, logged consumer-group members
+//! in `groups`.
 
 #![allow(dead_code)]
+
+pub mod cluster;
+pub mod groups;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -246,15 +251,8 @@ pub fn consume_from_beginning_tolerating(
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let message = match message {
-            Ok(message) => message,
-            Err(e)
-                if e.rdkafka_error_code()
-                    .is_some_and(|c| tolerated.contains(&c)) =>
-            {
-                continue
-            }
-            Err(e) => panic!("consumer error: {e}"),
+        let Some(message) = message_unless_tolerated(message, tolerated, "consumer") else {
+            continue;
         };
         let p = message.partition() as usize;
         assert_eq!(
@@ -268,6 +266,26 @@ pub fn consume_from_beginning_tolerating(
         total += 1;
     }
     values
+}
+
+/// The message of a poll, or None for a consumer error with one of the
+/// `tolerated` codes; any other error fails the test, naming `who`.
+pub fn message_unless_tolerated<'a>(
+    result: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'a>>,
+    tolerated: &[rdkafka::types::RDKafkaErrorCode],
+    who: &str,
+) -> Option<rdkafka::message::BorrowedMessage<'a>> {
+    match result {
+        Ok(message) => Some(message),
+        Err(e)
+            if e.rdkafka_error_code()
+                .is_some_and(|c| tolerated.contains(&c)) =>
+        {
+            eprintln!("{who}: tolerated consumer error: {e}");
+            None
+        }
+        Err(e) => panic!("{who}: consumer error: {e}"),
+    }
 }
 
 /// The value `produce_values` gives record `i`.

@@ -504,7 +504,9 @@ impl<S: Storage> Node<S> {
                 let leads = p.replica.is_leader();
                 if changed_role {
                     self.high_watermark_moved = true;
-                    self.fail_produces_not_leading(name, index);
+                    // Produces waiting on this partition settle now: as
+                    // NOT_LEADER_OR_FOLLOWER if it no longer leads here.
+                    self.release_produces(None);
                 }
                 if name == crate::group::OFFSETS_TOPIC {
                     self.offsets_leadership_changed(index, leads);

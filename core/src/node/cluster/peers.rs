@@ -100,7 +100,7 @@ impl Peers {
             return None;
         }
         let key = request_api_key(&body);
-        let purpose_channel = purpose.channel();
+        let channel = purpose.channel();
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(0);
         let header = RequestHeader::default()
@@ -123,7 +123,6 @@ impl Peers {
             previous.is_none(),
             "correlation ids are not reused in flight"
         );
-        let channel = purpose_channel;
         outputs.push_back(Output::PeerRequest {
             to,
             channel,

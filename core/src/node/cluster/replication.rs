@@ -87,13 +87,19 @@ impl<S: Storage> Node<S> {
     /// none is in flight and what was fetched before is synced.
     pub(in crate::node) fn drive_fetcher(&mut self) {
         let now = self.now;
+        // Expired backoffs go first, whatever happens next: a deadline
+        // left in the past would wake the node again at once, for ever.
+        let fetcher = &mut self.cluster_mut().fetcher;
+        let backoff_before = fetcher.backoff_until.len();
+        fetcher.backoff_until.retain(|_, until| *until > now);
+        if fetcher.backoff_until.len() != backoff_before {
+            fetcher.wake = true;
+        }
         let Some(broker_epoch) = self.cluster().broker.epoch() else {
             return;
         };
         let fetcher = &mut self.cluster_mut().fetcher;
-        let backoff_before = fetcher.backoff_until.len();
-        fetcher.backoff_until.retain(|_, until| *until > now);
-        if !fetcher.wake && fetcher.backoff_until.len() == backoff_before {
+        if !fetcher.wake {
             return;
         }
         fetcher.wake = false;

@@ -239,11 +239,6 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Answers produces waiting on a partition this node no longer leads.
-    pub(crate) fn fail_produces_not_leading(&mut self, _topic: &str, _partition: i32) {
-        self.release_produces(None);
-    }
-
     /// Answers produces whose `timeout_ms` passed; the partitions not yet
     /// settled get REQUEST_TIMED_OUT.
     pub(crate) fn expire_produces(&mut self) {
