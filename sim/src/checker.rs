@@ -4,7 +4,7 @@
 //! The final log is read after the liveness phase healed every fault, so
 //! "never read" is a definite verdict, not a timeout.
 
-use crate::history::{ConsumerEvent, History, SendOutcome, Tp};
+use crate::history::{ConsumerEvent, History, SendId, SendOutcome, Tp};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -20,21 +20,28 @@ pub struct Findings {
     pub acks1_lost: u64,
 }
 
+/// What a run's clients were promised, which the history is judged by.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryRules {
+    /// In a cluster an acks=1 write is acknowledged by the leader alone and
+    /// a fail-over may truncate it away, as Kafka promises no more; such
+    /// writes are then counted (`acks1_lost`), not judged by `lost_write`,
+    /// and left out of `nonmonotonic_send` (a lost write's offset is
+    /// reused). On a standalone broker every acknowledged write is judged.
+    pub leader_acks_may_be_lost: bool,
+    /// Producers are idempotent: `nonmonotonic_send` follows send order,
+    /// not acknowledgement order (see there).
+    pub idempotent: bool,
+}
+
 /// Checks `history` against `log`, the final content of every partition
 /// that could be read. A partition absent from `log` (offline at the end of
 /// a cluster run, which the liveness checkers report) is not judged for
 /// reads and lost writes: what it holds is unknown, not empty.
-///
-/// `leader_acks_may_be_lost`: in a cluster an acks=1 write is acknowledged by
-/// the leader alone and a fail-over may truncate it away, as Kafka
-/// promises no more; such writes are then counted (`acks1_lost`), not
-/// judged by `lost_write`, and left out of `nonmonotonic_send` (a lost
-/// write's offset is reused). On a standalone broker every acknowledged
-/// write is judged.
 pub fn check_history(
     history: &History,
     log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>,
-    leader_acks_may_be_lost: bool,
+    rules: HistoryRules,
 ) -> Findings {
     let mut f = Findings::default();
     let first = |f: &mut Findings, checker: &'static str, message: String| {
@@ -145,7 +152,7 @@ pub fn check_history(
         if !log.contains_key(&tp) {
             continue;
         }
-        if leader_acks_may_be_lost && send.acks == 1 {
+        if rules.leader_acks_may_be_lost && send.acks == 1 {
             let landed = send
                 .values
                 .iter()
@@ -190,10 +197,23 @@ pub fn check_history(
     }
 
     // nonmonotonic_send: per producer and partition, in acknowledgement
-    // order, offsets increase (sends acknowledged at their first attempt).
+    // order, offsets increase.
     let mut last_acked: BTreeMap<(u32, &str, i32), (i64, u64)> = BTreeMap::new();
-    let acked = history
-        .ack_order
+    // With idempotence Kafka promises more, and differently: a producer's
+    // batches to a partition land in the order it sent them, while their
+    // acknowledgements may come out of that order (a retry's first attempt
+    // landed and its answer was lost: the retry is acknowledged as a
+    // duplicate, at its original offset, after later batches were).
+    let mut order: Vec<SendId> = history.ack_order.clone();
+    if rules.idempotent {
+        order.sort_unstable();
+    }
+    let verb = if rules.idempotent {
+        "sent"
+    } else {
+        "acknowledged"
+    };
+    let acked = order
         .iter()
         .map(|id| {
             let send = history.send(*id);
@@ -202,12 +222,10 @@ pub fn check_history(
             };
             (send, offset)
         })
-        .filter(|(send, _)| !(leader_acks_may_be_lost && send.acks == 1))
-        // A send that took more than one attempt may be acknowledged at
-        // the offset its first attempt landed at (an idempotent retry is a
-        // duplicate), after later sends were: the log order is what the
-        // producer's sequence guards, not the order acknowledgements arrive.
-        .filter(|(send, _)| send.attempts <= 1);
+        .filter(|(send, _)| !(rules.leader_acks_may_be_lost && send.acks == 1))
+        // A send re-sequenced under a new producer id has no order with
+        // the sends of the old one.
+        .filter(|(send, _)| !(rules.idempotent && send.resequenced));
     for (send, offset) in acked {
         let key = (send.producer, send.topic.as_str(), send.partition);
         if let Some((previous, previous_id)) = last_acked.get(&key) {
@@ -216,7 +234,7 @@ pub fn check_history(
                     &mut f,
                     "nonmonotonic_send",
                     format!(
-                        "producer {} {}-{}: send {} acknowledged at offset {offset} after send {previous_id} at {previous}",
+                        "producer {} {}-{}: send {} ({verb} after send {previous_id}) is at offset {offset}, not above {previous_id}'s {previous}",
                         send.producer, send.topic, send.partition, send.id
                     ),
                 );

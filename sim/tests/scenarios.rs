@@ -373,3 +373,23 @@ fn a_cluster_schedule_round_trips_through_with_schedule() {
     }
     assert!(random > 0, "random faults materialized: {random}");
 }
+
+/// Core bugs the simulator found (scenarios/found/), fixed since: each
+/// stays fixed at the seed that showed it.
+#[test]
+fn found_and_fixed_core_bugs_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/found");
+    for (name, seed) in [
+        ("follower-divergence-livelock", 16),
+        ("new-leader-lower-high-watermark", 10),
+        ("restarted-leader-serves-hw-zero", 4),
+    ] {
+        let s = Scenario::load(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
+        let report = run(&s, seed, &RunOptions::default());
+        assert!(
+            report.passed(),
+            "{name} seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}

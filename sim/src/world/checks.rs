@@ -223,7 +223,11 @@ impl World {
             .into_iter()
             .map(|(tp, (_, records))| (tp, records))
             .collect();
-        let found = checker::check_history(&self.history, &log, self.cluster.is_some());
+        let rules = checker::HistoryRules {
+            leader_acks_may_be_lost: self.cluster.is_some(),
+            idempotent: self.scenario.workload.idempotent,
+        };
+        let found = checker::check_history(&self.history, &log, rules);
         self.stats.duplicates = found.duplicates;
         if let Some(c) = self.cluster.as_mut() {
             c.stats.acks1_lost = found.acks1_lost;
