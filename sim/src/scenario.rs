@@ -344,6 +344,11 @@ pub enum FaultKind {
     /// Every broker in turn, by index: a graceful shutdown lasting
     /// `duration_ms`, then `gap_ms` before the next broker's.
     RollingRestart,
+    /// Test-only, never drawn at random: the newest batch below the high
+    /// watermark of `node`'s (or `target`'s) copy of `topic`/`partition`
+    /// gets a different max timestamp and a recomputed CRC, as a buggy
+    /// replica would write it. No CRC catches that; `log_matching` must.
+    CorruptReplica,
 }
 
 /// A broker chosen when the fault starts, from what clients last learned
@@ -697,7 +702,10 @@ impl Scenario {
             let field = format!("faults.schedule[{i}]");
             let cluster_only = matches!(
                 f.kind,
-                FaultKind::Split | FaultKind::RollingRestart | FaultKind::Isolate
+                FaultKind::Split
+                    | FaultKind::RollingRestart
+                    | FaultKind::Isolate
+                    | FaultKind::CorruptReplica
             ) || f.target.is_some();
             if cluster_only && !cluster {
                 return Err(invalid(format!(
@@ -715,6 +723,7 @@ impl Scenario {
                     | FaultKind::Skew
                     | FaultKind::Isolate
                     | FaultKind::Shutdown
+                    | FaultKind::CorruptReplica
             );
             let node_ok = f.node.is_some_and(|n| (n as usize) < brokers);
             if needs_node && !node_ok && f.target.is_none() {

@@ -383,6 +383,8 @@ fn found_and_fixed_core_bugs_stay_fixed() {
         ("follower-divergence-livelock", 16),
         ("new-leader-lower-high-watermark", 10),
         ("restarted-leader-serves-hw-zero", 4),
+        ("offline-after-unclean-last-isr", 42),
+        ("offline-after-one-at-a-time-faults", 274),
     ] {
         let s = Scenario::load(&dir.join(format!("{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
         let report = run(&s, seed, &RunOptions::default());

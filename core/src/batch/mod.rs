@@ -497,6 +497,16 @@ pub(crate) fn assemble_batch(
     out
 }
 
+/// Rewrites `maxTimestamp` in place and recomputes the CRC: the batch
+/// stays valid with different content. The simulator's test-only
+/// `corrupt_replica` fault uses it to make one replica silently differ.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    assert!(batch.len() >= BATCH_HEADER_LEN, "a whole batch header");
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Rewrites `partitionLeaderEpoch` in place, outside the CRC'd range too.
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     assert!(

@@ -91,8 +91,11 @@ impl PartitionChange<'_> {
                         (replicas[0], false)
                     } else if valid(current.leader, isr, elr) {
                         (current.leader, false)
+                    } else if let Some(r) = first_valid(1) {
+                        (r, false)
                     } else {
-                        (first_valid(1).unwrap_or(NO_LEADER), false)
+                        self.last_known_leader(isr, elr)
+                            .map_or((NO_LEADER, false), |r| (r, true))
                     }
                 }
                 Election::Online | Election::Unclean => {
@@ -100,6 +103,8 @@ impl PartitionChange<'_> {
                         (current.leader, false)
                     } else if let Some(r) = first_valid(0) {
                         (r, false)
+                    } else if let Some(r) = self.last_known_leader(isr, elr) {
+                        (r, true)
                     } else if self.election == Election::Unclean {
                         match replicas
                             .iter()
@@ -149,9 +154,7 @@ impl PartitionChange<'_> {
         if target_elr != self.partition.elr {
             record.eligible_leader_replicas = Some(target_elr.iter().copied().collect());
         }
-        if !self.partition.last_known_elr.is_empty() {
-            record.last_known_elr = Some(Vec::new());
-        }
+        record.last_known_elr = self.next_last_known_elr(&record);
         let no_op = record.isr.is_none()
             && record.leader == NO_LEADER_CHANGE
             && record.replicas.is_none()
@@ -168,5 +171,41 @@ impl PartitionChange<'_> {
             "the change keeps the leader in the ISR"
         );
         Some(record)
+    }
+
+    /// KIP-966 Balanced recovery as Kafka runs it
+    /// (`useLastKnownLeaderInBalancedRecovery`, on by default): with ISR and
+    /// ELR both empty, the leader the partition had when its ISR emptied is
+    /// elected once it is back, uncleanly (it may have lost unflushed
+    /// records, but nobody else can hold more of the committed log: every
+    /// other replica left the ISR before it did). Kafka 4.1 checks it is
+    /// acceptable (KAFKA-19522); 4.0 forgot to.
+    fn last_known_leader(&self, isr: &BTreeSet<i32>, elr: &BTreeSet<i32>) -> Option<i32> {
+        let last_known = &self.partition.last_known_elr;
+        let candidate = *last_known.first()?;
+        let eligible = self.elr_enabled
+            && isr.is_empty()
+            && elr.is_empty()
+            && last_known.len() == 1
+            && (self.is_acceptable_leader)(candidate);
+        eligible.then_some(candidate)
+    }
+
+    /// Kafka's `maybeUpdateLastKnownLeader`: remember the leader the first
+    /// time the ISR empties; forget it once the partition has a leader.
+    fn next_last_known_elr(&self, record: &PartitionChangeRecord) -> Option<Vec<i32>> {
+        if !self.elr_enabled {
+            return (!self.partition.last_known_elr.is_empty()).then(Vec::new);
+        }
+        let current_leader = self.partition.assignment.leader;
+        let isr_empties = record.isr.as_ref().is_some_and(|isr| isr.is_empty());
+        let remembered = self.partition.last_known_elr.len() == 1
+            && self.partition.last_known_elr.contains(&current_leader);
+        if isr_empties && !remembered && current_leader >= 0 {
+            return Some(vec![current_leader]);
+        }
+        let has_leader =
+            record.leader >= 0 || (current_leader != NO_LEADER && record.leader != NO_LEADER);
+        (has_leader && !self.partition.last_known_elr.is_empty()).then(Vec::new)
     }
 }

@@ -500,30 +500,62 @@ fn bug_stale_broker_epoch_admits_an_old_incarnation() {
     }
 }
 
+/// The bug's ground: the ISR shrank to its leader while another replica
+/// left cleanly (so it holds every committed record and sits in the ELR);
+/// then the leader loses power and comes back first. KIP-966 waits for the
+/// ELR member; without KIP-966 the unclean restart leads again and the
+/// replica with the committed records truncates to it.
 #[test]
 fn bug_last_replica_standing_reelects_an_unclean_restart() {
     for bug in [false, true] {
         let mut c = config();
         c.bugs.last_replica_standing = bug;
         let mut h = three(c);
-        h.create_topic("t", 1, 3, &[]).unwrap();
-        let p = shrink_to_leader(&mut h);
-        let last = p.assignment.leader;
-        // The sole ISR member loses its session, then restarts uncleanly
-        // (lost unflushed records) and catches up.
-        h.heartbeat(last, true, false);
-        let offline = h.partition("t", 0).assignment;
-        assert_eq!(offline.leader, NO_LEADER);
-        h.register(last, "x", false).unwrap();
-        h.heartbeat(last, false, false);
+        h.create_topic("t", 1, 3, &[(MIN_INSYNC_REPLICAS_CONFIG, "2")])
+            .unwrap();
+        let r = h.partition("t", 0).assignment.replicas.clone();
+        h.heartbeat(r[2], true, false);
+        h.heartbeat(r[1], true, false);
+        h.heartbeat(r[0], true, false);
+        assert_eq!(h.partition("t", 0).assignment.leader, NO_LEADER);
+        h.register(r[0], "x", false).unwrap();
+        h.heartbeat(r[0], false, false);
         let after = h.partition("t", 0);
         if bug {
-            assert_eq!(after.assignment.leader, last, "the bug re-elects it");
+            assert_eq!(after.assignment.leader, r[0], "the bug re-elects it");
         } else {
-            assert_eq!(after.assignment.leader, NO_LEADER, "KIP-966 keeps it out");
-            assert!(after.assignment.isr.is_empty() && after.elr.is_empty());
+            assert_eq!(after.assignment.leader, NO_LEADER, "KIP-966 waits");
+            assert_eq!(after.elr, [r[1]].into(), "for the clean ELR member");
+            h.heartbeat(r[1], false, false);
+            assert_eq!(h.partition("t", 0).assignment.leader, r[1]);
         }
     }
+}
+
+/// KIP-966 Balanced recovery: the sole ISR member restarts uncleanly and
+/// no other replica is eligible. Kafka remembers it as the last known
+/// leader and elects it, uncleanly, once it is back
+/// (`useLastKnownLeaderInBalancedRecovery`); without that the partition
+/// stayed offline for good (scenarios/found/offline-after-unclean-last-isr).
+#[test]
+fn unclean_restart_of_the_last_leader_is_elected_by_balanced_recovery() {
+    let mut h = three(config());
+    h.create_topic("t", 1, 3, &[]).unwrap();
+    let p = shrink_to_leader(&mut h);
+    let last = p.assignment.leader;
+    h.heartbeat(last, true, false);
+    let offline = h.partition("t", 0);
+    assert_eq!(offline.assignment.leader, NO_LEADER);
+    assert_eq!(offline.last_known_elr, [last].into(), "remembered");
+    h.register(last, "x", false).unwrap();
+    let fenced = h.partition("t", 0);
+    assert!(fenced.assignment.isr.is_empty() && fenced.elr.is_empty());
+    assert_eq!(fenced.assignment.leader, NO_LEADER, "not while fenced");
+    h.heartbeat(last, false, false);
+    let after = h.partition("t", 0);
+    assert_eq!(after.assignment.leader, last);
+    assert_eq!(after.assignment.isr, [last].into());
+    assert!(after.last_known_elr.is_empty(), "forgotten once led");
 }
 
 #[test]

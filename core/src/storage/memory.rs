@@ -81,6 +81,18 @@ impl MemoryStorage {
         file.data[byte_position] ^= 1 << (bit % 8);
     }
 
+    /// Overwrites bytes in place (fault injection: a replica whose data
+    /// silently changed); durability is unchanged.
+    pub fn overwrite(&mut self, path: &str, position: usize, bytes: &[u8]) {
+        let file = self
+            .files
+            .get_mut(path)
+            .expect("overwrite on a missing file");
+        let end = position + bytes.len();
+        assert!(end <= file.data.len(), "overwrite past the end of {path}");
+        file.data[position..end].copy_from_slice(bytes);
+    }
+
     fn recount(&mut self) {
         self.used_bytes = self.files.values().map(|f| f.data.len() as u64).sum();
     }

@@ -166,6 +166,19 @@ impl World {
                 // It ends by itself, broker after broker.
                 return None;
             }
+            FaultKind::CorruptReplica => {
+                let tp = match &fault.topic {
+                    Some(topic) => self.find_tp(topic, fault.partition.unwrap_or(0)),
+                    None => Some(0),
+                };
+                let done = tp
+                    .ok_or("no such partition")
+                    .and_then(|tp| self.corrupt_replica(node.expect("validated"), tp));
+                if let Err(why) = done {
+                    self.emit(Ev::FaultSkipped { index, why });
+                    return None;
+                }
+            }
         }
         if !applied {
             self.emit(Ev::FaultSkipped {
@@ -222,6 +235,7 @@ impl World {
             FaultKind::SlowFlush => self.brokers[node.expect("validated")].slow_flush_extra_ms = 0,
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = 0,
             FaultKind::RollingRestart => unreachable!("ends through its own steps"),
+            FaultKind::CorruptReplica => {}
         }
         node
     }
@@ -449,7 +463,7 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                         -magnitude
                     };
                 }
-                FaultKind::AzOutage | FaultKind::RollingRestart => {
+                FaultKind::AzOutage | FaultKind::RollingRestart | FaultKind::CorruptReplica => {
                     unreachable!("never random")
                 }
             }

@@ -320,6 +320,47 @@ impl ReplicaChecks {
 }
 
 impl World {
+    /// The test-only `corrupt_replica` fault: broker `b`'s newest batch of
+    /// partition `tp` below its high watermark gets a max timestamp one
+    /// millisecond later and a recomputed CRC. The mirror forgets what it
+    /// compared of that replica, so the next check reads the disk again.
+    pub(super) fn corrupt_replica(&mut self, b: BrokerId, tp: usize) -> Result<(), &'static str> {
+        let cluster = self.cluster.as_mut().ok_or("not a cluster")?;
+        let BrokerState::Up(node) = &mut self.brokers[b].state else {
+            return Err("broker down");
+        };
+        let (topic, partition) = &self.tps[tp];
+        let (log_start, hw, _) = node
+            .partition_offsets(topic, *partition)
+            .ok_or("no replica on that broker")?;
+        let checks = &mut cluster.replicas;
+        let mirror = &mut checks.mirrors[b][tp];
+        let (base, sig) = mirror
+            .batches
+            .range(log_start..)
+            .rev()
+            .find(|(_, sig)| sig.last_offset < hw)
+            .map(|(base, sig)| (*base, *sig))
+            .ok_or("nothing committed on that replica yet")?;
+        let path = segment_path(&checks.dirs[tp], sig.segment);
+        let storage = node.storage_mut();
+        let size = usize::try_from(sig.size).expect("a batch fits in memory");
+        let mut batch = storage
+            .read_at(&path, sig.position, size)
+            .map_err(|_| "segment unreadable")?
+            .to_vec();
+        let header = BatchHeader::parse(&batch).map_err(|_| "no batch where the mirror says")?;
+        if header.base_offset() != base || header.crc() != sig.crc || batch.len() != size {
+            return Err("mirror out of date");
+        }
+        seedlog_core::batch::set_max_timestamp(&mut batch, header.max_timestamp() + 1);
+        let position = usize::try_from(sig.position).expect("positions fit in memory");
+        storage.overwrite(&path, position, &batch);
+        mirror.clear();
+        checks.verified_upto[b][tp] = 0;
+        Ok(())
+    }
+
     /// The replica checks of broker `b` after an event touched it: catch
     /// its mirrors up, compare what is below its high watermarks, and
     /// judge the Produce acknowledgements it just sent.
