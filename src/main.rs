@@ -4,6 +4,7 @@
 mod bench;
 mod cluster_cli;
 mod serve;
+mod sim_bench;
 mod sim_cli;
 mod voters;
 

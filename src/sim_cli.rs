@@ -65,6 +65,20 @@ enum SimCommand {
         #[arg(long)]
         checker: Option<String>,
     },
+    /// Simulation speed on one thread (simulated seconds per wall second)
+    /// and peak memory.
+    Bench {
+        /// A scenario file, or a name under scenarios/.
+        #[arg(default_value = "cluster-steady-state")]
+        scenario: String,
+        /// A range A..B (B excluded), run one after another.
+        #[arg(long, default_value = "0..5")]
+        seeds: String,
+        /// Replace the scenario's fault phase with this many simulated
+        /// seconds (e.g. 3600 for an hour).
+        #[arg(long)]
+        simulated_s: Option<u64>,
+    },
     /// List the bug flags.
     Bugs,
 }
@@ -219,6 +233,15 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
+        SimCommand::Bench {
+            scenario,
+            seeds,
+            simulated_s,
+        } => crate::sim_bench::run(crate::sim_bench::BenchArgs {
+            scenario,
+            seeds: parse_range(&seeds)?,
+            simulated_s,
+        }),
         SimCommand::Bugs => {
             for b in Bug::ALL {
                 let scope = if b.needs_cluster() { "cluster" } else { "any" };

@@ -56,6 +56,7 @@ fn scenario_summaries_at_a_fixed_seed() {
         "az-outage",
         "rolling-restart",
         "fast-failover",
+        "cluster-steady-state",
     ] {
         let scenario = Scenario::resolve(name).unwrap_or_else(|e| panic!("{e}"));
         let report = run(&scenario, SEED, &RunOptions::default());

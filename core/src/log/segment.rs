@@ -12,6 +12,10 @@ use crate::time::Instant;
 const SEGMENT_SUFFIX: &str = ".log";
 /// Zero-padded so that names sort as offsets do.
 const SEGMENT_NAME_DIGITS: usize = 20;
+/// Bytes `find_batch` reads at a time: twice Kafka's default
+/// `index.interval.bytes`, so one read usually covers the gap between
+/// index entries.
+const FIND_CHUNK_BYTES: u64 = 8192;
 
 pub(crate) fn segment_file_name(base_offset: i64) -> String {
     assert!(base_offset >= 0, "segment base offsets are non-negative");
@@ -136,11 +140,13 @@ impl Segment {
     ) -> Result<BatchHeader, LogError> {
         debug_assert!(position < self.size_bytes, "header read inside the segment");
         let bytes = storage.read_at(&self.path, position, BATCH_HEADER_LEN)?;
-        BatchHeader::parse(&bytes).map_err(|_| {
-            LogError::Storage(StorageError::Io {
-                path: self.path.clone(),
-                message: format!("short read of a batch header at {position}"),
-            })
+        BatchHeader::parse(&bytes).map_err(|_| self.short_read(position))
+    }
+
+    fn short_read(&self, position: u64) -> LogError {
+        LogError::Storage(StorageError::Io {
+            path: self.path.clone(),
+            message: format!("short read of a batch header at {position}"),
         })
     }
 
@@ -158,10 +164,27 @@ impl Segment {
             self.next_offset
         );
         let mut position = u64::from(self.offset_index.lookup(self.relative_offset(offset)));
+        // Headers are read a chunk at a time, not one read each: the index
+        // is sparse (one entry per `index.interval.bytes`), so the batch
+        // sought is usually within the first chunk, and small batches would
+        // otherwise cost a read (a syscall on files) per header.
+        let mut chunk = bytes::Bytes::new();
+        let mut chunk_start = position;
         // Every step moves past one whole batch, so the scan ends within the
         // segment; the bound is the segment size over the smallest batch.
         for _ in 0..=self.size_bytes / BATCH_HEADER_LEN as u64 {
-            let header = self.read_header(storage, position)?;
+            let at = (position - chunk_start) as usize;
+            if at + BATCH_HEADER_LEN > chunk.len() {
+                let len = (self.size_bytes - position).min(FIND_CHUNK_BYTES);
+                chunk = storage.read_at(&self.path, position, len as usize)?;
+                chunk_start = position;
+                if chunk.len() < BATCH_HEADER_LEN {
+                    return Err(self.short_read(position));
+                }
+                continue;
+            }
+            let header = BatchHeader::parse(&chunk[at..at + BATCH_HEADER_LEN])
+                .map_err(|_| self.short_read(position))?;
             if header.last_offset() >= offset {
                 return Ok((position, header));
             }

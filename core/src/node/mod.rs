@@ -35,7 +35,7 @@ use producer_ids::ProducerIdAllocator;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use responder::{Responder, Slot};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 use topics::Topics;
 
@@ -55,6 +55,18 @@ pub enum NodeError {
 const OUTPUTS_QUEUED_MAX: usize = 1_000_000;
 /// After a failed flush, wait this long before trying again.
 const FLUSH_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What [`Node::replica_view`] reports of one hosted partition.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView<'a> {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub leader_epoch: i32,
+    /// The ISR as this node holds it when it leads the partition; `None`
+    /// when it does not lead.
+    pub leader_isr: Option<&'a BTreeSet<i32>>,
+}
 
 pub struct Node<S: Storage> {
     config: NodeConfig,
@@ -177,6 +189,23 @@ impl<S: Storage> Node<S> {
         ))
     }
 
+    /// A hosted partition's offsets and role in one lookup, for checkers
+    /// that look at every partition after every event.
+    pub fn replica_view(&self, topic: &str, partition: i32) -> Option<ReplicaView<'_>> {
+        let p = self.topics.get(topic)?.partitions.get(&partition)?;
+        let isr = match &p.replica {
+            topics::Replica::Leader(l) => Some(l.isr()),
+            _ => None,
+        };
+        Some(ReplicaView {
+            log_start_offset: p.log.log_start_offset(),
+            high_watermark: p.high_watermark,
+            log_end_offset: p.log.log_end_offset(),
+            leader_epoch: p.leader_epoch,
+            leader_isr: isr,
+        })
+    }
+
     /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
     /// controller move its leaderships and ISR memberships away first.
     /// Keep driving the node until [`Node::shutdown_ready`]; a standalone
@@ -201,6 +230,15 @@ impl<S: Storage> Node<S> {
     /// The cluster as this node sees it; `None` on a standalone broker.
     pub fn cluster_status(&self) -> Option<cluster::ClusterStatus> {
         self.cluster.as_ref().map(|c| c.status())
+    }
+
+    /// The quorum epoch and this node's role in it: what `cluster_status`
+    /// says of the quorum, without its allocations (checkers ask after
+    /// every event).
+    pub fn quorum_position(&self) -> Option<(i32, crate::quorum::Role)> {
+        self.cluster
+            .as_ref()
+            .map(|c| (c.quorum.epoch(), c.quorum.role()))
     }
 
     /// (leader epoch, is leader here, ISR as the leader holds it) of a

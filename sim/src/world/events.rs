@@ -91,28 +91,66 @@ pub(super) enum RollingStep {
     Wait(BrokerId),
 }
 
-pub(super) struct Event {
-    pub(super) at: Instant,
-    pub(super) seq: u64,
-    pub(super) kind: EventKind,
+/// The pending events in time order. The heap orders small keys (time,
+/// sequence, slot); the events themselves wait in a slab, so that sifting
+/// moves 24 bytes instead of a whole request or response (the heap's
+/// moves were a tenth of a cluster run).
+#[derive(Debug, Default)]
+pub(super) struct EventQueue {
+    heap: BinaryHeap<Key>,
+    slab: Vec<Option<EventKind>>,
+    free: Vec<u32>,
 }
 
-impl PartialEq for Event {
-    fn eq(&self, other: &Event) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    at: Instant,
+    seq: u64,
+    slot: u32,
 }
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Event) -> Option<Ordering> {
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Event {
+impl Ord for Key {
     /// Reversed: `BinaryHeap` is a max-heap and the earliest event goes
-    /// first; the sequence number breaks ties in insertion order.
-    fn cmp(&self, other: &Event) -> Ordering {
+    /// first; the sequence number breaks ties in insertion order (and is
+    /// unique, so the slot never decides).
+    fn cmp(&self, other: &Key) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl EventQueue {
+    pub(super) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub(super) fn push(&mut self, at: Instant, seq: u64, kind: EventKind) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                debug_assert!(self.slab[slot as usize].is_none(), "a free slot");
+                self.slab[slot as usize] = Some(kind);
+                slot
+            }
+            None => {
+                self.slab.push(Some(kind));
+                u32::try_from(self.slab.len() - 1).expect("queue bounded by EVENTS_QUEUED_MAX")
+            }
+        };
+        self.heap.push(Key { at, seq, slot });
+    }
+
+    /// The earliest event and its time.
+    pub(super) fn pop(&mut self) -> Option<(Instant, EventKind)> {
+        let key = self.heap.pop()?;
+        let kind = self.slab[key.slot as usize]
+            .take()
+            .expect("every queued key has its event");
+        self.free.push(key.slot);
+        Some((key.at, kind))
     }
 }
 

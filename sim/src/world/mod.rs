@@ -32,7 +32,7 @@ use brokers::{Broker, BrokerState};
 use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
 use cluster::{Admin, ClusterState};
 use disk::set_disk_full;
-use events::{Ev, Event, EventKind, RollingStep};
+use events::{Ev, EventKind, EventQueue, RollingStep};
 use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 
 use crate::bugs;
@@ -130,7 +130,7 @@ struct World {
     swarm: Swarm,
     now: Instant,
     epoch: Instant,
-    queue: BinaryHeap<Event>,
+    queue: EventQueue,
     seq: u64,
     events: u64,
     rng_net: ChaCha8Rng,
@@ -162,6 +162,8 @@ struct World {
     trace: TraceSink,
     /// Reused by `emit` for each trace line.
     trace_buf: Vec<u8>,
+    /// See `wire_buf`.
+    wire_buf: BytesMut,
     violations: Vec<Violation>,
     violated: BTreeSet<String>,
     /// [broker][index in `tps`]: the high watermark last observed (0 at
@@ -304,7 +306,7 @@ impl World {
             swarm,
             now: epoch,
             epoch,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             seq: 0,
             events: 0,
             rng_net,
@@ -329,6 +331,7 @@ impl World {
             history: History::default(),
             trace,
             trace_buf: Vec::new(),
+            wire_buf: BytesMut::new(),
             violations: Vec::new(),
             violated: BTreeSet::new(),
             hw_seen,
@@ -432,11 +435,7 @@ impl World {
             "event queue over {EVENTS_QUEUED_MAX}: something schedules without bound"
         );
         self.seq += 1;
-        self.queue.push(Event {
-            at,
-            seq: self.seq,
-            kind,
-        });
+        self.queue.push(at, self.seq, kind);
     }
 
     /// Writes `{"n":…,"t_us":…,` followed by the event's JSON fields. The
@@ -482,14 +481,10 @@ impl World {
         self.emit(Ev::Swarm { swarm: &swarm });
         self.setup();
         let mut same_instant = 0u64;
-        while let Some(event) = self.queue.pop() {
-            assert!(event.at >= self.now, "time never goes back");
-            same_instant = if event.at == self.now {
-                same_instant + 1
-            } else {
-                0
-            };
-            self.now = event.at;
+        while let Some((at, kind)) = self.queue.pop() {
+            assert!(at >= self.now, "time never goes back");
+            same_instant = if at == self.now { same_instant + 1 } else { 0 };
+            self.now = at;
             self.events += 1;
             assert!(
                 self.events <= EVENTS_PER_RUN_MAX,
@@ -499,11 +494,11 @@ impl World {
                 same_instant <= EVENTS_PER_INSTANT_MAX,
                 "over {EVENTS_PER_INSTANT_MAX} events at one instant ({:?}): a livelock that time does not move (last: {:?})",
                 self.now,
-                event.kind
+                kind
             );
-            let end = matches!(event.kind, EventKind::End);
+            let end = matches!(kind, EventKind::End);
             let fault = matches!(
-                event.kind,
+                kind,
                 EventKind::FaultStart { .. }
                     | EventKind::FaultEnd { .. }
                     | EventKind::Rolling {
@@ -521,7 +516,7 @@ impl World {
                     break;
                 }
             }
-            let touched = self.dispatch(event.kind);
+            let touched = self.dispatch(kind);
             if let Some(broker) = touched {
                 self.check_broker(broker, fault);
                 self.maybe_controlled_stop_done(broker);

@@ -64,6 +64,21 @@ pub(super) struct Mirror {
     synced: Option<(i64, i64)>,
     /// Segment base offset -> its path, so hot paths format none.
     paths: BTreeMap<i64, String>,
+    /// Bumped whenever batches leave the mirror (truncation, a crash, a
+    /// corruption): comparisons made before no longer hold.
+    generation: u64,
+}
+
+/// How far `strong_isr` compared an ISR member with its leader, and under
+/// which mirrors: while neither mirror lost a batch since, the batches
+/// below `below` need no second look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IsrCompared {
+    leader: BrokerId,
+    epoch: i32,
+    leader_generation: u64,
+    member_generation: u64,
+    below: i64,
 }
 
 fn segment_path(dir: &str, base: i64) -> String {
@@ -121,6 +136,7 @@ impl Mirror {
                 break;
             }
             self.batches.pop_last();
+            self.generation += 1;
             dropped_from = Some(base);
         }
         // Scan forward from the end of the newest batch.
@@ -181,6 +197,7 @@ impl Mirror {
         let first = self.batches.first_key_value().map(|(b, _)| *b);
         self.batches.clear();
         self.synced = None;
+        self.generation += 1;
         first
     }
 }
@@ -256,6 +273,8 @@ pub(super) struct ReplicaChecks {
     meta_verified: Vec<i64>,
     /// The highest quorum high watermark a quorum leader reported.
     quorum_hw_max: i64,
+    /// [partition][member broker]: the last `strong_isr` comparison.
+    isr_compared: Vec<Vec<Option<IsrCompared>>>,
 }
 
 impl ReplicaChecks {
@@ -281,6 +300,7 @@ impl ReplicaChecks {
             meta_committed: BTreeMap::new(),
             meta_verified: vec![0; brokers],
             quorum_hw_max: 0,
+            isr_compared: vec![vec![None; brokers]; tps],
         }
     }
 
@@ -374,8 +394,7 @@ impl World {
         let checks = &mut cluster.replicas;
         let divergence_allowed = cluster.config.unclean_leader_election;
         let mut problems: Vec<(&'static str, String)> = Vec::new();
-        if let Some(status) = node.cluster_status() {
-            let epoch = status.quorum_epoch;
+        if let Some((epoch, quorum_role)) = node.quorum_position() {
             let seen = &mut checks.quorum_epoch[b];
             if epoch < *seen {
                 problems.push((
@@ -384,7 +403,7 @@ impl World {
                 ));
             }
             *seen = (*seen).max(epoch);
-            if status.quorum_role == Role::Leader {
+            if quorum_role == Role::Leader {
                 match checks.quorum_leader.get(&epoch) {
                     Some(other) if *other != b => problems.push((
                         "single_leader",
@@ -399,10 +418,16 @@ impl World {
         }
         let node_id = node.config().node_id;
         for (i, (topic, partition)) in self.tps.iter().enumerate() {
-            let Some((log_start, hw, log_end)) = node.partition_offsets(topic, *partition) else {
+            let Some(view) = node.replica_view(topic, *partition) else {
                 continue;
             };
-            if let Some((epoch, leads, isr)) = node.replica_role(topic, *partition) {
+            let (log_start, hw, log_end) = (
+                view.log_start_offset,
+                view.high_watermark,
+                view.log_end_offset,
+            );
+            {
+                let epoch = view.leader_epoch;
                 let seen = &mut checks.role_epoch[b][i];
                 if epoch < *seen {
                     problems.push((
@@ -411,7 +436,7 @@ impl World {
                     ));
                 }
                 *seen = (*seen).max(epoch);
-                if leads {
+                if let Some(isr) = view.leader_isr {
                     if let Some(other) = checks.led(b, i, epoch) {
                         problems.push((
                             "single_leader_per_epoch",
@@ -455,6 +480,11 @@ impl World {
                 continue;
             }
             let from = checks.verified_upto[b][i];
+            if from >= hw {
+                // Nothing new below the high watermark: a batch at or
+                // after `from` ends at or after it.
+                continue;
+            }
             for (base, sig) in checks.mirrors[b][i].batches.range(from..) {
                 if sig.last_offset >= hw {
                     break;
@@ -545,6 +575,7 @@ impl World {
         let cluster = self.cluster.as_ref().expect("checked");
         let checks = &cluster.replicas;
         let mut problems = Vec::new();
+        let mut compared = Vec::new();
         for (i, (topic, partition)) in self.tps.iter().enumerate() {
             let Some(view) = &checks.leader_view[i] else {
                 continue;
@@ -559,7 +590,8 @@ impl World {
                 continue;
             }
             let hw = view.high_watermark;
-            let theirs = &checks.mirrors[view.broker][i].batches;
+            let theirs_mirror = &checks.mirrors[view.broker][i];
+            let theirs = &theirs_mirror.batches;
             for m in view.isr.iter().copied().filter(|m| *m != view.broker) {
                 let BrokerState::Up(node) = &self.brokers[m].state else {
                     continue;
@@ -577,11 +609,40 @@ impl World {
                     ));
                     continue;
                 }
-                let mine = &checks.mirrors[m][i].batches;
+                let mine_mirror = &checks.mirrors[m][i];
+                let mine = &mine_mirror.batches;
+                let mut now = IsrCompared {
+                    leader: view.broker,
+                    epoch: view.epoch,
+                    leader_generation: theirs_mirror.generation,
+                    member_generation: mine_mirror.generation,
+                    below: i64::MIN,
+                };
+                let from = match checks.isr_compared[i][m] {
+                    Some(c)
+                        if c == IsrCompared {
+                            below: c.below,
+                            ..now
+                        } =>
+                    {
+                        c.below
+                    }
+                    _ => i64::MIN,
+                };
                 let differs = theirs
-                    .iter()
+                    .range(from..)
                     .take_while(|(_, sig)| sig.last_offset < hw)
                     .find(|(base, sig)| mine.get(base).is_none_or(|s| !s.same_batch(sig)));
+                if differs.is_none() {
+                    now.below = theirs
+                        .range(from..)
+                        .find(|(_, sig)| sig.last_offset >= hw)
+                        .map_or(
+                            theirs.last_key_value().map_or(from, |(b, _)| b + 1),
+                            |(b, _)| *b,
+                        );
+                    compared.push((i, m, now));
+                }
                 if let Some((base, sig)) = differs {
                     problems.push((
                         "strong_isr",
@@ -596,6 +657,10 @@ impl World {
                     ));
                 }
             }
+        }
+        let checks = &mut self.cluster.as_mut().expect("checked").replicas;
+        for (i, m, now) in compared {
+            checks.isr_compared[i][m] = Some(now);
         }
         for (checker, message) in problems {
             self.violation(checker, message);
