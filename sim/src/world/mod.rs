@@ -443,7 +443,8 @@ impl World {
     /// string and splicing it in, without the two allocations per line.
     fn emit(&mut self, ev: Ev<'_>) {
         use std::io::Write as _;
-        let us = (self.now - self.epoch).as_micros();
+        // u64 microseconds last 584,000 years; u128 formatting is slow.
+        let us = u64::try_from((self.now - self.epoch).as_micros()).expect("runs are short");
         let mut buf = std::mem::take(&mut self.trace_buf);
         buf.clear();
         write!(buf, "{{\"n\":{},\"t_us\":{us}", self.events).expect("write to a Vec");
