@@ -168,6 +168,7 @@ impl NodeDriver {
         let dirty_files = storage.dirty_paths().len();
         storage.sync_all()?;
         info!(dirty_files, "final flush done");
+        self.node.finish_clean_shutdown()?;
         Ok(())
     }
 

@@ -361,6 +361,9 @@ pub enum Target {
     Leader,
     /// A replica of the partition that is not its leader (the lowest id).
     Follower,
+    /// A running replica of the partition that is not its leader (the
+    /// lowest id): with another follower already down, the other one.
+    UpFollower,
     /// The active controller.
     Controller,
 }

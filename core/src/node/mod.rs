@@ -218,6 +218,19 @@ impl<S: Storage> Node<S> {
         self.after_input();
     }
 
+    /// The driver's last call before it exits, once every write is synced
+    /// (Kafka writes its marker after flushing every log, whether or not
+    /// the controlled shutdown completed): a registered cluster broker
+    /// records its epoch in the clean-shutdown marker, so that it restarts
+    /// as a replica that kept everything it acknowledged (KIP-966). A
+    /// process that dies without this call restarts as unclean.
+    pub fn finish_clean_shutdown(&mut self) -> Result<(), StorageError> {
+        let Some(epoch) = self.cluster.as_ref().and_then(|c| c.broker.epoch()) else {
+            return Ok(());
+        };
+        cluster::clean_shutdown::write(&mut self.storage, epoch)
+    }
+
     /// Whether a shutdown asked for with [`Node::begin_shutdown`] may
     /// proceed (nothing is led here any more, as far as the controller
     /// knows).

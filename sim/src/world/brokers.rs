@@ -403,6 +403,16 @@ impl World {
             return;
         };
         self.emit(Ev::Stopped { broker: b, clean });
+        let mut node = node;
+        if clean {
+            // As Kafka's LogManager.shutdown: every log synced, then the
+            // clean-shutdown marker (KIP-966).
+            let storage = node.storage_mut();
+            for path in storage.paths() {
+                storage.sync(&path).expect("a listed file syncs");
+            }
+            node.finish_clean_shutdown().expect("the marker is written");
+        }
         let broker = &mut self.brokers[b];
         broker.state = BrokerState::Down(node.into_storage());
         broker.stopping = false;

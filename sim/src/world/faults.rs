@@ -30,6 +30,13 @@ impl World {
                     .copied()
                     .find(|b| *b != leader)
             }
+            Target::UpFollower => {
+                let leader = leader?;
+                cluster.replica_sets[tp]
+                    .iter()
+                    .copied()
+                    .find(|b| *b != leader && self.accepting_broker(&self.brokers[*b]))
+            }
             Target::Controller => cluster.controller,
         }
     }

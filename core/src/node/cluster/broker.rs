@@ -35,6 +35,9 @@ const TOPIC_RESOURCE: i8 = 2;
 pub struct BrokerLifecycle {
     /// This process's identity: a restarted broker registers anew.
     incarnation_id: Uuid,
+    /// The broker epoch the clean-shutdown marker named at start, -1 when
+    /// the last stop was not clean (`clean_shutdown`).
+    previous_epoch: i64,
     /// The broker epoch once registered.
     epoch: Option<i64>,
     fenced: bool,
@@ -55,9 +58,11 @@ pub struct BrokerLifecycle {
 }
 
 impl BrokerLifecycle {
-    pub fn new(incarnation_id: Uuid, now: Instant) -> BrokerLifecycle {
+    pub fn new(incarnation_id: Uuid, previous_epoch: i64, now: Instant) -> BrokerLifecycle {
+        assert!(previous_epoch >= -1, "an epoch or unknown");
         BrokerLifecycle {
             incarnation_id,
+            previous_epoch,
             epoch: None,
             fenced: true,
             in_flight: false,
@@ -155,7 +160,7 @@ impl<S: Storage> Node<S> {
                 .with_incarnation_id(cluster.broker.incarnation_id)
                 .with_listeners(vec![listener])
                 .with_rack(cluster.config.rack.clone().map(StrBytes::from_string))
-                .with_previous_broker_epoch(-1),
+                .with_previous_broker_epoch(cluster.broker.previous_epoch),
         )
     }
 

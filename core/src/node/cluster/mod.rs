@@ -10,6 +10,7 @@
 //! idempotent, so running it after any input is always safe.
 
 pub mod broker;
+pub mod clean_shutdown;
 pub mod controller_host;
 pub mod groups;
 pub mod metadata_view;
@@ -127,13 +128,14 @@ impl Cluster {
             config.unclean_leader_election_enable;
         controller_config.rng_seed = rng_seed ^ 0x4354_524c;
         controller_config.bugs = config.bugs.controller;
+        let previous_broker_epoch = clean_shutdown::take(storage)?;
         Ok(Cluster {
             config: config.clone(),
             quorum,
             peers: Peers::default(),
             raft: RaftBridge::default(),
             controller: ControllerHost::new(controller_config),
-            broker: BrokerLifecycle::new(incarnation_id, now),
+            broker: BrokerLifecycle::new(incarnation_id, previous_broker_epoch, now),
             image: MetadataImage::new(),
             fetcher: ReplicaFetcher::default(),
             isr_check_at: now,
