@@ -338,6 +338,13 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
             Bug::CommitPriorEpoch,
             "leader_commits_own_epoch",
         ),
+        // 38 of seeds 0..40 fail with the flag, none of 0..100 without.
+        (
+            "last-replica-standing",
+            0,
+            Bug::LastReplicaStanding,
+            "lost_write",
+        ),
     ] {
         let s = scenario(name);
         let buggy = run(

@@ -24,7 +24,9 @@ pub fn encode(broker_epoch: i64) -> Vec<u8> {
 /// The broker epoch a marker names, `None` when it is not a marker.
 pub fn decode(bytes: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let rest = text.trim().strip_prefix("{\"version\":0,\"brokerEpoch\":")?;
+    let rest = text
+        .trim()
+        .strip_prefix("{\"version\":0,\"brokerEpoch\":")?;
     let epoch: i64 = rest.strip_suffix('}')?.trim().parse().ok()?;
     (epoch >= 0).then_some(epoch)
 }
@@ -39,7 +41,10 @@ pub fn take(storage: &mut dyn Storage) -> Result<i64, StorageError> {
     let bytes = storage.read_at(CLEAN_SHUTDOWN_PATH, 0, len as usize)?;
     let epoch = decode(&bytes).unwrap_or(-1);
     if epoch < 0 {
-        tracing::warn!(path = CLEAN_SHUTDOWN_PATH, "unreadable clean-shutdown marker ignored");
+        tracing::warn!(
+            path = CLEAN_SHUTDOWN_PATH,
+            "unreadable clean-shutdown marker ignored"
+        );
     }
     storage.remove(CLEAN_SHUTDOWN_PATH)?;
     Ok(epoch)
@@ -67,11 +72,19 @@ mod tests {
     #[test]
     fn garbage_is_not_a_marker() {
         assert_eq!(decode(&encode(7)), Some(7));
-        for bad in [&b""[..], b"{}", b"{\"version\":1,\"brokerEpoch\":3}", b"{\"version\":0,\"brokerEpoch\":-3}", b"\xff"] {
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"{\"version\":1,\"brokerEpoch\":3}",
+            b"{\"version\":0,\"brokerEpoch\":-3}",
+            b"\xff",
+        ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
         let mut storage = MemoryStorage::new();
-        storage.write_atomic(CLEAN_SHUTDOWN_PATH, b"nonsense").unwrap();
+        storage
+            .write_atomic(CLEAN_SHUTDOWN_PATH, b"nonsense")
+            .unwrap();
         assert_eq!(take(&mut storage).unwrap(), -1);
         assert!(!storage.exists(CLEAN_SHUTDOWN_PATH));
     }
