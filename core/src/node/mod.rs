@@ -533,8 +533,8 @@ impl<S: Storage> Node<S> {
             }
             RequestKind::ConsumerGroupHeartbeat(r) => {
                 let client_id = header.client_id.as_ref().map(|c| c.to_string());
-                let response = self.handle_consumer_group_heartbeat(client_id.as_deref(), &r);
-                reply(self, ResponseKind::ConsumerGroupHeartbeat(response))
+                let slot = slot.expect("answered");
+                self.handle_consumer_group_heartbeat(slot, version, client_id.as_deref(), &r);
             }
             RequestKind::ConsumerGroupDescribe(r) => {
                 let response = self.handle_consumer_group_describe(&r);
