@@ -635,7 +635,7 @@ fn an_emptied_group_is_deleted_with_tombstones() {
     for (k, v) in &log {
         last.insert(k.clone().unwrap(), v.is_some());
     }
-    assert!(keys.iter().all(|k| last[k] == false) && last.values().all(|live| !live));
+    assert!(keys.iter().all(|k| !last[k]) && last.values().all(|live| !live));
     let replayed = replay(&log, now);
     assert!(!replayed.contains("g"));
     assert!(replayed.persisted.is_empty());
