@@ -420,6 +420,11 @@ impl ConsumerGroups {
         writes
     }
 
+    /// Groups changed since `take_writes` last ran (none between inputs).
+    pub fn unwritten(&self) -> usize {
+        self.dirty.len()
+    }
+
     /// A write of `group_id`'s records failed: what the log holds for those
     /// keys is unknown, so the group's next write rewrites them.
     pub fn write_failed(&mut self, group_id: &str, keys: &[Vec<u8>]) {
@@ -486,6 +491,9 @@ impl ConsumerGroups {
                 Ok(group) => {
                     tracing::info!(group = %id, members = group.members.len(), epoch = group.epoch, "consumer group loaded");
                     self.groups.insert(id.clone(), group);
+                    // Records another writer left incomplete (no
+                    // partition metadata, say) are completed.
+                    self.dirty.insert(id.clone());
                 }
                 Err(why) => {
                     tracing::warn!(group = %id, %why, "consumer group records do not make a group; deleting them");
@@ -537,6 +545,7 @@ impl ConsumerGroups {
                 panic!("no_double_ownership: {violation}");
             }
         }
+        self.check_persisted();
         for (id, group) in &self.groups {
             assert!(
                 group.assignment_epoch <= group.epoch,
@@ -552,6 +561,36 @@ impl ConsumerGroups {
                     "{id}: member ahead of the target"
                 );
             }
+        }
+    }
+}
+
+impl ConsumerGroups {
+    /// Memory matches the log: every group not changed since its last
+    /// write is what a replay of its records would rebuild (unless a write
+    /// failed, and the next one rewrites what it held).
+    fn check_persisted(&self) {
+        let ids: BTreeSet<&String> = self.groups.keys().chain(self.persisted.keys()).collect();
+        for id in ids {
+            let persisted = self.persisted.get(id);
+            if self.dirty.contains(id) || persisted.is_some_and(|p| p.values().any(Option::is_none))
+            {
+                continue;
+            }
+            let now = self
+                .groups
+                .get(id)
+                .map(persist::snapshot)
+                .unwrap_or_default();
+            let logged: BTreeMap<&persist::RecordId, &persist::Value> = persisted
+                .into_iter()
+                .flatten()
+                .map(|(record, value)| (record, value.as_ref().expect("known")))
+                .collect();
+            assert!(
+                now.iter().eq(logged),
+                "{id}: a change of the group was not written to the log"
+            );
         }
     }
 }

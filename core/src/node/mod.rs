@@ -341,6 +341,11 @@ impl<S: Storage> Node<S> {
         self.responder.check_invariants();
         self.groups.check_invariants();
         self.consumer_groups.check_invariants();
+        assert_eq!(
+            self.consumer_groups.unwritten(),
+            0,
+            "every KIP-848 change is handed to the log before an input ends"
+        );
         if let Some(cluster) = &self.cluster {
             cluster.check_invariants();
         }

@@ -4,9 +4,13 @@
 //!
 //! # Record format: Kafka's own record types
 //!
-//! The records are Kafka's (`group-coordinator/.../ConsumerGroup*.json`,
-//! the Kafka 4.0 field lists without their tagged fields), not a private
-//! snapshot record:
+//! The records are Kafka's (`group-coordinator/.../ConsumerGroup*.json`:
+//! their non-tagged fields; tagged ones from newer Kafkas, such as the
+//! metadata hash of KIP-1101, are skipped on read and not written), not a
+//! private snapshot record. PartitionMetadata is written as the schema
+//! without the `Epoch` field of early KIP-848 drafts; Kafka 4.1+ replaces
+//! that record by the metadata hash, and a rebuild here does not need it
+//! (without it, the next heartbeat recomputes the target at a new epoch):
 //!
 //! ```text
 //! key v3 ConsumerGroupMetadata         (group)          value: epoch i32
