@@ -356,8 +356,8 @@ impl<S: Storage> Node<S> {
             ),
             Reply::ConsumerHeartbeat { group_id, out } => {
                 if out.error != 0 {
-                    // Its write failed: the assignment it carried is not
-                    // known to have reached the member.
+                    // An error carries no assignment (one a failed write
+                    // took away included): tell the member again next time.
                     self.consumer_groups.forget_sent(&group_id, &out.member_id);
                 }
                 ResponseKind::ConsumerGroupHeartbeat(Self::consumer_group_heartbeat_response(out))
