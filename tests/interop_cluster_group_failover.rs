@@ -175,10 +175,6 @@ fn cooperative_sticky_group_reforms_when_its_coordinator_is_killed_mid_rebalance
 /// See `kip_848_members_are_not_forgotten_when_the_coordinator_is_killed`
 /// for the same failure in its smallest form.
 #[test]
-#[ignore = "broker bug: KIP-848 membership is not persisted, so after a coordinator \
-            fail-over the new coordinator fences live members (UNKNOWN_MEMBER_ID) and \
-            assigns a rejoining member partitions that live members still own: \
-            `partition 0 assigned to 2 while 0 owns it`"]
 fn kip_848_group_reforms_when_its_coordinator_is_killed_mid_rebalance() {
     run(KIP_848);
 }
@@ -192,10 +188,6 @@ fn kip_848_group_reforms_when_its_coordinator_is_killed_mid_rebalance() {
 /// for member 1 to give them up (or for its session to expire, 45 s) before
 /// member 0 may have them.
 #[test]
-#[ignore = "broker bug: KIP-848 membership is not persisted; the new coordinator \
-            answers member 0's heartbeat with UNKNOWN_MEMBER_ID, then assigns the \
-            rejoining member 0 all six partitions while member 1, alive and \
-            heartbeating, still owns three: `partition N assigned to 0 while 1 owns it`"]
 fn kip_848_members_are_not_forgotten_when_the_coordinator_is_killed() {
     let dir = scratch_dir("interop-group-failover-kip-848-steady");
     let mut cluster = Cluster::start_ready(&dir, &[]);

@@ -1130,6 +1130,20 @@ impl Harness {
         owned: Option<&[i32]>,
         topic_id: uuid::Uuid,
     ) -> (i16, i32, Option<Vec<i32>>) {
+        let id = self.send_cg_heartbeat(conn, group, member, epoch, owned, topic_id);
+        let response = self.take(id).expect("a heartbeat response");
+        Harness::cg_heartbeat_result(response)
+    }
+
+    fn send_cg_heartbeat(
+        &mut self,
+        conn: u64,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        owned: Option<&[i32]>,
+        topic_id: uuid::Uuid,
+    ) -> i32 {
         use consumer_group_heartbeat_request::TopicPartitions;
         let mut request = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(s(group)))
@@ -1145,12 +1159,16 @@ impl Harness {
                 .with_rebalance_timeout_ms(30_000)
                 .with_subscribed_topic_names(Some(vec![TopicName(s("orders"))]));
         }
-        let ResponseKind::ConsumerGroupHeartbeat(r) = self.request(
+        self.send(
             conn,
             ApiKey::ConsumerGroupHeartbeat,
             1,
             RequestKind::ConsumerGroupHeartbeat(request),
-        ) else {
+        )
+    }
+
+    fn cg_heartbeat_result(response: ResponseKind) -> (i16, i32, Option<Vec<i32>>) {
+        let ResponseKind::ConsumerGroupHeartbeat(r) = response else {
             panic!()
         };
         let assignment = r.assignment.map(|a| {
@@ -1166,26 +1184,30 @@ impl Harness {
     }
 }
 
-#[test]
-fn consumer_protocol_members_reconcile_commit_with_epochs_and_keep_classic_members_out() {
-    let mut h = Harness::new();
-    h.create_topic("orders", 4);
-    // The topic id, as clients learn it from Metadata.
-    let topic_id = {
-        let ResponseKind::Metadata(r) = h.request(
+impl Harness {
+    /// The topic id, as clients learn it from Metadata.
+    fn topic_id(&mut self, topic: &str) -> uuid::Uuid {
+        let ResponseKind::Metadata(r) = self.request(
             ADMIN,
             ApiKey::Metadata,
             12,
             RequestKind::Metadata(MetadataRequest::default().with_topics(Some(
                 vec![metadata_request::MetadataRequestTopic::default(
                     )
-                    .with_name(Some(TopicName(s("orders"))))],
+                    .with_name(Some(TopicName(s(topic))))],
             ))),
         ) else {
             panic!()
         };
         r.topics[0].topic_id
-    };
+    }
+}
+
+#[test]
+fn consumer_protocol_members_reconcile_commit_with_epochs_and_keep_classic_members_out() {
+    let mut h = Harness::new();
+    h.create_topic("orders", 4);
+    let topic_id = h.topic_id("orders");
     let (e, a_epoch, a_parts) = h.cg_heartbeat(1, "g848", "member-a", 0, None, topic_id);
     assert_eq!(e, 0);
     assert_eq!(a_parts, Some(vec![0, 1, 2, 3]));
@@ -1319,5 +1341,69 @@ fn the_offsets_topic_is_compacted_and_committed_offsets_survive_it() {
     assert_eq!(
         fetched[0].0, 300,
         "the latest commit survives compaction and a restart"
+    );
+}
+
+/// KIP-848 membership is in `__consumer_offsets`: a heartbeat is answered
+/// once what it changed is durable, and a broker that restarts knows every
+/// member at its epoch, with what it owns, so no partition gets two owners.
+#[test]
+fn consumer_protocol_members_survive_a_crash_and_heartbeats_wait_for_durability() {
+    let mut h = Harness::new();
+    h.create_topic("orders", 4);
+    let topic_id = h.topic_id("orders");
+    let (_, a_epoch, a_parts) = h.cg_heartbeat(1, "g848", "member-a", 0, None, topic_id);
+    let a_parts = a_parts.expect("a's partitions");
+    let (_, b_epoch, _) = h.cg_heartbeat(2, "g848", "member-b", 0, None, topic_id);
+    let (e, _, a_keeps) = h.cg_heartbeat(1, "g848", "member-a", a_epoch, Some(&a_parts), topic_id);
+    assert_eq!(e, 0);
+    let a_keeps = a_keeps.expect("a is asked to give two up");
+    assert_eq!(a_keeps.len(), 2);
+
+    // a confirms, but the broker crashes before that is on disk: the
+    // heartbeat is not answered, and the confirmation is lost.
+    h.auto_flush = false;
+    let lost = h.send_cg_heartbeat(1, "g848", "member-a", a_epoch, Some(&a_keeps), topic_id);
+    assert!(
+        h.take(lost).is_none(),
+        "not answered before its records are durable"
+    );
+    h.crash_and_restart();
+
+    // Both members are known at their epochs; b may not have a's
+    // partitions until a confirms again.
+    let (e, b_epoch2, b_parts) =
+        h.cg_heartbeat(2, "g848", "member-b", b_epoch, Some(&[]), topic_id);
+    assert_eq!(e, 0, "b is known after the restart");
+    assert_eq!(b_epoch2, b_epoch);
+    assert!(b_parts.unwrap_or_default().is_empty(), "a still owns them");
+    let (e, a_epoch2, _) = h.cg_heartbeat(1, "g848", "member-a", a_epoch, Some(&a_keeps), topic_id);
+    assert_eq!(e, 0, "a is known after the restart");
+    assert!(a_epoch2 > a_epoch, "a moves on once it confirms");
+    let (e, _, b_parts) = h.cg_heartbeat(2, "g848", "member-b", b_epoch2, Some(&[]), topic_id);
+    assert_eq!(e, 0);
+    let b_parts = b_parts.expect("b's partitions");
+    assert_eq!(b_parts.len(), 2);
+    assert!(b_parts.iter().all(|p| !a_keeps.contains(p)));
+    // Commits are checked against the loaded epochs.
+    assert_eq!(
+        h.commit(
+            1,
+            "g848",
+            a_epoch2,
+            "member-a",
+            &[("orders", a_keeps[0], 5, "")]
+        ),
+        vec![0]
+    );
+    assert_eq!(
+        h.commit(
+            1,
+            "g848",
+            a_epoch,
+            "member-a",
+            &[("orders", a_keeps[0], 6, "")]
+        ),
+        vec![ResponseError::StaleMemberEpoch.code()]
     );
 }

@@ -16,10 +16,20 @@
 //! new epoch once it holds nothing outside its target, and receives each
 //! target partition as soon as no one else owns it.
 //!
-//! Not persisted yet: membership and epochs live in memory, so after a
-//! coordinator fail-over members get UNKNOWN_MEMBER_ID and join again.
-//! Committed offsets are persisted (through the classic offset store).
+//! # Persistence
+//!
+//! A group's durable state (epochs, members, subscriptions, assignments,
+//! the target) is written to its `__consumer_offsets` partition in Kafka's
+//! record types (`persist.rs`). Every input marks the groups it touched
+//! dirty; the node drains [`ConsumerGroups::take_writes`] after it, appends
+//! the records, and answers the heartbeat only once they are durable, so a
+//! member never acts on an epoch or an assignment a new coordinator would
+//! not know. A coordinator that loads the partition rebuilds the groups
+//! from the records ([`ConsumerGroups::load_record`],
+//! [`ConsumerGroups::finish_load`]). Committed offsets go through the
+//! classic offset store.
 
+use crate::group::records::RawRecord;
 use crate::time::Instant;
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,6 +118,8 @@ pub struct Member {
     pub instance_id: Option<String>,
     pub rack_id: Option<String>,
     pub client_id: String,
+    /// The server assignor this member last named.
+    pub server_assignor: Option<String>,
     pub subscribed: BTreeSet<String>,
     rebalance_timeout_ms: u64,
     /// Partitions this member holds.
@@ -161,6 +173,11 @@ impl ConsumerGroup {
 pub struct ConsumerGroups {
     config: ConsumerGroupsConfig,
     groups: BTreeMap<String, ConsumerGroup>,
+    /// What `__consumer_offsets` holds for each group (written, or loaded).
+    persisted: BTreeMap<String, persist::Persisted>,
+    /// Groups an input may have changed: their records are compared with
+    /// `persisted` in `take_writes`.
+    dirty: BTreeSet<String>,
 }
 
 impl ConsumerGroups {
@@ -168,6 +185,8 @@ impl ConsumerGroups {
         ConsumerGroups {
             config,
             groups: BTreeMap::new(),
+            persisted: BTreeMap::new(),
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -223,6 +242,7 @@ impl ConsumerGroups {
             return fail(error, &request.member_id, &message);
         }
         if request.member_epoch < 0 {
+            self.dirty.insert(request.group_id.clone());
             self.leave(&request.group_id, &request.member_id);
             return HeartbeatOut {
                 error: 0,
@@ -245,6 +265,7 @@ impl ConsumerGroups {
         } else {
             request.member_id.clone()
         };
+        self.dirty.insert(request.group_id.clone());
         let max_size = self.config.group_max_size;
         let bugs = self.config.bugs;
         let session = Duration::from_millis(self.config.session_timeout_ms);
@@ -302,6 +323,7 @@ impl ConsumerGroups {
         }
         if let Some(assignor) = &request.server_assignor {
             group.assignor = assignor.clone();
+            member.server_assignor = Some(assignor.clone());
         }
         refresh_target(group, topics);
         reconcile(group, &member_id, request.owned.as_ref(), now, bugs);
@@ -323,7 +345,7 @@ impl ConsumerGroups {
     /// Expires members whose session lapsed or who did not give up their
     /// partitions within their rebalance timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for group in self.groups.values_mut() {
+        for (id, group) in self.groups.iter_mut() {
             let expired: Vec<String> = group
                 .members
                 .values()
@@ -336,6 +358,7 @@ impl ConsumerGroups {
                 .map(|m| m.member_id.clone())
                 .collect();
             for member_id in expired {
+                self.dirty.insert(id.clone());
                 tracing::info!(member = %member_id, "consumer group member expired");
                 group.members.remove(&member_id);
                 group.target.remove(&member_id);
@@ -368,6 +391,116 @@ impl ConsumerGroups {
     /// Forgets the groups `owned` says this coordinator no longer serves.
     pub fn retain_groups(&mut self, mut owned: impl FnMut(&str) -> bool) {
         self.groups.retain(|id, _| owned(id));
+        self.persisted.retain(|id, _| owned(id));
+        self.dirty.retain(|id| owned(id));
+    }
+
+    // --- persistence -------------------------------------------------------------
+
+    /// The records to write for every group an input changed, one write
+    /// per group (so each goes to the group's partition as one batch, and
+    /// a group's state changes atomically in the log).
+    pub fn take_writes(&mut self) -> Vec<(String, Vec<RawRecord>)> {
+        let mut writes = Vec::new();
+        for id in std::mem::take(&mut self.dirty) {
+            let now = self
+                .groups
+                .get(&id)
+                .map(persist::snapshot)
+                .unwrap_or_default();
+            let mut persisted = self.persisted.remove(&id).unwrap_or_default();
+            let records = persist::diff(&id, &mut persisted, now);
+            if !persisted.is_empty() {
+                self.persisted.insert(id.clone(), persisted);
+            }
+            if !records.is_empty() {
+                writes.push((id, records));
+            }
+        }
+        writes
+    }
+
+    /// Groups changed since `take_writes` last ran (none between inputs).
+    pub fn unwritten(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// A write of `group_id`'s records failed: what the log holds for those
+    /// keys is unknown, so the group's next write rewrites them.
+    pub fn write_failed(&mut self, group_id: &str, keys: &[Vec<u8>]) {
+        let persisted = self.persisted.entry(group_id.to_string()).or_default();
+        for key in keys {
+            if let Ok((_, id)) = persist::decode_key(key) {
+                persisted.insert(id, None);
+            }
+        }
+    }
+
+    /// A heartbeat answer did not reach its member (its write failed): the
+    /// member is told its assignment again on its next heartbeat.
+    pub fn forget_sent(&mut self, group_id: &str, member_id: &str) {
+        if let Some(m) = self
+            .groups
+            .get_mut(group_id)
+            .and_then(|g| g.members.get_mut(member_id))
+        {
+            m.last_sent = None;
+        }
+    }
+
+    /// Applies one KIP-848 record read back from `__consumer_offsets`, in
+    /// log order (`persist::is_consumer_group_key` tells which keys are
+    /// ours). Unreadable records are skipped: the topic is writable by
+    /// clients too.
+    pub fn load_record(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let (group_id, id) = match persist::decode_key(key) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable consumer group key");
+                return;
+            }
+        };
+        let persisted = self.persisted.entry(group_id.clone()).or_default();
+        match value.map(|v| persist::decode_value(&id, v)) {
+            None => {
+                persisted.remove(&id);
+            }
+            Some(Ok(value)) => {
+                persisted.insert(id, Some(value));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(group = %group_id, record = ?id, error = %e, "skipping an unreadable consumer group record");
+            }
+        }
+        if persisted.is_empty() {
+            self.persisted.remove(&group_id);
+        }
+    }
+
+    /// After the records of the groups `loaded` selects were replayed:
+    /// rebuilds those groups. Sessions start now, as they do in Kafka: the
+    /// members do not know the coordinator changed. Records that do not
+    /// make a group are deleted by the next write (the group is dirty).
+    pub fn finish_load(&mut self, now: Instant, mut loaded: impl FnMut(&str) -> bool) {
+        let session = Duration::from_millis(self.config.session_timeout_ms);
+        for (id, records) in &self.persisted {
+            if !loaded(id) || self.groups.contains_key(id) {
+                continue;
+            }
+            match persist::rebuild(records, now, session) {
+                Ok(group) => {
+                    tracing::info!(group = %id, members = group.members.len(), epoch = group.epoch, "consumer group loaded");
+                    self.groups.insert(id.clone(), group);
+                    // Records another writer left incomplete (no
+                    // partition metadata, say) are completed.
+                    self.dirty.insert(id.clone());
+                }
+                Err(why) => {
+                    tracing::warn!(group = %id, %why, "consumer group records do not make a group; deleting them");
+                    self.dirty.insert(id.clone());
+                }
+            }
+        }
     }
 
     fn leave(&mut self, group_id: &str, member_id: &str) {
@@ -412,6 +545,7 @@ impl ConsumerGroups {
                 panic!("no_double_ownership: {violation}");
             }
         }
+        self.check_persisted();
         for (id, group) in &self.groups {
             assert!(
                 group.assignment_epoch <= group.epoch,
@@ -427,6 +561,36 @@ impl ConsumerGroups {
                     "{id}: member ahead of the target"
                 );
             }
+        }
+    }
+}
+
+impl ConsumerGroups {
+    /// Memory matches the log: every group not changed since its last
+    /// write is what a replay of its records would rebuild (unless a write
+    /// failed, and the next one rewrites what it held).
+    fn check_persisted(&self) {
+        let ids: BTreeSet<&String> = self.groups.keys().chain(self.persisted.keys()).collect();
+        for id in ids {
+            let persisted = self.persisted.get(id);
+            if self.dirty.contains(id) || persisted.is_some_and(|p| p.values().any(Option::is_none))
+            {
+                continue;
+            }
+            let now = self
+                .groups
+                .get(id)
+                .map(persist::snapshot)
+                .unwrap_or_default();
+            let logged: BTreeMap<&persist::RecordId, &persist::Value> = persisted
+                .into_iter()
+                .flatten()
+                .map(|(record, value)| (record, value.as_ref().expect("known")))
+                .collect();
+            assert!(
+                now.iter().eq(logged),
+                "{id}: a change of the group was not written to the log"
+            );
         }
     }
 }
@@ -493,6 +657,7 @@ fn new_member(member_id: &str, request: &HeartbeatIn, now: Instant) -> Member {
         instance_id: request.instance_id.clone(),
         rack_id: request.rack_id.clone(),
         client_id: request.client_id.clone(),
+        server_assignor: None,
         subscribed: BTreeSet::new(),
         rebalance_timeout_ms: request.rebalance_timeout_ms.max(1) as u64,
         assigned: BTreeSet::new(),
@@ -646,6 +811,9 @@ fn assign_uniform(group: &ConsumerGroup) -> BTreeMap<String, BTreeSet<TopicParti
     }
     target
 }
+
+mod persist;
+pub use persist::is_consumer_group_key;
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! `GroupMetadataManager`'s classic-group paths.
 
 use super::classic::{check_assignments, Group, CONSUMER_PROTOCOL_TYPE};
+use super::consumer_groups::HeartbeatOut;
 use super::member::Member;
 use super::offsets::{Committed, TopicPartition};
 use super::records::{
@@ -227,6 +228,11 @@ pub enum Reply {
         error: i16,
         partitions: Vec<PartitionResult>,
     },
+    /// A KIP-848 heartbeat, answered once the group's records are durable.
+    ConsumerHeartbeat {
+        group_id: String,
+        out: HeartbeatOut,
+    },
 }
 
 impl Reply {
@@ -249,6 +255,16 @@ impl Reply {
                 partitions: parts, ..
             } => parts.iter_mut().for_each(|p| set(&mut p.error)),
             Reply::DeleteGroups(groups) => groups.iter_mut().for_each(|(_, e)| set(e)),
+            Reply::ConsumerHeartbeat { out, .. } => {
+                if out.error == 0 {
+                    // The member learns nothing of a state that may not
+                    // be in the log: it retries at the epoch it had.
+                    out.error = code;
+                    out.error_message = None;
+                    out.member_epoch = -1;
+                    out.assignment = None;
+                }
+            }
         }
     }
 }
@@ -274,6 +290,9 @@ struct PendingWrite {
     pending_commits: Vec<TopicPartition>,
     /// Replies waiting for this write.
     deferred: Vec<u64>,
+    /// For a KIP-848 group's write: the keys written, which are unknown in
+    /// the log if the write fails.
+    consumer_keys: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -307,6 +326,9 @@ pub struct Coordinator<R> {
     pending_writes: BTreeMap<WriteId, PendingWrite>,
     deferred: BTreeMap<u64, Deferred<R>>,
     replies: VecDeque<(R, Reply)>,
+    /// KIP-848 writes that failed while the group is still served here:
+    /// (group, keys) for `ConsumerGroups::write_failed`.
+    failed_consumer_writes: VecDeque<(String, Vec<Vec<u8>>)>,
     /// The `__consumer_offsets` partitions this coordinator serves. `None`:
     /// all of them (a standalone broker). In a cluster, the partitions this
     /// broker leads, loaded when it becomes leader and unloaded when it
@@ -332,6 +354,7 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             pending_writes: BTreeMap::new(),
             deferred: BTreeMap::new(),
             replies: VecDeque::new(),
+            failed_consumer_writes: VecDeque::new(),
             owned: None,
         }
     }
@@ -395,6 +418,40 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
 
     pub fn poll_reply(&mut self) -> Option<(R, Reply)> {
         self.replies.pop_front()
+    }
+
+    pub fn poll_failed_consumer_write(&mut self) -> Option<(String, Vec<Vec<u8>>)> {
+        self.failed_consumer_writes.pop_front()
+    }
+
+    // --- KIP-848 groups ----------------------------------------------------------
+
+    /// Writes the records of KIP-848 group `group_id` (its state lives in
+    /// `ConsumerGroups`; this coordinator only appends and tracks them).
+    pub fn write_consumer_group(&mut self, now: Instant, group_id: &str, records: Vec<RawRecord>) {
+        let consumer_keys: Vec<Vec<u8>> = records.iter().filter_map(|(k, _)| k.clone()).collect();
+        assert_eq!(consumer_keys.len(), records.len(), "every record has a key");
+        // Incarnation 0 is never a classic group's: nothing of a classic
+        // group of the same id changes when this write completes.
+        let id = self.write_for(now, group_id, 0, records, Vec::new(), Vec::new());
+        self.pending_writes
+            .get_mut(&id)
+            .expect("just written")
+            .consumer_keys = consumer_keys;
+    }
+
+    /// Answers `reply` once every write of `group_id` pending now is
+    /// durable, as Kafka answers a heartbeat once the records written up to
+    /// it are committed (another member's change the answer reflects
+    /// included).
+    pub fn reply_after_group_writes(&mut self, to: R, reply: Reply, group_id: &str) {
+        let writes: Vec<WriteId> = self
+            .pending_writes
+            .iter()
+            .filter(|(_, w)| w.group == group_id)
+            .map(|(id, _)| *id)
+            .collect();
+        self.defer(to, reply, &writes);
     }
 
     // --- JoinGroup -------------------------------------------------------------
@@ -1708,23 +1765,43 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         offset_changes: Vec<(TopicPartition, Option<Committed>)>,
         pending_commits: Vec<TopicPartition>,
     ) -> WriteId {
+        self.write_for(
+            now,
+            &group.id,
+            group.incarnation,
+            records,
+            offset_changes,
+            pending_commits,
+        )
+    }
+
+    fn write_for(
+        &mut self,
+        now: Instant,
+        group_id: &str,
+        incarnation: u64,
+        records: Vec<RawRecord>,
+        offset_changes: Vec<(TopicPartition, Option<Committed>)>,
+        pending_commits: Vec<TopicPartition>,
+    ) -> WriteId {
         assert!(!records.is_empty(), "a write holds records");
         let id = self.next_write_id;
         self.next_write_id += 1;
         self.writes.push_back(Write {
             id,
-            partition: self.partition_for(&group.id),
+            partition: self.partition_for(group_id),
             records,
             timestamp_ms: now.unix_millis(),
         });
         self.pending_writes.insert(
             id,
             PendingWrite {
-                group: group.id.clone(),
-                incarnation: group.incarnation,
+                group: group_id.to_string(),
+                incarnation,
                 offset_changes,
                 pending_commits,
                 deferred: Vec::new(),
+                consumer_keys: Vec::new(),
             },
         );
         id
@@ -1764,6 +1841,10 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         let Some(write) = self.pending_writes.remove(&id) else {
             panic!("completion of unknown write {id}");
         };
+        if result.is_err() && !write.consumer_keys.is_empty() && self.owns(&write.group) {
+            self.failed_consumer_writes
+                .push_back((write.group.clone(), write.consumer_keys));
+        }
         if let Some(mut group) = self.groups.remove(&write.group) {
             if group.incarnation == write.incarnation {
                 for tp in &write.pending_commits {
@@ -1944,14 +2025,22 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
                 }
             }
         }
-        // Writes of those groups may still complete; their replies fail.
+        // Writes of the partition's groups (KIP-848 ones too, which have
+        // no classic group here) are forgotten; their replies fail.
+        let config = &self.config;
+        let in_partition = |w: &PendingWrite| {
+            records::partition_for(&w.group, config.offsets_topic_partitions) == partition
+        };
         let deferred_ids: Vec<u64> = self
             .pending_writes
             .values()
-            .filter(|w| ids.contains(&w.group))
+            .filter(|w| in_partition(w))
             .flat_map(|w| w.deferred.iter().copied())
             .collect();
-        self.pending_writes.retain(|_, w| !ids.contains(&w.group));
+        self.pending_writes.retain(|_, w| !in_partition(w));
+        self.failed_consumer_writes.retain(|(g, _)| {
+            records::partition_for(g, config.offsets_topic_partitions) != partition
+        });
         for id in deferred_ids {
             if let Some(mut d) = self.deferred.remove(&id) {
                 d.reply.fail(not_coordinator);

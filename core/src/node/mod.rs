@@ -354,6 +354,11 @@ impl<S: Storage> Node<S> {
         self.responder.check_invariants();
         self.groups.check_invariants();
         self.consumer_groups.check_invariants();
+        assert_eq!(
+            self.consumer_groups.unwritten(),
+            0,
+            "every KIP-848 change is handed to the log before an input ends"
+        );
         if let Some(cluster) = &self.cluster {
             cluster.check_invariants();
         }
@@ -546,8 +551,8 @@ impl<S: Storage> Node<S> {
             }
             RequestKind::ConsumerGroupHeartbeat(r) => {
                 let client_id = header.client_id.as_ref().map(|c| c.to_string());
-                let response = self.handle_consumer_group_heartbeat(client_id.as_deref(), &r);
-                reply(self, ResponseKind::ConsumerGroupHeartbeat(response))
+                let slot = slot.expect("answered");
+                self.handle_consumer_group_heartbeat(slot, version, client_id.as_deref(), &r);
             }
             RequestKind::ConsumerGroupDescribe(r) => {
                 let response = self.handle_consumer_group_describe(&r);

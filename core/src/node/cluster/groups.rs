@@ -85,6 +85,8 @@ impl<S: Storage> Node<S> {
             (true, false) => self.load_offsets_partition(partition),
             (false, true) => {
                 self.groups.unload_partition(partition);
+                // Its writes were forgotten with it; none completes here.
+                self.group_writes.retain(|w| w.partition != partition);
                 let groups = &self.groups;
                 self.consumer_groups.retain_groups(|id| groups.owns(id));
             }

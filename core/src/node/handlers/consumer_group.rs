@@ -3,9 +3,12 @@
 //! The coordinator of a group is the same as for the classic protocol (the
 //! leader of its `__consumer_offsets` partition).
 
+use super::super::responder::Slot;
 use super::super::Node;
+use super::group::GroupReplyTo;
 use super::str_bytes;
-use crate::group::consumer_groups::{HeartbeatIn, TopicPartition, TopicsView};
+use crate::group::consumer_groups::{HeartbeatIn, HeartbeatOut, TopicPartition, TopicsView};
+use crate::group::Reply;
 use crate::storage::Storage;
 use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment as DescribedAssignment, DescribedGroup, Member, TopicPartitions as DescribedTopic,
@@ -13,7 +16,7 @@ use kafka_protocol::messages::consumer_group_describe_response::{
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    ConsumerGroupHeartbeatResponse, GroupId, ResponseKind, TopicName,
 };
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,27 +51,37 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// A heartbeat is answered once the records of what it changed (and of
+    /// every earlier change of its group) are durable: see
+    /// `drive_groups`, which writes them.
     pub(crate) fn handle_consumer_group_heartbeat(
         &mut self,
+        slot: Slot,
+        version: i16,
         client_id: Option<&str>,
         request: &ConsumerGroupHeartbeatRequest,
-    ) -> ConsumerGroupHeartbeatResponse {
+    ) {
         let group_id = request.group_id.to_string();
-        let refuse = |error: ResponseError| {
-            ConsumerGroupHeartbeatResponse::default()
+        let refuse = |node: &mut Self, error: ResponseError| {
+            let response = ConsumerGroupHeartbeatResponse::default()
                 .with_error_code(error.code())
                 .with_error_message(Some(str_bytes(&error.to_string())))
-                .with_member_epoch(-1)
+                .with_member_epoch(-1);
+            node.responder.complete(
+                slot,
+                ResponseKind::ConsumerGroupHeartbeat(response),
+                &mut node.outputs,
+            );
         };
         if !self.groups.owns(&group_id) {
-            return refuse(ResponseError::NotCoordinator);
+            return refuse(self, ResponseError::NotCoordinator);
         }
         let classic_busy = !self.groups.member_ids(&group_id).is_empty();
         if classic_busy {
-            return refuse(ResponseError::InconsistentGroupProtocol);
+            return refuse(self, ResponseError::InconsistentGroupProtocol);
         }
         let input = HeartbeatIn {
-            group_id,
+            group_id: group_id.clone(),
             member_id: request.member_id.to_string(),
             member_epoch: request.member_epoch,
             instance_id: request.instance_id.as_ref().map(|s| s.to_string()),
@@ -92,6 +105,28 @@ impl<S: Storage> Node<S> {
         let out = self
             .consumer_groups
             .heartbeat(now, input, &topics, || new_id);
+        self.persist_consumer_groups();
+        let to = GroupReplyTo { slot, version };
+        let reply = Reply::ConsumerHeartbeat {
+            group_id: group_id.clone(),
+            out,
+        };
+        self.groups.reply_after_group_writes(to, reply, &group_id);
+    }
+
+    /// Hands the records of every KIP-848 group an input changed to the
+    /// coordinator, which appends them like its own.
+    pub(crate) fn persist_consumer_groups(&mut self) {
+        let now = self.now;
+        for (group_id, records) in self.consumer_groups.take_writes() {
+            self.groups.write_consumer_group(now, &group_id, records);
+        }
+    }
+
+    /// The response a heartbeat's result becomes.
+    pub(crate) fn consumer_group_heartbeat_response(
+        out: HeartbeatOut,
+    ) -> ConsumerGroupHeartbeatResponse {
         ConsumerGroupHeartbeatResponse::default()
             .with_error_code(out.error)
             .with_error_message(out.error_message.as_deref().map(str_bytes))

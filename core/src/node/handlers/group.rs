@@ -12,6 +12,7 @@ use super::super::topics::{after_leader_append, Replica};
 use super::super::{Node, NodeConfig, NodeError};
 use super::str_bytes;
 use crate::batch::BatchIter;
+use crate::group::consumer_groups::is_consumer_group_key;
 use crate::group::records::{decode_batch_records, encode_batch};
 use crate::group::{
     Coordinator, CoordinatorConfig, JoinRequest, JoinResult, Reply, SyncRequest, SyncResult, Write,
@@ -130,6 +131,7 @@ impl<S: Storage> Node<S> {
             self.replay_offsets_partition(index)?;
         }
         self.groups.finish_load(now);
+        self.consumer_groups.finish_load(now, |_| true);
         Ok(())
     }
 
@@ -142,6 +144,9 @@ impl<S: Storage> Node<S> {
             tracing::error!(partition = index, error = %e, "loading groups failed");
         }
         self.groups.finish_load_partition(now, index);
+        let groups = &self.groups;
+        self.consumer_groups
+            .finish_load(now, |id| groups.partition_for(id) == index);
         tracing::info!(
             partition = index,
             "coordinating the groups of {OFFSETS_TOPIC}-{index}"
@@ -171,8 +176,14 @@ impl<S: Storage> Node<S> {
                     match decode_batch_records(batch) {
                         Ok(records) => {
                             for (key, value) in records {
-                                if let Some(key) = key {
-                                    self.groups.load_record(now, index, &key, value.as_deref());
+                                match key {
+                                    Some(key) if is_consumer_group_key(&key) => {
+                                        self.consumer_groups.load_record(&key, value.as_deref())
+                                    }
+                                    Some(key) => {
+                                        self.groups.load_record(now, index, &key, value.as_deref())
+                                    }
+                                    None => {}
                                 }
                             }
                         }
@@ -229,6 +240,8 @@ impl<S: Storage> Node<S> {
     /// Appends what the coordinator wants written, reports what became
     /// durable, and sends its replies. Every input ends with this.
     pub(crate) fn drive_groups(&mut self) {
+        // KIP-848 groups changed by timeouts (expired members).
+        self.persist_consumer_groups();
         for _ in 0..GROUP_DRIVE_ROUNDS_MAX {
             let mut progressed = false;
             while let Some(write) = self.groups.poll_write() {
@@ -236,6 +249,9 @@ impl<S: Storage> Node<S> {
                 self.append_group_write(write);
             }
             progressed |= self.release_group_writes();
+            while let Some((group_id, keys)) = self.groups.poll_failed_consumer_write() {
+                self.consumer_groups.write_failed(&group_id, &keys);
+            }
             while let Some((to, reply)) = self.groups.poll_reply() {
                 progressed = true;
                 self.send_group_reply(to, reply);
@@ -338,6 +354,14 @@ impl<S: Storage> Node<S> {
             Reply::OffsetDelete { error, partitions } => ResponseKind::OffsetDelete(
                 super::offsets::offset_delete_response(error, partitions),
             ),
+            Reply::ConsumerHeartbeat { group_id, out } => {
+                if out.error != 0 {
+                    // An error carries no assignment (one a failed write
+                    // took away included): tell the member again next time.
+                    self.consumer_groups.forget_sent(&group_id, &out.member_id);
+                }
+                ResponseKind::ConsumerGroupHeartbeat(Self::consumer_group_heartbeat_response(out))
+            }
             Reply::DeleteGroups(results) => ResponseKind::DeleteGroups(
                 DeleteGroupsResponse::default().with_results(
                     results
