@@ -3,8 +3,13 @@
  * with librdkafka, and waits until each one's metadata shows every
  * partition with a leader.
  *
- *   create_topics BOOTSTRAP TOPIC:PARTITIONS:REPLICATION ...
+ *   create_topics [--brokers N] BOOTSTRAP TOPIC:PARTITIONS:REPLICATION ...
  *
+ * --brokers N first waits (up to 60 s) until Metadata lists N brokers and a
+ * controller, each try on a new client: a cluster that is still electing
+ * its controller answers Metadata with no brokers, and an admin client
+ * that saw that answer waited out its whole timeout without retrying (seen
+ * with librdkafka 2.12 against `seedlog cluster` just after start).
  * A topic that already exists is not an error. Exits non-zero on any other
  * error or if the leaders are not there within 30 s.
  */
@@ -37,6 +42,28 @@ static int leaders_ready(rd_kafka_t *rk, const char *topic, int partitions) {
         return ready;
 }
 
+/* 1 when Metadata from a new client lists at least `want` brokers and a
+ * controller. */
+static int cluster_ready(const char *bootstrap, int want) {
+        char errstr[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *rk;
+        const struct rd_kafka_metadata *md = NULL;
+        int ready = 0;
+
+        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr));
+        rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof(errstr));
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk)
+                return 0;
+        if (rd_kafka_metadata(rk, 0, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                ready = md->broker_cnt >= want && rd_kafka_controllerid(rk, 0) >= 0;
+                rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_destroy(rk);
+        return ready;
+}
+
 int main(int argc, char **argv) {
         char errstr[512];
         char names[MAX_TOPICS][256];
@@ -51,8 +78,25 @@ int main(int argc, char **argv) {
         size_t n, cnt, i;
         int failed = 0, waited;
 
+        if (argc >= 3 && !strcmp(argv[1], "--brokers")) {
+                int want = atoi(argv[2]);
+                argv += 2;
+                argc -= 2;
+                if (argc < 2) {
+                        fprintf(stderr, "usage: create_topics [--brokers N] BOOTSTRAP TOPIC:PARTITIONS:RF ...\n");
+                        return 2;
+                }
+                for (waited = 0; !cluster_ready(argv[1], want); waited++) {
+                        if (waited >= 120) {
+                                fprintf(stderr, "create_topics: Metadata did not list %d brokers "
+                                                "and a controller within 60 s\n", want);
+                                return 1;
+                        }
+                        usleep(500 * 1000);
+                }
+        }
         if (argc < 3 || argc - 2 > MAX_TOPICS) {
-                fprintf(stderr, "usage: create_topics BOOTSTRAP TOPIC:PARTITIONS:RF ...\n");
+                fprintf(stderr, "usage: create_topics [--brokers N] BOOTSTRAP TOPIC:PARTITIONS:RF ...\n");
                 return 2;
         }
         conf = rd_kafka_conf_new();
