@@ -4,7 +4,7 @@ output into JSON lines, and prints the table (markdown) with the ratios.
 
   report.py produce   JSONL LOG --section S --workload W --broker B --size N --expect N
   report.py consume   JSONL LOG --section S --workload W --broker B --size N --expect N
-  report.py latency   JSONL FILE --section S --workload W --broker B [--producer-log LOG]
+  report.py latency   JSONL FILE --section S --workload W --broker B [--producer-log LOG] [--skip N]
   report.py row       JSONL --section S --workload W --broker B [--msgs-s X] [--mb-s X] [--note T]
   report.py table     JSONL
 
@@ -102,13 +102,18 @@ def cmd_latency(args):
                 values.append(int(line))
     except OSError:
         pass
+    # The first records wait for the client's connection and metadata:
+    # left out (the first second's worth by default in run.sh).
+    values = values[args.skip:]
     values.sort()
+    args.expect = max(0, args.expect - args.skip)
     if len(values) < args.expect:
         row["note"] = "FAILED: %d of %d latencies recorded" % (len(values), args.expect)
     if values:
         row["p50_ms"] = percentile(values, 50) / 1000.0
         row["p99_ms"] = percentile(values, 99) / 1000.0
-        extra = "%d samples, max %.2f ms" % (len(values), values[-1] / 1000.0)
+        extra = "%d samples (first %d left out), max %.2f ms" % (
+            len(values), args.skip, values[-1] / 1000.0)
         row["note"] = (row["note"] + "; " if row["note"] else "") + extra
     if args.producer_log:
         # The rate the producer achieved (it may fall short of -r).
@@ -253,6 +258,7 @@ def main():
     p.add_argument("--producer-log")
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--expect", type=int, default=0)
+    p.add_argument("--skip", type=int, default=0)
     p = sub.add_parser("row")
     common(p, needs_log=False)
     p.add_argument("--msgs-s", type=float)

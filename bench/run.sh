@@ -372,9 +372,9 @@ EOF
         -X linger.ms=0 >"$logs/$b-lat-$rate-producer.log" 2>&1 || true
       wait "$consumer_pid" || true
       report latency "$jsonl" "$e2e" --section d --workload "end-to-end $workload" \
-        --broker "$(broker_label "$b")" --producer-log "$logs/$b-lat-$rate-producer.log" --expect "$count"
+        --broker "$(broker_label "$b")" --producer-log "$logs/$b-lat-$rate-producer.log" --expect "$count" --skip "$rate"
       report latency "$jsonl" "$ack" --section d --workload "produce to ack $workload" \
-        --broker "$(broker_label "$b")" --producer-log "$logs/$b-lat-$rate-producer.log" --expect "$count"
+        --broker "$(broker_label "$b")" --producer-log "$logs/$b-lat-$rate-producer.log" --expect "$count" --skip "$rate"
       stop_broker
     done
   done
