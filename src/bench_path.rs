@@ -151,7 +151,7 @@ pub fn run_produce_path(args: ProducePathArgs) -> anyhow::Result<()> {
         args.batches > 0 && args.records_per_batch > 0 && args.partitions > 0,
         "sizes must be positive"
     );
-    anyhow::ensure!(matches!(args.acks, 0 | 1 | -1), "acks must be 0, 1 or -1");
+    anyhow::ensure!((-1..=1).contains(&args.acks), "acks must be 0, 1 or -1");
     let now = Instant::from_millis(1_700_000_000_000);
     let node = Node::new(NodeConfig::default(), MemoryStorage::new(), 7, now)
         .context("opening the node")?;
