@@ -16,11 +16,15 @@ use std::path::PathBuf;
 pub enum BenchCommand {
     /// Partition log append and read throughput, in memory and on files.
     Log(BenchArgs),
+    /// A fixed in-process produce (and fetch) workload through the core and
+    /// the wire codec, for instruction counts under callgrind.
+    ProducePath(crate::bench_path::ProducePathArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Log(args) => run_log(args),
+        BenchCommand::ProducePath(args) => crate::bench_path::run_produce_path(args),
     }
 }
 

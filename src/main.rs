@@ -2,6 +2,7 @@
 //! over to the crate that does the work.
 
 mod bench;
+mod bench_path;
 mod cluster_cli;
 mod serve;
 mod sim_bench;
