@@ -42,7 +42,19 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with a readable chain of causes on stderr and
+/// exit code 1; a backtrace is for bugs, not for a missing file.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries the one "listening" line that
     // scripts and tests parse.

@@ -1,8 +1,13 @@
 //! Traces: one JSON line per event, and a running 64-bit hash of them.
 //!
-//! The hash is FNV-1a (over 8-byte words) of the exact bytes of every line, so it is the same
-//! on every platform and Rust version (std's `DefaultHasher` promises
-//! neither). Two runs agree on the hash iff they agree on every line.
+//! The hash is FNV-1a (over 8-byte words) of the header line and of a
+//! compact binary encoding (postcard) of every event, so it is the same on
+//! every platform and Rust version (std's `DefaultHasher` promises
+//! neither). Two runs agree on the hash iff they agree on every event.
+//! Events are hashed in binary, not as their JSON lines, because writing
+//! JSON for every event was an eighth of a cluster run's instructions,
+//! while most runs (explore, tests) keep no lines; JSON is written only
+//! when a trace file or an in-memory trace is asked for.
 
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -82,12 +87,21 @@ impl TraceSink {
         }
     }
 
-    /// As [`TraceSink::line`], for a line already encoded (UTF-8 JSON): the
-    /// simulator reuses one buffer, and only copies the line when it is kept.
-    pub fn line_bytes(&mut self, line: &[u8]) {
-        self.hash.write(line);
-        self.hash.write(b"\n");
+    /// Whether lines are kept anywhere: if not, events need no JSON.
+    pub fn wants_lines(&self) -> bool {
+        self.file.is_some() || self.memory.is_some()
+    }
+
+    /// One event, as its binary encoding (hashed) and, when
+    /// [`TraceSink::wants_lines`], as its JSON line (kept, not hashed). The
+    /// simulator reuses both buffers; a line is only copied when kept.
+    pub fn event(&mut self, encoded: &[u8], line: Option<&[u8]>) {
+        self.hash.write(encoded);
         self.lines += 1;
+        let Some(line) = line else {
+            assert!(!self.wants_lines(), "a kept trace needs every line");
+            return;
+        };
         if let Some(file) = &mut self.file {
             file.write_all(line)
                 .and_then(|()| file.write_all(b"\n"))

@@ -160,8 +160,10 @@ struct World {
     tps: Vec<Tp>,
     history: History,
     trace: TraceSink,
-    /// Reused by `emit` for each trace line.
+    /// Reused buffers: an event's JSON line (kept traces only) and its
+    /// binary encoding (hashed).
     trace_buf: Vec<u8>,
+    trace_encoded: Vec<u8>,
     /// See `wire_buf`.
     wire_buf: BytesMut,
     violations: Vec<Violation>,
@@ -331,6 +333,7 @@ impl World {
             history: History::default(),
             trace,
             trace_buf: Vec::new(),
+            trace_encoded: Vec::new(),
             wire_buf: BytesMut::new(),
             violations: Vec::new(),
             violated: BTreeSet::new(),
@@ -442,20 +445,36 @@ impl World {
     /// bytes (and so the trace hash) are those of formatting the event to a
     /// string and splicing it in, without the two allocations per line.
     fn emit(&mut self, ev: Ev<'_>) {
-        use std::io::Write as _;
         // u64 microseconds last 584,000 years; u128 formatting is slow.
         let us = u64::try_from((self.now - self.epoch).as_micros()).expect("runs are short");
+        let mut encoded = std::mem::take(&mut self.trace_encoded);
+        encoded.clear();
+        encoded =
+            postcard::to_extend(&(self.events, us, &ev), encoded).expect("trace event encodes");
+        if self.trace.wants_lines() {
+            let line = self.trace_line(us, &ev);
+            self.trace.event(&encoded, Some(&line));
+            self.trace_buf = line;
+        } else {
+            self.trace.event(&encoded, None);
+        }
+        encoded.clear();
+        self.trace_encoded = encoded;
+    }
+
+    /// The JSON line of an event, in the reused line buffer.
+    fn trace_line(&mut self, us: u64, ev: &Ev<'_>) -> Vec<u8> {
+        use std::io::Write as _;
         let mut buf = std::mem::take(&mut self.trace_buf);
         buf.clear();
         write!(buf, "{{\"n\":{},\"t_us\":{us}", self.events).expect("write to a Vec");
         let start = buf.len();
-        serde_json::to_writer(&mut buf, &ev).expect("trace event serializes");
+        serde_json::to_writer(&mut buf, ev).expect("trace event serializes");
         // The event is a tagged struct, so it always opens with `{"e":`;
         // its `{` becomes the `,` after `t_us`.
         debug_assert_eq!(buf[start], b'{');
         buf[start] = b',';
-        self.trace.line_bytes(&buf);
-        self.trace_buf = buf;
+        buf
     }
 
     fn violation(&mut self, checker: &str, message: String) {
