@@ -12,13 +12,9 @@
 //! fails on the missing bytes, the `Vec` is dropped and the mapping is
 //! returned. Nothing in seedlog legitimately allocates that much (requests
 //! are capped at `request_bytes_max`), so no real memory is ever lent on
-//! credit. Smaller allocations go to mimalloc untouched: the broker and
-//! the simulator allocate many short-lived messages, and mimalloc costs 6%
-//! fewer instructions per simulated run than glibc's malloc (callgrind,
-//! cluster-steady-state seed 0: 2.086G -> 1.964G).
+//! credit. Smaller allocations go to the system allocator untouched.
 
-use mimalloc::MiMalloc;
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::{GlobalAlloc, Layout, System};
 
 /// From this size up an allocation is a lazily-backed mapping.
 pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
@@ -56,7 +52,7 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             unsafe { map(layout.size()) }
         } else {
             // SAFETY: forwarded with the caller's layout.
-            unsafe { MiMalloc.alloc(layout) }
+            unsafe { System.alloc(layout) }
         }
     }
 
@@ -67,7 +63,7 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             unsafe { map(layout.size()) }
         } else {
             // SAFETY: forwarded with the caller's layout.
-            unsafe { MiMalloc.alloc_zeroed(layout) }
+            unsafe { System.alloc_zeroed(layout) }
         }
     }
 
@@ -77,8 +73,8 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             let result = unsafe { libc::munmap(pointer.cast(), layout.size()) };
             debug_assert_eq!(result, 0, "munmap of our own mapping cannot fail");
         } else {
-            // SAFETY: `pointer` came from mimalloc with this layout.
-            unsafe { MiMalloc.dealloc(pointer, layout) }
+            // SAFETY: `pointer` came from `System` with this layout.
+            unsafe { System.dealloc(pointer, layout) }
         }
     }
 
@@ -86,8 +82,8 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
         // SAFETY: the caller guarantees a valid layout for `new_size`.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if !is_huge(layout) && !is_huge(new_layout) {
-            // SAFETY: both sides are mimalloc's.
-            return unsafe { MiMalloc.realloc(pointer, layout, new_size) };
+            // SAFETY: both sides are the system allocator's.
+            return unsafe { System.realloc(pointer, layout, new_size) };
         }
         // SAFETY: a fresh block of the new layout, then a copy of the
         // smaller of the two sizes, then the old block returned.
