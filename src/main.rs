@@ -1,6 +1,7 @@
 //! `seedlog`: the command line. Each subcommand parses its flags and hands
 //! over to the crate that does the work.
 
+mod admin;
 mod bench;
 mod bench_path;
 mod cluster_cli;
@@ -9,7 +10,7 @@ mod sim_bench;
 mod sim_cli;
 mod voters;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Huge reservations from the wire codec must not abort the broker; see
 /// `seedlog_net::alloc`.
@@ -33,13 +34,39 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can talk to.
     Serve(serve::ServeArgs),
-    /// Start a local cluster on 127.0.0.1: one `serve` process per node.
-    Cluster(cluster_cli::ClusterArgs),
+    /// Start a local cluster on 127.0.0.1: one `serve` process per node;
+    /// or, with `describe`, describe a running cluster.
+    Cluster(ClusterCli),
+    /// Create, list, describe, alter and delete topics.
+    Topics(admin::topics::TopicsArgs),
+    /// List, describe, reset the offsets of and delete consumer groups.
+    Groups(admin::groups::GroupsArgs),
     /// Deterministic simulation: run, replay, explore and shrink scenarios.
     Sim(sim_cli::SimArgs),
     /// Measure throughput (see `seedlog bench --help`).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+/// `seedlog cluster [--brokers N ...]` starts a cluster; `seedlog cluster
+/// describe` describes one. The two never mix.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ClusterCli {
+    #[command(subcommand)]
+    command: Option<ClusterCommand>,
+    #[command(flatten)]
+    start: cluster_cli::ClusterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Brokers with their racks, the controller, the cluster id, and the
+    /// under-replicated and offline partitions (DescribeCluster, Metadata).
+    Describe {
+        #[command(flatten)]
+        connect: admin::Connect,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,7 +81,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Cluster(args) => cluster_cli::run(args),
+        Command::Cluster(ClusterCli {
+            command: Some(ClusterCommand::Describe { connect }),
+            ..
+        }) => admin_exit(connect.admin().and_then(|mut a| admin::cluster::describe(&mut a, connect.json))),
+        Command::Cluster(ClusterCli { start, .. }) => cluster_cli::run(start),
+        Command::Topics(args) => admin_exit(admin::topics::run(args)),
+        Command::Groups(args) => admin_exit(admin::groups::run(args)),
         Command::Sim(args) => {
             let code = sim_cli::run(args)?;
             if code != 0 {
@@ -64,4 +97,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(command) => bench::run(command),
     }
+}
+
+/// An admin command's error on one line (`seedlog: topic 'x':
+/// TOPIC_ALREADY_EXISTS`), exit code 1.
+fn admin_exit(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("seedlog: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
