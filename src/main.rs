@@ -84,7 +84,11 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster(ClusterCli {
             command: Some(ClusterCommand::Describe { connect }),
             ..
-        }) => admin_exit(connect.admin().and_then(|mut a| admin::cluster::describe(&mut a, connect.json))),
+        }) => admin_exit(
+            connect
+                .admin()
+                .and_then(|mut a| admin::cluster::describe(&mut a, connect.json)),
+        ),
         Command::Cluster(ClusterCli { start, .. }) => cluster_cli::run(start),
         Command::Topics(args) => admin_exit(admin::topics::run(args)),
         Command::Groups(args) => admin_exit(admin::groups::run(args)),

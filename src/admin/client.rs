@@ -8,11 +8,11 @@
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Buf, Bytes};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
     RequestKind, ResponseHeader, TopicName,
 };
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -122,8 +122,9 @@ impl Connection {
             Ok(r) if r.error_code == 0 => r,
             _ => {
                 let mut body = frame;
-                decode_as::<ApiVersionsResponse>(&mut body, ApiKey::ApiVersions, 0)
-                    .with_context(|| format!("{}: ApiVersions answer does not decode", self.address))?
+                decode_as::<ApiVersionsResponse>(&mut body, ApiKey::ApiVersions, 0).with_context(
+                    || format!("{}: ApiVersions answer does not decode", self.address),
+                )?
             }
         };
         if response.error_code != 0 && response.api_keys.is_empty() {

@@ -131,7 +131,10 @@ pub fn describe(admin: &mut Admin, json: bool) -> anyhow::Result<()> {
     }
     print!("{}", table.render());
     for (what, list) in [
-        ("Under-replicated partitions", &d.under_replicated_partitions),
+        (
+            "Under-replicated partitions",
+            &d.under_replicated_partitions,
+        ),
         ("Offline partitions", &d.offline_partitions),
     ] {
         println!();

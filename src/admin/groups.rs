@@ -109,7 +109,11 @@ fn list(admin: &mut Admin, json: bool) -> anyhow::Result<()> {
     let mut groups: BTreeMap<String, ListedGroup> = BTreeMap::new();
     for id in admin.broker_ids() {
         let response = admin.node(id)?.call(|_| ListGroupsRequest::default())?;
-        check(&format!("ListGroups at broker {id}"), response.error_code, None)?;
+        check(
+            &format!("ListGroups at broker {id}"),
+            response.error_code,
+            None,
+        )?;
         for g in response.groups {
             let group = g.group_id.0.to_string();
             let group_type = if g.group_type.is_empty() {
@@ -266,7 +270,9 @@ struct PartitionLag {
 /// DescribeGroups (classic).
 fn group_state(admin: &mut Admin, group: &str) -> anyhow::Result<GroupDescription> {
     let coordinator = coordinator(admin, group)?;
-    let consumer_protocol = admin.node(coordinator)?.supports(kafka_protocol::messages::ApiKey::ConsumerGroupDescribe);
+    let consumer_protocol = admin
+        .node(coordinator)?
+        .supports(kafka_protocol::messages::ApiKey::ConsumerGroupDescribe);
     if consumer_protocol {
         let described = at_coordinator(admin, group, |c| {
             let response = c.call(|_| {
@@ -388,7 +394,10 @@ fn decode_assignment(bytes: &bytes::Bytes) -> BTreeMap<String, Vec<i32>> {
 }
 
 /// The group's committed offsets: (topic, partition) -> offset.
-fn committed_offsets(admin: &mut Admin, group: &str) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+fn committed_offsets(
+    admin: &mut Admin,
+    group: &str,
+) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
     at_coordinator(admin, group, |c| {
         let mut version = 0;
         let response = c.call(|v| {
@@ -413,7 +422,10 @@ fn committed_offsets(admin: &mut Admin, group: &str) -> anyhow::Result<BTreeMap<
             for t in g.topics {
                 for p in t.partitions {
                     if p.error_code == 0 && p.committed_offset >= 0 {
-                        offsets.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                        offsets.insert(
+                            (t.name.0.to_string(), p.partition_index),
+                            p.committed_offset,
+                        );
                     }
                 }
             }
@@ -422,7 +434,10 @@ fn committed_offsets(admin: &mut Admin, group: &str) -> anyhow::Result<BTreeMap<
             for t in response.topics {
                 for p in t.partitions {
                     if p.error_code == 0 && p.committed_offset >= 0 {
-                        offsets.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                        offsets.insert(
+                            (t.name.0.to_string(), p.partition_index),
+                            p.committed_offset,
+                        );
                     }
                 }
             }
@@ -706,7 +721,11 @@ fn reset_offsets(
             let codes: Vec<(i32, i16)> = response
                 .topics
                 .iter()
-                .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code)))
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.error_code))
+                })
                 .collect();
             if let Some((_, code)) = codes.iter().find(|(_, c)| is_coordinator_error(*c)) {
                 return Ok(Err(*code));

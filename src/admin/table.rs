@@ -45,10 +45,7 @@ impl Table {
 
 /// Node ids as Kafka's tools print them: `1,2,3`.
 pub fn ids(ids: &[i32]) -> String {
-    ids.iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]

@@ -95,7 +95,14 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             partitions,
             replication_factor,
             configs,
-        } => create(&mut admin, &name, partitions, replication_factor, &configs, json),
+        } => create(
+            &mut admin,
+            &name,
+            partitions,
+            replication_factor,
+            &configs,
+            json,
+        ),
         TopicsCommand::List { exclude_internal } => list(&mut admin, exclude_internal, json),
         TopicsCommand::Describe { names, all_configs } => {
             describe(&mut admin, &names, all_configs, json)
@@ -306,10 +313,7 @@ fn describe(
         if i > 0 {
             println!();
         }
-        let replication = topic
-            .partitions
-            .first()
-            .map_or(0, |p| p.replicas.len());
+        let replication = topic.partitions.first().map_or(0, |p| p.replicas.len());
         let configs: Vec<String> = topic
             .configs
             .iter()
@@ -512,7 +516,11 @@ fn delete(admin: &mut Admin, names: &[String], json: bool) -> anyhow::Result<()>
             .as_ref()
             .map(|n| n.0.to_string())
             .unwrap_or_else(|| r.topic_id.to_string());
-        match check(&format!("topic '{name}'"), r.error_code, r.error_message.as_ref()) {
+        match check(
+            &format!("topic '{name}'"),
+            r.error_code,
+            r.error_message.as_ref(),
+        ) {
             Ok(()) => deleted.push(name),
             Err(e) => errors.push(format!("{e:#}")),
         }
