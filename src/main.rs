@@ -73,12 +73,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries the one "listening" line that
     // scripts and tests parse.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match &cli.command {
+        Command::Serve(args) if args.log_format == serve::LogFormat::Json => {
+            logs.json().init();
+        }
+        _ => logs.init(),
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Cluster(ClusterCli {
