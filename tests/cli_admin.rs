@@ -236,7 +236,10 @@ fn describe_until(
     }
 }
 
-fn offsets(described: &Value) -> Vec<(i64, Option<i64>, Option<i64>, Option<i64>)> {
+/// (partition, committed, log end, lag) of each row of a description.
+type OffsetRow = (i64, Option<i64>, Option<i64>, Option<i64>);
+
+fn offsets(described: &Value) -> Vec<OffsetRow> {
     described["offsets"]
         .as_array()
         .unwrap()
@@ -442,9 +445,21 @@ fn cluster_describe_lists_every_broker_with_its_rack() {
     let cluster = Cluster::start_ready(&dir, &[]);
     let b = cluster.bootstrap();
 
-    let described = json(&b, &["cluster", "describe"]);
+    // Metadata listed every node already; each node's own view of the
+    // registered brokers (DescribeCluster) may take a moment more.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let described = loop {
+        let described = json(&b, &["cluster", "describe"]);
+        if described["brokers"].as_array().unwrap().len() == usize::from(NODES) {
+            break described;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every broker described: {described}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let brokers = described["brokers"].as_array().unwrap();
-    assert_eq!(brokers.len(), usize::from(NODES), "{described}");
     for (i, broker) in brokers.iter().enumerate() {
         let id = i as i64 + 1;
         assert_eq!(broker["id"], id);
@@ -477,7 +492,16 @@ fn cluster_describe_lists_every_broker_with_its_rack() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let described = json(&b, &["topics", "describe", "replicated"]);
+        // The node asked may not have applied the new topic yet.
+        let output = seedlog(&b, &["topics", "describe", "replicated", "--json"]);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{stderr}");
+            assert!(Instant::now() < deadline, "topic never described: {stderr}");
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        let described: Value = serde_json::from_slice(&output.stdout).expect("JSON");
         let partitions = topic(&described, "replicated")["partitions"].clone();
         let full = partitions.as_array().unwrap().iter().all(|p| {
             p["leader"].as_i64().unwrap() >= 1
@@ -494,4 +518,102 @@ fn cluster_describe_lists_every_broker_with_its_rack() {
         std::thread::sleep(Duration::from_millis(200));
     }
     cluster.stop();
+}
+
+#[test]
+fn a_kip_848_group_is_described_with_members_and_lag_and_reset_once_empty() {
+    let dir = scratch_dir("cli-admin-kip848");
+    let broker = Broker::start(&dir, &["--group-initial-rebalance-delay-ms", "0"]);
+    let b = broker.bootstrap.as_str();
+    ok(b, &["topics", "create", "kip848", "--partitions", "2"]);
+    produce_values(b, "kip848", 2, 0..10, &[]);
+
+    let group = "cli-admin-kip848";
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", b)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("client.id", "cli-admin-kip848")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    member.subscribe(&["kip848"]).expect("subscribe");
+    let mut consumed = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumed < 10 {
+        assert!(Instant::now() < deadline, "consumed {consumed} of 10");
+        if let Some(message) = member.poll(Duration::from_millis(200)) {
+            message.expect("no consumer error");
+            consumed += 1;
+        }
+    }
+    member
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("offsets committed");
+    produce_values(b, "kip848", 2, 10..14, &[]);
+
+    let described = describe_until(b, group, "Stable with lag", |d| {
+        d["state"] == "Stable" && offsets(d).iter().all(|o| o.3 == Some(2))
+    });
+    assert_eq!(described["group_type"], "consumer", "{described}");
+    let members = described["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{described}");
+    assert_eq!(members[0]["client_id"], "cli-admin-kip848");
+    assert_eq!(
+        members[0]["assignment"],
+        serde_json::json!({ "kip848": [0, 1] })
+    );
+    assert_eq!(
+        offsets(&described),
+        vec![
+            (0, Some(5), Some(7), Some(2)),
+            (1, Some(5), Some(7), Some(2))
+        ]
+    );
+    let listed = json(b, &["groups", "list"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["group"] == group && g["group_type"] == "consumer"),
+        "{listed}"
+    );
+    let refused = fails(
+        b,
+        &[
+            "groups",
+            "reset-offsets",
+            group,
+            "--topic",
+            "kip848",
+            "--to-latest",
+        ],
+    );
+    assert!(refused.contains("is Stable with 1 member(s)"), "{refused}");
+
+    member.unsubscribe();
+    drop(member);
+    describe_until(b, group, "Empty", |d| d["state"] == "Empty");
+    ok(
+        b,
+        &[
+            "groups",
+            "reset-offsets",
+            group,
+            "--topic",
+            "kip848",
+            "--to-latest",
+        ],
+    );
+    let described = json(b, &["groups", "describe", group]);
+    assert_eq!(
+        offsets(&described),
+        vec![
+            (0, Some(7), Some(7), Some(0)),
+            (1, Some(7), Some(7), Some(0))
+        ]
+    );
+    broker.stop();
 }

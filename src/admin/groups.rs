@@ -180,12 +180,7 @@ fn coordinator(admin: &mut Admin, group: &str) -> anyhow::Result<i32> {
         if code == 0 {
             return Ok(node);
         }
-        let retriable = [
-            ResponseError::CoordinatorNotAvailable.code(),
-            ResponseError::CoordinatorLoadInProgress.code(),
-            ResponseError::NotCoordinator.code(),
-        ];
-        if !retriable.contains(&code) || Instant::now() > deadline {
+        if !is_coordinator_error(code) || Instant::now() > deadline {
             check(
                 &format!("coordinator of group '{group}'"),
                 code,
@@ -210,18 +205,14 @@ fn at_coordinator<T>(
             Ok(t) => return Ok(t),
             Err(code) => code,
         };
-        let retriable = [
-            ResponseError::CoordinatorNotAvailable.code(),
-            ResponseError::CoordinatorLoadInProgress.code(),
-            ResponseError::NotCoordinator.code(),
-        ];
-        if !retriable.contains(&code) || Instant::now() > deadline {
+        if !is_coordinator_error(code) || Instant::now() > deadline {
             bail!("group '{group}': {}", error_name(code));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
+/// The group's coordinator is moving or loading: ask again.
 fn is_coordinator_error(code: i16) -> bool {
     [
         ResponseError::CoordinatorNotAvailable.code(),
