@@ -166,8 +166,15 @@ impl NodeDriver {
                     }
                 }
                 () = timer => {
-                    self.node.handle_timeout(now());
-                    self.drain_outputs();
+                    // The wake-up may be the metrics sample's alone; the
+                    // node hears of time only when one of its own is due.
+                    let now = now();
+                    let node_due = self.node.poll_timeout().is_some_and(|t| t <= now);
+                    let shutdown_due = shutdown_deadline.is_some_and(|d| d <= now);
+                    if node_due || shutdown_due {
+                        self.node.handle_timeout(now);
+                        self.drain_outputs();
+                    }
                 }
                 // Only to come round again: refusals are reported below.
                 () = std::future::ready(()), if !self.peers_refused.is_empty() => {}
