@@ -107,13 +107,24 @@ struct ListedGroup {
 fn list(admin: &mut Admin, json: bool) -> anyhow::Result<()> {
     admin.metadata(Some(&[]))?;
     let mut groups: BTreeMap<String, ListedGroup> = BTreeMap::new();
+    // Each broker lists the groups it coordinates. One that does not
+    // answer is reported after the others' groups are shown.
+    let mut failures = Vec::new();
     for id in admin.broker_ids() {
-        let response = admin.node(id)?.call(|_| ListGroupsRequest::default())?;
-        check(
-            &format!("ListGroups at broker {id}"),
-            response.error_code,
-            None,
-        )?;
+        let answer = admin
+            .node(id)
+            .and_then(|c| c.call(|_| ListGroupsRequest::default()))
+            .and_then(|r| {
+                check(&format!("ListGroups at broker {id}"), r.error_code, None)?;
+                Ok(r)
+            });
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                failures.push(format!("broker {id}: {e:#}"));
+                continue;
+            }
+        };
         for g in response.groups {
             let group = g.group_id.0.to_string();
             let group_type = if g.group_type.is_empty() {
@@ -133,9 +144,19 @@ fn list(admin: &mut Admin, json: bool) -> anyhow::Result<()> {
         }
     }
     let groups: Vec<ListedGroup> = groups.into_values().collect();
+    let finish = |failures: Vec<String>| {
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "some brokers did not list their groups: {}",
+                failures.join("; ")
+            ))
+        }
+    };
     if json {
         print_json(&groups);
-        return Ok(());
+        return finish(failures);
     }
     let mut table = Table::new(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"]);
     for g in &groups {
@@ -151,7 +172,7 @@ fn list(admin: &mut Admin, json: bool) -> anyhow::Result<()> {
         ]);
     }
     print!("{}", table.render());
-    Ok(())
+    finish(failures)
 }
 
 /// The coordinator of `group`, waiting while it is being elected or loads.
