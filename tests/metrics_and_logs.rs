@@ -113,6 +113,38 @@ fn metrics_count_produce_requests_bytes_and_latency() {
     assert_eq!(value(&after, "seedlog_partitions_under_replicated"), 0.0);
     assert_eq!(value(&after, "seedlog_partitions_offline"), 0.0);
 
+    // Consumer lag: offsets committed for a group (through the admin CLI,
+    // which may commit for a group with no members), against 500 records
+    // in each partition.
+    let reset = Command::new(env!("CARGO_BIN_EXE_seedlog"))
+        .args(["groups", "reset-offsets", "lagging", "--topic", "metered"])
+        .args([
+            "--to-offset",
+            "100",
+            "--bootstrap-server",
+            &broker.bootstrap,
+        ])
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{reset:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples = scrape(&url);
+        let lag = |p: i32| {
+            value(
+                &samples,
+                &format!(
+                    r#"seedlog_consumer_lag{{group="lagging",topic="metered",partition="{p}"}}"#
+                ),
+            )
+        };
+        if lag(0) == 400.0 && lag(1) == 400.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no lag of 400: {samples:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     let (status, _) = http_get(&url.replace("/metrics", "/nope"));
     assert!(status.contains("404"), "{status}");
     broker.stop();

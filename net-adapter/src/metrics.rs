@@ -64,7 +64,12 @@ struct Inner {
     offline: Gauge,
     isr_shrinks: Counter,
     isr_expands: Counter,
+    consumer_lag: Family<Labels, Gauge>,
 }
+
+/// Consumer lag series exported at most; past it the rest are left out
+/// (`seedlog groups describe` shows every partition).
+const CONSUMER_LAG_SERIES_MAX: usize = 10_000;
 
 impl Default for Metrics {
     fn default() -> Metrics {
@@ -147,6 +152,12 @@ impl Metrics {
             "ISR expansions of partitions led here (sampled each second)",
             isr_expands.clone(),
         );
+        let consumer_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Records between a group's committed offset and the high watermark, for groups coordinated and partitions led here (sampled each second)",
+            consumer_lag.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -163,6 +174,7 @@ impl Metrics {
                 offline,
                 isr_shrinks,
                 isr_expands,
+                consumer_lag,
             }),
         }
     }
@@ -251,6 +263,20 @@ impl PartitionSampler {
         inner.under_replicated.set(under_replicated);
         inner.partitions.set(node.hosted_partition_count() as i64);
         inner.offline.set(node.offline_partition_count() as i64);
+        // Groups and partitions come and go: the lag series are rebuilt.
+        inner.consumer_lag.clear();
+        for (group, topic, partition, lag) in node
+            .consumer_lags()
+            .into_iter()
+            .take(CONSUMER_LAG_SERIES_MAX)
+        {
+            let labels = vec![
+                ("group".to_string(), group.to_string()),
+                ("topic".to_string(), topic.to_string()),
+                ("partition".to_string(), partition.to_string()),
+            ];
+            inner.consumer_lag.get_or_create(&labels).set(lag);
+        }
     }
 }
 

@@ -299,6 +299,26 @@ impl<S: Storage> Node<S> {
         led
     }
 
+    /// Consumer lag of the groups coordinated here on the partitions led
+    /// here: (group, topic, partition, high watermark minus the committed
+    /// offset, at least 0). Read-only, for the adapter's metrics.
+    pub fn consumer_lags(&self) -> Vec<(&str, &str, i32, i64)> {
+        self.groups
+            .committed_offsets()
+            .filter_map(|(group, (topic, partition), offset)| {
+                let p = self.topics.get(topic)?.partitions.get(partition)?;
+                p.replica.is_leader().then(|| {
+                    (
+                        group,
+                        topic.as_str(),
+                        *partition,
+                        (p.high_watermark - offset).max(0),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Partitions with a replica on this node.
     pub fn hosted_partition_count(&self) -> usize {
         self.topics.iter().map(|t| t.partitions.len()).sum()
