@@ -46,11 +46,16 @@ enum GroupsCommand {
     List,
     /// State, protocol, members with their assignments, and committed
     /// offsets with lag per partition.
-    Describe { group: String },
+    Describe {
+        /// The group's id.
+        group: String,
+    },
     /// Move a group's committed offsets. The group must be Empty (no
     /// member running), as Kafka's kafka-consumer-groups.sh requires.
     ResetOffsets {
+        /// The group (it need not exist yet).
         group: String,
+        /// The topic whose offsets move, every partition of it.
         #[arg(long)]
         topic: String,
         #[command(flatten)]
@@ -61,6 +66,7 @@ enum GroupsCommand {
     },
     /// Delete groups and their committed offsets (DeleteGroups).
     Delete {
+        /// The groups' ids; each must be Empty.
         #[arg(required = true)]
         groups: Vec<String>,
     },

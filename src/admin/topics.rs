@@ -40,6 +40,7 @@ pub struct TopicsArgs {
 enum TopicsCommand {
     /// Create a topic (CreateTopics).
     Create {
+        /// The topic's name.
         name: String,
         /// Partitions; the broker's `num.partitions` if absent.
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
@@ -60,6 +61,7 @@ enum TopicsCommand {
     /// Partitions with leader, replicas and ISR, and the topic's own configs
     /// (Metadata, DescribeConfigs). Every topic if none is named.
     Describe {
+        /// Topics to describe; every topic if none.
         names: Vec<String>,
         /// Show every config, defaults included, not only those set on the topic.
         #[arg(long)]
@@ -68,6 +70,7 @@ enum TopicsCommand {
     /// Change configs (IncrementalAlterConfigs) or add partitions
     /// (CreatePartitions).
     Alter {
+        /// The topic's name.
         name: String,
         /// Set a config, KEY=VALUE; repeat for more.
         #[arg(long = "config", value_name = "KEY=VALUE")]
@@ -81,6 +84,7 @@ enum TopicsCommand {
     },
     /// Delete topics (DeleteTopics).
     Delete {
+        /// The topics' names.
         #[arg(required = true)]
         names: Vec<String>,
     },
