@@ -1,6 +1,7 @@
 //! `seedlog`: the command line. Each subcommand parses its flags and hands
 //! over to the crate that does the work.
 
+mod admin;
 mod bench;
 mod bench_path;
 mod cluster_cli;
@@ -9,7 +10,7 @@ mod sim_bench;
 mod sim_cli;
 mod voters;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Huge reservations from the wire codec must not abort the broker; see
 /// `seedlog_net::alloc`.
@@ -33,8 +34,13 @@ struct Cli {
 enum Command {
     /// Run a broker that Kafka clients can talk to.
     Serve(serve::ServeArgs),
-    /// Start a local cluster on 127.0.0.1: one `serve` process per node.
-    Cluster(cluster_cli::ClusterArgs),
+    /// Start a local cluster on 127.0.0.1: one `serve` process per node;
+    /// or, with `describe`, describe a running cluster.
+    Cluster(ClusterCli),
+    /// Create, list, describe, alter and delete topics.
+    Topics(admin::topics::TopicsArgs),
+    /// List, describe, reset the offsets of and delete consumer groups.
+    Groups(admin::groups::GroupsArgs),
     /// Deterministic simulation: run, replay, explore and shrink scenarios.
     Sim(sim_cli::SimArgs),
     /// Measure throughput (see `seedlog bench --help`).
@@ -42,13 +48,35 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Errors end the process with a readable chain of causes on stderr and
-/// exit code 1; a backtrace is for bugs, not for a missing file.
+/// `seedlog cluster [--brokers N ...]` starts a cluster; `seedlog cluster
+/// describe` describes one. The two never mix.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ClusterCli {
+    #[command(subcommand)]
+    command: Option<ClusterCommand>,
+    #[command(flatten)]
+    start: cluster_cli::ClusterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Brokers with their racks, the controller, the cluster id, and the
+    /// under-replicated and offline partitions (DescribeCluster, Metadata).
+    Describe {
+        #[command(flatten)]
+        connect: admin::Connect,
+    },
+}
+
+/// Errors end the process with one readable line of causes on stderr
+/// (`seedlog: topic 'x': TOPIC_ALREADY_EXISTS`) and exit code 1; a
+/// backtrace is for bugs, not for a missing file.
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("seedlog: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -58,15 +86,27 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries the one "listening" line that
     // scripts and tests parse.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match &cli.command {
+        Command::Serve(args) if args.log_format == serve::LogFormat::Json => {
+            logs.json().init();
+        }
+        _ => logs.init(),
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Cluster(args) => cluster_cli::run(args),
+        Command::Cluster(ClusterCli {
+            command: Some(ClusterCommand::Describe { connect }),
+            ..
+        }) => connect
+            .admin()
+            .and_then(|mut a| admin::cluster::describe(&mut a, connect.json)),
+        Command::Cluster(ClusterCli { start, .. }) => cluster_cli::run(start),
+        Command::Topics(args) => admin::topics::run(args),
+        Command::Groups(args) => admin::groups::run(args),
         Command::Sim(args) => {
             let code = sim_cli::run(args)?;
             if code != 0 {

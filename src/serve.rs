@@ -68,6 +68,23 @@ pub struct ServeArgs {
         default_value_t = 3000
     )]
     group_initial_rebalance_delay_ms: u64,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (requests and
+    /// latency per API, bytes in and out, connections, partitions led,
+    /// under-replicated and offline, ISR shrinks and expands). Off unless
+    /// given; port 0 picks a free port.
+    #[arg(long, env = "SEEDLOG_METRICS_LISTEN", value_name = "HOST:PORT")]
+    metrics_listen: Option<SocketAddr>,
+
+    /// Log lines on stderr as plain text or as one JSON object each.
+    #[arg(long, env = "SEEDLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeArgs {
@@ -79,6 +96,7 @@ impl ServeArgs {
         config.node.flush_before_ack = !self.no_flush_before_ack;
         config.node.group_initial_rebalance_delay_ms = self.group_initial_rebalance_delay_ms;
         config.controller_listen = self.controller_listen;
+        config.metrics_listen = self.metrics_listen;
         if let Some(voters) = &self.voters {
             config.controller_listen = self.controller_listen_in(voters)?;
             let mut cluster = ClusterConfig::new(voters.0.clone());

@@ -8,8 +8,10 @@
 use crate::framing::{
     decode_request, encode_api_versions_unsupported, read_body, read_length, Decoded,
 };
+use crate::metrics::Metrics;
 use crate::node_thread::NodeMessage;
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 use seedlog_core::node::ConnectionId;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +59,21 @@ pub async fn serve(
     node: mpsc::Sender<NodeMessage>,
     limits: ConnectionLimits,
     memory: RequestMemory,
+    metrics: Metrics,
+) {
+    metrics.connection_opened();
+    serve_counted(stream, peer, connection, node, limits, memory, &metrics).await;
+    metrics.connection_closed();
+}
+
+async fn serve_counted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    connection: ConnectionId,
+    node: mpsc::Sender<NodeMessage>,
+    limits: ConnectionLimits,
+    memory: RequestMemory,
+    metrics: &Metrics,
 ) {
     assert!(
         limits.responses_queued_max > 0,
@@ -76,7 +93,10 @@ pub async fn serve(
     debug!(connection, %peer, "connection opened");
     let writer = tokio::spawn(write_loop(writer, responses_rx, connection));
 
-    let ending = read_loop(reader, connection, &node, limits, &memory, close_rx).await;
+    let ending = read_loop(
+        reader, connection, &node, limits, &memory, close_rx, metrics,
+    )
+    .await;
     match &ending {
         Ending::ClientClosed => debug!(connection, %peer, "client closed the connection"),
         Ending::ClosedByBroker => debug!(connection, %peer, "connection closed by the broker"),
@@ -104,6 +124,7 @@ async fn read_loop(
     limits: ConnectionLimits,
     memory: &RequestMemory,
     mut close: oneshot::Receiver<()>,
+    metrics: &Metrics,
 ) -> Ending {
     loop {
         let read = tokio::select! {
@@ -137,17 +158,28 @@ async fn read_loop(
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => return Ending::Violation(e.to_string()),
         };
+        let received = std::time::Instant::now();
+        let frame_bytes = 4 + frame.len();
         let message = match decode_request(frame) {
-            Ok(Decoded::Request { header, body }) => NodeMessage::Request {
-                connection,
-                header,
-                body,
-                memory: permit,
-            },
-            Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => NodeMessage::Frame {
-                connection,
-                frame: encode_api_versions_unsupported(correlation_id),
-            },
+            Ok(Decoded::Request { header, body }) => {
+                if let Ok(api_key) = ApiKey::try_from(header.request_api_key) {
+                    metrics.request_received(api_key, frame_bytes);
+                }
+                NodeMessage::Request {
+                    connection,
+                    header,
+                    body,
+                    memory: permit,
+                    received,
+                }
+            }
+            Ok(Decoded::ApiVersionsUnsupported { correlation_id }) => {
+                metrics.request_received(ApiKey::ApiVersions, frame_bytes);
+                NodeMessage::Frame {
+                    connection,
+                    frame: encode_api_versions_unsupported(correlation_id),
+                }
+            }
             Err(e) => return Ending::Violation(e.to_string()),
         };
         // Waits when the node thread is behind: back-pressure reaches the

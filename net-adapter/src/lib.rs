@@ -23,10 +23,12 @@ pub mod alloc;
 pub mod connection;
 pub mod file_storage;
 pub mod framing;
+pub mod metrics;
 pub mod node_thread;
 pub mod peers;
 pub mod server;
 
 pub use file_storage::FileStorage;
+pub use metrics::Metrics;
 pub use peers::PeerLimits;
 pub use server::{run, Server, ServerConfig};

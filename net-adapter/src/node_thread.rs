@@ -14,6 +14,7 @@
 
 use crate::file_storage::FileStorage;
 use crate::framing::encode_response;
+use crate::metrics::{Metrics, PartitionSampler};
 use crate::peers::{PeerEvent, Peers, SendError};
 use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, RequestKind};
@@ -44,6 +45,8 @@ pub enum NodeMessage {
         /// The frame's bytes, counted against the shared request memory
         /// until the node has handled the request.
         memory: OwnedSemaphorePermit,
+        /// When its frame was read: request latency is measured from here.
+        received: std::time::Instant,
     },
     /// An already encoded frame to queue behind the connection's earlier
     /// responses (the unsupported-ApiVersions answer).
@@ -83,7 +86,18 @@ pub struct NodeDriver {
     /// hears `PeerUnreachable` once per peer after the drain, not inside
     /// it, so a node that answers it with a new request cannot spin.
     peers_refused: BTreeSet<PeerId>,
+    metrics: Metrics,
+    /// When each request awaiting its response was read, for its latency.
+    started: BTreeMap<(ConnectionId, i32), std::time::Instant>,
+    sampler: PartitionSampler,
+    next_sample: Instant,
 }
+
+/// Requests timed at once, at most; past it latency goes unmeasured (a
+/// client pipelining that much is measured by its throughput anyway).
+const TIMED_REQUESTS_MAX: usize = 100_000;
+/// How often the partition metrics are sampled from the node.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl NodeDriver {
     pub fn new(
@@ -92,6 +106,7 @@ impl NodeDriver {
         rng_seed: u64,
         batch_max: usize,
         peers: Peers,
+        metrics: Metrics,
     ) -> Result<NodeDriver, NodeError> {
         assert!(batch_max > 0, "a batch holds at least one message");
         let node = Node::new(config, storage, rng_seed, now())?;
@@ -102,6 +117,10 @@ impl NodeDriver {
             batch_max,
             peers,
             peers_refused: BTreeSet::new(),
+            metrics,
+            started: BTreeMap::new(),
+            sampler: PartitionSampler::default(),
+            next_sample: now(),
         };
         // Recovery may already want something flushed.
         driver.drain_outputs();
@@ -122,10 +141,14 @@ impl NodeDriver {
     ) -> Result<(), StorageError> {
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
-            let wake = [self.node.poll_timeout(), shutdown_deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                self.node.poll_timeout(),
+                shutdown_deadline,
+                Some(self.next_sample),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timer = sleep_until(wake);
             tokio::select! {
                 biased;
@@ -143,14 +166,25 @@ impl NodeDriver {
                     }
                 }
                 () = timer => {
-                    self.node.handle_timeout(now());
-                    self.drain_outputs();
+                    // The wake-up may be the metrics sample's alone; the
+                    // node hears of time only when one of its own is due.
+                    let now = now();
+                    let node_due = self.node.poll_timeout().is_some_and(|t| t <= now);
+                    let shutdown_due = shutdown_deadline.is_some_and(|d| d <= now);
+                    if node_due || shutdown_due {
+                        self.node.handle_timeout(now);
+                        self.drain_outputs();
+                    }
                 }
                 // Only to come round again: refusals are reported below.
                 () = std::future::ready(()), if !self.peers_refused.is_empty() => {}
             }
             self.report_refused_peers();
             self.perform_flushes();
+            if now() >= self.next_sample {
+                self.sampler.sample(&self.node, &self.metrics);
+                self.next_sample = now() + SAMPLE_INTERVAL;
+            }
             if shutdown_deadline.is_some_and(|deadline| self.shutdown_may_proceed(deadline)) {
                 break;
             }
@@ -222,12 +256,18 @@ impl NodeDriver {
                 header,
                 body,
                 memory,
+                received,
             } => {
                 // A request queued before the node closed the connection:
                 // the client will never see its answer.
                 if !self.connections.contains_key(&connection) {
                     debug!(connection, "request for a closed connection dropped");
                     return;
+                }
+                let answered = !matches!(&*body, RequestKind::Produce(p) if p.acks == 0);
+                if answered && self.started.len() < TIMED_REQUESTS_MAX {
+                    self.started
+                        .insert((connection, header.correlation_id), received);
                 }
                 self.node.handle(
                     now(),
@@ -243,6 +283,14 @@ impl NodeDriver {
             NodeMessage::Frame { connection, frame } => self.send(connection, frame),
             NodeMessage::Closed { connection } => {
                 self.connections.remove(&connection);
+                let timed: Vec<_> = self
+                    .started
+                    .range((connection, i32::MIN)..=(connection, i32::MAX))
+                    .map(|(key, _)| *key)
+                    .collect();
+                for key in timed {
+                    self.started.remove(&key);
+                }
                 self.node
                     .handle(now(), Input::ConnectionClosed { connection });
                 self.drain_outputs();
@@ -266,11 +314,19 @@ impl NodeDriver {
                     api_version,
                     body,
                 } => {
+                    let started = self.started.remove(&(connection, correlation_id));
                     if !self.connections.contains_key(&connection) {
                         continue; // Closed meanwhile: nobody to answer.
                     }
                     match encode_response(correlation_id, api_key, api_version, &body) {
-                        Ok(frame) => self.send(connection, frame),
+                        Ok(frame) => {
+                            self.metrics.response_sent(
+                                api_key,
+                                frame.len(),
+                                started.map(|s| s.elapsed()),
+                            );
+                            self.send(connection, frame)
+                        }
                         Err(e) => {
                             // The core built a response its own version
                             // cannot carry: a bug, but the client's loss

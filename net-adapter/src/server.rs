@@ -9,6 +9,7 @@
 use crate::connection::{self, ConnectionLimits};
 use crate::file_storage::{FileStorage, OPEN_FILES_MAX_DEFAULT};
 use crate::framing::REQUEST_BYTES_MAX_DEFAULT;
+use crate::metrics::Metrics;
 use crate::node_thread::{NodeDriver, NodeMessage};
 use crate::peers::{PeerLimits, Peers};
 use anyhow::Context;
@@ -61,6 +62,9 @@ pub struct ServerConfig {
     pub rng_seed: Option<u64>,
     /// Outbound connections to the other nodes of a cluster.
     pub peers: PeerLimits,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`);
+    /// `None` for nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -82,6 +86,7 @@ impl ServerConfig {
             controlled_shutdown_timeout: Duration::from_secs(10),
             rng_seed: None,
             peers: PeerLimits::default(),
+            metrics_listen: None,
         }
     }
 
@@ -131,6 +136,8 @@ pub struct Server {
     node_done: oneshot::Receiver<anyhow::Result<()>>,
     node_thread: std::thread::JoinHandle<()>,
     config: ServerConfig,
+    metrics: Metrics,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -150,6 +157,11 @@ impl Server {
                 format!("cannot listen on {address} (the controller listener)")
             })?),
         };
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(address) => Some(crate::metrics::bind(address).await?),
+        };
+        let metrics = Metrics::new();
         let local_addr = listener.local_addr()?;
         if !local_addr.ip().is_unspecified() {
             config.node.advertised_host = local_addr.ip().to_string();
@@ -173,6 +185,7 @@ impl Server {
         let node_config = config.node.clone();
         let batch_max = config.node_batch_max;
         let shutdown_timeout = config.controlled_shutdown_timeout;
+        let node_metrics = metrics.clone();
         let node_thread = std::thread::Builder::new()
             .name("seedlog-node".to_string())
             .spawn(move || {
@@ -186,8 +199,14 @@ impl Server {
                         return;
                     }
                 };
-                let driver = match NodeDriver::new(node_config, storage, rng_seed, batch_max, peers)
-                {
+                let driver = match NodeDriver::new(
+                    node_config,
+                    storage,
+                    rng_seed,
+                    batch_max,
+                    peers,
+                    node_metrics,
+                ) {
                     Ok(driver) => driver,
                     Err(e) => {
                         let _ = ready_tx
@@ -208,6 +227,16 @@ impl Server {
 
         info!(address = %local_addr, data_dir = %config.data_dir.display(), "listening");
         let mut stdout = std::io::stdout().lock();
+        // Before the listening line, which tests and `seedlog cluster`
+        // wait for: whoever reads up to it has seen this one too.
+        if let Some(metrics) = &metrics_listener {
+            let address = metrics.local_addr()?;
+            info!(%address, "metrics listener");
+            writeln!(
+                stdout,
+                "seedlog metrics listening on http://{address}/metrics"
+            )?;
+        }
         writeln!(stdout, "seedlog listening on {local_addr}")?;
         if let Some(controller) = &controller {
             let address = controller.local_addr()?;
@@ -224,7 +253,14 @@ impl Server {
             node_done,
             node_thread,
             config,
+            metrics,
+            metrics_listener,
         })
+    }
+
+    /// The broker's metrics, served on `metrics_listen` if set.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -251,7 +287,11 @@ impl Server {
             mut node_done,
             node_thread,
             config,
+            metrics,
+            metrics_listener,
         } = self;
+        let metrics_http = metrics_listener
+            .map(|listener| tokio::spawn(crate::metrics::serve_http(listener, metrics.clone())));
         // Taken when `shutdown` completes; serving goes on until the node
         // thread is done.
         let mut node_stop = Some(node_stop);
@@ -302,8 +342,9 @@ impl Server {
                     next_connection += 1;
                     let node_tx = node_tx.clone();
                     let memory = request_memory.clone();
+                    let metrics = metrics.clone();
                     connections.spawn(async move {
-                        connection::serve(stream, peer, connection, node_tx, limits, memory).await;
+                        connection::serve(stream, peer, connection, node_tx, limits, memory, metrics).await;
                         drop(permit);
                     });
                 }
@@ -312,6 +353,9 @@ impl Server {
 
         drop(listener);
         drop(controller);
+        if let Some(http) = metrics_http {
+            http.abort();
+        }
         drop(node_tx);
         // Connections close as the node drops their queues; give their
         // writers the drain time, then cut whatever is left.

@@ -76,6 +76,13 @@ impl Cluster {
             .unwrap_or_else(|| panic!("node {id} is one of ours and still running"))
     }
 
+    /// Node `id`, still running.
+    pub fn node(&self, id: i32) -> &Broker {
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("node {id} is one of ours and still running"))
+    }
+
     /// SIGTERM to each node in turn, waiting for each to exit.
     pub fn stop(self) {
         for (_, node) in self.nodes {

@@ -17,6 +17,9 @@ pub struct Broker {
     child: Child,
     pub bootstrap: String,
     pub data_dir: PathBuf,
+    /// What `serve` printed before its listening line (the metrics
+    /// listener's, with `--metrics-listen`).
+    pub preamble: Vec<String>,
 }
 
 impl Broker {
@@ -35,6 +38,7 @@ impl Broker {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut preamble = Vec::new();
         let bootstrap = loop {
             assert!(
                 Instant::now() < deadline,
@@ -47,6 +51,7 @@ impl Broker {
             if let Some(address) = line.strip_prefix("seedlog listening on ") {
                 break address.trim().to_string();
             }
+            preamble.push(line);
         };
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
@@ -54,7 +59,18 @@ impl Broker {
             child,
             bootstrap,
             data_dir: data_dir.to_path_buf(),
+            preamble,
         }
+    }
+
+    /// The metrics URL the broker printed; started with `--metrics-listen`.
+    pub fn metrics_url(&self) -> String {
+        self.preamble
+            .iter()
+            .find_map(|l| l.strip_prefix("seedlog metrics listening on "))
+            .expect("started with --metrics-listen")
+            .trim()
+            .to_string()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1718,6 +1718,16 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
         }
     }
 
+    /// Every offset committed by the groups coordinated here: (group,
+    /// (topic, partition), offset). Read-only, for the broker's metrics.
+    pub fn committed_offsets(&self) -> impl Iterator<Item = (&str, &TopicPartition, i64)> + '_ {
+        self.groups.values().flat_map(|g| {
+            g.offsets
+                .iter()
+                .map(move |(tp, c)| (g.id.as_str(), tp, c.offset))
+        })
+    }
+
     /// Groups, optionally only those in the named states (case-insensitive).
     pub fn list(&self, states_filter: &[String]) -> Vec<ListedGroup> {
         self.groups

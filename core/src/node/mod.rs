@@ -68,6 +68,17 @@ pub struct ReplicaView<'a> {
     pub leader_isr: Option<&'a BTreeSet<i32>>,
 }
 
+/// One partition this node leads, as [`Node::led_partitions`] reports it:
+/// what the broker's metrics count (Kafka's LeaderCount,
+/// UnderReplicatedPartitions, IsrShrinks/IsrExpands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedPartition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub replicas: usize,
+    pub isr: usize,
+}
+
 pub struct Node<S: Storage> {
     config: NodeConfig,
     storage: S,
@@ -263,6 +274,67 @@ impl<S: Storage> Node<S> {
             _ => Vec::new(),
         };
         Some((p.leader_epoch, p.replica.is_leader(), isr))
+    }
+
+    /// Every partition led here, with its replica and ISR sizes (a
+    /// standalone broker leads each of its partitions alone). Read-only,
+    /// for the adapter's metrics.
+    pub fn led_partitions(&self) -> Vec<LedPartition<'_>> {
+        let mut led = Vec::new();
+        for topic in self.topics.iter() {
+            for (&partition, p) in &topic.partitions {
+                let (replicas, isr) = match &p.replica {
+                    topics::Replica::Standalone => (1, 1),
+                    topics::Replica::Leader(l) => (l.replicas().len(), l.isr().len()),
+                    _ => continue,
+                };
+                led.push(LedPartition {
+                    topic: &topic.name,
+                    partition,
+                    replicas,
+                    isr,
+                });
+            }
+        }
+        led
+    }
+
+    /// Consumer lag of the groups coordinated here on the partitions led
+    /// here: (group, topic, partition, high watermark minus the committed
+    /// offset, at least 0). Read-only, for the adapter's metrics.
+    pub fn consumer_lags(&self) -> Vec<(&str, &str, i32, i64)> {
+        self.groups
+            .committed_offsets()
+            .filter_map(|(group, (topic, partition), offset)| {
+                let p = self.topics.get(topic)?.partitions.get(partition)?;
+                p.replica.is_leader().then(|| {
+                    (
+                        group,
+                        topic.as_str(),
+                        *partition,
+                        (p.high_watermark - offset).max(0),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Partitions with a replica on this node.
+    pub fn hosted_partition_count(&self) -> usize {
+        self.topics.iter().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Partitions with no leader in the cluster metadata this node has
+    /// applied (Kafka's OfflinePartitionsCount); 0 on a standalone broker.
+    pub fn offline_partition_count(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| {
+            c.image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.values())
+                .filter(|p| p.assignment.leader < 0)
+                .count()
+        })
     }
 
     pub fn topic_names(&self) -> Vec<String> {

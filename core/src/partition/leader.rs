@@ -145,6 +145,11 @@ impl LeaderReplica {
         &self.isr
     }
 
+    /// The partition's replica set, as the last assignment gave it.
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+
     pub fn leader_epoch_start_offset(&self) -> i64 {
         self.leader_epoch_start_offset
     }
