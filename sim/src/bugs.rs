@@ -69,7 +69,8 @@ impl Bug {
             }
             Bug::EpochLookupDivergence => {
                 "KIP-279/KAFKA-6361: truncation to the leader's epoch end without the \
-                 follower's own lookup; fast double fail-over diverges (fails log_matching)"
+                 follower's own lookup, then fetching by offset alone; fast double \
+                 fail-over diverges (fails log_matching)"
             }
             Bug::UnfencedTruncation => {
                 "KIP-320/KAFKA-7395: fetches carry no leader epoch; a follower truncates \

@@ -37,6 +37,14 @@ impl World {
                     .copied()
                     .find(|b| *b != leader && self.accepting_broker(&self.brokers[*b]))
             }
+            Target::LastFollower => {
+                let leader = leader?;
+                cluster.replica_sets[tp]
+                    .iter()
+                    .copied()
+                    .filter(|b| *b != leader)
+                    .last()
+            }
             Target::Controller => cluster.controller,
         }
     }
