@@ -100,6 +100,8 @@ impl FollowerReplica {
                 self.leader_epoch
             },
             fetch_offset: log.log_end_offset(),
+            // The node knows its broker epoch and puts it on the wire.
+            replica_epoch: -1,
             last_fetched_epoch: if self.epoch_lookup_done {
                 -1
             } else {
