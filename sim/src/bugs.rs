@@ -73,8 +73,9 @@ impl Bug {
                  fail-over diverges (fails log_matching)"
             }
             Bug::UnfencedTruncation => {
-                "KIP-320/KAFKA-7395: fetches carry no leader epoch; a follower truncates \
-                 against a stale leader (fails strong_isr)"
+                "KIP-320/KAFKA-7395: fetches carry no leader epoch and, after the first \
+                 of an epoch, no last fetched epoch; a follower truncates against a \
+                 stale leader (fails strong_isr)"
             }
             Bug::IsrExpandBeforeLeso => {
                 "KAFKA-7128: a follower joins the ISR below the leader epoch start offset \

@@ -347,12 +347,7 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
         ),
         // KIP-497: the first seed of `explore fast-failover --bug
         // hw-on-old-isr`.
-        (
-            "fast-failover",
-            16,
-            Bug::HwOnOldIsr,
-            "valid_high_watermark",
-        ),
+        ("fast-failover", 16, Bug::HwOnOldIsr, "valid_high_watermark"),
         // KIP-279: 176 of seeds 0..400 fail with the flag (97 of them
         // log_matching, the others a follower stuck truncating to the same
         // offset: liveness_replication), none without; seed 5 is the first

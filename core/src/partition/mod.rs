@@ -36,7 +36,9 @@ pub struct ReplicationBugs {
     /// epoch, so the leader cannot tell it diverges).
     pub epoch_lookup_divergence: bool,
     /// KIP-320 / KAFKA-7395: fetches carry no leader epoch, so a follower
-    /// can truncate against a stale leader.
+    /// can truncate against a stale leader; as before KIP-595, it fetches
+    /// by offset alone once its first fetch of an epoch is answered, so
+    /// the leader's divergence check does not stand in for the fence.
     pub unfenced_truncation: bool,
     /// KAFKA-7128: a follower joins the ISR below the leader epoch start
     /// offset.

@@ -401,8 +401,13 @@ fn the_leader_remembers_the_broker_epoch_a_fetch_carried() {
         last_fetched_epoch: -1,
         replica_epoch: 7,
     };
-    let decision = c.leader.handle_fetch(&c.replicas[0].log, leo, c.now, &fetch);
-    assert!(matches!(decision, FetchDecision::Read { .. }), "{decision:?}");
+    let decision = c
+        .leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &fetch);
+    assert!(
+        matches!(decision, FetchDecision::Read { .. }),
+        "{decision:?}"
+    );
     assert_eq!(c.leader.follower(1).unwrap().broker_epoch, 7);
 }
 
