@@ -42,8 +42,8 @@ impl World {
                 cluster.replica_sets[tp]
                     .iter()
                     .copied()
-                    .filter(|b| *b != leader)
-                    .last()
+                    .rev()
+                    .find(|b| *b != leader)
             }
             Target::Controller => cluster.controller,
         }
