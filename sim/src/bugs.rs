@@ -69,11 +69,13 @@ impl Bug {
             }
             Bug::EpochLookupDivergence => {
                 "KIP-279/KAFKA-6361: truncation to the leader's epoch end without the \
-                 follower's own lookup; fast double fail-over diverges (fails log_matching)"
+                 follower's own lookup, then fetching by offset alone; fast double \
+                 fail-over diverges (fails log_matching)"
             }
             Bug::UnfencedTruncation => {
-                "KIP-320/KAFKA-7395: fetches carry no leader epoch; a follower truncates \
-                 against a stale leader (fails strong_isr)"
+                "KIP-320/KAFKA-7395: fetches carry no leader epoch and, after the first \
+                 of an epoch, no last fetched epoch; a follower truncates against a \
+                 stale leader (fails strong_isr)"
             }
             Bug::IsrExpandBeforeLeso => {
                 "KAFKA-7128: a follower joins the ISR below the leader epoch start offset \

@@ -364,6 +364,10 @@ pub enum Target {
     /// A running replica of the partition that is not its leader (the
     /// lowest id): with another follower already down, the other one.
     UpFollower,
+    /// The last replica of the partition, in assignment order, that is not
+    /// its leader: with RF 3, the follower that `follower` (the first one)
+    /// does not name.
+    LastFollower,
     /// The active controller.
     Controller,
 }

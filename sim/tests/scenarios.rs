@@ -345,6 +345,29 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
             Bug::LastReplicaStanding,
             "lost_write",
         ),
+        // KIP-497: the first seed of `explore fast-failover --bug
+        // hw-on-old-isr`.
+        ("fast-failover", 16, Bug::HwOnOldIsr, "valid_high_watermark"),
+        // KIP-279: 176 of seeds 0..400 fail with the flag (97 of them
+        // log_matching, the others a follower stuck truncating to the same
+        // offset: liveness_replication), none without; seed 5 is the first
+        // that diverges.
+        (
+            "double-failover",
+            5,
+            Bug::EpochLookupDivergence,
+            "log_matching",
+        ),
+        // KAFKA-7415: the third leader has no entry for its own epoch, so it
+        // cannot place the second epoch the returning follower names and
+        // hands it its high watermark over a tail it never had. 12 of seeds
+        // 0..400 fail (log_matching), none without.
+        (
+            "double-failover",
+            34,
+            Bug::NoEpochOnBecomeLeader,
+            "log_matching",
+        ),
     ] {
         let s = scenario(name);
         let buggy = run(

@@ -36,6 +36,12 @@ pub struct FollowerReplica {
     leader_id: i32,
     leader_epoch: i32,
     high_watermark: i64,
+    /// `epoch-lookup-divergence` and `unfenced-truncation` only: the first
+    /// answer of this leader epoch has been applied, so (as Kafka before
+    /// KIP-595, whose follower looked epochs up once, on becoming follower,
+    /// then fetched by offset alone) later fetches name no last fetched
+    /// epoch and the leader no longer checks them for divergence.
+    epoch_lookup_done: bool,
 }
 
 impl FollowerReplica {
@@ -68,6 +74,7 @@ impl FollowerReplica {
             leader_epoch: assignment.leader_epoch,
             high_watermark: high_watermark.min(log.log_end_offset()),
             config,
+            epoch_lookup_done: false,
         })
     }
 
@@ -93,7 +100,13 @@ impl FollowerReplica {
                 self.leader_epoch
             },
             fetch_offset: log.log_end_offset(),
-            last_fetched_epoch: log.latest_epoch().unwrap_or(-1),
+            // The node knows its broker epoch and puts it on the wire.
+            replica_epoch: -1,
+            last_fetched_epoch: if self.epoch_lookup_done {
+                -1
+            } else {
+                log.latest_epoch().unwrap_or(-1)
+            },
         }
     }
 
@@ -111,6 +124,7 @@ impl FollowerReplica {
         if let Some((epoch, end_offset)) = response.diverging {
             let target = self.truncation_offset(log, epoch, end_offset);
             log.truncate_to(storage, target)?;
+            self.epoch_lookup_done = self.fetches_by_offset_alone();
             self.high_watermark = self.high_watermark.min(log.log_end_offset());
             return Ok(FollowerOutcome::Truncated {
                 log_end_offset: log.log_end_offset(),
@@ -122,12 +136,23 @@ impl FollowerReplica {
             log.append_as_follower(storage, response.records, now)?
                 .batch_count
         };
+        self.epoch_lookup_done = self.fetches_by_offset_alone();
         // A follower never exposes more than it holds.
         self.high_watermark = response
             .high_watermark
             .min(log.log_end_offset())
             .max(self.high_watermark.min(log.log_end_offset()));
         Ok(FollowerOutcome::Appended { batches })
+    }
+
+    /// The historical followers the bugs bring back checked their log
+    /// against the leader's once per epoch, with OffsetsForLeaderEpoch:
+    /// before KIP-279 (`epoch-lookup-divergence`) and before KIP-320
+    /// (`unfenced-truncation`, whose unfenced fetches only matter when
+    /// nothing else catches a leader whose log changed under them).
+    fn fetches_by_offset_alone(&self) -> bool {
+        let bugs = &self.config.bugs;
+        bugs.epoch_lookup_divergence || bugs.unfenced_truncation
     }
 
     /// Where to cut when the leader says our log diverges after its

@@ -19,6 +19,10 @@ pub struct ReplicaFetch {
     pub fetch_offset: i64,
     /// The epoch of the follower's last batch, -1 when its log is empty.
     pub last_fetched_epoch: i32,
+    /// The follower's broker epoch (`replica_state.replica_epoch`), -1 when
+    /// not known: an ISR expansion names it (KIP-903), so the controller
+    /// refuses one decided on a fetch from an earlier incarnation.
+    pub replica_epoch: i64,
 }
 
 /// What the leader answers a replica fetch with.
@@ -49,6 +53,8 @@ pub struct FollowerProgress {
     pub log_end_offset: i64,
     /// When the follower was last known to have everything the leader had.
     pub last_caught_up_at: Instant,
+    /// The broker epoch its last valid fetch carried; -1 unknown.
+    pub broker_epoch: i64,
     last_fetch_at: Instant,
     /// The leader's log end at the follower's last fetch.
     last_fetch_leader_log_end_offset: i64,
@@ -104,6 +110,7 @@ impl LeaderReplica {
                 let progress = FollowerProgress {
                     log_end_offset: -1,
                     last_caught_up_at: now,
+                    broker_epoch: -1,
                     last_fetch_at: now,
                     last_fetch_leader_log_end_offset: leo,
                 };
@@ -355,6 +362,7 @@ impl LeaderReplica {
             progress.last_caught_up_at = progress.last_caught_up_at.max(progress.last_fetch_at);
         }
         progress.log_end_offset = fetch.fetch_offset;
+        progress.broker_epoch = fetch.replica_epoch;
         progress.last_fetch_at = now;
         progress.last_fetch_leader_log_end_offset = leo;
     }

@@ -31,10 +31,14 @@ pub struct ReplicationBugs {
     /// KIP-101 / KAFKA-1211: a new follower truncates to its high watermark.
     pub hw_truncation: bool,
     /// KIP-279 / KAFKA-6361: the follower truncates to the leader's epoch end
-    /// without looking up its own end of that epoch.
+    /// without looking up its own end of that epoch, and after that first
+    /// answer fetches by offset alone (as before KIP-595: no last fetched
+    /// epoch, so the leader cannot tell it diverges).
     pub epoch_lookup_divergence: bool,
     /// KIP-320 / KAFKA-7395: fetches carry no leader epoch, so a follower
-    /// can truncate against a stale leader.
+    /// can truncate against a stale leader; as before KIP-595, it fetches
+    /// by offset alone once its first fetch of an epoch is answered, so
+    /// the leader's divergence check does not stand in for the fence.
     pub unfenced_truncation: bool,
     /// KAFKA-7128: a follower joins the ISR below the leader epoch start
     /// offset.

@@ -357,6 +357,7 @@ fn a_stale_leader_epoch_is_fenced() {
         current_leader_epoch: 0,
         fetch_offset: 0,
         last_fetched_epoch: -1,
+        replica_epoch: -1,
     };
     c.elect(0, &[0, 1, 2]);
     assert_eq!(
@@ -383,6 +384,31 @@ fn a_stale_leader_epoch_is_fenced() {
             .handle_fetch(&c.replicas[0].log, leo, c.now, &unknown),
         FetchDecision::Error(ResponseError::NotLeaderOrFollower.code())
     );
+}
+
+/// KIP-903: the leader keeps the broker epoch each follower's fetch
+/// carried, for the AlterPartition that fetch may lead to.
+#[test]
+fn the_leader_remembers_the_broker_epoch_a_fetch_carried() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    c.elect(0, &[0, 1, 2]);
+    let leo = c.replicas[0].log.log_end_offset();
+    assert_eq!(c.leader.follower(1).unwrap().broker_epoch, -1);
+    let fetch = ReplicaFetch {
+        replica_id: 1,
+        current_leader_epoch: c.leader.leader_epoch(),
+        fetch_offset: 0,
+        last_fetched_epoch: -1,
+        replica_epoch: 7,
+    };
+    let decision = c
+        .leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &fetch);
+    assert!(
+        matches!(decision, FetchDecision::Read { .. }),
+        "{decision:?}"
+    );
+    assert_eq!(c.leader.follower(1).unwrap().broker_epoch, 7);
 }
 
 /// Replica 0 leads epoch 0 and writes two records nobody else gets; replica

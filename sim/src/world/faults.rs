@@ -37,6 +37,14 @@ impl World {
                     .copied()
                     .find(|b| *b != leader && self.accepting_broker(&self.brokers[*b]))
             }
+            Target::LastFollower => {
+                let leader = leader?;
+                cluster.replica_sets[tp]
+                    .iter()
+                    .copied()
+                    .rev()
+                    .find(|b| *b != leader)
+            }
             Target::Controller => cluster.controller,
         }
     }

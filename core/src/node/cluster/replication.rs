@@ -312,6 +312,7 @@ impl<S: Storage> Node<S> {
                             current_leader_epoch: fp.current_leader_epoch,
                             fetch_offset: fp.fetch_offset,
                             last_fetched_epoch: fp.last_fetched_epoch,
+                            replica_epoch: request.replica_state.replica_epoch,
                         };
                         self.answer_replica_partition(
                             name,
@@ -408,19 +409,35 @@ impl<S: Storage> Node<S> {
                     leader.maybe_shrink_isr(now);
                 }
                 if let Some(change) = leader.poll_isr_change() {
-                    changes.push((topic.name.clone(), topic.id, index, change));
+                    // KIP-903: each follower's broker epoch as its last
+                    // fetch carried it, so a member that restarted since
+                    // (and may have lost what it reported) is refused.
+                    let fetched: BTreeMap<i32, i64> = change
+                        .new_isr
+                        .iter()
+                        .filter_map(|id| Some((*id, leader.follower(*id)?.broker_epoch)))
+                        .filter(|(_, epoch)| *epoch >= 0)
+                        .collect();
+                    changes.push((topic.name.clone(), topic.id, index, change, fetched));
                 }
             }
         }
-        for (name, topic_id, index, change) in changes {
+        for (name, topic_id, index, change, fetched) in changes {
             let brokers = &self.cluster().image.brokers;
             let new_isr: Vec<BrokerState> = change
                 .new_isr
                 .iter()
                 .map(|id| {
+                    let epoch = match fetched.get(id) {
+                        Some(epoch) => *epoch,
+                        None if *id == self.config.node_id => broker_epoch,
+                        // Not fetched since this leadership began: the
+                        // registration this leader knows.
+                        None => brokers.get(id).map_or(-1, |b| b.epoch),
+                    };
                     BrokerState::default()
                         .with_broker_id((*id).into())
-                        .with_broker_epoch(brokers.get(id).map_or(-1, |b| b.epoch))
+                        .with_broker_epoch(epoch)
                 })
                 .collect();
             let request = AlterPartitionRequest::default()
