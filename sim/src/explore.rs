@@ -258,7 +258,23 @@ impl ExploreReport {
     }
 }
 
-/// Runs every seed of `seeds` (those of this shard) for every scenario.
+/// Without a terminal (CI logs) progress is this many lines per run
+/// instead of a bar.
+const PROGRESS_LINES: usize = 20;
+
+/// A line beside the progress bar, or on stderr when there is none
+/// (a hidden bar prints nothing).
+fn report_line(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Runs every seed of `seeds` (those of this shard) for every scenario;
+/// failures are printed as they are found (with their replay command),
+/// progress as a bar on a terminal and as a line every 5% elsewhere.
 /// `shard` is (index, count): seed s belongs to shard s % count.
 pub fn explore(
     scenarios: &[(String, Scenario)],
@@ -323,6 +339,7 @@ pub fn explore(
     drop(tx);
     let mut totals: BTreeMap<String, ScenarioTotals> = BTreeMap::new();
     let mut failures = Vec::new();
+    let (mut done, total) = (0usize, work.len().max(1));
     for (scenario, seed, result) in rx {
         let (arg, s) = &scenarios[scenario];
         let t = totals.entry(s.name.clone()).or_default();
@@ -346,6 +363,17 @@ pub fn explore(
             for v in &violations {
                 *t.by_checker.entry(v.checker.clone()).or_default() += 1;
             }
+            // As it happens, not only in the final list: a long run that is
+            // stopped (or a CI job that times out) still names its failures.
+            let checkers: Vec<&str> = violations.iter().map(|v| v.checker.as_str()).collect();
+            report_line(
+                &bar,
+                format!(
+                    "FAIL {}  # {}",
+                    replay_command(arg, seed, bugs),
+                    checkers.join(", ")
+                ),
+            );
             failures.push(Failure {
                 scenario_arg: arg.clone(),
                 seed,
@@ -354,6 +382,14 @@ pub fn explore(
         }
         bar.inc(1);
         bar.set_message(format!("{} failing", failures.len()));
+        done += 1;
+        if !progress && done * PROGRESS_LINES / total != (done - 1) * PROGRESS_LINES / total {
+            eprintln!(
+                "explore: {done}/{total} seeds, {} failing, {:.0} s",
+                failures.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     for h in handles {
         h.join().expect("explore threads catch their panics");
