@@ -176,6 +176,15 @@ pub(super) struct GroupMember {
     epoch_seen: Option<i32>,
 }
 
+/// An OffsetCommit of a member as its coordinator received it.
+struct CommitCheck {
+    /// Whether the coordinator held that generation / member epoch (and
+    /// what it held instead).
+    verdict: Result<(), String>,
+    carried: i32,
+    offsets: Vec<(Tp, i64)>,
+}
+
 /// The world's group state: config and checker memory.
 pub(super) struct GroupsState {
     pub(super) config: Groups,
@@ -187,7 +196,7 @@ pub(super) struct GroupsState {
     /// (client, correlation id) of a commit -> whether the coordinator
     /// that handled it held that generation / member epoch, and what it
     /// held.
-    commit_checks: BTreeMap<(ClientId, i32), Result<(), String>>,
+    commit_checks: BTreeMap<(ClientId, i32), CommitCheck>,
     /// monotonic_committed_offsets: the highest committed offset seen per
     /// partition (accepted commits, OffsetFetch answers).
     committed_seen: BTreeMap<Tp, i64>,
@@ -571,7 +580,6 @@ impl World {
         match f.req {
             Req::Commit { offsets, revoking } => {
                 let g = self.groups_mut();
-                g.commit_checks.remove(&(client, f.correlation_id));
                 for (tp, offset) in &offsets {
                     g.commits_unknown
                         .entry(tp.clone())
@@ -1488,10 +1496,6 @@ impl World {
         let Req::Commit { offsets, revoking } = f.req else {
             unreachable!("a commit's answer")
         };
-        let check = self
-            .groups_mut()
-            .commit_checks
-            .remove(&(client, f.correlation_id));
         let mut coordinator_moved = false;
         for t in &r.topics {
             for p in &t.partitions {
@@ -1501,16 +1505,7 @@ impl World {
                 };
                 if p.error_code == 0 {
                     self.groups_mut().stats.commits_accepted += 1;
-                    if let Some(Err(why)) = &check {
-                        let generation = self.member(client).generation;
-                        let message = format!(
-                            "member {client} committed {}@{offset} with generation/epoch {generation}, accepted although {why}",
-                            tp_name(&tp)
-                        );
-                        self.violation("commit_generation", message);
-                    }
                     self.member_mut(client).committed.insert(tp.clone(), offset);
-                    self.observe_committed(client, &tp, offset, "an accepted commit");
                 } else {
                     self.groups_mut().stats.commits_refused += 1;
                     coordinator_moved |= coordinator_error(p.error_code);
@@ -1553,7 +1548,6 @@ impl World {
                 if !m.owned.contains(&tp) || m.consumer.positions.contains_key(&tp) {
                     continue;
                 }
-                self.observe_committed(client, &tp, p.committed_offset, "OffsetFetch");
                 // auto.offset.reset=earliest when nothing is committed.
                 let position = p.committed_offset.max(0);
                 let m = self.member_mut(client);
@@ -1701,12 +1695,96 @@ impl World {
                 )),
             },
         };
+        let offsets = r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| {
+                    (
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    )
+                })
+            })
+            .collect();
         let g = self.groups_mut();
         if g.commit_checks.len() >= COMMIT_CHECKS_MAX {
             g.commit_checks.clear();
         }
+        let check = CommitCheck {
+            verdict,
+            carried,
+            offsets,
+        };
         g.commit_checks
-            .insert((client, header.correlation_id), verdict);
+            .insert((client, header.correlation_id), check);
+    }
+
+    /// commit_generation and monotonic_committed_offsets judge a member's
+    /// OffsetCommit and OffsetFetch answers as the coordinator sends them:
+    /// that is when they are true (the member may read them much later, or
+    /// never).
+    pub(super) fn note_group_response(
+        &mut self,
+        broker: BrokerId,
+        conn: ConnId,
+        correlation_id: i32,
+        body: &ResponseKind,
+    ) {
+        let Some(g) = &self.groups else { return };
+        let Some(client) = self.conns.get(&conn).and_then(|c| match c.origin {
+            Origin::Client(c) => Some(c),
+            Origin::Peer(_) => None,
+        }) else {
+            return;
+        };
+        if !g.members.contains(&client) {
+            return;
+        }
+        match body {
+            ResponseKind::OffsetCommit(r) => {
+                let Some(check) = self
+                    .groups_mut()
+                    .commit_checks
+                    .remove(&(client, correlation_id))
+                else {
+                    return;
+                };
+                for t in &r.topics {
+                    for p in &t.partitions {
+                        let tp: Tp = (t.name.0.to_string(), p.partition_index);
+                        let offset = check
+                            .offsets
+                            .iter()
+                            .find(|(x, _)| *x == tp)
+                            .map(|(_, o)| *o);
+                        let Some(offset) = offset.filter(|_| p.error_code == 0) else {
+                            continue;
+                        };
+                        if let Err(why) = &check.verdict {
+                            let message = format!(
+                                "member {client} committed {}@{offset} with generation/epoch {}, accepted by broker {broker} although {why}",
+                                tp_name(&tp),
+                                check.carried
+                            );
+                            self.violation("commit_generation", message);
+                        }
+                        self.observe_committed(client, &tp, offset, "an accepted commit");
+                    }
+                }
+            }
+            ResponseKind::OffsetFetch(r) if r.error_code == 0 => {
+                for t in &r.topics {
+                    for p in &t.partitions {
+                        if p.error_code == 0 {
+                            let tp: Tp = (t.name.0.to_string(), p.partition_index);
+                            self.observe_committed(client, &tp, p.committed_offset, "OffsetFetch");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// monotonic_committed_offsets: what the group's committed offset for
