@@ -891,13 +891,13 @@ impl World {
 
     // --- requests ---------------------------------------------------------------------
 
+    /// Sends one group request to `broker` on `conn` (`to`), as API
+    /// `api` at version `version`.
     fn group_send(
         &mut self,
         client: ClientId,
-        broker: BrokerId,
-        conn: ConnId,
-        api: ApiKey,
-        version: i16,
+        (broker, conn): (BrokerId, ConnId),
+        (api, version): (ApiKey, i16),
         body: RequestKind,
         req: Req,
         wait_ms: u64,
@@ -933,10 +933,8 @@ impl World {
             .with_key_type(0);
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::FindCoordinator,
-            FIND_COORDINATOR_VERSION,
+            (broker, conn),
+            (ApiKey::FindCoordinator, FIND_COORDINATOR_VERSION),
             RequestKind::FindCoordinator(body),
             Req::Find,
             0,
@@ -998,10 +996,8 @@ impl World {
         self.groups_mut().stats.joins += 1;
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::JoinGroup,
-            JOIN_GROUP_VERSION,
+            (broker, conn),
+            (ApiKey::JoinGroup, JOIN_GROUP_VERSION),
             RequestKind::JoinGroup(body),
             Req::Join,
             session,
@@ -1035,10 +1031,8 @@ impl World {
             );
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::SyncGroup,
-            SYNC_GROUP_VERSION,
+            (broker, conn),
+            (ApiKey::SyncGroup, SYNC_GROUP_VERSION),
             RequestKind::SyncGroup(body),
             Req::Sync,
             session,
@@ -1056,10 +1050,8 @@ impl World {
         self.member_mut(client).next_heartbeat_at = self.now + Duration::from_millis(interval);
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::Heartbeat,
-            HEARTBEAT_VERSION,
+            (broker, conn),
+            (ApiKey::Heartbeat, HEARTBEAT_VERSION),
             RequestKind::Heartbeat(body),
             Req::Heartbeat,
             0,
@@ -1088,10 +1080,8 @@ impl World {
                 )]);
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::LeaveGroup,
-            LEAVE_GROUP_VERSION,
+            (broker, conn),
+            (ApiKey::LeaveGroup, LEAVE_GROUP_VERSION),
             RequestKind::LeaveGroup(body),
             Req::Leave,
             0,
@@ -1143,10 +1133,8 @@ impl World {
             .with_topics(topics);
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::OffsetCommit,
-            version,
+            (broker, conn),
+            (ApiKey::OffsetCommit, version),
             RequestKind::OffsetCommit(body),
             Req::Commit { offsets, revoking },
             0,
@@ -1174,10 +1162,8 @@ impl World {
             .with_require_stable(true);
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::OffsetFetch,
-            OFFSET_FETCH_VERSION,
+            (broker, conn),
+            (ApiKey::OffsetFetch, OFFSET_FETCH_VERSION),
             RequestKind::OffsetFetch(body),
             Req::OffsetFetch,
             0,
@@ -1236,10 +1222,11 @@ impl World {
         let req = if leaving { Req::Leave } else { Req::Heartbeat };
         self.group_send(
             client,
-            broker,
-            conn,
-            ApiKey::ConsumerGroupHeartbeat,
-            CONSUMER_GROUP_HEARTBEAT_VERSION,
+            (broker, conn),
+            (
+                ApiKey::ConsumerGroupHeartbeat,
+                CONSUMER_GROUP_HEARTBEAT_VERSION,
+            ),
             RequestKind::ConsumerGroupHeartbeat(body),
             req,
             0,
