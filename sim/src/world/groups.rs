@@ -70,7 +70,7 @@ const OFFSET_COMMIT_CONSUMER_VERSION: i16 = 9;
 const OFFSET_FETCH_VERSION: i16 = 7;
 const CONSUMER_GROUP_HEARTBEAT_VERSION: i16 = 0;
 /// The consumer protocol's subscription and assignment versions.
-const SUBSCRIPTION_VERSION: i16 = 1;
+const SUBSCRIPTION_VERSION: i16 = 2;
 const ASSIGNMENT_VERSION: i16 = 1;
 /// `retry.backoff.ms` between group requests after an error.
 const GROUP_BACKOFF_MS: u64 = 100;
@@ -160,6 +160,10 @@ pub(super) struct GroupMember {
     revoke: BTreeSet<Tp>,
     /// Classic cooperative: rejoin once `revoke` is done.
     rejoin_after_revoke: bool,
+    /// Classic cooperative leader: its assignment held partitions back
+    /// (claimed by another member): it rejoins once synced, so that a
+    /// follow-up rebalance hands them on even if their claim was stale.
+    rejoin_after_sync: bool,
     lease_until: Instant,
     /// Woke from a stall: acts again after one successful heartbeat.
     revalidate: bool,
@@ -371,6 +375,7 @@ impl GroupMember {
             owned: BTreeSet::new(),
             revoke: BTreeSet::new(),
             rejoin_after_revoke: false,
+            rejoin_after_sync: false,
             lease_until: now,
             revalidate: false,
             next_heartbeat_at: now,
@@ -964,7 +969,13 @@ impl World {
                     .map(|t| StrBytes::from_string(t.clone()))
                     .collect(),
             )
-            .with_owned_partitions(owned);
+            .with_owned_partitions(owned)
+            // v2: the generation the owned partitions are from. It also
+            // makes the rejoin of a member that saw later generations than
+            // the coordinator holds (lost in a fail-over) a changed
+            // subscription, which rebalances a Stable group, as Kafka's
+            // clients send it.
+            .with_generation_id(m.generation);
         encode_versioned(&s, SUBSCRIPTION_VERSION)
     }
 
@@ -1315,6 +1326,7 @@ impl World {
             m.generation = r.generation_id;
             m.phase = Phase::Syncing;
             m.assignments.clear();
+            m.rejoin_after_sync = false;
             if r.leader == r.member_id {
                 let mut members: Vec<(String, BTreeSet<Tp>)> = r
                     .members
@@ -1339,6 +1351,8 @@ impl World {
                 members.sort_by(|a, b| a.0.cmp(&b.0));
                 let partitions = self.groups().subscribed.clone();
                 let target = classic_assign(&members, &partitions, cooperative, direct_move);
+                let handed: usize = target.values().map(BTreeSet::len).sum();
+                self.member_mut(client).rejoin_after_sync = handed < partitions.len();
                 let assignments = target
                     .into_iter()
                     .map(|(id, tps)| {
@@ -1410,6 +1424,13 @@ impl World {
                 m.rejoin_after_revoke = true;
             }
             m.owned.extend(assigned.iter().cloned());
+            if std::mem::take(&mut m.rejoin_after_sync) {
+                m.rejoin_after_revoke = true;
+                if m.revoke.is_empty() {
+                    m.rejoin_after_revoke = false;
+                    m.phase = Phase::Unjoined;
+                }
+            }
             let what = format!(
                 "generation {} assigned {}",
                 m.generation,
