@@ -52,7 +52,7 @@ fn group_scenarios_pass_and_their_members_work() {
 /// |---|---|---|---|
 /// | group-kip848 | static-member-dup | 3 | 216 (coordinator's view) |
 /// | group-kip848 | cooperative-direct-move | 0 | 400 (both views) |
-/// | group-cooperative | cooperative-direct-move | 0 | 305 (members' view) |
+/// | group-cooperative | cooperative-direct-move | 2 | 329 (members' view) |
 ///
 /// `static-member-dup` shows in the coordinator's view only: the old
 /// incarnation it leaves in the group is dead, and the live members'
@@ -62,7 +62,7 @@ fn group_bug_flags_are_caught_and_their_fixes_pass() {
     for (name, seed, bug) in [
         ("group-kip848", 3, Bug::StaticMemberDup),
         ("group-kip848", 0, Bug::CooperativeDirectMove),
-        ("group-cooperative", 0, Bug::CooperativeDirectMove),
+        ("group-cooperative", 2, Bug::CooperativeDirectMove),
     ] {
         let s = scenario(name);
         let buggy = run(&s, seed, &with_bug(bug));
