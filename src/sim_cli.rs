@@ -244,7 +244,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
         }),
         SimCommand::Bugs => {
             for b in Bug::ALL {
-                let scope = if b.needs_cluster() { "cluster" } else { "any" };
+                let scope = if b.needs_groups() {
+                    "groups"
+                } else if b.needs_cluster() {
+                    "cluster"
+                } else {
+                    "any"
+                };
                 println!("{:<26} {:<8} {}", b.name(), scope, b.description());
             }
             Ok(0)

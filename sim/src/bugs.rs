@@ -3,6 +3,7 @@
 //! (`--bug NAME`, repeatable) or from a scenario file (`bugs = [...]`); the
 //! names are the same in both places and in traces.
 
+use seedlog_core::group::consumer_groups::GroupBugs;
 use seedlog_core::node::ClusterBugs;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,8 @@ pub enum Bug {
     StaleBrokerEpoch,
     LastReplicaStanding,
     CommitPriorEpoch,
+    StaticMemberDup,
+    CooperativeDirectMove,
 }
 
 impl Bug {
@@ -39,6 +42,8 @@ impl Bug {
         Bug::StaleBrokerEpoch,
         Bug::LastReplicaStanding,
         Bug::CommitPriorEpoch,
+        Bug::StaticMemberDup,
+        Bug::CooperativeDirectMove,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +59,8 @@ impl Bug {
             Bug::StaleBrokerEpoch => "stale-broker-epoch",
             Bug::LastReplicaStanding => "last-replica-standing",
             Bug::CommitPriorEpoch => "commit-prior-epoch",
+            Bug::StaticMemberDup => "static-member-dup",
+            Bug::CooperativeDirectMove => "cooperative-direct-move",
         }
     }
 
@@ -105,6 +112,16 @@ impl Bug {
                 "Raft: the quorum leader commits earlier-epoch records without one of its \
                  own (fails consistent_committed_data)"
             }
+            Bug::StaticMemberDup => {
+                "KAFKA-8500: a static member returning under a new member id copies its \
+                 old incarnation's assignment and the old id stays in the group \
+                 (fails no_double_ownership; needs a [groups] section)"
+            }
+            Bug::CooperativeDirectMove => {
+                "KIP-429: a partition goes to its new owner in the same rebalance, before \
+                 the old owner gave it up (KIP-848 coordinator and the simulated classic \
+                 cooperative assignor; fails no_double_ownership; needs a [groups] section)"
+            }
         }
     }
 
@@ -115,7 +132,13 @@ impl Bug {
     /// Whether the flag lives in the cluster code of the core (replication,
     /// controller, quorum): meaningless, and refused, on a standalone broker.
     pub fn needs_cluster(self) -> bool {
-        self != Bug::NoFsync
+        self != Bug::NoFsync && !self.needs_groups()
+    }
+
+    /// Whether the flag lives in the group coordinator (or the simulated
+    /// group members): refused without a `[groups]` section.
+    pub fn needs_groups(self) -> bool {
+        matches!(self, Bug::StaticMemberDup | Bug::CooperativeDirectMove)
     }
 }
 
@@ -155,9 +178,18 @@ pub fn cluster_bugs(bugs: &[Bug]) -> ClusterBugs {
             Bug::StaleBrokerEpoch => c.controller.stale_broker_epoch = true,
             Bug::LastReplicaStanding => c.controller.last_replica_standing = true,
             Bug::CommitPriorEpoch => c.commit_prior_epoch = true,
+            Bug::StaticMemberDup | Bug::CooperativeDirectMove => {}
         }
     }
     c
+}
+
+/// The core's group-coordination flags for a set of bugs.
+pub fn group_bugs(bugs: &[Bug]) -> GroupBugs {
+    GroupBugs {
+        static_member_dup: bugs.contains(&Bug::StaticMemberDup),
+        cooperative_direct_move: bugs.contains(&Bug::CooperativeDirectMove),
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +204,9 @@ mod tests {
             assert_eq!(serde_name, format!("\"{}\"", bug.name()));
             if bug.needs_cluster() {
                 assert_ne!(cluster_bugs(&[*bug]), ClusterBugs::default(), "{bug:?}");
+            }
+            if bug.needs_groups() {
+                assert_ne!(group_bugs(&[*bug]), GroupBugs::default(), "{bug:?}");
             }
         }
         assert_eq!(parse_names("hw-truncation,no-fsync").unwrap().len(), 2);

@@ -109,6 +109,23 @@ pub fn summary(report: &RunReport, scenario_arg: &str, scenario_bugs: &[Bug]) ->
             }
         }
     }
+    if let Some(g) = &report.groups {
+        let _ = writeln!(
+            s,
+            "group: joins {}  assignments {}  commits accepted {} refused {}  leaves {} crashes {} stalls {}  assignments lost {}  coordinator changes seen {}  stable {} ms after the heal",
+            g.joins,
+            g.rebalances_seen,
+            g.commits_accepted,
+            g.commits_refused,
+            g.leaves,
+            g.crashes,
+            g.pauses,
+            g.lost_assignments,
+            g.coordinator_moves,
+            g.stable_after_heal_ms
+                .map_or("never".to_string(), |ms| ms.to_string())
+        );
+    }
     let _ = writeln!(
         s,
         "trace: {} lines, hash {:016x}",

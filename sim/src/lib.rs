@@ -23,4 +23,4 @@ pub mod trace;
 pub mod world;
 
 pub use scenario::Scenario;
-pub use world::{run, Bug, RunOptions, RunReport, Violation};
+pub use world::{run, Bug, GroupStats, RunOptions, RunReport, Violation};

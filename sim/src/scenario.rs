@@ -3,6 +3,7 @@
 //! that key rather than a silently ignored setting.
 
 use crate::bugs::Bug;
+pub use groups::{Churn, GroupProtocol, Groups};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,10 @@ pub struct Scenario {
     /// Absent: one standalone broker, as before replication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+    /// Present: simulated consumers that are members of one consumer
+    /// group (`groups.rs`). Needs a `[cluster]` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Groups>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -561,6 +566,17 @@ impl Scenario {
         let mut bugs: Vec<Bug> = self.bugs.iter().chain(cli).copied().collect();
         bugs.sort();
         bugs.dedup();
+        if self.groups.is_none() {
+            if let Some(b) = bugs.iter().find(|b| b.needs_groups()) {
+                return Err(ScenarioError::Invalid {
+                    name: self.name.clone(),
+                    message: format!(
+                        "bug '{}' lives in the group coordinator; this scenario has no [groups] section",
+                        b.name()
+                    ),
+                });
+            }
+        }
         if self.cluster.is_none() {
             if let Some(b) = bugs.iter().find(|b| b.needs_cluster()) {
                 return Err(ScenarioError::Invalid {
@@ -654,6 +670,15 @@ impl Scenario {
             }
         }
         self.bugs_with(&[])?;
+        if let Some(g) = &self.groups {
+            if self.cluster.is_none() {
+                return Err(invalid(
+                    "groups: a [groups] section needs a [cluster] section".into(),
+                ));
+            }
+            g.validate(&t.azs, self.phases.fault_ms, self.phases.liveness_ms)
+                .map_err(invalid)?;
+        }
         for (field, [lo, hi]) in [
             ("topology.intra_az_latency_us", t.intra_az_latency_us),
             ("topology.cross_az_latency_us", t.cross_az_latency_us),
@@ -809,3 +834,5 @@ impl Scenario {
         Ok(())
     }
 }
+
+mod groups;

@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// expire this long after the later of their commit and the group
     /// becoming Empty.
     pub offsets_retention_minutes: u64,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_group_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub consumer_group_heartbeat_interval_ms: u64,
     /// Group-coordination bugs for the simulator (KIP-848 groups), all off.
     pub group_bugs: crate::group::consumer_groups::GroupBugs,
     /// `None`: a standalone broker (the node is its own cluster, topics live
@@ -145,6 +149,8 @@ impl Default for NodeConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 1_000,
             offsets_retention_minutes: 7 * 24 * 60,
+            consumer_group_session_timeout_ms: 45_000,
+            consumer_group_heartbeat_interval_ms: 5_000,
             group_bugs: Default::default(),
             cluster: None,
         }

@@ -57,6 +57,15 @@ const OUTPUTS_QUEUED_MAX: usize = 1_000_000;
 const FLUSH_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What [`Node::replica_view`] reports of one hosted partition.
+/// What a node's group coordinator holds of one group (`Node::group_view`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupView {
+    /// The classic generation, if the group is a classic one.
+    pub generation: Option<i32>,
+    /// KIP-848: member id -> member epoch.
+    pub member_epochs: std::collections::BTreeMap<String, i32>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ReplicaView<'a> {
     pub log_start_offset: i64,
@@ -120,7 +129,12 @@ impl<S: Storage> Node<S> {
         }
         let groups = Coordinator::new(coordinator_config(&config));
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
-        let group_bugs = config.group_bugs;
+        let consumer_groups_config = crate::group::consumer_groups::ConsumerGroupsConfig {
+            session_timeout_ms: config.consumer_group_session_timeout_ms,
+            heartbeat_interval_ms: config.consumer_group_heartbeat_interval_ms,
+            bugs: config.group_bugs,
+            ..Default::default()
+        };
         let cluster = match &config.cluster {
             Some(cluster_config) => {
                 let incarnation_id = {
@@ -149,10 +163,7 @@ impl<S: Storage> Node<S> {
             now,
             cluster,
             consumer_groups: crate::group::consumer_groups::ConsumerGroups::new(
-                crate::group::consumer_groups::ConsumerGroupsConfig {
-                    bugs: group_bugs,
-                    ..Default::default()
-                },
+                consumer_groups_config,
             ),
             topics,
             producer_ids,
@@ -335,6 +346,32 @@ impl<S: Storage> Node<S> {
                 .filter(|p| p.assignment.leader < 0)
                 .count()
         })
+    }
+
+    /// For the simulator's group checkers: what this node's coordinator
+    /// holds of `group_id`, if it coordinates the group now.
+    pub fn group_view(&self, group_id: &str) -> Option<GroupView> {
+        if !self.groups.owns(group_id) {
+            return None;
+        }
+        let consumer = self.consumer_groups.group(group_id);
+        Some(GroupView {
+            generation: self.groups.generation(group_id),
+            member_epochs: consumer
+                .map(|g| {
+                    g.members
+                        .values()
+                        .map(|m| (m.member_id.clone(), m.epoch))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// `no_double_ownership` as this node's KIP-848 coordinator sees it
+    /// (see `ConsumerGroups::double_ownership`).
+    pub fn consumer_group_double_ownership(&self) -> Option<String> {
+        self.consumer_groups.double_ownership()
     }
 
     pub fn topic_names(&self) -> Vec<String> {

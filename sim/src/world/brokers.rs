@@ -196,6 +196,11 @@ impl World {
                     if api_key == ApiKey::Produce && self.cluster.is_some() {
                         self.note_produce_acks(b, connection, &body);
                     }
+                    if self.groups.is_some()
+                        && matches!(api_key, ApiKey::OffsetCommit | ApiKey::OffsetFetch)
+                    {
+                        self.note_group_response(b, connection, correlation_id, &body);
+                    }
                     self.send_to_origin(connection, correlation_id, api_key, api_version, body)
                 }
                 Output::Flush { flush_id, paths } => {

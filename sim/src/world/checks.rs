@@ -201,6 +201,7 @@ impl World {
         if self.cluster.is_some() {
             self.cluster_liveness();
         }
+        self.groups_end_of_run();
         let audit = self.audit();
         let mut behind = Vec::new();
         for (c, client) in self.clients.iter().enumerate() {

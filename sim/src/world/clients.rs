@@ -63,6 +63,27 @@ pub(super) enum ClientKind {
     Consumer(Consumer),
     /// Cluster scenarios: creates the topics once the cluster is up.
     Admin(Admin),
+    /// A member of the scenario's consumer group (`groups.rs`).
+    Member(Box<GroupMember>),
+}
+
+impl ClientKind {
+    /// The fetch state of a consumer or a group member.
+    pub(super) fn consumer(&self) -> Option<&Consumer> {
+        match self {
+            ClientKind::Consumer(c) => Some(c),
+            ClientKind::Member(m) => Some(&m.consumer),
+            _ => None,
+        }
+    }
+
+    pub(super) fn consumer_mut(&mut self) -> Option<&mut Consumer> {
+        match self {
+            ClientKind::Consumer(c) => Some(c),
+            ClientKind::Member(m) => Some(&mut m.consumer),
+            _ => None,
+        }
+    }
 }
 
 pub(super) struct Client {
@@ -152,6 +173,10 @@ impl World {
             }),
             ClientKind::Consumer(consumer) => self.consumer_has_work(client, consumer, broker),
             ClientKind::Admin(a) => a.wants(broker),
+            ClientKind::Member(m) => {
+                self.member_wants(client, broker)
+                    || self.consumer_has_work(client, &m.consumer, broker)
+            }
         }
     }
 
@@ -159,6 +184,9 @@ impl World {
     fn consumer_has_work(&self, client: ClientId, consumer: &Consumer, broker: BrokerId) -> bool {
         if self.cluster.is_none() {
             return true;
+        }
+        if !self.client_may_fetch(client) || self.member_blocks_fetch(client, broker) {
+            return false;
         }
         consumer
             .positions
@@ -210,6 +238,7 @@ impl World {
                 consumer.in_flight.remove(&broker);
             }
             ClientKind::Admin(a) => a.connection_lost(broker, self.brokers.len()),
+            ClientKind::Member(_) => self.member_lost_connection(client, broker),
         }
         self.rearm_client(client);
     }
@@ -218,6 +247,15 @@ impl World {
         let c = &self.clients[client];
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let ClientKind::Member(m) = &c.kind {
+            if m.life != groups::Life::Running {
+                // A stalled or dead process wakes for nothing else.
+                if let Some(at) = self.member_next_wake(client) {
+                    consider(at);
+                }
+                return self.arm_client_at(client, next);
+            }
+        }
         let brokers: Vec<BrokerId> = self.client_brokers(client);
         for b in &brokers {
             let reconnect_at = match c.conns.get(b) {
@@ -256,12 +294,18 @@ impl World {
                     }
                 }
             }
-            ClientKind::Consumer(consumer) => {
+            ClientKind::Consumer(_) | ClientKind::Member(_) => {
+                let consumer = c.kind.consumer().expect("a consumer");
                 for b in &brokers {
                     if let Some(f) = consumer.in_flight.get(b) {
                         consider(f.deadline);
                     } else if c.conn(*b).is_some() && self.consumer_has_work(client, consumer, *b) {
                         consider(consumer.next_fetch_at.max(self.now));
+                    }
+                }
+                if matches!(c.kind, ClientKind::Member(_)) {
+                    if let Some(at) = self.member_next_wake(client) {
+                        consider(at);
                     }
                 }
             }
@@ -276,6 +320,10 @@ impl World {
                 consider(at);
             }
         }
+        self.arm_client_at(client, next);
+    }
+
+    fn arm_client_at(&mut self, client: ClientId, next: Option<Instant>) {
         let Some(at) = next else { return };
         let at = at.max(self.now);
         if self.clients[client]
@@ -318,6 +366,15 @@ impl World {
     }
 
     pub(super) fn client_tick(&mut self, client: ClientId) {
+        if matches!(self.clients[client].kind, ClientKind::Member(_)) {
+            // Wakes, churns and sends its group requests first; a stalled
+            // or dead process does nothing else.
+            self.member_tick(client);
+            if self.member(client).life != groups::Life::Running {
+                self.rearm_client(client);
+                return;
+            }
+        }
         for b in self.client_brokers(client) {
             let due = match self.clients[client].conns.get(&b) {
                 Some(ClientConn::Down { reconnect_at }) => *reconnect_at <= self.now,
@@ -331,7 +388,7 @@ impl World {
         }
         match self.clients[client].kind {
             ClientKind::Producer(_) => self.producer_tick(client),
-            ClientKind::Consumer(_) => self.consumer_tick(client),
+            ClientKind::Consumer(_) | ClientKind::Member(_) => self.consumer_tick(client),
             ClientKind::Admin(_) => self.admin_tick(client),
         }
         if self.clients[client].meta.is_some() {
@@ -588,6 +645,27 @@ impl World {
         if self.clients[client].conn(broker) != Some(conn) {
             return;
         }
+        let body = if let ClientKind::Member(m) = &self.clients[client].kind {
+            if let groups::Life::Paused { until } = m.life {
+                // A stalled process reads its socket when it wakes.
+                let kind = EventKind::ToOrigin {
+                    conn,
+                    correlation_id,
+                    body,
+                };
+                self.push(until, kind);
+                return;
+            }
+            match self.member_response(client, correlation_id, body) {
+                Some(body) => body,
+                None => {
+                    self.client_tick(client);
+                    return;
+                }
+            }
+        } else {
+            body
+        };
         match body {
             ResponseKind::Produce(r) => self.produce_answered(client, broker, correlation_id, r),
             ResponseKind::Fetch(r) => self.consumer_fetched(client, broker, correlation_id, r),
@@ -688,27 +766,30 @@ impl World {
         let now = self.now;
         let brokers = self.client_brokers(client);
         for b in &brokers {
-            let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
+            let Some(consumer) = self.clients[client].kind.consumer() else {
                 unreachable!()
             };
             if consumer.in_flight.get(b).is_some_and(|f| f.deadline <= now) {
                 self.client_close(client, *b, "fetch timeout");
             }
         }
-        let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
+        let Some(consumer) = self.clients[client].kind.consumer() else {
             unreachable!()
         };
-        if consumer.next_fetch_at > now || consumer.positions.is_empty() {
+        if consumer.next_fetch_at > now
+            || consumer.positions.is_empty()
+            || !self.client_may_fetch(client)
+        {
             return;
         }
         for b in brokers {
             let Some(conn) = self.clients[client].conn(b) else {
                 continue;
             };
-            let ClientKind::Consumer(consumer) = &self.clients[client].kind else {
+            let Some(consumer) = self.clients[client].kind.consumer() else {
                 unreachable!()
             };
-            if consumer.in_flight.contains_key(&b) {
+            if consumer.in_flight.contains_key(&b) || self.member_blocks_fetch(client, b) {
                 continue;
             }
             let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
@@ -759,7 +840,7 @@ impl World {
                 + Duration::from_millis(
                     self.swarm.fetch_max_wait_ms + self.swarm.request_timeout_ms,
                 );
-            let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
+            let Some(consumer) = self.clients[client].kind.consumer_mut() else {
                 unreachable!()
             };
             consumer.in_flight.insert(
@@ -782,13 +863,16 @@ impl World {
         r: FetchResponse,
     ) {
         let ms = self.ms();
-        let ClientKind::Consumer(consumer) = &mut self.clients[client].kind else {
+        let may_fetch = self.client_may_fetch(client);
+        let Some(consumer) = self.clients[client].kind.consumer_mut() else {
             panic!("a fetch response reached a client that does not consume");
         };
-        let fetch = consumer
-            .in_flight
-            .remove(&broker)
-            .expect("a fetch in flight to this broker");
+        let Some(fetch) = consumer.in_flight.remove(&broker) else {
+            return; // a group member that gave everything up meanwhile
+        };
+        if !may_fetch {
+            return; // a group member past its lease: it does not process
+        }
         assert_eq!(
             fetch.correlation_id, correlation_id,
             "fetch responses come in order, one in flight per broker"
@@ -863,7 +947,10 @@ impl World {
                 hw: *hw,
                 error: *error,
             });
-            if *error == 0 {
+            // The consumer-seen high watermark is judged on the plain
+            // consumers' reads, in the order they arrive; a group member's
+            // answer may cross another reader's from a farther AZ.
+            if *error == 0 && !matches!(self.clients[client].kind, ClientKind::Member(_)) {
                 let epoch = fetch
                     .asked
                     .iter()
@@ -873,6 +960,7 @@ impl World {
             }
         }
         for tp in seeks {
+            self.member_reset(client, &tp);
             self.emit(Ev::Seek {
                 consumer: client,
                 tp: &tp,

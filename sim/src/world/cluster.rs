@@ -367,6 +367,7 @@ impl World {
         correlation_id: i32,
         r: MetadataResponse,
     ) {
+        self.learn_topic_ids(&r);
         if matches!(self.clients[client].kind, ClientKind::Admin(_)) {
             self.admin_metadata(client, correlation_id, r);
             return;

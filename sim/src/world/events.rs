@@ -294,6 +294,11 @@ pub(super) enum Ev<'a> {
         checker: &'a str,
         message: &'a str,
     },
+    /// A consumer group member's step (`groups.rs`).
+    Group {
+        member: ClientId,
+        what: &'a str,
+    },
     Heal,
     End,
 }

@@ -19,6 +19,7 @@ mod cluster;
 mod disk;
 mod events;
 mod faults;
+mod groups;
 mod idempotence;
 mod network;
 mod replicas;
@@ -26,6 +27,7 @@ mod report;
 
 pub use crate::bugs::Bug;
 pub use faults::materialize_faults;
+pub use groups::GroupStats;
 pub use report::{ClusterReport, ClusterStats, Failover, RunOptions, RunReport, Stats, Violation};
 
 use brokers::{Broker, BrokerState};
@@ -33,6 +35,7 @@ use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
 use cluster::{Admin, ClusterState};
 use disk::set_disk_full;
 use events::{Ev, EventKind, EventQueue, RollingStep};
+use groups::{GroupMember, GroupsState};
 use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 
 use crate::bugs;
@@ -157,6 +160,8 @@ struct World {
     fault_nodes: BTreeMap<usize, Vec<BrokerId>>,
     /// Cluster scenarios only.
     cluster: Option<ClusterState>,
+    /// `[groups]` scenarios only.
+    groups: Option<GroupsState>,
     tps: Vec<Tp>,
     history: History,
     trace: TraceSink,
@@ -252,6 +257,7 @@ impl World {
                     ..NodeConfig::default()
                 };
                 config.log.segment_bytes = swarm.segment_bytes;
+                World::group_node_config(scenario, &mut config, &bugs);
                 if let Some(c) = &scenario.cluster {
                     config.advertised_port = 9092 + id;
                     config.cluster =
@@ -329,6 +335,7 @@ impl World {
             schedule,
             fault_nodes: BTreeMap::new(),
             cluster,
+            groups: None,
             tps,
             history: History::default(),
             trace,
@@ -352,6 +359,7 @@ impl World {
             end_at,
         };
         world.add_clients();
+        world.add_members();
         world
     }
 
@@ -539,6 +547,9 @@ impl World {
             let touched = self.dispatch(kind);
             if let Some(broker) = touched {
                 self.check_broker(broker, fault);
+                if self.groups.is_some() {
+                    self.check_group_coordinator(broker);
+                }
                 self.maybe_controlled_stop_done(broker);
             }
             if end || self.stopped {
@@ -598,6 +609,7 @@ impl World {
             }
             self.rearm_client(c);
         }
+        self.groups_begin();
     }
 
     /// Handles one event; returns the broker whose state it may have changed.
@@ -639,6 +651,7 @@ impl World {
                     self.push(until, EventKind::ToNode { conn, header, body });
                     return None;
                 }
+                self.note_group_request(broker, conn, &header, &body);
                 self.node_input(
                     broker,
                     Input::Request {

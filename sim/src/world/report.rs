@@ -139,6 +139,8 @@ pub struct RunReport {
     pub trace: Option<Vec<String>>,
     /// Cluster scenarios only.
     pub cluster: Option<ClusterReport>,
+    /// `[groups]` scenarios only: what the group's members went through.
+    pub groups: Option<GroupStats>,
 }
 
 impl RunReport {
@@ -179,6 +181,7 @@ impl World {
             }
         }
         let cluster = self.cluster_report(gap_min, stop_ms);
+        let groups = self.groups.as_ref().map(|g| g.stats.clone());
         let simulated_ms = (self.now - self.epoch).as_millis() as u64;
         RunReport {
             scenario: self.scenario.name.clone(),
@@ -198,6 +201,7 @@ impl World {
             trace_lines: self.trace.lines(),
             trace: self.trace.finish(),
             cluster,
+            groups,
         }
     }
 
