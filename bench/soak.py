@@ -133,6 +133,10 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--rate", type=int, default=1000, help="records offered per second")
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--max-unavailable", type=float, default=60.0,
+                    help="fail (exit 2) if no record is acked for this many seconds")
+    ap.add_argument("--producer-debug", default="",
+                    help="librdkafka debug contexts for the producer, e.g. eos,msg")
     ap.add_argument("--kill-every", type=float, default=20.0,
                     help="mean seconds between kills (uniform in [0.5x, 1.5x])")
     args = ap.parse_args()
@@ -185,7 +189,8 @@ def main():
     def produce():
         p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
                       "enable.idempotence": True, "linger.ms": 5,
-                      "message.timeout.ms": 60000})
+                      "message.timeout.ms": 60000,
+                      **({"debug": args.producer_debug} if args.producer_debug else {})})
         start = time.monotonic()
         seq = 0
         while not stop_producing.is_set():
@@ -275,6 +280,7 @@ def main():
         kills.append((victim, led, down, rejoin))
 
     # ---- drain and check ------------------------------------------------
+    stopped_at = time.monotonic()
     stop_producing.set()
     producer.join(120)
     try:
@@ -323,7 +329,8 @@ def main():
     for r in rewritten:
         problems.append(f"partition {r[0]} offset {r[1]} read as seq {r[2]}, later as seq {r[3]}")
 
-    gaps = [b - a for a, b in zip(ack_times, ack_times[1:])]
+    # The gaps between acks, and from the last one to the end of producing.
+    gaps = [b - a for a, b in zip(ack_times, ack_times[1:] + [stopped_at])]
     max_gap = max(gaps, default=0.0)
     total_read = sum(len(v) for v in read.values())
     log("---- figures ----")
@@ -337,6 +344,9 @@ def main():
             f"back in every ISR {rejoin:.1f} s after restart")
     log(f"lost acked {lost}, duplicates {dups}, reorders {reorders}, rewritten offsets "
         f"{len(rewritten)}, fatal producer error {fatal[0]}")
+    if max_gap > args.max_unavailable and not broken:
+        broken = (f"no record acked for {max_gap:.1f} s (more than {args.max_unavailable} s); "
+                  f"last ack at {len(acked)} records")
     if broken:
         log(f"FAIL: {broken}")
         return 2
