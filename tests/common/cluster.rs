@@ -7,7 +7,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const NODES: u16 = 3;
@@ -17,6 +17,13 @@ pub const STARTUP_WAIT: Duration = Duration::from_secs(60);
 /// The nodes by id, all voters, node N in rack az-N.
 pub struct Cluster {
     nodes: BTreeMap<i32, Broker>,
+    dir: PathBuf,
+    /// Client ports from here (`start_restartable`), controller ports 100
+    /// above.
+    base: u16,
+    voters: String,
+    extra_args: Vec<String>,
+    fixed_ports: bool,
 }
 
 impl Cluster {
@@ -27,45 +34,101 @@ impl Cluster {
 
     /// `start`, each node with `extra_args` added to its command line.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Cluster {
+        Cluster::launch(dir, extra_args, false)
+    }
+
+    /// `start_ready`, with node N's client listener fixed at a port of its
+    /// own, so that `restart` brings a killed node back at the same
+    /// addresses with the same data dir.
+    pub fn start_restartable(dir: &Path, extra_args: &[&str]) -> Cluster {
+        let cluster = Cluster::launch(dir, extra_args, true);
+        cluster.wait_for_every_node();
+        cluster
+    }
+
+    fn launch(dir: &Path, extra_args: &[&str], fixed_ports: bool) -> Cluster {
         let base = free_port_base(NODES);
         let controller = |id: u16| format!("127.0.0.1:{}", base + 100 + id - 1);
         let voters: Vec<String> = (1..=NODES)
             .map(|id| format!("{id}@{}", controller(id)))
             .collect();
-        let voters = voters.join(",");
-        let nodes = (1..=NODES)
-            .map(|id| {
-                let node_id = id.to_string();
-                let rack = format!("az-{id}");
-                let controller = controller(id);
-                let mut args = vec![
-                    "--node-id",
-                    node_id.as_str(),
-                    "--rack",
-                    rack.as_str(),
-                    "--controller-listen",
-                    controller.as_str(),
-                    "--voters",
-                    voters.as_str(),
-                ];
-                args.extend_from_slice(extra_args);
-                let broker = Broker::start(&dir.join(format!("node-{id}")), &args);
-                (i32::from(id), broker)
-            })
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            dir: dir.to_path_buf(),
+            base,
+            voters: voters.join(","),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            fixed_ports,
+        };
+        for id in 1..=NODES {
+            let broker = cluster.spawn(i32::from(id));
+            cluster.nodes.insert(i32::from(id), broker);
+        }
+        cluster
+    }
+
+    /// Starts node `id` as `launch` configured it.
+    fn spawn(&self, id: i32) -> Broker {
+        let number = u16::try_from(id).expect("a node id of ours");
+        let node_id = id.to_string();
+        let rack = format!("az-{id}");
+        let controller = format!("127.0.0.1:{}", self.base + 100 + number - 1);
+        let listen = if self.fixed_ports {
+            format!("127.0.0.1:{}", self.base + number - 1)
+        } else {
+            "127.0.0.1:0".to_string()
+        };
+        let mut args = vec![
+            "--node-id",
+            node_id.as_str(),
+            "--rack",
+            rack.as_str(),
+            "--controller-listen",
+            controller.as_str(),
+            "--voters",
+            self.voters.as_str(),
+        ];
+        args.extend(self.extra_args.iter().map(String::as_str));
+        Broker::start_listening(&self.dir.join(format!("node-{id}")), &listen, &args)
+    }
+
+    /// SIGKILLs node `id`; `restart` brings it back.
+    pub fn kill(&mut self, id: i32) {
+        self.take(id).kill();
+    }
+
+    /// Starts node `id` again after `kill` or `take`: same node id, data
+    /// dir and ports. Needs `start_restartable`.
+    pub fn restart(&mut self, id: i32) {
+        assert!(self.fixed_ports, "restart needs start_restartable");
+        assert!(!self.nodes.contains_key(&id), "node {id} is still running");
+        let broker = self.spawn(id);
+        self.nodes.insert(id, broker);
+    }
+
+    /// Every node's client listener, running or not (`start_restartable`).
+    pub fn all_listeners(&self) -> String {
+        assert!(self.fixed_ports, "fixed listeners need start_restartable");
+        let listeners: Vec<String> = (1..=NODES)
+            .map(|n| format!("127.0.0.1:{}", self.base + n - 1))
             .collect();
-        Cluster { nodes }
+        listeners.join(",")
+    }
+
+    fn wait_for_every_node(&self) {
+        wait_for(
+            "cluster of 3 brokers",
+            &self.bootstrap(),
+            None,
+            STARTUP_WAIT,
+            |m| (m.brokers().len() == usize::from(NODES)).then_some(()),
+        );
     }
 
     /// `start_with`, then waits until Metadata lists every node.
     pub fn start_ready(dir: &Path, extra_args: &[&str]) -> Cluster {
         let cluster = Cluster::start_with(dir, extra_args);
-        wait_for(
-            "cluster of 3 brokers",
-            &cluster.bootstrap(),
-            None,
-            STARTUP_WAIT,
-            |m| (m.brokers().len() == usize::from(NODES)).then_some(()),
-        );
+        cluster.wait_for_every_node();
         cluster
     }
 

@@ -26,8 +26,14 @@ impl Broker {
     /// Starts `seedlog serve` on an ephemeral loopback port and waits for
     /// its "listening" line.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        Broker::start_listening(data_dir, "127.0.0.1:0", extra_args)
+    }
+
+    /// `start`, listening for clients on `listen` (a fixed port lets a
+    /// restarted node come back at the same address).
+    pub fn start_listening(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seedlog"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
