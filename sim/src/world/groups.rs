@@ -928,6 +928,16 @@ impl World {
         self.send_to_node(conn, header, body);
     }
 
+    /// The one assignor a classic member offers (JoinGroup) and names
+    /// (SyncGroup).
+    fn classic_protocol_name(&self) -> &'static str {
+        if self.groups().config.cooperative() {
+            COOPERATIVE_STICKY
+        } else {
+            CLASSIC_RANGE
+        }
+    }
+
     fn group_id(&self) -> GroupId {
         GroupId(StrBytes::from_string(self.groups().config.group_id.clone()))
     }
@@ -989,11 +999,7 @@ impl World {
             self.member_mut(client).revoke.extend(owned);
             return self.member_step(client);
         }
-        let protocol = if cooperative {
-            COOPERATIVE_STICKY
-        } else {
-            CLASSIC_RANGE
-        };
+        let protocol = self.classic_protocol_name();
         let body = JoinGroupRequest::default()
             .with_group_id(self.group_id())
             .with_session_timeout_ms(session as i32)
@@ -1018,11 +1024,7 @@ impl World {
     fn send_sync(&mut self, client: ClientId, broker: BrokerId, conn: ConnId) {
         let session = self.groups().config.session_timeout_ms;
         let m = self.member(client);
-        let protocol = if self.groups().config.cooperative() {
-            COOPERATIVE_STICKY
-        } else {
-            CLASSIC_RANGE
-        };
+        let protocol = self.classic_protocol_name();
         let body = SyncGroupRequest::default()
             .with_group_id(self.group_id())
             .with_generation_id(m.generation)
