@@ -267,18 +267,7 @@ fn a_consumer_group_is_described_reset_only_when_empty_and_deleted() {
     let group = "cli-admin-group";
     let member = consumer(b, group);
     member.subscribe(&["events"]).expect("subscribe");
-    let mut consumed = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while consumed < 10 {
-        assert!(Instant::now() < deadline, "consumed {consumed} of 10");
-        if let Some(message) = member.poll(Duration::from_millis(200)) {
-            message.expect("no consumer error");
-            consumed += 1;
-        }
-    }
-    member
-        .commit_consumer_state(CommitMode::Sync)
-        .expect("offsets committed");
+    consume_and_commit(&member, 10);
     // Four more per partition after the commit: a lag of 4 on each.
     produce_values(b, "events", 2, 10..18, &[]);
 
@@ -539,18 +528,7 @@ fn a_kip_848_group_is_described_with_members_and_lag_and_reset_once_empty() {
         .create()
         .expect("consumer");
     member.subscribe(&["kip848"]).expect("subscribe");
-    let mut consumed = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while consumed < 10 {
-        assert!(Instant::now() < deadline, "consumed {consumed} of 10");
-        if let Some(message) = member.poll(Duration::from_millis(200)) {
-            message.expect("no consumer error");
-            consumed += 1;
-        }
-    }
-    member
-        .commit_consumer_state(CommitMode::Sync)
-        .expect("offsets committed");
+    consume_and_commit(&member, 10);
     produce_values(b, "kip848", 2, 10..14, &[]);
 
     let described = describe_until(b, group, "Stable with lag", |d| {
@@ -616,4 +594,21 @@ fn a_kip_848_group_is_described_with_members_and_lag_and_reset_once_empty() {
         ]
     );
     broker.stop();
+}
+
+/// Polls `member` until it has read `count` records (60 s at most), then
+/// commits its position synchronously.
+fn consume_and_commit(member: &BaseConsumer, count: usize) {
+    let mut consumed = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumed < count {
+        assert!(Instant::now() < deadline, "consumed {consumed} of {count}");
+        if let Some(message) = member.poll(Duration::from_millis(200)) {
+            message.expect("no consumer error");
+            consumed += 1;
+        }
+    }
+    member
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("offsets committed");
 }

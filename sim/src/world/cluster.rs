@@ -309,7 +309,13 @@ impl World {
         )
     }
 
-    fn header(&mut self, client: ClientId, api: ApiKey, version: i16) -> (i32, RequestHeader) {
+    /// A client's next request header (its own correlation id).
+    pub(super) fn header(
+        &mut self,
+        client: ClientId,
+        api: ApiKey,
+        version: i16,
+    ) -> (i32, RequestHeader) {
         let corr = self.next_correlation_id(client);
         let header = RequestHeader::default()
             .with_request_api_key(api as i16)

@@ -907,12 +907,7 @@ impl World {
         req: Req,
         wait_ms: u64,
     ) {
-        let corr = self.next_correlation_id(client);
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(corr)
-            .with_client_id(Some(StrBytes::from_static_str("seedlog-sim")));
+        let (corr, header) = self.header(client, api, version);
         let deadline = self.now
             + Duration::from_millis(
                 self.swarm.request_timeout_ms + wait_ms + self.swarm.fetch_max_wait_ms,
