@@ -2,7 +2,9 @@
 //! and a table; plus the one-run summary the CLI prints.
 
 use crate::scenario::Scenario;
-use crate::world::{run, Bug, ClusterReport, RunOptions, RunReport, Violation};
+use crate::world::{
+    run, Bug, ClusterReport, Outage, OutageKind, OutageTimes, RunOptions, RunReport, Violation,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -126,6 +128,7 @@ pub fn summary(report: &RunReport, scenario_arg: &str, scenario_bugs: &[Bug]) ->
                 .map_or("never".to_string(), |ms| ms.to_string())
         );
     }
+    outage_summary(&mut s, &report.outages);
     let _ = writeln!(
         s,
         "trace: {} lines, hash {:016x}",
@@ -223,6 +226,32 @@ fn cluster_summary(s: &mut String, c: &ClusterReport) {
     );
 }
 
+/// The liveness figure of one run: each fault that took a leader (or an
+/// AZ) away, and how long until every partition took acks=all writes again.
+fn outage_summary(s: &mut String, outages: &[Outage]) {
+    if outages.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "liveness (fault -> every partition led and acks=all acknowledged): {} outages",
+        outages.len()
+    );
+    for o in outages {
+        let _ = writeln!(
+            s,
+            "  {} by {} of brokers {:?} at {} ms ({} partition leaders): {}",
+            o.kind.name(),
+            o.fault,
+            o.brokers,
+            o.at_ms,
+            o.leaders_lost,
+            o.took_ms()
+                .map_or("never recovered".to_string(), |t| format!("took {t} ms"))
+        );
+    }
+}
+
 pub struct Failure {
     pub scenario_arg: String,
     pub seed: u64,
@@ -238,6 +267,8 @@ pub struct ScenarioTotals {
     pub events: u64,
     /// checker -> failing seeds
     pub by_checker: BTreeMap<String, u64>,
+    /// The liveness figure over every seed, by what the fault took away.
+    pub outages: BTreeMap<OutageKind, OutageTimes>,
 }
 
 pub struct ExploreReport {
@@ -270,8 +301,51 @@ impl ExploreReport {
                 by.join(" ")
             );
         }
+        self.liveness_table(&mut s);
         let _ = writeln!(s, "wall time {:.1} s", self.wall.as_secs_f64());
         s
+    }
+
+    /// Every scenario's outages, then all scenarios together, by kind:
+    /// how long from the fault until every partition had a leader and
+    /// acknowledged an acks=all write again. Nothing when no run lost a
+    /// leader.
+    fn liveness_table(&self, s: &mut String) {
+        let mut all: BTreeMap<OutageKind, OutageTimes> = BTreeMap::new();
+        let mut rows = Vec::new();
+        for (name, t) in &self.totals {
+            for (kind, times) in &t.outages {
+                all.entry(*kind).or_default().merge(times);
+                rows.push((name.as_str(), *kind, times));
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "liveness: fault -> every partition led and acks=all acknowledged again"
+        );
+        let _ = writeln!(
+            s,
+            "{:<24} {:<12} {:>7} {:>6} {:>10} {:>10} {:>10}",
+            "scenario", "lost", "count", "never", "median ms", "p99 ms", "worst ms"
+        );
+        let all_rows: Vec<(&str, OutageKind, &OutageTimes)> =
+            all.iter().map(|(k, t)| ("all", *k, t)).collect();
+        let show = |ms: Option<u64>| ms.map_or("-".to_string(), |ms| ms.to_string());
+        for (name, kind, times) in rows.into_iter().chain(all_rows) {
+            let _ = writeln!(
+                s,
+                "{name:<24} {:<12} {:>7} {:>6} {:>10} {:>10} {:>10}",
+                kind.name(),
+                times.count(),
+                times.never,
+                show(times.percentile_ms(50)),
+                show(times.percentile_ms(99)),
+                show(times.percentile_ms(100)),
+            );
+        }
     }
 }
 
@@ -366,6 +440,9 @@ pub fn explore(
                 t.simulated_ms += report.simulated_ms;
                 t.wall += report.wall;
                 t.events += report.events;
+                for outage in &report.outages {
+                    t.outages.entry(outage.kind).or_default().add(outage);
+                }
                 report.violations
             }
             Err(message) => vec![Violation {

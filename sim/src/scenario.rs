@@ -349,6 +349,17 @@ pub enum FaultKind {
     /// Every broker in turn, by index: a graceful shutdown lasting
     /// `duration_ms`, then `gap_ms` before the next broker's.
     RollingRestart,
+    /// Every AlterPartition request `node` (or `target`) sends while the
+    /// fault lasts is held in flight until it ends, then delivered (Kafka
+    /// sends them on a channel of their own, so heartbeats and the metadata
+    /// log keep flowing): the controller decides on an ISR change late,
+    /// against a cluster that moved on meanwhile. Never drawn at random.
+    HoldAlterPartition,
+    /// The replica fetches `node` (or `target`) sends take `extra_ms`
+    /// longer to arrive while the fault lasts (a slow path to the leaders
+    /// it follows; its heartbeats and metadata fetches are not slowed).
+    /// Never drawn at random.
+    SlowReplicaFetch,
     /// Test-only, never drawn at random: the newest batch below the high
     /// watermark of `node`'s (or `target`'s) copy of `topic`/`partition`
     /// gets a different max timestamp and a recomputed CRC, as a buggy
@@ -738,6 +749,8 @@ impl Scenario {
                     | FaultKind::RollingRestart
                     | FaultKind::Isolate
                     | FaultKind::CorruptReplica
+                    | FaultKind::HoldAlterPartition
+                    | FaultKind::SlowReplicaFetch
             ) || f.target.is_some();
             if cluster_only && !cluster {
                 return Err(invalid(format!(
@@ -756,6 +769,8 @@ impl Scenario {
                     | FaultKind::Isolate
                     | FaultKind::Shutdown
                     | FaultKind::CorruptReplica
+                    | FaultKind::HoldAlterPartition
+                    | FaultKind::SlowReplicaFetch
             );
             let node_ok = f.node.is_some_and(|n| (n as usize) < brokers);
             if needs_node && !node_ok && f.target.is_none() {

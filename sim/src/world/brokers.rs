@@ -33,6 +33,15 @@ pub(super) struct Broker {
     pub(super) power_off: bool,
     /// Cut off from everyone until then (`isolate`).
     pub(super) isolated_until: Instant,
+    /// The AlterPartition requests it sends arrive no earlier than this
+    /// (`hold_alter_partition`).
+    pub(super) alter_partition_held_until: Instant,
+    /// When the last held AlterPartition arrives: held ones keep their
+    /// order.
+    pub(super) alter_partition_held_last: Instant,
+    /// Its replica fetches take this much longer to arrive
+    /// (`slow_replica_fetch`).
+    pub(super) replica_fetch_extra_ms: u64,
     /// Controlled shutdown under way (a cluster node asked the controller
     /// to move its leaderships away): it still takes every input, until
     /// `Node::shutdown_ready` or a deadline; then `stopping`.
@@ -70,6 +79,9 @@ impl Broker {
             restarted_since_observed: false,
             power_off: false,
             isolated_until: epoch,
+            alter_partition_held_until: epoch,
+            alter_partition_held_last: epoch,
+            replica_fetch_extra_ms: 0,
             controlled_stop: false,
             stopping: false,
             stop_deadline_at: None,

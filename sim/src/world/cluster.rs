@@ -498,10 +498,14 @@ impl World {
     /// partition available (and end a fail-over).
     pub(super) fn observe_ack(&mut self, id: SendId, broker: BrokerId) {
         let op = self.history.send(id);
-        if op.acks != -1 || self.cluster.is_none() {
+        if op.acks != -1 {
             return;
         }
         let tp = self.tp_index_of(&op.topic, op.partition);
+        self.outage_ack(tp, broker);
+        if self.cluster.is_none() {
+            return;
+        }
         let (now, ms) = (self.now, self.ms());
         let cluster = self.cluster.as_mut().expect("checked");
         cluster.acks_all_ms[tp].push(ms);

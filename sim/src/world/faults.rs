@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::scenario::Target;
+use liveness::OutageKind;
 
 impl World {
     pub(super) fn az(&self, name: &Option<String>) -> usize {
@@ -85,6 +86,7 @@ impl World {
         let node = nodes.first().copied();
         let mut applied = true;
         let mut down = Vec::new();
+        let mut isolated_before = BTreeSet::new();
         match fault.kind {
             FaultKind::Crash => {
                 applied = self.crash(node.expect("validated"), fault.torn, true);
@@ -110,6 +112,7 @@ impl World {
             }
             FaultKind::ConnectionReset => self.reset_connections(fault.client),
             FaultKind::Partition => {
+                isolated_before = self.isolated_azs();
                 let (from, to) = (self.az(&fault.from_az), self.az(&fault.to_az));
                 self.cuts.push(Cut { from, to, until });
                 if !fault.one_way {
@@ -165,6 +168,13 @@ impl World {
                 down = nodes.clone();
             }
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = fault.skew_ms,
+            FaultKind::HoldAlterPartition => {
+                let b = &mut self.brokers[node.expect("validated")];
+                b.alter_partition_held_until = b.alter_partition_held_until.max(until);
+            }
+            FaultKind::SlowReplicaFetch => {
+                self.brokers[node.expect("validated")].replica_fetch_extra_ms = fault.extra_ms
+            }
             FaultKind::RollingRestart => {
                 self.emit(Ev::Fault {
                     index,
@@ -207,6 +217,14 @@ impl World {
             fault: &fault,
             start: true,
         });
+        let outage = match fault.kind {
+            FaultKind::AzOutage => OutageKind::AzLost,
+            _ => OutageKind::LeaderLost,
+        };
+        self.outage_begins(outage, fault.kind, &down, until);
+        if fault.kind == FaultKind::Partition {
+            self.az_cut_off(&isolated_before, until);
+        }
         for b in down {
             self.leader_lost(b, until);
         }
@@ -238,7 +256,10 @@ impl World {
                     self.restart(*b);
                 }
             }
-            FaultKind::ConnectionReset | FaultKind::Pause | FaultKind::Isolate => {}
+            FaultKind::ConnectionReset
+            | FaultKind::Pause
+            | FaultKind::Isolate
+            | FaultKind::HoldAlterPartition => {}
             FaultKind::Partition => self.cuts.retain(|c| c.until > self.now),
             FaultKind::Split => self.splits.retain(|s| s.until > self.now),
             FaultKind::Clog => self.clogs.retain(|c| c.until > self.now),
@@ -248,6 +269,9 @@ impl World {
                 set_disk_full(&mut self.brokers[b].state, false);
             }
             FaultKind::SlowFlush => self.brokers[node.expect("validated")].slow_flush_extra_ms = 0,
+            FaultKind::SlowReplicaFetch => {
+                self.brokers[node.expect("validated")].replica_fetch_extra_ms = 0
+            }
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = 0,
             FaultKind::RollingRestart => unreachable!("ends through its own steps"),
             FaultKind::CorruptReplica => {}
@@ -279,7 +303,9 @@ impl World {
                     return None;
                 }
                 self.begin_stop(b);
-                self.leader_lost(b, self.now + down);
+                let until = self.now + down;
+                self.outage_begins(OutageKind::LeaderLost, fault.kind, &[b], until);
+                self.leader_lost(b, until);
                 self.push(self.now, next(RollingStep::Stopping(b)));
                 Some(b)
             }
@@ -478,7 +504,11 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                         -magnitude
                     };
                 }
-                FaultKind::AzOutage | FaultKind::RollingRestart | FaultKind::CorruptReplica => {
+                FaultKind::AzOutage
+                | FaultKind::RollingRestart
+                | FaultKind::CorruptReplica
+                | FaultKind::HoldAlterPartition
+                | FaultKind::SlowReplicaFetch => {
                     unreachable!("never random")
                 }
             }

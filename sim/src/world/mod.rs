@@ -21,6 +21,7 @@ mod events;
 mod faults;
 mod groups;
 mod idempotence;
+mod liveness;
 mod network;
 mod replicas;
 mod report;
@@ -28,6 +29,7 @@ mod report;
 pub use crate::bugs::Bug;
 pub use faults::materialize_faults;
 pub use groups::GroupStats;
+pub use liveness::{Outage, OutageKind, OutageTimes};
 pub use report::{ClusterReport, ClusterStats, Failover, RunOptions, RunReport, Stats, Violation};
 
 use brokers::{Broker, BrokerState};
@@ -36,6 +38,7 @@ use cluster::{Admin, ClusterState};
 use disk::set_disk_full;
 use events::{Ev, EventKind, EventQueue, RollingStep};
 use groups::{GroupMember, GroupsState};
+use liveness::LivenessState;
 use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 
 use crate::bugs;
@@ -162,6 +165,8 @@ struct World {
     cluster: Option<ClusterState>,
     /// `[groups]` scenarios only.
     groups: Option<GroupsState>,
+    /// Outages of partition leaders and AZs, and their recovery.
+    liveness: LivenessState,
     tps: Vec<Tp>,
     history: History,
     trace: TraceSink,
@@ -336,6 +341,7 @@ impl World {
             fault_nodes: BTreeMap::new(),
             cluster,
             groups: None,
+            liveness: LivenessState::default(),
             tps,
             history: History::default(),
             trace,

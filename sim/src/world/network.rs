@@ -367,8 +367,19 @@ impl World {
             corr: header.correlation_id,
             bytes,
         });
-        let at = self.delivery_time(from, to, last);
-        self.conns.get_mut(&conn_id).expect("live").last_to_node = at;
+        let mut at = self.delivery_time(from, to, last);
+        at = at + self.replica_fetch_extra(conn_id);
+        let held = self.alter_partition_held(from, &header);
+        if let (Some(until), Place::Broker(b)) = (held, from) {
+            // Held on a channel of its own: what follows on this
+            // connection (heartbeats) does not wait behind it, but held
+            // requests keep their order.
+            let last = self.brokers[b].alter_partition_held_last;
+            at = at.max(until + (at - self.now)).max(last);
+            self.brokers[b].alter_partition_held_last = at;
+        } else {
+            self.conns.get_mut(&conn_id).expect("live").last_to_node = at;
+        }
         self.push(
             at,
             EventKind::ToNode {
@@ -377,6 +388,43 @@ impl World {
                 body,
             },
         );
+    }
+
+    /// Until when an AlterPartition request from `from` is held in flight
+    /// (`hold_alter_partition`), if it is one and a hold is on.
+    fn alter_partition_held(&self, from: Place, header: &RequestHeader) -> Option<Instant> {
+        let Place::Broker(b) = from else {
+            return None;
+        };
+        let until = self.brokers[b].alter_partition_held_until;
+        (header.request_api_key == ApiKey::AlterPartition as i16 && until > self.now)
+            .then_some(until)
+    }
+
+    /// The extra delay of a request on `conn_id` when it is its sender's
+    /// replica fetch connection and the sender's fetches are slowed
+    /// (`slow_replica_fetch`).
+    fn replica_fetch_extra(&self, conn_id: ConnId) -> Duration {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return Duration::ZERO;
+        };
+        let Origin::Peer(a) = conn.origin else {
+            return Duration::ZERO;
+        };
+        let extra_ms = self.brokers[a].replica_fetch_extra_ms;
+        if extra_ms == 0 {
+            return Duration::ZERO;
+        }
+        let replication = self
+            .peer_links
+            .get(&(a, conn.broker))
+            .and_then(|p| p.links.get(&PeerChannel::Replication))
+            .is_some_and(|l| l.conn == conn_id);
+        if replication {
+            Duration::from_millis(extra_ms)
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// A broker's response on `conn_id`, to a client or to the peer that

@@ -141,6 +141,9 @@ pub struct RunReport {
     pub cluster: Option<ClusterReport>,
     /// `[groups]` scenarios only: what the group's members went through.
     pub groups: Option<GroupStats>,
+    /// Every fault that took a partition leader (or an AZ) away, and when
+    /// every partition took acks=all writes again.
+    pub outages: Vec<Outage>,
 }
 
 impl RunReport {
@@ -182,6 +185,7 @@ impl World {
         }
         let cluster = self.cluster_report(gap_min, stop_ms);
         let groups = self.groups.as_ref().map(|g| g.stats.clone());
+        let outages = self.liveness.into_outages();
         let simulated_ms = (self.now - self.epoch).as_millis() as u64;
         RunReport {
             scenario: self.scenario.name.clone(),
@@ -202,6 +206,7 @@ impl World {
             trace: self.trace.finish(),
             cluster,
             groups,
+            outages,
         }
     }
 
