@@ -11,7 +11,9 @@
 
 use crate::framing::{decode_request, Decoded};
 use bytes::Bytes;
-use seedlog_core::batch::{validate_batches, BatchIter};
+use seedlog_core::batch::{
+    reseal_crc, validate_batches, BatchHeader, BatchIter, BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
 use seedlog_core::group::records::{
     decode_batch_records, decode_group_value, decode_key, decode_offset_value,
 };
@@ -22,6 +24,8 @@ use seedlog_core::Instant;
 
 /// `message.max.bytes` for the batch target: the broker's default.
 const MAX_MESSAGE_BYTES: u32 = 1024 * 1024;
+/// Batches one `record_batches` input may re-seal.
+const BATCHES_MAX: usize = 1_000;
 /// Frames one `node_requests` input may carry: bounds a run's time.
 pub const NODE_FRAMES_MAX: usize = 64;
 /// Outputs drained after one input before the run is declared a livelock.
@@ -46,7 +50,22 @@ pub fn request_frame(data: &[u8]) {
 /// Validates record batches as Produce does, then reads what the broker
 /// itself decodes from a valid batch: the group coordinator's records,
 /// which it replays from `__consumer_offsets` (a client may produce there).
+///
+/// Input: a mode byte, then the batches. Mode bit 0 re-seals the CRC of
+/// every whole batch first: a mutation almost always breaks the CRC, and
+/// without this the fuzzer would never get past the check to the decoders.
 pub fn record_batches(data: &[u8]) {
+    let Some((&mode, batches)) = data.split_first() else {
+        return;
+    };
+    let mut batches = batches.to_vec();
+    if mode & 1 == 1 {
+        reseal_each(&mut batches);
+    }
+    check_batches(&batches);
+}
+
+fn check_batches(data: &[u8]) {
     let Ok(count) = validate_batches(data, MAX_MESSAGE_BYTES) else {
         return;
     };
@@ -77,6 +96,26 @@ pub fn record_batches(data: &[u8]) {
         "validated batches have no bad tail"
     );
     assert_eq!(seen, count, "validation and iteration agree on the count");
+}
+
+/// Recomputes the CRC of each whole batch, front to back, stopping at the
+/// first header that does not describe a whole batch.
+fn reseal_each(bytes: &mut [u8]) {
+    let mut position = 0usize;
+    for _ in 0..BATCHES_MAX {
+        let Ok(header) = BatchHeader::parse(&bytes[position..]) else {
+            return;
+        };
+        let Ok(length) = usize::try_from(header.batch_length()) else {
+            return;
+        };
+        let end = position + LOG_OVERHEAD + length;
+        if length + LOG_OVERHEAD < BATCH_HEADER_LEN || end > bytes.len() {
+            return;
+        }
+        reseal_crc(&mut bytes[position..end]);
+        position = end;
+    }
 }
 
 /// Feeds a sequence of request frames to a standalone broker on three

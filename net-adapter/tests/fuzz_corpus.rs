@@ -262,13 +262,14 @@ fn seeds_are_requests_a_broker_decodes() {
         }
         fuzzing::request_frame(frame);
     }
-    fuzzing::record_batches(&records());
+    let sealed_batches = [&[1u8][..], &records()].concat();
+    fuzzing::record_batches(&sealed_batches);
     fuzzing::node_requests(&fuzzing::join_frames(&frames));
     if std::env::var_os("SEEDLOG_FUZZ_WRITE_SEEDS").is_some() {
         for (i, frame) in frames.iter().enumerate() {
             write_seed("request_frame", &format!("{i:02}"), frame);
         }
-        write_seed("record_batches", "produce", &records());
+        write_seed("record_batches", "produce", &sealed_batches);
         write_seed("node_requests", "session", &fuzzing::join_frames(&frames));
     }
 }
