@@ -927,8 +927,7 @@ fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&[u8]
     batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
     batch[51..53].copy_from_slice(&epoch.to_be_bytes());
     batch[53..57].copy_from_slice(&sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    seedlog_core::batch::reseal_crc(&mut batch);
     batch
 }
 
@@ -964,6 +963,35 @@ impl Harness {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Found by the `node_requests` fuzz target: the producer-state check read
+/// a header the batch validation had not yet checked, so a negative
+/// `lastOffsetDelta` tripped an assertion, and a corrupt copy of a written
+/// batch was acknowledged as its duplicate.
+#[test]
+fn idempotent_batches_are_validated_before_their_sequence_is_checked() {
+    let mut h = Harness::new();
+    h.create_topic("t", 1, &[]);
+    let (pid, epoch) = h.init_producer_id();
+    let mut negative_delta = idempotent_batch(pid, epoch, 0, &[b"a"]);
+    negative_delta[23..27].copy_from_slice(&(-2i32).to_be_bytes());
+    seedlog_core::batch::reseal_crc(&mut negative_delta);
+    assert_eq!(
+        h.produce_batch("t", 0, negative_delta).0,
+        ResponseError::InvalidRecord.code()
+    );
+    let written = idempotent_batch(pid, epoch, 0, &[b"a", b"b"]);
+    assert_eq!(h.produce_batch("t", 0, written.clone()), (0, 0));
+    let mut corrupt_copy = written;
+    let last = corrupt_copy.len() - 1;
+    corrupt_copy[last] ^= 0xff;
+    assert_eq!(
+        h.produce_batch("t", 0, corrupt_copy).0,
+        ResponseError::CorruptMessage.code(),
+        "a corrupt batch is refused, not taken for the one it imitates"
+    );
+    assert_eq!(h.node.partition_offsets("t", 0), Some((0, 2, 2)));
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub mod alloc;
 pub mod connection;
 pub mod file_storage;
 pub mod framing;
+pub mod fuzzing;
 pub mod metrics;
 pub mod node_thread;
 pub mod peers;

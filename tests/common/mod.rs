@@ -32,13 +32,23 @@ impl Broker {
     /// `start`, listening for clients on `listen` (a fixed port lets a
     /// restarted node come back at the same address).
     pub fn start_listening(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Broker {
+        Broker::spawn(data_dir, listen, extra_args, Stdio::inherit())
+    }
+
+    /// `start`, with the broker's log (stderr, level warn) going to `log`.
+    pub fn start_logging_to(data_dir: &Path, extra_args: &[&str], log: &Path) -> Broker {
+        let log = std::fs::File::create(log).expect("log file");
+        Broker::spawn(data_dir, "127.0.0.1:0", extra_args, Stdio::from(log))
+    }
+
+    fn spawn(data_dir: &Path, listen: &str, extra_args: &[&str], stderr: Stdio) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seedlog"))
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("seedlog serve starts");
         let stdout = child.stdout.take().expect("piped stdout");

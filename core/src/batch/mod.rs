@@ -492,9 +492,16 @@ pub(crate) fn assemble_batch(
     let batch_length = i32::try_from(out.len() - LOG_OVERHEAD)
         .expect("a rebuilt batch is no larger than a segment");
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_COVERED_FROM..]);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    reseal_crc(&mut out);
     out
+}
+
+/// Recomputes the CRC-32C of one whole batch (`batch` is exactly the
+/// batch) after a CRC'd field was rewritten in place.
+pub fn reseal_crc(batch: &mut [u8]) {
+    assert!(batch.len() >= BATCH_HEADER_LEN, "a whole batch header");
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Rewrites `maxTimestamp` in place and recomputes the CRC: the batch
@@ -503,8 +510,7 @@ pub(crate) fn assemble_batch(
 pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
     assert!(batch.len() >= BATCH_HEADER_LEN, "a whole batch header");
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    reseal_crc(batch);
 }
 
 /// Rewrites `partitionLeaderEpoch` in place, outside the CRC'd range too.

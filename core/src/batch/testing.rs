@@ -2,10 +2,7 @@
 //! producers and consumers only. The broker itself never decodes records.
 
 use super::varint::{put_varlong, read_varlong};
-use super::{
-    validate_batch, BatchIter, BATCH_HEADER_LEN, BATCH_LENGTH_AT, CRC_AT, CRC_COVERED_FROM,
-    LOG_OVERHEAD, MAGIC_V2,
-};
+use super::{validate_batch, BatchIter, BATCH_HEADER_LEN, BATCH_LENGTH_AT, LOG_OVERHEAD, MAGIC_V2};
 
 /// A key or value: `None` is Kafka's null (length -1).
 pub type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -77,8 +74,7 @@ pub fn build_batch(records: &[TestRecord<'_>], base_timestamp: i64) -> Vec<u8> {
 
     let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).expect("batch fits i32");
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_COVERED_FROM..]);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    super::reseal_crc(&mut out);
     validate_batch(&out, u32::MAX).expect("build_batch makes valid batches");
     out
 }

@@ -471,6 +471,42 @@ impl PartitionLog {
         leader_epoch: i32,
         now: Instant,
     ) -> Result<AppendInfo, LogError> {
+        let batch_count = self.validate_produced(records)?;
+        self.append_validated_as_leader(storage, records, batch_count, leader_epoch, now)
+    }
+
+    /// What a leader checks of produced batches before anything else reads
+    /// their headers (the producer-state check trusts their counts, as
+    /// Kafka's `analyzeAndValidateRecords` comes before its producer-state
+    /// analysis): whole, sane, within `max.message.bytes`, CRC intact,
+    /// dense, keyed where the log compacts. The number of batches.
+    pub fn validate_produced(&self, records: &[u8]) -> Result<usize, LogError> {
+        let batch_count = validate_batches(records, self.config.max_message_bytes)?;
+        for (_, header) in BatchIter::new(records) {
+            header.check_produced()?;
+        }
+        if self.config.cleanup_policy.compacts() {
+            compaction::check_keys_present(records)?;
+        }
+        Ok(batch_count)
+    }
+
+    /// [`PartitionLog::append_as_leader`] for records that
+    /// [`PartitionLog::validate_produced`] accepted (`batch_count` is its
+    /// answer), so that the CRCs are computed once per produce.
+    pub fn append_validated_as_leader(
+        &mut self,
+        storage: &mut dyn Storage,
+        records: &[u8],
+        batch_count: usize,
+        leader_epoch: i32,
+        now: Instant,
+    ) -> Result<AppendInfo, LogError> {
+        debug_assert_eq!(
+            self.validate_produced(records).ok(),
+            Some(batch_count),
+            "the caller validated these records"
+        );
         assert!(
             leader_epoch >= 0,
             "a leader epoch is non-negative, got {leader_epoch}"
@@ -480,13 +516,6 @@ impl PartitionLog {
                 leader_epoch >= latest,
                 "append with leader epoch {leader_epoch} below the cached epoch {latest}"
             );
-        }
-        let batch_count = validate_batches(records, self.config.max_message_bytes)?;
-        for (_, header) in BatchIter::new(records) {
-            header.check_produced()?;
-        }
-        if self.config.cleanup_policy.compacts() {
-            compaction::check_keys_present(records)?;
         }
         let first_offset = self.log_end_offset();
 

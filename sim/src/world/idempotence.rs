@@ -19,19 +19,14 @@ const INIT_BACKOFF_MS: u64 = 100;
 const PRODUCER_ID_AT: usize = 43;
 const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
-const CRC_AT: usize = 17;
-/// The CRC covers the batch from its attributes on.
-const CRC_COVERED_FROM: usize = 21;
 
 /// Stamps a v2 batch with its producer id, epoch and base sequence and
 /// recomputes its CRC.
 pub(super) fn stamp_batch(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
-    assert!(batch.len() > CRC_COVERED_FROM, "a whole v2 batch");
     batch[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
     batch[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&epoch.to_be_bytes());
     batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    seedlog_core::batch::reseal_crc(batch);
 }
 
 /// A producer's idempotence state.

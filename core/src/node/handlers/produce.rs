@@ -146,6 +146,10 @@ impl<S: Storage> Node<S> {
             .filter(|r| !r.is_empty())
             .ok_or(ResponseError::InvalidRecord.code())?;
         let header = single_batch_header(records)?;
+        let batch_count = p.log.validate_produced(records).map_err(|e| {
+            tracing::debug!(topic, partition, error = %e, "produce rejected");
+            log_error_code(&e)
+        })?;
         if let SequenceCheck::Duplicate {
             first_offset,
             last_offset,
@@ -163,10 +167,13 @@ impl<S: Storage> Node<S> {
                 end_offset: last_offset + 1,
             });
         }
-        match p
-            .log
-            .append_as_leader(&mut self.storage, records, p.leader_epoch, now)
-        {
+        match p.log.append_validated_as_leader(
+            &mut self.storage,
+            records,
+            batch_count,
+            p.leader_epoch,
+            now,
+        ) {
             Ok(info) => {
                 p.producers
                     .record(&header.with_base_offset(info.first_offset));
