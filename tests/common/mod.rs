@@ -32,11 +32,19 @@ impl Broker {
     /// `start`, listening for clients on `listen` (a fixed port lets a
     /// restarted node come back at the same address).
     pub fn start_listening(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seedlog"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_seedlog"));
+        command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn");
+        Broker::spawn(command, data_dir)
+    }
+
+    /// Runs `command` (a `seedlog serve`) and waits for its "listening"
+    /// line.
+    pub fn spawn(mut command: Command, data_dir: &Path) -> Broker {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
