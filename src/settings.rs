@@ -1066,7 +1066,7 @@ mod tests {
         let path = Path::new("x.toml");
         let result = parse_file(path, file)
             .and_then(|t| Resolved::new(&BTreeMap::new(), Some((path, &t)))?.build());
-        format!("{:#}", result.err().expect("refused"))
+        format!("{:#}", result.expect_err("refused"))
     }
 
     #[test]
