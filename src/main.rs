@@ -6,6 +6,7 @@ mod bench;
 mod bench_path;
 mod cluster_cli;
 mod serve;
+mod settings;
 mod sim_bench;
 mod sim_cli;
 mod voters;
@@ -84,20 +85,24 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // `serve`'s settings first: the log format is one of them, and a bad
+    // one is reported before anything starts.
+    let serve = match &cli.command {
+        Command::Serve(args) => Some(args.resolve()?),
+        _ => None,
+    };
     // Logs go to stderr: stdout carries the one "listening" line that
     // scripts and tests parse.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match &cli.command {
-        Command::Serve(args) if args.log_format == serve::LogFormat::Json => {
-            logs.json().init();
-        }
+    match &serve {
+        Some(s) if s.log_format == serve::LogFormat::Json => logs.json().init(),
         _ => logs.init(),
     }
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(_) => serve::run(serve.expect("resolved above")),
         Command::Cluster(ClusterCli {
             command: Some(ClusterCommand::Describe { connect }),
             ..

@@ -1,144 +1,217 @@
-//! `seedlog serve`: flags to a `ServerConfig`, then `seedlog_net::run`.
+//! `seedlog serve`: flags, environment and `--config` file (see
+//! [`crate::settings`]) to a `ServerConfig`, then `seedlog_net::run`.
 //!
 //! Without `--voters` the node is a standalone broker; with it, one node of
 //! a KRaft cluster: a voter (combined broker and controller, listening for
 //! the other voters on `--controller-listen`) if its id is among the voters,
 //! a broker only (an observer) if not.
 
+use crate::settings::{self, Defaults, Resolved, Source, SETTINGS};
 use crate::voters::{Address, Voters};
 use anyhow::{bail, Context};
-use clap::Args;
-use seedlog_core::node::ClusterConfig;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches};
 use seedlog_net::ServerConfig;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-#[derive(Debug, Args)]
+/// `seedlog serve`'s arguments: `--config`, and every setting of
+/// [`SETTINGS`] given as a flag or an environment variable. The clap
+/// arguments are made from the table, so `--help` lists every setting with
+/// its variable and default.
+#[derive(Debug)]
 pub struct ServeArgs {
-    /// Address to listen on; clients are told to connect to the bound
-    /// address (port 0 picks a free port).
-    #[arg(long, env = "SEEDLOG_LISTEN", default_value = "127.0.0.1:9092")]
-    listen: SocketAddr,
-
-    /// Directory holding the logs; created if missing.
-    #[arg(long, env = "SEEDLOG_DATA_DIR", default_value = "./seedlog-data")]
-    data_dir: PathBuf,
-
-    /// A second listener, where the other nodes of a cluster send Raft and
-    /// controller requests; it serves the same protocol as --listen. With
-    /// --voters it defaults to this node's address there.
-    #[arg(long, env = "SEEDLOG_CONTROLLER_LISTEN")]
-    controller_listen: Option<SocketAddr>,
-
-    /// Run as one node of a cluster whose controller quorum is these
-    /// voters, each with its controller listener, as ID@HOST:PORT,...
-    /// (Kafka's `controller.quorum.voters`). A node among them is a voter
-    /// and a broker; a node outside them is a broker only. Absent: a
-    /// standalone broker.
-    #[arg(long, env = "SEEDLOG_VOTERS")]
-    voters: Option<Voters>,
-
-    /// `broker.rack`: this node's availability zone; the replicas of a
-    /// partition spread over racks. Needs --voters.
-    #[arg(long, env = "SEEDLOG_RACK", requires = "voters")]
-    rack: Option<String>,
-
-    /// `node.id` of this broker.
-    #[arg(long, env = "SEEDLOG_NODE_ID", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..))]
-    node_id: i32,
-
-    /// Partitions of an auto-created topic (`num.partitions`).
-    #[arg(long, env = "SEEDLOG_NUM_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
-    num_partitions: i32,
-
-    /// Do not create topics on first Metadata or Produce.
-    #[arg(long, env = "SEEDLOG_NO_AUTO_CREATE_TOPICS")]
-    no_auto_create_topics: bool,
-
-    /// Acknowledge produce requests from the page cache, before fsync
-    /// (Kafka's default; faster, but a power cut can lose acked records).
-    #[arg(long, env = "SEEDLOG_NO_FLUSH_BEFORE_ACK")]
-    no_flush_before_ack: bool,
-
-    /// How long a consumer group that was empty waits for more members
-    /// before its first rebalance completes (`group.initial.rebalance.delay.ms`).
-    #[arg(
-        long,
-        env = "SEEDLOG_GROUP_INITIAL_REBALANCE_DELAY_MS",
-        default_value_t = 3000
-    )]
-    group_initial_rebalance_delay_ms: u64,
-
-    /// Serve Prometheus metrics at http://HOST:PORT/metrics (requests and
-    /// latency per API, bytes in and out, connections, partitions led,
-    /// under-replicated and offline, ISR shrinks and expands). Off unless
-    /// given; port 0 picks a free port.
-    #[arg(long, env = "SEEDLOG_METRICS_LISTEN", value_name = "HOST:PORT")]
-    metrics_listen: Option<SocketAddr>,
-
-    /// Log lines on stderr as plain text or as one JSON object each.
-    #[arg(long, env = "SEEDLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    config: Option<PathBuf>,
+    print_config: bool,
+    /// Settings given by flag or environment (clap lets the flag win).
+    given: BTreeMap<&'static str, (Source, String)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Shorthands kept from before the config file: `--no-X` is `--X false`.
+const NEGATIVE_FLAGS: &[(&str, &str)] = &[
+    ("no-auto-create-topics", "auto_create_topics"),
+    ("no-flush-before-ack", "flush_before_ack"),
+];
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let defaults = Defaults::builtin();
+        let mut cmd = cmd
+            .after_help(
+                "Every setting is also a key of the --config file (the flag's name with _ for -) \
+                 and an environment variable; a flag beats the environment, which beats the \
+                 file, which beats the default. seedlog.example.toml lists them all.",
+            )
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .env("SEEDLOG_CONFIG")
+                    .value_name("FILE.toml")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Read settings from this TOML file (one `key = value` per setting)."),
+            )
+            .arg(
+                Arg::new("print_config")
+                    .long("print-config")
+                    .action(ArgAction::SetTrue)
+                    .help("Print the settings in effect, each with where it came from, and exit."),
+            );
+        for setting in SETTINGS {
+            let mut arg = Arg::new(setting.key)
+                .long(setting.flag())
+                .env(setting.env())
+                .value_name(setting.kind.value_name())
+                .help(format!("{} [allowed: {}]", setting.help, setting.allowed()));
+            arg = match (setting.default)(&defaults) {
+                // Shown by --help; a value clap fills in from it counts
+                // as not given, so the file can still set it.
+                Some(default) => arg.default_value(default),
+                None => arg,
+            };
+            cmd = cmd.arg(arg);
+        }
+        for (flag, key) in NEGATIVE_FLAGS {
+            cmd = cmd.arg(
+                Arg::new(*flag)
+                    .long(*flag)
+                    .action(ArgAction::SetTrue)
+                    .help(format!("Same as --{} false.", key.replace('_', "-"))),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for ServeArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = BTreeMap::new();
+        for setting in SETTINGS {
+            let source = match m.value_source(setting.key) {
+                Some(ValueSource::CommandLine) => Source::Flag,
+                Some(ValueSource::EnvVariable) => Source::Env,
+                _ => continue,
+            };
+            let value = m
+                .get_one::<String>(setting.key)
+                .expect("a value from its source");
+            given.insert(setting.key, (source, value.clone()));
+        }
+        for (flag, key) in NEGATIVE_FLAGS {
+            if !m.get_flag(flag) {
+                continue;
+            }
+            // Over the environment, as any flag; not with its own flag.
+            if given
+                .get(key)
+                .is_some_and(|(source, _)| *source == Source::Flag)
+            {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--{flag} and --{} both given\n", key.replace('_', "-")),
+                ));
+            }
+            given.insert(*key, (Source::Flag, "false".to_string()));
+        }
+        Ok(ServeArgs {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            print_config: m.get_flag("print_config"),
+            given,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = ServeArgs::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-impl ServeArgs {
-    fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        let mut config = ServerConfig::new(self.listen, self.data_dir.clone());
-        config.node.node_id = self.node_id;
-        config.node.num_partitions = self.num_partitions;
-        config.node.auto_create_topics = !self.no_auto_create_topics;
-        config.node.flush_before_ack = !self.no_flush_before_ack;
-        config.node.group_initial_rebalance_delay_ms = self.group_initial_rebalance_delay_ms;
-        config.controller_listen = self.controller_listen;
-        config.metrics_listen = self.metrics_listen;
-        if let Some(voters) = &self.voters {
-            config.controller_listen = self.controller_listen_in(voters)?;
-            let mut cluster = ClusterConfig::new(voters.0.clone());
-            cluster.rack.clone_from(&self.rack);
-            config.node.cluster = Some(cluster);
-        }
-        Ok(config)
-    }
+/// `serve`'s settings resolved: what to run and how to log.
+pub struct Serve {
+    pub config: ServerConfig,
+    pub log_format: LogFormat,
+    /// `--print-config`: the settings to print instead of serving.
+    pub print: Option<String>,
+}
 
-    /// Where this node listens for its peers. A voter: where the others
-    /// will connect, as --voters says. A node outside --voters is a broker
-    /// only (a KRaft observer): no voter calls it on that listener, and
-    /// replicas fetch from its --listen address, so it needs none.
-    fn controller_listen_in(&self, voters: &Voters) -> anyhow::Result<Option<SocketAddr>> {
-        let id = self.node_id;
-        let Some(me) = voters.0.get(&id) else {
-            return Ok(self.controller_listen);
+impl ServeArgs {
+    /// Resolves flags, environment, file and defaults into a config.
+    pub fn resolve(&self) -> anyhow::Result<Serve> {
+        let file = match &self.config {
+            Some(path) => Some((path.as_path(), settings::read_file(path)?)),
+            None => None,
         };
-        let entry = format!("{id}@{}", Address(me));
-        match self.controller_listen {
-            Some(listen) if listen.port() != me.port => bail!(
-                "--controller-listen {listen} does not match this node's entry {entry} in --voters: \
-                 the other nodes would connect to port {}",
-                me.port
-            ),
-            Some(listen) => Ok(Some(listen)),
-            None => {
-                let ip: IpAddr = me.host.parse().with_context(|| {
-                    format!(
-                        "this node's entry {entry} in --voters names a host, not an IP address: \
-                         give --controller-listen IP:{}",
-                        me.port
-                    )
-                })?;
-                Ok(Some(SocketAddr::new(ip, me.port)))
-            }
+        let resolved = Resolved::new(
+            &self.given,
+            file.as_ref().map(|(path, table)| (*path, table)),
+        )?;
+        let (mut config, log_format) = resolved.build()?;
+        if let Some(cluster) = &config.node.cluster {
+            let voters = Voters(cluster.voters.clone());
+            config.controller_listen =
+                controller_listen_in(config.node.node_id, config.controller_listen, &voters)?;
+        }
+        let log_format = match log_format.as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        };
+        Ok(Serve {
+            config,
+            log_format,
+            print: self.print_config.then(|| resolved.to_toml()),
+        })
+    }
+}
+
+/// Where this node listens for its peers. A voter: where the others
+/// will connect, as `voters` says. A node outside `voters` is a broker
+/// only (a KRaft observer): no voter calls it on that listener, and
+/// replicas fetch from its `listen` address, so it needs none.
+fn controller_listen_in(
+    id: i32,
+    controller_listen: Option<SocketAddr>,
+    voters: &Voters,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(me) = voters.0.get(&id) else {
+        return Ok(controller_listen);
+    };
+    let entry = format!("{id}@{}", Address(me));
+    match controller_listen {
+        Some(listen) if listen.port() != me.port => bail!(
+            "--controller-listen {listen} does not match this node's entry {entry} in --voters: \
+             the other nodes would connect to port {}",
+            me.port
+        ),
+        Some(listen) => Ok(Some(listen)),
+        None => {
+            let ip: IpAddr = me.host.parse().with_context(|| {
+                format!(
+                    "this node's entry {entry} in --voters names a host, not an IP address: \
+                     give --controller-listen IP:{}",
+                    me.port
+                )
+            })?;
+            Ok(Some(SocketAddr::new(ip, me.port)))
         }
     }
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.server_config()?;
+pub fn run(serve: Serve) -> anyhow::Result<()> {
+    if let Some(printed) = serve.print {
+        print!("{printed}");
+        return Ok(());
+    }
+    let config = serve.config;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("seedlog-net")
@@ -184,7 +257,7 @@ mod tests {
 
     fn config(args: &[&str]) -> anyhow::Result<ServerConfig> {
         let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
-        cli.serve.server_config()
+        Ok(cli.serve.resolve()?.config)
     }
 
     fn error(args: &[&str]) -> String {

@@ -683,6 +683,89 @@ fn a_crashed_leader_is_replaced_and_acknowledged_writes_survive() {
     assert_eq!(leo, 60, "the restarted replica caught up");
 }
 
+/// A restarted node rebuilds its metadata image from the log. Until it has
+/// read up to its own registration it must not describe the cluster from
+/// the partial image: the soak saw librdkafka drop a topic ("partition
+/// count changed from 3 to 0") after a restarted broker answered
+/// UNKNOWN_TOPIC_OR_PARTITION for it, and an idempotent producer stall for
+/// good (librdkafka decommissions every broker a Metadata answer leaves
+/// out). Every answer is either the whole view or the startup answer (no
+/// brokers and no topics, which clients retry), never anything between.
+#[test]
+fn a_restarted_broker_serves_no_partial_metadata_before_it_caught_up() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(5));
+    for topic in ["a", "b", "events"] {
+        assert_eq!(h.create_topic(1, topic, 3, 3, "2").topics[0].error_code, 0);
+    }
+    h.wait_for_leaders(1, "events", 3);
+    h.crash(3);
+    h.run_for(Duration::from_secs(1));
+    h.restart(3);
+    let lna = kafka_protocol::ResponseError::LeaderNotAvailable.code();
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_static_str("events"))))]));
+    let (mut starting, mut whole) = (0, 0);
+    for _ in 0..500 {
+        let answer = h.call(
+            3,
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(request.clone()),
+            Duration::from_secs(1),
+        );
+        let Some(ResponseKind::Metadata(m)) = answer else {
+            panic!("metadata: {answer:?}");
+        };
+        if m.brokers.is_empty() {
+            assert!(m.topics.is_empty(), "before the catch-up: {m:?}");
+            assert_eq!(m.controller_id.0, -1, "{m:?}");
+            // DescribeTopicPartitions has no such answer: a retriable
+            // error rather than "no such topic".
+            let request = DescribeTopicPartitionsRequest::default().with_topics(vec![
+                describe_topic_partitions_request::TopicRequest::default()
+                    .with_name(TopicName(StrBytes::from_static_str("events"))),
+            ]);
+            let answer = h.call(
+                3,
+                ApiKey::DescribeTopicPartitions,
+                0,
+                RequestKind::DescribeTopicPartitions(request),
+                Duration::from_secs(1),
+            );
+            if let Some(ResponseKind::DescribeTopicPartitions(d)) = answer {
+                let code = d.topics[0].error_code;
+                assert!(code == lna || code == 0, "{d:?}");
+            }
+            starting += 1;
+        } else {
+            assert_eq!(m.topics.len(), 1, "{m:?}");
+            let topic = &m.topics[0];
+            assert_eq!(m.brokers.len(), 3, "a partial broker list: {m:?}");
+            assert_eq!(topic.error_code, 0, "{m:?}");
+            assert_eq!(topic.partitions.len(), 3, "a partial topic: {m:?}");
+            whole += 1;
+            if whole >= 3 {
+                break;
+            }
+        }
+        h.run_for(Duration::from_millis(2));
+    }
+    assert!(starting > 0, "the first answers come before the catch-up");
+    assert!(
+        whole >= 3,
+        "the restarted node catches up ({starting} startup answers)"
+    );
+    let status = h.node(3).cluster_status().expect("a cluster node");
+    assert!(
+        status.broker_caught_up && status.broker_running,
+        "{status:?}"
+    );
+}
+
 /// Seeded rounds of: produce acks=all to whoever leads, crash one node
 /// (power cut: unsynced writes lost), produce more, restart it. After the
 /// last round every acknowledged value must be readable from the leader, in

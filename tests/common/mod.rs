@@ -22,6 +22,17 @@ pub struct Broker {
     pub preamble: Vec<String>,
 }
 
+/// `seedlog serve` on `listen` with its data in `data_dir`, logging warnings.
+fn serve_command(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_seedlog"));
+    command
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .args(extra_args)
+        .env("RUST_LOG", "warn");
+    command
+}
+
 impl Broker {
     /// Starts `seedlog serve` on an ephemeral loopback port and waits for
     /// its "listening" line.
@@ -32,23 +43,22 @@ impl Broker {
     /// `start`, listening for clients on `listen` (a fixed port lets a
     /// restarted node come back at the same address).
     pub fn start_listening(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Broker {
-        Broker::spawn(data_dir, listen, extra_args, Stdio::inherit())
+        Broker::spawn(serve_command(data_dir, listen, extra_args), data_dir)
     }
 
     /// `start`, with the broker's log (stderr, level warn) going to `log`.
     pub fn start_logging_to(data_dir: &Path, extra_args: &[&str], log: &Path) -> Broker {
         let log = std::fs::File::create(log).expect("log file");
-        Broker::spawn(data_dir, "127.0.0.1:0", extra_args, Stdio::from(log))
+        let mut command = serve_command(data_dir, "127.0.0.1:0", extra_args);
+        command.stderr(Stdio::from(log));
+        Broker::spawn(command, data_dir)
     }
 
-    fn spawn(data_dir: &Path, listen: &str, extra_args: &[&str], stderr: Stdio) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seedlog"))
-            .args(["serve", "--listen", listen, "--data-dir"])
-            .arg(data_dir)
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
+    /// Runs `command` (a `seedlog serve`) and waits for its "listening"
+    /// line.
+    pub fn spawn(mut command: Command, data_dir: &Path) -> Broker {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
             .expect("seedlog serve starts");
         let stdout = child.stdout.take().expect("piped stdout");

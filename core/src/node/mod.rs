@@ -21,6 +21,7 @@ pub use api_versions::{api_versions_unsupported_response, supports, supports_pee
 pub use cluster::ClusterStatus;
 pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
+pub use topics::PARTITIONS_PER_TOPIC_MAX;
 
 use crate::group::Coordinator;
 use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;

@@ -55,6 +55,13 @@ pub struct BrokerLifecycle {
     /// a restarted broker leads and follows nothing, whatever its stale
     /// local log says.
     caught_up: bool,
+    /// Caught up and unfenced once since this process started (KRaft's
+    /// RECOVERY -> RUNNING). Only then does it describe the cluster to
+    /// clients: Kafka's broker opens its client listeners at this point,
+    /// and before it a restarted node's image is a past state of the
+    /// cluster still being replayed (missing brokers and topics, this
+    /// broker itself fenced).
+    running: bool,
 }
 
 impl BrokerLifecycle {
@@ -71,6 +78,7 @@ impl BrokerLifecycle {
             shutdown_ready: false,
             shutdown_failures: 0,
             caught_up: false,
+            running: false,
         }
     }
 
@@ -98,6 +106,16 @@ impl BrokerLifecycle {
 
     pub fn is_fenced(&self) -> bool {
         self.fenced
+    }
+
+    /// Whether the image has been read up to this broker's registration.
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// Whether it has been caught up and unfenced since it started.
+    pub fn is_running(&self) -> bool {
+        self.running
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -326,6 +344,7 @@ impl<S: Storage> Node<S> {
             );
             self.cluster_mut().broker.caught_up = true;
         }
+        self.note_running();
         for topic in reconfigured {
             if self.topics.contains(&topic) {
                 let overrides = topic_overrides(&self.cluster().image, &topic);
@@ -337,6 +356,30 @@ impl<S: Storage> Node<S> {
         }
         if (changed && self.cluster().broker.caught_up) || just_caught_up {
             self.reconcile_replicas();
+        }
+    }
+
+    /// RECOVERY -> RUNNING once the image shows this broker, at its
+    /// current epoch, unfenced (which the controller does only once the
+    /// heartbeats say it caught up).
+    fn note_running(&mut self) {
+        let self_id = self.config.node_id;
+        let cluster = self.cluster();
+        let broker = &cluster.broker;
+        if broker.running || !broker.caught_up {
+            return;
+        }
+        let unfenced = cluster
+            .image
+            .brokers
+            .get(&self_id)
+            .is_some_and(|b| Some(b.epoch) == broker.epoch && !b.fenced);
+        if unfenced {
+            tracing::info!(
+                epoch = broker.epoch,
+                "caught up and unfenced: serving clients metadata"
+            );
+            self.cluster_mut().broker.running = true;
         }
     }
 

@@ -33,6 +33,11 @@ impl<S: Storage> Node<S> {
         group_id: &str,
     ) -> Result<CoordinatorEntry, i16> {
         let unavailable = ResponseError::CoordinatorNotAvailable.code();
+        if !self.metadata_caught_up() {
+            // A partial image may name a stale coordinator, or lack the
+            // offsets topic and have it created again.
+            return Err(unavailable);
+        }
         let partition = self.groups.partition_for(group_id);
         let image = &self.cluster().image;
         let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {

@@ -17,8 +17,23 @@ use kafka_protocol::ResponseError;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 impl<S: Storage> Node<S> {
-    /// The brokers clients may talk to: registered and not fenced.
+    /// Whether this broker describes the cluster to clients: it has
+    /// replayed the metadata log up to its own registration and the
+    /// controller has unfenced it since it started (see
+    /// `BrokerLifecycle::running`). Before that it answers as a broker in
+    /// its startup phase does (`cluster_metadata`).
+    pub(in crate::node) fn metadata_caught_up(&self) -> bool {
+        self.cluster().broker.is_running()
+    }
+
+    /// The brokers clients may talk to: registered and not fenced. None
+    /// before the catch-up: clients keep what they knew on an answer
+    /// without brokers (see `cluster_metadata`), where a partial list
+    /// would replace it.
     pub(in crate::node) fn cluster_brokers(&self) -> Vec<MetadataResponseBroker> {
+        if !self.metadata_caught_up() {
+            return Vec::new();
+        }
         self.cluster()
             .image
             .brokers
@@ -37,8 +52,12 @@ impl<S: Storage> Node<S> {
             .collect()
     }
 
-    /// The active controller as clients see it (-1 while unknown).
+    /// The active controller as clients see it (-1 while unknown, and
+    /// before the catch-up, with no brokers to name it among).
     pub(in crate::node) fn cluster_controller_id(&self) -> i32 {
+        if !self.metadata_caught_up() {
+            return -1;
+        }
         self.cluster().quorum.leader_id().unwrap_or(-1)
     }
 
@@ -53,6 +72,18 @@ impl<S: Storage> Node<S> {
             .with_cluster_id(Some(str_bytes(&self.config.cluster_id)))
             .with_controller_id(self.cluster_controller_id().into())
             .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        if !self.metadata_caught_up() {
+            // No brokers and no topics, whatever was asked: whether a topic
+            // exists is not known yet, so none is described from the
+            // partial image and none is auto-created. Every client reads
+            // this answer as "ask again": librdkafka retries a response
+            // with neither brokers nor topics and otherwise decommissions
+            // every broker the response leaves out (the soak's stalled
+            // producer) and drops a topic answered UNKNOWN_TOPIC_OR_PARTITION
+            // ("partition count changed from 3 to 0"); Java's client and
+            // kafka-python ignore any answer without brokers.
+            return response;
+        }
         let image = &self.cluster().image;
         if all_topics {
             response.topics = image.topics.values().map(describe).collect();

@@ -67,6 +67,11 @@ pub struct ClusterStatus {
     pub controller_active: bool,
     pub broker_epoch: Option<i64>,
     pub broker_fenced: bool,
+    /// The broker has replayed the metadata log up to its registration.
+    pub broker_caught_up: bool,
+    /// Caught up and unfenced since it started: it describes the cluster
+    /// to clients.
+    pub broker_running: bool,
     /// The offset of the last metadata record the broker applied.
     pub metadata_offset: i64,
     pub registered_brokers: Vec<i32>,
@@ -83,6 +88,8 @@ impl Cluster {
             controller_active: self.controller.is_active(),
             broker_epoch: self.broker.epoch(),
             broker_fenced: self.broker.is_fenced(),
+            broker_caught_up: self.broker.is_caught_up(),
+            broker_running: self.broker.is_running(),
             metadata_offset: self.image.last_applied_offset,
             registered_brokers: self.image.brokers.keys().copied().collect(),
             unfenced_brokers: self

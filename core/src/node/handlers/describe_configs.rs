@@ -82,6 +82,15 @@ impl<S: Storage> Node<S> {
         // A cluster node may host no partition of the topic: the committed
         // metadata is the truth there.
         let overrides = match &self.cluster {
+            Some(_) if !self.metadata_caught_up() => {
+                return Err((
+                    ResponseError::LeaderNotAvailable.code(),
+                    format!(
+                        "broker {} is still catching up with the metadata log",
+                        self.config.node_id
+                    ),
+                ));
+            }
             Some(cluster) => {
                 cluster.image.topic_by_name(name).ok_or_else(unknown)?;
                 cluster

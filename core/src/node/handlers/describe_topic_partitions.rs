@@ -60,7 +60,14 @@ impl<S: Storage> Node<S> {
                 .with_is_internal(name.starts_with("__"))
                 .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
             let Some(described) = self.describe_partitions(&name) else {
-                topic.error_code = ResponseError::UnknownTopicOrPartition.code();
+                // Before the metadata catch-up whether the topic exists is
+                // not known yet: a transient error, not "no such topic".
+                let starting = self.cluster.is_some() && !self.metadata_caught_up();
+                topic.error_code = if starting {
+                    ResponseError::LeaderNotAvailable.code()
+                } else {
+                    ResponseError::UnknownTopicOrPartition.code()
+                };
                 response.topics.push(topic);
                 continue;
             };
@@ -91,6 +98,9 @@ impl<S: Storage> Node<S> {
 
     fn describe_partitions(&self, name: &str) -> Option<Described> {
         if let Some(cluster) = &self.cluster {
+            if !self.metadata_caught_up() {
+                return None;
+            }
             let topic = cluster.image.topic_by_name(name)?;
             let partitions = topic
                 .partitions
