@@ -4,7 +4,7 @@
 //! The final log is read after the liveness phase healed every fault, so
 //! "never read" is a definite verdict, not a timeout.
 
-use crate::history::{ConsumerEvent, History, SendId, SendOutcome, Tp};
+use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -38,11 +38,27 @@ pub struct HistoryRules {
 /// that could be read. A partition absent from `log` (offline at the end of
 /// a cluster run, which the liveness checkers report) is not judged for
 /// reads and lost writes: what it holds is unknown, not empty.
+///
+/// Offsets below a partition's `log_start` (deleted by retention before the
+/// final read) or below what the history forgot (`History::judged_from`)
+/// are not judged: nothing holds them any more. Without retention both
+/// are 0.
+///
+/// `nonmonotonic_poll` and `poll_skip` are judged as reads happen
+/// ([`PollOrder`]), and so is `nonmonotonic_send` without idempotence
+/// ([`SendOrder`], in acknowledgement order): the history may forget
+/// what they looked at.
 pub fn check_history(
     history: &History,
     log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>,
+    log_start: &BTreeMap<Tp, i64>,
     rules: HistoryRules,
 ) -> Findings {
+    let judged_from = |tp: &Tp| {
+        history
+            .judged_from(tp)
+            .max(log_start.get(tp).copied().unwrap_or(0))
+    };
     let mut f = Findings::default();
     let first = |f: &mut Findings, checker: &'static str, message: String| {
         // One message per checker is enough to act on; count the rest.
@@ -83,7 +99,7 @@ pub fn check_history(
             ..
         } = event
         {
-            if !log.contains_key(tp) {
+            if !log.contains_key(tp) || *offset < judged_from(tp) {
                 continue;
             }
             match at_offset.get(&(tp, *offset)) {
@@ -130,7 +146,7 @@ pub fn check_history(
         .collect();
     f.duplicates = f.duplicate_values.len() as u64;
     for value in offsets_of.keys() {
-        if !history.value_owner.contains_key(*value) {
+        if history.owner_of(value).is_none() {
             first(
                 &mut f,
                 "inconsistent_offsets",
@@ -143,13 +159,14 @@ pub fn check_history(
     }
 
     // lost_write: acknowledged with acks=1/all, absent from the final log.
-    for send in &history.sends {
+    for send in history.sends() {
         let SendOutcome::Acked { offset } = send.outcome else {
             continue;
         };
         assert_ne!(send.acks, 0, "acks=0 sends are never acknowledged");
         let tp = (send.topic.clone(), send.partition);
-        if !log.contains_key(&tp) {
+        if !log.contains_key(&tp) || offset < judged_from(&tp) {
+            // Retention may have deleted some of its records.
             continue;
         }
         if rules.leader_acks_may_be_lost && send.acks == 1 {
@@ -196,60 +213,82 @@ pub fn check_history(
         }
     }
 
-    // nonmonotonic_send: per producer and partition, in acknowledgement
-    // order, offsets increase.
-    let mut last_acked: BTreeMap<(u32, &str, i32), (i64, u64)> = BTreeMap::new();
-    // With idempotence Kafka promises more, and differently: a producer's
-    // batches to a partition land in the order it sent them, while their
-    // acknowledgements may come out of that order (a retry's first attempt
-    // landed and its answer was lost: the retry is acknowledged as a
-    // duplicate, at its original offset, after later batches were).
-    let mut order: Vec<SendId> = history.ack_order.clone();
+    // nonmonotonic_send with idempotence: Kafka promises more, and
+    // differently: a producer's batches to a partition land in the order
+    // it sent them, while their acknowledgements may come out of that
+    // order (a retry's first attempt landed and its answer was lost: the
+    // retry is acknowledged as a duplicate, at its original offset, after
+    // later batches were). So in send order, here; without idempotence in
+    // acknowledgement order, as the acks arrive.
     if rules.idempotent {
+        let mut order: Vec<SendId> = history.ack_order.clone();
         order.sort_unstable();
-    }
-    let verb = if rules.idempotent {
-        "sent"
-    } else {
-        "acknowledged"
-    };
-    let acked = order
-        .iter()
-        .map(|id| {
-            let send = history.send(*id);
-            let SendOutcome::Acked { offset } = send.outcome else {
-                unreachable!("ack_order holds acknowledged sends only")
-            };
-            (send, offset)
-        })
-        .filter(|(send, _)| !(rules.leader_acks_may_be_lost && send.acks == 1))
-        // A send re-sequenced under a new producer id has no order with
-        // the sends of the old one.
-        .filter(|(send, _)| !(rules.idempotent && send.resequenced));
-    for (send, offset) in acked {
-        let key = (send.producer, send.topic.as_str(), send.partition);
-        if let Some((previous, previous_id)) = last_acked.get(&key) {
-            if offset <= *previous {
-                first(
-                    &mut f,
-                    "nonmonotonic_send",
-                    format!(
-                        "producer {} {}-{}: send {} ({verb} after send {previous_id}) is at offset {offset}, not above {previous_id}'s {previous}",
-                        send.producer, send.topic, send.partition, send.id
-                    ),
-                );
+        let mut sends = SendOrder::default();
+        for id in order {
+            if let Some(message) = sends.acked(history.send(id), rules) {
+                first(&mut f, "nonmonotonic_send", message);
             }
         }
-        last_acked.insert(key, (offset, send.id));
     }
+    f
+}
 
-    // nonmonotonic_poll / poll_skip: a consumer's reads of a partition go up
-    // one offset at a time, unless it seeked.
-    let mut last_read: BTreeMap<(u32, &Tp), Option<i64>> = BTreeMap::new();
-    for event in &history.consumer_events {
+/// `nonmonotonic_send`: per producer and partition, offsets increase, in
+/// acknowledgement order (or send order with idempotence, see
+/// `check_history`). Fed one acknowledged send at a time.
+#[derive(Debug, Default)]
+pub struct SendOrder {
+    /// (producer, topic, partition) -> (offset, send) of the last one.
+    last_acked: BTreeMap<(u32, String, i32), (i64, SendId)>,
+}
+
+impl SendOrder {
+    /// Judges the next acknowledged send; the violation's message if any.
+    pub fn acked(&mut self, send: &SendOp, rules: HistoryRules) -> Option<String> {
+        let SendOutcome::Acked { offset } = send.outcome else {
+            unreachable!("only acknowledged sends are ordered")
+        };
+        if rules.leader_acks_may_be_lost && send.acks == 1 {
+            return None;
+        }
+        // A send re-sequenced under a new producer id has no order with
+        // the sends of the old one.
+        if rules.idempotent && send.resequenced {
+            return None;
+        }
+        let verb = if rules.idempotent {
+            "sent"
+        } else {
+            "acknowledged"
+        };
+        let key = (send.producer, send.topic.clone(), send.partition);
+        let previous = self.last_acked.insert(key, (offset, send.id));
+        let (previous, previous_id) = previous?;
+        (offset <= previous).then(|| {
+            format!(
+                "producer {} {}-{}: send {} ({verb} after send {previous_id}) is at offset {offset}, not above {previous_id}'s {previous}",
+                send.producer, send.topic, send.partition, send.id
+            )
+        })
+    }
+}
+
+/// `nonmonotonic_poll` / `poll_skip`: a consumer's reads of a partition go
+/// up one offset at a time, unless it seeked. Fed the consumer events in
+/// the order they happen.
+#[derive(Debug, Default)]
+pub struct PollOrder {
+    /// (consumer, partition) -> the offset it read last (None after a seek).
+    last_read: BTreeMap<(u32, Tp), Option<i64>>,
+}
+
+impl PollOrder {
+    /// Judges the next consumer event: (checker, message) if it breaks one.
+    pub fn event(&mut self, event: &ConsumerEvent) -> Option<(&'static str, String)> {
         match event {
             ConsumerEvent::Seek { consumer, tp, .. } => {
-                last_read.insert((*consumer, tp), None);
+                self.last_read.insert((*consumer, tp.clone()), None);
+                None
             }
             ConsumerEvent::Read {
                 consumer,
@@ -257,30 +296,22 @@ pub fn check_history(
                 offset,
                 ..
             } => {
-                let previous = last_read.insert((*consumer, tp), Some(*offset)).flatten();
-                if let Some(previous) = previous {
-                    if *offset <= previous {
-                        first(
-                            &mut f,
-                            "nonmonotonic_poll",
-                            format!(
-                                "consumer {consumer} {}-{}: read offset {offset} after {previous}",
-                                tp.0, tp.1
-                            ),
-                        );
-                    } else if *offset != previous + 1 {
-                        first(
-                            &mut f,
-                            "poll_skip",
-                            format!(
-                                "consumer {consumer} {}-{}: read offset {offset} after {previous}",
-                                tp.0, tp.1
-                            ),
-                        );
-                    }
+                let previous = self
+                    .last_read
+                    .insert((*consumer, tp.clone()), Some(*offset))
+                    .flatten()?;
+                let message = format!(
+                    "consumer {consumer} {}-{}: read offset {offset} after {previous}",
+                    tp.0, tp.1
+                );
+                if *offset <= previous {
+                    Some(("nonmonotonic_poll", message))
+                } else if *offset != previous + 1 {
+                    Some(("poll_skip", message))
+                } else {
+                    None
                 }
             }
         }
     }
-    f
 }

@@ -121,6 +121,19 @@ impl Mirror {
             return None;
         }
         self.synced = Some((log_start, log_end));
+        // Retention deleted the oldest segments: forget their batches (and
+        // paths). Not a loss that invalidates comparisons above it, so the
+        // generation stays.
+        while let Some(entry) = self.batches.first_entry() {
+            if entry.get().last_offset >= log_start {
+                break;
+            }
+            entry.remove();
+        }
+        if let Some((_, first)) = self.batches.first_key_value() {
+            let keep = self.paths.split_off(&first.segment);
+            self.paths = keep;
+        }
         let mut dropped_from = None;
         // Walk back from the newest batch to one the log still holds.
         while let Some((&base, sig)) = self.batches.last_key_value() {
@@ -314,6 +327,22 @@ impl ReplicaChecks {
                 self.epoch_leader[tp].insert(epoch, b);
                 None
             }
+        }
+    }
+
+    /// Retention deleted partition `tp` below `floor` on every replica:
+    /// the committed batches there can be compared with no one any more.
+    pub(super) fn forget_below(&mut self, tp: usize, floor: i64) {
+        let committed = &mut self.committed[tp];
+        let keep = committed.split_off(&floor);
+        // A batch that straddles the floor stays: a replica may still hold it.
+        let straddling = committed
+            .last_key_value()
+            .filter(|(_, (_, sig))| sig.last_offset >= floor)
+            .map(|(base, entry)| (*base, *entry));
+        *committed = keep;
+        if let Some((base, entry)) = straddling {
+            committed.insert(base, entry);
         }
     }
 
