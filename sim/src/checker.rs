@@ -5,7 +5,12 @@
 //! "never read" is a definite verdict, not a timeout.
 
 use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
+
+/// Value -> where the final log holds it.
+type ValueMap<'a> = HashMap<&'a [u8], Vec<(&'a Tp, i64)>, BuildHasherDefault<DefaultHasher>>;
 
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -72,10 +77,9 @@ pub fn check_history(
     };
 
     // inconsistent_offsets: the final log and every read agree per offset.
-    let mut at_offset: BTreeMap<(&Tp, i64), &[u8]> = BTreeMap::new();
     for (tp, records) in log {
         let mut expected = records.first().map(|(o, _)| *o);
-        for (offset, value) in records {
+        for (offset, _) in records {
             if Some(*offset) != expected {
                 first(
                     &mut f,
@@ -87,9 +91,15 @@ pub fn check_history(
                 );
             }
             expected = Some(offset + 1);
-            at_offset.insert((tp, *offset), value);
         }
     }
+    // The final read goes up one offset at a time: each partition's records
+    // are sorted by offset, searched rather than copied into a map.
+    let at_offset = |tp: &Tp, offset: i64| -> Option<&[u8]> {
+        let records = log.get(tp)?;
+        let i = records.binary_search_by_key(&offset, |(o, _)| *o).ok()?;
+        Some(records[i].1.as_slice())
+    };
     for event in &history.consumer_events {
         if let ConsumerEvent::Read {
             consumer,
@@ -102,8 +112,8 @@ pub fn check_history(
             if !log.contains_key(tp) || *offset < judged_from(tp) {
                 continue;
             }
-            match at_offset.get(&(tp, *offset)) {
-                Some(v) if *v == value.as_slice() => {}
+            match at_offset(tp, *offset) {
+                Some(v) if v == value.as_slice() => {}
                 Some(v) => first(
                     &mut f,
                     "inconsistent_offsets",
@@ -129,8 +139,11 @@ pub fn check_history(
         }
     }
 
-    // Where each value ended up.
-    let mut offsets_of: BTreeMap<&[u8], Vec<(&Tp, i64)>> = BTreeMap::new();
+    // Where each value ended up. Hashed (with fixed keys: nothing here
+    // depends on the seed of a process); what is reported is sorted, so
+    // the messages are those of an ordered map.
+    let mut offsets_of: ValueMap<'_> = HashMap::default();
+    offsets_of.reserve(log.values().map(Vec::len).sum());
     for (tp, records) in log {
         for (offset, value) in records {
             offsets_of
@@ -144,18 +157,23 @@ pub fn check_history(
         .filter(|(_, at)| at.len() > 1)
         .map(|(v, _)| v.to_vec())
         .collect();
+    f.duplicate_values.sort_unstable();
     f.duplicates = f.duplicate_values.len() as u64;
-    for value in offsets_of.keys() {
-        if history.owner_of(value).is_none() {
-            first(
-                &mut f,
-                "inconsistent_offsets",
-                format!(
-                    "the log holds {:?}, which no producer sent",
-                    String::from_utf8_lossy(value)
-                ),
-            );
-        }
+    let mut unowned: Vec<&[u8]> = offsets_of
+        .keys()
+        .copied()
+        .filter(|v| history.owner_of(v).is_none())
+        .collect();
+    unowned.sort_unstable();
+    for value in unowned {
+        first(
+            &mut f,
+            "inconsistent_offsets",
+            format!(
+                "the log holds {:?}, which no producer sent",
+                String::from_utf8_lossy(value)
+            ),
+        );
     }
 
     // lost_write: acknowledged with acks=1/all, absent from the final log.
@@ -238,8 +256,9 @@ pub fn check_history(
 /// `check_history`). Fed one acknowledged send at a time.
 #[derive(Debug, Default)]
 pub struct SendOrder {
-    /// (producer, topic, partition) -> (offset, send) of the last one.
-    last_acked: BTreeMap<(u32, String, i32), (i64, SendId)>,
+    /// (producer, partition) -> topic -> (offset, send) of the last one.
+    /// Nested so that an ack looks its topic up by reference.
+    last_acked: BTreeMap<(u32, i32), BTreeMap<String, (i64, SendId)>>,
 }
 
 impl SendOrder {
@@ -261,9 +280,18 @@ impl SendOrder {
         } else {
             "acknowledged"
         };
-        let key = (send.producer, send.topic.clone(), send.partition);
-        let previous = self.last_acked.insert(key, (offset, send.id));
-        let (previous, previous_id) = previous?;
+        let topics = self
+            .last_acked
+            .entry((send.producer, send.partition))
+            .or_default();
+        let previous = match topics.get_mut(send.topic.as_str()) {
+            Some(last) => std::mem::replace(last, (offset, send.id)),
+            None => {
+                topics.insert(send.topic.clone(), (offset, send.id));
+                return None;
+            }
+        };
+        let (previous, previous_id) = previous;
         (offset <= previous).then(|| {
             format!(
                 "producer {} {}-{}: send {} ({verb} after send {previous_id}) is at offset {offset}, not above {previous_id}'s {previous}",
@@ -278,40 +306,43 @@ impl SendOrder {
 /// the order they happen.
 #[derive(Debug, Default)]
 pub struct PollOrder {
-    /// (consumer, partition) -> the offset it read last (None after a seek).
-    last_read: BTreeMap<(u32, Tp), Option<i64>>,
+    /// consumer -> partition -> the offset it read last (None after a
+    /// seek). Nested so that a read looks its partition up by reference.
+    last_read: BTreeMap<u32, BTreeMap<Tp, Option<i64>>>,
 }
 
 impl PollOrder {
     /// Judges the next consumer event: (checker, message) if it breaks one.
     pub fn event(&mut self, event: &ConsumerEvent) -> Option<(&'static str, String)> {
-        match event {
-            ConsumerEvent::Seek { consumer, tp, .. } => {
-                self.last_read.insert((*consumer, tp.clone()), None);
-                None
-            }
+        let (consumer, tp, read) = match event {
+            ConsumerEvent::Seek { consumer, tp, .. } => (consumer, tp, None),
             ConsumerEvent::Read {
                 consumer,
                 tp,
                 offset,
                 ..
-            } => {
-                let previous = self
-                    .last_read
-                    .insert((*consumer, tp.clone()), Some(*offset))
-                    .flatten()?;
-                let message = format!(
-                    "consumer {consumer} {}-{}: read offset {offset} after {previous}",
-                    tp.0, tp.1
-                );
-                if *offset <= previous {
-                    Some(("nonmonotonic_poll", message))
-                } else if *offset != previous + 1 {
-                    Some(("poll_skip", message))
-                } else {
-                    None
-                }
+            } => (consumer, tp, Some(*offset)),
+        };
+        let reads = self.last_read.entry(*consumer).or_default();
+        let previous = match reads.get_mut(tp) {
+            Some(last) => std::mem::replace(last, read),
+            None => {
+                reads.insert(tp.clone(), read);
+                None
             }
-        }
+        };
+        let (offset, previous) = (read?, previous?);
+        let checker = if offset <= previous {
+            "nonmonotonic_poll"
+        } else if offset != previous + 1 {
+            "poll_skip"
+        } else {
+            return None;
+        };
+        let message = format!(
+            "consumer {consumer} {}-{}: read offset {offset} after {previous}",
+            tp.0, tp.1
+        );
+        Some((checker, message))
     }
 }

@@ -486,17 +486,27 @@ impl World {
                             format!("{topic}-{partition}: broker {b} leads epoch {epoch} with ISR {isr:?}, without itself"),
                         ));
                     }
-                    let isr: Vec<BrokerId> = isr
-                        .iter()
-                        .filter(|id| **id >= 1)
-                        .map(|id| *id as usize - 1)
-                        .collect();
-                    checks.leader_view[i] = Some(LeaderView {
-                        broker: b,
-                        epoch,
-                        high_watermark: hw,
-                        isr,
-                    });
+                    let members = isr.iter().filter(|id| **id >= 1).map(|id| *id as usize - 1);
+                    match &mut checks.leader_view[i] {
+                        // The same leadership and ISR as last time (nearly
+                        // always): only the high watermark moves, and no
+                        // ISR list is allocated per event.
+                        Some(v)
+                            if v.broker == b
+                                && v.epoch == epoch
+                                && v.isr.iter().copied().eq(members.clone()) =>
+                        {
+                            v.high_watermark = hw;
+                        }
+                        view => {
+                            *view = Some(LeaderView {
+                                broker: b,
+                                epoch,
+                                high_watermark: hw,
+                                isr: members.collect(),
+                            });
+                        }
+                    }
                 }
             }
             let mirror = &mut checks.mirrors[b][i];
