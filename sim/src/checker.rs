@@ -4,8 +4,13 @@
 //! The final log is read after the liveness phase healed every fault, so
 //! "never read" is a definite verdict, not a timeout.
 
-use crate::history::{ConsumerEvent, History, SendId, SendOutcome, Tp};
-use std::collections::BTreeMap;
+use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
+
+/// Value -> where the final log holds it.
+type ValueMap<'a> = HashMap<&'a [u8], Vec<(&'a Tp, i64)>, BuildHasherDefault<DefaultHasher>>;
 
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -38,11 +43,27 @@ pub struct HistoryRules {
 /// that could be read. A partition absent from `log` (offline at the end of
 /// a cluster run, which the liveness checkers report) is not judged for
 /// reads and lost writes: what it holds is unknown, not empty.
+///
+/// Offsets below a partition's `log_start` (deleted by retention before the
+/// final read) or below what the history forgot (`History::judged_from`)
+/// are not judged: nothing holds them any more. Without retention both
+/// are 0.
+///
+/// `nonmonotonic_poll` and `poll_skip` are judged as reads happen
+/// ([`PollOrder`]), and so is `nonmonotonic_send` without idempotence
+/// ([`SendOrder`], in acknowledgement order): the history may forget
+/// what they looked at.
 pub fn check_history(
     history: &History,
     log: &BTreeMap<Tp, Vec<(i64, Vec<u8>)>>,
+    log_start: &BTreeMap<Tp, i64>,
     rules: HistoryRules,
 ) -> Findings {
+    let judged_from = |tp: &Tp| {
+        history
+            .judged_from(tp)
+            .max(log_start.get(tp).copied().unwrap_or(0))
+    };
     let mut f = Findings::default();
     let first = |f: &mut Findings, checker: &'static str, message: String| {
         // One message per checker is enough to act on; count the rest.
@@ -56,10 +77,9 @@ pub fn check_history(
     };
 
     // inconsistent_offsets: the final log and every read agree per offset.
-    let mut at_offset: BTreeMap<(&Tp, i64), &[u8]> = BTreeMap::new();
     for (tp, records) in log {
         let mut expected = records.first().map(|(o, _)| *o);
-        for (offset, value) in records {
+        for (offset, _) in records {
             if Some(*offset) != expected {
                 first(
                     &mut f,
@@ -71,9 +91,15 @@ pub fn check_history(
                 );
             }
             expected = Some(offset + 1);
-            at_offset.insert((tp, *offset), value);
         }
     }
+    // The final read goes up one offset at a time: each partition's records
+    // are sorted by offset, searched rather than copied into a map.
+    let at_offset = |tp: &Tp, offset: i64| -> Option<&[u8]> {
+        let records = log.get(tp)?;
+        let i = records.binary_search_by_key(&offset, |(o, _)| *o).ok()?;
+        Some(records[i].1.as_slice())
+    };
     for event in &history.consumer_events {
         if let ConsumerEvent::Read {
             consumer,
@@ -83,11 +109,11 @@ pub fn check_history(
             ..
         } = event
         {
-            if !log.contains_key(tp) {
+            if !log.contains_key(tp) || *offset < judged_from(tp) {
                 continue;
             }
-            match at_offset.get(&(tp, *offset)) {
-                Some(v) if *v == value.as_slice() => {}
+            match at_offset(tp, *offset) {
+                Some(v) if v == value.as_slice() => {}
                 Some(v) => first(
                     &mut f,
                     "inconsistent_offsets",
@@ -113,8 +139,11 @@ pub fn check_history(
         }
     }
 
-    // Where each value ended up.
-    let mut offsets_of: BTreeMap<&[u8], Vec<(&Tp, i64)>> = BTreeMap::new();
+    // Where each value ended up. Hashed (with fixed keys: nothing here
+    // depends on the seed of a process); what is reported is sorted, so
+    // the messages are those of an ordered map.
+    let mut offsets_of: ValueMap<'_> = HashMap::default();
+    offsets_of.reserve(log.values().map(Vec::len).sum());
     for (tp, records) in log {
         for (offset, value) in records {
             offsets_of
@@ -128,28 +157,34 @@ pub fn check_history(
         .filter(|(_, at)| at.len() > 1)
         .map(|(v, _)| v.to_vec())
         .collect();
+    f.duplicate_values.sort_unstable();
     f.duplicates = f.duplicate_values.len() as u64;
-    for value in offsets_of.keys() {
-        if !history.value_owner.contains_key(*value) {
-            first(
-                &mut f,
-                "inconsistent_offsets",
-                format!(
-                    "the log holds {:?}, which no producer sent",
-                    String::from_utf8_lossy(value)
-                ),
-            );
-        }
+    let mut unowned: Vec<&[u8]> = offsets_of
+        .keys()
+        .copied()
+        .filter(|v| history.owner_of(v).is_none())
+        .collect();
+    unowned.sort_unstable();
+    for value in unowned {
+        first(
+            &mut f,
+            "inconsistent_offsets",
+            format!(
+                "the log holds {:?}, which no producer sent",
+                String::from_utf8_lossy(value)
+            ),
+        );
     }
 
     // lost_write: acknowledged with acks=1/all, absent from the final log.
-    for send in &history.sends {
+    for send in history.sends() {
         let SendOutcome::Acked { offset } = send.outcome else {
             continue;
         };
         assert_ne!(send.acks, 0, "acks=0 sends are never acknowledged");
         let tp = (send.topic.clone(), send.partition);
-        if !log.contains_key(&tp) {
+        if !log.contains_key(&tp) || offset < judged_from(&tp) {
+            // Retention may have deleted some of its records.
             continue;
         }
         if rules.leader_acks_may_be_lost && send.acks == 1 {
@@ -196,91 +231,118 @@ pub fn check_history(
         }
     }
 
-    // nonmonotonic_send: per producer and partition, in acknowledgement
-    // order, offsets increase.
-    let mut last_acked: BTreeMap<(u32, &str, i32), (i64, u64)> = BTreeMap::new();
-    // With idempotence Kafka promises more, and differently: a producer's
-    // batches to a partition land in the order it sent them, while their
-    // acknowledgements may come out of that order (a retry's first attempt
-    // landed and its answer was lost: the retry is acknowledged as a
-    // duplicate, at its original offset, after later batches were).
-    let mut order: Vec<SendId> = history.ack_order.clone();
+    // nonmonotonic_send with idempotence: Kafka promises more, and
+    // differently: a producer's batches to a partition land in the order
+    // it sent them, while their acknowledgements may come out of that
+    // order (a retry's first attempt landed and its answer was lost: the
+    // retry is acknowledged as a duplicate, at its original offset, after
+    // later batches were). So in send order, here; without idempotence in
+    // acknowledgement order, as the acks arrive.
     if rules.idempotent {
+        let mut order: Vec<SendId> = history.ack_order.clone();
         order.sort_unstable();
-    }
-    let verb = if rules.idempotent {
-        "sent"
-    } else {
-        "acknowledged"
-    };
-    let acked = order
-        .iter()
-        .map(|id| {
-            let send = history.send(*id);
-            let SendOutcome::Acked { offset } = send.outcome else {
-                unreachable!("ack_order holds acknowledged sends only")
-            };
-            (send, offset)
-        })
-        .filter(|(send, _)| !(rules.leader_acks_may_be_lost && send.acks == 1))
-        // A send re-sequenced under a new producer id has no order with
-        // the sends of the old one.
-        .filter(|(send, _)| !(rules.idempotent && send.resequenced));
-    for (send, offset) in acked {
-        let key = (send.producer, send.topic.as_str(), send.partition);
-        if let Some((previous, previous_id)) = last_acked.get(&key) {
-            if offset <= *previous {
-                first(
-                    &mut f,
-                    "nonmonotonic_send",
-                    format!(
-                        "producer {} {}-{}: send {} ({verb} after send {previous_id}) is at offset {offset}, not above {previous_id}'s {previous}",
-                        send.producer, send.topic, send.partition, send.id
-                    ),
-                );
+        let mut sends = SendOrder::default();
+        for id in order {
+            if let Some(message) = sends.acked(history.send(id), rules) {
+                first(&mut f, "nonmonotonic_send", message);
             }
         }
-        last_acked.insert(key, (offset, send.id));
     }
+    f
+}
 
-    // nonmonotonic_poll / poll_skip: a consumer's reads of a partition go up
-    // one offset at a time, unless it seeked.
-    let mut last_read: BTreeMap<(u32, &Tp), Option<i64>> = BTreeMap::new();
-    for event in &history.consumer_events {
-        match event {
-            ConsumerEvent::Seek { consumer, tp, .. } => {
-                last_read.insert((*consumer, tp), None);
+/// `nonmonotonic_send`: per producer and partition, offsets increase, in
+/// acknowledgement order (or send order with idempotence, see
+/// `check_history`). Fed one acknowledged send at a time.
+#[derive(Debug, Default)]
+pub struct SendOrder {
+    /// (producer, partition) -> topic -> (offset, send) of the last one.
+    /// Nested so that an ack looks its topic up by reference.
+    last_acked: BTreeMap<(u32, i32), BTreeMap<String, (i64, SendId)>>,
+}
+
+impl SendOrder {
+    /// Judges the next acknowledged send; the violation's message if any.
+    pub fn acked(&mut self, send: &SendOp, rules: HistoryRules) -> Option<String> {
+        let SendOutcome::Acked { offset } = send.outcome else {
+            unreachable!("only acknowledged sends are ordered")
+        };
+        if rules.leader_acks_may_be_lost && send.acks == 1 {
+            return None;
+        }
+        // A send re-sequenced under a new producer id has no order with
+        // the sends of the old one.
+        if rules.idempotent && send.resequenced {
+            return None;
+        }
+        let verb = if rules.idempotent {
+            "sent"
+        } else {
+            "acknowledged"
+        };
+        let topics = self
+            .last_acked
+            .entry((send.producer, send.partition))
+            .or_default();
+        let previous = match topics.get_mut(send.topic.as_str()) {
+            Some(last) => std::mem::replace(last, (offset, send.id)),
+            None => {
+                topics.insert(send.topic.clone(), (offset, send.id));
+                return None;
             }
+        };
+        let (previous, previous_id) = previous;
+        (offset <= previous).then(|| {
+            format!(
+                "producer {} {}-{}: send {} ({verb} after send {previous_id}) is at offset {offset}, not above {previous_id}'s {previous}",
+                send.producer, send.topic, send.partition, send.id
+            )
+        })
+    }
+}
+
+/// `nonmonotonic_poll` / `poll_skip`: a consumer's reads of a partition go
+/// up one offset at a time, unless it seeked. Fed the consumer events in
+/// the order they happen.
+#[derive(Debug, Default)]
+pub struct PollOrder {
+    /// consumer -> partition -> the offset it read last (None after a
+    /// seek). Nested so that a read looks its partition up by reference.
+    last_read: BTreeMap<u32, BTreeMap<Tp, Option<i64>>>,
+}
+
+impl PollOrder {
+    /// Judges the next consumer event: (checker, message) if it breaks one.
+    pub fn event(&mut self, event: &ConsumerEvent) -> Option<(&'static str, String)> {
+        let (consumer, tp, read) = match event {
+            ConsumerEvent::Seek { consumer, tp, .. } => (consumer, tp, None),
             ConsumerEvent::Read {
                 consumer,
                 tp,
                 offset,
                 ..
-            } => {
-                let previous = last_read.insert((*consumer, tp), Some(*offset)).flatten();
-                if let Some(previous) = previous {
-                    if *offset <= previous {
-                        first(
-                            &mut f,
-                            "nonmonotonic_poll",
-                            format!(
-                                "consumer {consumer} {}-{}: read offset {offset} after {previous}",
-                                tp.0, tp.1
-                            ),
-                        );
-                    } else if *offset != previous + 1 {
-                        first(
-                            &mut f,
-                            "poll_skip",
-                            format!(
-                                "consumer {consumer} {}-{}: read offset {offset} after {previous}",
-                                tp.0, tp.1
-                            ),
-                        );
-                    }
-                }
+            } => (consumer, tp, Some(*offset)),
+        };
+        let reads = self.last_read.entry(*consumer).or_default();
+        let previous = match reads.get_mut(tp) {
+            Some(last) => std::mem::replace(last, read),
+            None => {
+                reads.insert(tp.clone(), read);
+                None
             }
-        }
+        };
+        let (offset, previous) = (read?, previous?);
+        let checker = if offset <= previous {
+            "nonmonotonic_poll"
+        } else if offset != previous + 1 {
+            "poll_skip"
+        } else {
+            return None;
+        };
+        let message = format!(
+            "consumer {consumer} {}-{}: read offset {offset} after {previous}",
+            tp.0, tp.1
+        );
+        Some((checker, message))
     }
-    f
 }

@@ -66,22 +66,119 @@ pub enum ConsumerEvent {
 
 #[derive(Debug, Default)]
 pub struct History {
-    pub sends: Vec<SendOp>,
+    /// The sends not forgotten (see `forget_below`), by id.
+    sends: BTreeMap<SendId, SendOp>,
+    /// The id the next send gets: every id below it was handed out.
+    next_send: SendId,
     pub consumer_events: Vec<ConsumerEvent>,
-    /// Every value, to its send.
+    /// Every value not forgotten, to its send.
     pub value_owner: BTreeMap<Vec<u8>, SendId>,
     /// Acknowledged sends in the order the acks arrived (milliseconds are
     /// too coarse to order two acks of one millisecond).
     pub ack_order: Vec<SendId>,
+    /// Per partition: what sits below this offset was deleted by
+    /// retention from every replica, and the history forgot it (reads and
+    /// acknowledged sends there); the end-of-run checks judge nothing
+    /// below it. Absent: nothing forgotten.
+    pub forgotten_below: BTreeMap<Tp, i64>,
+    /// Sends and reads forgotten so far.
+    pub forgotten_sends: u64,
+    pub forgotten_reads: u64,
 }
 
 impl History {
     pub fn send(&self, id: SendId) -> &SendOp {
-        &self.sends[id as usize]
+        self.sends
+            .get(&id)
+            .unwrap_or_else(|| panic!("send {id} is unknown or forgotten"))
     }
 
     pub fn send_mut(&mut self, id: SendId) -> &mut SendOp {
-        &mut self.sends[id as usize]
+        self.sends
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("send {id} is unknown or forgotten"))
+    }
+
+    /// The sends not forgotten, in id order.
+    pub fn sends(&self) -> impl Iterator<Item = &SendOp> {
+        self.sends.values()
+    }
+
+    pub fn next_send_id(&self) -> SendId {
+        self.next_send
+    }
+
+    /// Records a new send; its id must be `next_send_id`.
+    pub fn add_send(&mut self, op: SendOp) {
+        assert_eq!(op.id, self.next_send, "sends are added in id order");
+        for v in &op.values {
+            let previous = self.value_owner.insert(v.clone(), op.id);
+            assert!(previous.is_none(), "values are unique");
+        }
+        self.next_send += 1;
+        self.sends.insert(op.id, op);
+    }
+
+    /// The send a value belongs to: from `value_owner`, or, for a send
+    /// the history forgot, from the value itself (`c<client>-s<id>-r<i>`,
+    /// see `new_send`), as long as that id was handed out and forgotten.
+    pub fn owner_of(&self, value: &[u8]) -> Option<SendId> {
+        if let Some(id) = self.value_owner.get(value) {
+            return Some(*id);
+        }
+        let text = std::str::from_utf8(value).ok()?;
+        let id: SendId = text.split('-').nth(1)?.strip_prefix('s')?.parse().ok()?;
+        (id < self.next_send && !self.sends.contains_key(&id)).then_some(id)
+    }
+
+    /// The lowest offset of `tp` the end-of-run checks judge.
+    pub fn judged_from(&self, tp: &Tp) -> i64 {
+        self.forgotten_below.get(tp).copied().unwrap_or(0)
+    }
+
+    /// Retention deleted everything of `tp` below `floor` from every
+    /// replica: forget the reads there and (unless `keep_sends`) the
+    /// acknowledged sends wholly below it. The checkers that need them
+    /// ran as they happened (`consistent_read`, `nonmonotonic_poll`,
+    /// `poll_skip`, `nonmonotonic_send` without idempotence); the final
+    /// log cannot judge them any more. Bounded by the history's size.
+    pub fn forget_below(&mut self, tp: &Tp, floor: i64, keep_sends: bool) {
+        if floor <= self.judged_from(tp) {
+            return;
+        }
+        self.forgotten_below.insert(tp.clone(), floor);
+        let before = self.consumer_events.len();
+        self.consumer_events.retain(|e| match e {
+            ConsumerEvent::Read { tp: t, offset, .. } => t != tp || *offset >= floor,
+            // Seeks only matter to the per-event poll checks.
+            ConsumerEvent::Seek { tp: t, .. } => t != tp,
+        });
+        self.forgotten_reads += (before - self.consumer_events.len()) as u64;
+        if keep_sends {
+            return;
+        }
+        let gone: Vec<SendId> = self
+            .sends
+            .values()
+            .filter(|s| s.topic == tp.0 && s.partition == tp.1)
+            .filter(|s| match s.outcome {
+                SendOutcome::Acked { offset } => offset + (s.values.len() as i64) <= floor,
+                _ => false,
+            })
+            .map(|s| s.id)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in &gone {
+            let op = self.sends.remove(id).expect("listed");
+            for v in &op.values {
+                self.value_owner.remove(v);
+            }
+        }
+        let gone: std::collections::BTreeSet<SendId> = gone.into_iter().collect();
+        self.ack_order.retain(|id| !gone.contains(id));
+        self.forgotten_sends += gone.len() as u64;
     }
 
     pub fn complete(&mut self, id: SendId, outcome: SendOutcome, at_ms: u64) {

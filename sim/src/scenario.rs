@@ -79,6 +79,12 @@ pub struct Disk {
     /// `segment.bytes`: small values exercise segment rolls and multi-segment
     /// recovery.
     pub segment_bytes: [u64; 2],
+    /// `retention.bytes` of the workload's topics: old segments are
+    /// deleted as in Kafka, so a long run's disks stay bounded (and the
+    /// history forgets what no replica holds any more). None keeps
+    /// everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
 }
 
 impl Default for Disk {
@@ -86,6 +92,7 @@ impl Default for Disk {
         Disk {
             flush_latency_us: [200, 5_000],
             segment_bytes: [4_096, 1 << 20],
+            retention_bytes: None,
         }
     }
 }
@@ -689,6 +696,11 @@ impl Scenario {
             }
             g.validate(&t.azs, self.phases.fault_ms, self.phases.liveness_ms)
                 .map_err(invalid)?;
+        }
+        if self.disk.retention_bytes == Some(0) {
+            return Err(invalid(
+                "disk.retention_bytes: must be positive (leave it out to keep everything)".into(),
+            ));
         }
         for (field, [lo, hi]) in [
             ("topology.intra_az_latency_us", t.intra_az_latency_us),

@@ -52,8 +52,9 @@ impl World {
         let mut regressions = 0;
         let mut restart_resets = 0;
         let mut moved = Vec::new();
+        let mut log_start_moved = Vec::new();
         for (i, tp) in self.tps.iter().enumerate() {
-            let Some((_, hw, log_end)) = node.partition_offsets(&tp.0, tp.1) else {
+            let Some((log_start, hw, log_end)) = node.partition_offsets(&tp.0, tp.1) else {
                 // In a cluster a broker hosts only its replicas, and none
                 // before the topic exists; loss shows at the end instead.
                 if !cluster {
@@ -88,6 +89,10 @@ impl World {
             if hw != seen {
                 moved.push((tp.clone(), hw));
             }
+            if self.log_start_seen[b][i] != Some(log_start) {
+                self.log_start_seen[b][i] = Some(log_start);
+                log_start_moved.push(i);
+            }
             self.hw_seen[b][i] = hw;
             // A follower may lag behind what consumers read from the
             // leader; in a cluster, reads are checked against the healed
@@ -119,11 +124,41 @@ impl World {
         for (checker, message) in problems {
             self.violation(checker, message);
         }
+        if self.scenario.disk.retention_bytes.is_some() {
+            for i in log_start_moved {
+                self.forget_below_retention(i);
+            }
+        }
         if cluster {
             self.check_replicas(b);
             if node_check {
                 self.check_isr();
             }
+        }
+    }
+
+    /// Retention moved a log start of partition `i`: what every replica
+    /// deleted (below the lowest log start any broker hosting it reported)
+    /// no one can read any more, so the checkers' per-offset state forgets
+    /// it and memory stays bounded over long runs. (Log starts only go up:
+    /// segment deletion is durable at once, and a replica that restarts
+    /// empty fetches from its leader's log start.)
+    fn forget_below_retention(&mut self, i: usize) {
+        let Some(floor) = self.log_start_seen.iter().filter_map(|b| b[i]).min() else {
+            return;
+        };
+        let tp = self.tps[i].clone();
+        if floor <= self.history.judged_from(&tp) {
+            return;
+        }
+        let keep = self.read_values[i].split_off(&floor);
+        self.read_values[i] = keep;
+        // With idempotence `nonmonotonic_send` is judged in send order at
+        // the end, so the sends stay (the reads go).
+        let keep_sends = self.scenario.workload.idempotent;
+        self.history.forget_below(&tp, floor, keep_sends);
+        if let Some(c) = self.cluster.as_mut() {
+            c.replicas.forget_below(i, floor);
         }
     }
 
@@ -176,8 +211,7 @@ impl World {
         // Liveness: every send resolved, every consumer caught up.
         let pending: Vec<SendId> = self
             .history
-            .sends
-            .iter()
+            .sends()
             .filter(|s| s.outcome == SendOutcome::Pending)
             .map(|s| s.id)
             .collect();
@@ -207,7 +241,7 @@ impl World {
         for (c, client) in self.clients.iter().enumerate() {
             if let ClientKind::Consumer(consumer) = &client.kind {
                 for (tp, position) in &consumer.positions {
-                    let end = audit.get(tp).map_or(0, |(hw, _)| *hw);
+                    let end = audit.get(tp).map_or(0, |(hw, _, _)| *hw);
                     if *position < end {
                         behind.push(format!(
                             "consumer {c} at {}-{}:{position} < hw {end}",
@@ -220,15 +254,16 @@ impl World {
         if !behind.is_empty() {
             self.violation("liveness_consume", behind.join("; "));
         }
+        let log_start: BTreeMap<Tp, i64> = audit
+            .iter()
+            .map(|(tp, (_, start, _))| (tp.clone(), *start))
+            .collect();
         let log: BTreeMap<Tp, PartitionRecords> = audit
             .into_iter()
-            .map(|(tp, (_, records))| (tp, records))
+            .map(|(tp, (_, _, records))| (tp, records))
             .collect();
-        let rules = checker::HistoryRules {
-            leader_acks_may_be_lost: self.cluster.is_some(),
-            idempotent: self.scenario.workload.idempotent,
-        };
-        let found = checker::check_history(&self.history, &log, rules);
+        let rules = self.history_rules();
+        let found = checker::check_history(&self.history, &log, &log_start, rules);
         self.stats.duplicates = found.duplicates;
         if let Some(c) = self.cluster.as_mut() {
             c.stats.acks1_lost = found.acks1_lost;
@@ -240,7 +275,7 @@ impl World {
                 .duplicate_values
                 .iter()
                 .filter(|v| {
-                    let owner = self.history.value_owner[v.as_slice()];
+                    let owner = self.history.owner_of(v).expect("an owned value");
                     !self.history.send(owner).resequenced
                 })
                 .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -377,9 +412,9 @@ impl World {
     }
 
     /// The final read: every partition, log start to high watermark, from
-    /// its leader through the broker's Fetch path. (tp -> (hw, [(offset,
-    /// value)]))
-    pub(super) fn audit(&mut self) -> BTreeMap<Tp, (i64, PartitionRecords)> {
+    /// its leader through the broker's Fetch path. (tp -> (hw, log start,
+    /// [(offset, value)]))
+    pub(super) fn audit(&mut self) -> BTreeMap<Tp, (i64, i64, PartitionRecords)> {
         let mut out = BTreeMap::new();
         let audit_conn = u64::MAX - 1;
         let tps = self.tps.clone();
@@ -398,6 +433,7 @@ impl World {
             let mut records = Vec::new();
             let mut position = 0;
             let mut hw = 0;
+            let mut log_start = 0;
             let mut readable = true;
             // Bounded: each round reads at least one record or stops.
             for round in 0..1_000_000 {
@@ -429,6 +465,7 @@ impl World {
                 let part = &r.responses[0].partitions[0];
                 if part.error_code == ResponseError::OffsetOutOfRange.code() && position == 0 {
                     position = part.log_start_offset.max(0);
+                    log_start = position;
                     continue;
                 }
                 if part.error_code != 0 {
@@ -461,7 +498,7 @@ impl World {
                 }
             }
             if readable {
-                out.insert(tp, (hw, records));
+                out.insert(tp, (hw, log_start, records));
             }
         }
         for b in asked {

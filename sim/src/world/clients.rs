@@ -579,14 +579,10 @@ impl World {
         let count = self
             .rng_client
             .gen_range(1..=self.swarm.records_per_send_max);
-        let id = self.history.sends.len() as SendId;
+        let id = self.history.next_send_id();
         let values: Vec<Vec<u8>> = (0..count)
             .map(|i| format!("c{client}-s{id}-r{i}").into_bytes())
             .collect();
-        for v in &values {
-            let previous = self.history.value_owner.insert(v.clone(), id);
-            assert!(previous.is_none(), "values are unique");
-        }
         self.emit(Ev::Invoke {
             send: id,
             producer: client,
@@ -594,7 +590,7 @@ impl World {
             acks,
             records: values.len(),
         });
-        self.history.sends.push(SendOp {
+        self.history.add_send(SendOp {
             id,
             producer: client as u32,
             topic: tp.0,
@@ -620,6 +616,15 @@ impl World {
                 self.stats.acked += 1;
                 let producer = self.history.send(id).producer;
                 self.ack_times_ms.entry(producer).or_default().push(ms);
+                if !self.scenario.workload.idempotent {
+                    // nonmonotonic_send, in acknowledgement order: as the
+                    // acks arrive (the history may forget the sends).
+                    let rules = self.history_rules();
+                    let judged = self.send_order.acked(self.history.send(id), rules);
+                    if let Some(message) = judged {
+                        self.violation("nonmonotonic_send", message);
+                    }
+                }
                 if self.healed {
                     self.stats.acked_after_heal += 1;
                 }
@@ -966,7 +971,7 @@ impl World {
                 tp: &tp,
                 offset: 0,
             });
-            self.history.consumer_events.push(ConsumerEvent::Seek {
+            self.consumer_event(ConsumerEvent::Seek {
                 consumer: client as u32,
                 tp,
                 offset: 0,
@@ -996,7 +1001,7 @@ impl World {
             }
             let max = self.read_offset_max[i].get_or_insert(offset);
             *max = (*max).max(offset);
-            self.history.consumer_events.push(ConsumerEvent::Read {
+            self.consumer_event(ConsumerEvent::Read {
                 consumer: client as u32,
                 tp,
                 offset,
@@ -1004,5 +1009,25 @@ impl World {
                 at_ms: ms,
             });
         }
+    }
+}
+
+impl World {
+    /// What the end-of-run history checks promise clients (see
+    /// `checker::HistoryRules`).
+    pub(super) fn history_rules(&self) -> checker::HistoryRules {
+        checker::HistoryRules {
+            leader_acks_may_be_lost: self.cluster.is_some(),
+            idempotent: self.scenario.workload.idempotent,
+        }
+    }
+
+    /// Records a consumer's read or seek, judging `nonmonotonic_poll` and
+    /// `poll_skip` on the spot (the history may forget it later).
+    pub(super) fn consumer_event(&mut self, event: ConsumerEvent) {
+        if let Some((checker, message)) = self.poll_order.event(&event) {
+            self.violation(checker, message);
+        }
+        self.history.consumer_events.push(event);
     }
 }

@@ -635,6 +635,13 @@ impl World {
             .with_value(Some(StrBytes::from_string(
                 c.min_insync_replicas.to_string(),
             )))];
+        if let Some(bytes) = self.scenario.disk.retention_bytes {
+            configs.push(
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.bytes"))
+                    .with_value(Some(StrBytes::from_string(bytes.to_string()))),
+            );
+        }
         if c.unclean_leader_election {
             configs.push(
                 CreatableTopicConfig::default()

@@ -1563,7 +1563,7 @@ impl World {
                     tp: &tp,
                     offset: position,
                 });
-                self.history.consumer_events.push(ConsumerEvent::Seek {
+                self.consumer_event(ConsumerEvent::Seek {
                     consumer: client as u32,
                     tp,
                     offset: position,

@@ -103,6 +103,10 @@ const STOP_FLUSH_WAIT_MS: u64 = 5_000;
 /// A rolling restart checks the cluster's health this often before it
 /// stops the next broker.
 const ROLLING_HEALTH_POLL_MS: u64 = 100;
+/// With `disk.retention_bytes`, brokers look for segments to delete this
+/// often (Kafka's default is five minutes: too slow for a simulated hour
+/// to show a bounded disk at any instant).
+const RETENTION_CHECK_INTERVAL_MS: u64 = 10_000;
 const PRODUCE_API_VERSION: i16 = 9;
 const FETCH_API_VERSION: i16 = 12;
 const CREATE_TOPICS_API_VERSION: i16 = 7;
@@ -188,6 +192,14 @@ struct World {
     read_values: Vec<BTreeMap<i64, Vec<u8>>>,
     /// Per index in `tps`: the highest offset any consumer read.
     read_offset_max: Vec<Option<i64>>,
+    /// [broker][index in `tps`]: the log start the broker reported last
+    /// (None: it never hosted the partition). With retention, the lowest
+    /// of them is what the history may forget below.
+    log_start_seen: Vec<Vec<Option<i64>>>,
+    /// nonmonotonic_send without idempotence, as acks arrive.
+    send_order: checker::SendOrder,
+    /// nonmonotonic_poll and poll_skip, as reads arrive.
+    poll_order: checker::PollOrder,
     bytes: BTreeMap<(usize, usize), u64>,
     /// producer -> times of its acknowledgements.
     ack_times_ms: BTreeMap<u32, Vec<u64>>,
@@ -262,6 +274,10 @@ impl World {
                     ..NodeConfig::default()
                 };
                 config.log.segment_bytes = swarm.segment_bytes;
+                if let Some(bytes) = scenario.disk.retention_bytes {
+                    config.log.retention_bytes = i64::try_from(bytes).expect("validated");
+                    config.retention_check_interval_ms = RETENTION_CHECK_INTERVAL_MS;
+                }
                 World::group_node_config(scenario, &mut config, &bugs);
                 if let Some(c) = &scenario.cluster {
                     config.advertised_port = 9092 + id;
@@ -354,6 +370,9 @@ impl World {
             node_events_unchecked: vec![0; broker_count],
             read_values: vec![BTreeMap::new(); tp_count],
             read_offset_max: vec![None; tp_count],
+            log_start_seen: vec![vec![None; tp_count]; broker_count],
+            send_order: checker::SendOrder::default(),
+            poll_order: checker::PollOrder::default(),
             bytes: BTreeMap::new(),
             ack_times_ms: BTreeMap::new(),
             stats: Stats::default(),

@@ -100,11 +100,35 @@ pub(super) struct PeerLink {
 pub(super) trait WireBody: PartialEq + std::fmt::Debug + Sized {
     fn put(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()>;
     fn get(api_key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Self>;
+    /// The encoded size of the body, without encoding it when the codec
+    /// can tell (`compute_size`); `buf` is scratch for the others.
+    fn size(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<usize>;
+}
+
+/// The size of a body by encoding it into `buf` (cleared before and after).
+fn size_by_encoding<T: WireBody>(
+    body: &T,
+    buf: &mut BytesMut,
+    version: i16,
+) -> anyhow::Result<usize> {
+    buf.clear();
+    let encoded = body.put(buf, version);
+    let len = buf.len();
+    buf.clear();
+    encoded.map(|()| len)
 }
 
 impl WireBody for RequestKind {
     fn put(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
         self.encode(buf, version)
+    }
+    fn size(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<usize> {
+        // Produce carries the record batches: measured, not copied.
+        match self {
+            RequestKind::Produce(x) => x.compute_size(version),
+            RequestKind::Fetch(x) => x.compute_size(version),
+            _ => size_by_encoding(self, buf, version),
+        }
     }
     fn get(api_key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Self> {
         RequestKind::decode(api_key, buf, version)
@@ -114,6 +138,16 @@ impl WireBody for RequestKind {
 impl WireBody for ResponseKind {
     fn put(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
         self.encode(buf, version)
+    }
+    fn size(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<usize> {
+        // Fetch carries the record batches (and Metadata is large and
+        // frequent): measured, not copied.
+        match self {
+            ResponseKind::Fetch(x) => x.compute_size(version),
+            ResponseKind::Produce(x) => x.compute_size(version),
+            ResponseKind::Metadata(x) => x.compute_size(version),
+            _ => size_by_encoding(self, buf, version),
+        }
     }
     fn get(api_key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<Self> {
         ResponseKind::decode(api_key, buf, version)
@@ -289,6 +323,26 @@ impl World {
         original: &T,
     ) -> (u64, Option<T>) {
         let header_len = buf.len();
+        if !self.roundtrip_due() {
+            // Most messages are only measured, without encoding the body
+            // where the codec can size it; the buffer (and its capacity)
+            // serves the next one.
+            let mut scratch = buf.split_off(header_len);
+            let size = original.size(&mut scratch, version);
+            buf.unsplit(scratch);
+            buf.clear();
+            self.wire_buf = buf;
+            return match size {
+                Ok(n) => (4 + (header_len + n) as u64, None),
+                Err(e) => {
+                    self.violation(
+                        "codec_roundtrip",
+                        format!("{api_key:?} v{version} {what} does not encode: {e}"),
+                    );
+                    (4 + header_len as u64, None)
+                }
+            };
+        }
         let encoded = original.put(&mut buf, version);
         if let Err(e) = encoded {
             self.violation(
@@ -297,13 +351,6 @@ impl World {
             );
         }
         let bytes = 4 + buf.len() as u64;
-        if !self.roundtrip_due() {
-            // Most messages are only measured: the buffer (and its
-            // capacity) serves the next one.
-            buf.clear();
-            self.wire_buf = buf;
-            return (bytes, None);
-        }
         self.stats.codec_roundtrips += 1;
         let sent = buf.freeze().slice(header_len..);
         let mut body_bytes = sent.clone();

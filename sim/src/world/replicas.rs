@@ -121,6 +121,19 @@ impl Mirror {
             return None;
         }
         self.synced = Some((log_start, log_end));
+        // Retention deleted the oldest segments: forget their batches (and
+        // paths). Not a loss that invalidates comparisons above it, so the
+        // generation stays.
+        while let Some(entry) = self.batches.first_entry() {
+            if entry.get().last_offset >= log_start {
+                break;
+            }
+            entry.remove();
+        }
+        if let Some((_, first)) = self.batches.first_key_value() {
+            let keep = self.paths.split_off(&first.segment);
+            self.paths = keep;
+        }
         let mut dropped_from = None;
         // Walk back from the newest batch to one the log still holds.
         while let Some((&base, sig)) = self.batches.last_key_value() {
@@ -317,6 +330,22 @@ impl ReplicaChecks {
         }
     }
 
+    /// Retention deleted partition `tp` below `floor` on every replica:
+    /// the committed batches there can be compared with no one any more.
+    pub(super) fn forget_below(&mut self, tp: usize, floor: i64) {
+        let committed = &mut self.committed[tp];
+        let keep = committed.split_off(&floor);
+        // A batch that straddles the floor stays: a replica may still hold it.
+        let straddling = committed
+            .last_key_value()
+            .filter(|(_, (_, sig))| sig.last_offset >= floor)
+            .map(|(base, entry)| (*base, *entry));
+        *committed = keep;
+        if let Some((base, entry)) = straddling {
+            committed.insert(base, entry);
+        }
+    }
+
     pub(super) fn produce_acked(&mut self, broker: BrokerId, tp: usize, base_offset: i64) {
         // Bounded by the responses one event can emit.
         assert!(
@@ -457,17 +486,27 @@ impl World {
                             format!("{topic}-{partition}: broker {b} leads epoch {epoch} with ISR {isr:?}, without itself"),
                         ));
                     }
-                    let isr: Vec<BrokerId> = isr
-                        .iter()
-                        .filter(|id| **id >= 1)
-                        .map(|id| *id as usize - 1)
-                        .collect();
-                    checks.leader_view[i] = Some(LeaderView {
-                        broker: b,
-                        epoch,
-                        high_watermark: hw,
-                        isr,
-                    });
+                    let members = isr.iter().filter(|id| **id >= 1).map(|id| *id as usize - 1);
+                    match &mut checks.leader_view[i] {
+                        // The same leadership and ISR as last time (nearly
+                        // always): only the high watermark moves, and no
+                        // ISR list is allocated per event.
+                        Some(v)
+                            if v.broker == b
+                                && v.epoch == epoch
+                                && v.isr.iter().copied().eq(members.clone()) =>
+                        {
+                            v.high_watermark = hw;
+                        }
+                        view => {
+                            *view = Some(LeaderView {
+                                broker: b,
+                                epoch,
+                                high_watermark: hw,
+                                isr: members.collect(),
+                            });
+                        }
+                    }
                 }
             }
             let mirror = &mut checks.mirrors[b][i];

@@ -133,6 +133,9 @@ pub struct RunReport {
     /// "az-a->az-b" to bytes.
     pub bytes_by_az_pair: BTreeMap<String, u64>,
     pub cross_az_bytes: u64,
+    /// With `disk.retention_bytes`: (sends, reads) the history forgot once
+    /// retention had deleted their records from every replica.
+    pub history_forgotten: (u64, u64),
     pub violations: Vec<Violation>,
     pub trace_hash: u64,
     pub trace_lines: u64,
@@ -200,6 +203,7 @@ impl World {
             unavailable_windows_ms,
             bytes_by_az_pair,
             cross_az_bytes,
+            history_forgotten: (self.history.forgotten_sends, self.history.forgotten_reads),
             violations: self.violations,
             trace_hash: self.trace.hash(),
             trace_lines: self.trace.lines(),
