@@ -115,14 +115,20 @@ impl Cluster {
         listeners.join(",")
     }
 
+    /// Waits until each node, asked on its own, lists every node: a node
+    /// answers Metadata with no brokers until it has caught up with the
+    /// metadata log and been unfenced, and an admin client that meets such
+    /// a node first may not find the controller before its timeout.
     fn wait_for_every_node(&self) {
-        wait_for(
-            "cluster of 3 brokers",
-            &self.bootstrap(),
-            None,
-            STARTUP_WAIT,
-            |m| (m.brokers().len() == usize::from(NODES)).then_some(()),
-        );
+        for (id, listener) in self.listeners() {
+            wait_for(
+                &format!("node {id} to see a cluster of 3 brokers"),
+                &listener,
+                None,
+                STARTUP_WAIT,
+                |m| (m.brokers().len() == usize::from(NODES)).then_some(()),
+            );
+        }
     }
 
     /// `start_with`, then waits until Metadata lists every node.
