@@ -20,14 +20,27 @@ const VALUE_BYTES: usize = 4096;
 /// More than the tmpfs can hold: the test stops at the first refusal.
 const RECORDS_MAX: usize = 2_000;
 
+/// `mount` and `umount` as root: directly when the test runs as root (CI),
+/// else through `sudo -n` (never prompting).
+fn as_root(program: &str) -> Command {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Command::new(program);
+    }
+    let mut command = Command::new("sudo");
+    command.args(["-n", program]);
+    command
+}
+
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs<'a>(&'a Path);
 
 impl<'a> Tmpfs<'a> {
-    /// Mounts a small tmpfs at `dir`. Needs root; without it the test
+    /// Mounts a small tmpfs at `dir`. Needs root (or sudo without a
+    /// password); without it the test
     /// skips, unless `SEEDLOG_REQUIRE_CLIENTS` is set (as in `.ci/run`).
     fn mount(dir: &'a Path) -> Option<Tmpfs<'a>> {
-        let mounted = Command::new("mount")
+        let mounted = as_root("mount")
             .args(["-t", "tmpfs", "-o", TMPFS_SIZE, "tmpfs"])
             .arg(dir)
             .status()
@@ -45,7 +58,7 @@ impl<'a> Tmpfs<'a> {
     }
 
     fn resize(&self, options: &str) {
-        let status = Command::new("mount")
+        let status = as_root("mount")
             .args(["-o", &format!("remount,{options}")])
             .arg(self.0)
             .status()
@@ -56,7 +69,7 @@ impl<'a> Tmpfs<'a> {
 
 impl Drop for Tmpfs<'_> {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
+        let _ = as_root("umount").arg(self.0).status();
     }
 }
 
