@@ -2,11 +2,12 @@
 //! librdkafka: a replicated topic takes 20,000 acks=all records, gives them
 //! back in order, loses the leader of partition 0 to SIGKILL, takes 5,000
 //! more and gives back all 25,000. And a leader stopped with SIGTERM hands
-//! its partitions over before it exits.
+//! its partitions over before it exits. A node restarted without a quorum
+//! holds its clients until it is unfenced.
 
 mod common;
 
-use common::cluster::{create_led_topic, wait_for, Cluster};
+use common::cluster::{create_led_topic, read_response, send_request, wait_for, Cluster};
 use common::{
     consume_from_beginning, consume_from_beginning_tolerating, expected_values, produce_values,
     scratch_dir,
@@ -97,5 +98,48 @@ fn a_leader_stopped_with_sigterm_hands_its_partitions_over_before_it_exits() {
     let all = SECOND_RECORDS * 2;
     produce(&survivors, SECOND_RECORDS..all);
     assert_read_back(&survivors, all);
+    cluster.stop();
+}
+
+/// As a Kafka broker enables request processing only once it is unfenced,
+/// a node takes client connections only once it has caught up with the
+/// metadata log and the controller unfenced it: restarted while the quorum
+/// is gone, it leaves a client's request unanswered (the connection waits
+/// in the listener's backlog, nothing is refused), and answers that same
+/// request once a second voter is back.
+#[test]
+fn a_node_restarted_without_a_quorum_holds_clients_until_it_is_unfenced() {
+    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestKind};
+    const VERSION: i16 = 0;
+    let dir = scratch_dir("interop-cluster-held");
+    let mut cluster = Cluster::start_restartable(&dir, &[]);
+    for id in [2, 3, 1] {
+        cluster.kill(id);
+    }
+    cluster.restart(1);
+    let listener = cluster.listeners()[&1].clone();
+    let mut stream = std::net::TcpStream::connect(&listener).expect("the port is bound");
+    let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    send_request(&mut stream, ApiKey::ApiVersions, VERSION, &request).expect("sent");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout set");
+    let early = read_response::<ApiVersionsResponse>(&mut stream, ApiKey::ApiVersions, VERSION);
+    assert!(
+        early.is_err(),
+        "a node with no quorum answered a client: {early:?}"
+    );
+
+    cluster.restart(2);
+    stream
+        .set_read_timeout(Some(common::cluster::STARTUP_WAIT))
+        .expect("timeout set");
+    let answer: ApiVersionsResponse = read_response(&mut stream, ApiKey::ApiVersions, VERSION)
+        .expect("answered once the quorum is back");
+    assert_eq!(answer.error_code, 0);
+    assert!(answer
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
     cluster.stop();
 }

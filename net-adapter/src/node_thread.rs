@@ -25,7 +25,7 @@ use seedlog_core::storage::{Storage, StorageError};
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tracing::{debug, error, info, warn};
 
 /// What connection tasks tell the node thread.
@@ -91,6 +91,10 @@ pub struct NodeDriver {
     started: BTreeMap<(ConnectionId, i32), std::time::Instant>,
     sampler: PartitionSampler,
     next_sample: Instant,
+    /// Whether the client listener accepts: at once on a standalone
+    /// broker; on a cluster node once it caught up with the metadata and
+    /// the controller unfenced it (see `note_serving`).
+    serving: watch::Sender<bool>,
 }
 
 /// Requests timed at once, at most; past it latency goes unmeasured (a
@@ -107,6 +111,7 @@ impl NodeDriver {
         batch_max: usize,
         peers: Peers,
         metrics: Metrics,
+        serving: watch::Sender<bool>,
     ) -> Result<NodeDriver, NodeError> {
         assert!(batch_max > 0, "a batch holds at least one message");
         let node = Node::new(config, storage, rng_seed, now())?;
@@ -121,7 +126,9 @@ impl NodeDriver {
             started: BTreeMap::new(),
             sampler: PartitionSampler::default(),
             next_sample: now(),
+            serving,
         };
+        driver.note_serving();
         // Recovery may already want something flushed.
         driver.drain_outputs();
         driver.perform_flushes();
@@ -181,6 +188,7 @@ impl NodeDriver {
             }
             self.report_refused_peers();
             self.perform_flushes();
+            self.note_serving();
             if now() >= self.next_sample {
                 self.sampler.sample(&self.node, &self.metrics);
                 self.next_sample = now() + SAMPLE_INTERVAL;
@@ -204,6 +212,30 @@ impl NodeDriver {
         info!(dirty_files, "final flush done");
         self.node.finish_clean_shutdown()?;
         Ok(())
+    }
+
+    /// Opens the client listener once the node may serve clients. As a
+    /// Kafka broker enables request processing only once it is unfenced, a
+    /// cluster node takes no client connection before: until it has read
+    /// the metadata log up to its registration it would describe a
+    /// cluster with no brokers and no controller, and an admin client that
+    /// met it first waits out its timeout. Peers are unaffected: the
+    /// quorum and the broker heartbeats that unfence this node run over
+    /// the controller listener.
+    fn note_serving(&mut self) {
+        if *self.serving.borrow() {
+            return;
+        }
+        let running = self
+            .node
+            .cluster_status()
+            .is_none_or(|status| status.broker_running);
+        if running {
+            if self.node.config().cluster.is_some() {
+                info!("caught up with the metadata and unfenced: accepting client connections");
+            }
+            self.serving.send_replace(true);
+        }
     }
 
     /// Starts the controlled shutdown; returns when it must end at the

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
@@ -132,6 +132,8 @@ pub struct Server {
     local_addr: SocketAddr,
     controller: Option<TcpListener>,
     node_tx: mpsc::Sender<NodeMessage>,
+    /// True once the client listener may accept (`NodeDriver::note_serving`).
+    serving: watch::Receiver<bool>,
     node_stop: oneshot::Sender<()>,
     node_done: oneshot::Receiver<anyhow::Result<()>>,
     node_thread: std::thread::JoinHandle<()>,
@@ -179,6 +181,7 @@ impl Server {
             node_tx.downgrade(),
             config.peers,
         );
+        let (serving_tx, serving) = watch::channel(false);
         let (node_stop, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, node_done) = oneshot::channel();
@@ -206,6 +209,7 @@ impl Server {
                     batch_max,
                     peers,
                     node_metrics,
+                    serving_tx,
                 ) {
                     Ok(driver) => driver,
                     Err(e) => {
@@ -249,6 +253,7 @@ impl Server {
             local_addr,
             controller,
             node_tx,
+            serving,
             node_stop,
             node_done,
             node_thread,
@@ -283,6 +288,7 @@ impl Server {
             local_addr,
             controller,
             node_tx,
+            mut serving,
             node_stop,
             mut node_done,
             node_thread,
@@ -311,6 +317,7 @@ impl Server {
             // Reap finished connection tasks so the set stays bounded by
             // the open connections.
             while connections.try_join_next().is_some() {}
+            let open = *serving.borrow();
             tokio::select! {
                 biased;
                 () = &mut shutdown, if node_stop.is_some() => {
@@ -320,7 +327,14 @@ impl Server {
                     }
                 }
                 done = &mut node_done => break done,
-                accepted = accept_either(&listener, controller.as_ref()) => {
+                // Only to come round again with the client listener open.
+                changed = serving.changed(), if !open => {
+                    if changed.is_err() {
+                        // The node thread is gone; `node_done` says why.
+                        tokio::task::yield_now().await;
+                    }
+                }
+                accepted = accept_either(&listener, open, controller.as_ref()) => {
                     let (stream, peer) = match accepted {
                         Ok(accepted) => accepted,
                         Err(e) => {
@@ -386,16 +400,20 @@ impl Server {
 }
 
 /// The next connection on either listener; both serve the same protocol.
+/// The client listener only once `serving`: before, connections wait in
+/// its backlog.
 async fn accept_either(
     client: &TcpListener,
+    serving: bool,
     controller: Option<&TcpListener>,
 ) -> std::io::Result<(TcpStream, SocketAddr)> {
     match controller {
-        None => client.accept().await,
+        None if serving => client.accept().await,
+        None => std::future::pending().await,
         // `accept` is cancel-safe: the listener that loses keeps its
         // pending connection for the next round.
         Some(controller) => tokio::select! {
-            accepted = client.accept() => accepted,
+            accepted = client.accept(), if serving => accepted,
             accepted = controller.accept() => accepted,
         },
     }

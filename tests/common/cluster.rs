@@ -239,44 +239,68 @@ pub fn create_led_topic(
     )
 }
 
-/// FindCoordinator (v3, key type group) for `group`, sent to the broker
-/// at `address` over a plain TCP connection: the coordinator's node id and
-/// `host:port`, or the error code it answered with (or why there was no
-/// answer).
-pub fn find_coordinator(address: &str, group: &str) -> Result<(i32, String), String> {
+/// Writes one request frame (correlation id 1) to `stream`.
+pub fn send_request(
+    stream: &mut std::net::TcpStream,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    request: &kafka_protocol::messages::RequestKind,
+) -> Result<(), String> {
+    use std::io::Write;
+    let frame = seedlog_net::framing::encode_request(key, version, 1, "seedlog-interop", request)
+        .map_err(|e| format!("encoding: {e}"))?;
+    stream.write_all(&frame).map_err(|e| format!("{e}"))
+}
+
+/// Reads one response frame from `stream` (within its read timeout) and
+/// decodes it as `key`'s response at `version`, all of it.
+pub fn read_response<R: kafka_protocol::protocol::Decodable>(
+    stream: &mut std::net::TcpStream,
+    key: kafka_protocol::messages::ApiKey,
+    version: i16,
+) -> Result<R, String> {
     use bytes::{Buf, Bytes};
-    use kafka_protocol::messages::{
-        ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, RequestKind, ResponseHeader,
-    };
-    use kafka_protocol::protocol::{Decodable, StrBytes};
-    use std::io::{Read, Write};
-    const VERSION: i16 = 3;
-    let request = FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_string(group.to_string()))
-        .with_key_type(0);
-    let frame = seedlog_net::framing::encode_request(
-        ApiKey::FindCoordinator,
-        VERSION,
-        1,
-        "seedlog-interop",
-        &RequestKind::FindCoordinator(request),
-    )
-    .map_err(|e| format!("encoding: {e}"))?;
-    let mut stream = std::net::TcpStream::connect(address).map_err(|e| format!("{e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| format!("{e}"))?;
-    stream.write_all(&frame).map_err(|e| format!("{e}"))?;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable;
+    use std::io::Read;
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).map_err(|e| format!("{e}"))?;
     let mut body = vec![0u8; i32::from_be_bytes(length) as usize];
     stream.read_exact(&mut body).map_err(|e| format!("{e}"))?;
     let mut body = Bytes::from(body);
-    let header_version = ApiKey::FindCoordinator.response_header_version(VERSION);
-    ResponseHeader::decode(&mut body, header_version).map_err(|e| format!("{e}"))?;
-    let response =
-        FindCoordinatorResponse::decode(&mut body, VERSION).map_err(|e| format!("{e}"))?;
-    assert!(!body.has_remaining(), "FindCoordinator response fully read");
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
+        .map_err(|e| format!("{e}"))?;
+    assert_eq!(header.correlation_id, 1, "the answer to our request");
+    let response = R::decode(&mut body, version).map_err(|e| format!("{e}"))?;
+    assert!(!body.has_remaining(), "{key:?} response fully read");
+    Ok(response)
+}
+
+/// FindCoordinator (v3, key type group) for `group`, sent to the broker
+/// at `address` over a plain TCP connection: the coordinator's node id and
+/// `host:port`, or the error code it answered with (or why there was no
+/// answer).
+pub fn find_coordinator(address: &str, group: &str) -> Result<(i32, String), String> {
+    use kafka_protocol::messages::{
+        ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, RequestKind,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const VERSION: i16 = 3;
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| format!("{e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| format!("{e}"))?;
+    send_request(
+        &mut stream,
+        ApiKey::FindCoordinator,
+        VERSION,
+        &RequestKind::FindCoordinator(request),
+    )?;
+    let response: FindCoordinatorResponse =
+        read_response(&mut stream, ApiKey::FindCoordinator, VERSION)?;
     if response.error_code != 0 {
         return Err(format!("error code {}", response.error_code));
     }
