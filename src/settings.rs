@@ -47,6 +47,8 @@ pub enum Kind {
     /// `ID@HOST:PORT,...`.
     Voters,
     OneOf(&'static [&'static str]),
+    /// A decimal fraction in `0..=1`, such as `0.5`.
+    Ratio,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Text => "TEXT",
             Kind::Voters => "ID@HOST:PORT,...",
             Kind::OneOf(_) => "VALUE",
+            Kind::Ratio => "RATIO",
         }
     }
 }
@@ -111,12 +114,26 @@ impl Setting {
             Kind::Text => "any text".to_string(),
             Kind::Voters => "ID@HOST:PORT,...".to_string(),
             Kind::OneOf(values) => values.join(", "),
+            Kind::Ratio => "a fraction from 0 to 1, such as 0.5".to_string(),
         }
     }
 }
 
 fn none(_: &Defaults) -> Option<String> {
     None
+}
+
+/// Millionths as the fraction a ratio setting is written as.
+fn ratio_of_ppm(ppm: u32) -> String {
+    format!("{}", f64::from(ppm) / 1e6)
+}
+
+/// A checked ratio setting's text as millionths.
+fn ppm_of_ratio(text: &str) -> u32 {
+    let ratio: f64 = text.parse().expect("checked");
+    assert!((0.0..=1.0).contains(&ratio), "checked");
+    // In 0..=1e6 after the check: the cast cannot truncate.
+    (ratio * 1e6).round() as u32
 }
 
 fn ms(d: std::time::Duration) -> Option<String> {
@@ -192,6 +209,14 @@ pub const SETTINGS: &[Setting] = &[
         default: |_| Some("text".to_string()),
         cluster_only: false,
         help: "Log lines on stderr as plain text or as one JSON object each.",
+    },
+    Setting {
+        key: "cluster_id",
+        kind: Kind::Text,
+        default: |d| Some(d.server.node.cluster_id.clone()),
+        cluster_only: false,
+        help: "The cluster id clients are told (Metadata, DescribeCluster). The nodes of a \
+               cluster must share it: each refuses Raft requests that carry another.",
     },
     // ----- topics and their logs -----
     Setting {
@@ -298,6 +323,29 @@ pub const SETTINGS: &[Setting] = &[
         help: "`message.max.bytes`: the largest record batch a topic accepts unless it sets \
                `max.message.bytes`.",
     },
+    Setting {
+        key: "log_index_interval_bytes",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| Some(d.server.node.log.index_interval_bytes.to_string()),
+        cluster_only: false,
+        help: "`log.index.interval.bytes`: bytes of batches between two entries of a segment's \
+               sparse offset and time indexes.",
+    },
+    Setting {
+        key: "log_cleaner_min_cleanable_ratio",
+        kind: Kind::Ratio,
+        default: |d| {
+            Some(ratio_of_ppm(
+                d.server.node.log.min_cleanable_dirty_ratio_ppm,
+            ))
+        },
+        cluster_only: false,
+        help: "`log.cleaner.min.cleanable.ratio`: a compacted log is cleaned once its \
+               never-compacted bytes exceed this share of its closed segments.",
+    },
     // ----- limits -----
     Setting {
         key: "socket_request_max_bytes",
@@ -369,6 +417,71 @@ pub const SETTINGS: &[Setting] = &[
         cluster_only: true,
         help: "On SIGTERM, how long a cluster node waits for the controller to move its \
                leaderships away before it stops anyway.",
+    },
+    Setting {
+        key: "queued_max_requests",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.node_queue_max.to_string()),
+        cluster_only: false,
+        help: "`queued.max.requests`: requests read from all connections and queued for the node; \
+               readers wait for room.",
+    },
+    Setting {
+        key: "node_batch_max",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.node_batch_max.to_string()),
+        cluster_only: false,
+        help: "Requests the node handles before it flushes their appends together (one fdatasync \
+               per file for the lot); larger batches trade latency for fewer syncs.",
+    },
+    Setting {
+        key: "responses_queued_per_connection_max",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.responses_queued_per_connection_max.to_string()),
+        cluster_only: false,
+        help: "Responses queued on one connection for a client that does not read them; past it \
+               the connection is closed. At least `max_in_flight_requests_per_connection` (or \
+               1024 if that is larger).",
+    },
+    Setting {
+        key: "delayed_fetches_max",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.node.delayed_fetches_max.to_string()),
+        cluster_only: false,
+        help: "Fetches waiting for data (`fetch.max.wait.ms`) at once; past it a fetch is \
+               answered at once with what there is.",
+    },
+    Setting {
+        key: "open_files_max",
+        kind: Kind::Int {
+            min: 16,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.open_files_max.to_string()),
+        cluster_only: false,
+        help: "Segment and index files kept open at once; the least recently used are closed.",
+    },
+    Setting {
+        key: "shutdown_drain_timeout_ms",
+        kind: Kind::Int {
+            min: 0,
+            max: I32_MAX,
+        },
+        default: |d| ms(d.server.drain_timeout),
+        cluster_only: false,
+        help: "On shutdown, how long connections may take to send the responses already queued.",
     },
     // ----- replication and the controller -----
     Setting {
@@ -465,6 +578,102 @@ pub const SETTINGS: &[Setting] = &[
         cluster_only: true,
         help: "How long a request to another node may go unanswered before it counts as lost.",
     },
+    Setting {
+        key: "replica_fetch_wait_max_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| Some(d.cluster.replica_fetch_wait_max_ms.to_string()),
+        cluster_only: true,
+        help:
+            "`replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader for new \
+               data. Below `replica_lag_time_max_ms`, or idle followers would drop out of the ISR.",
+    },
+    Setting {
+        key: "replica_fetch_max_bytes",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| Some(d.cluster.replica_fetch_max_bytes.to_string()),
+        cluster_only: true,
+        help: "`replica.fetch.max.bytes`: bytes a follower asks for per partition (a larger first \
+               batch still comes whole).",
+    },
+    Setting {
+        key: "peer_requests_queued_max",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.peers.requests_queued_max.to_string()),
+        cluster_only: true,
+        help: "Requests queued for another node and not yet written; a full queue means the peer \
+               stopped reading, and the link is given up.",
+    },
+    Setting {
+        key: "peer_in_flight_max",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.peers.in_flight_max.to_string()),
+        cluster_only: true,
+        help: "Requests written to another node and not yet answered, per link.",
+    },
+    Setting {
+        key: "peer_response_bytes_max",
+        kind: Kind::Int {
+            min: 1024,
+            max: I32_MAX,
+        },
+        default: |d| Some(d.server.peers.response_bytes_max.to_string()),
+        cluster_only: true,
+        help: "A larger response from another node breaks the link.",
+    },
+    Setting {
+        key: "peer_connect_timeout_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| ms(d.server.peers.connect_timeout),
+        cluster_only: true,
+        help: "`socket.connection.setup.timeout.ms` for connections to other nodes.",
+    },
+    Setting {
+        key: "peer_response_timeout_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| ms(d.server.peers.response_timeout),
+        cluster_only: true,
+        help: "A link to another node with requests in flight and no response for this long is \
+               broken (a peer that hangs without closing).",
+    },
+    Setting {
+        key: "reconnect_backoff_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| ms(d.server.peers.backoff_min),
+        cluster_only: true,
+        help: "`reconnect.backoff.ms`: the wait before reconnecting to another node after a \
+               failure; it doubles with each failure in a row.",
+    },
+    Setting {
+        key: "reconnect_backoff_max_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| ms(d.server.peers.backoff_max),
+        cluster_only: true,
+        help: "`reconnect.backoff.max.ms`: the longest wait between reconnections to another node.",
+    },
     // ----- consumer groups -----
     Setting {
         key: "offsets_topic_num_partitions",
@@ -528,6 +737,35 @@ pub const SETTINGS: &[Setting] = &[
         default: |d| Some(d.server.node.group_max_size.to_string()),
         cluster_only: false,
         help: "`group.max.size`: members per consumer group.",
+    },
+    Setting {
+        key: "group_consumer_session_timeout_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| Some(d.server.node.consumer_group_session_timeout_ms.to_string()),
+        cluster_only: false,
+        help: "`group.consumer.session.timeout.ms`: a KIP-848 consumer silent for this long is \
+               removed from its group.",
+    },
+    Setting {
+        key: "group_consumer_heartbeat_interval_ms",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| {
+            Some(
+                d.server
+                    .node
+                    .consumer_group_heartbeat_interval_ms
+                    .to_string(),
+            )
+        },
+        cluster_only: false,
+        help: "`group.consumer.heartbeat.interval.ms`: how often a KIP-848 consumer is told to \
+               heartbeat. Below `group_consumer_session_timeout_ms`.",
     },
 ];
 
@@ -597,6 +835,8 @@ pub fn check(setting: &Setting, source: &Source, raw: &Raw) -> anyhow::Result<Va
             i.to_string()
         }
         Raw::Toml(toml::Value::Boolean(b)) if setting.kind == Kind::Bool => b.to_string(),
+        Raw::Toml(toml::Value::Float(f)) if setting.kind == Kind::Ratio => f.to_string(),
+        Raw::Toml(toml::Value::Integer(i)) if setting.kind == Kind::Ratio => i.to_string(),
         Raw::Toml(other) => bail!(
             "{} is {}, not {}",
             what(),
@@ -604,12 +844,13 @@ pub fn check(setting: &Setting, source: &Source, raw: &Raw) -> anyhow::Result<Va
             match setting.kind {
                 Kind::Int { .. } => "an integer",
                 Kind::Bool => "a boolean",
+                Kind::Ratio => "a number",
                 _ => "a string",
             }
         ),
     };
     if matches!(raw, Raw::Toml(toml::Value::String(_)))
-        && matches!(setting.kind, Kind::Int { .. } | Kind::Bool)
+        && matches!(setting.kind, Kind::Int { .. } | Kind::Bool | Kind::Ratio)
     {
         bail!(
             "{} is a string; write it without quotes ({})",
@@ -648,7 +889,20 @@ pub fn check(setting: &Setting, source: &Source, raw: &Raw) -> anyhow::Result<Va
             }
             Ok(Value::Text(text))
         }
-        Kind::Text => Ok(Value::Text(text)),
+        Kind::Text => {
+            if text.is_empty() {
+                bail!("{} is empty", what());
+            }
+            Ok(Value::Text(text))
+        }
+        Kind::Ratio => {
+            let ratio = text
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| anyhow::anyhow!("{} is not {}", what(), setting.allowed()))?;
+            Ok(Value::Text(ratio.to_string()))
+        }
         Kind::OneOf(values) => {
             // `cleanup.policy` lists may come in either order.
             let canonical = if setting.key == "log_cleanup_policy" {
@@ -818,6 +1072,10 @@ impl Resolved {
                 Source::Default => "default".to_string(),
             };
             match value {
+                // A ratio is a TOML number, not the string it is kept as.
+                Some(Value::Text(t)) if setting.kind == Kind::Ratio => {
+                    out.push_str(&format!("{} = {t} # {from}\n", setting.key))
+                }
                 Some(v) => out.push_str(&format!("{} = {v} # {from}\n", setting.key)),
                 None => out.push_str(&format!("# {} unset # {from}\n", setting.key)),
             }
@@ -857,6 +1115,27 @@ impl Resolved {
         node.group_min_session_timeout_ms = i32_of("group_min_session_timeout_ms");
         node.group_max_session_timeout_ms = i32_of("group_max_session_timeout_ms");
         node.group_max_size = usize_of("group_max_size");
+        node.consumer_group_session_timeout_ms = u64_of("group_consumer_session_timeout_ms");
+        node.consumer_group_heartbeat_interval_ms = u64_of("group_consumer_heartbeat_interval_ms");
+        node.cluster_id = self.text("cluster_id").to_string();
+        node.log.index_interval_bytes =
+            u32::try_from(self.int("log_index_interval_bytes")).expect("checked in i32");
+        node.log.min_cleanable_dirty_ratio_ppm =
+            ppm_of_ratio(self.text("log_cleaner_min_cleanable_ratio"));
+        node.delayed_fetches_max = usize_of("delayed_fetches_max");
+        config.node_queue_max = usize_of("queued_max_requests");
+        config.node_batch_max = usize_of("node_batch_max");
+        config.responses_queued_per_connection_max =
+            usize_of("responses_queued_per_connection_max");
+        config.open_files_max = usize_of("open_files_max");
+        config.drain_timeout = ms_of("shutdown_drain_timeout_ms");
+        config.peers.requests_queued_max = usize_of("peer_requests_queued_max");
+        config.peers.in_flight_max = usize_of("peer_in_flight_max");
+        config.peers.response_bytes_max = usize_of("peer_response_bytes_max");
+        config.peers.connect_timeout = ms_of("peer_connect_timeout_ms");
+        config.peers.response_timeout = ms_of("peer_response_timeout_ms");
+        config.peers.backoff_min = ms_of("reconnect_backoff_ms");
+        config.peers.backoff_max = ms_of("reconnect_backoff_max_ms");
         config.request_bytes_max = usize_of("socket_request_max_bytes");
         config.request_bytes_in_flight_max = usize_of("queued_max_request_bytes");
         config.connections_max = usize_of("max_connections");
@@ -882,6 +1161,8 @@ impl Resolved {
         cluster.election_timeout_ms = u64_of("controller_quorum_election_timeout_ms");
         cluster.quorum_fetch_timeout_ms = u64_of("controller_quorum_fetch_timeout_ms");
         cluster.request_timeout_ms = u64_of("peer_request_timeout_ms");
+        cluster.replica_fetch_wait_max_ms = u64_of("replica_fetch_wait_max_ms");
+        cluster.replica_fetch_max_bytes = i32_of("replica_fetch_max_bytes");
         let log_format = self.text("log_format").to_string();
 
         self.check_together(voters.is_some())?;
@@ -921,6 +1202,13 @@ impl Resolved {
                 "broker_session_timeout_ms",
                 true,
             ),
+            (
+                "group_consumer_heartbeat_interval_ms",
+                "group_consumer_session_timeout_ms",
+                true,
+            ),
+            ("replica_fetch_wait_max_ms", "replica_lag_time_max_ms", true),
+            ("reconnect_backoff_ms", "reconnect_backoff_max_ms", false),
         ];
         for (small, large, strictly) in pairs {
             let (a, b) = (self.int(small), self.int(large));
@@ -989,23 +1277,8 @@ mod tests {
         let (config, format) = resolved.build().unwrap();
         let defaults = Defaults::builtin().server;
         assert_eq!(format, "text");
-        assert_eq!(config.node, defaults.node);
-        assert_eq!(config.listen, defaults.listen);
-        assert_eq!(config.data_dir, defaults.data_dir);
-        assert_eq!(config.request_bytes_max, defaults.request_bytes_max);
-        assert_eq!(
-            config.request_bytes_in_flight_max,
-            defaults.request_bytes_in_flight_max
-        );
-        assert_eq!(config.connections_max, defaults.connections_max);
-        assert_eq!(
-            config.connection_idle_timeout,
-            defaults.connection_idle_timeout
-        );
-        assert_eq!(
-            config.controlled_shutdown_timeout,
-            defaults.controlled_shutdown_timeout
-        );
+        // Every field, the peer limits and the node's config included.
+        assert_eq!(format!("{config:?}"), format!("{defaults:?}"));
         let unread: Vec<_> = SETTINGS
             .iter()
             .map(|s| s.key)
@@ -1060,6 +1333,86 @@ mod tests {
         assert!(printed.contains("node_id = 7 # x.toml"), "{printed}");
         // What it prints reads back as a config file.
         parse_file(path, &printed).unwrap();
+    }
+
+    #[test]
+    fn limits_peers_and_ratios_reach_the_adapter_and_the_core() {
+        let file = parse_file(
+            Path::new("c.toml"),
+            r#"
+                voters = "1@127.0.0.1:9192"
+                cluster_id = "prod-east"
+                replica_fetch_wait_max_ms = 250
+                replica_fetch_max_bytes = 65536
+                peer_response_timeout_ms = 7000
+                reconnect_backoff_ms = 20
+                reconnect_backoff_max_ms = 400
+                queued_max_requests = 64
+                open_files_max = 32
+                shutdown_drain_timeout_ms = 1500
+                log_index_interval_bytes = 1024
+                log_cleaner_min_cleanable_ratio = 0.25
+                group_consumer_session_timeout_ms = 30000
+                group_consumer_heartbeat_interval_ms = 3000
+            "#,
+        )
+        .unwrap();
+        let r = Resolved::new(&BTreeMap::new(), Some((Path::new("c.toml"), &file))).unwrap();
+        let (config, _) = r.build().unwrap();
+        let cluster = config.node.cluster.as_ref().expect("a cluster node");
+        assert_eq!(cluster.replica_fetch_wait_max_ms, 250);
+        assert_eq!(cluster.replica_fetch_max_bytes, 65536);
+        assert_eq!(config.node.cluster_id, "prod-east");
+        assert_eq!(config.peers.response_timeout.as_millis(), 7000);
+        assert_eq!(config.peers.backoff_min.as_millis(), 20);
+        assert_eq!(config.peers.backoff_max.as_millis(), 400);
+        assert_eq!(config.node_queue_max, 64);
+        assert_eq!(config.open_files_max, 32);
+        assert_eq!(config.drain_timeout.as_millis(), 1500);
+        assert_eq!(config.node.log.index_interval_bytes, 1024);
+        assert_eq!(config.node.log.min_cleanable_dirty_ratio_ppm, 250_000);
+        assert_eq!(config.node.consumer_group_session_timeout_ms, 30_000);
+        assert_eq!(config.node.consumer_group_heartbeat_interval_ms, 3_000);
+        let printed = r.to_toml();
+        assert!(
+            printed.contains("log_cleaner_min_cleanable_ratio = 0.25 # c.toml"),
+            "{printed}"
+        );
+        // The printed ratio is a number again when read back.
+        let again = parse_file(Path::new("p.toml"), &printed).unwrap();
+        let (reread, _) = Resolved::new(&BTreeMap::new(), Some((Path::new("p.toml"), &again)))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(reread.node.log.min_cleanable_dirty_ratio_ppm, 250_000);
+    }
+
+    #[test]
+    fn ratios_and_setting_pairs_are_checked() {
+        assert_eq!(
+            error("log_cleaner_min_cleanable_ratio = 1.5"),
+            "config file x.toml: log_cleaner_min_cleanable_ratio = 1.5 is not a fraction from 0 \
+             to 1, such as 0.5"
+        );
+        assert_eq!(
+            error("log_cleaner_min_cleanable_ratio = \"0.5\""),
+            "config file x.toml: log_cleaner_min_cleanable_ratio = \"0.5\" is a string; write \
+             it without quotes (a fraction from 0 to 1, such as 0.5)"
+        );
+        assert_eq!(
+            error("voters = \"1@127.0.0.1:9192\"\nreplica_fetch_wait_max_ms = 30000"),
+            "replica_fetch_wait_max_ms = 30000 (from config file x.toml) must be below \
+             replica_lag_time_max_ms = 30000 (from default)"
+        );
+        assert_eq!(
+            error("group_consumer_heartbeat_interval_ms = 45000"),
+            "group_consumer_heartbeat_interval_ms = 45000 (from config file x.toml) must be \
+             below group_consumer_session_timeout_ms = 45000 (from default)"
+        );
+        assert_eq!(
+            error("cluster_id = \"\""),
+            "config file x.toml: cluster_id = \"\" is empty"
+        );
     }
 
     fn error(file: &str) -> String {
