@@ -380,6 +380,18 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
             Bug::NoPartitionEpochCheck,
             "valid_high_watermark",
         ),
+        // KIP-903: the leader's expansion, held in flight, names the
+        // follower's broker epoch; the follower loses its page cache (no
+        // fsync) and registers again under a new epoch, then the expansion
+        // lands. Seed 1 is the first that fails `explore unclean-rejoin
+        // --bug stale-broker-epoch` (203 of seeds 0..400 fail, none
+        // without).
+        (
+            "unclean-rejoin",
+            1,
+            Bug::StaleBrokerEpoch,
+            "valid_high_watermark",
+        ),
     ] {
         let s = scenario(name);
         let buggy = run(
