@@ -362,11 +362,23 @@ pub enum FaultKind {
     /// log keep flowing): the controller decides on an ISR change late,
     /// against a cluster that moved on meanwhile. Never drawn at random.
     HoldAlterPartition,
+    /// Every BrokerHeartbeat request `node` (or `target`) sends while the
+    /// fault lasts is held in flight until it ends, then delivered: the
+    /// controller fences the broker on its session timeout (and takes it
+    /// out of every ISR) while it still replicates, and unfences it once
+    /// its heartbeats arrive again. Never drawn at random.
+    HoldBrokerHeartbeat,
     /// The replica fetches `node` (or `target`) sends take `extra_ms`
     /// longer to arrive while the fault lasts (a slow path to the leaders
     /// it follows; its heartbeats and metadata fetches are not slowed).
     /// Never drawn at random.
     SlowReplicaFetch,
+    /// The answers to the replica fetches `node` (or `target`) sends take
+    /// `extra_ms` longer to come back while the fault lasts (a slow path
+    /// from the leaders it follows): the leader decides on what the fetch
+    /// says at once, the follower learns of the records late. Never drawn
+    /// at random.
+    SlowReplicaFetchResponse,
     /// Test-only, never drawn at random: the newest batch below the high
     /// watermark of `node`'s (or `target`'s) copy of `topic`/`partition`
     /// gets a different max timestamp and a recomputed CRC, as a buggy
@@ -762,7 +774,9 @@ impl Scenario {
                     | FaultKind::Isolate
                     | FaultKind::CorruptReplica
                     | FaultKind::HoldAlterPartition
+                    | FaultKind::HoldBrokerHeartbeat
                     | FaultKind::SlowReplicaFetch
+                    | FaultKind::SlowReplicaFetchResponse
             ) || f.target.is_some();
             if cluster_only && !cluster {
                 return Err(invalid(format!(
@@ -782,7 +796,9 @@ impl Scenario {
                     | FaultKind::Shutdown
                     | FaultKind::CorruptReplica
                     | FaultKind::HoldAlterPartition
+                    | FaultKind::HoldBrokerHeartbeat
                     | FaultKind::SlowReplicaFetch
+                    | FaultKind::SlowReplicaFetchResponse
             );
             let node_ok = f.node.is_some_and(|n| (n as usize) < brokers);
             if needs_node && !node_ok && f.target.is_none() {

@@ -380,6 +380,27 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
             Bug::NoPartitionEpochCheck,
             "valid_high_watermark",
         ),
+        // KIP-903: the leader's expansion, held in flight, names the
+        // follower's broker epoch; the follower loses its page cache (no
+        // fsync) and registers again under a new epoch, then the expansion
+        // lands. Seed 1 is the first that fails `explore unclean-rejoin
+        // --bug stale-broker-epoch` (203 of seeds 0..400 fail, none
+        // without).
+        (
+            "unclean-rejoin",
+            1,
+            Bug::StaleBrokerEpoch,
+            "valid_high_watermark",
+        ),
+        // KAFKA-7128: the new leader's high watermark lags (slow answers to
+        // its fetches as a follower); the fenced follower, a little further
+        // behind, fetches from it from between that high watermark and the
+        // epoch start offset and joins the ISR; the new leader shuts down
+        // before its records reach it. Seed 17 is the first that fails
+        // `explore slow-follower --bug isr-expand-before-leso` (40 of seeds
+        // 0..400 fail, all valid_high_watermark, 10 also lost_write; none
+        // without).
+        ("slow-follower", 17, Bug::IsrExpandBeforeLeso, "lost_write"),
     ] {
         let s = scenario(name);
         let buggy = run(

@@ -39,9 +39,16 @@ pub(super) struct Broker {
     /// When the last held AlterPartition arrives: held ones keep their
     /// order.
     pub(super) alter_partition_held_last: Instant,
+    /// The BrokerHeartbeat requests it sends arrive no earlier than this
+    /// (`hold_broker_heartbeat`), the last held one then.
+    pub(super) heartbeat_held_until: Instant,
+    pub(super) heartbeat_held_last: Instant,
     /// Its replica fetches take this much longer to arrive
     /// (`slow_replica_fetch`).
     pub(super) replica_fetch_extra_ms: u64,
+    /// The answers to its replica fetches take this much longer to come
+    /// back (`slow_replica_fetch_response`).
+    pub(super) replica_fetch_response_extra_ms: u64,
     /// Controlled shutdown under way (a cluster node asked the controller
     /// to move its leaderships away): it still takes every input, until
     /// `Node::shutdown_ready` or a deadline; then `stopping`.
@@ -81,7 +88,10 @@ impl Broker {
             isolated_until: epoch,
             alter_partition_held_until: epoch,
             alter_partition_held_last: epoch,
+            heartbeat_held_until: epoch,
+            heartbeat_held_last: epoch,
             replica_fetch_extra_ms: 0,
+            replica_fetch_response_extra_ms: 0,
             controlled_stop: false,
             stopping: false,
             stop_deadline_at: None,

@@ -172,8 +172,16 @@ impl World {
                 let b = &mut self.brokers[node.expect("validated")];
                 b.alter_partition_held_until = b.alter_partition_held_until.max(until);
             }
+            FaultKind::HoldBrokerHeartbeat => {
+                let b = &mut self.brokers[node.expect("validated")];
+                b.heartbeat_held_until = b.heartbeat_held_until.max(until);
+            }
             FaultKind::SlowReplicaFetch => {
                 self.brokers[node.expect("validated")].replica_fetch_extra_ms = fault.extra_ms
+            }
+            FaultKind::SlowReplicaFetchResponse => {
+                self.brokers[node.expect("validated")].replica_fetch_response_extra_ms =
+                    fault.extra_ms
             }
             FaultKind::RollingRestart => {
                 self.emit(Ev::Fault {
@@ -259,7 +267,8 @@ impl World {
             FaultKind::ConnectionReset
             | FaultKind::Pause
             | FaultKind::Isolate
-            | FaultKind::HoldAlterPartition => {}
+            | FaultKind::HoldAlterPartition
+            | FaultKind::HoldBrokerHeartbeat => {}
             FaultKind::Partition => self.cuts.retain(|c| c.until > self.now),
             FaultKind::Split => self.splits.retain(|s| s.until > self.now),
             FaultKind::Clog => self.clogs.retain(|c| c.until > self.now),
@@ -271,6 +280,9 @@ impl World {
             FaultKind::SlowFlush => self.brokers[node.expect("validated")].slow_flush_extra_ms = 0,
             FaultKind::SlowReplicaFetch => {
                 self.brokers[node.expect("validated")].replica_fetch_extra_ms = 0
+            }
+            FaultKind::SlowReplicaFetchResponse => {
+                self.brokers[node.expect("validated")].replica_fetch_response_extra_ms = 0
             }
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = 0,
             FaultKind::RollingRestart => unreachable!("ends through its own steps"),
@@ -508,7 +520,9 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                 | FaultKind::RollingRestart
                 | FaultKind::CorruptReplica
                 | FaultKind::HoldAlterPartition
-                | FaultKind::SlowReplicaFetch => {
+                | FaultKind::HoldBrokerHeartbeat
+                | FaultKind::SlowReplicaFetch
+                | FaultKind::SlowReplicaFetchResponse => {
                     unreachable!("never random")
                 }
             }

@@ -415,15 +415,20 @@ impl World {
             bytes,
         });
         let mut at = self.delivery_time(from, to, last);
-        at = at + self.replica_fetch_extra(conn_id);
-        let held = self.alter_partition_held(from, &header);
-        if let (Some(until), Place::Broker(b)) = (held, from) {
+        at = at + self.replica_fetch_extra(conn_id, false);
+        let held = self.request_held(from, &header);
+        if let (Some((until, heartbeat)), Place::Broker(b)) = (held, from) {
             // Held on a channel of its own: what follows on this
-            // connection (heartbeats) does not wait behind it, but held
-            // requests keep their order.
-            let last = self.brokers[b].alter_partition_held_last;
-            at = at.max(until + (at - self.now)).max(last);
-            self.brokers[b].alter_partition_held_last = at;
+            // connection does not wait behind it, but held requests of one
+            // kind keep their order.
+            let broker = &mut self.brokers[b];
+            let last = if heartbeat {
+                &mut broker.heartbeat_held_last
+            } else {
+                &mut broker.alter_partition_held_last
+            };
+            at = at.max(until + (at - self.now)).max(*last);
+            *last = at;
         } else {
             self.conns.get_mut(&conn_id).expect("live").last_to_node = at;
         }
@@ -437,28 +442,40 @@ impl World {
         );
     }
 
-    /// Until when an AlterPartition request from `from` is held in flight
-    /// (`hold_alter_partition`), if it is one and a hold is on.
-    fn alter_partition_held(&self, from: Place, header: &RequestHeader) -> Option<Instant> {
+    /// Until when a request from `from` is held in flight, if it is an
+    /// AlterPartition (`hold_alter_partition`) or a BrokerHeartbeat
+    /// (`hold_broker_heartbeat`) and such a hold is on; true for a
+    /// heartbeat.
+    fn request_held(&self, from: Place, header: &RequestHeader) -> Option<(Instant, bool)> {
         let Place::Broker(b) = from else {
             return None;
         };
-        let until = self.brokers[b].alter_partition_held_until;
-        (header.request_api_key == ApiKey::AlterPartition as i16 && until > self.now)
-            .then_some(until)
+        let broker = &self.brokers[b];
+        let until = match header.request_api_key {
+            k if k == ApiKey::AlterPartition as i16 => broker.alter_partition_held_until,
+            k if k == ApiKey::BrokerHeartbeat as i16 => broker.heartbeat_held_until,
+            _ => return None,
+        };
+        let heartbeat = header.request_api_key == ApiKey::BrokerHeartbeat as i16;
+        (until > self.now).then_some((until, heartbeat))
     }
 
-    /// The extra delay of a request on `conn_id` when it is its sender's
-    /// replica fetch connection and the sender's fetches are slowed
-    /// (`slow_replica_fetch`).
-    fn replica_fetch_extra(&self, conn_id: ConnId) -> Duration {
+    /// The extra delay of a request on `conn_id` (or of its answer, with
+    /// `response`) when it is its sender's replica fetch connection and the
+    /// sender's fetches (`slow_replica_fetch`) or their answers
+    /// (`slow_replica_fetch_response`) are slowed.
+    fn replica_fetch_extra(&self, conn_id: ConnId, response: bool) -> Duration {
         let Some(conn) = self.conns.get(&conn_id) else {
             return Duration::ZERO;
         };
         let Origin::Peer(a) = conn.origin else {
             return Duration::ZERO;
         };
-        let extra_ms = self.brokers[a].replica_fetch_extra_ms;
+        let extra_ms = if response {
+            self.brokers[a].replica_fetch_response_extra_ms
+        } else {
+            self.brokers[a].replica_fetch_extra_ms
+        };
         if extra_ms == 0 {
             return Duration::ZERO;
         }
@@ -508,7 +525,8 @@ impl World {
             corr: correlation_id,
             bytes,
         });
-        let at = self.delivery_time(from, to, last);
+        // Answers keep their order on the connection, slowed or not.
+        let at = self.delivery_time(from, to, last) + self.replica_fetch_extra(conn_id, true);
         self.conns.get_mut(&conn_id).expect("live").last_to_origin = at;
         self.push(
             at,
