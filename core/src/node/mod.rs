@@ -586,6 +586,8 @@ impl<S: Storage> Node<S> {
             | RequestKind::DeleteTopics(_)
             | RequestKind::CreatePartitions(_)
             | RequestKind::ElectLeaders(_)
+            | RequestKind::AlterPartitionReassignments(_)
+            | RequestKind::ListPartitionReassignments(_)
             | RequestKind::AlterConfigs(_)
             | RequestKind::IncrementalAlterConfigs(_) => {
                 let slot = slot.expect("answered");
@@ -658,6 +660,16 @@ impl<S: Storage> Node<S> {
             RequestKind::ElectLeaders(r) => {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::AlterPartitionReassignments(r) => {
+                let response = self.handle_alter_partition_reassignments_standalone(&r);
+                reply(self, ResponseKind::AlterPartitionReassignments(response))
+            }
+            RequestKind::ListPartitionReassignments(_) => {
+                // Nothing ever moves on a standalone broker.
+                let response =
+                    kafka_protocol::messages::ListPartitionReassignmentsResponse::default();
+                reply(self, ResponseKind::ListPartitionReassignments(response))
             }
             RequestKind::ConsumerGroupHeartbeat(r) => {
                 let client_id = header.client_id.as_ref().map(|c| c.to_string());
