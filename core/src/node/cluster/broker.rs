@@ -462,6 +462,15 @@ impl<S: Storage> Node<S> {
         if removed.is_empty() {
             return false;
         }
+        // Produces waiting on a copy that goes settle first, while it is
+        // still here, as NOT_LEADER_OR_FOLLOWER: a write this broker led
+        // but the new replicas may not all hold must never be acknowledged
+        // (a partition that is simply gone counts as settled).
+        for (name, index) in &removed {
+            let p = self.topics.partition_mut(name, *index).expect("listed above");
+            p.replica = Replica::Offline;
+        }
+        self.release_produces(None);
         for (name, index) in &removed {
             let topic = self.topics.get_mut(name).expect("listed above");
             let partition = topic.partitions.remove(index).expect("listed above");
@@ -478,7 +487,6 @@ impl<S: Storage> Node<S> {
             cluster.isr_dirty = true;
         }
         self.high_watermark_moved = true;
-        self.release_produces(None);
         true
     }
 
