@@ -277,6 +277,14 @@ impl<S: Storage> Node<S> {
             .map(|c| (c.quorum.epoch(), c.quorum.role()))
     }
 
+    /// The replicas the committed metadata gives a partition, and whether a
+    /// reassignment of it is in progress (cluster nodes; for checkers).
+    pub fn registered_replicas(&self, topic: &str, partition: i32) -> Option<(Vec<i32>, bool)> {
+        let image = &self.cluster.as_ref()?.image;
+        let p = image.topic_by_name(topic)?.partitions.get(&partition)?;
+        Some((p.assignment.replicas.clone(), p.is_reassigning()))
+    }
+
     /// (leader epoch, is leader here, ISR as the leader holds it) of a
     /// hosted partition, for checkers.
     pub fn replica_role(&self, topic: &str, partition: i32) -> Option<(i32, bool, Vec<i32>)> {

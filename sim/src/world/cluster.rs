@@ -6,10 +6,10 @@
 
 use super::*;
 use crate::scenario::Cluster;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId as NodeId,
     CreateTopicsResponse, MetadataRequest, MetadataResponse,

@@ -467,7 +467,10 @@ impl<S: Storage> Node<S> {
         // but the new replicas may not all hold must never be acknowledged
         // (a partition that is simply gone counts as settled).
         for (name, index) in &removed {
-            let p = self.topics.partition_mut(name, *index).expect("listed above");
+            let p = self
+                .topics
+                .partition_mut(name, *index)
+                .expect("listed above");
             p.replica = Replica::Offline;
         }
         self.release_produces(None);
