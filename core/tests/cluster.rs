@@ -11,6 +11,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use seedlog_core::batch::{build_batch, decode_records_for_test};
+use seedlog_core::controller::testing::{ongoing_reassignments, Ongoing};
 use seedlog_core::node::{ClusterConfig, Input, Node, NodeConfig, Output, PeerAddress};
 use seedlog_core::storage::{MemoryStorage, Storage};
 use seedlog_core::Instant;
@@ -1237,4 +1238,139 @@ fn the_last_node_standing_stops_without_a_controller_to_release_it() {
         h.node(1).shutdown_ready(),
         "gives up after a few heartbeats find no controller"
     );
+}
+
+impl ClusterHarness {
+    /// AlterPartitionReassignments of one partition through `via`.
+    fn reassign(&mut self, via: i32, topic: &str, partition: i32, target: Option<&[i32]>) -> i16 {
+        let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_partition_index(partition)
+                        .with_replicas(target.map(|t| t.iter().map(|&r| BrokerId(r)).collect())),
+                ]),
+        ]);
+        match self.call(
+            via,
+            ApiKey::AlterPartitionReassignments,
+            1,
+            RequestKind::AlterPartitionReassignments(request),
+            Duration::from_secs(5),
+        ) {
+            Some(ResponseKind::AlterPartitionReassignments(r)) => {
+                assert_eq!(r.error_code, 0, "{r:?}");
+                r.responses[0].partitions[0].error_code
+            }
+            other => panic!("alter partition reassignments: {other:?}"),
+        }
+    }
+
+    /// The ongoing reassignments as (topic, partition, replicas, adding,
+    /// removing).
+    fn reassignments(&mut self, via: i32) -> Vec<Ongoing> {
+        let answer = self.call(
+            via,
+            ApiKey::ListPartitionReassignments,
+            0,
+            RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()),
+            Duration::from_secs(5),
+        );
+        let Some(ResponseKind::ListPartitionReassignments(r)) = answer else {
+            panic!("list partition reassignments: {answer:?}");
+        };
+        ongoing_reassignments(&r)
+    }
+}
+
+#[test]
+fn a_reassignment_moves_a_partition_under_acks_all_writes_and_deletes_the_old_copy() {
+    let mut h = ClusterHarness::start_with(&[1, 2, 3], &[1, 2, 3, 4]);
+    h.run_for(Duration::from_secs(4));
+    assert_eq!(h.create_topic(1, "r", 1, 3, "2").topics[0].error_code, 0);
+    let m = h.wait_for_leaders(1, "r", 4);
+    let topic_id = m.topics[0].topic_id;
+    let before: Vec<i32> = m.topics[0].partitions[0]
+        .replica_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    let leader = leader_of(&m, 0);
+    // Move off the leader and onto the broker that has no copy.
+    let spare = (1..=4).find(|b| !before.contains(b)).unwrap();
+    let mut target: Vec<i32> = before.iter().copied().filter(|&b| b != leader).collect();
+    target.push(spare);
+    let mut acked: Vec<Vec<u8>> = Vec::new();
+    let mut produce = |h: &mut ClusterHarness, n: usize| {
+        for i in 0..n {
+            let value = format!("v{}", acked.len() + i).into_bytes();
+            // Whoever leads now; a moved leader answers NOT_LEADER and the
+            // write is retried by the next call.
+            let m = h.metadata(1, "r");
+            let l = leader_of(&m, 0);
+            if l < 0 {
+                h.run_for(Duration::from_millis(100));
+                continue;
+            }
+            if let Some((0, _)) = h.produce(l, "r", 0, &[&value]) {
+                acked.push(value);
+            }
+        }
+    };
+    produce(&mut h, 20);
+    assert_eq!(h.reassign(2, "r", 0, Some(&target)), 0);
+    let listed = h.reassignments(3);
+    // Either still in progress (grown) or already complete.
+    for (topic, partition, replicas, adding, removing) in &listed {
+        assert_eq!((topic.as_str(), *partition), ("r", 0));
+        assert_eq!(&replicas[..target.len()], &target[..]);
+        assert_eq!(adding, &vec![spare]);
+        assert_eq!(removing, &vec![leader]);
+    }
+    produce(&mut h, 20);
+    let mut done = false;
+    for _ in 0..100 {
+        if h.reassignments(1).is_empty() {
+            done = true;
+            break;
+        }
+        h.run_for(Duration::from_millis(100));
+    }
+    assert!(done, "the reassignment completes");
+    h.run_for(Duration::from_secs(1));
+    let m = h.metadata(1, "r");
+    let after: BTreeSet<i32> = m.topics[0].partitions[0]
+        .replica_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(after, target.iter().copied().collect::<BTreeSet<i32>>());
+    let isr: BTreeSet<i32> = m.topics[0].partitions[0]
+        .isr_nodes
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    assert!(isr.len() >= 2 && isr.is_subset(&after), "{isr:?}");
+    let new_leader = leader_of(&m, 0);
+    assert!(target.contains(&new_leader), "a target replica leads");
+    produce(&mut h, 10);
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(
+        h.node(leader).partition_offsets("r", 0),
+        None,
+        "the removed replica deleted its copy"
+    );
+    for &b in &target {
+        let (_, hw, leo) = h.node(b).partition_offsets("r", 0).expect("hosted");
+        assert_eq!(
+            (hw, leo),
+            (acked.len() as i64, acked.len() as i64),
+            "broker {b}"
+        );
+    }
+    let new_leader = leader_of(&h.metadata(1, "r"), 0);
+    let (code, values) = h.consume(new_leader, topic_id, 0);
+    assert_eq!(code, 0);
+    assert_eq!(values, acked, "every acked record once, in order");
 }

@@ -887,6 +887,13 @@ fn every_api_answers_at_every_advertised_version() {
                         .with_resource_type(2)
                         .with_resource_name(StrBytes::from_static_str("missing")),
                 ])),
+                ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                    kafka_protocol::messages::alter_partition_reassignments_request::ReassignableTopic::default().with_name(name()).with_partitions(vec![
+                        kafka_protocol::messages::alter_partition_reassignments_request::ReassignablePartition::default().with_replicas(Some(vec![BrokerId(1)])),
+                        kafka_protocol::messages::alter_partition_reassignments_request::ReassignablePartition::default().with_partition_index(0).with_replicas(None),
+                    ]),
+                ])),
+                ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default().with_topics(None)),
                 other => panic!("advertised but not covered here: {other:?}"),
             };
             let id = h.send_on(1000 + checked, key, version, body);
@@ -1416,4 +1423,64 @@ fn describe_topic_partitions_pages_with_a_cursor() {
     assert_eq!(second.topics[0].partitions.len(), 1, "the rest of 'a'");
     assert_eq!(second.topics[2].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert!(second.next_cursor.is_none());
+}
+
+/// A standalone broker serves the reassignment APIs: the only target it
+/// can take is itself (where every partition is), nothing is ever in
+/// progress.
+#[test]
+fn standalone_reassignments_accept_only_this_broker() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let mut h = Harness::with_config(NodeConfig::default(), MemoryStorage::new());
+    let self_id = NodeConfig::default().node_id;
+    h.create_topic("t", 1, &[]);
+    let partition = |index: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    let request = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![
+                partition(0, Some(vec![self_id])),
+                partition(0, None),
+                partition(0, Some(vec![self_id, self_id + 1])),
+                partition(3, Some(vec![self_id])),
+            ]),
+    ]);
+    for version in 0..=1 {
+        let ResponseKind::AlterPartitionReassignments(response) = h.request(
+            ApiKey::AlterPartitionReassignments,
+            version,
+            RequestKind::AlterPartitionReassignments(request.clone()),
+        ) else {
+            panic!("an AlterPartitionReassignments answer")
+        };
+        let codes: Vec<i16> = response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                0,
+                ResponseError::NoReassignmentInProgress.code(),
+                ResponseError::InvalidReplicaAssignment.code(),
+                ResponseError::UnknownTopicOrPartition.code(),
+            ]
+        );
+    }
+    let ResponseKind::ListPartitionReassignments(list) = h.request(
+        ApiKey::ListPartitionReassignments,
+        0,
+        RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()),
+    ) else {
+        panic!("a ListPartitionReassignments answer")
+    };
+    assert_eq!(list.error_code, 0);
+    assert!(list.topics.is_empty());
 }

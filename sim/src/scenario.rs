@@ -379,6 +379,11 @@ pub enum FaultKind {
     /// says at once, the follower learns of the records late. Never drawn
     /// at random.
     SlowReplicaFetchResponse,
+    /// Moves `topic`/`partition` (default: the workload's first) onto the
+    /// brokers `nodes` (indexes, the first the preferred leader): the admin
+    /// client sends AlterPartitionReassignments (KIP-455), retrying while
+    /// no controller answers. Never drawn at random.
+    Reassign,
     /// Test-only, never drawn at random: the newest batch below the high
     /// watermark of `node`'s (or `target`'s) copy of `topic`/`partition`
     /// gets a different max timestamp and a recomputed CRC, as a buggy
@@ -435,7 +440,7 @@ pub struct Fault {
     /// `az_outage`: the AZ that loses power.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub az: Option<String>,
-    /// `split`: the brokers on one side.
+    /// `split`: the brokers on one side; `reassign`: the target replicas.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<u32>,
     /// Instead of `node` / `nodes`: a broker picked by its role when the
@@ -777,6 +782,7 @@ impl Scenario {
                     | FaultKind::HoldBrokerHeartbeat
                     | FaultKind::SlowReplicaFetch
                     | FaultKind::SlowReplicaFetchResponse
+                    | FaultKind::Reassign
             ) || f.target.is_some();
             if cluster_only && !cluster {
                 return Err(invalid(format!(
@@ -831,6 +837,20 @@ impl Scenario {
                 if f.target.is_none() && (f.nodes.is_empty() || bad || !sides) {
                     return Err(invalid(format!(
                         "{field}.nodes: broker indexes (0..{brokers}) that leave some broker on the other side"
+                    )));
+                }
+            }
+            if f.kind == FaultKind::Reassign {
+                let distinct: std::collections::BTreeSet<u32> = f.nodes.iter().copied().collect();
+                let in_range = f.nodes.iter().all(|n| (*n as usize) < brokers);
+                if f.nodes.is_empty() || distinct.len() != f.nodes.len() || !in_range {
+                    return Err(invalid(format!(
+                        "{field}.nodes: the target replicas, distinct broker indexes (0..{brokers}), at least one"
+                    )));
+                }
+                if f.target.is_some() || f.node.is_some() {
+                    return Err(invalid(format!(
+                        "{field}: reassign names its brokers in nodes, not node or target"
                     )));
                 }
             }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod cluster;
 pub mod groups;
+mod reassign;
 mod table;
 pub mod topics;
 

@@ -1,6 +1,7 @@
-//! `seedlog topics`: create, list, describe, alter and delete topics over
-//! the Kafka protocol (CreateTopics, Metadata, DescribeConfigs,
-//! IncrementalAlterConfigs, CreatePartitions, DeleteTopics).
+//! `seedlog topics`: create, list, describe, alter, delete and reassign
+//! topics over the Kafka protocol (CreateTopics, Metadata, DescribeConfigs,
+//! IncrementalAlterConfigs, CreatePartitions, DeleteTopics; reassignment in
+//! [`super::reassign`]).
 
 use super::client::{check, str_bytes, topic_name, Admin};
 use super::table::{ids, Table};
@@ -26,7 +27,7 @@ const RESOURCE_TOPIC: i8 = 2;
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
-const TIMEOUT_MS: i32 = 30_000;
+pub(super) const TIMEOUT_MS: i32 = 30_000;
 
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
@@ -88,6 +89,35 @@ enum TopicsCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Move a partition to other brokers, or cancel a move in progress
+    /// (AlterPartitionReassignments). New replicas catch up first; the old
+    /// ones leave once they have.
+    Reassign {
+        /// The topic's name.
+        name: String,
+        /// The partition to move.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+        partition: i32,
+        /// The target brokers, the preferred leader first: ID[,ID...].
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "ID,...",
+            required_unless_present = "cancel",
+            conflicts_with = "cancel"
+        )]
+        replicas: Vec<i32>,
+        /// Cancel the reassignment in progress (back to the replicas before
+        /// it).
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// The partition reassignments in progress (ListPartitionReassignments),
+    /// of the named topics or of every topic.
+    Reassignments {
+        /// Topics to look at; every topic if none.
+        names: Vec<String>,
+    },
 }
 
 pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
@@ -125,12 +155,22 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
             json,
         ),
         TopicsCommand::Delete { names } => delete(&mut admin, &names, json),
+        TopicsCommand::Reassign {
+            name,
+            partition,
+            replicas,
+            cancel,
+        } => {
+            let target = (!cancel).then_some(replicas.as_slice());
+            super::reassign::reassign(&mut admin, &name, partition, target, json)
+        }
+        TopicsCommand::Reassignments { names } => super::reassign::list(&mut admin, &names, json),
     }
 }
 
 /// Retries a controller request that met NOT_CONTROLLER (a controller
 /// election in progress) a few times, asking Metadata again in between.
-fn with_controller<T>(
+pub(super) fn with_controller<T>(
     admin: &mut Admin,
     mut attempt: impl FnMut(&mut Admin) -> anyhow::Result<Result<T, i16>>,
 ) -> anyhow::Result<Result<T, i16>> {
@@ -149,7 +189,7 @@ fn with_controller<T>(
 
 /// The outcome of `with_controller`: a code left over after the retries
 /// (still NOT_CONTROLLER) is an error.
-fn settled<T>(outcome: Result<T, i16>, what: &str) -> anyhow::Result<T> {
+pub(super) fn settled<T>(outcome: Result<T, i16>, what: &str) -> anyhow::Result<T> {
     outcome.map_err(|code| anyhow::anyhow!("{what}: {}", super::client::error_name(code)))
 }
 
@@ -482,7 +522,7 @@ fn alter(
 }
 
 /// An error naming the first of `names` that Metadata does not know.
-fn topics_exist(admin: &mut Admin, names: &[String]) -> anyhow::Result<()> {
+pub(super) fn topics_exist(admin: &mut Admin, names: &[String]) -> anyhow::Result<()> {
     let metadata = admin.metadata(Some(names))?;
     topic_descriptions(&metadata, names).map(|_| ())
 }

@@ -10,7 +10,7 @@
 //! a newly active controller starts afresh.
 
 use super::image::{MetadataImage, PartitionRegistration, TopicImage, PARTITIONS_PER_TOPIC_MAX};
-use super::partition_change::{Election, PartitionChange};
+use super::partition_change::{Election, PartitionChange, TargetReplicas};
 use super::placement::{place, PlacementError, UsableBroker};
 use super::records::{
     BrokerEndpoint, BrokerRegistrationChangeRecord, ConfigRecord, FenceBrokerRecord,
@@ -21,13 +21,15 @@ use super::records::{
 use super::{ControllerConfig, ControllerResult};
 use crate::time::Instant;
 use kafka_protocol::messages::{
-    alter_partition_response, create_partitions_response, create_topics_response,
-    delete_topics_response, elect_leaders_response, AllocateProducerIdsRequest,
-    AllocateProducerIdsResponse, AlterPartitionRequest, AlterPartitionResponse,
-    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId, BrokerRegistrationRequest,
-    BrokerRegistrationResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, ProducerId, TopicName,
+    alter_partition_reassignments_response, alter_partition_response, create_partitions_response,
+    create_topics_response, delete_topics_response, elect_leaders_response,
+    list_partition_reassignments_response, AllocateProducerIdsRequest, AllocateProducerIdsResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterPartitionRequest,
+    AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId,
+    BrokerRegistrationRequest, BrokerRegistrationResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -384,6 +386,7 @@ impl Controller {
             unclean_shutdown_replicas: unclean_shutdown_replicas.clone(),
             elr_enabled: self.elr_enabled(),
             min_insync_replicas: self.min_insync_replicas(&topic.name),
+            target_replicas: None,
         }
         .build()
     }
@@ -511,6 +514,8 @@ impl Controller {
             partition_epoch: 0,
             eligible_leader_replicas: Vec::new(),
             last_known_elr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         })
     }
 
@@ -951,8 +956,12 @@ impl Controller {
             Some(change) => partition.merge(change),
             None => partition.clone(),
         };
-        assert_eq!(
-            after.assignment.leader, broker_id,
+        // An accepted ISR change keeps its leader, unless it completed a
+        // reassignment that removes the leader: a target replica leads.
+        let completed = partition.is_reassigning() && !after.is_reassigning();
+        assert!(
+            after.assignment.leader == broker_id
+                || (completed && !after.assignment.replicas.contains(&broker_id)),
             "an accepted ISR change keeps its leader"
         );
         Ok((after, change))
@@ -980,12 +989,7 @@ impl Controller {
                 .iter()
                 .map(|t| (t.topic.0.as_str().to_string(), t.partitions.clone()))
                 .collect(),
-            None => self
-                .image
-                .topics
-                .values()
-                .map(|t| (t.name.clone(), t.partitions.keys().copied().collect()))
-                .collect(),
+            None => self.every_partition(),
         };
         let mut records = Vec::new();
         let acceptable = |r: i32| self.image.is_active(r);
@@ -1046,6 +1050,243 @@ impl Controller {
         ControllerResult { records, response }
     }
 
+    /// Every partition by topic name, for requests that name none.
+    fn every_partition(&self) -> Vec<(String, Vec<i32>)> {
+        self.image
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.partitions.keys().copied().collect()))
+            .collect()
+    }
+
+    // ----- reassignment (KIP-455) -----
+
+    /// AlterPartitionReassignments: start, replace or cancel (null
+    /// replicas) reassignments. Kafka's
+    /// ReplicationControlManager.alterPartitionReassignments. The records
+    /// grow the replicas to target + the current ones not in it and note
+    /// adding/removing; the reassignment completes in a later change (an
+    /// AlterPartition that brings the last adding replica into the ISR), or
+    /// at once when nothing is added.
+    pub fn handle_alter_partition_reassignments(
+        &mut self,
+        request: &AlterPartitionReassignmentsRequest,
+    ) -> ControllerResult<AlterPartitionReassignmentsResponse> {
+        let mut response = AlterPartitionReassignmentsResponse::default();
+        // v1 (KIP-860) can forbid changing the replication factor; v0
+        // decodes it as true (its default).
+        let allow_rf_change = request.allow_replication_factor_change;
+        response.allow_replication_factor_change = allow_rf_change;
+        let mut records = Vec::new();
+        let mut seen: BTreeSet<(String, i32)> = BTreeSet::new();
+        for topic in request.topics.iter().take(REQUEST_ITEMS_MAX) {
+            let name = topic.name.0.as_str();
+            let mut topic_result =
+                alter_partition_reassignments_response::ReassignableTopicResponse::default();
+            topic_result.name = topic.name.clone();
+            for partition in topic.partitions.iter().take(REQUEST_ITEMS_MAX) {
+                let mut result =
+                    alter_partition_reassignments_response::ReassignablePartitionResponse::default(
+                    );
+                result.partition_index = partition.partition_index;
+                let target: Option<Vec<i32>> = partition
+                    .replicas
+                    .as_ref()
+                    .map(|r| r.iter().map(|b| b.0).collect());
+                let outcome = if !seen.insert((name.to_string(), partition.partition_index)) {
+                    Err((
+                        ResponseError::InvalidRequest,
+                        "the partition is named twice in the request".to_string(),
+                    ))
+                } else {
+                    self.reassign(name, partition.partition_index, target, allow_rf_change)
+                };
+                match outcome {
+                    Ok(change) => records.extend(change.map(MetadataRecord::PartitionChange)),
+                    Err((code, message)) => {
+                        result.error_code = code.code();
+                        result.error_message = Some(str_bytes(&message));
+                    }
+                }
+                topic_result.partitions.push(result);
+            }
+            response.responses.push(topic_result);
+        }
+        ControllerResult { records, response }
+    }
+
+    /// One partition's reassignment (`target` Some) or cancellation
+    /// (`None`): the change to write, if any.
+    fn reassign(
+        &self,
+        topic_name: &str,
+        partition_id: i32,
+        target: Option<Vec<i32>>,
+        allow_rf_change: bool,
+    ) -> Result<Option<PartitionChangeRecord>, (ResponseError, String)> {
+        let unknown = || {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("no partition {topic_name}-{partition_id}"),
+            )
+        };
+        let topic = self.image.topic_by_name(topic_name).ok_or_else(unknown)?;
+        let partition = topic.partitions.get(&partition_id).ok_or_else(unknown)?;
+        let a = &partition.assignment;
+        // Kafka's PartitionReassignmentRevert: the partition as it was
+        // before any reassignment in progress (new ones start from it too).
+        let original: Vec<i32> = a
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !partition.adding.contains(r))
+            .collect();
+        let original_isr: BTreeSet<i32> = a
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| !partition.adding.contains(r))
+            .collect();
+        if original_isr.is_empty() {
+            // Only adding replicas are in sync: undoing them would need an
+            // unclean election, which Kafka does and seedlog refuses.
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                "only adding replicas are in the ISR; retry once an original replica is back"
+                    .to_string(),
+            ));
+        }
+        let targets = match target {
+            None => {
+                if !partition.is_reassigning() {
+                    return Err((
+                        ResponseError::NoReassignmentInProgress,
+                        format!("no reassignment of {topic_name}-{partition_id} in progress"),
+                    ));
+                }
+                TargetReplicas {
+                    replicas: original,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                }
+            }
+            Some(target) => {
+                self.check_reassignment_target(&target)?;
+                if !allow_rf_change && target.len() != original.len() {
+                    return Err((
+                        ResponseError::InvalidReplicationFactor,
+                        format!(
+                            "the reassignment changes the replication factor from {} to {}",
+                            original.len(),
+                            target.len()
+                        ),
+                    ));
+                }
+                // Kafka's PartitionReassignmentReplicas.
+                let removing: Vec<i32> = original
+                    .iter()
+                    .copied()
+                    .filter(|r| !target.contains(r))
+                    .collect();
+                let adding: Vec<i32> = target
+                    .iter()
+                    .copied()
+                    .filter(|r| !original.contains(r))
+                    .collect();
+                let mut replicas = target.clone();
+                replicas.extend(removing.iter().copied());
+                TargetReplicas {
+                    replicas,
+                    adding,
+                    removing,
+                }
+            }
+        };
+        let acceptable = |r: i32| self.image.is_active(r);
+        let change = PartitionChange {
+            topic_id: topic.topic_id,
+            partition_id,
+            partition,
+            target_isr: original_isr,
+            election: self.election_for(topic),
+            is_acceptable_leader: &acceptable,
+            unclean_shutdown_replicas: BTreeSet::new(),
+            elr_enabled: self.elr_enabled(),
+            min_insync_replicas: self.min_insync_replicas(&topic.name),
+            target_replicas: Some(targets),
+        }
+        .build();
+        Ok(change)
+    }
+
+    /// Kafka's validateManualPartitionAssignment: not empty, no duplicate,
+    /// every broker registered.
+    fn check_reassignment_target(&self, target: &[i32]) -> Result<(), (ResponseError, String)> {
+        let invalid = |message: String| Err((ResponseError::InvalidReplicaAssignment, message));
+        if target.is_empty() {
+            return invalid("the target replica list is empty".to_string());
+        }
+        if target.len() > super::records::ARRAY_LEN_MAX {
+            return invalid(format!("{} replicas exceed the bound", target.len()));
+        }
+        let distinct: BTreeSet<i32> = target.iter().copied().collect();
+        if distinct.len() != target.len() {
+            return invalid(format!("the target {target:?} names a broker twice"));
+        }
+        if let Some(unknown) = target.iter().find(|r| !self.image.brokers.contains_key(r)) {
+            return invalid(format!("broker {unknown} is not registered"));
+        }
+        Ok(())
+    }
+
+    /// ListPartitionReassignments: the ongoing reassignments of the named
+    /// partitions (unknown ones are skipped, as Kafka does), or of all.
+    pub fn handle_list_partition_reassignments(
+        &self,
+        request: &ListPartitionReassignmentsRequest,
+    ) -> ListPartitionReassignmentsResponse {
+        let mut response = ListPartitionReassignmentsResponse::default();
+        let wanted: Vec<(String, Vec<i32>)> = match &request.topics {
+            Some(list) => list
+                .iter()
+                .take(REQUEST_ITEMS_MAX)
+                .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes.clone()))
+                .collect(),
+            None => self.every_partition(),
+        };
+        // Sorted by name so the answer does not depend on topic ids.
+        let mut by_name: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+        for (name, partitions) in wanted {
+            let entry = by_name.entry(name).or_default();
+            entry.extend(partitions.into_iter().take(REQUEST_ITEMS_MAX));
+        }
+        let ids = |v: &[i32]| v.iter().map(|&r| BrokerId(r)).collect::<Vec<_>>();
+        for (name, partitions) in by_name {
+            let Some(topic) = self.image.topic_by_name(&name) else {
+                continue;
+            };
+            let mut ongoing =
+                list_partition_reassignments_response::OngoingTopicReassignment::default();
+            ongoing.name = TopicName(str_bytes(&name));
+            for id in partitions {
+                let Some(p) = topic.partitions.get(&id).filter(|p| p.is_reassigning()) else {
+                    continue;
+                };
+                let mut entry =
+                    list_partition_reassignments_response::OngoingPartitionReassignment::default();
+                entry.partition_index = id;
+                entry.replicas = ids(&p.assignment.replicas);
+                entry.adding_replicas = ids(&p.adding);
+                entry.removing_replicas = ids(&p.removing);
+                ongoing.partitions.push(entry);
+            }
+            if !ongoing.partitions.is_empty() {
+                response.topics.push(ongoing);
+            }
+        }
+        response
+    }
+
     // ----- producer ids -----
 
     /// AllocateProducerIds: the next block of `producer_id_block_size` ids
@@ -1099,6 +1340,7 @@ impl Controller {
         for (topic, partition_id, partition) in self.partitions() {
             let a = &partition.assignment;
             a.check_invariants();
+            partition.check_reassignment();
             let at = || format!("{}-{partition_id}", topic.name);
             assert!(
                 partition.elr.iter().all(|r| a.replicas.contains(r)),

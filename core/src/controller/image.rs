@@ -50,6 +50,12 @@ pub struct PartitionRegistration {
     /// empty.
     pub elr: BTreeSet<i32>,
     pub last_known_elr: BTreeSet<i32>,
+    /// KIP-455: an ongoing reassignment's joining replicas (part of
+    /// `assignment.replicas`, not yet all in the ISR). Empty with
+    /// `removing` when no reassignment is in progress.
+    pub adding: Vec<i32>,
+    /// KIP-455: the replicas the reassignment drops once it completes.
+    pub removing: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -64,7 +70,48 @@ impl PartitionRegistration {
             },
             elr: record.eligible_leader_replicas.iter().copied().collect(),
             last_known_elr: record.last_known_elr.iter().copied().collect(),
+            adding: record.adding_replicas.clone(),
+            removing: record.removing_replicas.clone(),
         }
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The reassignment's target: the replicas minus those being removed,
+    /// in replica order (the first is the preferred leader).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.assignment
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The KIP-455 rules: adding and removing are disjoint parts of the
+    /// replicas, and the target is never empty.
+    pub fn check_reassignment(&self) {
+        let replicas = &self.assignment.replicas;
+        assert!(
+            self.adding.iter().all(|r| replicas.contains(r))
+                && self.removing.iter().all(|r| replicas.contains(r)),
+            "adding {:?} and removing {:?} within replicas {replicas:?}",
+            self.adding,
+            self.removing
+        );
+        assert!(
+            self.adding.iter().all(|r| !self.removing.contains(r)),
+            "adding {:?} and removing {:?} disjoint",
+            self.adding,
+            self.removing
+        );
+        assert!(
+            self.removing.len() < replicas.len(),
+            "a reassignment keeps at least one replica"
+        );
     }
 
     /// The registration after `change`: the partition epoch always bumps,
@@ -99,6 +146,12 @@ impl PartitionRegistration {
         }
         if let Some(elr) = &change.last_known_elr {
             next.last_known_elr = elr.iter().copied().collect();
+        }
+        if let Some(adding) = &change.adding_replicas {
+            next.adding = adding.clone();
+        }
+        if let Some(removing) = &change.removing_replicas {
+            next.removing = removing.clone();
         }
         next
     }
@@ -253,6 +306,7 @@ impl MetadataImage {
                 );
                 let registration = PartitionRegistration::from_record(r);
                 registration.assignment.check_invariants();
+                registration.check_reassignment();
                 topic.partitions.insert(r.partition_id, registration);
             }
             MetadataRecord::PartitionChange(r) => {
@@ -278,6 +332,7 @@ impl MetadataImage {
                     r.partition_id
                 );
                 next.assignment.check_invariants();
+                next.check_reassignment();
                 *partition = next;
             }
             MetadataRecord::RemoveTopic(r) => {
@@ -362,6 +417,11 @@ impl MetadataImage {
                     a.leader_epoch,
                     a.partition_epoch
                 );
+                // Only while reassigning, so images without one describe
+                // as they always did.
+                if p.is_reassigning() {
+                    let _ = writeln!(out, "    adding {:?} removing {:?}", p.adding, p.removing);
+                }
             }
         }
         for ((kind, name), configs) in &self.configs {

@@ -149,4 +149,6 @@ pub struct ControllerResult<R> {
 }
 
 #[cfg(test)]
+mod reassignment_tests;
+#[cfg(test)]
 mod tests;

@@ -4,10 +4,13 @@
 //! when nothing changes.
 //!
 //! This is where leaders are elected (on fencing, controlled shutdown,
-//! unfencing, preferred and unclean elections) and where the ELR is kept.
+//! unfencing, preferred and unclean elections), where the ELR is kept, and
+//! where a reassignment (KIP-455) completes: whatever change a partition
+//! undergoes, once every adding replica is in the target ISR the replicas
+//! shrink to the target (Kafka's completeReassignmentIfNeeded).
 
 use super::image::PartitionRegistration;
-use super::records::{PartitionChangeRecord, NO_LEADER, NO_LEADER_CHANGE};
+use super::records::{PartitionChangeRecord, NO_LEADER};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -21,6 +24,15 @@ pub enum Election {
     /// As `Online`, then any live replica: may lose acknowledged data
     /// (`unclean.leader.election.enable`).
     Unclean,
+}
+
+/// New replica lists for a partition (start, replace or cancel a
+/// reassignment): Kafka's setTargetReplicas/Adding/Removing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetReplicas {
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 pub struct PartitionChange<'a> {
@@ -39,19 +51,28 @@ pub struct PartitionChange<'a> {
     /// empties, so its last member keeps a claim to leadership.
     pub elr_enabled: bool,
     pub min_insync_replicas: usize,
+    /// New replica lists; `None` keeps the partition's.
+    pub target_replicas: Option<TargetReplicas>,
 }
 
 impl PartitionChange<'_> {
     /// The record to propose, `None` when the partition would not change.
     pub fn build(&self) -> Option<PartitionChangeRecord> {
         let current = &self.partition.assignment;
-        let replicas = &current.replicas;
+        let mut target = self.target_replicas.clone().unwrap_or(TargetReplicas {
+            replicas: current.replicas.clone(),
+            adding: self.partition.adding.clone(),
+            removing: self.partition.removing.clone(),
+        });
         assert!(
-            self.target_isr.iter().all(|r| replicas.contains(r)),
-            "target ISR {:?} within replicas {replicas:?}",
-            self.target_isr
+            self.target_isr.iter().all(|r| target.replicas.contains(r)),
+            "target ISR {:?} within replicas {:?}",
+            self.target_isr,
+            target.replicas
         );
         let mut target_isr = self.target_isr.clone();
+        self.complete_reassignment_if_needed(&mut target, &mut target_isr);
+        let replicas = &target.replicas;
         let mut target_elr = self.partition.elr.clone();
 
         // maybePopulateTargetElr: below min ISR, whoever leaves the ISR
@@ -68,6 +89,9 @@ impl PartitionChange<'_> {
         } else {
             target_elr.clear();
         }
+        // A replica that left the partition (a completed reassignment) is
+        // eligible for nothing.
+        target_elr.retain(|r| replicas.contains(r));
 
         // tryElection.
         let valid = |r: i32, isr: &BTreeSet<i32>, elr: &BTreeSet<i32>| {
@@ -121,15 +145,16 @@ impl PartitionChange<'_> {
             }
         };
 
-        let mut record = PartitionChangeRecord {
-            partition_id: self.partition_id,
-            topic_id: self.topic_id,
-            isr: None,
-            leader: NO_LEADER_CHANGE,
-            replicas: None,
-            eligible_leader_replicas: None,
-            last_known_elr: None,
-        };
+        let mut record = PartitionChangeRecord::unchanged(self.topic_id, self.partition_id);
+        if *replicas != current.replicas {
+            record.replicas = Some(replicas.clone());
+        }
+        if target.adding != self.partition.adding {
+            record.adding_replicas = Some(target.adding.clone());
+        }
+        if target.removing != self.partition.removing {
+            record.removing_replicas = Some(target.removing.clone());
+        }
         if new_leader != current.leader {
             if target_elr.contains(&new_leader) {
                 // Elected from the ELR: it becomes the whole ISR.
@@ -155,12 +180,15 @@ impl PartitionChange<'_> {
             record.eligible_leader_replicas = Some(target_elr.iter().copied().collect());
         }
         record.last_known_elr = self.next_last_known_elr(&record);
-        let no_op = record.isr.is_none()
-            && record.leader == NO_LEADER_CHANGE
-            && record.replicas.is_none()
-            && record.eligible_leader_replicas.is_none()
-            && record.last_known_elr.is_none();
-        if no_op {
+        if let (Some(last_known), Some(_)) =
+            (&self.partition.last_known_elr.first(), &record.replicas)
+        {
+            // The remembered last leader left the partition: forget it.
+            if !replicas.contains(last_known) && record.last_known_elr.is_none() {
+                record.last_known_elr = Some(Vec::new());
+            }
+        }
+        if record.is_no_op() {
             return None;
         }
         debug_assert!(
@@ -171,6 +199,52 @@ impl PartitionChange<'_> {
             "the change keeps the leader in the ISR"
         );
         Some(record)
+    }
+
+    /// Kafka's completeReassignmentIfNeeded: once every adding replica is
+    /// in the target ISR, the replicas become the target, the removing
+    /// replicas leave the ISR, and adding/removing clear. Unlike Kafka it
+    /// waits while completing would take the ISR below
+    /// `min.insync.replicas` (or below the whole target, when the target is
+    /// smaller): acks=all writes would start failing for a reassignment
+    /// that could instead finish once a lagging target replica catches up.
+    fn complete_reassignment_if_needed(
+        &self,
+        target: &mut TargetReplicas,
+        target_isr: &mut BTreeSet<i32>,
+    ) {
+        if target.adding.is_empty() && target.removing.is_empty() {
+            return;
+        }
+        if !target.adding.iter().all(|r| target_isr.contains(r)) {
+            return;
+        }
+        let new_isr: BTreeSet<i32> = target_isr
+            .iter()
+            .copied()
+            .filter(|r| !target.removing.contains(r))
+            .collect();
+        let new_replicas: Vec<i32> = target
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !target.removing.contains(r))
+            .collect();
+        assert!(
+            !new_replicas.is_empty(),
+            "a reassignment target is not empty"
+        );
+        let floor = self.min_insync_replicas.min(new_replicas.len());
+        let shrinks = new_isr.len() < target_isr.len();
+        if new_isr.is_empty() || (shrinks && new_isr.len() < floor) {
+            return;
+        }
+        *target_isr = new_isr;
+        *target = TargetReplicas {
+            replicas: new_replicas,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        };
     }
 
     /// KIP-966 Balanced recovery as Kafka runs it

@@ -24,6 +24,10 @@
 //!                    host, u16 port, i16 security protocol) each.
 //! ```
 //!
+//! Version 1 exists only for PartitionRecord and PartitionChangeRecord: the
+//! version 0 fields followed by addingReplicas and removingReplicas
+//! (KIP-455). It is written only when a reassignment is involved.
+//!
 //! Decoding rejects unknown keys and versions, counts above
 //! [`ARRAY_LEN_MAX`], invalid UTF-8, and trailing bytes: a metadata record
 //! that does not decode exactly is a corrupt log, never something to guess
@@ -45,6 +49,11 @@ pub const ARRAY_LEN_MAX: usize = 4096;
 pub const BATCH_RECORDS_MAX: usize = 100_000;
 
 const VERSION: u8 = 0;
+/// PartitionRecord and PartitionChangeRecord with the KIP-455 fields
+/// (adding and removing replicas). Written only when a reassignment is in
+/// play, so every other record keeps its version 0 bytes (Kafka carries
+/// these fields as tagged fields, absent unless set, for the same reason).
+const VERSION_REASSIGNMENT: u8 = 1;
 
 /// `ConfigRecord.resourceType` for a topic (Kafka's ConfigResource.Type).
 pub const CONFIG_RESOURCE_TOPIC: i8 = 2;
@@ -91,6 +100,11 @@ pub struct PartitionRecord {
     /// KIP-966.
     pub eligible_leader_replicas: Vec<i32>,
     pub last_known_elr: Vec<i32>,
+    /// KIP-455: replicas joining in an ongoing reassignment (not yet in
+    /// the ISR when it started).
+    pub adding_replicas: Vec<i32>,
+    /// KIP-455: replicas that leave once the reassignment completes.
+    pub removing_replicas: Vec<i32>,
 }
 
 /// apiKey 4. `value` None deletes the key.
@@ -115,6 +129,37 @@ pub struct PartitionChangeRecord {
     pub replicas: Option<Vec<i32>>,
     pub eligible_leader_replicas: Option<Vec<i32>>,
     pub last_known_elr: Option<Vec<i32>>,
+    /// KIP-455; `None` leaves the field alone, empty clears it.
+    pub adding_replicas: Option<Vec<i32>>,
+    pub removing_replicas: Option<Vec<i32>>,
+}
+
+impl PartitionChangeRecord {
+    /// A record that changes nothing yet (every field "no change").
+    pub fn unchanged(topic_id: Uuid, partition_id: i32) -> PartitionChangeRecord {
+        PartitionChangeRecord {
+            partition_id,
+            topic_id,
+            isr: None,
+            leader: NO_LEADER_CHANGE,
+            replicas: None,
+            eligible_leader_replicas: None,
+            last_known_elr: None,
+            adding_replicas: None,
+            removing_replicas: None,
+        }
+    }
+
+    /// Whether the record changes nothing (and so need not be written).
+    pub fn is_no_op(&self) -> bool {
+        self.isr.is_none()
+            && self.leader == NO_LEADER_CHANGE
+            && self.replicas.is_none()
+            && self.eligible_leader_replicas.is_none()
+            && self.last_known_elr.is_none()
+            && self.adding_replicas.is_none()
+            && self.removing_replicas.is_none()
+    }
 }
 
 /// apiKey 7: the broker leaves every ISR before this record (the partition
@@ -207,10 +252,30 @@ impl MetadataRecord {
         }
     }
 
+    /// The encoding version: 1 only for partition records that carry
+    /// reassignment fields.
+    fn version(&self) -> u8 {
+        let reassigning = match self {
+            MetadataRecord::Partition(r) => {
+                !r.adding_replicas.is_empty() || !r.removing_replicas.is_empty()
+            }
+            MetadataRecord::PartitionChange(r) => {
+                r.adding_replicas.is_some() || r.removing_replicas.is_some()
+            }
+            _ => false,
+        };
+        if reassigning {
+            VERSION_REASSIGNMENT
+        } else {
+            VERSION
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(64));
+        let version = self.version();
         w.u8(self.api_key());
-        w.u8(VERSION);
+        w.u8(version);
         match self {
             MetadataRecord::RegisterBroker(r) => {
                 w.i32(r.broker_id);
@@ -241,6 +306,10 @@ impl MetadataRecord {
                 w.i32(r.partition_epoch);
                 w.ints(Some(&r.eligible_leader_replicas));
                 w.ints(Some(&r.last_known_elr));
+                if version == VERSION_REASSIGNMENT {
+                    w.ints(Some(&r.adding_replicas));
+                    w.ints(Some(&r.removing_replicas));
+                }
             }
             MetadataRecord::Config(r) => {
                 w.i8(r.resource_type);
@@ -256,6 +325,10 @@ impl MetadataRecord {
                 w.ints(r.replicas.as_deref());
                 w.ints(r.eligible_leader_replicas.as_deref());
                 w.ints(r.last_known_elr.as_deref());
+                if version == VERSION_REASSIGNMENT {
+                    w.ints(r.adding_replicas.as_deref());
+                    w.ints(r.removing_replicas.as_deref());
+                }
             }
             MetadataRecord::FenceBroker(r) => {
                 w.i32(r.id);
@@ -285,7 +358,9 @@ impl MetadataRecord {
         let mut r = Reader { bytes, at: 0 };
         let api_key = r.u8()?;
         let version = r.u8()?;
-        if version != VERSION {
+        let reassignment_version =
+            version == VERSION_REASSIGNMENT && (api_key == 3 || api_key == 5);
+        if version != VERSION && !reassignment_version {
             return Err(RecordDecodeError::UnknownVersion { api_key, version });
         }
         let record = match api_key {
@@ -327,6 +402,16 @@ impl MetadataRecord {
                 partition_epoch: r.i32()?,
                 eligible_leader_replicas: r.required_ints()?,
                 last_known_elr: r.required_ints()?,
+                adding_replicas: if reassignment_version {
+                    r.required_ints()?
+                } else {
+                    Vec::new()
+                },
+                removing_replicas: if reassignment_version {
+                    r.required_ints()?
+                } else {
+                    Vec::new()
+                },
             }),
             4 => MetadataRecord::Config(ConfigRecord {
                 resource_type: r.i8()?,
@@ -342,6 +427,16 @@ impl MetadataRecord {
                 replicas: r.ints()?,
                 eligible_leader_replicas: r.ints()?,
                 last_known_elr: r.ints()?,
+                adding_replicas: if reassignment_version {
+                    r.ints()?
+                } else {
+                    None
+                },
+                removing_replicas: if reassignment_version {
+                    r.ints()?
+                } else {
+                    None
+                },
             }),
             7 => MetadataRecord::FenceBroker(FenceBrokerRecord {
                 id: r.i32()?,

@@ -8,12 +8,41 @@ use super::{
 };
 use crate::time::Instant;
 use kafka_protocol::messages::{
-    alter_partition_request, create_topics_request, AlterPartitionRequest, BrokerHeartbeatRequest,
-    BrokerHeartbeatResponse, BrokerId, BrokerRegistrationRequest, CreateTopicsRequest, TopicName,
+    alter_partition_reassignments_request, alter_partition_request, create_topics_request,
+    list_partition_reassignments_request, AlterPartitionReassignmentsRequest,
+    AlterPartitionRequest, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId,
+    BrokerRegistrationRequest, CreateTopicsRequest, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// An ongoing reassignment as a test compares it: (topic, partition,
+/// replicas, adding, removing).
+pub type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+/// The reassignments a ListPartitionReassignments answer lists.
+#[doc(hidden)]
+pub fn ongoing_reassignments(response: &ListPartitionReassignmentsResponse) -> Vec<Ongoing> {
+    assert_eq!(response.error_code, 0, "{response:?}");
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+    response
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    ids(&p.replicas),
+                    ids(&p.adding_replicas),
+                    ids(&p.removing_replicas),
+                )
+            })
+        })
+        .collect()
+}
 
 #[doc(hidden)]
 pub struct Harness {
@@ -156,6 +185,79 @@ impl Harness {
             return Err(result.error_code);
         }
         Ok(result.topic_id)
+    }
+
+    /// Creates a one-partition topic on exactly `replicas` (the first
+    /// leads), with `min.insync.replicas` set.
+    pub fn create_assigned(
+        &mut self,
+        name: &str,
+        replicas: &[i32],
+        min_insync_replicas: usize,
+    ) -> Uuid {
+        let mut topic = create_topics_request::CreatableTopic::default();
+        topic.name = TopicName(StrBytes::from_string(name.to_string()));
+        topic.num_partitions = -1;
+        topic.replication_factor = -1;
+        let mut assignment = create_topics_request::CreatableReplicaAssignment::default();
+        assignment.partition_index = 0;
+        assignment.broker_ids = replicas.iter().map(|&r| BrokerId(r)).collect();
+        topic.assignments.push(assignment);
+        let mut config = create_topics_request::CreatableTopicConfig::default();
+        config.name = StrBytes::from_static_str(super::MIN_INSYNC_REPLICAS_CONFIG);
+        config.value = Some(StrBytes::from_string(min_insync_replicas.to_string()));
+        topic.configs.push(config);
+        let mut request = CreateTopicsRequest::default();
+        request.topics.push(topic);
+        let response = self.run(|c| c.handle_create_topics(&request));
+        let result = &response.topics[0];
+        assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+        result.topic_id
+    }
+
+    /// AlterPartitionReassignments of one partition: `Some(target)`
+    /// reassigns, `None` cancels. Returns the partition's error code.
+    pub fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        target: Option<&[i32]>,
+        allow_replication_factor_change: bool,
+    ) -> i16 {
+        let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+        p.partition_index = partition;
+        p.replicas = target.map(|t| t.iter().map(|&r| BrokerId(r)).collect());
+        let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partitions.push(p);
+        let mut request = AlterPartitionReassignmentsRequest::default();
+        request.allow_replication_factor_change = allow_replication_factor_change;
+        request.topics.push(t);
+        let response = self.run(|c| c.handle_alter_partition_reassignments(&request));
+        assert_eq!(response.error_code, 0);
+        response.responses[0].partitions[0].error_code
+    }
+
+    /// ListPartitionReassignments of `topics` (name, partitions), or of
+    /// every partition.
+    pub fn list_reassignments(
+        &self,
+        topics: Option<&[(&str, &[i32])]>,
+    ) -> ListPartitionReassignmentsResponse {
+        let mut request = ListPartitionReassignmentsRequest::default();
+        request.topics = topics.map(|list| {
+            list.iter()
+                .map(|(name, partitions)| {
+                    let mut t =
+                        list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+                    t.name = TopicName(StrBytes::from_string(name.to_string()));
+                    t.partition_indexes = partitions.to_vec();
+                    t
+                })
+                .collect()
+        });
+        self.controller
+            .handle_list_partition_reassignments(&request)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> PartitionRegistration {

@@ -277,6 +277,14 @@ impl<S: Storage> Node<S> {
             .map(|c| (c.quorum.epoch(), c.quorum.role()))
     }
 
+    /// The replicas the committed metadata gives a partition, and whether a
+    /// reassignment of it is in progress (cluster nodes; for checkers).
+    pub fn registered_replicas(&self, topic: &str, partition: i32) -> Option<(Vec<i32>, bool)> {
+        let image = &self.cluster.as_ref()?.image;
+        let p = image.topic_by_name(topic)?.partitions.get(&partition)?;
+        Some((p.assignment.replicas.clone(), p.is_reassigning()))
+    }
+
     /// (leader epoch, is leader here, ISR as the leader holds it) of a
     /// hosted partition, for checkers.
     pub fn replica_role(&self, topic: &str, partition: i32) -> Option<(i32, bool, Vec<i32>)> {
@@ -586,6 +594,8 @@ impl<S: Storage> Node<S> {
             | RequestKind::DeleteTopics(_)
             | RequestKind::CreatePartitions(_)
             | RequestKind::ElectLeaders(_)
+            | RequestKind::AlterPartitionReassignments(_)
+            | RequestKind::ListPartitionReassignments(_)
             | RequestKind::AlterConfigs(_)
             | RequestKind::IncrementalAlterConfigs(_) => {
                 let slot = slot.expect("answered");
@@ -658,6 +668,16 @@ impl<S: Storage> Node<S> {
             RequestKind::ElectLeaders(r) => {
                 let response = self.handle_elect_leaders_standalone(&r);
                 reply(self, ResponseKind::ElectLeaders(response))
+            }
+            RequestKind::AlterPartitionReassignments(r) => {
+                let response = self.handle_alter_partition_reassignments_standalone(&r);
+                reply(self, ResponseKind::AlterPartitionReassignments(response))
+            }
+            RequestKind::ListPartitionReassignments(_) => {
+                // Nothing ever moves on a standalone broker.
+                let response =
+                    kafka_protocol::messages::ListPartitionReassignmentsResponse::default();
+                reply(self, ResponseKind::ListPartitionReassignments(response))
             }
             RequestKind::ConsumerGroupHeartbeat(r) => {
                 let client_id = header.client_id.as_ref().map(|c| c.to_string());

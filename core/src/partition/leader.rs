@@ -60,6 +60,20 @@ pub struct FollowerProgress {
     last_fetch_leader_log_end_offset: i64,
 }
 
+impl FollowerProgress {
+    /// A follower this leader has not heard from yet, as of `now` with the
+    /// leader's log ending at `leader_log_end_offset`.
+    fn joining(now: Instant, leader_log_end_offset: i64) -> FollowerProgress {
+        FollowerProgress {
+            log_end_offset: -1,
+            last_caught_up_at: now,
+            broker_epoch: -1,
+            last_fetch_at: now,
+            last_fetch_leader_log_end_offset: leader_log_end_offset,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct LeaderReplica {
     replica_id: i32,
@@ -100,22 +114,13 @@ impl LeaderReplica {
             log.assign_leader_epoch(storage, assignment.leader_epoch)?;
         }
         let leo = log.log_end_offset();
+        // ISR members get a full lag window before they can be judged, as
+        // Kafka starts their clocks at election time.
         let followers = assignment
             .replicas
             .iter()
             .filter(|r| **r != replica_id)
-            .map(|r| {
-                // ISR members get a full lag window before they can be
-                // judged, as Kafka starts their clocks at election time.
-                let progress = FollowerProgress {
-                    log_end_offset: -1,
-                    last_caught_up_at: now,
-                    broker_epoch: -1,
-                    last_fetch_at: now,
-                    last_fetch_leader_log_end_offset: leo,
-                };
-                (*r, progress)
-            })
+            .map(|r| (*r, FollowerProgress::joining(now, leo)))
             .collect();
         let leader = LeaderReplica {
             replica_id,
@@ -248,8 +253,16 @@ impl LeaderReplica {
     }
 
     /// The controller committed an ISR change (ours or its own, e.g. after a
-    /// broker was fenced).
-    pub fn handle_assignment(&mut self, assignment: &PartitionAssignment, leader_end_offset: i64) {
+    /// broker was fenced), or a change of the replicas (a reassignment,
+    /// KIP-455): a joining replica is tracked from `now` so its fetches are
+    /// served and it can catch up into the ISR; a departed one is
+    /// forgotten.
+    pub fn handle_assignment(
+        &mut self,
+        assignment: &PartitionAssignment,
+        leader_end_offset: i64,
+        now: Instant,
+    ) {
         assignment.check_invariants();
         assert_eq!(
             assignment.leader_epoch, self.leader_epoch,
@@ -262,6 +275,15 @@ impl LeaderReplica {
         self.partition_epoch = assignment.partition_epoch;
         self.isr = assignment.isr.clone();
         self.replicas = assignment.replicas.clone();
+        let replica_id = self.replica_id;
+        self.followers
+            .retain(|r, _| *r != replica_id && assignment.replicas.contains(r));
+        for &r in &assignment.replicas {
+            if r != replica_id && !self.followers.contains_key(&r) {
+                self.followers
+                    .insert(r, FollowerProgress::joining(now, leader_end_offset));
+            }
+        }
         self.pending_isr = None;
         self.update_high_watermark(leader_end_offset);
     }

@@ -209,7 +209,8 @@ impl Cluster {
             self.assignment.isr = change.new_isr;
             self.assignment.partition_epoch += 1;
             let leo = self.replicas[self.leader_index()].log.log_end_offset();
-            self.leader.handle_assignment(&self.assignment, leo);
+            self.leader
+                .handle_assignment(&self.assignment, leo, self.now);
         } else {
             self.leader.handle_isr_change_rejected();
         }
@@ -558,7 +559,7 @@ fn the_high_watermark_respects_an_expansion_in_flight_unless_the_bug_is_on() {
         let mut c = Cluster::new(config);
         c.assignment.isr = [0].into();
         let leo = c.replicas[0].log.log_end_offset();
-        c.leader.handle_assignment(&c.assignment, leo);
+        c.leader.handle_assignment(&c.assignment, leo, c.now);
         // Follower 1 catches up at offset 0 and is proposed into the ISR;
         // the controller has not answered yet.
         let request = c.followers[0].1.fetch_request(&c.replicas[1].log);

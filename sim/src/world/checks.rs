@@ -63,6 +63,12 @@ impl World {
                         format!("broker {b} lost partition {}-{}", tp.0, tp.1),
                     ));
                 }
+                // A copy a reassignment moved away is gone; one that comes
+                // back later starts from an empty log, not from what this
+                // one had reached. (A broker that never hosted the
+                // partition is at 0 and None already.)
+                self.hw_seen[b][i] = 0;
+                self.log_start_seen[b][i] = None;
                 continue;
             };
             let seen = self.hw_seen[b][i];
@@ -303,6 +309,41 @@ impl World {
         }
     }
 
+    /// Every reassignment the controller accepted completed once the faults
+    /// healed: each running broker's committed metadata shows the last
+    /// accepted target of the partition as its replicas (any order), with
+    /// no reassignment in progress.
+    fn reassignments_completed(&mut self) {
+        let cluster = self.cluster.as_ref().expect("cluster scenario");
+        let mut last: BTreeMap<usize, &Vec<i32>> = BTreeMap::new();
+        for (tp, target) in &cluster.reassignments {
+            last.insert(*tp, target);
+        }
+        let mut unfinished = Vec::new();
+        for (tp, target) in last {
+            let (topic, partition) = &self.tps[tp];
+            let want: BTreeSet<i32> = target.iter().copied().collect();
+            for (b, broker) in self.brokers.iter().enumerate() {
+                let BrokerState::Up(node) = &broker.state else {
+                    continue;
+                };
+                let Some((replicas, reassigning)) = node.registered_replicas(topic, *partition)
+                else {
+                    continue;
+                };
+                let have: BTreeSet<i32> = replicas.iter().copied().collect();
+                if reassigning || have != want {
+                    unfinished.push(format!(
+                        "{topic}-{partition}: broker {b} sees replicas {replicas:?} (reassigning {reassigning}), target {target:?}"
+                    ));
+                }
+            }
+        }
+        if !unfinished.is_empty() {
+            self.violation("liveness_reassignment", unfinished.join("; "));
+        }
+    }
+
     /// Cluster liveness after the heal: every partition acknowledged an
     /// acks=all write within `recovery_ms_max` (if producers use acks=all),
     /// and every replica holds everything its leader committed.
@@ -358,6 +399,7 @@ impl World {
         if !behind.is_empty() {
             self.violation("liveness_replication", behind.join("; "));
         }
+        self.reassignments_completed();
     }
 
     /// Per partition: the leader (and epoch) the running brokers' own

@@ -678,6 +678,9 @@ impl World {
             ResponseKind::CreateTopics(r) => {
                 self.create_topics_answered(client, broker, correlation_id, r)
             }
+            ResponseKind::AlterPartitionReassignments(r) => {
+                self.reassignment_answered(client, correlation_id, r)
+            }
             ResponseKind::InitProducerId(r) => {
                 self.init_producer_id_answered(client, correlation_id, r)
             }

@@ -6,8 +6,14 @@
 
 use super::*;
 use crate::scenario::Cluster;
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{CreateTopicsResponse, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId as NodeId,
+    CreateTopicsResponse, MetadataRequest, MetadataResponse,
+};
 use seedlog_core::node::{ClusterConfig, PeerAddress};
 
 /// Between two Metadata requests of one client (`retry.backoff.ms`).
@@ -15,6 +21,8 @@ const METADATA_BACKOFF_MS: u64 = 100;
 /// Between two setup steps' polls.
 const ADMIN_POLL_MS: u64 = 100;
 const METADATA_API_VERSION: i16 = 12;
+/// v1: KIP-860's allowReplicationFactorChange (left true).
+const ALTER_PARTITION_REASSIGNMENTS_API_VERSION: i16 = 1;
 
 /// The broker configs of a cluster scenario: node ids 1..=N, every node a
 /// voter, its rack the AZ.
@@ -57,6 +65,9 @@ pub(super) struct ClusterState {
     pub(super) config: Cluster,
     pub(super) admin: ClientId,
     pub(super) setup_done_at: Option<Instant>,
+    /// Reassignments the controller accepted: (partition index in `tps`,
+    /// target broker ids). The liveness check wants each complete.
+    pub(super) reassignments: Vec<(usize, Vec<i32>)>,
     /// Per partition (index in `tps`): the newest (leader, leader epoch)
     /// any client learned; the leader is `None` while the partition has
     /// none.
@@ -94,6 +105,7 @@ impl ClusterState {
             config,
             admin,
             setup_done_at: None,
+            reassignments: Vec::new(),
             leaders: vec![None; tps],
             controller: None,
             replica_sets: vec![Vec::new(); tps],
@@ -208,8 +220,21 @@ impl AdminStep {
     }
 }
 
+/// A reassignment the admin client is to ask for (a `reassign` fault).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PendingReassignment {
+    pub(super) fault: usize,
+    pub(super) tp: usize,
+    pub(super) replicas: Vec<i32>,
+}
+
 pub(super) struct Admin {
     pub(super) step: AdminStep,
+    /// Asked for and not yet accepted: sent after setup, retried until
+    /// the controller takes it.
+    pub(super) reassignment: Option<PendingReassignment>,
+    /// Sent and awaiting its answer (`in_flight` holds the request).
+    reassignment_in_flight: bool,
     in_flight: Option<(BrokerId, i32, Instant)>,
     not_before: Instant,
     ask: BrokerId,
@@ -219,18 +244,26 @@ impl Admin {
     pub(super) fn new(now: Instant, ask: BrokerId) -> Admin {
         Admin {
             step: AdminStep::Brokers,
+            reassignment: None,
+            reassignment_in_flight: false,
             in_flight: None,
             not_before: now,
             ask,
         }
     }
 
+    /// Whether it has something to ask: setup, or a reassignment once
+    /// setup is done.
+    fn busy(&self) -> bool {
+        self.step != AdminStep::Done || self.reassignment.is_some()
+    }
+
     pub(super) fn wants(&self, broker: BrokerId) -> bool {
-        self.step != AdminStep::Done && self.ask == broker
+        self.busy() && self.ask == broker
     }
 
     pub(super) fn next_wake(&self, c: &Client, now: Instant) -> Option<Instant> {
-        if self.step == AdminStep::Done {
+        if !self.busy() {
             return None;
         }
         if let Some((_, _, deadline)) = self.in_flight {
@@ -597,14 +630,24 @@ impl World {
         let ClientKind::Admin(a) = &self.clients[client].kind else {
             unreachable!()
         };
-        if a.step == AdminStep::Done || a.in_flight.is_some() || a.not_before > now {
+        if !a.busy() || a.in_flight.is_some() || a.not_before > now {
             return;
         }
         let (step, ask) = (a.step, a.ask);
         let Some(conn) = self.clients[client].conn(ask) else {
             return;
         };
+        let reassignment = a.reassignment.clone().filter(|_| step == AdminStep::Done);
         let (corr, header, body) = match step {
+            AdminStep::Done => {
+                let r = reassignment.expect("busy after setup only to reassign");
+                let (corr, header) = self.header(
+                    client,
+                    ApiKey::AlterPartitionReassignments,
+                    ALTER_PARTITION_REASSIGNMENTS_API_VERSION,
+                );
+                (corr, header, self.reassignment_request(&r))
+            }
             AdminStep::Brokers | AdminStep::Leaders => {
                 let (corr, header) = self.header(client, ApiKey::Metadata, METADATA_API_VERSION);
                 (
@@ -618,14 +661,90 @@ impl World {
                     self.header(client, ApiKey::CreateTopics, CREATE_TOPICS_API_VERSION);
                 (corr, header, self.create_topics_request())
             }
-            AdminStep::Done => unreachable!(),
         };
         let deadline = now + Duration::from_millis(self.swarm.request_timeout_ms);
         let ClientKind::Admin(a) = &mut self.clients[client].kind else {
             unreachable!()
         };
         a.in_flight = Some((ask, corr, deadline));
+        a.reassignment_in_flight = step == AdminStep::Done;
         self.send_to_node(conn, header, body);
+    }
+
+    /// A `reassign` fault starts: the admin client asks once setup is
+    /// done (a newer request replaces one not yet accepted).
+    pub(super) fn request_reassignment(&mut self, fault: usize, tp: usize, replicas: Vec<i32>) {
+        let admin = self.cluster.as_ref().expect("cluster scenario").admin;
+        let ClientKind::Admin(a) = &mut self.clients[admin].kind else {
+            unreachable!("the admin client")
+        };
+        a.reassignment = Some(PendingReassignment {
+            fault,
+            tp,
+            replicas,
+        });
+        self.rearm_client(admin);
+    }
+
+    fn reassignment_request(&self, r: &PendingReassignment) -> RequestKind {
+        let (topic, partition) = &self.tps[r.tp];
+        RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5_000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(vec![ReassignablePartition::default()
+                        .with_partition_index(*partition)
+                        .with_replicas(Some(
+                            r.replicas.iter().map(|&b| NodeId(b)).collect(),
+                        ))])]),
+        )
+    }
+
+    /// The controller's answer to a reassignment: accepted (done),
+    /// NOT_CONTROLLER or another retriable error (asked again), or refused
+    /// (a violation: the scenario asked for a valid move).
+    pub(super) fn reassignment_answered(
+        &mut self,
+        client: ClientId,
+        correlation_id: i32,
+        r: AlterPartitionReassignmentsResponse,
+    ) {
+        let ClientKind::Admin(a) = &self.clients[client].kind else {
+            unreachable!()
+        };
+        if !a.reassignment_in_flight
+            || a.in_flight
+                .is_none_or(|(_, corr, _)| corr != correlation_id)
+        {
+            return;
+        }
+        self.admin_answered(client, correlation_id);
+        let ClientKind::Admin(a) = &mut self.clients[client].kind else {
+            unreachable!()
+        };
+        a.reassignment_in_flight = false;
+        let code = r
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.error_code)
+            .find(|c| *c != 0)
+            .unwrap_or(r.error_code);
+        let retriable = code == ResponseError::NotController.code()
+            || ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable());
+        if code == 0 {
+            let done = a.reassignment.take().expect("in flight");
+            self.emit(Ev::Setup {
+                step: "reassignment accepted",
+            });
+            let cluster = self.cluster.as_mut().expect("cluster scenario");
+            cluster.reassignments.push((done.tp, done.replicas));
+        } else if !retriable {
+            let message = format!("AlterPartitionReassignments refused: error {code}");
+            self.violation("reassign", message);
+            a_reassignment_dropped(&mut self.clients[client].kind);
+        }
     }
 
     fn create_topics_request(&self) -> RequestKind {
@@ -751,5 +870,11 @@ impl World {
             cluster.setup_done_at = Some(self.now);
             self.begin_run();
         }
+    }
+}
+
+fn a_reassignment_dropped(kind: &mut ClientKind) {
+    if let ClientKind::Admin(a) = kind {
+        a.reassignment = None;
     }
 }

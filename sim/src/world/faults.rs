@@ -199,6 +199,16 @@ impl World {
                 // It ends by itself, broker after broker.
                 return None;
             }
+            FaultKind::Reassign => {
+                let tp = match &fault.topic {
+                    Some(topic) => self.find_tp(topic, fault.partition.unwrap_or(0)),
+                    None => Some(0),
+                };
+                let tp = tp.expect("validated: a workload partition");
+                // Broker index i is node id i + 1.
+                let replicas: Vec<i32> = fault.nodes.iter().map(|n| *n as i32 + 1).collect();
+                self.request_reassignment(index, tp, replicas);
+            }
             FaultKind::CorruptReplica => {
                 let tp = match &fault.topic {
                     Some(topic) => self.find_tp(topic, fault.partition.unwrap_or(0)),
@@ -286,7 +296,7 @@ impl World {
             }
             FaultKind::Skew => self.brokers[node.expect("validated")].skew_ms = 0,
             FaultKind::RollingRestart => unreachable!("ends through its own steps"),
-            FaultKind::CorruptReplica => {}
+            FaultKind::CorruptReplica | FaultKind::Reassign => {}
         }
         node
     }
@@ -522,7 +532,8 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                 | FaultKind::HoldAlterPartition
                 | FaultKind::HoldBrokerHeartbeat
                 | FaultKind::SlowReplicaFetch
-                | FaultKind::SlowReplicaFetchResponse => {
+                | FaultKind::SlowReplicaFetchResponse
+                | FaultKind::Reassign => {
                     unreachable!("never random")
                 }
             }

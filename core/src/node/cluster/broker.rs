@@ -418,7 +418,7 @@ impl<S: Storage> Node<S> {
                 }
             }
         }
-        let mut registry_changed = false;
+        let mut registry_changed = self.forget_removed_replicas();
         for (name, id, index, registration) in wanted {
             registry_changed |= self.ensure_local_partition(&name, id, index);
             self.apply_assignment(&name, index, &registration);
@@ -428,6 +428,69 @@ impl<S: Storage> Node<S> {
                 tracing::error!(error = %e, "persisting the topic registry failed");
             }
         }
+    }
+
+    /// Deletes the local copy of every partition whose topic still exists
+    /// but whose replicas no longer include this broker (a completed or
+    /// cancelled reassignment moved it away): Kafka's metadata-driven
+    /// StopReplica with delete. The replica stops fetching as its state
+    /// goes; waiting produces settle as NOT_LEADER_OR_FOLLOWER. Returns
+    /// whether the registry changed.
+    fn forget_removed_replicas(&mut self) -> bool {
+        let self_id = self.config.node_id;
+        let image = &self.cluster().image;
+        let mut removed: Vec<(String, i32)> = Vec::new();
+        for topic in self.topics.iter() {
+            // Topics the image does not know (deleted, or from before a
+            // restart) are handled by deletion and re-creation paths.
+            let Some(registered) = image.topic_by_name(&topic.name) else {
+                continue;
+            };
+            if registered.topic_id != topic.id {
+                continue;
+            }
+            for index in topic.partitions.keys() {
+                let hosted_here = registered
+                    .partitions
+                    .get(index)
+                    .is_some_and(|p| p.assignment.replicas.contains(&self_id));
+                if !hosted_here {
+                    removed.push((topic.name.clone(), *index));
+                }
+            }
+        }
+        if removed.is_empty() {
+            return false;
+        }
+        // Produces waiting on a copy that goes settle first, while it is
+        // still here, as NOT_LEADER_OR_FOLLOWER: a write this broker led
+        // but the new replicas may not all hold must never be acknowledged
+        // (a partition that is simply gone counts as settled).
+        for (name, index) in &removed {
+            let p = self
+                .topics
+                .partition_mut(name, *index)
+                .expect("listed above");
+            p.replica = Replica::Offline;
+        }
+        self.release_produces(None);
+        for (name, index) in &removed {
+            let topic = self.topics.get_mut(name).expect("listed above");
+            let partition = topic.partitions.remove(index).expect("listed above");
+            if let Err(e) = partition.log.delete(&mut self.storage) {
+                tracing::warn!(topic = %name, partition = index, error = %e, "deleting a removed replica failed");
+            }
+            tracing::info!(topic = %name, partition = index, "replica moved away: deleted");
+            if name == crate::group::OFFSETS_TOPIC {
+                self.offsets_leadership_changed(*index, false);
+            }
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.fetcher.wake();
+            cluster.isr_dirty = true;
+        }
+        self.high_watermark_moved = true;
+        true
     }
 
     /// Opens the partition's log if it is not hosted yet. Returns whether
@@ -489,7 +552,7 @@ impl<S: Storage> Node<S> {
         let result = match &mut p.replica {
             Replica::Leader(l) if a.leader == self_id && l.leader_epoch() == a.leader_epoch => {
                 if a.partition_epoch > l.partition_epoch() {
-                    l.handle_assignment(a, leader_end);
+                    l.handle_assignment(a, leader_end, now);
                 }
                 Ok(false)
             }

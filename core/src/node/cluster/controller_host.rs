@@ -162,6 +162,14 @@ fn not_controller(request: &RequestKind) -> ResponseKind {
         RequestKind::ElectLeaders(_) => {
             ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(code))
         }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default()
+                .with_error_code(code)
+                .with_allow_replication_factor_change(r.allow_replication_factor_change),
+        ),
+        RequestKind::ListPartitionReassignments(_) => ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default().with_error_code(code),
+        ),
         RequestKind::IncrementalAlterConfigs(r) => {
             let changes = config_change::incremental_changes(r);
             let results = refused(changes);
@@ -255,6 +263,20 @@ impl<S: Storage> Node<S> {
             RequestKind::ElectLeaders(r) => {
                 let result = controller.handle_elect_leaders(r);
                 (result.records, ResponseKind::ElectLeaders(result.response))
+            }
+            RequestKind::AlterPartitionReassignments(r) => {
+                let result = controller.handle_alter_partition_reassignments(r);
+                (
+                    result.records,
+                    ResponseKind::AlterPartitionReassignments(result.response),
+                )
+            }
+            RequestKind::ListPartitionReassignments(r) => {
+                let response = controller.handle_list_partition_reassignments(r);
+                (
+                    Vec::new(),
+                    ResponseKind::ListPartitionReassignments(response),
+                )
             }
             RequestKind::IncrementalAlterConfigs(r) => {
                 let changes = config_change::incremental_changes(r);
@@ -459,6 +481,14 @@ fn not_controller_for(response: &ResponseKind) -> ResponseKind {
         ResponseKind::DeleteTopics(r) => r.responses.iter_mut().for_each(|t| t.error_code = code),
         ResponseKind::CreatePartitions(r) => r.results.iter_mut().for_each(|t| t.error_code = code),
         ResponseKind::ElectLeaders(r) => r.error_code = code,
+        ResponseKind::AlterPartitionReassignments(r) => {
+            r.error_code = code;
+            r.responses.clear();
+        }
+        ResponseKind::ListPartitionReassignments(r) => {
+            r.error_code = code;
+            r.topics.clear();
+        }
         ResponseKind::IncrementalAlterConfigs(r) => {
             r.responses.iter_mut().for_each(|t| t.error_code = code)
         }

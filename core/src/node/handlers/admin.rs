@@ -392,6 +392,52 @@ impl<S: Storage> Node<S> {
         response
     }
 
+    /// AlterPartitionReassignments on a standalone broker: the only broker
+    /// is this one, so the only valid target is `[self]`, which is where
+    /// every partition already is; nothing is ever in progress to cancel.
+    pub(crate) fn handle_alter_partition_reassignments_standalone(
+        &mut self,
+        request: &kafka_protocol::messages::AlterPartitionReassignmentsRequest,
+    ) -> kafka_protocol::messages::AlterPartitionReassignmentsResponse {
+        use kafka_protocol::messages::alter_partition_reassignments_response::{
+            ReassignablePartitionResponse, ReassignableTopicResponse,
+        };
+        let self_id = self.config.node_id;
+        let mut response = kafka_protocol::messages::AlterPartitionReassignmentsResponse::default()
+            .with_allow_replication_factor_change(request.allow_replication_factor_change);
+        for topic in &request.topics {
+            let known = self.topics.get(topic.name.0.as_str());
+            let mut result = ReassignableTopicResponse::default().with_name(topic.name.clone());
+            for partition in &topic.partitions {
+                let exists =
+                    known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index));
+                let refusal = match &partition.replicas {
+                    _ if !exists => {
+                        Some((ResponseError::UnknownTopicOrPartition, "no such partition"))
+                    }
+                    None => Some((
+                        ResponseError::NoReassignmentInProgress,
+                        "no reassignment in progress",
+                    )),
+                    Some(r) if r.len() == 1 && r[0].0 == self_id => None,
+                    Some(_) => Some((
+                        ResponseError::InvalidReplicaAssignment,
+                        "a standalone broker is the only replica there is",
+                    )),
+                };
+                let mut p = ReassignablePartitionResponse::default()
+                    .with_partition_index(partition.partition_index);
+                if let Some((code, message)) = refusal {
+                    p.error_code = code.code();
+                    p.error_message = Some(super::str_bytes(message));
+                }
+                result.partitions.push(p);
+            }
+            response.responses.push(result);
+        }
+        response
+    }
+
     pub(crate) fn handle_delete_records(
         &mut self,
         request: &DeleteRecordsRequest,
