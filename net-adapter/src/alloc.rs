@@ -12,9 +12,13 @@
 //! fails on the missing bytes, the `Vec` is dropped and the mapping is
 //! returned. Nothing in seedlog legitimately allocates that much (requests
 //! are capped at `request_bytes_max`), so no real memory is ever lent on
-//! credit. Smaller allocations go to the system allocator untouched.
+//! credit. Smaller allocations go to mimalloc untouched: glibc's malloc and
+//! free were ~15% of a simulated cluster run (messages are built, cloned
+//! and dropped per request), and mimalloc's fast paths are several times
+//! shorter. Nothing depends on addresses, so seeded runs stay identical.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use mimalloc::MiMalloc as Small;
+use std::alloc::{GlobalAlloc, Layout};
 
 /// From this size up an allocation is a lazily-backed mapping.
 pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
@@ -52,7 +56,7 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             unsafe { map(layout.size()) }
         } else {
             // SAFETY: forwarded with the caller's layout.
-            unsafe { System.alloc(layout) }
+            unsafe { Small.alloc(layout) }
         }
     }
 
@@ -63,7 +67,7 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             unsafe { map(layout.size()) }
         } else {
             // SAFETY: forwarded with the caller's layout.
-            unsafe { System.alloc_zeroed(layout) }
+            unsafe { Small.alloc_zeroed(layout) }
         }
     }
 
@@ -73,8 +77,8 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             let result = unsafe { libc::munmap(pointer.cast(), layout.size()) };
             debug_assert_eq!(result, 0, "munmap of our own mapping cannot fail");
         } else {
-            // SAFETY: `pointer` came from `System` with this layout.
-            unsafe { System.dealloc(pointer, layout) }
+            // SAFETY: `pointer` came from `Small` with this layout.
+            unsafe { Small.dealloc(pointer, layout) }
         }
     }
 
@@ -82,8 +86,8 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
         // SAFETY: the caller guarantees a valid layout for `new_size`.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if !is_huge(layout) && !is_huge(new_layout) {
-            // SAFETY: both sides are the system allocator's.
-            return unsafe { System.realloc(pointer, layout, new_size) };
+            // SAFETY: both sides are mimalloc's.
+            return unsafe { Small.realloc(pointer, layout, new_size) };
         }
         // SAFETY: a fresh block of the new layout, then a copy of the
         // smaller of the two sizes, then the old block returned.
