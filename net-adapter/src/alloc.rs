@@ -17,12 +17,58 @@
 //! and dropped per request), and mimalloc's fast paths are several times
 //! shorter. Nothing depends on addresses, so seeded runs stay identical.
 
-use mimalloc::MiMalloc as Small;
+use libmimalloc_sys as mi;
 use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
 
 /// From this size up an allocation is a lazily-backed mapping.
 pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
 const PAGE_BYTES: usize = 4096;
+/// Every mimalloc size class is a multiple of this, so a plain `mi_malloc`
+/// block is aligned to it; the aligned entry points (several times longer
+/// than the plain ones) serve only larger alignments.
+const PLAIN_ALIGN_MAX: usize = 8;
+
+/// mimalloc, by its plain entry points where the alignment allows.
+struct Small;
+
+impl Small {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY (all four): mimalloc's documented entry points, with the
+        // caller's size and an alignment they honour.
+        unsafe {
+            if layout.align() <= PLAIN_ALIGN_MAX {
+                mi::mi_malloc(layout.size()).cast()
+            } else {
+                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        unsafe {
+            if layout.align() <= PLAIN_ALIGN_MAX {
+                mi::mi_zalloc(layout.size()).cast()
+            } else {
+                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, _layout: Layout) {
+        unsafe { mi::mi_free(pointer.cast::<c_void>()) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        unsafe {
+            if layout.align() <= PLAIN_ALIGN_MAX {
+                mi::mi_realloc(pointer.cast::<c_void>(), new_size).cast()
+            } else {
+                mi::mi_realloc_aligned(pointer.cast::<c_void>(), new_size, layout.align()).cast()
+            }
+        }
+    }
+}
 
 pub struct NoReserveHugeAllocations;
 
