@@ -12,63 +12,13 @@
 //! fails on the missing bytes, the `Vec` is dropped and the mapping is
 //! returned. Nothing in seedlog legitimately allocates that much (requests
 //! are capped at `request_bytes_max`), so no real memory is ever lent on
-//! credit. Smaller allocations go to mimalloc untouched: glibc's malloc and
-//! free were ~15% of a simulated cluster run (messages are built, cloned
-//! and dropped per request), and mimalloc's fast paths are several times
-//! shorter. Nothing depends on addresses, so seeded runs stay identical.
+//! credit. Smaller allocations go to the system allocator untouched.
 
-use libmimalloc_sys as mi;
-use std::alloc::{GlobalAlloc, Layout};
-use std::ffi::c_void;
+use std::alloc::{GlobalAlloc, Layout, System};
 
 /// From this size up an allocation is a lazily-backed mapping.
 pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
 const PAGE_BYTES: usize = 4096;
-/// Every mimalloc size class is a multiple of this, so a plain `mi_malloc`
-/// block is aligned to it; the aligned entry points (several times longer
-/// than the plain ones) serve only larger alignments.
-const PLAIN_ALIGN_MAX: usize = 8;
-
-/// mimalloc, by its plain entry points where the alignment allows.
-struct Small;
-
-impl Small {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY (all four): mimalloc's documented entry points, with the
-        // caller's size and an alignment they honour.
-        unsafe {
-            if layout.align() <= PLAIN_ALIGN_MAX {
-                mi::mi_malloc(layout.size()).cast()
-            } else {
-                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        unsafe {
-            if layout.align() <= PLAIN_ALIGN_MAX {
-                mi::mi_zalloc(layout.size()).cast()
-            } else {
-                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, _layout: Layout) {
-        unsafe { mi::mi_free(pointer.cast::<c_void>()) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        unsafe {
-            if layout.align() <= PLAIN_ALIGN_MAX {
-                mi::mi_realloc(pointer.cast::<c_void>(), new_size).cast()
-            } else {
-                mi::mi_realloc_aligned(pointer.cast::<c_void>(), new_size, layout.align()).cast()
-            }
-        }
-    }
-}
 
 pub struct NoReserveHugeAllocations;
 
@@ -102,7 +52,7 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             unsafe { map(layout.size()) }
         } else {
             // SAFETY: forwarded with the caller's layout.
-            unsafe { Small.alloc(layout) }
+            unsafe { System.alloc(layout) }
         }
     }
 
@@ -113,7 +63,7 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             unsafe { map(layout.size()) }
         } else {
             // SAFETY: forwarded with the caller's layout.
-            unsafe { Small.alloc_zeroed(layout) }
+            unsafe { System.alloc_zeroed(layout) }
         }
     }
 
@@ -123,8 +73,8 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
             let result = unsafe { libc::munmap(pointer.cast(), layout.size()) };
             debug_assert_eq!(result, 0, "munmap of our own mapping cannot fail");
         } else {
-            // SAFETY: `pointer` came from `Small` with this layout.
-            unsafe { Small.dealloc(pointer, layout) }
+            // SAFETY: `pointer` came from `System` with this layout.
+            unsafe { System.dealloc(pointer, layout) }
         }
     }
 
@@ -132,8 +82,8 @@ unsafe impl GlobalAlloc for NoReserveHugeAllocations {
         // SAFETY: the caller guarantees a valid layout for `new_size`.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if !is_huge(layout) && !is_huge(new_layout) {
-            // SAFETY: both sides are mimalloc's.
-            return unsafe { Small.realloc(pointer, layout, new_size) };
+            // SAFETY: both sides are the system allocator's.
+            return unsafe { System.realloc(pointer, layout, new_size) };
         }
         // SAFETY: a fresh block of the new layout, then a copy of the
         // smaller of the two sizes, then the old block returned.
