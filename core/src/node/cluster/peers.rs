@@ -76,9 +76,24 @@ struct InFlight {
 pub struct Peers {
     next_correlation_id: i32,
     in_flight: BTreeMap<i32, InFlight>,
+    /// The client id of `self_id`'s requests, formatted once: a string per
+    /// request was a percent of a cluster run. Keyed by the id it names.
+    client_id: Option<(PeerId, StrBytes)>,
 }
 
 impl Peers {
+    /// `seedlog-node-{self_id}`, shared (a `StrBytes` clone is a count).
+    fn client_id(&mut self, self_id: PeerId) -> StrBytes {
+        match &self.client_id {
+            Some((id, text)) if *id == self_id => text.clone(),
+            _ => {
+                let text = StrBytes::from_string(format!("{PEER_CLIENT_ID_PREFIX}{self_id}"));
+                self.client_id = Some((self_id, text.clone()));
+                text
+            }
+        }
+    }
+
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()
     }
@@ -109,9 +124,7 @@ impl Peers {
             .with_request_api_key(key as i16)
             .with_request_api_version(peer_api_version(key))
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_string(format!(
-                "{PEER_CLIENT_ID_PREFIX}{self_id}"
-            ))));
+            .with_client_id(Some(self.client_id(self_id)));
         tracing::trace!(self_id, to, correlation_id, ?key, ?purpose, "peer request");
         let previous = self.in_flight.insert(
             correlation_id,
