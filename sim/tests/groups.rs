@@ -94,9 +94,14 @@ fn group_bug_flags_are_caught_and_their_fixes_pass() {
 ///   went to another member. Now its next heartbeat is a full request,
 ///   answered with the assignment, and its lease runs from the lost
 ///   heartbeat's send time.
+/// - group-cooperative 9743: a static member stalled through generation 3
+///   and rejoined generation 4 still holding its generation-2 partitions,
+///   one of them handed on meanwhile; it committed and gave that one up
+///   while its generation-3 owner held it too. A member that missed a
+///   generation now treats what it held as lost (no commit).
 #[test]
 fn explore_failures_stay_fixed() {
-    const FIXED: &[(&str, u64)] = &[("group-kip848", 1857)];
+    const FIXED: &[(&str, u64)] = &[("group-kip848", 1857), ("group-cooperative", 9743)];
     for &(name, seed) in FIXED {
         let report = run(&scenario(name), seed, &RunOptions::default());
         assert!(

@@ -1350,9 +1350,34 @@ impl World {
             let cooperative = self.groups().config.cooperative();
             let direct_move = self.bugs.contains(&Bug::CooperativeDirectMove);
             let m = self.member_mut(client);
+            // A member that missed a whole generation (stalled through it,
+            // kept in the group as a static member) cannot tell whether
+            // the partitions it still holds were handed on and committed
+            // by their next owner meanwhile: it treats them as lost, as
+            // Java's client does when its generation is reset
+            // (onPartitionsLost: no commit, which would take the
+            // committed offset back to its stale position).
+            let missed = m.generation >= 0
+                && r.generation_id > m.generation.saturating_add(1)
+                && !m.owned.is_empty();
+            let stale = m.generation;
             m.member_id = r.member_id.to_string();
             m.generation = r.generation_id;
             m.phase = Phase::Syncing;
+            if missed {
+                debug_assert!(cooperative, "eager members own nothing when they rejoin");
+                m.owned.clear();
+                m.revoke.clear();
+                m.consumer.positions.clear();
+                m.rejoin_after_revoke = false;
+                self.groups_mut().stats.lost_assignments += 1;
+                let what = format!(
+                    "joined generation {} from {stale}: a generation missed, partitions lost",
+                    r.generation_id
+                );
+                self.group_event(client, &what);
+            }
+            let m = self.member_mut(client);
             m.assignments.clear();
             m.rejoin_after_sync = false;
             if r.leader == r.member_id {
