@@ -99,9 +99,15 @@ fn group_bug_flags_are_caught_and_their_fixes_pass() {
 ///   one of them handed on meanwhile; it committed and gave that one up
 ///   while its generation-3 owner held it too. A member that missed a
 ///   generation now treats what it held as lost (no commit).
+/// - group-kip848 1681 (liveness_group: a member owned nothing, the group
+///   never stable) passes since the 1857 fix.
 #[test]
 fn explore_failures_stay_fixed() {
-    const FIXED: &[(&str, u64)] = &[("group-kip848", 1857), ("group-cooperative", 9743)];
+    const FIXED: &[(&str, u64)] = &[
+        ("group-kip848", 1857),
+        ("group-cooperative", 9743),
+        ("group-kip848", 1681),
+    ];
     for &(name, seed) in FIXED {
         let report = run(&scenario(name), seed, &RunOptions::default());
         assert!(
