@@ -85,6 +85,43 @@ fn group_bug_flags_are_caught_and_their_fixes_pass() {
     }
 }
 
+/// Seeds a 22,500-run explore of the group scenarios found failing, each
+/// fixed since (see `groupfix-findings.md`):
+/// - group-kip848 1857: a member's heartbeat answer telling it to revoke
+///   was lost; its next heartbeat was answered without the assignment (the
+///   coordinator thought it had told it) and renewed its lease, so it kept
+///   the partition until the rebalance timeout fenced it and the partition
+///   went to another member. Now its next heartbeat is a full request,
+///   answered with the assignment, and its lease runs from the lost
+///   heartbeat's send time.
+/// - group-cooperative 9743: a static member stalled through generation 3
+///   and rejoined generation 4 still holding its generation-2 partitions,
+///   one of them handed on meanwhile; it committed and gave that one up
+///   while its generation-3 owner held it too. A member that missed a
+///   generation now treats what it held as lost (no commit).
+/// - group-kip848 1681 (liveness_group: a member owned nothing, the group
+///   never stable) passes since the 1857 fix.
+/// - group-cooperative 3538 (liveness_group): the second half of a
+///   cooperative move was lost with a failed-over coordinator; a classic
+///   group loaded Stable now rebalances once (a deviation from Kafka).
+#[test]
+fn explore_failures_stay_fixed() {
+    const FIXED: &[(&str, u64)] = &[
+        ("group-kip848", 1857),
+        ("group-cooperative", 9743),
+        ("group-kip848", 1681),
+        ("group-cooperative", 3538),
+    ];
+    for &(name, seed) in FIXED {
+        let report = run(&scenario(name), seed, &RunOptions::default());
+        assert!(
+            report.passed(),
+            "{name} seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}
+
 #[test]
 fn bad_group_fields_are_named() {
     let good = std::fs::read_to_string(

@@ -271,6 +271,7 @@ impl ConsumerGroups {
         let session = Duration::from_millis(self.config.session_timeout_ms);
         let group = self.groups.entry(request.group_id.clone()).or_default();
         let joining = request.member_epoch == 0;
+        let full = request.owned.is_some() && request.subscribed_topic_names.is_some();
         match group.members.get(&member_id) {
             None if !joining => {
                 return fail(ResponseError::UnknownMemberId, &member_id, "unknown member")
@@ -328,6 +329,15 @@ impl ConsumerGroups {
         refresh_target(group, topics);
         reconcile(group, &member_id, request.owned.as_ref(), now, bugs);
         let member = group.members.get_mut(&member_id).expect("present");
+        // Kafka (GroupMetadataManager.consumerGroupHeartbeat) answers a
+        // full request (a join, or the member's whole state, as its client
+        // sends after an error or a lost answer) with the assignment even
+        // if unchanged: an answer that was lost may have carried a
+        // revocation, and the member must learn it before its rebalance
+        // timeout fences it.
+        if joining || full {
+            member.last_sent = None;
+        }
         let assignment = (member.last_sent.as_ref() != Some(&member.assigned)).then(|| {
             member.last_sent = Some(member.assigned.clone());
             member.assigned.clone()

@@ -1991,18 +1991,36 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
             .cloned()
             .collect();
         for group_id in ids {
-            let group = self.groups.remove(&group_id).expect("listed");
-            self.restart_sessions(now, &group);
+            let mut group = self.groups.remove(&group_id).expect("listed");
+            self.resume_loaded(now, &mut group);
             self.groups.insert(group_id, group);
         }
     }
 
-    /// Members of a group just loaded must heartbeat within their session
-    /// timeout or leave: they do not know the coordinator changed.
-    fn restart_sessions(&mut self, now: Instant, group: &Group<R>) {
+    /// A group just loaded goes on from what was stored. Its members must
+    /// heartbeat within their session timeout or leave: they do not know
+    /// the coordinator changed.
+    ///
+    /// A group with members also rebalances, where Kafka leaves it Stable.
+    /// The stored generation may be the first half of a cooperative move
+    /// (KIP-429): the partition taken from its owner is given to nobody
+    /// until the owner's follow-up join starts the second rebalance. If
+    /// that join was lost with the old coordinator (the owner was expelled
+    /// there, and came back as a static member, which in a Stable group
+    /// takes its stored assignment without a rebalance, KIP-345), the
+    /// partition stays unowned for as long as the group stays Stable
+    /// (`explore group-cooperative`, seed 3538). One more rebalance per
+    /// coordinator fail-over, incremental under cooperative assignors,
+    /// closes that gap.
+    fn resume_loaded(&mut self, now: Instant, group: &mut Group<R>) {
         let members: Vec<String> = group.members.keys().cloned().collect();
         for member_id in members {
             self.schedule_heartbeat(now, group, &member_id);
+        }
+        if group.is(GroupState::Stable) {
+            assert!(!group.members.is_empty(), "a Stable group has members");
+            tracing::info!(group = %group.id, generation = group.generation_id, "loaded group rebalances");
+            self.prepare_rebalance(now, group);
         }
     }
 
@@ -2066,11 +2084,11 @@ impl<R: Copy + std::fmt::Debug> Coordinator<R> {
     pub fn finish_load(&mut self, now: Instant) {
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in ids {
-            let group = self.groups.remove(&group_id).expect("listed");
+            let mut group = self.groups.remove(&group_id).expect("listed");
             if group.members.is_empty() && group.offsets.is_empty() && group.generation_id == 0 {
                 continue;
             }
-            self.restart_sessions(now, &group);
+            self.resume_loaded(now, &mut group);
             self.groups.insert(group_id, group);
         }
         tracing::info!(

@@ -178,6 +178,22 @@ pub(super) struct GroupMember {
     /// KIP-848: the epoch last received in this membership (since the last
     /// join), for `member_epoch_monotonic`.
     epoch_seen: Option<i32>,
+    /// KIP-848: the send time of the earliest heartbeat not answered with
+    /// success yet. The coordinator may have started a revocation (and its
+    /// rebalance timeout) when it handled one whose answer was lost, so a
+    /// later answer holds the lease only from then; while set, the next
+    /// heartbeat is a full request (the coordinator answers it with the
+    /// assignment), as Java's client sends after a failed heartbeat.
+    unanswered_since: Option<Instant>,
+    /// KIP-848: since when (a heartbeat's send time, at the latest) the
+    /// coordinator may be timing a revocation of this member: from the
+    /// answer that told it to give partitions up until an answer to a
+    /// heartbeat sent after it gave them up. The coordinator fences a
+    /// member whose revocation outlasts its rebalance timeout, so the
+    /// lease does not outlast that either.
+    revocation_clock: Option<Instant>,
+    /// When it last finished giving partitions up.
+    revoked_at: Instant,
 }
 
 /// An OffsetCommit of a member as its coordinator received it.
@@ -385,6 +401,9 @@ impl GroupMember {
             heartbeat_interval_ms: 1_000,
             churn: VecDeque::new(),
             epoch_seen: None,
+            unanswered_since: None,
+            revocation_clock: None,
+            revoked_at: now,
         }
     }
 
@@ -843,8 +862,10 @@ impl World {
     /// Drops the partitions being revoked (after their commit, or when the
     /// commit cannot happen), then rejoins if the protocol asks.
     fn member_drop_revoked(&mut self, client: ClientId) {
+        let now = self.now;
         let m = self.member_mut(client);
         let revoked = std::mem::take(&mut m.revoke);
+        m.revoked_at = now;
         for tp in &revoked {
             m.owned.remove(tp);
             m.consumer.positions.remove(tp);
@@ -875,6 +896,8 @@ impl World {
         m.rejoin_after_revoke = false;
         m.revalidate = false;
         m.epoch_seen = None;
+        m.unanswered_since = None;
+        m.revocation_clock = None;
         if !matches!(m.phase, Phase::Leaving { .. }) {
             m.phase = Phase::Unjoined;
         }
@@ -1186,6 +1209,7 @@ impl World {
         let m = self.member(client);
         let leaving = matches!(m.phase, Phase::Leaving { .. });
         let joining = m.phase == Phase::Unjoined;
+        let full = joining || m.unanswered_since.is_some();
         let epoch = if leaving {
             if m.instance_id.is_some() {
                 -2
@@ -1214,7 +1238,7 @@ impl World {
             .with_instance_id(m.instance_id.clone().map(StrBytes::from_string))
             .with_rebalance_timeout_ms(session as i32)
             .with_topic_partitions(Some(owned));
-        if joining {
+        if full {
             body = body
                 .with_subscribed_topic_names(Some(
                     names
@@ -1223,10 +1247,17 @@ impl World {
                         .collect(),
                 ))
                 .with_server_assignor(Some(StrBytes::from_string(assignor)));
+        }
+        if joining {
             self.groups_mut().stats.joins += 1;
         }
         let interval = self.member(client).heartbeat_interval_ms;
-        self.member_mut(client).next_heartbeat_at = self.now + Duration::from_millis(interval);
+        let now = self.now;
+        let m = self.member_mut(client);
+        m.next_heartbeat_at = now + Duration::from_millis(interval);
+        if !leaving {
+            m.unanswered_since.get_or_insert(now);
+        }
         let req = if leaving { Req::Leave } else { Req::Heartbeat };
         self.group_send(
             client,
@@ -1319,9 +1350,34 @@ impl World {
             let cooperative = self.groups().config.cooperative();
             let direct_move = self.bugs.contains(&Bug::CooperativeDirectMove);
             let m = self.member_mut(client);
+            // A member that missed a whole generation (stalled through it,
+            // kept in the group as a static member) cannot tell whether
+            // the partitions it still holds were handed on and committed
+            // by their next owner meanwhile: it treats them as lost, as
+            // Java's client does when its generation is reset
+            // (onPartitionsLost: no commit, which would take the
+            // committed offset back to its stale position).
+            let missed = m.generation >= 0
+                && r.generation_id > m.generation.saturating_add(1)
+                && !m.owned.is_empty();
+            let stale = m.generation;
             m.member_id = r.member_id.to_string();
             m.generation = r.generation_id;
             m.phase = Phase::Syncing;
+            if missed {
+                debug_assert!(cooperative, "eager members own nothing when they rejoin");
+                m.owned.clear();
+                m.revoke.clear();
+                m.consumer.positions.clear();
+                m.rejoin_after_revoke = false;
+                self.groups_mut().stats.lost_assignments += 1;
+                let what = format!(
+                    "joined generation {} from {stale}: a generation missed, partitions lost",
+                    r.generation_id
+                );
+                self.group_event(client, &what);
+            }
+            let m = self.member_mut(client);
             m.assignments.clear();
             m.rejoin_after_sync = false;
             if r.leader == r.member_id {
@@ -1638,12 +1694,24 @@ impl World {
             m.heartbeat_interval_ms = r.heartbeat_interval_ms as u64;
         }
         m.phase = Phase::Stable;
-        m.lease_until = m.lease_until.max(f.sent_at + lease);
         m.revalidate = false;
-        if let Some(assigned) = assigned {
-            let revoked: BTreeSet<Tp> = m.owned.difference(&assigned).cloned().collect();
+        let since = m
+            .unanswered_since
+            .take()
+            .map_or(f.sent_at, |s| s.min(f.sent_at));
+        if let Some(assigned) = &assigned {
+            let revoked: BTreeSet<Tp> = m.owned.difference(assigned).cloned().collect();
             m.revoke.extend(revoked);
             m.owned.extend(assigned.iter().cloned());
+        }
+        if !m.revoke.is_empty() {
+            m.revocation_clock.get_or_insert(since);
+        } else if f.sent_at >= m.revoked_at {
+            m.revocation_clock = None;
+        }
+        let basis = m.revocation_clock.map_or(since, |c| c.min(since));
+        m.lease_until = m.lease_until.max(basis + lease);
+        if let Some(assigned) = assigned {
             let what = format!(
                 "epoch {} assigned {}",
                 r.member_epoch,

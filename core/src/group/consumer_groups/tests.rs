@@ -106,6 +106,41 @@ fn members_share_partitions_and_a_newcomer_waits_for_revocation() {
     );
 }
 
+/// A revocation whose answer was lost: the member's next plain heartbeat
+/// is not told again (the coordinator believes it was), its full request
+/// (what Java's client sends after a failed heartbeat) is, as in Kafka.
+#[test]
+fn a_full_request_is_answered_with_the_assignment_again() {
+    let mut cg = ConsumerGroups::new(ConsumerGroupsConfig::default());
+    let now = Instant::from_millis(1_000);
+    let view = topics(4);
+    let a = cg.heartbeat(now, join("a"), &view, no_id);
+    let owned = a.assignment.clone().expect("a joining member is told");
+    assert_eq!(owned.len(), 4);
+    let epoch = a.member_epoch;
+    cg.heartbeat(now, join("b"), &view, no_id);
+    // This answer, telling `a` to give two partitions up, is lost.
+    let lost = cg.heartbeat(now, beat("a", epoch, &owned), &view, no_id);
+    let kept = lost.assignment.expect("the revocation is announced");
+    assert_eq!(kept.len(), 2);
+    let plain = cg.heartbeat(now, beat("a", epoch, &owned), &view, no_id);
+    assert_eq!(plain.error, 0);
+    assert_eq!(plain.assignment, None, "unchanged since it was last sent");
+    let full = HeartbeatIn {
+        subscribed_topic_names: Some(vec!["t".to_string()]),
+        rebalance_timeout_ms: 30_000,
+        ..beat("a", epoch, &owned)
+    };
+    let again = cg.heartbeat(now, full, &view, no_id);
+    assert_eq!(again.error, 0);
+    assert_eq!(again.assignment, Some(kept), "told again what it keeps");
+    assert_eq!(
+        cg.group("g").unwrap().state(),
+        "Reconciling",
+        "still revoking: `a` reported the two it must give up"
+    );
+}
+
 #[test]
 fn stale_epochs_unknown_members_and_leaving() {
     let mut cg = ConsumerGroups::new(ConsumerGroupsConfig::default());
