@@ -86,7 +86,7 @@ fn group_bug_flags_are_caught_and_their_fixes_pass() {
 }
 
 /// Seeds a 22,500-run explore of the group scenarios found failing, each
-/// fixed since (see `groupfix-findings.md`):
+/// fixed since (see `scenarios/found/group-explore-2026-12-05.md`):
 /// - group-kip848 1857: a member's heartbeat answer telling it to revoke
 ///   was lost; its next heartbeat was answered without the assignment (the
 ///   coordinator thought it had told it) and renewed its lease, so it kept
