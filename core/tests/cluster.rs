@@ -1255,7 +1255,7 @@ impl ClusterHarness {
         match self.call(
             via,
             ApiKey::AlterPartitionReassignments,
-            1,
+            0,
             RequestKind::AlterPartitionReassignments(request),
             Duration::from_secs(5),
         ) {

@@ -38,8 +38,11 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
-    // v1 is KIP-860's allowReplicationFactorChange (Kafka 4.1), served.
-    (ApiKey::AlterPartitionReassignments, 0, 1),
+    // Kafka 4.0's range. v1 (KIP-860's allowReplicationFactorChange) came
+    // with 4.1; the controller already honours the field, but advertising
+    // it would mix releases (clients such as kafka-python infer the
+    // broker's version from these ranges).
+    (ApiKey::AlterPartitionReassignments, 0, 0),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),

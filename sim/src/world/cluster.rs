@@ -22,7 +22,7 @@ const METADATA_BACKOFF_MS: u64 = 100;
 const ADMIN_POLL_MS: u64 = 100;
 const METADATA_API_VERSION: i16 = 12;
 /// v1: KIP-860's allowReplicationFactorChange (left true).
-const ALTER_PARTITION_REASSIGNMENTS_API_VERSION: i16 = 1;
+const ALTER_PARTITION_REASSIGNMENTS_API_VERSION: i16 = 0;
 
 /// The broker configs of a cluster scenario: node ids 1..=N, every node a
 /// voter, its rack the AZ.

@@ -31,7 +31,7 @@ pub fn peer_api_version(key: ApiKey) -> i16 {
         ApiKey::DeleteTopics => 6,
         ApiKey::CreatePartitions => 3,
         ApiKey::ElectLeaders => 2,
-        ApiKey::AlterPartitionReassignments => 1,
+        ApiKey::AlterPartitionReassignments => 0,
         ApiKey::ListPartitionReassignments => 0,
         ApiKey::AlterConfigs => 2,
         ApiKey::IncrementalAlterConfigs => 1,
