@@ -1135,18 +1135,8 @@ impl Controller {
         let a = &partition.assignment;
         // Kafka's PartitionReassignmentRevert: the partition as it was
         // before any reassignment in progress (new ones start from it too).
-        let original: Vec<i32> = a
-            .replicas
-            .iter()
-            .copied()
-            .filter(|r| !partition.adding.contains(r))
-            .collect();
-        let original_isr: BTreeSet<i32> = a
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| !partition.adding.contains(r))
-            .collect();
+        let original: Vec<i32> = super::excluding(&a.replicas, &partition.adding);
+        let original_isr: BTreeSet<i32> = super::excluding(&a.isr, &partition.adding);
         if original_isr.is_empty() {
             // Only adding replicas are in sync: undoing them would need an
             // unclean election, which Kafka does and seedlog refuses.
@@ -1183,16 +1173,8 @@ impl Controller {
                     ));
                 }
                 // Kafka's PartitionReassignmentReplicas.
-                let removing: Vec<i32> = original
-                    .iter()
-                    .copied()
-                    .filter(|r| !target.contains(r))
-                    .collect();
-                let adding: Vec<i32> = target
-                    .iter()
-                    .copied()
-                    .filter(|r| !original.contains(r))
-                    .collect();
+                let removing: Vec<i32> = super::excluding(&original, &target);
+                let adding: Vec<i32> = super::excluding(&target, &original);
                 let mut replicas = target.clone();
                 replicas.extend(removing.iter().copied());
                 TargetReplicas {

@@ -83,12 +83,7 @@ impl PartitionRegistration {
     /// The reassignment's target: the replicas minus those being removed,
     /// in replica order (the first is the preferred leader).
     pub fn target_replicas(&self) -> Vec<i32> {
-        self.assignment
-            .replicas
-            .iter()
-            .copied()
-            .filter(|r| !self.removing.contains(r))
-            .collect()
+        super::excluding(&self.assignment.replicas, &self.removing)
     }
 
     /// The KIP-455 rules: adding and removing are disjoint parts of the

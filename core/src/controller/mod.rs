@@ -55,6 +55,19 @@ pub mod testing;
 pub use controller::{
     Controller, MIN_INSYNC_REPLICAS_CONFIG, TOPIC_NAME_LEN_MAX, UNCLEAN_LEADER_ELECTION_CONFIG,
 };
+/// The ids of `ids`, in their order, that are not in `out`: what stays of
+/// a replica set or an ISR when some replicas are added or removed
+/// (KIP-455).
+pub(crate) fn excluding<'a, C: FromIterator<i32>>(
+    ids: impl IntoIterator<Item = &'a i32>,
+    out: &[i32],
+) -> C {
+    ids.into_iter()
+        .copied()
+        .filter(|r| !out.contains(r))
+        .collect()
+}
+
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use records::{decode_batches, encode_batch, MetadataRecord};
 

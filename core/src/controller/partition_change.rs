@@ -219,17 +219,8 @@ impl PartitionChange<'_> {
         if !target.adding.iter().all(|r| target_isr.contains(r)) {
             return;
         }
-        let new_isr: BTreeSet<i32> = target_isr
-            .iter()
-            .copied()
-            .filter(|r| !target.removing.contains(r))
-            .collect();
-        let new_replicas: Vec<i32> = target
-            .replicas
-            .iter()
-            .copied()
-            .filter(|r| !target.removing.contains(r))
-            .collect();
+        let new_isr: BTreeSet<i32> = super::excluding(target_isr.iter(), &target.removing);
+        let new_replicas: Vec<i32> = super::excluding(&target.replicas, &target.removing);
         assert!(
             !new_replicas.is_empty(),
             "a reassignment target is not empty"
