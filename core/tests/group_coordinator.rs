@@ -1407,3 +1407,43 @@ fn consumer_protocol_members_survive_a_crash_and_heartbeats_wait_for_durability(
         vec![ResponseError::StaleMemberEpoch.code()]
     );
 }
+
+/// Kafka's coordinator runtime answers every group operation, a classic
+/// Heartbeat included, only once what it wrote before is committed. A
+/// coordinator cut off from its `__consumer_offsets` followers (its writes
+/// never commit) thus renews no member's session while a new coordinator
+/// may already be handing the member's partitions on (group-cooperative
+/// seed 3145 found the gap).
+#[test]
+fn a_heartbeat_waits_for_the_groups_pending_writes() {
+    let mut h = Harness::new();
+    h.create_topic("t", 2);
+    let (generation, leader, follower) = h.form_group("g");
+    assert_eq!(h.heartbeat(20, "g", generation, &follower, None), 0);
+
+    h.auto_flush = false;
+    let commit = h.send_commit(10, "g", generation, &leader, &[("t", 0, 42, "")]);
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_generation_id(generation)
+        .with_member_id(s(&follower));
+    let beat = h.send(20, ApiKey::Heartbeat, 4, RequestKind::Heartbeat(request));
+    assert!(
+        h.take(beat).is_none(),
+        "not answered before the commit is durable"
+    );
+    assert!(h.take(commit).is_none());
+
+    h.complete_flushes();
+    assert_eq!(commit_errors(h.take(commit).expect("answered")), vec![0]);
+    match h.take(beat) {
+        Some(ResponseKind::Heartbeat(r)) => assert_eq!(r.error_code, 0),
+        other => panic!("expected the heartbeat's answer, got {other:?}"),
+    }
+    h.auto_flush = true;
+    assert_eq!(
+        h.heartbeat(20, "g", generation - 1, &follower, None),
+        code(ResponseError::IllegalGeneration),
+        "with nothing pending, an error is answered at once"
+    );
+}

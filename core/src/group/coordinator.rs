@@ -228,6 +228,9 @@ pub enum Reply {
         error: i16,
         partitions: Vec<PartitionResult>,
     },
+    /// A classic Heartbeat's error code, answered once the group's records
+    /// are durable (see `reply_after_group_writes`).
+    Heartbeat(i16),
     /// A KIP-848 heartbeat, answered once the group's records are durable.
     ConsumerHeartbeat {
         group_id: String,
@@ -246,6 +249,7 @@ impl Reply {
         };
         match self {
             Reply::Join(r) => set(&mut r.error),
+            Reply::Heartbeat(error) => set(error),
             Reply::Sync(r) => {
                 set(&mut r.error);
                 r.assignment = Bytes::new();

@@ -726,8 +726,8 @@ impl<S: Storage> Node<S> {
                 self.handle_sync_group(slot, r, version)
             }
             RequestKind::Heartbeat(r) => {
-                let response = self.handle_heartbeat(&r);
-                reply(self, ResponseKind::Heartbeat(response))
+                let slot = slot.expect("Heartbeat always owes a response");
+                self.handle_heartbeat(slot, version, &r)
             }
             RequestKind::LeaveGroup(r) => {
                 let response = self.handle_leave_group(&r, version);

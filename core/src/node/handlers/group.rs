@@ -347,6 +347,9 @@ impl<S: Storage> Node<S> {
         let version = to.version;
         let body = match reply {
             Reply::Join(result) => ResponseKind::JoinGroup(join_response(result, version)),
+            Reply::Heartbeat(error) => {
+                ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(error))
+            }
             Reply::Sync(result) => ResponseKind::SyncGroup(sync_response(result, version)),
             Reply::Commit(results) => {
                 ResponseKind::OffsetCommit(super::offsets::commit_response(results))
@@ -526,7 +529,19 @@ impl<S: Storage> Node<S> {
             .handle_sync(self.now, GroupReplyTo { slot, version }, sync);
     }
 
-    pub(crate) fn handle_heartbeat(&mut self, request: &HeartbeatRequest) -> HeartbeatResponse {
+    /// Answered once every write of the group pending now is durable, as
+    /// Kafka's coordinator runtime answers any group operation: a
+    /// coordinator that lost its `__consumer_offsets` partition without
+    /// knowing it yet (its writes never commit) then renews no member's
+    /// session, so none of its members acts on partitions the new
+    /// coordinator may already have given away (seed 3145 of
+    /// group-cooperative).
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        slot: Slot,
+        version: i16,
+        request: &HeartbeatRequest,
+    ) {
         let error = self.groups.handle_heartbeat(
             self.now,
             &request.group_id,
@@ -534,7 +549,9 @@ impl<S: Storage> Node<S> {
             &request.member_id,
             request.group_instance_id.as_deref(),
         );
-        HeartbeatResponse::default().with_error_code(error)
+        let to = GroupReplyTo { slot, version };
+        self.groups
+            .reply_after_group_writes(to, Reply::Heartbeat(error), &request.group_id);
     }
 
     pub(crate) fn handle_leave_group(
