@@ -1374,3 +1374,150 @@ fn a_reassignment_moves_a_partition_under_acks_all_writes_and_deletes_the_old_co
     assert_eq!(code, 0);
     assert_eq!(values, acked, "every acked record once, in order");
 }
+
+impl ClusterHarness {
+    /// `count` InitProducerId requests to `node` at once; their answers as
+    /// (error code, producer id, epoch), in request order.
+    fn init_producer_ids(&mut self, node: i32, count: usize) -> Vec<(i16, i64, i16)> {
+        let request = InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let ids: Vec<i32> = (0..count)
+            .map(|_| {
+                let body = RequestKind::InitProducerId(request.clone());
+                self.send(node, ApiKey::InitProducerId, 4, body)
+            })
+            .collect();
+        for _ in 0..500 {
+            if ids.iter().all(|id| self.client_answers.contains_key(id)) {
+                break;
+            }
+            self.run_for(Duration::from_millis(10));
+        }
+        ids.iter()
+            .map(|id| match self.client_answers.remove(id) {
+                Some(ResponseKind::InitProducerId(r)) => {
+                    (r.error_code, r.producer_id.0, r.producer_epoch)
+                }
+                other => panic!("init producer id: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// `count` producer ids from `node`, retrying COORDINATOR_LOAD_IN_PROGRESS
+    /// as clients do; also returns how many attempts were refused so.
+    fn producer_ids(&mut self, node: i32, count: usize) -> (Vec<i64>, usize) {
+        const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+        let mut ids = Vec::new();
+        let mut refused = 0;
+        for _ in 0..1_000 {
+            if ids.len() == count {
+                return (ids, refused);
+            }
+            let batch = (count - ids.len()).min(100);
+            for (code, id, epoch) in self.init_producer_ids(node, batch) {
+                match code {
+                    0 => {
+                        assert_eq!(epoch, 0, "a fresh id starts at epoch 0");
+                        ids.push(id);
+                    }
+                    COORDINATOR_LOAD_IN_PROGRESS => refused += 1,
+                    other => panic!("InitProducerId on {node}: error {other}"),
+                }
+            }
+            self.run_for(Duration::from_millis(20));
+        }
+        panic!(
+            "node {node} handed out {} of {count} producer ids",
+            ids.len()
+        );
+    }
+
+    fn quorum_leader(&self) -> Option<i32> {
+        self.nodes
+            .values()
+            .flatten()
+            .filter_map(|n| n.cluster_status())
+            .find(|s| s.controller_active)
+            .and_then(|s| s.quorum_leader)
+    }
+}
+
+/// KIP-730: brokers serve InitProducerId from blocks of 1000 the active
+/// controller allocates and commits. Until a broker's first block arrives
+/// it answers COORDINATOR_LOAD_IN_PROGRESS; ids stay unique across brokers,
+/// across a block boundary (the next block is fetched ahead at 90%), and
+/// across a controller fail-over, where the new controller goes on after
+/// the last committed block.
+#[test]
+fn producer_ids_come_from_controller_blocks_unique_across_brokers_and_failover() {
+    let mut h = ClusterHarness::start(&[1, 2, 3]);
+    h.run_for(Duration::from_secs(5));
+    let mut seen: BTreeMap<i64, i32> = BTreeMap::new();
+    fn note(seen: &mut BTreeMap<i64, i32>, ids: &[i64], node: i32) {
+        for id in ids {
+            let previous = seen.insert(*id, node);
+            assert!(
+                previous.is_none(),
+                "id {id} handed out twice: {previous:?} and {node}"
+            );
+        }
+    }
+    for node in 1..=3 {
+        let first = h.init_producer_ids(node, 1);
+        assert_eq!(first[0].0, 14, "no block yet: COORDINATOR_LOAD_IN_PROGRESS");
+        let (ids, _) = h.producer_ids(node, 10);
+        note(&mut seen, &ids, node);
+        // One block of 1000 per broker, each its own.
+        let block = ids[0] / 1000;
+        assert!(ids.iter().all(|id| id / 1000 == block), "{ids:?}");
+    }
+    let blocks: BTreeSet<i64> = seen.keys().map(|id| id / 1000).collect();
+    assert_eq!(
+        blocks,
+        BTreeSet::from([0, 1, 2]),
+        "three blocks, in grant order"
+    );
+    // Past the block boundary without a refusal: the prefetch arrived.
+    let (ids, refused) = h.producer_ids(1, 1_000);
+    assert_eq!(refused, 0, "the next block was fetched at 90%");
+    note(&mut seen, &ids, 1);
+    // The controller fails; its successor replays the committed blocks.
+    let old = h.quorum_leader().expect("an active controller");
+    h.crash(old);
+    let survivors: Vec<i32> = (1..=3).filter(|n| *n != old).collect();
+    for _ in 0..100 {
+        h.run_for(Duration::from_millis(200));
+        if h.quorum_leader().is_some_and(|l| l != old) {
+            break;
+        }
+    }
+    assert!(
+        h.quorum_leader().is_some_and(|l| l != old),
+        "a new controller"
+    );
+    for &node in &survivors {
+        let (ids, _) = h.producer_ids(node, 1_200);
+        note(&mut seen, &ids, node);
+    }
+    // The old controller comes back: a new process asks for a new block.
+    h.restart(old);
+    h.run_for(Duration::from_secs(5));
+    let (ids, refused) = h.producer_ids(old, 10);
+    assert!(refused >= 1, "a restarted broker starts without a block");
+    let before = *seen.keys().last().unwrap();
+    assert!(
+        ids.iter().all(|id| *id > before),
+        "blocks only move forward: {ids:?} after {before}"
+    );
+    note(&mut seen, &ids, old);
+    let max = *seen.keys().last().unwrap();
+    // Every broker's view of the next block start is past every id given
+    // (once the last block's commit reached them all).
+    h.run_for(Duration::from_secs(1));
+    for n in 1..=3 {
+        let next = h.node(n).next_producer_id_block().expect("cluster node");
+        assert!(next > max, "node {n}: next block {next} after {max}");
+    }
+}

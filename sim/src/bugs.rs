@@ -81,8 +81,10 @@ impl Bug {
             }
             Bug::UnfencedTruncation => {
                 "KIP-320/KAFKA-7395: fetches carry no leader epoch and, after the first \
-                 of an epoch, no last fetched epoch; a follower truncates against a \
-                 stale leader (fails strong_isr)"
+                 of an epoch, no last fetched epoch, so no leader fences a follower of \
+                 another epoch; one on stale metadata fetches by offset from a leader two \
+                 epochs on and keeps a tail that leader truncated (fails strong_isr, \
+                 log_matching)"
             }
             Bug::IsrExpandBeforeLeso => {
                 "KAFKA-7128: a follower joins the ISR below the leader epoch start offset \

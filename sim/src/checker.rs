@@ -231,6 +231,23 @@ pub fn check_history(
         }
     }
 
+    // single_producer_epoch: no (producer id, epoch) was given twice,
+    // whichever brokers and controllers handed them out.
+    let mut holders: BTreeMap<(i64, i16), &crate::history::ProducerGrant> = BTreeMap::new();
+    for grant in &history.producer_grants {
+        let key = (grant.producer_id, grant.producer_epoch);
+        if let Some(earlier) = holders.insert(key, grant) {
+            first(
+                &mut f,
+                "single_producer_epoch",
+                format!(
+                    "producer id {} epoch {} went to producer {} at {} ms and again to producer {} at {} ms",
+                    key.0, key.1, earlier.producer, earlier.at_ms, grant.producer, grant.at_ms
+                ),
+            );
+        }
+    }
+
     // nonmonotonic_send with idempotence: Kafka promises more, and
     // differently: a producer's batches to a partition land in the order
     // it sent them, while their acknowledgements may come out of that
@@ -344,5 +361,52 @@ impl PollOrder {
             tp.0, tp.1
         );
         Some((checker, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::ProducerGrant;
+
+    fn grant(producer: u32, producer_id: i64, producer_epoch: i16) -> ProducerGrant {
+        ProducerGrant {
+            producer,
+            producer_id,
+            producer_epoch,
+            at_ms: u64::from(producer) * 10,
+        }
+    }
+
+    fn judge(grants: &[ProducerGrant]) -> Vec<(&'static str, String)> {
+        let mut history = History::default();
+        history.producer_grants = grants.to_vec();
+        check_history(
+            &history,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            HistoryRules::default(),
+        )
+        .violations
+    }
+
+    #[test]
+    fn single_producer_epoch_flags_an_id_and_epoch_given_twice() {
+        let distinct = [
+            grant(0, 0, 0),
+            grant(1, 1000, 0),
+            grant(0, 1, 0),
+            grant(2, 0, 1),
+        ];
+        assert!(judge(&distinct).is_empty(), "ids or epochs differ");
+        let twice = [grant(0, 7, 0), grant(1, 1000, 0), grant(2, 7, 0)];
+        let found = judge(&twice);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "single_producer_epoch");
+        assert!(
+            found[0].1.contains("producer id 7 epoch 0"),
+            "{}",
+            found[0].1
+        );
     }
 }

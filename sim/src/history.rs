@@ -46,6 +46,16 @@ pub struct SendOp {
 /// (topic, partition)
 pub type Tp = (String, i32);
 
+/// An InitProducerId answer an idempotent producer took: one live
+/// (producer id, epoch) from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProducerGrant {
+    pub producer: u32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub enum ConsumerEvent {
     Read {
@@ -84,6 +94,9 @@ pub struct History {
     /// Sends and reads forgotten so far.
     pub forgotten_sends: u64,
     pub forgotten_reads: u64,
+    /// Every producer id and epoch a producer took, in the order taken
+    /// (one per InitProducerId; never forgotten, a few per producer).
+    pub producer_grants: Vec<ProducerGrant>,
 }
 
 impl History {

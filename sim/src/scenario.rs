@@ -379,6 +379,14 @@ pub enum FaultKind {
     /// says at once, the follower learns of the records late. Never drawn
     /// at random.
     SlowReplicaFetchResponse,
+    /// The answers to the KRaft requests `node` (or `target`) sends (its
+    /// metadata-log fetches above all) are held in flight while the fault
+    /// lasts, then delivered in order: the broker acts on a stale metadata
+    /// image (who leads each partition, at which epoch) while its
+    /// heartbeats, on a channel of their own, keep it registered and
+    /// unfenced, as a broker whose metadata fetches stall does in Kafka
+    /// (KAFKA-6880, which KIP-320 fences). Never drawn at random.
+    HoldMetadataFetch,
     /// Moves `topic`/`partition` (default: the workload's first) onto the
     /// brokers `nodes` (indexes, the first the preferred leader): the admin
     /// client sends AlterPartitionReassignments (KIP-455), retrying while
@@ -782,6 +790,7 @@ impl Scenario {
                     | FaultKind::HoldBrokerHeartbeat
                     | FaultKind::SlowReplicaFetch
                     | FaultKind::SlowReplicaFetchResponse
+                    | FaultKind::HoldMetadataFetch
                     | FaultKind::Reassign
             ) || f.target.is_some();
             if cluster_only && !cluster {
@@ -805,6 +814,7 @@ impl Scenario {
                     | FaultKind::HoldBrokerHeartbeat
                     | FaultKind::SlowReplicaFetch
                     | FaultKind::SlowReplicaFetchResponse
+                    | FaultKind::HoldMetadataFetch
             );
             let node_ok = f.node.is_some_and(|n| (n as usize) < brokers);
             if needs_node && !node_ok && f.target.is_none() {

@@ -401,6 +401,16 @@ fn cluster_bug_flags_are_caught_and_their_fixes_pass() {
         // 0..400 fail, all valid_high_watermark, 10 also lost_write; none
         // without).
         ("slow-follower", 17, Bug::IsrExpandBeforeLeso, "lost_write"),
+        // KIP-320 (KAFKA-7395): a follower whose metadata-log answers are
+        // held, unfenced by its heartbeats, still follows the leader of
+        // the epoch it last saw; that leader loses the lead, truncates the
+        // acks=1 tail the follower copied, and leads again two epochs on.
+        // Unfenced, the follower's fetch by offset is served after the
+        // tail and it rejoins the ISR over a log that differs below the
+        // high watermark. Seed 0 is the first that fails `explore
+        // stale-follower --bug unfenced-truncation` (608 of seeds 0..1000
+        // fail, all strong_isr and log_matching; none of 0..400 without).
+        ("stale-follower", 0, Bug::UnfencedTruncation, "strong_isr"),
     ] {
         let s = scenario(name);
         let buggy = run(

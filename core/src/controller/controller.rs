@@ -1271,17 +1271,23 @@ impl Controller {
 
     // ----- producer ids -----
 
-    /// AllocateProducerIds: the next block of `producer_id_block_size` ids
-    /// for a broker's InitProducerId.
+    /// AllocateProducerIds (KIP-730): the next block of
+    /// `producer_id_block_size` ids for a broker's InitProducerId. The
+    /// answer leaves only once the ProducerIdsRecord is committed, and the
+    /// image keeps the next block's start, so no controller (a new one, or
+    /// this one replaying the log after a restart) hands out an id twice.
+    /// As Kafka's ProducerIdControlManager: only the broker epoch is
+    /// checked (a fenced broker may still ask), an unknown broker is a
+    /// stale epoch too.
     pub fn handle_allocate_producer_ids(
         &mut self,
         request: &AllocateProducerIdsRequest,
     ) -> ControllerResult<AllocateProducerIdsResponse> {
         let mut response = AllocateProducerIdsResponse::default();
+        response.producer_id_start = ProducerId(-1);
         let broker = self.image.brokers.get(&request.broker_id.0);
-        if broker.is_none_or(|b| b.epoch != request.broker_epoch || b.fenced) {
+        if broker.is_none_or(|b| b.epoch != request.broker_epoch) {
             response.error_code = error(ResponseError::StaleBrokerEpoch);
-            response.producer_id_start = ProducerId(-1);
             return ControllerResult {
                 records: Vec::new(),
                 response,
@@ -1289,9 +1295,14 @@ impl Controller {
         }
         let start = self.image.next_producer_id;
         let len = self.config.producer_id_block_size;
-        let end = start
-            .checked_add(i64::from(len))
-            .expect("producer ids fit i64");
+        let Some(end) = start.checked_add(i64::from(len)) else {
+            // Kafka's answer once i64 runs out (it never will in practice).
+            response.error_code = error(ResponseError::UnknownServerError);
+            return ControllerResult {
+                records: Vec::new(),
+                response,
+            };
+        };
         response.producer_id_start = ProducerId(start);
         response.producer_id_len = len;
         let records = vec![MetadataRecord::ProducerIds(ProducerIdsRecord {

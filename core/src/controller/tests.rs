@@ -698,7 +698,31 @@ fn producer_id_blocks_advance() {
     request.broker_epoch -= 1;
     let stale = h.run(|c| c.handle_allocate_producer_ids(&request));
     assert_eq!(stale.error_code, ResponseError::StaleBrokerEpoch.code());
+    assert_eq!(stale.producer_id_start.0, -1);
+    request.broker_id = BrokerId(9);
+    let unknown = h.run(|c| c.handle_allocate_producer_ids(&request));
+    assert_eq!(unknown.error_code, ResponseError::StaleBrokerEpoch.code());
     assert_eq!(h.controller.image().next_producer_id, 2000);
+    // A new controller replaying the log goes on after the last block.
+    let mut successor = h.replayed();
+    request.broker_id = BrokerId(3);
+    request.broker_epoch = h.member(3).1;
+    let third = successor.handle_allocate_producer_ids(&request);
+    assert_eq!(third.response.error_code, 0);
+    assert_eq!(third.response.producer_id_start.0, 2000);
+    assert_eq!(third.records.len(), 1, "one ProducerIdsRecord");
+}
+
+#[test]
+fn a_fenced_broker_still_gets_producer_ids_as_in_kafka() {
+    let mut h = three(config());
+    h.heartbeat(2, true, false);
+    assert!(h.controller.image().brokers[&2].fenced);
+    let mut request = AllocateProducerIdsRequest::default();
+    request.broker_id = BrokerId(2);
+    request.broker_epoch = h.member(2).1;
+    let block = h.run(|c| c.handle_allocate_producer_ids(&request));
+    assert_eq!((block.error_code, block.producer_id_start.0), (0, 0));
 }
 
 #[test]

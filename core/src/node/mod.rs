@@ -285,6 +285,13 @@ impl<S: Storage> Node<S> {
         Some((p.assignment.replicas.clone(), p.is_reassigning()))
     }
 
+    /// The first producer id of the next block the controller will hand
+    /// out, as this broker's committed metadata says (cluster nodes; for
+    /// checkers: no id handed out may be at or past it).
+    pub fn next_producer_id_block(&self) -> Option<i64> {
+        Some(self.cluster.as_ref()?.image.next_producer_id)
+    }
+
     /// (leader epoch, is leader here, ISR as the leader holds it) of a
     /// hosted partition, for checkers.
     pub fn replica_role(&self, topic: &str, partition: i32) -> Option<(i32, bool, Vec<i32>)> {

@@ -1,4 +1,6 @@
-//! Producer ids for InitProducerId, unique across restarts.
+//! Producer ids for a standalone broker's InitProducerId, unique across
+//! restarts (a cluster broker takes blocks from the controller instead:
+//! `cluster::producer_id_blocks`).
 //!
 //! Ids are handed out from blocks; the end of the current block is written
 //! durably before any id of it is given, so a crash can skip ids but never

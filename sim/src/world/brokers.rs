@@ -49,6 +49,9 @@ pub(super) struct Broker {
     /// The answers to its replica fetches take this much longer to come
     /// back (`slow_replica_fetch_response`).
     pub(super) replica_fetch_response_extra_ms: u64,
+    /// The answers to its KRaft requests (metadata-log fetches) arrive no
+    /// earlier than this (`hold_metadata_fetch`).
+    pub(super) metadata_fetch_held_until: Instant,
     /// Controlled shutdown under way (a cluster node asked the controller
     /// to move its leaderships away): it still takes every input, until
     /// `Node::shutdown_ready` or a deadline; then `stopping`.
@@ -92,6 +95,7 @@ impl Broker {
             heartbeat_held_last: epoch,
             replica_fetch_extra_ms: 0,
             replica_fetch_response_extra_ms: 0,
+            metadata_fetch_held_until: epoch,
             controlled_stop: false,
             stopping: false,
             stop_deadline_at: None,

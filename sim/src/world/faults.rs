@@ -183,6 +183,10 @@ impl World {
                 self.brokers[node.expect("validated")].replica_fetch_response_extra_ms =
                     fault.extra_ms
             }
+            FaultKind::HoldMetadataFetch => {
+                let b = &mut self.brokers[node.expect("validated")];
+                b.metadata_fetch_held_until = b.metadata_fetch_held_until.max(until);
+            }
             FaultKind::RollingRestart => {
                 self.emit(Ev::Fault {
                     index,
@@ -278,7 +282,8 @@ impl World {
             | FaultKind::Pause
             | FaultKind::Isolate
             | FaultKind::HoldAlterPartition
-            | FaultKind::HoldBrokerHeartbeat => {}
+            | FaultKind::HoldBrokerHeartbeat
+            | FaultKind::HoldMetadataFetch => {}
             FaultKind::Partition => self.cuts.retain(|c| c.until > self.now),
             FaultKind::Split => self.splits.retain(|s| s.until > self.now),
             FaultKind::Clog => self.clogs.retain(|c| c.until > self.now),
@@ -533,6 +538,7 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
                 | FaultKind::HoldBrokerHeartbeat
                 | FaultKind::SlowReplicaFetch
                 | FaultKind::SlowReplicaFetchResponse
+                | FaultKind::HoldMetadataFetch
                 | FaultKind::Reassign => {
                     unreachable!("never random")
                 }

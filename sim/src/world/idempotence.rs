@@ -10,6 +10,7 @@
 //! (Kafka cannot deduplicate across ids either; those are counted).
 
 use super::*;
+use crate::history::ProducerGrant;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
 const INIT_PRODUCER_ID_API_VERSION: i16 = 4;
@@ -157,6 +158,13 @@ impl World {
         idem.in_flight = None;
         if r.error_code == 0 {
             idem.id = Some((r.producer_id.0, r.producer_epoch));
+            let at_ms = self.ms();
+            self.history.producer_grants.push(ProducerGrant {
+                producer: client as u32,
+                producer_id: r.producer_id.0,
+                producer_epoch: r.producer_epoch,
+                at_ms,
+            });
         } else {
             // Retriable (COORDINATOR_LOAD_IN_PROGRESS, NOT_CONTROLLER, ...)
             // or not, the producer cannot send without an id: try again.

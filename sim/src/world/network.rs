@@ -491,6 +491,25 @@ impl World {
         }
     }
 
+    /// Until when answers on `conn_id` are held, when it is its sender's
+    /// KRaft connection and the sender's metadata fetches are held
+    /// (`hold_metadata_fetch`).
+    fn metadata_fetch_held(&self, conn_id: ConnId) -> Option<Instant> {
+        let conn = self.conns.get(&conn_id)?;
+        let Origin::Peer(a) = conn.origin else {
+            return None;
+        };
+        let until = self.brokers[a].metadata_fetch_held_until;
+        if until <= self.now {
+            return None;
+        }
+        self.peer_links
+            .get(&(a, conn.broker))
+            .and_then(|p| p.links.get(&PeerChannel::Quorum))
+            .is_some_and(|l| l.conn == conn_id)
+            .then_some(until)
+    }
+
     /// A broker's response on `conn_id`, to a client or to the peer that
     /// asked.
     pub(super) fn send_to_origin(
@@ -525,8 +544,11 @@ impl World {
             corr: correlation_id,
             bytes,
         });
-        // Answers keep their order on the connection, slowed or not.
-        let at = self.delivery_time(from, to, last) + self.replica_fetch_extra(conn_id, true);
+        // Answers keep their order on the connection, slowed or held or not.
+        let mut at = self.delivery_time(from, to, last) + self.replica_fetch_extra(conn_id, true);
+        if let Some(until) = self.metadata_fetch_held(conn_id) {
+            at = at.max(until + (at - self.now));
+        }
         self.conns.get_mut(&conn_id).expect("live").last_to_origin = at;
         self.push(
             at,

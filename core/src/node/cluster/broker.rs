@@ -231,6 +231,9 @@ impl<S: Storage> Node<S> {
                 self.answer_forward_lost(slot)
             }
             (ControllerCall::AutoCreate, _) => {}
+            (ControllerCall::AllocateProducerIds, answer) => {
+                self.handle_allocate_producer_ids_answer(answer)
+            }
         }
     }
 

@@ -46,6 +46,8 @@ pub enum ControllerCall {
     },
     /// Metadata auto-creation: nobody waits for the answer.
     AutoCreate,
+    /// The next block of producer ids for InitProducerId.
+    AllocateProducerIds,
 }
 
 #[derive(Debug, Clone)]

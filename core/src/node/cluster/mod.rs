@@ -15,6 +15,7 @@ pub mod controller_host;
 pub mod groups;
 pub mod metadata_view;
 pub mod peers;
+pub mod producer_id_blocks;
 pub mod raft;
 pub mod replication;
 
@@ -30,6 +31,7 @@ use broker::BrokerLifecycle;
 use controller_host::{ControllerHost, ControllerReply};
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use peers::{Peers, Purpose};
+use producer_id_blocks::ProducerIdBlocks;
 use raft::RaftBridge;
 use replication::ReplicaFetcher;
 use std::collections::BTreeMap;
@@ -55,6 +57,8 @@ pub struct Cluster {
     /// Client admin requests forwarded to the controller: the answer to
     /// give if the controller is lost with them.
     pub forwards: BTreeMap<Slot, ResponseKind>,
+    /// InitProducerId's ids, in blocks from the controller.
+    pub producer_ids: ProducerIdBlocks,
 }
 
 /// What a cluster node knows of the cluster, for checkers and tests.
@@ -148,6 +152,7 @@ impl Cluster {
             isr_check_at: now,
             isr_dirty: true,
             forwards: BTreeMap::new(),
+            producer_ids: ProducerIdBlocks::new(now),
         })
     }
 
@@ -165,6 +170,7 @@ impl Cluster {
             self.raft.next_deadline(),
             self.broker.next_deadline(),
             self.fetcher.next_deadline(),
+            self.producer_ids.next_deadline(),
             Some(self.isr_check_at),
         ]
         .into_iter()
@@ -176,6 +182,7 @@ impl Cluster {
         self.quorum.check_invariants();
         self.controller.check_invariants();
         self.raft.check_invariants();
+        self.producer_ids.check_invariants();
         assert!(
             self.peers.in_flight_count() <= peers::PEER_REQUESTS_IN_FLIGHT_MAX,
             "peer requests bounded"
@@ -349,6 +356,7 @@ impl<S: Storage> Node<S> {
         self.controller_timeouts();
         self.apply_committed_metadata();
         self.drive_broker();
+        self.drive_producer_ids();
         self.drive_isr();
         self.drive_fetcher();
         self.release_produces(None);

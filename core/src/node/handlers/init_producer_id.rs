@@ -1,12 +1,11 @@
-//! InitProducerId for idempotent producers (no transactions yet).
+//! InitProducerId for idempotent producers (no transactions yet): a
+//! standalone broker hands out ids from its own durable counter, a
+//! cluster broker from blocks the controller allocates.
 
 use super::super::Node;
 use crate::storage::Storage;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 use kafka_protocol::ResponseError;
-
-/// A node's own producer ids fit below this bit; its node id sits above.
-const CLUSTER_PRODUCER_ID_SHIFT: u32 = 40;
 
 impl<S: Storage> Node<S> {
     pub(crate) fn handle_init_producer_id(
@@ -29,16 +28,24 @@ impl<S: Storage> Node<S> {
         }
         // As Kafka does for idempotent producers: always a fresh id at epoch
         // 0, also when the client asks to bump (KIP-360).
+        if let Some(cluster) = self.cluster.as_mut() {
+            // A cluster's ids come in blocks from the controller (KIP-730);
+            // without one the client retries, and the next block is on
+            // its way (`drive_producer_ids`).
+            match cluster.producer_ids.claim() {
+                Some(id) => {
+                    response.producer_id = id.into();
+                    response.producer_epoch = 0;
+                }
+                None => {
+                    response.error_code =
+                        super::super::cluster::producer_id_blocks::NO_BLOCK_ERROR.code()
+                }
+            }
+            return response;
+        }
         match self.producer_ids.allocate(&mut self.storage) {
             Ok(id) => {
-                // In a cluster every broker hands out ids: the node id in the
-                // high bits keeps them unique cluster-wide without a round
-                // trip to the controller (Kafka's AllocateProducerIds blocks
-                // are not wired yet).
-                let id = match self.config.cluster {
-                    Some(_) => (i64::from(self.config.node_id) << CLUSTER_PRODUCER_ID_SHIFT) | id,
-                    None => id,
-                };
                 response.producer_id = id.into();
                 response.producer_epoch = 0;
             }
