@@ -101,9 +101,9 @@ fn segment_base(name: &str) -> Option<i64> {
         .flatten()
 }
 
-fn header_at(storage: &mut MemoryStorage, path: &str, position: u64) -> Option<BatchHeader> {
-    let bytes = storage.read_at(path, position, BATCH_HEADER_LEN).ok()?;
-    BatchHeader::parse(&bytes).ok()
+fn header_at(storage: &MemoryStorage, path: &str, position: u64) -> Option<BatchHeader> {
+    let bytes = storage.peek_at(path, position, BATCH_HEADER_LEN)?;
+    BatchHeader::parse(bytes).ok()
 }
 
 impl Mirror {
@@ -168,14 +168,12 @@ impl Mirror {
         // next segment, and a log has finitely many.
         for _ in 0..100_000 {
             let path = self.path(dir, segment);
-            let Ok(len) = storage.len(path) else {
+            // The file's rest, borrowed: the whole of it up to its end.
+            let Some(bytes) = storage.peek_at(path, position, usize::MAX) else {
                 break;
             };
-            if position < len {
-                let Ok(bytes) = storage.read_at(path, position, (len - position) as usize) else {
-                    break;
-                };
-                for (at, header) in BatchIter::new(&bytes) {
+            if !bytes.is_empty() {
+                for (at, header) in BatchIter::new(bytes) {
                     self.batches.insert(
                         header.base_offset(),
                         BatchSig {
