@@ -93,16 +93,6 @@ impl MemoryStorage {
         file.data[position..end].copy_from_slice(bytes);
     }
 
-    /// What `read_at` would return, borrowed instead of copied (`None`
-    /// for a missing file): for checkers that only look at the bytes, a
-    /// copy and an allocation per read saved.
-    pub fn peek_at(&self, path: &str, position: u64, len: usize) -> Option<&[u8]> {
-        let data = &self.files.get(path)?.data;
-        let start = (position as usize).min(data.len());
-        let end = start.saturating_add(len).min(data.len());
-        Some(&data[start..end])
-    }
-
     fn recount(&mut self) {
         self.used_bytes = self.files.values().map(|f| f.data.len() as u64).sum();
     }
@@ -139,6 +129,13 @@ impl Storage for MemoryStorage {
 
     fn len(&mut self, path: &str) -> Result<u64, StorageError> {
         Ok(self.file(path)?.data.len() as u64)
+    }
+
+    fn peek_at(&self, path: &str, position: u64, len: usize) -> Option<&[u8]> {
+        let data = &self.files.get(path)?.data;
+        let start = (position as usize).min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        Some(&data[start..end])
     }
 
     fn exists(&mut self, path: &str) -> bool {
