@@ -164,6 +164,25 @@ impl Segment {
             self.next_offset
         );
         let mut position = u64::from(self.offset_index.lookup(self.relative_offset(offset)));
+        if let Some(bytes) =
+            storage.peek_at(&self.path, position, (self.size_bytes - position) as usize)
+        {
+            // In memory: the headers are scanned where they lie, uncopied
+            // (the same steps and errors as the chunked reads below).
+            let start = position;
+            for _ in 0..=self.size_bytes / BATCH_HEADER_LEN as u64 {
+                let at = (position - start) as usize;
+                let header = bytes
+                    .get(at..at + BATCH_HEADER_LEN)
+                    .and_then(|h| BatchHeader::parse(h).ok())
+                    .ok_or_else(|| self.short_read(position))?;
+                if header.last_offset() >= offset {
+                    return Ok((position, header));
+                }
+                position += header.total_size() as u64;
+            }
+            self.batch_missing(offset);
+        }
         // Headers are read a chunk at a time, not one read each: the index
         // is sparse (one entry per `index.interval.bytes`), so the batch
         // sought is usually within the first chunk, and small batches would
@@ -190,6 +209,12 @@ impl Segment {
             }
             position += header.total_size() as u64;
         }
+        self.batch_missing(offset);
+    }
+
+    /// `find_batch` walked the whole segment without reaching `offset`,
+    /// which its bounds say is there: the segment's own state is wrong.
+    fn batch_missing(&self, offset: i64) -> ! {
         panic!(
             "offset {offset} not found in segment {} although in range",
             self.base_offset

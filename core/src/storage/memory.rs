@@ -131,6 +131,13 @@ impl Storage for MemoryStorage {
         Ok(self.file(path)?.data.len() as u64)
     }
 
+    fn peek_at(&self, path: &str, position: u64, len: usize) -> Option<&[u8]> {
+        let data = &self.files.get(path)?.data;
+        let start = (position as usize).min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        Some(&data[start..end])
+    }
+
     fn exists(&mut self, path: &str) -> bool {
         self.files.contains_key(path)
     }

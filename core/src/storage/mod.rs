@@ -41,6 +41,14 @@ pub trait Storage {
     /// The current length of `path` in bytes.
     fn len(&mut self, path: &str) -> Result<u64, StorageError>;
 
+    /// What `read_at` would return, borrowed, for storage that holds its
+    /// files in memory; `None` (the default) where a read must copy, and
+    /// for a missing file. Lets lookups that only look at the bytes (a
+    /// batch header search) skip a copy and an allocation.
+    fn peek_at(&self, _path: &str, _position: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
+
     /// Whether `path` names an existing file.
     fn exists(&mut self, path: &str) -> bool;
 

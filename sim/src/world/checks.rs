@@ -53,8 +53,9 @@ impl World {
         let mut restart_resets = 0;
         let mut moved = Vec::new();
         let mut log_start_moved = Vec::new();
+        self.views.read(node, &self.tps);
         for (i, tp) in self.tps.iter().enumerate() {
-            let Some((log_start, hw, log_end)) = node.partition_offsets(&tp.0, tp.1) else {
+            let Some(view) = self.views.views[i] else {
                 // In a cluster a broker hosts only its replicas, and none
                 // before the topic exists; loss shows at the end instead.
                 if !cluster {
@@ -71,6 +72,11 @@ impl World {
                 self.log_start_seen[b][i] = None;
                 continue;
             };
+            let (log_start, hw, log_end) = (
+                view.log_start_offset,
+                view.high_watermark,
+                view.log_end_offset,
+            );
             let seen = self.hw_seen[b][i];
             if hw < seen {
                 if crashed && !flush_before_ack {
@@ -136,7 +142,9 @@ impl World {
             }
         }
         if cluster {
-            self.check_replicas(b);
+            // The views read above are still the node's: nothing since
+            // touched it.
+            self.check_replicas(b, true);
             if node_check {
                 self.check_isr();
             }

@@ -180,6 +180,9 @@ struct World {
     trace_encoded: Vec<u8>,
     /// See `wire_buf`.
     wire_buf: BytesMut,
+    /// The partitions of the broker an event touched, as the checkers read
+    /// them (see `Views`).
+    views: replicas::Views,
     violations: Vec<Violation>,
     violated: BTreeSet<String>,
     /// [broker][index in `tps`]: the high watermark last observed (0 at
@@ -364,6 +367,7 @@ impl World {
             trace_buf: Vec::new(),
             trace_encoded: Vec::new(),
             wire_buf: BytesMut::new(),
+            views: replicas::Views::default(),
             violations: Vec::new(),
             violated: BTreeSet::new(),
             hw_seen,
