@@ -1023,7 +1023,11 @@ impl QuorumNode {
                 self.request_flush();
             }
         }
-        if fields.high_watermark >= 0 {
+        // A snapshot answer validated nothing of our log: its tail may be
+        // an old epoch's uncommitted records, which the leader's high
+        // watermark must not cover (found by the simulator: a returning
+        // controller acted on its own never-committed partition change).
+        if fields.high_watermark >= 0 && fields.snapshot_id.is_none() {
             let known = fields.high_watermark.min(self.log.log_end_offset());
             self.high_watermark = Some(self.high_watermark.map_or(known, |hw| hw.max(known)));
         }
