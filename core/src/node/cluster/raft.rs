@@ -457,8 +457,21 @@ impl<S: Storage> Node<S> {
             self.outputs.push_back(output);
         }
         if retry {
-            let flush = self.cluster_mut().raft.flush.as_mut().expect("checked");
+            let Node {
+                cluster, storage, ..
+            } = self;
+            let flush = cluster
+                .as_mut()
+                .expect("cluster node")
+                .raft
+                .flush
+                .as_mut()
+                .expect("checked");
             flush.retry_at = None;
+            // A segment deleted since (the log start moved up to a
+            // snapshot) needs no sync, and syncing it would fail forever
+            // (found by the simulator: a restarted node never fetched again).
+            flush.paths.retain(|path| storage.exists(path));
             let output = Output::Flush {
                 flush_id: flush.id,
                 paths: flush.paths.clone(),
