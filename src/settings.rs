@@ -547,6 +547,20 @@ pub const SETTINGS: &[Setting] = &[
                fenced and its leaderships move.",
     },
     Setting {
+        key: "metadata_max_records_between_snapshots",
+        kind: Kind::Int {
+            min: 1,
+            max: I32_MAX,
+        },
+        default: |d| Some(d.cluster.metadata_max_records_between_snapshots.to_string()),
+        cluster_only: true,
+        help: "KIP-630: a node writes a snapshot of its metadata image (a file \
+               `<offset>-<epoch>.checkpoint` in `__cluster_metadata-0`) after this many \
+               committed metadata offsets, and deletes the metadata log below it; a node \
+               that falls behind it copies the leader's snapshot (FetchSnapshot). Kafka's \
+               `metadata.log.max.record.bytes.between.snapshots` counts bytes instead.",
+    },
+    Setting {
         key: "controller_quorum_election_timeout_ms",
         kind: Kind::Int {
             min: 1,
@@ -1158,6 +1172,8 @@ impl Resolved {
         cluster.replica_lag_time_max_ms = u64_of("replica_lag_time_max_ms");
         cluster.broker_heartbeat_interval_ms = u64_of("broker_heartbeat_interval_ms");
         cluster.broker_session_timeout_ms = u64_of("broker_session_timeout_ms");
+        cluster.metadata_max_records_between_snapshots =
+            self.int("metadata_max_records_between_snapshots");
         cluster.election_timeout_ms = u64_of("controller_quorum_election_timeout_ms");
         cluster.quorum_fetch_timeout_ms = u64_of("controller_quorum_fetch_timeout_ms");
         cluster.request_timeout_ms = u64_of("peer_request_timeout_ms");

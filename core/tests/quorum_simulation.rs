@@ -435,6 +435,11 @@ impl Sim {
                         },
                     );
                 }
+                // This simulation takes no snapshots (the quorum's own
+                // snapshot tests do): none is ever written.
+                QuorumOutput::FlushSnapshot { snapshot_id, .. } => {
+                    panic!("node {id} wrote snapshot {snapshot_id:?} unasked")
+                }
             }
         }
     }

@@ -139,6 +139,11 @@ pub struct Cluster {
     /// (it restarts, registers, catches up and rejoins the ISR meanwhile).
     #[serde(default = "default_rejoin_ms")]
     pub rejoin_ms: u64,
+    /// KIP-630: every node snapshots its metadata image after this many
+    /// committed metadata offsets and deletes the log below it. Left out,
+    /// the core's default (far above what a run writes: no snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_snapshot_records: Option<i64>,
 }
 
 fn default_rejoin_ms() -> u64 {

@@ -150,6 +150,15 @@ impl Controller {
         self.check_invariants();
     }
 
+    /// Replaces the state with a snapshot's image (KIP-630). Sessions are
+    /// in memory only: every broker's next heartbeat opens one.
+    pub fn load_snapshot(&mut self, image: MetadataImage) {
+        self.image = image;
+        self.sessions.clear();
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
     /// Replays records that were proposed together, the first at
     /// `first_offset`.
     pub fn replay_all(&mut self, first_offset: i64, records: &[MetadataRecord]) {

@@ -4,8 +4,8 @@
 //! mutation.
 
 use super::records::{
-    MetadataRecord, PartitionChangeRecord, PartitionRecord, CONFIG_RESOURCE_TOPIC, NO_LEADER,
-    NO_LEADER_CHANGE,
+    ConfigRecord, MetadataRecord, PartitionChangeRecord, PartitionRecord, ProducerIdsRecord,
+    RegisterBrokerRecord, TopicRecord, CONFIG_RESOURCE_TOPIC, NO_LEADER, NO_LEADER_CHANGE,
 };
 use crate::partition::PartitionAssignment;
 use std::collections::{BTreeMap, BTreeSet};
@@ -213,12 +213,97 @@ impl MetadataImage {
             "records apply in offset order: {offset} after {}",
             self.last_applied_offset
         );
+        self.apply_record(Some(offset), record);
+        self.last_applied_offset = offset;
+    }
+
+    /// The records that rebuild this image from nothing: a metadata
+    /// snapshot's content (KIP-630). Each part of the image becomes the
+    /// record that creates it in its current state: a broker its
+    /// RegisterBrokerRecord (fenced and shutdown flags as they are now), a
+    /// topic its TopicRecord and one PartitionRecord per partition (epochs,
+    /// ISR, ELR and reassignment as they are now), each config key its
+    /// ConfigRecord, the producer id block its ProducerIdsRecord. A new
+    /// part of the image adds its record here and nothing else: the
+    /// snapshot is loaded by [`MetadataImage::from_snapshot`] through
+    /// `apply_record`, as the log is.
+    pub fn snapshot_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for b in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                broker_id: b.id,
+                incarnation_id: b.incarnation_id,
+                broker_epoch: b.epoch,
+                end_points: b.end_points.clone(),
+                rack: b.rack.clone(),
+                fenced: b.fenced,
+                in_controlled_shutdown: b.in_controlled_shutdown,
+            }));
+        }
+        for t in self.topics.values() {
+            records.push(MetadataRecord::Topic(TopicRecord {
+                name: t.name.clone(),
+                topic_id: t.topic_id,
+            }));
+            for (&partition_id, p) in &t.partitions {
+                let a = &p.assignment;
+                records.push(MetadataRecord::Partition(PartitionRecord {
+                    partition_id,
+                    topic_id: t.topic_id,
+                    replicas: a.replicas.clone(),
+                    isr: a.isr.iter().copied().collect(),
+                    leader: a.leader,
+                    leader_epoch: a.leader_epoch,
+                    partition_epoch: a.partition_epoch,
+                    eligible_leader_replicas: p.elr.iter().copied().collect(),
+                    last_known_elr: p.last_known_elr.iter().copied().collect(),
+                    adding_replicas: p.adding.clone(),
+                    removing_replicas: p.removing.clone(),
+                }));
+            }
+        }
+        for ((resource_type, resource_name), configs) in &self.configs {
+            for (name, value) in configs {
+                records.push(MetadataRecord::Config(ConfigRecord {
+                    resource_type: *resource_type,
+                    resource_name: resource_name.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                }));
+            }
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIds(ProducerIdsRecord {
+                broker_id: -1,
+                broker_epoch: -1,
+                producer_ids_end: self.next_producer_id,
+            }));
+        }
+        records
+    }
+
+    /// The image a snapshot of everything below `end_offset` rebuilds.
+    pub fn from_snapshot(end_offset: i64, records: &[MetadataRecord]) -> MetadataImage {
+        assert!(end_offset > 0, "a snapshot holds at least one offset");
+        let mut image = MetadataImage::new();
+        for record in records {
+            image.apply_record(None, record);
+        }
+        image.last_applied_offset = end_offset - 1;
+        image
+    }
+
+    /// Applies `record`, read from the log at `offset` or from a snapshot
+    /// (`None`: no offset, and a broker's epoch is the one it carries).
+    fn apply_record(&mut self, offset: Option<i64>, record: &MetadataRecord) {
         match record {
             MetadataRecord::RegisterBroker(r) => {
-                assert_eq!(
-                    r.broker_epoch, offset,
-                    "a broker's epoch is the offset of its RegisterBrokerRecord"
-                );
+                if let Some(offset) = offset {
+                    assert_eq!(
+                        r.broker_epoch, offset,
+                        "a broker's epoch is the offset of its RegisterBrokerRecord"
+                    );
+                }
                 if let Some(previous) = self.brokers.get(&r.broker_id) {
                     assert!(previous.epoch < r.broker_epoch, "broker epochs only grow");
                 } else {
@@ -370,7 +455,6 @@ impl MetadataImage {
                 self.next_producer_id = r.producer_ids_end;
             }
         }
-        self.last_applied_offset = offset;
     }
 
     fn broker_at_epoch(&mut self, id: i32, epoch: i64, what: &str) -> &mut BrokerRegistration {

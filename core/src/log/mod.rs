@@ -1116,6 +1116,13 @@ impl PartitionLog {
         self.after_truncation(storage)
     }
 
+    /// Deletes every segment and restarts the log, empty, at `offset`
+    /// (below or beyond the log end alike): a follower that installed a
+    /// snapshot ending there (KIP-630).
+    pub fn restart_at(&mut self, storage: &mut dyn Storage, offset: i64) -> Result<(), LogError> {
+        self.truncate_fully_and_start_at(storage, offset)
+    }
+
     /// Deletes every segment and restarts the log, empty, at `offset`.
     fn truncate_fully_and_start_at(
         &mut self,

@@ -60,6 +60,8 @@ const PEER_SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Vote, 2, 2),
     (ApiKey::BeginQuorumEpoch, 1, 1),
     (ApiKey::EndQuorumEpoch, 1, 1),
+    // KIP-630: a follower below the leader's log start copies its snapshot.
+    (ApiKey::FetchSnapshot, 0, 1),
     (ApiKey::BrokerRegistration, 4, 4),
     (ApiKey::BrokerHeartbeat, 1, 1),
     (ApiKey::AlterPartition, 3, 3),

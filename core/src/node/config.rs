@@ -94,6 +94,12 @@ pub struct ClusterConfig {
     pub request_timeout_ms: u64,
     /// `unclean.leader.election.enable` for topics that do not set it.
     pub unclean_leader_election_enable: bool,
+    /// KIP-630: a node snapshots its metadata image once this many
+    /// committed metadata offsets were applied since its last snapshot
+    /// (Kafka counts bytes, `metadata.log.max.record.bytes.between.snapshots`;
+    /// offsets are what the image replay counts here). The log prefix below
+    /// a snapshot is deleted.
+    pub metadata_max_records_between_snapshots: i64,
     pub bugs: ClusterBugs,
 }
 
@@ -124,6 +130,7 @@ impl ClusterConfig {
             quorum_fetch_timeout_ms: 2_000,
             request_timeout_ms: 30_000,
             unclean_leader_election_enable: false,
+            metadata_max_records_between_snapshots: 100_000,
             bugs: ClusterBugs::default(),
         }
     }

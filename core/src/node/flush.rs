@@ -88,7 +88,7 @@ impl<S: Storage> Node<S> {
             .as_ref()
             .is_some_and(|c| c.raft.owns_flush(flush_id))
         {
-            self.handle_raft_flush_completed();
+            self.handle_raft_flush_completed(flush_id);
             return;
         }
         let Some(in_flight) = self.take_in_flight(flush_id) else {
@@ -133,7 +133,7 @@ impl<S: Storage> Node<S> {
             .as_ref()
             .is_some_and(|c| c.raft.owns_flush(flush_id))
         {
-            self.handle_raft_flush_failed();
+            self.handle_raft_flush_failed(flush_id);
             return;
         }
         let Some(in_flight) = self.take_in_flight(flush_id) else {

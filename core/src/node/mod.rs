@@ -578,7 +578,8 @@ impl<S: Storage> Node<S> {
         match body {
             RequestKind::Vote(_)
             | RequestKind::BeginQuorumEpoch(_)
-            | RequestKind::EndQuorumEpoch(_) => {
+            | RequestKind::EndQuorumEpoch(_)
+            | RequestKind::FetchSnapshot(_) => {
                 self.handle_raft_request(slot.expect("answered"), header.correlation_id, body);
                 None
             }

@@ -14,9 +14,11 @@
 
 use kafka_protocol::messages::{
     begin_quorum_epoch_request, begin_quorum_epoch_response, end_quorum_epoch_request,
-    end_quorum_epoch_response, fetch_request, fetch_response, vote_request, vote_response,
-    BeginQuorumEpochRequest, BeginQuorumEpochResponse, BrokerId, EndQuorumEpochRequest,
-    EndQuorumEpochResponse, FetchRequest, FetchResponse, TopicName, VoteRequest, VoteResponse,
+    end_quorum_epoch_response, fetch_request, fetch_response, fetch_snapshot_request,
+    fetch_snapshot_response, vote_request, vote_response, BeginQuorumEpochRequest,
+    BeginQuorumEpochResponse, BrokerId, EndQuorumEpochRequest, EndQuorumEpochResponse,
+    FetchRequest, FetchResponse, FetchSnapshotRequest, FetchSnapshotResponse, TopicName,
+    VoteRequest, VoteResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -40,6 +42,10 @@ pub mod error_codes {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     /// The sender is not a voter of this quorum.
     pub const INCONSISTENT_VOTER_SET: i16 = 94;
+    /// FetchSnapshot names a snapshot the leader does not hold (any more).
+    pub const SNAPSHOT_NOT_FOUND: i16 = 98;
+    /// FetchSnapshot's position is outside the snapshot.
+    pub const POSITION_OUT_OF_RANGE: i16 = 99;
 }
 
 /// One KRaft RPC between two voters.
@@ -63,6 +69,16 @@ pub enum RaftMessage {
         correlation_id: i32,
         response: FetchResponse,
     },
+    /// A follower below the leader's log start copying its snapshot
+    /// (KIP-630), one chunk per request.
+    FetchSnapshot {
+        correlation_id: i32,
+        request: FetchSnapshotRequest,
+    },
+    FetchSnapshotResponse {
+        correlation_id: i32,
+        response: FetchSnapshotResponse,
+    },
 }
 
 impl RaftMessage {
@@ -77,6 +93,8 @@ impl RaftMessage {
             RaftMessage::EndQuorumEpochResponse(_) => "EndQuorumEpochResponse",
             RaftMessage::Fetch { .. } => "Fetch",
             RaftMessage::FetchResponse { .. } => "FetchResponse",
+            RaftMessage::FetchSnapshot { .. } => "FetchSnapshot",
+            RaftMessage::FetchSnapshotResponse { .. } => "FetchSnapshotResponse",
         }
     }
 
@@ -88,6 +106,7 @@ impl RaftMessage {
                 | RaftMessage::BeginQuorumEpoch(_)
                 | RaftMessage::EndQuorumEpoch(_)
                 | RaftMessage::Fetch { .. }
+                | RaftMessage::FetchSnapshot { .. }
         )
     }
 }
@@ -459,6 +478,9 @@ pub struct FetchResponseFields {
     pub leader_id: Option<i32>,
     pub leader_epoch: i32,
     pub records: bytes::Bytes,
+    /// KIP-630: the follower's fetch offset is below the leader's log
+    /// start; fetch this snapshot `(end_offset, epoch)` instead.
+    pub snapshot_id: Option<(i64, i32)>,
 }
 
 pub fn fetch_response(fields: FetchResponseFields) -> FetchResponse {
@@ -472,6 +494,13 @@ pub fn fetch_response(fields: FetchResponseFields) -> FetchResponse {
                 .with_leader_epoch(fields.leader_epoch),
         )
         .with_records(Some(fields.records));
+    if let Some((end_offset, epoch)) = fields.snapshot_id {
+        partition = partition.with_snapshot_id(
+            fetch_response::SnapshotId::default()
+                .with_end_offset(end_offset)
+                .with_epoch(epoch),
+        );
+    }
     if let Some((epoch, end_offset)) = fields.diverging_epoch {
         partition = partition.with_diverging_epoch(
             fetch_response::EpochEndOffset::default()
@@ -509,6 +538,143 @@ pub fn parse_fetch_response(response: &FetchResponse) -> Result<FetchResponseFie
             .then_some(partition.current_leader.leader_id.0),
         leader_epoch: partition.current_leader.leader_epoch,
         records: partition.records.clone().unwrap_or_default(),
+        snapshot_id: (partition.snapshot_id.end_offset >= 0 && partition.snapshot_id.epoch >= 0)
+            .then_some((
+                partition.snapshot_id.end_offset,
+                partition.snapshot_id.epoch,
+            )),
+    })
+}
+
+// ----- FetchSnapshot (KIP-630) -----
+
+/// The fields of a FetchSnapshot request the quorum reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSnapshotRequestFields {
+    pub replica_id: i32,
+    pub current_leader_epoch: i32,
+    /// `(end_offset, epoch)` of the snapshot.
+    pub snapshot_id: (i64, i32),
+    /// Byte position in the snapshot to send from.
+    pub position: i64,
+    pub max_bytes: i32,
+}
+
+pub fn fetch_snapshot_request(
+    cluster_id: &str,
+    fields: FetchSnapshotRequestFields,
+) -> FetchSnapshotRequest {
+    let partition = fetch_snapshot_request::PartitionSnapshot::default()
+        .with_partition(METADATA_PARTITION)
+        .with_current_leader_epoch(fields.current_leader_epoch)
+        .with_snapshot_id(
+            fetch_snapshot_request::SnapshotId::default()
+                .with_end_offset(fields.snapshot_id.0)
+                .with_epoch(fields.snapshot_id.1),
+        )
+        .with_position(fields.position);
+    FetchSnapshotRequest::default()
+        .with_cluster_id(cluster(cluster_id))
+        .with_replica_id(BrokerId(fields.replica_id))
+        .with_max_bytes(fields.max_bytes)
+        .with_topics(vec![fetch_snapshot_request::TopicSnapshot::default()
+            .with_name(topic_name())
+            .with_partitions(vec![partition])])
+}
+
+pub fn parse_fetch_snapshot_request(
+    cluster_id: &str,
+    request: &FetchSnapshotRequest,
+) -> Result<FetchSnapshotRequestFields, MessageError> {
+    check_cluster_id(cluster_id, &request.cluster_id)?;
+    let [topic] = request.topics.as_slice() else {
+        return Err(MessageError::NotMetadataPartition);
+    };
+    let [partition] = topic.partitions.as_slice() else {
+        return Err(MessageError::NotMetadataPartition);
+    };
+    if !is_metadata_topic(&topic.name) || partition.partition != METADATA_PARTITION {
+        return Err(MessageError::NotMetadataPartition);
+    }
+    Ok(FetchSnapshotRequestFields {
+        replica_id: request.replica_id.0,
+        current_leader_epoch: partition.current_leader_epoch,
+        snapshot_id: (
+            partition.snapshot_id.end_offset,
+            partition.snapshot_id.epoch,
+        ),
+        position: partition.position,
+        max_bytes: request.max_bytes,
+    })
+}
+
+/// The fields of a FetchSnapshot response the quorum reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchSnapshotResponseFields {
+    pub error_code: i16,
+    pub snapshot_id: (i64, i32),
+    pub leader_id: Option<i32>,
+    pub leader_epoch: i32,
+    /// The whole snapshot's size in bytes.
+    pub size: i64,
+    /// Where `bytes` start in the snapshot.
+    pub position: i64,
+    pub bytes: bytes::Bytes,
+}
+
+pub fn fetch_snapshot_response(fields: FetchSnapshotResponseFields) -> FetchSnapshotResponse {
+    let partition = fetch_snapshot_response::PartitionSnapshot::default()
+        .with_index(METADATA_PARTITION)
+        .with_error_code(fields.error_code)
+        .with_snapshot_id(
+            fetch_snapshot_response::SnapshotId::default()
+                .with_end_offset(fields.snapshot_id.0)
+                .with_epoch(fields.snapshot_id.1),
+        )
+        .with_current_leader(
+            fetch_snapshot_response::LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(fields.leader_id.unwrap_or(-1)))
+                .with_leader_epoch(fields.leader_epoch),
+        )
+        .with_size(fields.size)
+        .with_position(fields.position)
+        .with_unaligned_records(fields.bytes);
+    FetchSnapshotResponse::default().with_topics(vec![
+        fetch_snapshot_response::TopicSnapshot::default()
+            .with_name(topic_name())
+            .with_partitions(vec![partition]),
+    ])
+}
+
+/// A top-level error (wrong cluster) carries no partition.
+pub fn fetch_snapshot_error_response(error_code: i16) -> FetchSnapshotResponse {
+    FetchSnapshotResponse::default().with_error_code(error_code)
+}
+
+pub fn parse_fetch_snapshot_response(
+    response: &FetchSnapshotResponse,
+) -> Result<FetchSnapshotResponseFields, MessageError> {
+    let [topic] = response.topics.as_slice() else {
+        return Err(MessageError::NotMetadataPartition);
+    };
+    let [partition] = topic.partitions.as_slice() else {
+        return Err(MessageError::NotMetadataPartition);
+    };
+    if !is_metadata_topic(&topic.name) || partition.index != METADATA_PARTITION {
+        return Err(MessageError::NotMetadataPartition);
+    }
+    Ok(FetchSnapshotResponseFields {
+        error_code: partition.error_code,
+        snapshot_id: (
+            partition.snapshot_id.end_offset,
+            partition.snapshot_id.epoch,
+        ),
+        leader_id: (partition.current_leader.leader_id.0 >= 0)
+            .then_some(partition.current_leader.leader_id.0),
+        leader_epoch: partition.current_leader.leader_epoch,
+        size: partition.size,
+        position: partition.position,
+        bytes: partition.unaligned_records.clone(),
     })
 }
 
@@ -551,11 +717,37 @@ mod tests {
             leader_id: Some(1),
             leader_epoch: 4,
             records: bytes::Bytes::new(),
+            snapshot_id: Some((100, 3)),
         };
         assert_eq!(
             parse_fetch_response(&fetch_response(response.clone())),
             Ok(response)
         );
         assert!(parse_fetch_response(&fetch_error_response(104)).is_err());
+        let snapshot_request = FetchSnapshotRequestFields {
+            replica_id: 2,
+            current_leader_epoch: 4,
+            snapshot_id: (100, 3),
+            position: 4096,
+            max_bytes: 1024,
+        };
+        assert_eq!(
+            parse_fetch_snapshot_request("c", &fetch_snapshot_request("c", snapshot_request)),
+            Ok(snapshot_request)
+        );
+        let snapshot_response = FetchSnapshotResponseFields {
+            error_code: 0,
+            snapshot_id: (100, 3),
+            leader_id: Some(1),
+            leader_epoch: 4,
+            size: 5000,
+            position: 4096,
+            bytes: bytes::Bytes::from_static(b"chunk"),
+        };
+        assert_eq!(
+            parse_fetch_snapshot_response(&fetch_snapshot_response(snapshot_response.clone())),
+            Ok(snapshot_response)
+        );
+        assert!(parse_fetch_snapshot_response(&fetch_snapshot_error_response(104)).is_err());
     }
 }

@@ -34,16 +34,29 @@
 //! per voter on the leader, [`OUTPUTS_MAX`] queued outputs, and at most
 //! `uncommitted_offsets_max` offsets appended beyond the high watermark.
 //!
-//! Out of scope for this slice: snapshots (KIP-630, FetchSnapshot),
-//! observers (non-voter fetchers), voter changes (KIP-853).
+//! # Snapshots (KIP-630)
+//!
+//! The node's host writes a snapshot of its applied state at a committed
+//! offset with [`QuorumNode::create_snapshot`]; once the driver has synced
+//! it ([`QuorumOutput::FlushSnapshot`]) the log start moves up to it and
+//! the prefix is deleted. A fetch below the leader's log start is answered
+//! with the snapshot's id; the follower copies it chunk by chunk with
+//! FetchSnapshot, syncs it, and restarts its log after it. The host sees
+//! the log start move past what it applied and reloads from
+//! [`QuorumNode::latest_snapshot`]. Always: log start <= the earliest
+//! snapshot, and a non-zero log start has a snapshot exactly there.
+//!
+//! Out of scope for this slice: voter changes (KIP-853).
 
 mod election_store;
 mod leader;
 pub mod messages;
+pub mod snapshot;
 mod state;
 
 pub use election_store::{read as read_election_state, ElectionState, QUORUM_STATE_PATH};
 pub use messages::RaftMessage;
+pub use snapshot::SnapshotId;
 pub use state::Role;
 
 use crate::batch::{build_batch, BatchIter};
@@ -54,10 +67,13 @@ use election_store::ElectionStore;
 use kafka_protocol::messages::{leader_change_message, BrokerId, LeaderChangeMessage};
 use kafka_protocol::protocol::Encodable;
 use leader::{LeaderState, ParkedFetch};
-use messages::{error_codes, FetchRequestFields, FetchResponseFields, VoteRequestFields};
+use messages::{
+    error_codes, FetchRequestFields, FetchResponseFields, FetchSnapshotRequestFields,
+    FetchSnapshotResponseFields, VoteRequestFields,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use state::{ElectionRound, FollowerState, RoleState};
+use state::{ElectionRound, FollowerState, RoleState, SnapshotFetch};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -99,6 +115,8 @@ pub struct QuorumConfig {
     pub retry_backoff_ms: u64,
     /// Bytes per fetch response (at least one whole batch goes).
     pub fetch_max_bytes: u32,
+    /// Bytes of snapshot per FetchSnapshot response.
+    pub fetch_snapshot_max_bytes: u32,
     /// The leader refuses proposals beyond this many uncommitted offsets.
     pub uncommitted_offsets_max: i64,
     pub log: LogConfig,
@@ -125,6 +143,7 @@ impl QuorumConfig {
             request_timeout_ms: 2000,
             retry_backoff_ms: 20,
             fetch_max_bytes: 8 * 1024 * 1024,
+            fetch_snapshot_max_bytes: 1024 * 1024,
             uncommitted_offsets_max: 64 * 1024,
             log: LogConfig::default(),
             commit_prior_epoch: false,
@@ -147,6 +166,10 @@ impl QuorumConfig {
         );
         assert!(self.fetch_max_bytes > 0, "fetch max bytes is positive");
         assert!(
+            self.fetch_snapshot_max_bytes > 0,
+            "snapshot chunks are non-empty"
+        );
+        assert!(
             self.uncommitted_offsets_max > 0,
             "the uncommitted backlog bound is positive"
         );
@@ -163,6 +186,12 @@ pub enum QuorumOutput {
         paths: Vec<String>,
         log_end_offset: i64,
     },
+    /// Sync the snapshot file `path`, then call
+    /// `handle_snapshot_flushed(storage, now, snapshot_id)`.
+    FlushSnapshot {
+        path: String,
+        snapshot_id: SnapshotId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,6 +200,8 @@ pub enum QuorumError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error("metadata snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// Why a proposal was refused.
@@ -194,6 +225,22 @@ struct FlushInFlight {
     capped_at: i64,
 }
 
+/// A snapshot file written and not yet synced: one of this node's own, or
+/// one copied from the leader (installed once synced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotFlush {
+    Local(SnapshotId),
+    Fetched(SnapshotId),
+}
+
+impl SnapshotFlush {
+    fn id(self) -> SnapshotId {
+        match self {
+            SnapshotFlush::Local(id) | SnapshotFlush::Fetched(id) => id,
+        }
+    }
+}
+
 /// One voter of the controller quorum.
 pub struct QuorumNode {
     config: QuorumConfig,
@@ -213,6 +260,12 @@ pub struct QuorumNode {
     last_truncation_offset: i64,
     /// An observer's next voter to ask who leads (round robin).
     discovery_index: usize,
+    /// Synced, valid snapshots, none below the log start.
+    snapshots: BTreeSet<SnapshotId>,
+    /// At most one snapshot file awaiting its sync.
+    snapshot_flush: Option<SnapshotFlush>,
+    /// Snapshots from the leader installed since open.
+    snapshot_installs: u64,
 }
 
 impl std::fmt::Debug for QuorumNode {
@@ -259,7 +312,11 @@ impl QuorumNode {
             truncation_count: 0,
             last_truncation_offset: 0,
             discovery_index: 0,
+            snapshots: BTreeSet::new(),
+            snapshot_flush: None,
+            snapshot_installs: 0,
         };
+        node.load_snapshots(storage)?;
         let self_id = node.config.node_id;
         node.role = match (state.leader_id, state.voted_id) {
             (Some(leader_id), _) if leader_id == self_id => RoleState::Resigned {
@@ -274,6 +331,7 @@ impl QuorumNode {
                 next_fetch_at: now,
                 leader_resigned: false,
                 has_fetched: false,
+                snapshot_fetch: None,
             }),
             (None, Some(_)) => RoleState::Voted {
                 election_deadline: now + node.random_election_timeout(),
@@ -338,9 +396,54 @@ impl QuorumNode {
     pub fn synced_offset(&self) -> i64 {
         self.log.synced_offset()
     }
-    /// The epoch of the last record, -1 for an empty log.
+    /// The epoch of the last record, -1 for an empty log; a log that is
+    /// empty after a snapshot ends in the snapshot's epoch.
     pub fn last_log_epoch(&self) -> i32 {
-        self.log.latest_epoch().unwrap_or(-1)
+        self.log
+            .latest_epoch()
+            .or_else(|| self.snapshot_at_log_start().map(|id| id.epoch))
+            .unwrap_or(-1)
+    }
+    /// The first offset the log holds; below it, only a snapshot.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+    /// The newest synced snapshot.
+    pub fn latest_snapshot(&self) -> Option<SnapshotId> {
+        self.snapshots.last().copied()
+    }
+    /// Every synced snapshot this node holds (for checkers).
+    pub fn snapshots(&self) -> &BTreeSet<SnapshotId> {
+        &self.snapshots
+    }
+    /// How many snapshots from the leader this node installed since open.
+    pub fn snapshot_installs(&self) -> u64 {
+        self.snapshot_installs
+    }
+    /// The payload of the synced snapshot `id` (checked).
+    pub fn read_snapshot(
+        &self,
+        storage: &mut dyn Storage,
+        id: SnapshotId,
+    ) -> Result<bytes::Bytes, QuorumError> {
+        assert!(self.snapshots.contains(&id), "snapshot {id:?} is not held");
+        snapshot::read(storage, id)?.map_err(|reason| {
+            QuorumError::Snapshot(format!("{} turned unreadable: {reason}", id.path()))
+        })
+    }
+
+    fn snapshot_at_log_start(&self) -> Option<SnapshotId> {
+        let start = self.log.log_start_offset();
+        self.snapshots
+            .range(
+                SnapshotId {
+                    end_offset: start,
+                    epoch: i32::MIN,
+                }..,
+            )
+            .next()
+            .filter(|id| id.end_offset == start)
+            .copied()
     }
     pub fn log(&self) -> &PartitionLog {
         &self.log
@@ -387,7 +490,7 @@ impl QuorumNode {
 
     /// The next instant at which `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let log_synced = self.log_is_synced();
+        let log_synced = self.log_is_synced() && self.snapshot_flush.is_none();
         Some(self.role.next_deadline(log_synced))
     }
 
@@ -401,7 +504,10 @@ impl QuorumNode {
         from: i32,
         message: RaftMessage,
     ) -> Result<(), QuorumError> {
-        let observer_fetch = matches!(message, RaftMessage::Fetch { .. });
+        let observer_fetch = matches!(
+            message,
+            RaftMessage::Fetch { .. } | RaftMessage::FetchSnapshot { .. }
+        );
         if from == self.config.node_id
             || !(self.config.voters.contains_key(&from) || observer_fetch)
         {
@@ -602,6 +708,47 @@ impl QuorumNode {
                     Ok(())
                 }
             }
+            RaftMessage::FetchSnapshot {
+                correlation_id,
+                request,
+            } => {
+                let parsed =
+                    messages::parse_fetch_snapshot_request(&self.config.cluster_id, &request);
+                let fields = match parsed {
+                    Ok(fields) if fields.replica_id == from => fields,
+                    Ok(_) => {
+                        self.send_fetch_snapshot_error(
+                            from,
+                            correlation_id,
+                            error_codes::INCONSISTENT_VOTER_SET,
+                        );
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        self.send_fetch_snapshot_error(
+                            from,
+                            correlation_id,
+                            error.kafka_error_code(),
+                        );
+                        return Ok(());
+                    }
+                };
+                self.handle_fetch_snapshot(storage, now, from, correlation_id, fields)
+            }
+            RaftMessage::FetchSnapshotResponse {
+                correlation_id,
+                response,
+            } => {
+                let Ok(fields) = messages::parse_fetch_snapshot_response(&response) else {
+                    return Ok(());
+                };
+                self.observe_epoch(storage, now, fields.leader_epoch, fields.leader_id)?;
+                if self.role() == Role::Follower {
+                    self.step_follower_snapshot(storage, now, from, correlation_id, fields)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -706,11 +853,20 @@ impl QuorumNode {
         };
         // Any fetch in our epoch shows the voter follows us: check-quorum.
         leader.on_fetch(from, now);
-        if let Some(diverging) = self.divergence(fields.fetch_offset, fields.last_fetched_epoch) {
-            let mut response = self.fetch_fields(error_codes::NONE);
-            response.diverging_epoch = Some(diverging);
-            self.send_fetch_response(from, correlation_id, response);
-            return Ok(());
+        match self.check_fetch_position(fields.fetch_offset, fields.last_fetched_epoch) {
+            FetchPosition::Valid => {}
+            FetchPosition::Diverging(diverging) => {
+                let mut response = self.fetch_fields(error_codes::NONE);
+                response.diverging_epoch = Some(diverging);
+                self.send_fetch_response(from, correlation_id, response);
+                return Ok(());
+            }
+            FetchPosition::Snapshot(id) => {
+                let mut response = self.fetch_fields(error_codes::NONE);
+                response.snapshot_id = Some((id.end_offset, id.epoch));
+                self.send_fetch_response(from, correlation_id, response);
+                return Ok(());
+            }
         }
         let RoleState::Leader(leader) = &mut self.role else {
             unreachable!("still the leader");
@@ -756,25 +912,50 @@ impl QuorumNode {
         Ok(())
     }
 
-    /// Where a follower's log leaves the leader's, Kafka's
-    /// `validateOffsetAndEpoch`: `None` when the follower's log up to
-    /// `fetch_offset` matches ours, else the leader's `(epoch, end offset)`
-    /// for the follower's last epoch, to truncate to.
-    fn divergence(&self, fetch_offset: i64, last_fetched_epoch: i32) -> Option<(i32, i64)> {
+    /// Where a follower's log stands against the leader's, Kafka's
+    /// `validateOffsetAndEpoch`: matching up to `fetch_offset`, diverging
+    /// (the leader's `(epoch, end offset)` for the follower's last epoch,
+    /// to truncate to), or below the log start (fetch the snapshot).
+    fn check_fetch_position(&self, fetch_offset: i64, last_fetched_epoch: i32) -> FetchPosition {
+        let log_start = self.log.log_start_offset();
+        let snapshot = || {
+            let id = self.latest_snapshot().unwrap_or_else(|| {
+                panic!(
+                    "node {}: log start {log_start} without a snapshot",
+                    self.config.node_id
+                )
+            });
+            FetchPosition::Snapshot(id)
+        };
+        if fetch_offset < log_start {
+            return snapshot();
+        }
         if fetch_offset == 0 {
-            return None;
+            return FetchPosition::Valid;
         }
         if fetch_offset < 0 || last_fetched_epoch < 0 {
-            return Some((-1, 0));
+            return FetchPosition::Diverging((-1, 0));
+        }
+        if fetch_offset == log_start
+            && self
+                .snapshot_at_log_start()
+                .is_some_and(|id| id.epoch == last_fetched_epoch)
+        {
+            // The follower ends exactly where our snapshot does.
+            return FetchPosition::Valid;
         }
         match self.log.end_offset_for_epoch(last_fetched_epoch) {
             Some((epoch, end_offset))
                 if epoch == last_fetched_epoch && fetch_offset <= end_offset =>
             {
-                None
+                FetchPosition::Valid
             }
-            Some(diverging) => Some(diverging),
-            None => Some((-1, 0)),
+            // Truncating there would go below what the log still holds:
+            // the follower rebuilds from the snapshot instead.
+            Some((_, end_offset)) if end_offset < log_start => snapshot(),
+            None if log_start > 0 => snapshot(),
+            Some(diverging) => FetchPosition::Diverging(diverging),
+            None => FetchPosition::Diverging((-1, 0)),
         }
     }
 
@@ -805,7 +986,33 @@ impl QuorumNode {
         follower.fetch_deadline = now + fetch_timeout;
         follower.next_fetch_at = now;
         follower.has_fetched = true;
-        if let Some((diverging_epoch, diverging_end_offset)) = fields.diverging_epoch {
+        if let Some((end_offset, epoch)) = fields.snapshot_id {
+            let id = SnapshotId { end_offset, epoch };
+            let ahead = end_offset > self.log.log_start_offset() && !self.snapshots.contains(&id);
+            if ahead {
+                tracing::info!(
+                    node = self.config.node_id,
+                    ?id,
+                    "below the leader's log start: fetching its snapshot"
+                );
+                // A partial copy of an earlier attempt is started afresh.
+                storage.remove(&id.path())?;
+            } else {
+                tracing::warn!(
+                    node = self.config.node_id,
+                    ?id,
+                    "snapshot offered at or below our log start; retrying"
+                );
+            }
+            let RoleState::Follower(follower) = &mut self.role else {
+                unreachable!("still a follower");
+            };
+            if ahead {
+                follower.snapshot_fetch = Some(SnapshotFetch { id, position: 0 });
+            } else {
+                follower.next_fetch_at = now + retry_backoff;
+            }
+        } else if let Some((diverging_epoch, diverging_end_offset)) = fields.diverging_epoch {
             self.truncate_diverging(storage, diverging_epoch, diverging_end_offset)?;
         } else if !fields.records.is_empty() {
             let first = BatchIter::new(&fields.records)
@@ -816,7 +1023,11 @@ impl QuorumNode {
                 self.request_flush();
             }
         }
-        if fields.high_watermark >= 0 {
+        // A snapshot answer validated nothing of our log: its tail may be
+        // an old epoch's uncommitted records, which the leader's high
+        // watermark must not cover (found by the simulator: a returning
+        // controller acted on its own never-committed partition change).
+        if fields.high_watermark >= 0 && fields.snapshot_id.is_none() {
             let known = fields.high_watermark.min(self.log.log_end_offset());
             self.high_watermark = Some(self.high_watermark.map_or(known, |hw| hw.max(known)));
         }
@@ -842,6 +1053,12 @@ impl QuorumNode {
             .min(local_end)
             .min(log_end_offset)
             .max(0);
+        assert!(
+            self.config.commit_prior_epoch || target >= self.log.log_start_offset(),
+            "node {}: truncation to {target} below the log start {} (a snapshot holds it)",
+            self.config.node_id,
+            self.log.log_start_offset()
+        );
         if let Some(high_watermark) = self.high_watermark {
             assert!(
                 self.config.commit_prior_epoch || target >= high_watermark,
@@ -1112,6 +1329,362 @@ impl QuorumNode {
         Ok(())
     }
 
+    // ----- snapshots (KIP-630) -----
+
+    /// Writes a snapshot of the host's applied state: `payload` rebuilds
+    /// everything below `end_offset`, which must be committed and above
+    /// the latest snapshot. Returns its id, or `None` when one is already
+    /// being synced (the host asks again later). Once the driver has synced
+    /// it the log start moves up to it.
+    pub fn create_snapshot(
+        &mut self,
+        storage: &mut dyn Storage,
+        end_offset: i64,
+        payload: &[u8],
+    ) -> Result<Option<SnapshotId>, QuorumError> {
+        if self.snapshot_flush.is_some() {
+            return Ok(None);
+        }
+        let high_watermark = self.high_watermark.unwrap_or(0);
+        assert!(
+            end_offset <= high_watermark,
+            "node {}: snapshot at {end_offset} beyond the high watermark {high_watermark}",
+            self.config.node_id
+        );
+        assert!(
+            end_offset > self.log.log_start_offset()
+                && self
+                    .latest_snapshot()
+                    .is_none_or(|id| end_offset > id.end_offset),
+            "node {}: snapshot at {end_offset} not above the log start {} and latest {:?}",
+            self.config.node_id,
+            self.log.log_start_offset(),
+            self.latest_snapshot()
+        );
+        let epoch = self.epoch_at(end_offset - 1);
+        let id = SnapshotId { end_offset, epoch };
+        let path = id.path();
+        storage.remove(&path)?;
+        storage.append(&path, &snapshot::encode(id, payload))?;
+        self.snapshot_flush = Some(SnapshotFlush::Local(id));
+        assert!(self.outputs.len() < OUTPUTS_MAX, "outputs not drained");
+        self.outputs.push_back(QuorumOutput::FlushSnapshot {
+            path,
+            snapshot_id: id,
+        });
+        tracing::debug!(node = self.config.node_id, ?id, "snapshot written");
+        Ok(Some(id))
+    }
+
+    /// The epoch of the record at `offset` (held in the log).
+    fn epoch_at(&self, offset: i64) -> i32 {
+        assert!(
+            (self.log.log_start_offset()..self.log.log_end_offset()).contains(&offset),
+            "offset {offset} outside the log"
+        );
+        let entries = self.log.epoch_cache().entries();
+        let holder = entries.partition_point(|&(_, start)| start <= offset);
+        assert!(holder > 0, "every offset in the log has an epoch");
+        entries[holder - 1].0
+    }
+
+    /// The driver synced the snapshot `id`: it counts from now on. Our own
+    /// moves the log start up to it; one from the leader replaces the log.
+    pub fn handle_snapshot_flushed(
+        &mut self,
+        storage: &mut dyn Storage,
+        now: Instant,
+        id: SnapshotId,
+    ) -> Result<(), QuorumError> {
+        let Some(flush) = self.snapshot_flush.take() else {
+            tracing::debug!(
+                node = self.config.node_id,
+                "snapshot sync with none in flight"
+            );
+            return Ok(());
+        };
+        assert_eq!(flush.id(), id, "a snapshot sync names the snapshot written");
+        match snapshot::read(storage, id)? {
+            Ok(_) => {}
+            Err(reason) => {
+                // Cannot happen unless the disk lies: drop it, fetch again.
+                tracing::error!(path = %id.path(), %reason, "refusing a corrupt metadata snapshot just synced");
+                storage.remove(&id.path())?;
+                self.maybe_send_fetch(now);
+                return Ok(());
+            }
+        }
+        self.snapshots.insert(id);
+        if matches!(flush, SnapshotFlush::Fetched(_)) {
+            self.snapshot_installs += 1;
+            let known = self.high_watermark.unwrap_or(0).max(id.end_offset);
+            self.high_watermark = Some(known);
+            tracing::info!(
+                node = self.config.node_id,
+                ?id,
+                "installed the leader's snapshot"
+            );
+        }
+        self.adopt_snapshot_start(storage, id)?;
+        self.maybe_send_fetch(now);
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Moves the log start up to the synced snapshot `id`: the prefix
+    /// goes, and so do older snapshots. A log that does not hold the
+    /// snapshot's last record in its epoch (a follower behind, or one whose
+    /// tail diverged) is restarted empty at the snapshot's end.
+    fn adopt_snapshot_start(
+        &mut self,
+        storage: &mut dyn Storage,
+        id: SnapshotId,
+    ) -> Result<(), QuorumError> {
+        assert!(
+            self.snapshots.contains(&id),
+            "only a synced snapshot is adopted"
+        );
+        if id.end_offset <= self.log.log_start_offset() {
+            return Ok(());
+        }
+        let holds_it = id.end_offset <= self.log.log_end_offset()
+            && self.epoch_at(id.end_offset - 1) == id.epoch;
+        if holds_it {
+            self.log.delete_records_before(storage, id.end_offset)?;
+        } else {
+            self.log.restart_at(storage, id.end_offset)?;
+            self.truncation_count += 1;
+            self.last_truncation_offset = id.end_offset;
+            if let Some(in_flight) = &mut self.flush_in_flight {
+                in_flight.capped_at = in_flight.capped_at.min(id.end_offset);
+            }
+        }
+        // Durable first (the log start checkpoint above), then the files
+        // it makes redundant; a crash between leaves them for open to drop.
+        let older: Vec<SnapshotId> = self.snapshots.range(..id).copied().collect();
+        for old in older {
+            storage.remove(&old.path())?;
+            self.snapshots.remove(&old);
+        }
+        if let Some(high_watermark) = self.high_watermark {
+            self.high_watermark = Some(high_watermark.max(id.end_offset));
+        }
+        self.request_flush();
+        Ok(())
+    }
+
+    /// Open: keep the valid snapshots at or above the log start, refuse
+    /// the rest (torn by a crash mid-write, or corrupt) with a log line,
+    /// and adopt the latest if the log start is behind it.
+    fn load_snapshots(&mut self, storage: &mut dyn Storage) -> Result<(), QuorumError> {
+        let log_start = self.log.log_start_offset();
+        for id in snapshot::list(storage)? {
+            if id.end_offset < log_start {
+                storage.remove(&id.path())?;
+                continue;
+            }
+            match snapshot::read(storage, id)? {
+                Ok(_) => {
+                    self.snapshots.insert(id);
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        path = %id.path(),
+                        %reason,
+                        "refusing a corrupt metadata snapshot (deleted)"
+                    );
+                    storage.remove(&id.path())?;
+                }
+            }
+        }
+        if log_start > 0 && self.snapshot_at_log_start().is_none() {
+            return Err(QuorumError::Snapshot(format!(
+                "the metadata log starts at {log_start} but no valid snapshot ends there; \
+                 the node cannot rebuild its state (restore the snapshot or wipe the node)"
+            )));
+        }
+        if let Some(latest) = self.latest_snapshot() {
+            self.adopt_snapshot_start(storage, latest)?;
+        }
+        Ok(())
+    }
+
+    /// The leader's side of FetchSnapshot: one chunk from `position`.
+    fn handle_fetch_snapshot(
+        &mut self,
+        storage: &mut dyn Storage,
+        now: Instant,
+        from: i32,
+        correlation_id: i32,
+        fields: FetchSnapshotRequestFields,
+    ) -> Result<(), QuorumError> {
+        let epoch = self.state.epoch;
+        let error_code = if fields.current_leader_epoch < epoch {
+            Some(error_codes::FENCED_LEADER_EPOCH)
+        } else if fields.current_leader_epoch > epoch {
+            Some(error_codes::UNKNOWN_LEADER_EPOCH)
+        } else if self.role() != Role::Leader {
+            Some(error_codes::NOT_LEADER_OR_FOLLOWER)
+        } else {
+            None
+        };
+        let (end_offset, snapshot_epoch) = fields.snapshot_id;
+        let id = SnapshotId {
+            end_offset,
+            epoch: snapshot_epoch,
+        };
+        let mut response = FetchSnapshotResponseFields {
+            error_code: error_code.unwrap_or(error_codes::NONE),
+            snapshot_id: fields.snapshot_id,
+            leader_id: self.state.leader_id,
+            leader_epoch: epoch,
+            size: -1,
+            position: fields.position,
+            bytes: bytes::Bytes::new(),
+        };
+        if error_code.is_none() {
+            if let RoleState::Leader(leader) = &mut self.role {
+                // A follower copying a snapshot follows us: check-quorum.
+                leader.on_fetch(from, now);
+            }
+            if !self.snapshots.contains(&id) {
+                response.error_code = error_codes::SNAPSHOT_NOT_FOUND;
+            } else {
+                let size = storage.len(&id.path())?;
+                let size_i64 = i64::try_from(size).expect("snapshot size fits i64");
+                response.size = size_i64;
+                if fields.position < 0 || fields.position >= size_i64 {
+                    response.error_code = error_codes::POSITION_OUT_OF_RANGE;
+                } else {
+                    let max_bytes = u32::try_from(fields.max_bytes)
+                        .unwrap_or(0)
+                        .clamp(1, self.config.fetch_snapshot_max_bytes)
+                        as usize;
+                    response.bytes =
+                        storage.read_at(&id.path(), fields.position as u64, max_bytes)?;
+                    assert!(
+                        !response.bytes.is_empty(),
+                        "a chunk within the snapshot is non-empty"
+                    );
+                }
+            }
+        }
+        let response = messages::fetch_snapshot_response(response);
+        self.send(
+            from,
+            RaftMessage::FetchSnapshotResponse {
+                correlation_id,
+                response,
+            },
+        );
+        Ok(())
+    }
+
+    /// The follower's side of FetchSnapshot: append the chunk; once whole,
+    /// have it synced, then install it (`handle_snapshot_flushed`).
+    fn step_follower_snapshot(
+        &mut self,
+        storage: &mut dyn Storage,
+        now: Instant,
+        from: i32,
+        correlation_id: i32,
+        fields: FetchSnapshotResponseFields,
+    ) -> Result<(), QuorumError> {
+        let epoch = self.state.epoch;
+        let fetch_timeout = self.fetch_timeout();
+        let retry_backoff = Duration::from_millis(self.config.retry_backoff_ms);
+        let RoleState::Follower(follower) = &mut self.role else {
+            unreachable!("step_follower_snapshot is called for followers");
+        };
+        let awaited = follower.fetch_in_flight.map(|(id, _)| id) == Some(correlation_id);
+        if !awaited || from != follower.leader_id || fields.leader_epoch != epoch {
+            return Ok(()); // a late answer to a request given up on
+        }
+        follower.fetch_in_flight = None;
+        let Some(fetch) = follower.snapshot_fetch else {
+            return Ok(());
+        };
+        let expected = (fetch.id.end_offset, fetch.id.epoch);
+        if fields.error_code != error_codes::NONE
+            || fields.snapshot_id != expected
+            || fields.position != fetch.position
+        {
+            // The leader moved on (a newer snapshot) or lost it: start over
+            // with a Fetch, which names the current one.
+            tracing::debug!(
+                node = self.config.node_id,
+                error_code = fields.error_code,
+                "snapshot fetch refused; starting over"
+            );
+            follower.snapshot_fetch = None;
+            follower.next_fetch_at = now + retry_backoff;
+            return Ok(());
+        }
+        let size = fields.size;
+        let chunk_end = fetch.position + fields.bytes.len() as i64;
+        if fields.bytes.is_empty()
+            || size <= 0
+            || size as u64 > snapshot::SNAPSHOT_BYTES_MAX
+            || chunk_end > size
+        {
+            tracing::warn!(
+                node = self.config.node_id,
+                size,
+                chunk_end,
+                "malformed snapshot chunk; starting over"
+            );
+            follower.snapshot_fetch = None;
+            follower.next_fetch_at = now + retry_backoff;
+            return Ok(());
+        }
+        follower.fetch_deadline = now + fetch_timeout;
+        follower.next_fetch_at = now;
+        follower.has_fetched = true;
+        let id = fetch.id;
+        if chunk_end == size {
+            follower.snapshot_fetch = None;
+        } else {
+            follower.snapshot_fetch = Some(SnapshotFetch {
+                id,
+                position: chunk_end,
+            });
+        }
+        let path = id.path();
+        let written = if storage.exists(&path) {
+            storage.len(&path)?
+        } else {
+            0
+        };
+        assert_eq!(
+            written as i64, fetch.position,
+            "node {}: the partial snapshot holds exactly the bytes asked for before",
+            self.config.node_id
+        );
+        storage.append(&path, &fields.bytes)?;
+        if chunk_end == size {
+            assert!(self.snapshot_flush.is_none(), "one snapshot sync at a time");
+            self.snapshot_flush = Some(SnapshotFlush::Fetched(id));
+            assert!(self.outputs.len() < OUTPUTS_MAX, "outputs not drained");
+            self.outputs.push_back(QuorumOutput::FlushSnapshot {
+                path,
+                snapshot_id: id,
+            });
+        }
+        self.maybe_send_fetch(now);
+        Ok(())
+    }
+
+    fn send_fetch_snapshot_error(&mut self, to: i32, correlation_id: i32, error_code: i16) {
+        self.send(
+            to,
+            RaftMessage::FetchSnapshotResponse {
+                correlation_id,
+                response: messages::fetch_snapshot_error_response(error_code),
+            },
+        );
+    }
+
     // ----- transitions -----
 
     fn persist(
@@ -1212,6 +1785,7 @@ impl QuorumNode {
             next_fetch_at: now,
             leader_resigned: false,
             has_fetched: false,
+            snapshot_fetch: None,
         });
         self.maybe_send_fetch(now);
         Ok(())
@@ -1409,6 +1983,7 @@ impl QuorumNode {
             leader_id: self.state.leader_id,
             leader_epoch: self.state.epoch,
             records: bytes::Bytes::new(),
+            snapshot_id: None,
         }
     }
 
@@ -1522,15 +2097,38 @@ impl QuorumNode {
         let high_watermark = self.high_watermark.unwrap_or(-1);
         let retry_at = now + Duration::from_millis(self.config.request_timeout_ms);
         let correlation_id = self.next_correlation_id;
+        let snapshot_flushing = self.snapshot_flush.is_some();
         let RoleState::Follower(follower) = &mut self.role else {
             return;
         };
-        if follower.fetch_in_flight.is_some() || now < follower.next_fetch_at || !log_synced {
+        if follower.fetch_in_flight.is_some()
+            || now < follower.next_fetch_at
+            || !log_synced
+            || snapshot_flushing
+        {
             return;
         }
         follower.fetch_in_flight = Some((correlation_id, retry_at));
         let leader_id = follower.leader_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        if let Some(fetch) = follower.snapshot_fetch {
+            let fields = FetchSnapshotRequestFields {
+                replica_id: self.config.node_id,
+                current_leader_epoch: self.state.epoch,
+                snapshot_id: (fetch.id.end_offset, fetch.id.epoch),
+                position: fetch.position,
+                max_bytes: i32::try_from(self.config.fetch_snapshot_max_bytes).unwrap_or(i32::MAX),
+            };
+            let request = messages::fetch_snapshot_request(&self.config.cluster_id, fields);
+            self.send(
+                leader_id,
+                RaftMessage::FetchSnapshot {
+                    correlation_id,
+                    request,
+                },
+            );
+            return;
+        }
         let fields = FetchRequestFields {
             replica_id: self.config.node_id,
             current_leader_epoch: self.state.epoch,
@@ -1648,6 +2246,33 @@ impl QuorumNode {
             );
         }
         assert!(self.outputs.len() <= OUTPUTS_MAX, "outputs bounded");
+        // KIP-630: log start <= the earliest snapshot, and a non-zero log
+        // start has a snapshot exactly there.
+        let log_start = self.log.log_start_offset();
+        if let Some(earliest) = self.snapshots.first() {
+            assert!(
+                log_start <= earliest.end_offset,
+                "node {self_id}: snapshot {earliest:?} below the log start {log_start}"
+            );
+        }
+        assert!(
+            log_start == 0 || self.snapshot_at_log_start().is_some(),
+            "node {self_id}: log start {log_start} without a snapshot there"
+        );
+        if let Some(latest) = self.latest_snapshot() {
+            assert!(
+                latest.end_offset <= log_end_offset,
+                "node {self_id}: snapshot {latest:?} beyond the log end {log_end_offset}"
+            );
+        }
+        if let RoleState::Follower(follower) = &self.role {
+            if let Some(fetch) = follower.snapshot_fetch {
+                assert!(
+                    fetch.position >= 0 && fetch.id.end_offset > log_start,
+                    "node {self_id}: snapshot fetch {fetch:?} not ahead of log start {log_start}"
+                );
+            }
+        }
         let state = self.state;
         match &self.role {
             RoleState::Unattached { .. } => assert!(
@@ -1722,6 +2347,14 @@ impl QuorumNode {
     }
 }
 
+/// Where a follower's fetch stands against the leader's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchPosition {
+    Valid,
+    Diverging((i32, i64)),
+    Snapshot(SnapshotId),
+}
+
 /// The leader's first record of its epoch: a LeaderChange control batch
 /// (key: control record version 0, type 2), as Kafka writes it.
 fn leader_change_batch(
@@ -1758,5 +2391,7 @@ fn leader_change_batch(
     batch
 }
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

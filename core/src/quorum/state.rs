@@ -86,6 +86,16 @@ pub(crate) struct FollowerState {
     /// `hasFetchedFromLeader`). A follower back from a failed pre-vote
     /// round has not, and must not block the others' rounds.
     pub(crate) has_fetched: bool,
+    /// The leader's snapshot being copied (KIP-630): no Fetch leaves
+    /// until it is whole, synced and installed.
+    pub(crate) snapshot_fetch: Option<SnapshotFetch>,
+}
+
+/// A snapshot copy in progress: the next byte to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotFetch {
+    pub(crate) id: super::SnapshotId,
+    pub(crate) position: i64,
 }
 
 /// The role with its timers and per-role bookkeeping.

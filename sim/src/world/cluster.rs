@@ -57,6 +57,9 @@ pub(super) fn cluster_config(
     config.request_timeout_ms = c.request_timeout_ms;
     config.unclean_leader_election_enable = c.unclean_leader_election;
     config.bugs = bugs::cluster_bugs(bugs);
+    if let Some(records) = c.metadata_snapshot_records {
+        config.metadata_max_records_between_snapshots = records;
+    }
     config
 }
 

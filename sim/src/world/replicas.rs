@@ -31,7 +31,7 @@
 
 use super::*;
 use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
-use seedlog_core::quorum::Role;
+use seedlog_core::quorum::{Role, SnapshotId};
 
 /// One batch as the mirror knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +344,13 @@ pub(super) struct ReplicaChecks {
     meta_committed: BTreeMap<i64, (BrokerId, BatchSig)>,
     /// Per broker: metadata offsets below this were compared.
     meta_verified: Vec<i64>,
+    /// Per broker: the metadata log start on its disk and the snapshot
+    /// there, once checked (its file is whole and valid).
+    meta_snapshot_checked: Vec<(i64, Option<SnapshotId>)>,
+    /// Metadata snapshots seen on any disk: end offset -> (the first
+    /// broker seen holding it, its epoch, its payload). Every node's
+    /// snapshot at one offset holds the same image.
+    meta_snapshots: BTreeMap<i64, (BrokerId, i32, bytes::Bytes)>,
     /// The highest quorum high watermark a quorum leader reported.
     quorum_hw_max: i64,
     /// [partition][member broker]: the last `strong_isr` comparison.
@@ -372,6 +379,8 @@ impl ReplicaChecks {
             meta_mirrors: (0..brokers).map(|_| Mirror::default()).collect(),
             meta_committed: BTreeMap::new(),
             meta_verified: vec![0; brokers],
+            meta_snapshot_checked: vec![(0, None); brokers],
+            meta_snapshots: BTreeMap::new(),
             quorum_hw_max: 0,
             isr_compared: vec![vec![None; brokers]; tps],
         }
@@ -797,6 +806,7 @@ impl World {
         let mut problems: Vec<(&'static str, String)> = Vec::new();
         let mut leader_hw: Option<(BrokerId, i64)> = None;
         let dir = seedlog_core::quorum::METADATA_LOG_DIR;
+        let mut meta_log_starts = vec![0; self.brokers.len()];
         for (b, broker) in self.brokers.iter_mut().enumerate() {
             let (storage, status) = match &mut broker.state {
                 BrokerState::Up(node) => {
@@ -814,6 +824,8 @@ impl World {
                 let v = &mut checks.meta_verified[b];
                 *v = (*v).min(dropped);
             }
+            let log_start = check_metadata_snapshots(checks, b, storage, &mut problems);
+            meta_log_starts[b] = log_start;
             let Some(hw) = status.as_ref().and_then(|s| s.quorum_high_watermark) else {
                 continue;
             };
@@ -827,7 +839,12 @@ impl World {
                     .range(..hw)
                     .rev()
                     .take_while(|(_, sig)| sig.epoch >= epoch)
-                    .any(|(_, sig)| sig.epoch == epoch);
+                    .any(|(_, sig)| sig.epoch == epoch)
+                    // Or the batch is below the log start, in the snapshot
+                    // that ends in the leader's epoch.
+                    || checks.meta_snapshot_checked[b]
+                        .1
+                        .is_some_and(|id| id.epoch == epoch && id.end_offset <= hw);
                 if hw > 0 && !own {
                     problems.push((
                         "leader_commits_own_epoch",
@@ -869,13 +886,17 @@ impl World {
                 ));
             }
             checks.quorum_hw_max = checks.quorum_hw_max.max(hw);
+            // A node whose log starts at or above the high watermark holds
+            // it all in its snapshot.
             let holding = checks
                 .meta_mirrors
                 .iter()
-                .filter(|m| {
-                    m.batches
-                        .last_key_value()
-                        .is_some_and(|(_, s)| s.last_offset + 1 >= hw)
+                .zip(&meta_log_starts)
+                .filter(|(m, &log_start)| {
+                    log_start >= hw
+                        || m.batches
+                            .last_key_value()
+                            .is_some_and(|(_, s)| s.last_offset + 1 >= hw)
                 })
                 .count();
             let voters = self.brokers.len();
@@ -892,6 +913,111 @@ impl World {
             self.violation(checker, message);
         }
     }
+}
+
+/// KIP-630 on broker `b`'s disk, returning its metadata log start:
+///
+/// - `snapshot_at_log_start`: no snapshot file below the log start, and a
+///   non-zero log start has a whole, valid snapshot exactly there;
+/// - `consistent_committed_data`, snapshots included: every node's
+///   snapshot at one offset holds the same image and names the epoch of
+///   the committed batch it ends in.
+///
+/// A snapshot above the log start may be one being written or copied
+/// (not yet synced, or torn by a crash): open refuses those, so only the
+/// one at the log start must be whole.
+fn check_metadata_snapshots(
+    checks: &mut ReplicaChecks,
+    b: BrokerId,
+    storage: &mut MemoryStorage,
+    problems: &mut Vec<(&'static str, String)>,
+) -> i64 {
+    let dir = seedlog_core::quorum::METADATA_LOG_DIR;
+    let start_path = format!("{dir}/{}", seedlog_core::log::LOG_START_OFFSET_CHECKPOINT);
+    let log_start = storage
+        .len(&start_path)
+        .ok()
+        .and_then(|len| storage.read_at(&start_path, 0, len as usize).ok())
+        .and_then(|bytes| {
+            let text = String::from_utf8(bytes.to_vec()).ok()?;
+            text.lines().nth(1)?.trim().parse::<i64>().ok()
+        })
+        .unwrap_or(0);
+    let Ok(ids) = seedlog_core::quorum::snapshot::list(storage) else {
+        return log_start;
+    };
+    if let Some(below) = ids.iter().find(|id| id.end_offset < log_start) {
+        problems.push((
+            "snapshot_at_log_start",
+            format!("broker {b}: metadata snapshot {below:?} below the log start {log_start}"),
+        ));
+    }
+    if log_start == 0 || checks.meta_snapshot_checked[b].0 == log_start {
+        checks.meta_snapshot_checked[b] = (log_start, checks.meta_snapshot_checked[b].1);
+        return log_start;
+    }
+    let Some(id) = ids.iter().copied().find(|id| id.end_offset == log_start) else {
+        problems.push((
+            "snapshot_at_log_start",
+            format!("broker {b}: metadata log starts at {log_start} with no snapshot there"),
+        ));
+        return log_start;
+    };
+    let payload = match seedlog_core::quorum::snapshot::read(storage, id) {
+        Ok(Ok(payload)) => payload,
+        Ok(Err(reason))
+        | Err(seedlog_core::storage::StorageError::Io {
+            message: reason, ..
+        }) => {
+            problems.push((
+                "snapshot_at_log_start",
+                format!("broker {b}: the metadata snapshot {id:?} at the log start is refused: {reason}"),
+            ));
+            return log_start;
+        }
+        Err(e) => {
+            problems.push((
+                "snapshot_at_log_start",
+                format!(
+                    "broker {b}: the metadata snapshot {id:?} at the log start is unreadable: {e}"
+                ),
+            ));
+            return log_start;
+        }
+    };
+    checks.meta_snapshot_checked[b] = (log_start, Some(id));
+    if let Some((_, (_, sig))) = checks.meta_committed.range(..id.end_offset).next_back() {
+        if sig.last_offset + 1 >= id.end_offset && sig.epoch != id.epoch {
+            problems.push((
+                "consistent_committed_data",
+                format!(
+                    "broker {b}: metadata snapshot {id:?} names epoch {}, the committed batch it ends in is of epoch {}",
+                    id.epoch, sig.epoch
+                ),
+            ));
+        }
+    }
+    match checks.meta_snapshots.get(&id.end_offset) {
+        None => {
+            checks
+                .meta_snapshots
+                .insert(id.end_offset, (b, id.epoch, payload));
+        }
+        Some((other, epoch, theirs)) if *epoch != id.epoch || *theirs != payload => {
+            problems.push((
+                "consistent_committed_data",
+                format!(
+                    "metadata snapshot at {}: broker {b}'s (epoch {}, {} bytes) differs from broker {other}'s (epoch {epoch}, {} bytes)",
+                    id.end_offset,
+                    id.epoch,
+                    payload.len(),
+                    theirs.len()
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    log_start
 }
 
 #[cfg(test)]

@@ -300,6 +300,25 @@ impl<S: Storage> Node<S> {
         let mut removed = BTreeSet::new();
         let mut reconfigured = BTreeSet::new();
         let mut changed = false;
+        let log_start = self.cluster().quorum.log_start_offset();
+        if self.cluster().image.last_applied_offset + 1 < log_start {
+            // Below the log start only the snapshot holds the records: the
+            // image is replaced, topics it no longer has are forgotten.
+            let Node {
+                cluster, storage, ..
+            } = self;
+            let cluster = cluster.as_mut().expect("cluster node");
+            if let Some(image) = super::load_metadata_snapshot(&cluster.quorum, storage) {
+                for topic in self.topics.iter() {
+                    if !image.topics.contains_key(&topic.id) {
+                        removed.insert(topic.id);
+                    }
+                    reconfigured.insert(topic.name.clone());
+                }
+                cluster.image = image;
+                changed = true;
+            }
+        }
         // Bounded: each round reads at most one fetch-size of the log.
         for _ in 0..1024 {
             let from = self.cluster().image.last_applied_offset + 1;
@@ -360,6 +379,37 @@ impl<S: Storage> Node<S> {
         if (changed && self.cluster().broker.caught_up) || just_caught_up {
             self.reconcile_replicas();
         }
+        self.maybe_snapshot_metadata();
+    }
+
+    /// KIP-630: snapshots the committed image once enough offsets were
+    /// applied since the last snapshot (or the log start).
+    fn maybe_snapshot_metadata(&mut self) {
+        let threshold = self.cluster().config.metadata_max_records_between_snapshots;
+        let quorum = &self.cluster().quorum;
+        let end_offset = self.cluster().image.last_applied_offset + 1;
+        let since = quorum
+            .latest_snapshot()
+            .map_or(0, |id| id.end_offset)
+            .max(quorum.log_start_offset());
+        let committed = quorum.high_watermark().unwrap_or(0);
+        if end_offset - since < threshold || end_offset > committed {
+            return;
+        }
+        let payload = super::encode_snapshot(&self.cluster().image);
+        let Node {
+            cluster, storage, ..
+        } = self;
+        let cluster = cluster.as_mut().expect("cluster node");
+        match cluster
+            .quorum
+            .create_snapshot(storage, end_offset, &payload)
+        {
+            Ok(Some(id)) => tracing::info!(?id, bytes = payload.len(), "metadata snapshot written"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "writing a metadata snapshot failed"),
+        }
+        self.drain_quorum(None);
     }
 
     /// RECOVERY -> RUNNING once the image shows this broker, at its

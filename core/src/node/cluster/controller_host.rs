@@ -384,6 +384,23 @@ impl<S: Storage> Node<S> {
     }
 
     fn replay_committed_into_controller(&mut self, high_watermark: i64) {
+        let log_start = self.cluster().quorum.log_start_offset();
+        if self.cluster().controller.replayed_to < log_start {
+            // Below the log start only the snapshot holds the records.
+            let Node {
+                cluster, storage, ..
+            } = self;
+            let cluster = cluster.as_mut().expect("cluster node");
+            let Some(image) = super::load_metadata_snapshot(&cluster.quorum, storage) else {
+                return;
+            };
+            assert!(
+                !cluster.controller.is_active(),
+                "an active controller is never behind the log start"
+            );
+            cluster.controller.controller.load_snapshot(image);
+            cluster.controller.replayed_to = log_start;
+        }
         let from = self.cluster().controller.replayed_to;
         if from >= high_watermark {
             return;

@@ -195,6 +195,52 @@ impl Cluster {
     }
 }
 
+/// Records per batch in a metadata snapshot's payload.
+const SNAPSHOT_BATCH_RECORDS_MAX: usize = 10_000;
+
+/// A metadata snapshot's payload: the records that rebuild `image`, as v2
+/// batches (see `MetadataImage::snapshot_records`).
+pub fn encode_snapshot(image: &MetadataImage) -> Vec<u8> {
+    let records = image.snapshot_records();
+    let mut payload = Vec::new();
+    for chunk in records.chunks(SNAPSHOT_BATCH_RECORDS_MAX) {
+        payload.extend_from_slice(&crate::controller::encode_batch(chunk, 0));
+    }
+    payload
+}
+
+/// The image a snapshot payload ending at `end_offset` rebuilds.
+pub fn decode_snapshot(end_offset: i64, payload: &[u8]) -> Result<MetadataImage, String> {
+    let records = decode_batches(payload).map_err(|e| e.to_string())?;
+    let records: Vec<MetadataRecord> = records.into_iter().map(|(_, r)| r).collect();
+    Ok(MetadataImage::from_snapshot(end_offset, &records))
+}
+
+/// The image of the snapshot at the log start, which the log continues.
+pub fn load_metadata_snapshot(
+    quorum: &QuorumNode,
+    storage: &mut dyn Storage,
+) -> Option<MetadataImage> {
+    let id = quorum.latest_snapshot()?;
+    assert_eq!(
+        id.end_offset,
+        quorum.log_start_offset(),
+        "the latest snapshot is the one at the log start"
+    );
+    let payload = match quorum.read_snapshot(storage, id) {
+        Ok(payload) => payload,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the metadata snapshot failed");
+            return None;
+        }
+    };
+    let image = decode_snapshot(id.end_offset, &payload).unwrap_or_else(|e| {
+        panic!("metadata snapshot {id:?} passed its checksum but does not decode: {e}")
+    });
+    tracing::info!(?id, "metadata image loaded from a snapshot");
+    Some(image)
+}
+
 /// Committed metadata records from `from` (at most one read's worth) and
 /// the offset after the last batch read.
 pub fn read_committed_records(

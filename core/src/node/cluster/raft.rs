@@ -17,10 +17,10 @@ use super::super::Node;
 use super::peers::{deadline, Purpose};
 use crate::quorum::messages::{
     begin_quorum_epoch_response, end_quorum_epoch_response, fetch_error_response,
-    parse_begin_quorum_epoch_request, parse_end_quorum_epoch_request, parse_vote_request,
-    vote_error_response,
+    fetch_snapshot_error_response, parse_begin_quorum_epoch_request,
+    parse_end_quorum_epoch_request, parse_vote_request, vote_error_response,
 };
-use crate::quorum::{QuorumOutput, RaftMessage};
+use crate::quorum::{QuorumOutput, RaftMessage, SnapshotId};
 use crate::storage::Storage;
 use crate::time::Instant;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestKind, ResponseKind, TopicName};
@@ -48,18 +48,29 @@ struct RaftFlush {
     retry_at: Option<Instant>,
 }
 
+/// A metadata snapshot file being synced (KIP-630).
+#[derive(Debug)]
+struct SnapshotFlush {
+    id: FlushId,
+    path: String,
+    snapshot_id: SnapshotId,
+    retry_at: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 pub struct RaftBridge {
     /// Inbound quorum fetches the leader parked: (peer, correlation id).
     parked: BTreeMap<(PeerId, i32), (Slot, Instant)>,
     flush: Option<RaftFlush>,
+    snapshot_flush: Option<SnapshotFlush>,
 }
 
 impl RaftBridge {
     pub fn next_deadline(&self) -> Option<Instant> {
         let parked = self.parked.values().map(|(_, at)| *at).min();
         let retry = self.flush.as_ref().and_then(|f| f.retry_at);
-        parked.into_iter().chain(retry).min()
+        let snapshot_retry = self.snapshot_flush.as_ref().and_then(|f| f.retry_at);
+        parked.into_iter().chain(retry).chain(snapshot_retry).min()
     }
 
     pub fn forget_connection(&mut self, connection: crate::node::ConnectionId) {
@@ -69,6 +80,7 @@ impl RaftBridge {
 
     pub fn owns_flush(&self, id: FlushId) -> bool {
         self.flush.as_ref().is_some_and(|f| f.id == id)
+            || self.snapshot_flush.as_ref().is_some_and(|f| f.id == id)
     }
 
     pub fn check_invariants(&self) {
@@ -117,6 +129,7 @@ fn raft_sender(body: &RequestKind, cluster_id: &str) -> Option<PeerId> {
             .ok()
             .map(|(leader, _, _)| leader),
         RequestKind::Fetch(r) => Some(r.replica_state.replica_id.0),
+        RequestKind::FetchSnapshot(r) => Some(r.replica_id.0),
         _ => None,
     }
 }
@@ -129,6 +142,9 @@ fn error_answer(body: &RequestKind, code: i16) -> ResponseKind {
         }
         RequestKind::EndQuorumEpoch(_) => {
             ResponseKind::EndQuorumEpoch(end_quorum_epoch_response(code, None, -1))
+        }
+        RequestKind::FetchSnapshot(_) => {
+            ResponseKind::FetchSnapshot(fetch_snapshot_error_response(code))
         }
         _ => {
             let mut response = fetch_error_response(code);
@@ -149,6 +165,12 @@ fn response_matches(request: &RequestKind, message: &RaftMessage, correlation_id
                 correlation_id: c, ..
             },
         ) => *c == correlation_id,
+        (
+            RequestKind::FetchSnapshot(_),
+            RaftMessage::FetchSnapshotResponse {
+                correlation_id: c, ..
+            },
+        ) => *c == correlation_id,
         _ => false,
     }
 }
@@ -161,6 +183,9 @@ fn into_response(message: RaftMessage) -> ResponseKind {
         RaftMessage::FetchResponse { mut response, .. } => {
             name_metadata_topics_in_response(&mut response);
             ResponseKind::Fetch(response)
+        }
+        RaftMessage::FetchSnapshotResponse { response, .. } => {
+            ResponseKind::FetchSnapshot(response)
         }
         request => panic!("{} is not an answer", request.name()),
     }
@@ -209,6 +234,10 @@ impl<S: Storage> Node<S> {
             RequestKind::BeginQuorumEpoch(r) => RaftMessage::BeginQuorumEpoch(r.clone()),
             RequestKind::EndQuorumEpoch(r) => RaftMessage::EndQuorumEpoch(r.clone()),
             RequestKind::Fetch(r) => RaftMessage::Fetch {
+                correlation_id,
+                request: r.clone(),
+            },
+            RequestKind::FetchSnapshot(r) => RaftMessage::FetchSnapshot {
                 correlation_id,
                 request: r.clone(),
             },
@@ -265,6 +294,12 @@ impl<S: Storage> Node<S> {
                     response,
                 }
             }
+            (ResponseKind::FetchSnapshot(response), Some(correlation_id)) => {
+                RaftMessage::FetchSnapshotResponse {
+                    correlation_id,
+                    response,
+                }
+            }
             (other, _) => {
                 tracing::warn!(from, ?other, "unexpected answer to a KRaft request");
                 return;
@@ -294,6 +329,9 @@ impl<S: Storage> Node<S> {
                     paths,
                     log_end_offset,
                 } => self.start_raft_flush(paths, log_end_offset),
+                QuorumOutput::FlushSnapshot { path, snapshot_id } => {
+                    self.start_snapshot_flush(path, snapshot_id)
+                }
                 QuorumOutput::Send { to, message } if message.is_request() => {
                     self.send_raft_request(to, message)
                 }
@@ -354,6 +392,10 @@ impl<S: Storage> Node<S> {
                 name_metadata_topics_in_request(&mut request);
                 (RequestKind::Fetch(request), Some(correlation_id))
             }
+            RaftMessage::FetchSnapshot {
+                correlation_id,
+                request,
+            } => (RequestKind::FetchSnapshot(request), Some(correlation_id)),
             answer => unreachable!("{} is not a request", answer.name()),
         };
         let timeout_ms = self.cluster().quorum.config().request_timeout_ms;
@@ -394,9 +436,42 @@ impl<S: Storage> Node<S> {
             .flush
             .as_ref()
             .is_some_and(|f| f.retry_at.is_some_and(|at| at <= now));
-        if retry {
-            let flush = self.cluster_mut().raft.flush.as_mut().expect("checked");
+        let snapshot_retry = self
+            .cluster()
+            .raft
+            .snapshot_flush
+            .as_ref()
+            .is_some_and(|f| f.retry_at.is_some_and(|at| at <= now));
+        if snapshot_retry {
+            let flush = self
+                .cluster_mut()
+                .raft
+                .snapshot_flush
+                .as_mut()
+                .expect("checked");
             flush.retry_at = None;
+            let output = Output::Flush {
+                flush_id: flush.id,
+                paths: vec![flush.path.clone()],
+            };
+            self.outputs.push_back(output);
+        }
+        if retry {
+            let Node {
+                cluster, storage, ..
+            } = self;
+            let flush = cluster
+                .as_mut()
+                .expect("cluster node")
+                .raft
+                .flush
+                .as_mut()
+                .expect("checked");
+            flush.retry_at = None;
+            // A segment deleted since (the log start moved up to a
+            // snapshot) needs no sync, and syncing it would fail forever
+            // (found by the simulator: a restarted node never fetched again).
+            flush.paths.retain(|path| storage.exists(path));
             let output = Output::Flush {
                 flush_id: flush.id,
                 paths: flush.paths.clone(),
@@ -433,7 +508,52 @@ impl<S: Storage> Node<S> {
         });
     }
 
-    pub(in crate::node) fn handle_raft_flush_completed(&mut self) {
+    fn start_snapshot_flush(&mut self, path: String, snapshot_id: SnapshotId) {
+        assert!(
+            self.cluster().raft.snapshot_flush.is_none(),
+            "the quorum keeps one snapshot sync in flight"
+        );
+        let id = self.flusher.allocate_id();
+        self.outputs.push_back(Output::Flush {
+            flush_id: id,
+            paths: vec![path.clone()],
+        });
+        self.cluster_mut().raft.snapshot_flush = Some(SnapshotFlush {
+            id,
+            path,
+            snapshot_id,
+            retry_at: None,
+        });
+    }
+
+    pub(in crate::node) fn handle_raft_flush_completed(&mut self, flush_id: FlushId) {
+        let is_snapshot = self
+            .cluster()
+            .raft
+            .snapshot_flush
+            .as_ref()
+            .is_some_and(|f| f.id == flush_id);
+        if is_snapshot {
+            let flush = self
+                .cluster_mut()
+                .raft
+                .snapshot_flush
+                .take()
+                .expect("checked");
+            let now = self.now;
+            let Node {
+                cluster, storage, ..
+            } = self;
+            let cluster = cluster.as_mut().expect("cluster node");
+            if let Err(e) = cluster
+                .quorum
+                .handle_snapshot_flushed(storage, now, flush.snapshot_id)
+            {
+                tracing::error!(error = %e, "installing a synced metadata snapshot failed");
+            }
+            self.drain_quorum(None);
+            return;
+        }
         let flush = self.cluster_mut().raft.flush.take().expect("owned flush");
         let now = self.now;
         self.cluster_mut()
@@ -442,8 +562,15 @@ impl<S: Storage> Node<S> {
         self.drain_quorum(None);
     }
 
-    pub(in crate::node) fn handle_raft_flush_failed(&mut self) {
+    pub(in crate::node) fn handle_raft_flush_failed(&mut self, flush_id: FlushId) {
         let retry_at = self.now + RAFT_FLUSH_RETRY_BACKOFF;
+        if let Some(flush) = self.cluster_mut().raft.snapshot_flush.as_mut() {
+            if flush.id == flush_id {
+                tracing::error!(flush_id, "metadata snapshot sync failed; retrying");
+                flush.retry_at = Some(retry_at);
+                return;
+            }
+        }
         let flush = self.cluster_mut().raft.flush.as_mut().expect("owned flush");
         tracing::error!(flush_id = flush.id, "metadata log sync failed; retrying");
         flush.retry_at = Some(retry_at);
