@@ -974,11 +974,9 @@ impl QuorumNode {
         let RoleState::Follower(follower) = &mut self.role else {
             unreachable!("step_follower is called for followers");
         };
-        let awaited = follower.fetch_in_flight.map(|(id, _)| id) == Some(correlation_id);
-        if !awaited || from != follower.leader_id || fields.leader_epoch != epoch {
-            return Ok(()); // a late answer to a fetch given up on
+        if !follower.take_awaited_answer(from, correlation_id, fields.leader_epoch, epoch) {
+            return Ok(());
         }
-        follower.fetch_in_flight = None;
         if fields.error_code != error_codes::NONE {
             follower.next_fetch_at = now + retry_backoff;
             return Ok(());
@@ -1597,11 +1595,9 @@ impl QuorumNode {
         let RoleState::Follower(follower) = &mut self.role else {
             unreachable!("step_follower_snapshot is called for followers");
         };
-        let awaited = follower.fetch_in_flight.map(|(id, _)| id) == Some(correlation_id);
-        if !awaited || from != follower.leader_id || fields.leader_epoch != epoch {
-            return Ok(()); // a late answer to a request given up on
+        if !follower.take_awaited_answer(from, correlation_id, fields.leader_epoch, epoch) {
+            return Ok(());
         }
-        follower.fetch_in_flight = None;
         let Some(fetch) = follower.snapshot_fetch else {
             return Ok(());
         };

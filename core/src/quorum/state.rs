@@ -91,6 +91,27 @@ pub(crate) struct FollowerState {
     pub(crate) snapshot_fetch: Option<SnapshotFetch>,
 }
 
+impl FollowerState {
+    /// Takes an answer to the request in flight (Fetch or FetchSnapshot):
+    /// true only if it is the awaited one, from the leader followed, in
+    /// `epoch`; the request then counts as answered. Anything else is a
+    /// late answer to a request given up on, and changes nothing.
+    pub(crate) fn take_awaited_answer(
+        &mut self,
+        from: i32,
+        correlation_id: i32,
+        leader_epoch: i32,
+        epoch: i32,
+    ) -> bool {
+        let awaited = self.fetch_in_flight.map(|(id, _)| id) == Some(correlation_id);
+        if !awaited || from != self.leader_id || leader_epoch != epoch {
+            return false;
+        }
+        self.fetch_in_flight = None;
+        true
+    }
+}
+
 /// A snapshot copy in progress: the next byte to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SnapshotFetch {
