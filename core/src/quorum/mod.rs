@@ -915,36 +915,47 @@ impl QuorumNode {
     /// Where a follower's log stands against the leader's, Kafka's
     /// `validateOffsetAndEpoch`: matching up to `fetch_offset`, diverging
     /// (the leader's `(epoch, end offset)` for the follower's last epoch,
-    /// to truncate to), or below the log start (fetch the snapshot).
+    /// to truncate to), or behind the snapshot at our log start (fetch the
+    /// latest snapshot).
     fn check_fetch_position(&self, fetch_offset: i64, last_fetched_epoch: i32) -> FetchPosition {
         let log_start = self.log.log_start_offset();
-        let snapshot = || {
-            let id = self.latest_snapshot().unwrap_or_else(|| {
+        if log_start == 0 && fetch_offset == 0 {
+            return FetchPosition::Valid;
+        }
+        let earliest = (log_start > 0).then(|| {
+            self.snapshot_at_log_start().unwrap_or_else(|| {
                 panic!(
-                    "node {}: log start {log_start} without a snapshot",
+                    "node {}: log start {log_start} without a snapshot there",
                     self.config.node_id
                 )
-            });
-            FetchPosition::Snapshot(id)
+            })
+        });
+        let snapshot = || {
+            FetchPosition::Snapshot(
+                self.latest_snapshot()
+                    .expect("the earliest snapshot is one"),
+            )
         };
-        if fetch_offset < log_start {
-            return snapshot();
-        }
-        if fetch_offset == 0 {
-            return FetchPosition::Valid;
+        if let Some(earliest) = earliest {
+            // Kafka's three cases. The third matters once the epochs
+            // below the log start are gone from the epoch cache: a
+            // follower whose last epoch is older than the snapshot's
+            // cannot be told where that epoch ended (the cache's first
+            // entry was moved up to the log start), so "diverging at the
+            // log start" would leave its stale tail up to there in place,
+            // under our high watermark (found by the simulator: a
+            // returning ex-controller applied its own uncommitted record).
+            let behind = fetch_offset < log_start
+                || (fetch_offset == log_start && last_fetched_epoch != earliest.epoch)
+                || last_fetched_epoch < earliest.epoch;
+            if behind {
+                return snapshot();
+            }
         }
         if fetch_offset < 0 || last_fetched_epoch < 0 {
             return FetchPosition::Diverging((-1, 0));
         }
-        if fetch_offset == log_start
-            && self
-                .snapshot_at_log_start()
-                .is_some_and(|id| id.epoch == last_fetched_epoch)
-        {
-            // The follower ends exactly where our snapshot does.
-            return FetchPosition::Valid;
-        }
-        match self.log.end_offset_for_epoch(last_fetched_epoch) {
+        match self.end_offset_for_epoch(last_fetched_epoch, earliest) {
             Some((epoch, end_offset))
                 if epoch == last_fetched_epoch && fetch_offset <= end_offset =>
             {
@@ -956,6 +967,20 @@ impl QuorumNode {
             None if log_start > 0 => snapshot(),
             Some(diverging) => FetchPosition::Diverging(diverging),
             None => FetchPosition::Diverging((-1, 0)),
+        }
+    }
+
+    /// The epoch cache's `(epoch, end offset)` for `epoch`, Kafka's
+    /// `KafkaMetadataLog.endOffsetForEpoch`: an epoch that ends right at
+    /// the log start ended inside the snapshot there, which knows its
+    /// real last epoch.
+    fn end_offset_for_epoch(&self, epoch: i32, earliest: Option<SnapshotId>) -> Option<(i32, i64)> {
+        let found = self.log.end_offset_for_epoch(epoch)?;
+        match earliest {
+            Some(snapshot) if found == (epoch, snapshot.end_offset) => {
+                Some((snapshot.epoch, snapshot.end_offset))
+            }
+            _ => Some(found),
         }
     }
 

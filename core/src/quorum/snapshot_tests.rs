@@ -313,3 +313,71 @@ fn a_torn_snapshot_is_refused_at_open_and_the_log_kept() {
     let (_, storage) = net.nodes.get_mut(&leader).unwrap();
     assert!(!storage.exists(&path), "and the refused file deleted");
 }
+
+/// An ex-leader comes back with a tail of its own epoch that never
+/// committed, reaching past the new leader's snapshot (whose epoch cache no
+/// longer says where the old epoch ended). Kafka's third case sends it the
+/// snapshot; answering "diverging at the log start" instead left the stale
+/// records below the log start in place and under the high watermark
+/// (found by the simulator: metadata-snapshots seed 227).
+#[test]
+fn an_ex_leaders_stale_tail_past_the_snapshot_is_replaced_by_it() {
+    let mut net = Net::new(1 << 20);
+    net.propose(5);
+    let old = net.leader().unwrap();
+    let old_epoch = net.node(old).epoch();
+    // Three batches only the old leader writes and syncs: its followers
+    // never see them.
+    let stale_from = net.node(old).log_end_offset();
+    let now = net.now;
+    let (node, storage) = net.nodes.get_mut(&old).unwrap();
+    let node = node.as_mut().unwrap();
+    for i in 0..3 {
+        let batch = build_batch(&[(None, Some(format!("stale {i}").as_bytes()))], 0);
+        node.propose(storage, now, &batch).unwrap();
+    }
+    for _ in 0..100 {
+        match node.poll_output() {
+            Some(QuorumOutput::Flush {
+                paths,
+                log_end_offset,
+            }) => {
+                for path in &paths {
+                    storage.sync(path).unwrap();
+                }
+                node.handle_flushed(now, log_end_offset);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let stale_end = node.log_end_offset();
+    assert_eq!(stale_end, stale_from + 3);
+    net.stop(old);
+
+    // The others elect a leader and commit its epoch's first batch and
+    // one record: the snapshot ends inside the old leader's stale tail.
+    net.propose(1);
+    let leader = net.leader().unwrap();
+    assert_ne!(leader, old);
+    let id = net.snapshot(leader);
+    assert!(id.epoch > old_epoch);
+    assert!(
+        id.end_offset > stale_from && id.end_offset < stale_end,
+        "the snapshot {id:?} ends inside the stale tail {stale_from}..{stale_end}"
+    );
+
+    net.start(old);
+    net.run(80);
+    assert_eq!(net.leader(), Some(leader));
+    let leader_state = net.state(leader);
+    assert_eq!(net.state(old), leader_state, "same committed state");
+    let node = net.node(old);
+    assert_eq!(
+        node.snapshot_installs(),
+        1,
+        "the snapshot replaces the tail"
+    );
+    assert_eq!(node.log_start_offset(), id.end_offset);
+    net.node(old).check_invariants();
+}
