@@ -96,6 +96,9 @@ impl World {
         broker.controlled_stop = false;
         broker.power_off = power_loss && cluster;
         if let Some(cluster) = self.cluster.as_mut() {
+            if power_loss {
+                cluster.replicas.broker_lost_power(b);
+            }
             cluster.replicas.broker_restarted(b);
         }
         // Every connection dies with the process; clients see RST or silence.

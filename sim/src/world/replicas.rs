@@ -355,6 +355,10 @@ pub(super) struct ReplicaChecks {
     quorum_hw_max: i64,
     /// [partition][member broker]: the last `strong_isr` comparison.
     isr_compared: Vec<Vec<Option<IsrCompared>>>,
+    /// [partition][member broker]: the broker lost power (its page cache)
+    /// while its leader's ISR named it, and no leader's ISR has left it out
+    /// since. See `World::check_isr`.
+    isr_power_lost: Vec<Vec<bool>>,
 }
 
 impl ReplicaChecks {
@@ -383,6 +387,7 @@ impl ReplicaChecks {
             meta_snapshots: BTreeMap::new(),
             quorum_hw_max: 0,
             isr_compared: vec![vec![None; brokers]; tps],
+            isr_power_lost: vec![vec![false; brokers]; tps],
         }
     }
 
@@ -434,6 +439,23 @@ impl ReplicaChecks {
         }
         self.meta_mirrors[broker].clear();
         self.meta_verified[broker] = 0;
+    }
+
+    /// The broker lost power: its unsynced records are gone, including any
+    /// below a high watermark its leader counted it for (Kafka's default
+    /// durability acknowledges before fsync). Where its leader's ISR names
+    /// it, that membership now belongs to an earlier life, until a leader
+    /// leaves it out (fenced, shrunk, or removed by the controller when the
+    /// new incarnation registers unclean, KIP-966).
+    pub(super) fn broker_lost_power(&mut self, broker: BrokerId) {
+        for (i, view) in self.leader_view.iter().enumerate() {
+            let Some(view) = view else {
+                continue;
+            };
+            if view.broker != broker && view.isr.contains(&broker) {
+                self.isr_power_lost[i][broker] = true;
+            }
+        }
     }
 }
 
@@ -578,11 +600,15 @@ impl World {
                             v.high_watermark = hw;
                         }
                         view => {
+                            let isr: Vec<BrokerId> = members.collect();
+                            for (m, lost) in checks.isr_power_lost[i].iter_mut().enumerate() {
+                                *lost &= isr.contains(&m);
+                            }
                             *view = Some(LeaderView {
                                 broker: b,
                                 epoch,
                                 high_watermark: hw,
-                                isr: members.collect(),
+                                isr,
                             });
                         }
                     }
@@ -716,6 +742,20 @@ impl World {
                 };
                 let Some((_, _, log_end)) = node.partition_offsets(topic, *partition) else {
                     continue;
+                };
+                // A member that lost power while in this ISR may hold less
+                // than the high watermark its earlier life was counted for:
+                // Kafka without fsync acknowledges on page caches, and no
+                // one can take it out of the ISR before it is back (its
+                // registration is refused while its old session lives, and
+                // its leader does not know it restarted). It takes no
+                // replica role before its new registration, which takes it
+                // out of every ISR and ELR (KIP-966), so it is held only to
+                // what it has until a leader's ISR leaves it out.
+                let hw = if checks.isr_power_lost[i][m] {
+                    hw.min(log_end)
+                } else {
+                    hw
                 };
                 if log_end < hw {
                     problems.push((
