@@ -268,6 +268,23 @@ impl<S: Storage> Node<S> {
         self.cluster.as_ref().map(|c| c.status())
     }
 
+    /// The offset of the last committed metadata record this broker
+    /// applied to its image (-1 before any; cluster nodes; for checkers,
+    /// cheap enough to ask after every event).
+    pub fn metadata_applied_offset(&self) -> Option<i64> {
+        Some(self.cluster.as_ref()?.image.last_applied_offset)
+    }
+
+    /// A CRC32C of the broker's metadata image as a snapshot of it would
+    /// hold it: two brokers that applied the same committed prefix have the
+    /// same digest, and a snapshot ending right after that prefix has it as
+    /// its payload's CRC (cluster nodes; for checkers: it encodes the whole
+    /// image, so ask only when the applied offset moved).
+    pub fn metadata_image_digest(&self) -> Option<u32> {
+        let payload = cluster::encode_snapshot(&self.cluster.as_ref()?.image);
+        Some(crc32c::crc32c(&payload))
+    }
+
     /// The quorum epoch and this node's role in it: what `cluster_status`
     /// says of the quorum, without its allocations (checkers ask after
     /// every event).

@@ -142,6 +142,7 @@ impl World {
             }
         }
         if cluster {
+            self.check_applied_metadata(b);
             // The views read above are still the node's: nothing since
             // touched it.
             self.check_replicas(b, true);

@@ -351,6 +351,13 @@ pub(super) struct ReplicaChecks {
     /// broker seen holding it, its epoch, its payload). Every node's
     /// snapshot at one offset holds the same image.
     meta_snapshots: BTreeMap<i64, (BrokerId, i32, bytes::Bytes)>,
+    /// Per broker: the metadata offset its image had applied when last
+    /// checked (-1: none).
+    meta_applied_seen: Vec<i64>,
+    /// Metadata image digests by the offset applied last: (the first
+    /// broker seen there, the CRC32C of the image as a snapshot holds it).
+    /// A snapshot ending at `e` is the image after `e - 1`.
+    meta_images: BTreeMap<i64, (BrokerId, u32)>,
     /// The highest quorum high watermark a quorum leader reported.
     quorum_hw_max: i64,
     /// [partition][member broker]: the last `strong_isr` comparison.
@@ -385,9 +392,25 @@ impl ReplicaChecks {
             meta_verified: vec![0; brokers],
             meta_snapshot_checked: vec![(0, None); brokers],
             meta_snapshots: BTreeMap::new(),
+            meta_applied_seen: vec![-1; brokers],
+            meta_images: BTreeMap::new(),
             quorum_hw_max: 0,
             isr_compared: vec![vec![None; brokers]; tps],
             isr_power_lost: vec![vec![false; brokers]; tps],
+        }
+    }
+
+    /// Broker `b`'s metadata image after applying `offset` has `digest`:
+    /// the broker first seen with a different one there, if any.
+    fn note_image(&mut self, offset: i64, b: BrokerId, digest: u32) -> Option<BrokerId> {
+        assert!(offset >= 0, "an image after no record is not compared");
+        match self.meta_images.get(&offset) {
+            None => {
+                self.meta_images.insert(offset, (b, digest));
+                None
+            }
+            Some(&(other, theirs)) if theirs != digest => Some(other),
+            Some(_) => None,
         }
     }
 
@@ -700,6 +723,41 @@ impl World {
 }
 
 impl World {
+    /// `metadata_log_matching`, after every event touching broker `b`:
+    /// its metadata image, each time it applied more, equals every other
+    /// broker's image (and snapshot) at the same offset. Brokers apply only
+    /// committed records, so two images at one offset differ only when one
+    /// applied a record that never committed (a high watermark over an
+    /// unvalidated log tail) or applied one wrongly.
+    pub(super) fn check_applied_metadata(&mut self, b: BrokerId) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let BrokerState::Up(node) = &self.brokers[b].state else {
+            return;
+        };
+        let Some(applied) = node.metadata_applied_offset() else {
+            return;
+        };
+        let checks = &mut cluster.replicas;
+        if applied == checks.meta_applied_seen[b] {
+            return;
+        }
+        checks.meta_applied_seen[b] = applied;
+        if applied < 0 {
+            return;
+        }
+        let digest = node.metadata_image_digest().expect("a cluster node");
+        if let Some(other) = checks.note_image(applied, b, digest) {
+            self.violation(
+                "metadata_log_matching",
+                format!(
+                    "broker {b}'s metadata image after applying offset {applied} differs from broker {other}'s there"
+                ),
+            );
+        }
+    }
+
     /// The ISR checks, run with the core's full checks (every so many
     /// events and around every fault), on fresh mirrors of every running
     /// broker: for each partition whose leader still leads in the epoch it
@@ -1039,6 +1097,16 @@ fn check_metadata_snapshots(
     }
     match checks.meta_snapshots.get(&id.end_offset) {
         None => {
+            let digest = crc32c::crc32c(&payload);
+            if let Some(other) = checks.note_image(id.end_offset - 1, b, digest) {
+                problems.push((
+                    "metadata_log_matching",
+                    format!(
+                        "broker {b}'s metadata snapshot {id:?} differs from broker {other}'s image after applying offset {}",
+                        id.end_offset - 1
+                    ),
+                ));
+            }
             checks
                 .meta_snapshots
                 .insert(id.end_offset, (b, id.epoch, payload));
