@@ -101,6 +101,10 @@ pub struct Node<S: Storage> {
     flusher: Flusher,
     pending_produces: Vec<PendingProduce>,
     delayed_fetches: Vec<DelayedFetch>,
+    /// Always empty between inputs: `retry_delayed_fetches` parks the
+    /// fetches still waiting here and swaps the lists, keeping both
+    /// allocations.
+    delayed_fetches_spare: Vec<DelayedFetch>,
     /// Set when a high watermark moved; parked fetches are then re-checked.
     high_watermark_moved: bool,
     retention_check_at: Instant,
@@ -174,6 +178,7 @@ impl<S: Storage> Node<S> {
             groups,
             group_writes: Vec::new(),
             delayed_fetches: Vec::new(),
+            delayed_fetches_spare: Vec::new(),
             high_watermark_moved: false,
         };
         if node.cluster.is_some() {
@@ -490,6 +495,10 @@ impl<S: Storage> Node<S> {
         assert!(
             self.delayed_fetches.len() <= self.config.delayed_fetches_max,
             "delayed fetches unbounded"
+        );
+        assert!(
+            self.delayed_fetches_spare.is_empty(),
+            "the spare delayed-fetch list holds nothing between inputs"
         );
         for topic in self.topics.iter() {
             for p in topic.partitions.values() {
