@@ -100,6 +100,8 @@ pub struct Node<S: Storage> {
     outputs: VecDeque<Output>,
     flusher: Flusher,
     pending_produces: Vec<PendingProduce>,
+    /// Always empty between inputs (see `release_produces`).
+    pending_produces_spare: Vec<PendingProduce>,
     delayed_fetches: Vec<DelayedFetch>,
     /// Always empty between inputs: `retry_delayed_fetches` parks the
     /// fetches still waiting here and swaps the lists, keeping both
@@ -175,6 +177,7 @@ impl<S: Storage> Node<S> {
             outputs: VecDeque::new(),
             flusher: Flusher::default(),
             pending_produces: Vec::new(),
+            pending_produces_spare: Vec::new(),
             groups,
             group_writes: Vec::new(),
             delayed_fetches: Vec::new(),
@@ -499,6 +502,10 @@ impl<S: Storage> Node<S> {
         assert!(
             self.delayed_fetches_spare.is_empty(),
             "the spare delayed-fetch list holds nothing between inputs"
+        );
+        assert!(
+            self.pending_produces_spare.is_empty(),
+            "the spare pending-produce list holds nothing between inputs"
         );
         for topic in self.topics.iter() {
             for p in topic.partitions.values() {
