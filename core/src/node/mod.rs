@@ -78,6 +78,28 @@ pub struct ReplicaView<'a> {
     pub leader_isr: Option<&'a BTreeSet<i32>>,
 }
 
+/// One hosted topic of a node, as [`Node::topic_replicas`] found it.
+#[derive(Clone, Copy)]
+pub struct TopicReplicas<'a>(&'a topics::Topic);
+
+impl<'a> TopicReplicas<'a> {
+    /// The partition's offsets and role, if this node hosts it.
+    pub fn view(self, partition: i32) -> Option<ReplicaView<'a>> {
+        let p = self.0.partitions.get(&partition)?;
+        let isr = match &p.replica {
+            topics::Replica::Leader(l) => Some(l.isr()),
+            _ => None,
+        };
+        Some(ReplicaView {
+            log_start_offset: p.log.log_start_offset(),
+            high_watermark: p.high_watermark,
+            log_end_offset: p.log.log_end_offset(),
+            leader_epoch: p.leader_epoch,
+            leader_isr: isr,
+        })
+    }
+}
+
 /// One partition this node leads, as [`Node::led_partitions`] reports it:
 /// what the broker's metrics count (Kafka's LeaderCount,
 /// UnderReplicatedPartitions, IsrShrinks/IsrExpands).
@@ -223,18 +245,14 @@ impl<S: Storage> Node<S> {
     /// A hosted partition's offsets and role in one lookup, for checkers
     /// that look at every partition after every event.
     pub fn replica_view(&self, topic: &str, partition: i32) -> Option<ReplicaView<'_>> {
-        let p = self.topics.get(topic)?.partitions.get(&partition)?;
-        let isr = match &p.replica {
-            topics::Replica::Leader(l) => Some(l.isr()),
-            _ => None,
-        };
-        Some(ReplicaView {
-            log_start_offset: p.log.log_start_offset(),
-            high_watermark: p.high_watermark,
-            log_end_offset: p.log.log_end_offset(),
-            leader_epoch: p.leader_epoch,
-            leader_isr: isr,
-        })
+        self.topic_replicas(topic)?.view(partition)
+    }
+
+    /// A hosted topic, looked up once for the [`TopicReplicas::view`] of
+    /// several of its partitions (checkers read every partition after
+    /// every event).
+    pub fn topic_replicas(&self, topic: &str) -> Option<TopicReplicas<'_>> {
+        self.topics.get(topic).map(TopicReplicas)
     }
 
     /// Asks for a controlled shutdown (SIGTERM): a cluster node has the

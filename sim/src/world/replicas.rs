@@ -31,6 +31,7 @@
 
 use super::*;
 use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
+use seedlog_core::node::TopicReplicas;
 use seedlog_core::quorum::{Role, SnapshotId};
 
 /// One batch as the mirror knows it.
@@ -270,8 +271,19 @@ impl Views {
     pub(super) fn read(&mut self, node: &Node<MemoryStorage>, tps: &[Tp]) {
         self.views.clear();
         self.isrs.clear();
+        // The workload lists a topic's partitions together: one lookup by
+        // name per run of them.
+        let mut topic_seen: Option<(&str, Option<TopicReplicas<'_>>)> = None;
         for (topic, partition) in tps {
-            let view = node.replica_view(topic, *partition).map(|v| {
+            let replicas = match topic_seen {
+                Some((name, replicas)) if name == topic.as_str() => replicas,
+                _ => {
+                    let replicas = node.topic_replicas(topic);
+                    topic_seen = Some((topic.as_str(), replicas));
+                    replicas
+                }
+            };
+            let view = replicas.and_then(|r| r.view(*partition)).map(|v| {
                 let isr = v.leader_isr.map(|isr| {
                     let start = self.isrs.len();
                     self.isrs.extend(isr.iter().copied());
