@@ -78,6 +78,28 @@ pub struct ReplicaView<'a> {
     pub leader_isr: Option<&'a BTreeSet<i32>>,
 }
 
+/// One hosted topic of a node, as [`Node::topic_replicas`] found it.
+#[derive(Clone, Copy)]
+pub struct TopicReplicas<'a>(&'a topics::Topic);
+
+impl<'a> TopicReplicas<'a> {
+    /// The partition's offsets and role, if this node hosts it.
+    pub fn view(self, partition: i32) -> Option<ReplicaView<'a>> {
+        let p = self.0.partitions.get(&partition)?;
+        let isr = match &p.replica {
+            topics::Replica::Leader(l) => Some(l.isr()),
+            _ => None,
+        };
+        Some(ReplicaView {
+            log_start_offset: p.log.log_start_offset(),
+            high_watermark: p.high_watermark,
+            log_end_offset: p.log.log_end_offset(),
+            leader_epoch: p.leader_epoch,
+            leader_isr: isr,
+        })
+    }
+}
+
 /// One partition this node leads, as [`Node::led_partitions`] reports it:
 /// what the broker's metrics count (Kafka's LeaderCount,
 /// UnderReplicatedPartitions, IsrShrinks/IsrExpands).
@@ -100,7 +122,13 @@ pub struct Node<S: Storage> {
     outputs: VecDeque<Output>,
     flusher: Flusher,
     pending_produces: Vec<PendingProduce>,
+    /// Always empty between inputs (see `release_produces`).
+    pending_produces_spare: Vec<PendingProduce>,
     delayed_fetches: Vec<DelayedFetch>,
+    /// Always empty between inputs: `retry_delayed_fetches` parks the
+    /// fetches still waiting here and swaps the lists, keeping both
+    /// allocations.
+    delayed_fetches_spare: Vec<DelayedFetch>,
     /// Set when a high watermark moved; parked fetches are then re-checked.
     high_watermark_moved: bool,
     retention_check_at: Instant,
@@ -171,9 +199,11 @@ impl<S: Storage> Node<S> {
             outputs: VecDeque::new(),
             flusher: Flusher::default(),
             pending_produces: Vec::new(),
+            pending_produces_spare: Vec::new(),
             groups,
             group_writes: Vec::new(),
             delayed_fetches: Vec::new(),
+            delayed_fetches_spare: Vec::new(),
             high_watermark_moved: false,
         };
         if node.cluster.is_some() {
@@ -215,18 +245,14 @@ impl<S: Storage> Node<S> {
     /// A hosted partition's offsets and role in one lookup, for checkers
     /// that look at every partition after every event.
     pub fn replica_view(&self, topic: &str, partition: i32) -> Option<ReplicaView<'_>> {
-        let p = self.topics.get(topic)?.partitions.get(&partition)?;
-        let isr = match &p.replica {
-            topics::Replica::Leader(l) => Some(l.isr()),
-            _ => None,
-        };
-        Some(ReplicaView {
-            log_start_offset: p.log.log_start_offset(),
-            high_watermark: p.high_watermark,
-            log_end_offset: p.log.log_end_offset(),
-            leader_epoch: p.leader_epoch,
-            leader_isr: isr,
-        })
+        self.topic_replicas(topic)?.view(partition)
+    }
+
+    /// A hosted topic, looked up once for the [`TopicReplicas::view`] of
+    /// several of its partitions (checkers read every partition after
+    /// every event).
+    pub fn topic_replicas(&self, topic: &str) -> Option<TopicReplicas<'_>> {
+        self.topics.get(topic).map(TopicReplicas)
     }
 
     /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
@@ -507,6 +533,14 @@ impl<S: Storage> Node<S> {
         assert!(
             self.delayed_fetches.len() <= self.config.delayed_fetches_max,
             "delayed fetches unbounded"
+        );
+        assert!(
+            self.delayed_fetches_spare.is_empty(),
+            "the spare delayed-fetch list holds nothing between inputs"
+        );
+        assert!(
+            self.pending_produces_spare.is_empty(),
+            "the spare pending-produce list holds nothing between inputs"
         );
         for topic in self.topics.iter() {
             for p in topic.partitions.values() {

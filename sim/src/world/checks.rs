@@ -99,7 +99,7 @@ impl World {
                 }
             }
             if hw != seen {
-                moved.push((tp.clone(), hw));
+                moved.push((i, hw));
             }
             if self.log_start_seen[b][i] != Some(log_start) {
                 self.log_start_seen[b][i] = Some(log_start);
@@ -126,12 +126,18 @@ impl World {
         if let Some(c) = self.cluster.as_mut() {
             c.stats.hw_restart_resets += restart_resets;
         }
-        for (tp, hw) in &moved {
-            self.emit(Ev::Hw {
-                broker: b,
-                tp,
-                hw: *hw,
-            });
+        if !moved.is_empty() {
+            // Lent out while the events borrow their partitions (`emit`
+            // needs the world): no name cloned per move.
+            let tps = std::mem::take(&mut self.tps);
+            for &(i, hw) in &moved {
+                self.emit(Ev::Hw {
+                    broker: b,
+                    tp: &tps[i],
+                    hw,
+                });
+            }
+            self.tps = tps;
         }
         for (checker, message) in problems {
             self.violation(checker, message);

@@ -656,7 +656,7 @@ impl World {
                 let kind = EventKind::ToOrigin {
                     conn,
                     correlation_id,
-                    body,
+                    body: Box::new(body),
                 };
                 self.push(until, kind);
                 return;

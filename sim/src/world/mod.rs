@@ -686,7 +686,7 @@ impl World {
                     Input::Request {
                         connection: conn,
                         header,
-                        body,
+                        body: *body,
                     },
                 );
                 Some(broker)
@@ -705,7 +705,7 @@ impl World {
                 };
                 match c.origin {
                     Origin::Client(client) => {
-                        self.client_response(client, conn, correlation_id, body);
+                        self.client_response(client, conn, correlation_id, *body);
                         None
                     }
                     Origin::Peer(a) => {
@@ -722,7 +722,7 @@ impl World {
                         let input = Input::PeerResponse {
                             from,
                             correlation_id,
-                            body,
+                            body: *body,
                         };
                         self.node_input(a, input);
                         Some(a)

@@ -437,7 +437,7 @@ impl World {
             EventKind::ToNode {
                 conn: conn_id,
                 header,
-                body,
+                body: Box::new(body),
             },
         );
     }
@@ -555,7 +555,7 @@ impl World {
             EventKind::ToOrigin {
                 conn: conn_id,
                 correlation_id,
-                body,
+                body: Box::new(body),
             },
         );
     }

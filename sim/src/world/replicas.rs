@@ -31,6 +31,7 @@
 
 use super::*;
 use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
+use seedlog_core::node::TopicReplicas;
 use seedlog_core::quorum::{Role, SnapshotId};
 
 /// One batch as the mirror knows it.
@@ -110,6 +111,10 @@ impl Mirror {
     /// Brings the mirror up to the log's end. Returns the lowest offset
     /// whose batch was dropped because the log no longer holds it
     /// (truncation, a crash, retention), if any.
+    ///
+    /// Inlined test, out-of-line work: it runs for every partition after
+    /// every event, and nearly always neither end moved.
+    #[inline]
     fn sync(
         &mut self,
         storage: &mut MemoryStorage,
@@ -120,6 +125,17 @@ impl Mirror {
         if self.synced == Some((log_start, log_end)) {
             return None;
         }
+        self.sync_moved(storage, dir, log_start, log_end)
+    }
+
+    #[inline(never)]
+    fn sync_moved(
+        &mut self,
+        storage: &mut MemoryStorage,
+        dir: &str,
+        log_start: i64,
+        log_end: i64,
+    ) -> Option<i64> {
         self.synced = Some((log_start, log_end));
         // Retention deleted the oldest segments: forget their batches (and
         // paths). Not a loss that invalidates comparisons above it, so the
@@ -270,8 +286,19 @@ impl Views {
     pub(super) fn read(&mut self, node: &Node<MemoryStorage>, tps: &[Tp]) {
         self.views.clear();
         self.isrs.clear();
+        // The workload lists a topic's partitions together: one lookup by
+        // name per run of them.
+        let mut topic_seen: Option<(&str, Option<TopicReplicas<'_>>)> = None;
         for (topic, partition) in tps {
-            let view = node.replica_view(topic, *partition).map(|v| {
+            let replicas = match topic_seen {
+                Some((name, replicas)) if name == topic.as_str() => replicas,
+                _ => {
+                    let replicas = node.topic_replicas(topic);
+                    topic_seen = Some((topic.as_str(), replicas));
+                    replicas
+                }
+            };
+            let view = replicas.and_then(|r| r.view(*partition)).map(|v| {
                 let isr = v.leader_isr.map(|isr| {
                     let start = self.isrs.len();
                     self.isrs.extend(isr.iter().copied());

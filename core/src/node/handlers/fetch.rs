@@ -79,8 +79,13 @@ impl<S: Storage> Node<S> {
 
     /// Re-reads every parked fetch; answers those that now have enough.
     pub(crate) fn retry_delayed_fetches(&mut self) {
-        let parked = std::mem::take(&mut self.delayed_fetches);
-        for fetch in parked {
+        // The two lists trade places rather than being rebuilt: this runs
+        // on every high watermark move, and growing a fresh list each time
+        // was a percent of a cluster run. Order is kept.
+        std::mem::swap(&mut self.delayed_fetches, &mut self.delayed_fetches_spare);
+        debug_assert!(self.delayed_fetches.is_empty(), "the spare list is empty");
+        let mut parked = std::mem::take(&mut self.delayed_fetches_spare);
+        for fetch in parked.drain(..) {
             let outcome = self.read_fetch(&fetch.request, fetch.version);
             if outcome.bytes >= fetch.request.min_bytes.max(1) as usize || outcome.has_error {
                 self.responder.complete(
@@ -92,6 +97,7 @@ impl<S: Storage> Node<S> {
                 self.delayed_fetches.push(fetch);
             }
         }
+        self.delayed_fetches_spare = parked;
     }
 
     /// Answers parked fetches whose deadline has passed, with what there is.
@@ -135,10 +141,14 @@ impl<S: Storage> Node<S> {
             .responses
             .reserve_exact(request.topics.len());
         for topic in &request.topics {
-            let name = if version >= FETCH_TOPIC_ID_VERSION_MIN {
-                self.topics.name_of(&topic.topic_id).map(str::to_string)
+            // Borrowed from the request when it names the topic: parked
+            // fetches are re-read on every high watermark move.
+            let name: Option<std::borrow::Cow<'_, str>> = if version >= FETCH_TOPIC_ID_VERSION_MIN {
+                self.topics
+                    .name_of(&topic.topic_id)
+                    .map(|n| std::borrow::Cow::Owned(n.to_string()))
             } else {
-                Some(topic.topic.0.to_string())
+                Some(std::borrow::Cow::Borrowed(topic.topic.0.as_str()))
             };
             let mut topic_response = FetchableTopicResponse::default();
             // Sized once: parked fetches are re-read on every high

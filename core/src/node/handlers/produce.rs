@@ -273,8 +273,15 @@ impl<S: Storage> Node<S> {
     /// (the marks of a failed flush), a produce waiting on one of them is
     /// answered with KAFKA_STORAGE_ERROR on its appended partitions instead.
     pub(crate) fn release_produces(&mut self, failed: Option<&[(String, i32, i64)]>) {
-        let pending = std::mem::take(&mut self.pending_produces);
-        for mut p in pending {
+        if self.pending_produces.is_empty() {
+            return;
+        }
+        // The lists trade places rather than being rebuilt (this runs after
+        // every input of a cluster node); order is kept.
+        std::mem::swap(&mut self.pending_produces, &mut self.pending_produces_spare);
+        debug_assert!(self.pending_produces.is_empty(), "the spare list is empty");
+        let mut pending = std::mem::take(&mut self.pending_produces_spare);
+        for mut p in pending.drain(..) {
             let hit_by_failure = failed.is_some_and(|marks| {
                 p.waits.iter().any(|w| {
                     marks.iter().any(|(mt, mi, leo)| {
@@ -301,6 +308,7 @@ impl<S: Storage> Node<S> {
             self.responder
                 .complete(p.slot, ResponseKind::Produce(p.response), &mut self.outputs);
         }
+        self.pending_produces_spare = pending;
     }
 }
 
