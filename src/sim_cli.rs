@@ -136,6 +136,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<i32> {
                 bugs,
                 trace_file: trace,
                 keep_trace: false,
+                core_logs: std::env::var_os("SEEDLOG_SIM_LOG").is_some_and(|v| v != "0"),
             };
             let report = seedlog_sim::run(&s, seed, &options);
             print!("{}", summary(&report, &scenario, &s.bugs));

@@ -56,6 +56,7 @@ pub fn replay(path: &Path) -> Result<(RunReport, ReplayOutcome), ReplayError> {
         bugs,
         trace_file: None,
         keep_trace: true,
+        core_logs: false,
     };
     let mut report = run(&scenario, header.seed, &options);
     let replayed = report.trace.take().expect("kept in memory");

@@ -185,6 +185,10 @@ impl World {
 
     pub(super) fn node_input(&mut self, b: BrokerId, input: Input) {
         let now = self.node_now(b);
+        let t_us = (self.now - self.epoch).as_micros();
+        let _span = self
+            .core_logs
+            .then(|| tracing::info_span!("broker", b, t_us).entered());
         let BrokerState::Up(node) = &mut self.brokers[b].state else {
             if let Input::Request { connection, .. } = input {
                 self.emit(Ev::Drop {

@@ -11,6 +11,12 @@ pub struct RunOptions {
     pub trace_file: Option<PathBuf>,
     /// Keep every trace line in the report (for replay comparison).
     pub keep_trace: bool,
+    /// Let the core's `tracing` logs through to the process's subscriber,
+    /// each inside a `broker` span naming the node and its clock
+    /// (`SEEDLOG_SIM_LOG=1 RUST_LOG=debug seedlog sim run ...`). Off, they
+    /// are dropped: thousands of seeds of recovery warnings drown the
+    /// summary and cost time. Logs never change the trace.
+    pub core_logs: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
