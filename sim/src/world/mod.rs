@@ -172,6 +172,18 @@ struct World {
     /// Outages of partition leaders and AZs, and their recovery.
     liveness: LivenessState,
     tps: Vec<Tp>,
+    /// Topic -> (index in `tps` of its partition 0, its partition count).
+    /// A topic the workload names twice keeps its first run, as a scan of
+    /// `tps` would find it.
+    tp_base: BTreeMap<String, (usize, i32)>,
+    /// The workload's topics in `tps` order: (name, index in `tps` of
+    /// partition 0, partition count).
+    topics: Vec<(String, usize, i32)>,
+    /// Per broker: the indexes in `tps` it hosted at its last
+    /// `check_broker`, ascending.
+    hosted_seen: Vec<Vec<usize>>,
+    /// Reused by `check_broker`.
+    walk_buf: Vec<usize>,
     history: History,
     trace: TraceSink,
     /// Reused buffers: an event's JSON line (kept traces only) and its
@@ -265,6 +277,7 @@ impl World {
             .bugs_with(&options.bugs)
             .unwrap_or_else(|e| panic!("{e}"));
         let broker_azs: Vec<usize> = t.brokers.iter().map(|az| az_of(az)).collect();
+        let voter_indexes = scenario.voter_indexes();
         let brokers: Vec<Broker> = broker_azs
             .iter()
             .enumerate()
@@ -284,8 +297,14 @@ impl World {
                 World::group_node_config(scenario, &mut config, &bugs);
                 if let Some(c) = &scenario.cluster {
                     config.advertised_port = 9092 + id;
-                    config.cluster =
-                        Some(cluster::cluster_config(c, &t.azs, &broker_azs, i, &bugs));
+                    config.cluster = Some(cluster::cluster_config(
+                        c,
+                        &t.azs,
+                        &broker_azs,
+                        &voter_indexes,
+                        i,
+                        &bugs,
+                    ));
                 }
                 Broker::new(
                     *az,
@@ -298,7 +317,13 @@ impl World {
             .collect();
 
         let mut tps: Vec<Tp> = Vec::new();
+        let mut tp_base: BTreeMap<String, (usize, i32)> = BTreeMap::new();
+        let mut topics: Vec<(String, usize, i32)> = Vec::new();
         for topic in &scenario.workload.topics {
+            tp_base
+                .entry(topic.name.clone())
+                .or_insert((tps.len(), topic.partitions));
+            topics.push((topic.name.clone(), tps.len(), topic.partitions));
             for p in 0..topic.partitions {
                 tps.push((topic.name.clone(), p));
             }
@@ -327,10 +352,15 @@ impl World {
         let produce_stop_at = heal_at + Duration::from_millis(scenario.phases.liveness_ms / 4);
         let producers = t.producers.len();
         let consumers = t.consumers.len();
-        let cluster = scenario
-            .cluster
-            .as_ref()
-            .map(|c| ClusterState::new(c.clone(), producers + consumers, broker_count, &tps));
+        let cluster = scenario.cluster.as_ref().map(|c| {
+            ClusterState::new(
+                c.clone(),
+                producers + consumers,
+                broker_count,
+                voter_indexes.clone(),
+                &tps,
+            )
+        });
         let mut world = World {
             scenario: scenario.clone(),
             seed,
@@ -362,6 +392,10 @@ impl World {
             groups: None,
             liveness: LivenessState::default(),
             tps,
+            tp_base,
+            topics,
+            hosted_seen: vec![Vec::new(); broker_count],
+            walk_buf: Vec::new(),
             history: History::default(),
             trace,
             trace_buf: Vec::new(),
@@ -452,12 +486,9 @@ impl World {
         self.clients = clients;
     }
 
-    /// Where `tp` is in `tps` (a handful of partitions: a scan beats a map).
+    /// Where `tp` is in `tps`.
     fn tp_index(&self, tp: &Tp) -> usize {
-        self.tps
-            .iter()
-            .position(|t| t == tp)
-            .expect("a partition of the workload")
+        self.tp_index_of(&tp.0, tp.1)
     }
 
     fn ms(&self) -> u64 {
