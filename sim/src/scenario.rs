@@ -226,6 +226,31 @@ pub struct Workload {
     /// batches; `duplicate` must then find nothing. Needs `acks = [-1]`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
+    /// How a producer picks each send's partition.
+    #[serde(default, skip_serializing_if = "Partitioner::is_random")]
+    pub partitioner: Partitioner,
+}
+
+/// `workload.partitioner`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioner {
+    /// Uniformly at random over every partition of the workload.
+    #[default]
+    Random,
+    /// Producer k of n walks partitions k, k + n, k + 2n, ... (indexes over
+    /// the workload's topics in order) and wraps: together the producers
+    /// write every partition once per round. A large cluster needs it:
+    /// `liveness_partition` wants an acks=all write on every partition
+    /// within `cluster.recovery_ms_max` of the heal, and random picks
+    /// over ten thousand partitions leave some out for ~ln(10,000) rounds.
+    RoundRobin,
+}
+
+impl Partitioner {
+    fn is_random(&self) -> bool {
+        *self == Partitioner::Random
+    }
 }
 
 fn default_records_per_send_max() -> u32 {

@@ -916,15 +916,20 @@ pub(crate) fn leader_partition<'a>(
     partition: i32,
 ) -> Result<&'a mut topics::Partition, i16> {
     use kafka_protocol::ResponseError;
-    let known_in_cluster = cluster.is_some_and(|c| {
-        c.image
-            .topic_by_name(topic)
-            .is_some_and(|t| t.partitions.contains_key(&partition))
-    });
+    // Looked up only when the node hosts no such partition: the hosted
+    // case is every parked fetch's re-check, and the image lookup cost
+    // more than the rest.
+    let known_in_cluster = || {
+        cluster.is_some_and(|c| {
+            c.image
+                .topic_by_name(topic)
+                .is_some_and(|t| t.partitions.contains_key(&partition))
+        })
+    };
     match topics.partition_mut(topic, partition) {
         Some(p) if p.replica.is_leader() => Ok(p),
         Some(_) => Err(ResponseError::NotLeaderOrFollower.code()),
-        None if known_in_cluster => Err(ResponseError::NotLeaderOrFollower.code()),
+        None if known_in_cluster() => Err(ResponseError::NotLeaderOrFollower.code()),
         None => Err(ResponseError::UnknownTopicOrPartition.code()),
     }
 }

@@ -38,6 +38,8 @@ pub(super) struct Producer {
     pub(super) retry_at: Instant,
     /// `workload.idempotent`.
     pub(super) idempotence: Option<Idempotence>,
+    /// `partitioner = "round_robin"`: the index in `tps` of the next send.
+    pub(super) next_tp: usize,
 }
 
 pub(super) struct Consumer {
@@ -596,7 +598,26 @@ impl World {
     }
 
     pub(super) fn new_send(&mut self, client: ClientId) -> SendId {
-        let tp = self.tps[self.rng_client.gen_range(0..self.tps.len())].clone();
+        let i = match self.scenario.workload.partitioner {
+            Partitioner::Random => self.rng_client.gen_range(0..self.tps.len()),
+            Partitioner::RoundRobin => {
+                let producers = self.scenario.topology.producers.len();
+                let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+                    unreachable!("only producers send");
+                };
+                let i = p.next_tp;
+                p.next_tp = if i + producers < self.tps.len() {
+                    i + producers
+                } else {
+                    // Producer `client` (clients list producers first)
+                    // starts again at its first partition.
+                    client % self.tps.len()
+                };
+                i
+            }
+        };
+        assert!(i < self.tps.len());
+        let tp = self.tps[i].clone();
         let total: u32 = self.swarm.acks_weights.iter().map(|(_, w)| *w).sum();
         let mut pick = self.rng_client.gen_range(0..total);
         let mut acks = self.swarm.acks_weights[0].0;

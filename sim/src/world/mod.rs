@@ -44,7 +44,7 @@ use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 use crate::bugs;
 use crate::checker;
 use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
-use crate::scenario::{Fault, FaultKind, Scenario};
+use crate::scenario::{Fault, FaultKind, Partitioner, Scenario, VOTERS_MAX};
 use crate::swarm::Swarm;
 use crate::trace::{TraceHeader, TraceSink};
 use bytes::{Bytes, BytesMut};
@@ -84,6 +84,10 @@ const EVENTS_PER_INSTANT_MAX: u64 = 100_000;
 /// The core's full invariant check runs once per this many events touching
 /// a broker (and at every fault); see `check_broker`.
 const NODE_CHECK_EVERY_EVENTS: u64 = 1_000;
+/// In clusters of more than `VOTERS_MAX` brokers, the whole-cluster ISR
+/// check that node checks bring along runs at most this often (in
+/// events): as often as in a 9-broker cluster. See `check_broker`.
+const ISR_CHECK_EVERY_EVENTS_MIN: u64 = NODE_CHECK_EVERY_EVENTS / VOTERS_MAX as u64;
 /// Outputs drained after one input; the core bounds its own queue too.
 const OUTPUTS_PER_INPUT_MAX: usize = 100_000;
 /// Faults one random rate may materialize in a run.
@@ -200,6 +204,8 @@ struct World {
     /// [broker][index in `tps`]: the high watermark last observed (0 at
     /// first). Indexed rather than keyed by `Tp`: it is read per event.
     hw_seen: Vec<Vec<i64>>,
+    /// `self.events` when `check_isr` last ran.
+    isr_checked_at_event: u64,
     /// Per broker: events that touched it since its last full node check.
     node_events_unchecked: Vec<u64>,
     /// consistent_read: the value each (partition, offset) was first read as.
@@ -405,6 +411,7 @@ impl World {
             violations: Vec::new(),
             violated: BTreeSet::new(),
             hw_seen,
+            isr_checked_at_event: 0,
             node_events_unchecked: vec![0; broker_count],
             read_values: vec![BTreeMap::new(); tp_count],
             read_offset_max: vec![None; tp_count],
@@ -438,7 +445,7 @@ impl World {
                 .expect("validated AZ name")
         };
         let mut clients = Vec::new();
-        for az in &producers {
+        for (k, az) in producers.iter().enumerate() {
             let idempotence = self
                 .scenario
                 .workload
@@ -450,6 +457,7 @@ impl World {
                 in_flight: BTreeMap::new(),
                 retry_at: self.epoch,
                 idempotence,
+                next_tp: k % self.tps.len(),
             });
             clients.push(self.new_client(az_of(az), kind));
         }

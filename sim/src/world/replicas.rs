@@ -798,6 +798,7 @@ impl World {
         if self.cluster.is_none() {
             return;
         }
+        self.isr_checked_at_event = self.events;
         for b in 0..self.brokers.len() {
             self.check_replicas(b, false);
         }
