@@ -378,6 +378,44 @@ fn random_faults_leave_a_majority_up() {
     }
 }
 
+#[test]
+fn random_faults_leave_a_majority_of_the_voters_up() {
+    use seedlog_sim::scenario::FaultKind;
+    // Twelve brokers, three of them voters (indexes 0, 4, 8): up to five
+    // brokers may be down at once, but never two voters.
+    let text = cluster_toml().replacen("brokers_per_az = 1", "brokers_per_az = 4\nvoters = 3", 1);
+    let mut s = Scenario::from_toml(&text, Path::new("c.toml")).expect("parses");
+    assert_eq!(s.voter_indexes(), vec![0, 4, 8]);
+    s.faults.schedule.clear();
+    s.faults.random.crash_per_min = 120.0;
+    let rejoin = s.cluster.as_ref().unwrap().rejoin_ms;
+    let is_voter =
+        |f: &&seedlog_sim::scenario::Fault| f.node.is_some_and(|n| [0, 4, 8].contains(&n));
+    let (mut voter_crashes, mut overlaps) = (0, 0);
+    for seed in 0..20 {
+        let faults = seedlog_sim::shrink::schedule_of(&s, seed);
+        assert!(faults.iter().all(|f| f.kind == FaultKind::Crash));
+        let out = |f: &seedlog_sim::scenario::Fault| (f.at_ms, f.at_ms + f.duration_ms + rejoin);
+        for (i, f) in faults.iter().enumerate() {
+            for g in &faults[i + 1..] {
+                let ((a0, a1), (b0, b1)) = (out(f), out(g));
+                if a0 < b1 && b0 < a1 && f.node != g.node {
+                    overlaps += 1;
+                    assert!(
+                        !(is_voter(&f) && is_voter(&g)),
+                        "seed {seed}: voters {:?} and {:?} down at once",
+                        f.node,
+                        g.node
+                    );
+                }
+            }
+        }
+        voter_crashes += faults.iter().filter(is_voter).count();
+    }
+    assert!(voter_crashes > 0, "crashes reach voters too");
+    assert!(overlaps > 0, "other brokers may be down with a voter");
+}
+
 /// Known bugs switched back on are found, and the same seeds pass with the
 /// fix (seeds found by `seedlog sim explore SCENARIO --seeds 0..40 --bug
 /// NAME`).
