@@ -7,9 +7,13 @@ pub use groups::{Churn, GroupProtocol, Groups};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Brokers a cluster scenario may have: each one is a whole node, and the
-/// per-event checkers compare every pair.
-pub const BROKERS_MAX: usize = 9;
+/// Brokers a cluster scenario may have: each one is a whole node in the
+/// simulator's memory.
+pub const BROKERS_MAX: usize = 200;
+/// KRaft voters a cluster may have (`topology.voters`): a quorum is a
+/// handful of nodes; a cluster with more brokers than this must name a
+/// voter count, as Kafka runs large clusters with a few controllers.
+pub const VOTERS_MAX: usize = 9;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +34,8 @@ pub struct Scenario {
     pub phases: Phases,
     #[serde(default)]
     pub expect: Expect,
-    /// Present: the brokers form one KRaft cluster (every broker a voter).
+    /// Present: the brokers form one KRaft cluster (every broker a voter,
+    /// or `topology.voters` of them).
     /// Absent: one standalone broker, as before replication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
@@ -56,6 +61,14 @@ pub struct Topology {
     pub producers: Vec<String>,
     /// The AZ of each consumer client.
     pub consumers: Vec<String>,
+    /// Cluster scenarios: how many brokers are KRaft voters (combined
+    /// controller and broker); the others are broker-only nodes (KRaft
+    /// observers). The voters are picked round-robin over `azs` (the
+    /// lowest-index broker of the first AZ, then of the second, ...), so
+    /// they spread over the AZs. Absent: every broker is a voter (then at
+    /// most `VOTERS_MAX` brokers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voters: Option<u32>,
     /// One-way latency within an AZ; the swarm picks a sub-range.
     #[serde(default = "default_intra_az_latency_us")]
     pub intra_az_latency_us: [u64; 2],
@@ -98,7 +111,8 @@ impl Default for Disk {
 }
 
 /// A KRaft cluster of the topology's brokers: every broker is a voter of
-/// the controller quorum and a broker (combined mode). Timeouts left out
+/// the controller quorum and a broker (combined mode), or with
+/// `topology.voters` only that many, the others broker-only. Timeouts left out
 /// take the values below, shorter than Kafka's defaults so that a
 /// simulated minute sees several fail-overs; the swarm does not vary them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,6 +226,31 @@ pub struct Workload {
     /// batches; `duplicate` must then find nothing. Needs `acks = [-1]`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub idempotent: bool,
+    /// How a producer picks each send's partition.
+    #[serde(default, skip_serializing_if = "Partitioner::is_random")]
+    pub partitioner: Partitioner,
+}
+
+/// `workload.partitioner`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioner {
+    /// Uniformly at random over every partition of the workload.
+    #[default]
+    Random,
+    /// Producer k of n walks partitions k, k + n, k + 2n, ... (indexes over
+    /// the workload's topics in order) and wraps: together the producers
+    /// write every partition once per round. A large cluster needs it:
+    /// `liveness_partition` wants an acks=all write on every partition
+    /// within `cluster.recovery_ms_max` of the heal, and random picks
+    /// over ten thousand partitions leave some out for ~ln(10,000) rounds.
+    RoundRobin,
+}
+
+impl Partitioner {
+    fn is_random(&self) -> bool {
+        *self == Partitioner::Random
+    }
 }
 
 fn default_records_per_send_max() -> u32 {
@@ -581,6 +620,45 @@ impl Scenario {
         Err(ScenarioError::NotFound(name_or_path.to_string()))
     }
 
+    /// The broker indexes that are KRaft voters, ascending: every broker
+    /// without `topology.voters`, else that many picked round-robin over
+    /// the AZs (in `azs` order, the lowest unpicked index of each).
+    pub fn voter_indexes(&self) -> Vec<usize> {
+        let t = &self.topology;
+        let Some(count) = t.voters else {
+            return (0..t.brokers.len()).collect();
+        };
+        let count = count as usize;
+        assert!(
+            count >= 1 && count <= t.brokers.len(),
+            "validated voter count"
+        );
+        let mut per_az: Vec<std::collections::VecDeque<usize>> = t
+            .azs
+            .iter()
+            .map(|az| {
+                (0..t.brokers.len())
+                    .filter(|&i| &t.brokers[i] == az)
+                    .collect()
+            })
+            .collect();
+        let mut voters = Vec::with_capacity(count);
+        // Bounded: every round takes at least one broker until `count`.
+        for _ in 0..t.brokers.len() {
+            for az in per_az.iter_mut() {
+                if voters.len() < count {
+                    voters.extend(az.pop_front());
+                }
+            }
+            if voters.len() == count {
+                break;
+            }
+        }
+        assert_eq!(voters.len(), count, "enough brokers for the voters");
+        voters.sort_unstable();
+        voters
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a scenario always serializes")
     }
@@ -665,6 +743,11 @@ impl Scenario {
             ));
         }
         let brokers = t.brokers.len();
+        if t.voters.is_some() && self.cluster.is_none() {
+            return Err(invalid(
+                "topology.voters: KRaft voters need a [cluster] section".into(),
+            ));
+        }
         match &self.cluster {
             None if brokers != 1 => {
                 return Err(invalid(format!(
@@ -677,6 +760,20 @@ impl Scenario {
                     return Err(invalid(format!(
                         "topology.brokers: a cluster has 1 to {BROKERS_MAX} brokers, got {brokers}"
                     )));
+                }
+                match t.voters {
+                    None if brokers > VOTERS_MAX => {
+                        return Err(invalid(format!(
+                            "topology.voters: {brokers} brokers cannot all be KRaft voters (at most {VOTERS_MAX}); set voters = 1 to {VOTERS_MAX}"
+                        )))
+                    }
+                    Some(v) if v < 1 || v as usize > brokers.min(VOTERS_MAX) => {
+                        return Err(invalid(format!(
+                            "topology.voters: 1 to {} (the brokers, at most {VOTERS_MAX}), got {v}",
+                            brokers.min(VOTERS_MAX)
+                        )))
+                    }
+                    _ => {}
                 }
                 if c.replication_factor < 1 || c.replication_factor as usize > brokers {
                     return Err(invalid(format!(
@@ -760,6 +857,11 @@ impl Scenario {
             return Err(invalid(
                 "workload.topics: at least one topic, each with partitions >= 1".into(),
             ));
+        }
+        let names: std::collections::BTreeSet<&str> =
+            w.topics.iter().map(|t| t.name.as_str()).collect();
+        if names.len() != w.topics.len() {
+            return Err(invalid("workload.topics: each topic name once".into()));
         }
         if w.acks.is_empty() || w.acks.iter().any(|a| ![0, 1, -1].contains(a)) {
             return Err(invalid("workload.acks: values from 0, 1, -1".into()));

@@ -287,6 +287,64 @@ fn cluster_scenarios_are_checked_field_by_field() {
 }
 
 #[test]
+fn topology_voters_picks_voters_over_the_azs_and_refuses_bad_counts() {
+    let good = cluster_toml();
+    // Without the field every broker is a voter, and the file written
+    // back (the trace's copy) does not grow the field.
+    let s = Scenario::from_toml(&good, Path::new("c.toml")).expect("parses");
+    assert_eq!(s.topology.voters, None);
+    assert_eq!(s.voter_indexes(), vec![0, 1, 2]);
+    assert!(!s.to_toml().contains("voters"), "{}", s.to_toml());
+
+    // Twelve brokers, four per AZ, numbered AZ by AZ: 5 voters go
+    // round-robin over the AZs, lowest index first.
+    let twelve = good.replacen("brokers_per_az = 1", "brokers_per_az = 4\nvoters = 5", 1);
+    let s = Scenario::from_toml(&twelve, Path::new("c.toml")).expect("parses");
+    assert_eq!(s.topology.brokers.len(), 12);
+    assert_eq!(s.voter_indexes(), vec![0, 1, 4, 5, 8]);
+    let back = Scenario::from_toml(&s.to_toml(), Path::new("c.toml")).expect("round-trips");
+    assert_eq!(back, s);
+
+    // More than VOTERS_MAX brokers need the field; bad counts name it.
+    for (from, to) in [
+        ("brokers_per_az = 1", "brokers_per_az = 4"),
+        ("brokers_per_az = 1", "brokers_per_az = 1\nvoters = 0"),
+        ("brokers_per_az = 1", "brokers_per_az = 1\nvoters = 4"),
+        ("brokers_per_az = 1", "brokers_per_az = 4\nvoters = 10"),
+        ("brokers_per_az = 1", "brokers_per_az = 1\nvoters = -1"),
+    ] {
+        let bad = good.replacen(from, to, 1);
+        let e = Scenario::from_toml(&bad, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("voters"), "{to}: {e}");
+    }
+    // A hundred brokers with three voters is a valid cluster; 201 is not.
+    let hundred = good.replacen("brokers_per_az = 1", "brokers_per_az = 40\nvoters = 3", 1);
+    let s = Scenario::from_toml(&hundred, Path::new("c.toml")).expect("parses");
+    assert_eq!(s.voter_indexes(), vec![0, 40, 80]);
+    let too_many = good.replacen("brokers_per_az = 1", "brokers_per_az = 67\nvoters = 3", 1);
+    let e = Scenario::from_toml(&too_many, Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("topology.brokers"), "{e}");
+    // A standalone broker has no quorum.
+    let standalone = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/steady-state.toml"),
+    )
+    .unwrap();
+    assert!(standalone.contains("[topology]"));
+    let bad = standalone.replacen("[topology]", "[topology]\nvoters = 1", 1);
+    let e = Scenario::from_toml(&bad, Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("topology.voters") && e.contains("[cluster]"),
+        "{e}"
+    );
+}
+
+#[test]
 fn random_faults_leave_a_majority_up() {
     // A rolling restart stays one fault: it paces itself at run time.
     let s = scenario("rolling-restart");
@@ -318,6 +376,44 @@ fn random_faults_leave_a_majority_up() {
             );
         }
     }
+}
+
+#[test]
+fn random_faults_leave_a_majority_of_the_voters_up() {
+    use seedlog_sim::scenario::FaultKind;
+    // Twelve brokers, three of them voters (indexes 0, 4, 8): up to five
+    // brokers may be down at once, but never two voters.
+    let text = cluster_toml().replacen("brokers_per_az = 1", "brokers_per_az = 4\nvoters = 3", 1);
+    let mut s = Scenario::from_toml(&text, Path::new("c.toml")).expect("parses");
+    assert_eq!(s.voter_indexes(), vec![0, 4, 8]);
+    s.faults.schedule.clear();
+    s.faults.random.crash_per_min = 120.0;
+    let rejoin = s.cluster.as_ref().unwrap().rejoin_ms;
+    let is_voter =
+        |f: &&seedlog_sim::scenario::Fault| f.node.is_some_and(|n| [0, 4, 8].contains(&n));
+    let (mut voter_crashes, mut overlaps) = (0, 0);
+    for seed in 0..20 {
+        let faults = seedlog_sim::shrink::schedule_of(&s, seed);
+        assert!(faults.iter().all(|f| f.kind == FaultKind::Crash));
+        let out = |f: &seedlog_sim::scenario::Fault| (f.at_ms, f.at_ms + f.duration_ms + rejoin);
+        for (i, f) in faults.iter().enumerate() {
+            for g in &faults[i + 1..] {
+                let ((a0, a1), (b0, b1)) = (out(f), out(g));
+                if a0 < b1 && b0 < a1 && f.node != g.node {
+                    overlaps += 1;
+                    assert!(
+                        !(is_voter(&f) && is_voter(&g)),
+                        "seed {seed}: voters {:?} and {:?} down at once",
+                        f.node,
+                        g.node
+                    );
+                }
+            }
+        }
+        voter_crashes += faults.iter().filter(is_voter).count();
+    }
+    assert!(voter_crashes > 0, "crashes reach voters too");
+    assert!(overlaps > 0, "other brokers may be down with a voter");
 }
 
 /// Known bugs switched back on are found, and the same seeds pass with the

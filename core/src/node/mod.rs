@@ -85,18 +85,28 @@ pub struct TopicReplicas<'a>(&'a topics::Topic);
 impl<'a> TopicReplicas<'a> {
     /// The partition's offsets and role, if this node hosts it.
     pub fn view(self, partition: i32) -> Option<ReplicaView<'a>> {
-        let p = self.0.partitions.get(&partition)?;
-        let isr = match &p.replica {
-            topics::Replica::Leader(l) => Some(l.isr()),
-            _ => None,
-        };
-        Some(ReplicaView {
-            log_start_offset: p.log.log_start_offset(),
-            high_watermark: p.high_watermark,
-            log_end_offset: p.log.log_end_offset(),
-            leader_epoch: p.leader_epoch,
-            leader_isr: isr,
-        })
+        self.0.partitions.get(&partition).map(replica_view)
+    }
+
+    /// Every hosted partition of the topic with its view, by ascending
+    /// partition index: a node of a large cluster hosts a few of a
+    /// topic's partitions, and a lookup per partition costs more.
+    pub fn views(self) -> impl Iterator<Item = (i32, ReplicaView<'a>)> {
+        self.0.partitions.iter().map(|(p, x)| (*p, replica_view(x)))
+    }
+}
+
+fn replica_view(p: &topics::Partition) -> ReplicaView<'_> {
+    let isr = match &p.replica {
+        topics::Replica::Leader(l) => Some(l.isr()),
+        _ => None,
+    };
+    ReplicaView {
+        log_start_offset: p.log.log_start_offset(),
+        high_watermark: p.high_watermark,
+        log_end_offset: p.log.log_end_offset(),
+        leader_epoch: p.leader_epoch,
+        leader_isr: isr,
     }
 }
 
@@ -906,15 +916,20 @@ pub(crate) fn leader_partition<'a>(
     partition: i32,
 ) -> Result<&'a mut topics::Partition, i16> {
     use kafka_protocol::ResponseError;
-    let known_in_cluster = cluster.is_some_and(|c| {
-        c.image
-            .topic_by_name(topic)
-            .is_some_and(|t| t.partitions.contains_key(&partition))
-    });
+    // Looked up only when the node hosts no such partition: the hosted
+    // case is every parked fetch's re-check, and the image lookup cost
+    // more than the rest.
+    let known_in_cluster = || {
+        cluster.is_some_and(|c| {
+            c.image
+                .topic_by_name(topic)
+                .is_some_and(|t| t.partitions.contains_key(&partition))
+        })
+    };
     match topics.partition_mut(topic, partition) {
         Some(p) if p.replica.is_leader() => Ok(p),
         Some(_) => Err(ResponseError::NotLeaderOrFollower.code()),
-        None if known_in_cluster => Err(ResponseError::NotLeaderOrFollower.code()),
+        None if known_in_cluster() => Err(ResponseError::NotLeaderOrFollower.code()),
         None => Err(ResponseError::UnknownTopicOrPartition.code()),
     }
 }

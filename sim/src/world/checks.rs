@@ -53,9 +53,40 @@ impl World {
         let mut restart_resets = 0;
         let mut moved = Vec::new();
         let mut log_start_moved = Vec::new();
-        self.views.read(node, &self.tps);
-        for (i, tp) in self.tps.iter().enumerate() {
-            let Some(view) = self.views.views[i] else {
+        self.views.read(node, &self.topics);
+        // The partitions to look at, ascending: every one on a standalone
+        // broker (each must be there); in a cluster those hosted now and
+        // those hosted at the last check (a copy moved away is forgotten
+        // below). Every other one is at 0 and None already.
+        let mut walk = std::mem::take(&mut self.walk_buf);
+        walk.clear();
+        if cluster {
+            let (mut was, mut now) = (
+                self.hosted_seen[b].iter().copied().peekable(),
+                self.views.hosted.iter().map(|(i, _)| *i).peekable(),
+            );
+            // Bounded by the two lists' lengths.
+            loop {
+                let next = match (was.peek(), now.peek()) {
+                    (None, None) => break,
+                    (Some(&w), Some(&n)) if w < n => was.next(),
+                    (Some(&w), Some(&n)) if w == n => {
+                        was.next();
+                        now.next()
+                    }
+                    (Some(_), None) => was.next(),
+                    _ => now.next(),
+                };
+                walk.push(next.expect("peeked"));
+            }
+        } else {
+            walk.extend(0..self.tps.len());
+        }
+        let mut hosted = self.views.hosted.iter().peekable();
+        for &i in &walk {
+            let tp = &self.tps[i];
+            let view = hosted.next_if(|(h, _)| *h == i).map(|(_, v)| *v);
+            let Some(view) = view else {
                 // In a cluster a broker hosts only its replicas, and none
                 // before the topic exists; loss shows at the end instead.
                 if !cluster {
@@ -122,6 +153,11 @@ impl World {
                 }
             }
         }
+        debug_assert!(hosted.next().is_none(), "every hosted partition walked");
+        self.walk_buf = walk;
+        let seen = &mut self.hosted_seen[b];
+        seen.clear();
+        seen.extend(self.views.hosted.iter().map(|(i, _)| *i));
         self.stats.hw_regressions_allowed += regressions;
         if let Some(c) = self.cluster.as_mut() {
             c.stats.hw_restart_resets += restart_resets;
@@ -152,7 +188,17 @@ impl World {
             // The views read above are still the node's: nothing since
             // touched it.
             self.check_replicas(b, true);
-            if node_check {
+            // Each broker's node check brings the whole-cluster ISR check
+            // along, so it runs every ~NODE_CHECK_EVERY_EVENTS / brokers
+            // events: every ~10 in a 100-broker cluster, where it reads
+            // every replica of every broker (most of a run's time). Beyond
+            // VOTERS_MAX brokers it waits for ISR_CHECK_EVERY_EVENTS_MIN
+            // events since the last one, the cadence a 9-broker cluster
+            // gets; clusters up to 9 brokers are checked as before. Every
+            // fault, the heal and the end still check first.
+            let due = self.brokers.len() <= VOTERS_MAX
+                || self.events >= self.isr_checked_at_event + ISR_CHECK_EVERY_EVENTS_MIN;
+            if node_check && due {
                 self.check_isr();
             }
         }

@@ -38,6 +38,8 @@ pub(super) struct Producer {
     pub(super) retry_at: Instant,
     /// `workload.idempotent`.
     pub(super) idempotence: Option<Idempotence>,
+    /// `partitioner = "round_robin"`: the index in `tps` of the next send.
+    pub(super) next_tp: usize,
 }
 
 pub(super) struct Consumer {
@@ -157,7 +159,16 @@ impl World {
 
     /// Whether a client needs a connection to `broker` now (so reconnects
     /// to it). Always on a standalone broker, as before clusters.
-    pub(super) fn client_wants(&self, client: ClientId, broker: BrokerId) -> bool {
+    ///
+    /// `leaders` memoizes a consumer's [`World::consumer_leaders`] across
+    /// the calls of one loop over the brokers: with thousands of
+    /// partitions, a pass over its positions per broker dominated a run.
+    pub(super) fn client_wants(
+        &self,
+        client: ClientId,
+        broker: BrokerId,
+        leaders: &mut Option<Vec<bool>>,
+    ) -> bool {
         if self.cluster.is_none() {
             return true;
         }
@@ -171,27 +182,44 @@ impl World {
                 let tp = self.tp_index_of(&op.topic, op.partition);
                 self.leader_for(client, tp) == Some(broker)
             }),
-            ClientKind::Consumer(consumer) => self.consumer_has_work(client, consumer, broker),
+            ClientKind::Consumer(consumer) => {
+                let leaders =
+                    leaders.get_or_insert_with(|| self.consumer_leaders(client, consumer));
+                self.consumer_has_work(client, leaders, broker)
+            }
             ClientKind::Admin(a) => a.wants(broker),
             ClientKind::Member(m) => {
-                self.member_wants(client, broker)
-                    || self.consumer_has_work(client, &m.consumer, broker)
+                self.member_wants(client, broker) || {
+                    let leaders =
+                        leaders.get_or_insert_with(|| self.consumer_leaders(client, &m.consumer));
+                    self.consumer_has_work(client, leaders, broker)
+                }
             }
         }
     }
 
-    /// Whether the consumer has partitions to fetch from `broker`.
-    fn consumer_has_work(&self, client: ClientId, consumer: &Consumer, broker: BrokerId) -> bool {
+    /// Per broker: whether it leads (as the client last learned) one of
+    /// the consumer's partitions. One pass over the positions.
+    fn consumer_leaders(&self, client: ClientId, consumer: &Consumer) -> Vec<bool> {
+        let mut leaders = vec![false; self.brokers.len()];
+        for (topic, p) in consumer.positions.keys() {
+            if let Some(b) = self.leader_for(client, self.tp_index_of(topic, *p)) {
+                leaders[b] = true;
+            }
+        }
+        leaders
+    }
+
+    /// Whether the consumer has partitions to fetch from `broker`, given
+    /// its `consumer_leaders`.
+    fn consumer_has_work(&self, client: ClientId, leaders: &[bool], broker: BrokerId) -> bool {
         if self.cluster.is_none() {
             return true;
         }
         if !self.client_may_fetch(client) || self.member_blocks_fetch(client, broker) {
             return false;
         }
-        consumer
-            .positions
-            .keys()
-            .any(|(topic, p)| self.leader_for(client, self.tp_index_of(topic, *p)) == Some(broker))
+        leaders[broker]
     }
 
     pub(super) fn client_lost_connection(&mut self, client: ClientId, broker: BrokerId) {
@@ -257,6 +285,7 @@ impl World {
             }
         }
         let brokers: Vec<BrokerId> = self.client_brokers(client);
+        let mut leaders = None;
         for b in &brokers {
             let reconnect_at = match c.conns.get(b) {
                 Some(ClientConn::Down { reconnect_at }) => Some(*reconnect_at),
@@ -265,7 +294,7 @@ impl World {
                 Some(_) => None,
             };
             if let Some(at) = reconnect_at {
-                if self.client_wants(client, *b) {
+                if self.client_wants(client, *b, &mut leaders) {
                     consider(at);
                 }
             }
@@ -296,10 +325,12 @@ impl World {
             }
             ClientKind::Consumer(_) | ClientKind::Member(_) => {
                 let consumer = c.kind.consumer().expect("a consumer");
+                let leaders =
+                    leaders.get_or_insert_with(|| self.consumer_leaders(client, consumer));
                 for b in &brokers {
                     if let Some(f) = consumer.in_flight.get(b) {
                         consider(f.deadline);
-                    } else if c.conn(*b).is_some() && self.consumer_has_work(client, consumer, *b) {
+                    } else if c.conn(*b).is_some() && self.consumer_has_work(client, leaders, *b) {
                         consider(consumer.next_fetch_at.max(self.now));
                     }
                 }
@@ -375,6 +406,8 @@ impl World {
                 return;
             }
         }
+        // `connect` changes no leader a consumer knows: the memo holds.
+        let mut leaders = None;
         for b in self.client_brokers(client) {
             let due = match self.clients[client].conns.get(&b) {
                 Some(ClientConn::Down { reconnect_at }) => *reconnect_at <= self.now,
@@ -382,7 +415,7 @@ impl World {
                 None => true,
                 Some(_) => false,
             };
-            if due && self.client_wants(client, b) {
+            if due && self.client_wants(client, b, &mut leaders) {
                 self.connect(client, b);
             }
         }
@@ -565,7 +598,26 @@ impl World {
     }
 
     pub(super) fn new_send(&mut self, client: ClientId) -> SendId {
-        let tp = self.tps[self.rng_client.gen_range(0..self.tps.len())].clone();
+        let i = match self.scenario.workload.partitioner {
+            Partitioner::Random => self.rng_client.gen_range(0..self.tps.len()),
+            Partitioner::RoundRobin => {
+                let producers = self.scenario.topology.producers.len();
+                let ClientKind::Producer(p) = &mut self.clients[client].kind else {
+                    unreachable!("only producers send");
+                };
+                let i = p.next_tp;
+                p.next_tp = if i + producers < self.tps.len() {
+                    i + producers
+                } else {
+                    // Producer `client` (clients list producers first)
+                    // starts again at its first partition.
+                    client % self.tps.len()
+                };
+                i
+            }
+        };
+        assert!(i < self.tps.len());
+        let tp = self.tps[i].clone();
         let total: u32 = self.swarm.acks_weights.iter().map(|(_, w)| *w).sum();
         let mut pick = self.rng_client.gen_range(0..total);
         let mut acks = self.swarm.acks_weights[0].0;

@@ -24,17 +24,21 @@ const METADATA_API_VERSION: i16 = 12;
 /// v1: KIP-860's allowReplicationFactorChange (left true).
 const ALTER_PARTITION_REASSIGNMENTS_API_VERSION: i16 = 0;
 
-/// The broker configs of a cluster scenario: node ids 1..=N, every node a
-/// voter, its rack the AZ.
+/// The broker configs of a cluster scenario: node ids 1..=N, the brokers
+/// at `voter_indexes` voters (the others broker-only: KRaft observers),
+/// its rack the AZ.
 pub(super) fn cluster_config(
     c: &Cluster,
     az_names: &[String],
     broker_azs: &[usize],
+    voter_indexes: &[usize],
     index: usize,
     bugs: &[Bug],
 ) -> ClusterConfig {
-    let voters: BTreeMap<i32, PeerAddress> = (0..broker_azs.len())
-        .map(|i| {
+    assert!(!voter_indexes.is_empty() && voter_indexes.len() <= broker_azs.len());
+    let voters: BTreeMap<i32, PeerAddress> = voter_indexes
+        .iter()
+        .map(|&i| {
             let id = i as i32 + 1;
             (
                 id,
@@ -66,6 +70,9 @@ pub(super) fn cluster_config(
 /// The world's cluster-only state.
 pub(super) struct ClusterState {
     pub(super) config: Cluster,
+    /// The brokers (indexes, ascending) that are KRaft voters; the others
+    /// are broker-only nodes.
+    pub(super) voters: Vec<BrokerId>,
     pub(super) admin: ClientId,
     pub(super) setup_done_at: Option<Instant>,
     /// Reassignments the controller accepted: (partition index in `tps`,
@@ -102,10 +109,18 @@ pub(super) struct Loss {
 }
 
 impl ClusterState {
-    pub(super) fn new(config: Cluster, admin: ClientId, brokers: usize, tp_list: &[Tp]) -> Self {
+    pub(super) fn new(
+        config: Cluster,
+        admin: ClientId,
+        brokers: usize,
+        voters: Vec<BrokerId>,
+        tp_list: &[Tp],
+    ) -> Self {
         let tps = tp_list.len();
+        assert!(!voters.is_empty() && voters.iter().all(|&v| v < brokers));
         ClusterState {
             config,
+            voters,
             admin,
             setup_done_at: None,
             reassignments: Vec::new(),
@@ -305,10 +320,17 @@ impl World {
 
     /// Where `(topic, partition)` is in `tps`, if it is a workload
     /// partition.
+    /// Where `topic`/`partition` is in `tps`, if the workload has it: a
+    /// lookup by topic (`tps` lists each topic's partitions 0.. together),
+    /// not a scan: a large cluster has thousands of partitions and clients
+    /// look them up per send and per fetched partition.
     pub(super) fn find_tp(&self, topic: &str, partition: i32) -> Option<usize> {
-        self.tps
-            .iter()
-            .position(|(t, p)| t == topic && *p == partition)
+        let &(base, count) = self.tp_base.get(topic)?;
+        let i = (0..count)
+            .contains(&partition)
+            .then(|| base + partition as usize)?;
+        debug_assert!(self.tps[i].0 == topic && self.tps[i].1 == partition);
+        Some(i)
     }
 
     pub(super) fn tp_index_of(&self, topic: &str, partition: i32) -> usize {

@@ -563,11 +563,17 @@ pub fn materialize_faults(scenario: &Scenario, swarm: &Swarm, rng: &mut ChaCha8R
 }
 
 /// Drops random faults (those at `random_from..`) that would take more
-/// than a minority of the brokers out at once, counting the faults kept
-/// before them and `rejoin_ms` after each for the broker to rejoin.
-/// Scheduled faults always stay.
+/// than a minority of the brokers, or of the KRaft voters, out at once,
+/// counting the faults kept before them and `rejoin_ms` after each for the
+/// broker to rejoin. Scheduled faults always stay.
 fn keep_a_majority_up(scenario: &Scenario, faults: Vec<Fault>, random_from: usize) -> Vec<Fault> {
     let minority = (scenario.topology.brokers.len() - 1) / 2;
+    let voters: BTreeSet<u32> = scenario
+        .voter_indexes()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect();
+    let voters_minority = (voters.len() - 1) / 2;
     let rejoin_ms = scenario.cluster.as_ref().map_or(0, |c| c.rejoin_ms);
     let mut kept: Vec<Fault> = Vec::with_capacity(faults.len());
     for (i, f) in faults.into_iter().enumerate() {
@@ -592,7 +598,12 @@ fn keep_a_majority_up(scenario: &Scenario, faults: Vec<Fault>, random_from: usiz
             out_at_once.insert(b);
         }
         let count = out_at_once.iter().filter(|b| b.is_some()).count() + unknown;
-        if count <= minority {
+        let voters_out = out_at_once
+            .iter()
+            .filter(|b| b.is_some_and(|b| voters.contains(&b)))
+            .count()
+            + unknown;
+        if count <= minority && voters_out <= voters_minority {
             kept.push(f);
         }
     }

@@ -44,7 +44,7 @@ use network::{Clog, Conn, Cut, Link, Origin, PeerPair, Split};
 use crate::bugs;
 use crate::checker;
 use crate::history::{ConsumerEvent, History, SendId, SendOp, SendOutcome, Tp};
-use crate::scenario::{Fault, FaultKind, Scenario};
+use crate::scenario::{Fault, FaultKind, Partitioner, Scenario, VOTERS_MAX};
 use crate::swarm::Swarm;
 use crate::trace::{TraceHeader, TraceSink};
 use bytes::{Bytes, BytesMut};
@@ -84,6 +84,10 @@ const EVENTS_PER_INSTANT_MAX: u64 = 100_000;
 /// The core's full invariant check runs once per this many events touching
 /// a broker (and at every fault); see `check_broker`.
 const NODE_CHECK_EVERY_EVENTS: u64 = 1_000;
+/// In clusters of more than `VOTERS_MAX` brokers, the whole-cluster ISR
+/// check that node checks bring along runs at most this often (in
+/// events): as often as in a 9-broker cluster. See `check_broker`.
+const ISR_CHECK_EVERY_EVENTS_MIN: u64 = NODE_CHECK_EVERY_EVENTS / VOTERS_MAX as u64;
 /// Outputs drained after one input; the core bounds its own queue too.
 const OUTPUTS_PER_INPUT_MAX: usize = 100_000;
 /// Faults one random rate may materialize in a run.
@@ -177,6 +181,18 @@ struct World {
     /// Outages of partition leaders and AZs, and their recovery.
     liveness: LivenessState,
     tps: Vec<Tp>,
+    /// Topic -> (index in `tps` of its partition 0, its partition count).
+    /// A topic the workload names twice keeps its first run, as a scan of
+    /// `tps` would find it.
+    tp_base: BTreeMap<String, (usize, i32)>,
+    /// The workload's topics in `tps` order: (name, index in `tps` of
+    /// partition 0, partition count).
+    topics: Vec<(String, usize, i32)>,
+    /// Per broker: the indexes in `tps` it hosted at its last
+    /// `check_broker`, ascending.
+    hosted_seen: Vec<Vec<usize>>,
+    /// Reused by `check_broker`.
+    walk_buf: Vec<usize>,
     history: History,
     trace: TraceSink,
     /// Reused buffers: an event's JSON line (kept traces only) and its
@@ -193,6 +209,8 @@ struct World {
     /// [broker][index in `tps`]: the high watermark last observed (0 at
     /// first). Indexed rather than keyed by `Tp`: it is read per event.
     hw_seen: Vec<Vec<i64>>,
+    /// `self.events` when `check_isr` last ran.
+    isr_checked_at_event: u64,
     /// Per broker: events that touched it since its last full node check.
     node_events_unchecked: Vec<u64>,
     /// consistent_read: the value each (partition, offset) was first read as.
@@ -270,6 +288,7 @@ impl World {
             .bugs_with(&options.bugs)
             .unwrap_or_else(|e| panic!("{e}"));
         let broker_azs: Vec<usize> = t.brokers.iter().map(|az| az_of(az)).collect();
+        let voter_indexes = scenario.voter_indexes();
         let brokers: Vec<Broker> = broker_azs
             .iter()
             .enumerate()
@@ -289,8 +308,14 @@ impl World {
                 World::group_node_config(scenario, &mut config, &bugs);
                 if let Some(c) = &scenario.cluster {
                     config.advertised_port = 9092 + id;
-                    config.cluster =
-                        Some(cluster::cluster_config(c, &t.azs, &broker_azs, i, &bugs));
+                    config.cluster = Some(cluster::cluster_config(
+                        c,
+                        &t.azs,
+                        &broker_azs,
+                        &voter_indexes,
+                        i,
+                        &bugs,
+                    ));
                 }
                 Broker::new(
                     *az,
@@ -303,7 +328,13 @@ impl World {
             .collect();
 
         let mut tps: Vec<Tp> = Vec::new();
+        let mut tp_base: BTreeMap<String, (usize, i32)> = BTreeMap::new();
+        let mut topics: Vec<(String, usize, i32)> = Vec::new();
         for topic in &scenario.workload.topics {
+            tp_base
+                .entry(topic.name.clone())
+                .or_insert((tps.len(), topic.partitions));
+            topics.push((topic.name.clone(), tps.len(), topic.partitions));
             for p in 0..topic.partitions {
                 tps.push((topic.name.clone(), p));
             }
@@ -332,10 +363,15 @@ impl World {
         let produce_stop_at = heal_at + Duration::from_millis(scenario.phases.liveness_ms / 4);
         let producers = t.producers.len();
         let consumers = t.consumers.len();
-        let cluster = scenario
-            .cluster
-            .as_ref()
-            .map(|c| ClusterState::new(c.clone(), producers + consumers, broker_count, &tps));
+        let cluster = scenario.cluster.as_ref().map(|c| {
+            ClusterState::new(
+                c.clone(),
+                producers + consumers,
+                broker_count,
+                voter_indexes.clone(),
+                &tps,
+            )
+        });
         let mut world = World {
             scenario: scenario.clone(),
             seed,
@@ -368,6 +404,10 @@ impl World {
             groups: None,
             liveness: LivenessState::default(),
             tps,
+            tp_base,
+            topics,
+            hosted_seen: vec![Vec::new(); broker_count],
+            walk_buf: Vec::new(),
             history: History::default(),
             trace,
             trace_buf: Vec::new(),
@@ -377,6 +417,7 @@ impl World {
             violations: Vec::new(),
             violated: BTreeSet::new(),
             hw_seen,
+            isr_checked_at_event: 0,
             node_events_unchecked: vec![0; broker_count],
             read_values: vec![BTreeMap::new(); tp_count],
             read_offset_max: vec![None; tp_count],
@@ -410,7 +451,7 @@ impl World {
                 .expect("validated AZ name")
         };
         let mut clients = Vec::new();
-        for az in &producers {
+        for (k, az) in producers.iter().enumerate() {
             let idempotence = self
                 .scenario
                 .workload
@@ -422,6 +463,7 @@ impl World {
                 in_flight: BTreeMap::new(),
                 retry_at: self.epoch,
                 idempotence,
+                next_tp: k % self.tps.len(),
             });
             clients.push(self.new_client(az_of(az), kind));
         }
@@ -458,12 +500,9 @@ impl World {
         self.clients = clients;
     }
 
-    /// Where `tp` is in `tps` (a handful of partitions: a scan beats a map).
+    /// Where `tp` is in `tps`.
     fn tp_index(&self, tp: &Tp) -> usize {
-        self.tps
-            .iter()
-            .position(|t| t == tp)
-            .expect("a partition of the workload")
+        self.tp_index_of(&tp.0, tp.1)
     }
 
     fn ms(&self) -> u64 {

@@ -31,7 +31,6 @@
 
 use super::*;
 use seedlog_core::batch::{BatchHeader, BATCH_HEADER_LEN};
-use seedlog_core::node::TopicReplicas;
 use seedlog_core::quorum::{Role, SnapshotId};
 
 /// One batch as the mirror knows it.
@@ -269,51 +268,55 @@ pub(super) struct ViewCopy {
     isr: Option<(usize, usize)>,
 }
 
-/// Every workload partition of one broker, read once per event: the
+/// The workload partitions one broker hosts, read once per event: the
 /// per-event checks of `check_broker` and `check_replicas` share it (each
 /// read it on its own before: two core lookups by topic name per
-/// partition per event, ~4% of a cluster run). Reused buffers.
+/// partition per event, ~4% of a cluster run). Only hosted partitions are
+/// read: in a large cluster a broker hosts a few hundred of ten thousand.
+/// Reused buffers.
 #[derive(Debug, Default)]
 pub(super) struct Views {
-    /// Per index in `tps`: None when the broker hosts no such partition.
-    pub(super) views: Vec<Option<ViewCopy>>,
+    /// (index in `tps`, its view), by ascending index.
+    pub(super) hosted: Vec<(usize, ViewCopy)>,
     /// The leaders' ISRs, in the core's (ascending) order.
     isrs: Vec<i32>,
 }
 
 impl Views {
-    /// Reads every partition of `tps` from `node`.
-    pub(super) fn read(&mut self, node: &Node<MemoryStorage>, tps: &[Tp]) {
-        self.views.clear();
+    /// Reads every partition of the workload's `topics` ((name, index in
+    /// `tps` of its partition 0, partition count), in `tps` order) that
+    /// `node` hosts.
+    pub(super) fn read(&mut self, node: &Node<MemoryStorage>, topics: &[(String, usize, i32)]) {
+        self.hosted.clear();
         self.isrs.clear();
-        // The workload lists a topic's partitions together: one lookup by
-        // name per run of them.
-        let mut topic_seen: Option<(&str, Option<TopicReplicas<'_>>)> = None;
-        for (topic, partition) in tps {
-            let replicas = match topic_seen {
-                Some((name, replicas)) if name == topic.as_str() => replicas,
-                _ => {
-                    let replicas = node.topic_replicas(topic);
-                    topic_seen = Some((topic.as_str(), replicas));
-                    replicas
-                }
+        for (topic, base, count) in topics {
+            let Some(replicas) = node.topic_replicas(topic) else {
+                continue;
             };
-            let view = replicas.and_then(|r| r.view(*partition)).map(|v| {
+            for (partition, v) in replicas.views() {
+                // Ascending: nothing past the workload's partitions.
+                if partition >= *count {
+                    break;
+                }
+                if partition < 0 {
+                    continue;
+                }
                 let isr = v.leader_isr.map(|isr| {
                     let start = self.isrs.len();
                     self.isrs.extend(isr.iter().copied());
                     (start, self.isrs.len())
                 });
-                ViewCopy {
+                let view = ViewCopy {
                     log_start_offset: v.log_start_offset,
                     high_watermark: v.high_watermark,
                     log_end_offset: v.log_end_offset,
                     leader_epoch: v.leader_epoch,
                     isr,
-                }
-            });
-            self.views.push(view);
+                };
+                self.hosted.push((base + partition as usize, view));
+            }
         }
+        debug_assert!(self.hosted.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     /// The ISR of a view, if its broker leads.
@@ -566,7 +569,7 @@ impl World {
             return;
         };
         if !views_fresh {
-            self.views.read(node, &self.tps);
+            self.views.read(node, &self.topics);
         }
         let views = &self.views;
         let checks = &mut cluster.replicas;
@@ -595,10 +598,8 @@ impl World {
             }
         }
         let node_id = node.config().node_id;
-        for (i, (topic, partition)) in self.tps.iter().enumerate() {
-            let Some(view) = views.views[i] else {
-                continue;
-            };
+        for &(i, view) in &views.hosted {
+            let (topic, partition) = &self.tps[i];
             let (log_start, hw, log_end) = (
                 view.log_start_offset,
                 view.high_watermark,
@@ -797,6 +798,7 @@ impl World {
         if self.cluster.is_none() {
             return;
         }
+        self.isr_checked_at_event = self.events;
         for b in 0..self.brokers.len() {
             self.check_replicas(b, false);
         }
@@ -1012,19 +1014,20 @@ impl World {
             }
             checks.quorum_hw_max = checks.quorum_hw_max.max(hw);
             // A node whose log starts at or above the high watermark holds
-            // it all in its snapshot.
-            let holding = checks
-                .meta_mirrors
+            // it all in its snapshot. Only voters count: an observer's copy
+            // commits nothing.
+            let holding = cluster
+                .voters
                 .iter()
-                .zip(&meta_log_starts)
-                .filter(|(m, &log_start)| {
-                    log_start >= hw
-                        || m.batches
+                .filter(|&&v| {
+                    meta_log_starts[v] >= hw
+                        || checks.meta_mirrors[v]
+                            .batches
                             .last_key_value()
                             .is_some_and(|(_, s)| s.last_offset + 1 >= hw)
                 })
                 .count();
-            let voters = self.brokers.len();
+            let voters = cluster.voters.len();
             if hw > 0 && holding * 2 <= voters {
                 problems.push((
                     "majority_reached_high_watermark",
