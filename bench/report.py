@@ -176,10 +176,39 @@ SECTION_TITLES = {
 }
 
 
-def ratio(row, rows):
-    """seedlog/peer for a peer row; cluster/single for (e); '' otherwise."""
-    if row["note"].startswith("FAILED") or row["broker"] == "seedlog":
+def is_seedlog(row):
+    """seedlog's own rows: its defaults, --no-flush-before-ack, the cluster."""
+    return row["broker"].startswith("seedlog")
+
+
+def against_best_peer(row, rows):
+    """A seedlog row against the best peer of the same workload: highest
+    msgs/s, or lowest p99 for (d)."""
+    peers = [r for r in rows if r["section"] == row["section"] and r["workload"] == row["workload"]
+             and not is_seedlog(r) and not r["note"].startswith("FAILED")]
+    if row["section"] == "d":
+        peers = [r for r in peers if r["p99_ms"]]
+        if not peers or not row["p99_ms"]:
+            return ""
+        best = min(peers, key=lambda r: r["p99_ms"])
+        return "%.2f vs best peer, %s (p99, lower is better)" % (row["p99_ms"] / best["p99_ms"], best["broker"])
+    peers = [r for r in peers if r["msgs_s"]]
+    if not peers or not row["msgs_s"]:
         return ""
+    best = max(peers, key=lambda r: r["msgs_s"])
+    return "%.2f vs best peer, %s" % (row["msgs_s"] / best["msgs_s"], best["broker"])
+
+
+def ratio(row, rows):
+    """seedlog/peer for a peer row (seedlog with its defaults); for a
+    seedlog row, against the best peer; cluster/single for (e); ''
+    otherwise."""
+    if row["note"].startswith("FAILED"):
+        return ""
+    if row["section"] == "idle":
+        return ""
+    if is_seedlog(row) and row["section"] != "e":
+        return against_best_peer(row, rows)
     if row["section"] == "e":
         single = [r for r in rows if r["section"] in ("a", "b") and r["broker"] == "seedlog"
                   and r["workload"] == row["workload"]]
@@ -194,8 +223,6 @@ def ratio(row, rows):
     if row["section"] == "d":
         if ours["p99_ms"] and row["p99_ms"]:
             return "%.2f (p99, lower is better)" % (ours["p99_ms"] / row["p99_ms"])
-        return ""
-    if row["section"] == "idle":
         return ""
     if ours["msgs_s"] and row["msgs_s"]:
         return "%.2f" % (ours["msgs_s"] / row["msgs_s"])

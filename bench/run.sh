@@ -165,9 +165,13 @@ start_broker() {
   starts=$((starts + 1))
   local log="$logs/$name.$starts.log"
   case "$name" in
-    seedlog)
+    seedlog|seedlog-nf)
       rm -rf "$data/seedlog"
-      "$seedlog" serve --listen "127.0.0.1:$port_seedlog" --data-dir "$data/seedlog" >"$log" 2>&1 &
+      local durability=()
+      # Kafka's own default: acks answered from the page cache, the fsync
+      # follows; what the peers' memory-only rows compare with fairly.
+      [ "$name" = seedlog-nf ] && durability=(--no-flush-before-ack)
+      "$seedlog" serve --listen "127.0.0.1:$port_seedlog" --data-dir "$data/seedlog" ${durability[@]+"${durability[@]}"} >"$log" 2>&1 &
       BROKER_PID=$!
       PIDS+=("$BROKER_PID")
       BOOTSTRAP="127.0.0.1:$port_seedlog"
@@ -240,11 +244,12 @@ consume() {
     -c "$count" >"$log" 2>&1 || true
 }
 size_label() { if [ "$1" = 100 ]; then echo "100 B"; else echo "1 KiB"; fi; }
-brokers=(seedlog mock)
+brokers=(seedlog seedlog-nf mock)
 [ "$use_tansu" = 1 ] && brokers+=(tansu)
 broker_label() {
   case "$1" in
     mock) echo "librdkafka mock" ;;
+    seedlog-nf) echo "seedlog (no fsync before ack)" ;;
     *) echo "$1" ;;
   esac
 }
@@ -289,6 +294,7 @@ fi
 # --- idle memory ---------------------------------------------------------------
 if want idle; then
   for b in "${brokers[@]}"; do
+    [ "$b" = seedlog-nf ] && continue # the same process as seedlog's row
     if [ "$b" = tansu ] && ! tansu_ready; then unavailable_row idle "idle RSS"; continue; fi
     say "$b: idle RSS"
     start_broker "$b"
@@ -477,7 +483,8 @@ out="$repo/bench/results/$(date -u +%Y-%m-%d).md"
   echo "- commit: $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
   echo "- load generator: librdkafka $(strings "$perf" | grep -m1 -oE '^2\.[0-9]+\.[0-9]+$' || echo 2.12.1) rdkafka_performance, linger.ms=5 (0 in (d)), no compression, not idempotent"
-  echo "- seedlog: \`seedlog serve\` defaults (acks=1 and acks=all acknowledged after fsync); peers keep records in memory only"
+  echo "- seedlog: \`seedlog serve\` defaults (acks=1 and acks=all acknowledged after fsync); seedlog (no fsync before ack): \`seedlog serve --no-flush-before-ack\` (acknowledged from the page cache, fsync after, as Kafka does by default); peers keep records in memory only"
+  echo "- seedlog/peer column: on a peer row, seedlog (defaults)/that peer; on a seedlog row, that row against the best peer of the workload"
   echo "- MB/s are 10^6 bytes of record values per second; seedlog/peer > 1 means seedlog is faster (for (d): < 1 means lower latency)"
   echo "- logs of this run: $logs (removed with BENCH_BUILD_DIR)"
   report table "$jsonl"

@@ -437,8 +437,17 @@ pub const SETTINGS: &[Setting] = &[
         },
         default: |d| Some(d.server.node_batch_max.to_string()),
         cluster_only: false,
-        help: "Requests the node handles before it flushes their appends together (one fdatasync \
-               per file for the lot); larger batches trade latency for fewer syncs.",
+        help: "Requests the node handles before it hands their flushes to the flusher thread; \
+               flushes asked for while a sync runs are synced together in the next round (one \
+               fdatasync per file for the lot).",
+    },
+    Setting {
+        key: "flush_threads_max",
+        kind: Kind::Int { min: 1, max: 256 },
+        default: |d| Some(d.server.flush_threads_max.to_string()),
+        cluster_only: false,
+        help: "Threads one flush round syncs its files on at once (many partitions' fdatasyncs \
+               then share journal commits); the node keeps serving requests meanwhile.",
     },
     Setting {
         key: "responses_queued_per_connection_max",
@@ -1139,6 +1148,7 @@ impl Resolved {
         node.delayed_fetches_max = usize_of("delayed_fetches_max");
         config.node_queue_max = usize_of("queued_max_requests");
         config.node_batch_max = usize_of("node_batch_max");
+        config.flush_threads_max = usize_of("flush_threads_max");
         config.responses_queued_per_connection_max =
             usize_of("responses_queued_per_connection_max");
         config.open_files_max = usize_of("open_files_max");

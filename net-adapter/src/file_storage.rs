@@ -11,6 +11,14 @@
 //! entries changed, so a new segment survives a power cut and not just its
 //! bytes. `FileStorage` remembers which files have unsynced bytes, so the
 //! adapter can make everything durable at shutdown with [`FileStorage::sync_all`].
+//!
+//! The adapter syncs off the node thread: [`FileStorage::begin_sync`] hands
+//! out a [`SyncRound`] (full paths of the files to sync and of the changed
+//! directories), another thread performs it ([`SyncRound::perform`]), and
+//! [`FileStorage::end_sync`] takes the outcome back. Meanwhile the node keeps
+//! appending, truncating and deleting; `end_sync` re-syncs, on the calling
+//! thread, any file of the round removed or replaced since, so a completion
+//! never vouches for a file the round did not sync.
 
 use bytes::Bytes;
 use seedlog_core::storage::{Storage, StorageError};
@@ -50,6 +58,129 @@ pub struct FileStorage {
     /// since they were last synced: a file or directory was created, renamed
     /// into or removed from them.
     dirs_dirty: BTreeSet<String>,
+    /// Files of the round handed out by `begin_sync` and not yet ended; at
+    /// most one round is out at a time.
+    syncing: BTreeSet<String>,
+    /// Of `syncing`, those removed or replaced since the round began: the
+    /// round may have synced the old file (or nothing), while the path may
+    /// name a new file by now.
+    syncing_replaced: BTreeSet<String>,
+    round_out: bool,
+}
+
+/// One round of syncs, performed away from the storage: the files to
+/// `fdatasync` and the directories whose entries changed, by full path. The
+/// file is opened by path when its turn comes: `fdatasync` through any
+/// descriptor makes the whole inode's data durable, and opening by path
+/// keeps the descriptors in use bounded by the threads, not by the files.
+#[derive(Debug)]
+pub struct SyncRound {
+    /// (storage path, full path), sorted by storage path.
+    files: Vec<(String, PathBuf)>,
+    /// (storage path, full path), deepest first, as `sync_dirs` goes.
+    dirs: Vec<(String, PathBuf)>,
+    /// Paths refused before any sync (not a valid storage path).
+    refused: BTreeMap<String, StorageError>,
+}
+
+/// What performing a [`SyncRound`] found.
+#[derive(Debug, Default)]
+pub struct SyncOutcome {
+    /// Files whose sync failed. A file that no longer exists is not a
+    /// failure: it was deleted (retention, DeleteTopics) and nothing of it
+    /// needs to survive.
+    files_failed: BTreeMap<String, StorageError>,
+    /// The first directory whose sync failed, by its index in
+    /// `SyncRound::dirs`; it and those after it were not synced.
+    dir_failed: Option<(usize, StorageError)>,
+    /// Files found missing (told apart for tests and logs).
+    files_missing: usize,
+}
+
+/// How a file's data is made durable: `fdatasync` in production; a test
+/// may wrap it (to count, or to hold a sync back).
+pub type SyncFile = std::sync::Arc<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
+
+/// `fdatasync` of the file at `full`, opened read-only for the purpose.
+pub fn fdatasync_path(full: &Path) -> io::Result<()> {
+    File::open(full)?.sync_data()
+}
+
+impl SyncRound {
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn dirs(&self) -> usize {
+        self.dirs.len()
+    }
+
+    /// Syncs every file, on up to `threads_max` threads (this one
+    /// included) when there are several, then every directory in order,
+    /// deepest first: a new file's directory entry is durable only once
+    /// its directory is synced.
+    pub fn perform(&self, threads_max: usize, sync_file: &SyncFile) -> SyncOutcome {
+        assert!(threads_max > 0, "a round needs a thread");
+        let threads = threads_max.min(self.files.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // Each thread takes the next file until none is left, so one slow
+        // file does not hold up a whole share of them.
+        let work = || {
+            let mut results = Vec::new();
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((path, full)) = self.files.get(index) else {
+                    break;
+                };
+                results.push((path, sync_file(full)));
+            }
+            results
+        };
+        let mut results = Vec::with_capacity(self.files.len());
+        if threads == 1 {
+            results.extend(work());
+        } else {
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+                results.extend(work());
+                for helper in helpers {
+                    // A panicking sync is a bug: let it take the caller down.
+                    results.extend(helper.join().expect("a sync thread panicked"));
+                }
+            });
+        }
+        assert_eq!(results.len(), self.files.len(), "every file synced once");
+        let mut outcome = SyncOutcome::default();
+        for (path, result) in results {
+            match result {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => outcome.files_missing += 1,
+                Err(e) => {
+                    outcome
+                        .files_failed
+                        .insert(path.clone(), map_io_error(path, e));
+                }
+            }
+        }
+        for (index, (dir, full)) in self.dirs.iter().enumerate() {
+            match File::open(full).and_then(|d| d.sync_all()) {
+                Ok(()) => {}
+                // Removed since (remove_dir): nothing left to make durable.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    outcome.dir_failed = Some((index, map_io_error(dir, e)));
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+}
+
+impl SyncOutcome {
+    pub fn files_missing(&self) -> usize {
+        self.files_missing
+    }
 }
 
 impl std::fmt::Debug for FileStorage {
@@ -92,7 +223,110 @@ impl FileStorage {
             use_counter: 0,
             files_dirty: BTreeSet::new(),
             dirs_dirty: BTreeSet::new(),
+            syncing: BTreeSet::new(),
+            syncing_replaced: BTreeSet::new(),
+            round_out: false,
         })
+    }
+
+    /// Hands out the syncs that make `paths` durable, with every directory
+    /// changed so far, for another thread to perform; `end_sync` must take
+    /// the outcome back before the next round. The files count as synced
+    /// from here on: an append from now on marks its file dirty again, and
+    /// a failed sync marks it dirty again in `end_sync`.
+    pub fn begin_sync<'a>(&mut self, paths: impl IntoIterator<Item = &'a str>) -> SyncRound {
+        assert!(!self.round_out, "one sync round at a time");
+        assert!(self.syncing.is_empty() && self.syncing_replaced.is_empty());
+        self.round_out = true;
+        let mut round = SyncRound {
+            files: Vec::new(),
+            dirs: Vec::new(),
+            refused: BTreeMap::new(),
+        };
+        for path in paths {
+            if self.syncing.contains(path) {
+                continue;
+            }
+            match self.full_path(path) {
+                Ok(full) => {
+                    self.syncing.insert(path.to_string());
+                    self.files_dirty.remove(path);
+                    round.files.push((path.to_string(), full));
+                }
+                Err(e) => {
+                    round.refused.insert(path.to_string(), e);
+                }
+            }
+        }
+        round.files.sort();
+        while let Some(dir) = self.dirs_dirty.pop_last() {
+            match self.full_path(&dir) {
+                Ok(full) => round.dirs.push((dir, full)),
+                Err(e) => {
+                    round.refused.insert(dir, e);
+                }
+            }
+        }
+        round
+    }
+
+    /// Takes a round's outcome back: what failed is dirty again, and a
+    /// file removed or replaced while its sync was out is synced here and
+    /// now (the round may have synced the old file, or found none, while a
+    /// new one may hold bytes under the same path). Returns the paths of
+    /// the round whose sync failed; a directory failure fails them all,
+    /// as a file whose directory entry is not durable is not either.
+    pub fn end_sync(
+        &mut self,
+        round: SyncRound,
+        outcome: SyncOutcome,
+    ) -> BTreeMap<String, StorageError> {
+        assert!(self.round_out, "end_sync without a round out");
+        self.round_out = false;
+        let mut failed = round.refused;
+        if let Some((index, error)) = outcome.dir_failed {
+            for (dir, _) in &round.dirs[index..] {
+                self.dirs_dirty.insert(dir.clone());
+            }
+            for (path, _) in &round.files {
+                failed.entry(path.clone()).or_insert_with(|| error.clone());
+            }
+        }
+        for (path, error) in outcome.files_failed {
+            failed.insert(path, error);
+        }
+        let replaced = std::mem::take(&mut self.syncing_replaced);
+        for (path, _) in &round.files {
+            if replaced.contains(path) {
+                continue;
+            }
+            if failed.contains_key(path) {
+                self.files_dirty.insert(path.clone());
+            }
+        }
+        self.syncing.clear();
+        for path in replaced {
+            failed.remove(&path);
+            match self.sync(&path) {
+                Ok(()) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => {
+                    failed.insert(path, e);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Whether a round is out (handed out by `begin_sync`, not ended).
+    pub fn sync_round_out(&self) -> bool {
+        self.round_out
+    }
+
+    /// A file of the round out is gone or replaced under its path.
+    fn note_replaced(&mut self, path: &str) {
+        if self.syncing.contains(path) {
+            self.syncing_replaced.insert(path.to_string());
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -112,6 +346,7 @@ impl FileStorage {
     /// Syncs every file with unsynced bytes and every changed directory: the
     /// final flush at shutdown.
     pub fn sync_all(&mut self) -> Result<(), StorageError> {
+        assert!(!self.round_out, "sync_all with a sync round out");
         for path in self.dirty_paths() {
             self.sync(&path)?;
         }
@@ -315,6 +550,7 @@ impl Storage for FileStorage {
     }
 
     fn remove(&mut self, path: &str) -> Result<(), StorageError> {
+        self.note_replaced(path);
         self.forget(path);
         self.files_dirty.remove(path);
         let full = self.full_path(path)?;
@@ -339,6 +575,9 @@ impl Storage for FileStorage {
             .collect();
         for path in &under {
             self.forget(path);
+        }
+        for path in self.syncing.iter().filter(|p| p.starts_with(&prefix)) {
+            self.syncing_replaced.insert(path.clone());
         }
         self.files_dirty.retain(|p| !p.starts_with(&prefix));
         self.dirs_dirty
@@ -405,6 +644,7 @@ impl Storage for FileStorage {
             let _ = fs::remove_file(&full_temp);
             return Err(map_io_error(path, e));
         }
+        self.note_replaced(path);
         fs::rename(&full_temp, &full).map_err(|e| map_io_error(path, e))?;
         // The cached handle (if any) names the replaced inode.
         self.forget(path);
@@ -604,6 +844,108 @@ mod tests {
         s.sync_all().unwrap();
         assert!(s.dirty_paths().is_empty());
         assert!(s.dirs_dirty.is_empty(), "created directories were synced");
+    }
+
+    /// A sync that counts the files it synced, by full path, and fails
+    /// those whose name ends with `fail`.
+    fn counting_sync() -> (
+        SyncFile,
+        std::sync::Arc<std::sync::Mutex<BTreeMap<PathBuf, u32>>>,
+    ) {
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let seen = counts.clone();
+        let sync: SyncFile = std::sync::Arc::new(move |full: &Path| {
+            if full.to_string_lossy().ends_with("fail") {
+                return Err(io::Error::other("injected EIO"));
+            }
+            fdatasync_path(full)?;
+            *seen.lock().unwrap().entry(full.to_path_buf()).or_insert(0) += 1;
+            Ok(())
+        });
+        (sync, counts)
+    }
+
+    #[test]
+    fn a_sync_round_syncs_each_file_once_in_parallel_and_every_changed_dir() {
+        let (_dir, mut s) = storage();
+        let paths: Vec<String> = (0..40).map(|i| format!("t-{i}/0.log")).collect();
+        for path in &paths {
+            s.append(path, b"x").unwrap();
+        }
+        assert_eq!(s.dirty_paths().len(), 40);
+        assert!(!s.dirs_dirty.is_empty());
+        // Asked twice: synced once.
+        let round = s.begin_sync(paths.iter().chain(&paths).map(String::as_str));
+        assert_eq!(round.files(), 40);
+        assert_eq!(round.dirs(), 41, "each partition directory and the root");
+        assert!(s.dirty_paths().is_empty(), "handed out counts as synced");
+        assert!(s.dirs_dirty.is_empty());
+        // The node goes on appending meanwhile: that file is dirty again.
+        s.append("t-3/0.log", b"y").unwrap();
+        let (sync, counts) = counting_sync();
+        let outcome = round.perform(8, &sync);
+        assert!(s.end_sync(round, outcome).is_empty());
+        let counts = counts.lock().unwrap();
+        assert_eq!(counts.len(), 40);
+        assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+        assert_eq!(s.dirty_paths(), vec!["t-3/0.log"]);
+    }
+
+    #[test]
+    fn a_failed_sync_leaves_its_file_dirty_and_a_deleted_one_is_no_failure() {
+        let (_dir, mut s) = storage();
+        s.append("a/ok", b"1").unwrap();
+        s.append("a/fail", b"1").unwrap();
+        s.append("a/gone", b"1").unwrap();
+        s.sync_all().unwrap();
+        s.append("a/ok", b"2").unwrap();
+        s.append("a/fail", b"2").unwrap();
+        s.append("a/gone", b"2").unwrap();
+        let round = s.begin_sync(["a/ok", "a/fail", "a/gone"]);
+        // Deleted behind the storage's back, so the round finds it missing
+        // and the storage does not know (retention goes through `remove`,
+        // tested below).
+        fs::remove_file(s.root().join("a/gone")).unwrap();
+        let (sync, counts) = counting_sync();
+        let outcome = round.perform(2, &sync);
+        assert_eq!(outcome.files_missing(), 1);
+        let failed = s.end_sync(round, outcome);
+        assert_eq!(failed.keys().collect::<Vec<_>>(), vec!["a/fail"]);
+        assert!(matches!(failed["a/fail"], StorageError::Io { .. }));
+        assert_eq!(s.dirty_paths(), vec!["a/fail"]);
+        assert_eq!(counts.lock().unwrap().len(), 1, "only a/ok synced");
+    }
+
+    #[test]
+    fn a_file_replaced_while_its_sync_is_out_is_synced_again_at_the_end() {
+        let (_dir, mut s) = storage();
+        s.append("t-0/0.log", b"old bytes").unwrap();
+        let round = s.begin_sync(["t-0/0.log"]);
+        // The round has synced the old file (performed before the delete).
+        let (sync, counts) = counting_sync();
+        let outcome = round.perform(1, &sync);
+        // DeleteTopics, then the topic is created again and written to: the
+        // path names a new file with bytes the round never saw.
+        s.remove_dir("t-0").unwrap();
+        s.append("t-0/0.log", b"new").unwrap();
+        assert_eq!(s.dirty_paths(), vec!["t-0/0.log"]);
+        assert!(s.end_sync(round, outcome).is_empty());
+        assert!(
+            s.dirty_paths().is_empty(),
+            "the new file was not synced before the completion"
+        );
+        assert!(s.dirs_dirty.is_empty());
+        assert_eq!(counts.lock().unwrap().len(), 1);
+
+        // A file removed (retention) and not created again: nothing to do.
+        s.append("t-1/0.log", b"x").unwrap();
+        let round = s.begin_sync(["t-1/0.log"]);
+        s.remove("t-1/0.log").unwrap();
+        let outcome = round.perform(1, &sync);
+        assert_eq!(outcome.files_missing(), 1);
+        assert!(s.end_sync(round, outcome).is_empty());
+        assert!(s.dirty_paths().is_empty());
+        s.sync_all().unwrap();
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! One OS thread owns the [`Node`](seedlog_core::node::Node): the core is
 //! single-threaded by design, and its fsyncs must not stall the network
-//! runtime. Connection tasks frame and decode requests and hand them to that
+//! runtime; they run on a flusher thread ([`flusher`]) so that they do not
+//! stall the node either. Connection tasks frame and decode requests and hand them to that
 //! thread over a bounded channel; the node thread routes responses back to
 //! each connection's bounded writer queue. In a cluster, the node's
 //! requests to other nodes go out on one link per peer
@@ -22,6 +23,7 @@
 pub mod alloc;
 pub mod connection;
 pub mod file_storage;
+pub mod flusher;
 pub mod framing;
 pub mod fuzzing;
 pub mod metrics;

@@ -1,18 +1,22 @@
 //! The one thread that owns the [`Node`].
 //!
-//! The core is single-threaded by design, and its fsyncs block: they run
-//! here, on a dedicated OS thread with its own single-threaded runtime (for
-//! timers and channel receives), so a slow disk never stalls the sockets.
+//! The core is single-threaded by design: it runs here, on a dedicated OS
+//! thread with its own single-threaded runtime (for timers and channel
+//! receives), so the sockets never wait for it.
 //!
 //! The loop is "mutate, then drain": take one message (or a timer), then up
 //! to `batch_max` more that are already waiting, feeding each to the node
-//! and routing its responses at once. Flush requests are only collected
-//! while the batch runs; after it, each distinct path is synced once and
-//! every flush id of the batch is completed. Requests that arrive during an
-//! fsync queue up in the channel and form the next batch: group commit
-//! without a timer.
+//! and routing its responses at once. Flush requests are collected while
+//! the batch runs; after it, they go to the [`Flusher`] as one round (each
+//! distinct path synced once), and this thread goes on handling requests
+//! while the disk syncs. The round's outcome comes back as a message like
+//! any other and completes its flush ids. Flushes asked for while a round
+//! is out wait here and form the next round: group commit without a timer.
+//! The core keeps its own flushes few (one for the partitions, one for the
+//! metadata log, one for a snapshot), so the rounds stay small.
 
-use crate::file_storage::FileStorage;
+use crate::file_storage::{FileStorage, SyncOutcome, SyncRound};
+use crate::flusher::{Flusher, SyncDone};
 use crate::framing::encode_response;
 use crate::metrics::{Metrics, PartitionSampler};
 use crate::peers::{PeerEvent, Peers, SendError};
@@ -21,7 +25,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind};
 use seedlog_core::node::{
     ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output, PeerId,
 };
-use seedlog_core::storage::{Storage, StorageError};
+use seedlog_core::storage::StorageError;
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -58,6 +62,8 @@ pub enum NodeMessage {
     Closed { connection: ConnectionId },
     /// News from an outbound link to another node.
     Peer(PeerEvent),
+    /// The flusher performed a sync round.
+    Synced(Box<SyncDone>),
 }
 
 /// The node's clock: nanoseconds since the Unix epoch, so the core's
@@ -75,11 +81,22 @@ struct ConnectionHandle {
     _close: oneshot::Sender<()>,
 }
 
+/// A sync round handed to the flusher and not yet back.
+struct RoundOut {
+    id: u64,
+    /// The flushes it completes.
+    flushes: Vec<(FlushId, Vec<String>)>,
+}
+
 pub struct NodeDriver {
     node: Node<FileStorage>,
     connections: BTreeMap<ConnectionId, ConnectionHandle>,
-    flushes_pending: Vec<(FlushId, Vec<String>)>,
-    /// Messages handled before pending flushes are performed.
+    /// Flushes asked for and not yet in a round.
+    flushes_waiting: Vec<(FlushId, Vec<String>)>,
+    round_out: Option<RoundOut>,
+    next_round_id: u64,
+    flusher: Flusher,
+    /// Messages handled before waiting flushes go to the flusher.
     batch_max: usize,
     peers: Peers,
     /// Peers whose requests were refused while outputs drained. The node
@@ -102,8 +119,16 @@ pub struct NodeDriver {
 const TIMED_REQUESTS_MAX: usize = 100_000;
 /// How often the partition metrics are sampled from the node.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Flushes waiting for a round, at most. The core keeps at most one flush
+/// in flight per kind (partitions, metadata log, snapshot); far more means
+/// a completion was lost.
+const FLUSHES_WAITING_MAX: usize = 64;
+/// Rounds the node thread performs itself in a row (at start and at
+/// shutdown) before it warns that completions keep asking for more.
+const INLINE_ROUNDS_WARN: u32 = 64;
 
 impl NodeDriver {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: NodeConfig,
         storage: FileStorage,
@@ -112,13 +137,17 @@ impl NodeDriver {
         peers: Peers,
         metrics: Metrics,
         serving: watch::Sender<bool>,
+        flusher: Flusher,
     ) -> Result<NodeDriver, NodeError> {
         assert!(batch_max > 0, "a batch holds at least one message");
         let node = Node::new(config, storage, rng_seed, now())?;
         let mut driver = NodeDriver {
             node,
             connections: BTreeMap::new(),
-            flushes_pending: Vec::new(),
+            flushes_waiting: Vec::new(),
+            round_out: None,
+            next_round_id: 0,
+            flusher,
             batch_max,
             peers,
             peers_refused: BTreeSet::new(),
@@ -129,9 +158,10 @@ impl NodeDriver {
             serving,
         };
         driver.note_serving();
-        // Recovery may already want something flushed.
+        // Recovery may already want something flushed: done before the
+        // first request, here.
         driver.drain_outputs();
-        driver.perform_flushes();
+        driver.perform_flushes_inline();
         Ok(driver)
     }
 
@@ -187,7 +217,7 @@ impl NodeDriver {
                 () = std::future::ready(()), if !self.peers_refused.is_empty() => {}
             }
             self.report_refused_peers();
-            self.perform_flushes();
+            self.dispatch_flushes();
             self.note_serving();
             if now() >= self.next_sample {
                 self.sampler.sample(&self.node, &self.metrics);
@@ -205,7 +235,10 @@ impl NodeDriver {
         // Writers send what is already queued, then close; readers stop.
         self.connections.clear();
         self.peers.close_all();
-        self.perform_flushes();
+        self.await_round_out(&mut messages).await;
+        self.perform_flushes_inline();
+        let undelivered = self.flusher.finish();
+        assert!(undelivered.is_none(), "the flusher had no round left");
         let storage = self.node.storage_mut();
         let dirty_files = storage.dirty_paths().len();
         storage.sync_all()?;
@@ -333,6 +366,7 @@ impl NodeDriver {
                     self.drain_outputs();
                 }
             }
+            NodeMessage::Synced(done) => self.on_synced(*done),
         }
     }
 
@@ -368,7 +402,14 @@ impl NodeDriver {
                         }
                     }
                 }
-                Output::Flush { flush_id, paths } => self.flushes_pending.push((flush_id, paths)),
+                Output::Flush { flush_id, paths } => {
+                    assert!(
+                        self.flushes_waiting.len() < FLUSHES_WAITING_MAX,
+                        "flushes pile up: {} waiting",
+                        self.flushes_waiting.len()
+                    );
+                    self.flushes_waiting.push((flush_id, paths));
+                }
                 Output::CloseConnection { connection, reason } => {
                     warn!(connection, %reason, "closing connection");
                     self.connections.remove(&connection);
@@ -431,58 +472,115 @@ impl NodeDriver {
         }
     }
 
-    /// Syncs every distinct path of every pending flush once, then reports
-    /// each flush. Completions can unblock more work that asks for more
-    /// flushes (the next batch of held produces), so repeat until none is
-    /// left; no new requests are taken meanwhile, so this ends.
-    fn perform_flushes(&mut self) {
-        let mut rounds = 0u32;
-        while !self.flushes_pending.is_empty() {
-            rounds += 1;
-            if rounds == 64 {
-                warn!(rounds, "flush completions keep asking for more flushes");
-            }
-            let flushes = std::mem::take(&mut self.flushes_pending);
-            let paths: BTreeSet<&str> = flushes
-                .iter()
-                .flat_map(|(_, p)| p.iter().map(String::as_str))
-                .collect();
-            let mut failures: BTreeMap<&str, StorageError> = BTreeMap::new();
-            let storage = self.node.storage_mut();
-            for &path in &paths {
-                match storage.sync(path) {
-                    Ok(()) => {}
-                    // Deleted since the flush was asked for (retention,
-                    // DeleteTopics): nothing of it needs to survive.
-                    Err(StorageError::NotFound(_)) => debug!(path, "flushed file no longer exists"),
-                    Err(e) => {
-                        error!(path, error = %e, "fsync failed");
-                        failures.insert(path, e);
-                    }
+    /// Hands the waiting flushes to the flusher as one round, unless a
+    /// round is out: then they wait for it, and join the flushes asked for
+    /// meanwhile in the next round.
+    fn dispatch_flushes(&mut self) {
+        if self.round_out.is_some() || self.flushes_waiting.is_empty() {
+            return;
+        }
+        let flushes = std::mem::take(&mut self.flushes_waiting);
+        let round = begin_round(self.node.storage_mut(), &flushes);
+        let id = self.next_round_id;
+        self.next_round_id += 1;
+        self.flusher.submit(id, round);
+        self.round_out = Some(RoundOut { id, flushes });
+    }
+
+    fn on_synced(&mut self, done: SyncDone) {
+        let out = self
+            .round_out
+            .take()
+            .expect("a sync round came back that was never out");
+        assert_eq!(out.id, done.round_id, "sync rounds come back in order");
+        self.complete_round(&out.flushes, done.round, done.outcome);
+    }
+
+    /// Waits for the round out, if any, to come back (at shutdown): the
+    /// storage's sync state stays split until it does.
+    async fn await_round_out(&mut self, messages: &mut mpsc::Receiver<NodeMessage>) {
+        while self.round_out.is_some() {
+            match messages.recv().await {
+                Some(NodeMessage::Synced(done)) => self.on_synced(*done),
+                // The connections are closed: nobody hears an answer.
+                Some(_) => {}
+                None => {
+                    // Every sender is gone, so the flusher could not send
+                    // it: it hands it over as it stops.
+                    let done = self
+                        .flusher
+                        .finish()
+                        .expect("the round out comes back from the flusher");
+                    self.on_synced(done);
                 }
-            }
-            debug!(flushes = flushes.len(), paths = paths.len(), "flushed");
-            let now = now();
-            let inputs: Vec<Input> = flushes
-                .iter()
-                .map(|(flush_id, flush_paths)| {
-                    match flush_paths.iter().find_map(|p| failures.get(p.as_str())) {
-                        None => Input::FlushCompleted {
-                            flush_id: *flush_id,
-                        },
-                        Some(error) => Input::FlushFailed {
-                            flush_id: *flush_id,
-                            error: error.clone(),
-                        },
-                    }
-                })
-                .collect();
-            for input in inputs {
-                self.node.handle(now, input);
-                self.drain_outputs();
             }
         }
     }
+
+    /// Performs the waiting flushes on this thread, round after round,
+    /// until none is left: at start, before any request, and at shutdown.
+    /// Completions can unblock more work that asks for more flushes (the
+    /// next batch of held produces); no new requests are taken meanwhile,
+    /// so this ends.
+    fn perform_flushes_inline(&mut self) {
+        assert!(self.round_out.is_none(), "a round is out");
+        let mut rounds = 0u32;
+        while !self.flushes_waiting.is_empty() {
+            rounds += 1;
+            if rounds == INLINE_ROUNDS_WARN {
+                warn!(rounds, "flush completions keep asking for more flushes");
+            }
+            let flushes = std::mem::take(&mut self.flushes_waiting);
+            let round = begin_round(self.node.storage_mut(), &flushes);
+            let outcome = round.perform(self.flusher.threads_max(), self.flusher.sync_file());
+            self.complete_round(&flushes, round, outcome);
+        }
+    }
+
+    /// Reports each flush of a performed round to the node.
+    fn complete_round(
+        &mut self,
+        flushes: &[(FlushId, Vec<String>)],
+        round: SyncRound,
+        outcome: SyncOutcome,
+    ) {
+        let files = round.files();
+        let missing = outcome.files_missing();
+        let failures = self.node.storage_mut().end_sync(round, outcome);
+        for (path, error) in &failures {
+            error!(path, error = %error, "fsync failed");
+        }
+        debug!(
+            flushes = flushes.len(),
+            files,
+            missing,
+            failed = failures.len(),
+            "flushed"
+        );
+        let now = now();
+        for (flush_id, flush_paths) in flushes {
+            let input = match flush_paths.iter().find_map(|p| failures.get(p.as_str())) {
+                None => Input::FlushCompleted {
+                    flush_id: *flush_id,
+                },
+                Some(error) => Input::FlushFailed {
+                    flush_id: *flush_id,
+                    error: error.clone(),
+                },
+            };
+            self.node.handle(now, input);
+            self.drain_outputs();
+        }
+    }
+}
+
+/// Takes the sync round that makes every path of `flushes` durable.
+fn begin_round(storage: &mut FileStorage, flushes: &[(FlushId, Vec<String>)]) -> SyncRound {
+    let paths: BTreeSet<&str> = flushes
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(String::as_str))
+        .collect();
+    storage.begin_sync(paths)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -491,3 +589,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

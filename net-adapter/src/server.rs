@@ -7,7 +7,8 @@
 //! node tells requests apart by their api key, not by the socket.
 
 use crate::connection::{self, ConnectionLimits};
-use crate::file_storage::{FileStorage, OPEN_FILES_MAX_DEFAULT};
+use crate::file_storage::{fdatasync_path, FileStorage, OPEN_FILES_MAX_DEFAULT};
+use crate::flusher::{Flusher, FLUSH_THREADS_MAX_LIMIT};
 use crate::framing::REQUEST_BYTES_MAX_DEFAULT;
 use crate::metrics::Metrics;
 use crate::node_thread::{NodeDriver, NodeMessage};
@@ -24,6 +25,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
+
+/// Default threads a sync round uses: enough for a journal to commit many
+/// partitions' `fdatasync`s together, few enough to stay cheap on a small
+/// machine (they spend their time waiting for the disk).
+pub const FLUSH_THREADS_MAX_DEFAULT: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -47,8 +53,11 @@ pub struct ServerConfig {
     pub responses_queued_per_connection_max: usize,
     /// Messages queued from all connections to the node thread.
     pub node_queue_max: usize,
-    /// Messages the node thread handles before it performs their flushes.
+    /// Messages the node thread handles before it hands their flushes to
+    /// the flusher.
     pub node_batch_max: usize,
+    /// Threads one sync round syncs its files on, at most.
+    pub flush_threads_max: usize,
     /// Cached open file handles in the storage.
     pub open_files_max: usize,
     /// Kafka's `connections.max.idle.ms`.
@@ -80,6 +89,7 @@ impl ServerConfig {
             responses_queued_per_connection_max: 1024,
             node_queue_max: 4096,
             node_batch_max: 256,
+            flush_threads_max: FLUSH_THREADS_MAX_DEFAULT,
             open_files_max: OPEN_FILES_MAX_DEFAULT,
             connection_idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
@@ -100,11 +110,16 @@ impl ServerConfig {
             ),
             ("node_queue_max", self.node_queue_max),
             ("node_batch_max", self.node_batch_max),
+            ("flush_threads_max", self.flush_threads_max),
             ("open_files_max", self.open_files_max),
         ];
         for (name, value) in positive {
             anyhow::ensure!(value > 0, "{name} must be positive");
         }
+        anyhow::ensure!(
+            self.flush_threads_max <= FLUSH_THREADS_MAX_LIMIT,
+            "flush_threads_max is above {FLUSH_THREADS_MAX_LIMIT}"
+        );
         anyhow::ensure!(
             i32::try_from(self.request_bytes_max).is_ok(),
             "request_bytes_max must fit a frame length (i32)"
@@ -176,6 +191,12 @@ impl Server {
             .rng_seed
             .unwrap_or_else(|| crate::node_thread::now().as_nanos());
         let (node_tx, node_rx) = mpsc::channel(config.node_queue_max);
+        let flusher = Flusher::spawn(
+            node_tx.downgrade(),
+            config.flush_threads_max,
+            Arc::new(fdatasync_path),
+        )
+        .context("cannot spawn the flusher thread")?;
         let peers = Peers::new(
             tokio::runtime::Handle::current(),
             node_tx.downgrade(),
@@ -210,6 +231,7 @@ impl Server {
                     peers,
                     node_metrics,
                     serving_tx,
+                    flusher,
                 ) {
                     Ok(driver) => driver,
                     Err(e) => {
