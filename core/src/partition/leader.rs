@@ -47,6 +47,23 @@ pub struct IsrChange {
     pub partition_epoch: i32,
 }
 
+/// The controller's answer to an AlterPartition, as far as the pending
+/// change goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrAnswer {
+    /// Accepted: the change arrives through the committed metadata.
+    Applied,
+    /// Refused as not applied (INELIGIBLE_REPLICA, OPERATION_NOT_ATTEMPTED):
+    /// the controller checked it against the current partition epoch.
+    NotApplied,
+    /// Refused because this leader's view is stale (INVALID_UPDATE_VERSION,
+    /// FENCED_LEADER_EPOCH, UNKNOWN_TOPIC_*, INVALID_REQUEST): it may have
+    /// been applied already, by an earlier send; newer metadata settles it.
+    AwaitMetadata,
+    /// Lost, timed out, or not the controller: send it again.
+    Unknown,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerProgress {
     /// The follower's log end as its last valid fetch reported; -1 unknown.
@@ -82,8 +99,15 @@ pub struct LeaderReplica {
     partition_epoch: i32,
     replicas: Vec<i32>,
     isr: BTreeSet<i32>,
-    /// An AlterPartition sent and not yet answered: at most one at a time.
+    /// An AlterPartition sent and not known to have failed: at most one at
+    /// a time. It stays until the committed metadata brings a newer
+    /// partition epoch, or the controller says it did not apply it: until
+    /// then the controller may have applied it, so the high watermark
+    /// waits for its members too (KIP-497's maximal ISR).
     pending_isr: Option<BTreeSet<i32>>,
+    /// The pending change's answer was lost (or the controller moved):
+    /// send it again.
+    pending_resend: bool,
     /// A change decided but not yet taken by the caller.
     proposal: Option<IsrChange>,
     followers: BTreeMap<i32, FollowerProgress>,
@@ -129,6 +153,7 @@ impl LeaderReplica {
             replicas: assignment.replicas.clone(),
             isr: assignment.isr.clone(),
             pending_isr: None,
+            pending_resend: false,
             proposal: None,
             followers,
             leader_epoch_start_offset: leo,
@@ -285,13 +310,28 @@ impl LeaderReplica {
             }
         }
         self.pending_isr = None;
+        self.pending_resend = false;
         self.update_high_watermark(leader_end_offset);
     }
 
-    /// The controller refused our AlterPartition (a stale partition epoch,
-    /// a fenced broker): forget it; the next fetch or check proposes again.
-    pub fn handle_isr_change_rejected(&mut self) {
-        self.pending_isr = None;
+    /// What became of the pending AlterPartition, as Kafka's
+    /// `Partition.handleAlterPartitionError` sorts it. Only an answer
+    /// saying it was not applied forgets it: after a lost answer (or a
+    /// retry's refusal) the controller may have applied it, and a leader
+    /// that dropped a member it may have added would count its high
+    /// watermark without that member while the committed ISR names it.
+    pub fn handle_isr_change_answer(&mut self, answer: IsrAnswer) {
+        if self.pending_isr.is_none() {
+            return;
+        }
+        match answer {
+            IsrAnswer::Applied | IsrAnswer::AwaitMetadata => {}
+            IsrAnswer::NotApplied => {
+                self.pending_isr = None;
+                self.pending_resend = false;
+            }
+            IsrAnswer::Unknown => self.pending_resend = true,
+        }
     }
 
     /// Followers in the ISR that have not caught up within
@@ -322,6 +362,15 @@ impl LeaderReplica {
 
     /// An AlterPartition to send to the controller, if one was decided.
     pub fn poll_isr_change(&mut self) -> Option<IsrChange> {
+        if self.pending_resend {
+            self.pending_resend = false;
+            let new_isr = self.pending_isr.clone().expect("a resend has its change");
+            return Some(IsrChange {
+                new_isr,
+                leader_epoch: self.leader_epoch,
+                partition_epoch: self.partition_epoch,
+            });
+        }
         let change = self.proposal.take()?;
         self.pending_isr = Some(change.new_isr.clone());
         Some(change)
@@ -344,6 +393,10 @@ impl LeaderReplica {
         assert!(
             self.pending_isr.is_none() || self.proposal.is_none(),
             "one ISR change at a time"
+        );
+        assert!(
+            !self.pending_resend || self.pending_isr.is_some(),
+            "only a pending change is sent again"
         );
     }
 

@@ -20,7 +20,9 @@ mod follower;
 mod leader;
 
 pub use follower::{FetchResponseFields, FollowerOutcome, FollowerReplica};
-pub use leader::{FetchDecision, FollowerProgress, IsrChange, LeaderReplica, ReplicaFetch};
+pub use leader::{
+    FetchDecision, FollowerProgress, IsrAnswer, IsrChange, LeaderReplica, ReplicaFetch,
+};
 
 use std::collections::BTreeSet;
 

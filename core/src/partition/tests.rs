@@ -212,7 +212,7 @@ impl Cluster {
             self.leader
                 .handle_assignment(&self.assignment, leo, self.now);
         } else {
-            self.leader.handle_isr_change_rejected();
+            self.leader.handle_isr_change_answer(IsrAnswer::NotApplied);
         }
     }
 
@@ -546,6 +546,20 @@ fn bug_isr_expand_before_leso_admits_a_follower_below_it() {
     );
 }
 
+/// A leader alone in its committed ISR; follower 1 catches up at offset 0
+/// and is proposed into it; the controller has not answered yet.
+fn expansion_in_flight(c: &mut Cluster) -> IsrChange {
+    c.assignment.isr = [0].into();
+    let leo = c.replicas[0].log.log_end_offset();
+    c.leader.handle_assignment(&c.assignment, leo, c.now);
+    let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
+    c.leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    let change = c.leader.poll_isr_change().expect("expansion proposed");
+    assert_eq!(change.new_isr, [0, 1].into());
+    change
+}
+
 #[test]
 fn the_high_watermark_respects_an_expansion_in_flight_unless_the_bug_is_on() {
     for bug in [false, true] {
@@ -557,22 +571,53 @@ fn the_high_watermark_respects_an_expansion_in_flight_unless_the_bug_is_on() {
             ..Default::default()
         };
         let mut c = Cluster::new(config);
-        c.assignment.isr = [0].into();
-        let leo = c.replicas[0].log.log_end_offset();
-        c.leader.handle_assignment(&c.assignment, leo, c.now);
-        // Follower 1 catches up at offset 0 and is proposed into the ISR;
-        // the controller has not answered yet.
-        let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
-        c.leader
-            .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
-        let change = c.leader.poll_isr_change().expect("expansion proposed");
-        assert_eq!(change.new_isr, [0, 1].into());
+        expansion_in_flight(&mut c);
         // The leader appends; with only itself in the committed ISR the old
         // rule would count the record as committed at once.
         let end = c.produce(b"a");
         let expected = if bug { end } else { 0 };
         assert_eq!(c.leader.high_watermark(), expected, "bug={bug}");
     }
+}
+
+/// An expansion whose answer is lost may have been applied: the leader
+/// keeps it pending (the high watermark still waits for the new member)
+/// and sends the same change again; only an answer saying it was not
+/// applied forgets it. Dropping it on a lost answer let a leader count its
+/// high watermark past a member the committed ISR named (found as
+/// `valid_high_watermark` by fast-failover seed 4097).
+#[test]
+fn an_expansion_whose_answer_was_lost_stays_pending_and_is_sent_again() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    let change = expansion_in_flight(&mut c);
+
+    c.leader.handle_isr_change_answer(IsrAnswer::Unknown);
+    c.produce(b"a");
+    assert_eq!(
+        c.leader.high_watermark(),
+        0,
+        "the lost expansion still counts"
+    );
+    let again = c.leader.poll_isr_change().expect("sent again");
+    assert_eq!(again, change, "the same change, at the same epochs");
+    assert_eq!(c.leader.poll_isr_change(), None, "sent once per loss");
+
+    c.leader.handle_isr_change_answer(IsrAnswer::AwaitMetadata);
+    c.produce(b"b");
+    assert_eq!(
+        c.leader.high_watermark(),
+        0,
+        "a stale view's refusal settles nothing"
+    );
+
+    c.leader.handle_isr_change_answer(IsrAnswer::NotApplied);
+    let end = c.produce(b"c");
+    assert_eq!(
+        c.leader.high_watermark(),
+        end,
+        "not applied: the committed ISR alone"
+    );
+    c.check();
 }
 
 #[test]

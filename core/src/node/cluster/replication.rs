@@ -14,7 +14,9 @@ use super::controller_host::ControllerCall;
 use super::peers::{deadline, Purpose};
 use crate::batch::BatchIter;
 use crate::node::handlers::fetch::empty_partition_data;
-use crate::partition::{FetchDecision, FetchResponseFields, FollowerOutcome, ReplicaFetch};
+use crate::partition::{
+    FetchDecision, FetchResponseFields, FollowerOutcome, IsrAnswer, ReplicaFetch,
+};
 use crate::storage::Storage;
 use crate::time::Instant;
 use bytes::Bytes;
@@ -489,33 +491,61 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// A refused or lost AlterPartition is forgotten; the leader proposes
-    /// again. An accepted one arrives through the committed metadata.
+    /// An accepted AlterPartition arrives through the committed metadata;
+    /// one refused as not applied is forgotten (the leader proposes again);
+    /// a lost one is sent again (see `LeaderReplica::handle_isr_change_answer`).
     pub(in crate::node) fn handle_alter_partition_answer(
         &mut self,
         topic: &str,
         partition: i32,
         answer: Option<ResponseKind>,
     ) {
-        let accepted = match &answer {
-            Some(ResponseKind::AlterPartition(r)) => {
-                r.error_code == 0
-                    && r.topics
-                        .iter()
-                        .flat_map(|t| t.partitions.iter())
-                        .all(|p| p.error_code == 0)
-            }
-            _ => false,
-        };
-        if accepted {
-            return;
+        let outcome = isr_answer(answer.as_ref());
+        if outcome != IsrAnswer::Applied {
+            tracing::debug!(
+                topic,
+                partition,
+                ?outcome,
+                ?answer,
+                "AlterPartition not accepted"
+            );
         }
-        tracing::debug!(topic, partition, ?answer, "AlterPartition not accepted");
         if let Some(p) = self.topics.partition_mut(topic, partition) {
             if let Replica::Leader(leader) = &mut p.replica {
-                leader.handle_isr_change_rejected();
+                leader.handle_isr_change_answer(outcome);
             }
         }
         self.cluster_mut().isr_dirty = true;
+    }
+}
+
+/// Sorts an AlterPartition answer (`None`: lost, timed out, or never sent)
+/// as Kafka's `Partition.handleAlterPartitionError` does; a top-level
+/// error (NOT_CONTROLLER, STALE_BROKER_EPOCH) is retried, as Kafka's
+/// AlterPartitionManager does.
+fn isr_answer(answer: Option<&ResponseKind>) -> IsrAnswer {
+    let Some(ResponseKind::AlterPartition(r)) = answer else {
+        return IsrAnswer::Unknown;
+    };
+    if r.error_code != 0 {
+        return IsrAnswer::Unknown;
+    }
+    let Some(p) = r.topics.iter().flat_map(|t| t.partitions.iter()).next() else {
+        return IsrAnswer::Unknown;
+    };
+    match ResponseError::try_from_code(p.error_code) {
+        None => IsrAnswer::Applied,
+        Some(ResponseError::OperationNotAttempted | ResponseError::IneligibleReplica) => {
+            IsrAnswer::NotApplied
+        }
+        Some(
+            ResponseError::InvalidUpdateVersion
+            | ResponseError::FencedLeaderEpoch
+            | ResponseError::UnknownTopicOrPartition
+            | ResponseError::UnknownTopicId
+            | ResponseError::InvalidRequest
+            | ResponseError::NewLeaderElected,
+        ) => IsrAnswer::AwaitMetadata,
+        Some(_) => IsrAnswer::Unknown,
     }
 }
