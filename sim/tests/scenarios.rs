@@ -3,6 +3,7 @@
 //! traces replay identically.
 
 use seedlog_sim::replay::{replay, ReplayOutcome};
+use seedlog_sim::scenario::FaultKind;
 use seedlog_sim::shrink::shrink;
 use seedlog_sim::{run, Bug, RunOptions, Scenario};
 use std::path::Path;
@@ -108,6 +109,37 @@ fn bad_scenario_files_name_the_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("meteor"), "{e}");
+}
+
+/// `hold_metadata_fetch` holds a follower's KRaft answers until the fault
+/// ends; they then arrive one link delay later, in order. Each held answer
+/// used to be pushed one hold further than the one ahead of it, so seed
+/// 1289 of stale-follower kept the follower's metadata 25 s stale after
+/// the fault, and producers that asked it for metadata sent to a broker
+/// that no longer led: the first shutdown's outage took 33.8 s. It may
+/// last until the hold ends (those producers cannot learn of the new
+/// leader before), then a fail-over's few seconds at most.
+#[test]
+fn held_metadata_answers_are_released_when_the_hold_ends() {
+    let s = scenario("stale-follower");
+    let fault = |kind: FaultKind| {
+        s.faults
+            .schedule
+            .iter()
+            .find(|f| f.kind == kind)
+            .expect("the scenario schedules it")
+    };
+    let hold = fault(FaultKind::HoldMetadataFetch);
+    let shutdown = fault(FaultKind::Shutdown);
+    let held_after_shutdown_ms = hold.at_ms + hold.duration_ms - shutdown.at_ms;
+    let r = run(&s, 1289, &RunOptions::default());
+    assert!(r.passed(), "{:?}", r.violations);
+    let first = r.outages.first().expect("the shutdowns are outages");
+    let took_ms = first.took_ms().expect("the outage ends");
+    assert!(
+        took_ms < held_after_shutdown_ms + 3_000,
+        "the first outage took {took_ms} ms; the hold ended {held_after_shutdown_ms} ms after it began"
+    );
 }
 
 #[test]
@@ -572,6 +604,9 @@ fn replication_explore_failures_stay_fixed() {
         ("metadata-snapshots", 4070),
         ("metadata-snapshots", 6320),
         ("metadata-snapshots", 9960),
+        // An expansion whose AlterPartition answer was lost stays pending
+        // (the high watermark waits for its member) and is sent again.
+        ("fast-failover", 4097),
     ];
     for &(name, seed) in FIXED {
         let report = run(&scenario(name), seed, &RunOptions::default());

@@ -244,12 +244,18 @@ impl World {
     /// When a message sent now arrives: after its latency, after any cut on
     /// its path heals (TCP retransmits), and never before an earlier message.
     pub(super) fn delivery_time(&mut self, from: Place, to: Place, last: Instant) -> Instant {
+        self.link_time(from, to).max(last)
+    }
+
+    /// When a message sent now would arrive over the link alone, before
+    /// the connection's order (the messages ahead of it) is applied.
+    fn link_time(&mut self, from: Place, to: Place) -> Instant {
         let latency = self.latency_between(from, to);
         let mut at = self.now + latency;
         if let Some(until) = self.blocked_until(from, to) {
             at = at.max(until + latency);
         }
-        at.max(last)
+        at
     }
 
     pub(super) fn count_bytes(&mut self, from_az: usize, to_az: usize, bytes: u64) {
@@ -545,9 +551,17 @@ impl World {
             bytes,
         });
         // Answers keep their order on the connection, slowed or held or not.
-        let mut at = self.delivery_time(from, to, last) + self.replica_fetch_extra(conn_id, true);
+        let link_at = self.link_time(from, to);
+        let extra = self.replica_fetch_extra(conn_id, true);
+        let mut at = link_at.max(last) + extra;
         if let Some(until) = self.metadata_fetch_held(conn_id) {
-            at = at.max(until + (at - self.now));
+            // Released when the hold ends, one link delay later. Not the
+            // wait behind the answers ahead of it on top: those are held
+            // to the same moment, and adding their wait again pushed each
+            // held answer one hold further than the last (seed 1289 of
+            // stale-follower: the follower's metadata stalled 25 s past
+            // the fault's end).
+            at = at.max(until + (link_at + extra - self.now));
         }
         self.conns.get_mut(&conn_id).expect("live").last_to_origin = at;
         self.push(
