@@ -34,20 +34,8 @@ const PAGE_BYTES: usize = 4096;
 
 pub struct NoReserveHugeAllocations;
 
-/// Who owns a block of a given layout: a pure function of the layout, so
-/// the same answer at allocation and at release.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Owner {
-    Mimalloc,
-    Mapping,
-}
-
-fn owner(layout: Layout) -> Owner {
-    if layout.size() >= HUGE_ALLOCATION_BYTES && layout.align() <= PAGE_BYTES {
-        Owner::Mapping
-    } else {
-        Owner::Mimalloc
-    }
+fn is_huge(layout: Layout) -> bool {
+    layout.size() >= HUGE_ALLOCATION_BYTES && layout.align() <= PAGE_BYTES
 }
 
 unsafe fn map(size: usize) -> *mut u8 {
@@ -71,45 +59,46 @@ unsafe fn map(size: usize) -> *mut u8 {
 
 unsafe impl GlobalAlloc for NoReserveHugeAllocations {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY (all arms): forwarded with the caller's layout; a mapping's
-        // size is non-zero (>= HUGE_ALLOCATION_BYTES).
-        match owner(layout) {
-            Owner::Mimalloc => unsafe { MiMalloc.alloc(layout) },
-            Owner::Mapping => unsafe { map(layout.size()) },
+        if is_huge(layout) {
+            // SAFETY: size is non-zero (>= HUGE_ALLOCATION_BYTES).
+            unsafe { map(layout.size()) }
+        } else {
+            // SAFETY: forwarded with the caller's layout.
+            unsafe { MiMalloc.alloc(layout) }
         }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as in `alloc`; anonymous mappings are zero-filled.
-        match owner(layout) {
-            Owner::Mimalloc => unsafe { MiMalloc.alloc_zeroed(layout) },
-            Owner::Mapping => unsafe { map(layout.size()) },
+        if is_huge(layout) {
+            // Anonymous mappings are zero-filled.
+            // SAFETY: as in `alloc`.
+            unsafe { map(layout.size()) }
+        } else {
+            // SAFETY: forwarded with the caller's layout.
+            unsafe { MiMalloc.alloc_zeroed(layout) }
         }
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: `pointer` came from `owner(layout)` with this layout.
-        match owner(layout) {
-            Owner::Mimalloc => unsafe { MiMalloc.dealloc(pointer, layout) },
-            Owner::Mapping => {
-                // SAFETY: a mapping of exactly this size, made by `map`.
-                let result = unsafe { libc::munmap(pointer.cast(), layout.size()) };
-                debug_assert_eq!(result, 0, "munmap of our own mapping cannot fail");
-            }
+        if is_huge(layout) {
+            // SAFETY: `pointer` came from `map` with this exact size.
+            let result = unsafe { libc::munmap(pointer.cast(), layout.size()) };
+            debug_assert_eq!(result, 0, "munmap of our own mapping cannot fail");
+        } else {
+            // SAFETY: `pointer` came from mimalloc with this layout.
+            unsafe { MiMalloc.dealloc(pointer, layout) }
         }
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller guarantees a valid layout for `new_size`.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        let (from, to) = (owner(layout), owner(new_layout));
-        // SAFETY: a block stays with the allocator that owns it.
-        if (from, to) == (Owner::Mimalloc, Owner::Mimalloc) {
+        if !is_huge(layout) && !is_huge(new_layout) {
+            // SAFETY: both sides are mimalloc's.
             return unsafe { MiMalloc.realloc(pointer, layout, new_size) };
         }
-        // Across owners (or to or from a mapping): a fresh block of the new
-        // layout, a copy of the smaller of the two sizes, the old returned.
-        // SAFETY: both blocks are valid for the copied length.
+        // SAFETY: a fresh block of the new layout, then a copy of the
+        // smaller of the two sizes, then the old block returned.
         unsafe {
             let new_pointer = self.alloc(new_layout);
             if !new_pointer.is_null() {
