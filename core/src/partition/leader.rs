@@ -108,7 +108,8 @@ pub struct LeaderReplica {
     /// The pending change's answer was lost (or the controller moved):
     /// send it again.
     pending_resend: bool,
-    /// A change decided but not yet taken by the caller.
+    /// A change decided but not yet taken by the caller. Decided on the
+    /// committed state of its partition epoch: a newer one drops it.
     proposal: Option<IsrChange>,
     followers: BTreeMap<i32, FollowerProgress>,
     /// The log end when this replica became leader: a follower below it may
@@ -311,6 +312,13 @@ impl LeaderReplica {
         }
         self.pending_isr = None;
         self.pending_resend = false;
+        // A change decided on the old state and not yet sent would go out
+        // with the old partition epoch: the controller refuses it
+        // (INVALID_UPDATE_VERSION) and the leader would wait for metadata
+        // that has already come, never proposing again (explore found it:
+        // fast-failover seed 6260). The next fetch or lag check decides
+        // afresh on the new state.
+        self.proposal = None;
         self.update_high_watermark(leader_end_offset);
     }
 
@@ -320,8 +328,20 @@ impl LeaderReplica {
     /// retry's refusal) the controller may have applied it, and a leader
     /// that dropped a member it may have added would count its high
     /// watermark without that member while the committed ISR names it.
-    pub fn handle_isr_change_answer(&mut self, answer: IsrAnswer) {
-        if self.pending_isr.is_none() {
+    ///
+    /// `leader_epoch` and `partition_epoch` are those the request was sent
+    /// with: the answer to a request from an earlier state (the pending
+    /// change it was for was dropped when newer metadata came) says
+    /// nothing about the change pending now, and is ignored, as Kafka's
+    /// `Partition` ignores an answer once its partition state moved on.
+    pub fn handle_isr_change_answer(
+        &mut self,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        answer: IsrAnswer,
+    ) {
+        let stale = leader_epoch != self.leader_epoch || partition_epoch != self.partition_epoch;
+        if self.pending_isr.is_none() || stale {
             return;
         }
         match answer {

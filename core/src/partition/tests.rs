@@ -212,7 +212,11 @@ impl Cluster {
             self.leader
                 .handle_assignment(&self.assignment, leo, self.now);
         } else {
-            self.leader.handle_isr_change_answer(IsrAnswer::NotApplied);
+            self.leader.handle_isr_change_answer(
+                change.leader_epoch,
+                change.partition_epoch,
+                IsrAnswer::NotApplied,
+            );
         }
     }
 
@@ -591,7 +595,11 @@ fn an_expansion_whose_answer_was_lost_stays_pending_and_is_sent_again() {
     let mut c = Cluster::new(ReplicationConfig::default());
     let change = expansion_in_flight(&mut c);
 
-    c.leader.handle_isr_change_answer(IsrAnswer::Unknown);
+    c.leader.handle_isr_change_answer(
+        change.leader_epoch,
+        change.partition_epoch,
+        IsrAnswer::Unknown,
+    );
     c.produce(b"a");
     assert_eq!(
         c.leader.high_watermark(),
@@ -602,7 +610,11 @@ fn an_expansion_whose_answer_was_lost_stays_pending_and_is_sent_again() {
     assert_eq!(again, change, "the same change, at the same epochs");
     assert_eq!(c.leader.poll_isr_change(), None, "sent once per loss");
 
-    c.leader.handle_isr_change_answer(IsrAnswer::AwaitMetadata);
+    c.leader.handle_isr_change_answer(
+        change.leader_epoch,
+        change.partition_epoch,
+        IsrAnswer::AwaitMetadata,
+    );
     c.produce(b"b");
     assert_eq!(
         c.leader.high_watermark(),
@@ -610,13 +622,90 @@ fn an_expansion_whose_answer_was_lost_stays_pending_and_is_sent_again() {
         "a stale view's refusal settles nothing"
     );
 
-    c.leader.handle_isr_change_answer(IsrAnswer::NotApplied);
+    c.leader.handle_isr_change_answer(
+        change.leader_epoch,
+        change.partition_epoch,
+        IsrAnswer::NotApplied,
+    );
     let end = c.produce(b"c");
     assert_eq!(
         c.leader.high_watermark(),
         end,
         "not applied: the committed ISR alone"
     );
+    c.check();
+}
+
+/// The controller commits a change of its own (here an ELR-only one, as
+/// when a restarted broker's registration clears it) that keeps the
+/// leader and its ISR but bumps the partition epoch.
+fn commit_elr_only_change(c: &mut Cluster) {
+    c.assignment.partition_epoch += 1;
+    let leo = c.replicas[0].log.log_end_offset();
+    c.leader.handle_assignment(&c.assignment, leo, c.now);
+}
+
+/// An expansion decided on one partition epoch and not yet sent when the
+/// metadata brings the next one is dropped, and decided again on the new
+/// state. Sent with the old epoch, the controller refused it
+/// (INVALID_UPDATE_VERSION), the leader waited for metadata that had
+/// already come, and the ISR never grew again: acks=all stalled for good
+/// (liveness_partition, fast-failover seed 6260).
+#[test]
+fn a_change_decided_before_newer_metadata_is_decided_again_on_it() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    c.assignment.isr = [0].into();
+    let leo = c.replicas[0].log.log_end_offset();
+    c.leader.handle_assignment(&c.assignment, leo, c.now);
+    let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
+    c.leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+
+    commit_elr_only_change(&mut c);
+    assert_eq!(
+        c.leader.poll_isr_change(),
+        None,
+        "nothing decided on the old epoch goes out"
+    );
+    c.leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    let change = c.leader.poll_isr_change().expect("decided again");
+    assert_eq!(change.new_isr, [0, 1].into());
+    assert_eq!(change.partition_epoch, c.assignment.partition_epoch);
+    c.check();
+}
+
+/// The answer to a request sent in an earlier partition epoch is not the
+/// answer for the change pending now: a late "not applied" for the old
+/// request must not drop the new expansion (the controller may apply it,
+/// and the high watermark must wait for its member meanwhile).
+#[test]
+fn an_answer_to_a_request_of_an_earlier_partition_epoch_is_ignored() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    let old = expansion_in_flight(&mut c);
+    commit_elr_only_change(&mut c);
+    let leo = c.replicas[0].log.log_end_offset();
+    let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
+    c.leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    let new = c
+        .leader
+        .poll_isr_change()
+        .expect("expansion proposed again");
+    assert_eq!(new.partition_epoch, old.partition_epoch + 1);
+
+    c.leader
+        .handle_isr_change_answer(old.leader_epoch, old.partition_epoch, IsrAnswer::NotApplied);
+    c.produce(b"a");
+    assert_eq!(
+        c.leader.high_watermark(),
+        0,
+        "the pending expansion still counts"
+    );
+    c.leader
+        .handle_isr_change_answer(new.leader_epoch, new.partition_epoch, IsrAnswer::NotApplied);
+    let end = c.produce(b"b");
+    assert_eq!(c.leader.high_watermark(), end, "its own answer settles it");
     c.check();
 }
 

@@ -220,10 +220,18 @@ impl<S: Storage> Node<S> {
             (ControllerCall::Heartbeat, answer) => self.handle_heartbeat_answer(answer),
             (
                 ControllerCall::AlterPartition {
-                    topic, partition, ..
+                    topic,
+                    partition,
+                    leader_epoch,
+                    partition_epoch,
                 },
                 answer,
-            ) => self.handle_alter_partition_answer(&topic, partition, answer),
+            ) => self.handle_alter_partition_answer(
+                &topic,
+                partition,
+                (leader_epoch, partition_epoch),
+                answer,
+            ),
             (ControllerCall::Forward { slot }, Some(answer)) => self.answer_forward(slot, answer),
             (ControllerCall::Forward { slot }, None) => {
                 // The controller went away with the request: a timeout is

@@ -34,10 +34,13 @@ const FENCES_PER_TIMEOUT_MAX: usize = 64;
 pub enum ControllerCall {
     Registration,
     Heartbeat,
+    /// Sent by the partition's leader in these epochs (its answer is
+    /// only for the change pending in them).
     AlterPartition {
         topic: String,
         partition: i32,
         leader_epoch: i32,
+        partition_epoch: i32,
     },
     /// A client's admin request forwarded here; answer its slot at its
     /// version.

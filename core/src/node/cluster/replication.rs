@@ -480,13 +480,15 @@ impl<S: Storage> Node<S> {
                         .with_leader_epoch(change.leader_epoch)
                         .with_new_isr_with_epochs(new_isr)
                         .with_partition_epoch(change.partition_epoch)])]);
+            let sent_in = (change.leader_epoch, change.partition_epoch);
             let call = ControllerCall::AlterPartition {
                 topic: name.clone(),
                 partition: index,
                 leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
             };
             if !self.send_to_controller(call, RequestKind::AlterPartition(request)) {
-                self.handle_alter_partition_answer(&name, index, None);
+                self.handle_alter_partition_answer(&name, index, sent_in, None);
             }
         }
     }
@@ -498,6 +500,7 @@ impl<S: Storage> Node<S> {
         &mut self,
         topic: &str,
         partition: i32,
+        (leader_epoch, partition_epoch): (i32, i32),
         answer: Option<ResponseKind>,
     ) {
         let outcome = isr_answer(answer.as_ref());
@@ -512,7 +515,7 @@ impl<S: Storage> Node<S> {
         }
         if let Some(p) = self.topics.partition_mut(topic, partition) {
             if let Replica::Leader(leader) = &mut p.replica {
-                leader.handle_isr_change_answer(outcome);
+                leader.handle_isr_change_answer(leader_epoch, partition_epoch, outcome);
             }
         }
         self.cluster_mut().isr_dirty = true;
