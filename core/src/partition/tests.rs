@@ -552,13 +552,24 @@ fn bug_isr_expand_before_leso_admits_a_follower_below_it() {
 
 /// A leader alone in its committed ISR; follower 1 catches up at offset 0
 /// and is proposed into it; the controller has not answered yet.
-fn expansion_in_flight(c: &mut Cluster) -> IsrChange {
+/// The leader alone in the ISR decides to add follower 1 back on its
+/// fetch (the change is not taken yet).
+fn expansion_decided(c: &mut Cluster) {
     c.assignment.isr = [0].into();
     let leo = c.replicas[0].log.log_end_offset();
     c.leader.handle_assignment(&c.assignment, leo, c.now);
+    follower_1_fetches(c);
+}
+
+fn follower_1_fetches(c: &mut Cluster) {
+    let leo = c.replicas[0].log.log_end_offset();
     let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
     c.leader
         .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+}
+
+fn expansion_in_flight(c: &mut Cluster) -> IsrChange {
+    expansion_decided(c);
     let change = c.leader.poll_isr_change().expect("expansion proposed");
     assert_eq!(change.new_isr, [0, 1].into());
     change
@@ -654,12 +665,7 @@ fn commit_elr_only_change(c: &mut Cluster) {
 #[test]
 fn a_change_decided_before_newer_metadata_is_decided_again_on_it() {
     let mut c = Cluster::new(ReplicationConfig::default());
-    c.assignment.isr = [0].into();
-    let leo = c.replicas[0].log.log_end_offset();
-    c.leader.handle_assignment(&c.assignment, leo, c.now);
-    let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
-    c.leader
-        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    expansion_decided(&mut c);
 
     commit_elr_only_change(&mut c);
     assert_eq!(
@@ -667,8 +673,7 @@ fn a_change_decided_before_newer_metadata_is_decided_again_on_it() {
         None,
         "nothing decided on the old epoch goes out"
     );
-    c.leader
-        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    follower_1_fetches(&mut c);
     let change = c.leader.poll_isr_change().expect("decided again");
     assert_eq!(change.new_isr, [0, 1].into());
     assert_eq!(change.partition_epoch, c.assignment.partition_epoch);
@@ -684,10 +689,7 @@ fn an_answer_to_a_request_of_an_earlier_partition_epoch_is_ignored() {
     let mut c = Cluster::new(ReplicationConfig::default());
     let old = expansion_in_flight(&mut c);
     commit_elr_only_change(&mut c);
-    let leo = c.replicas[0].log.log_end_offset();
-    let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
-    c.leader
-        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    follower_1_fetches(&mut c);
     let new = c
         .leader
         .poll_isr_change()
