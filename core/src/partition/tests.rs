@@ -550,10 +550,8 @@ fn bug_isr_expand_before_leso_admits_a_follower_below_it() {
     );
 }
 
-/// A leader alone in its committed ISR; follower 1 catches up at offset 0
-/// and is proposed into it; the controller has not answered yet.
-/// The leader alone in the ISR decides to add follower 1 back on its
-/// fetch (the change is not taken yet).
+/// A leader alone in its committed ISR decides to add follower 1 back on
+/// its fetch at offset 0 (the change is not taken yet).
 fn expansion_decided(c: &mut Cluster) {
     c.assignment.isr = [0].into();
     let leo = c.replicas[0].log.log_end_offset();
@@ -568,6 +566,8 @@ fn follower_1_fetches(c: &mut Cluster) {
         .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
 }
 
+/// As `expansion_decided`, and the change is sent: the controller has not
+/// answered yet.
 fn expansion_in_flight(c: &mut Cluster) -> IsrChange {
     expansion_decided(c);
     let change = c.leader.poll_isr_change().expect("expansion proposed");

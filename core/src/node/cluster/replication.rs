@@ -480,7 +480,6 @@ impl<S: Storage> Node<S> {
                         .with_leader_epoch(change.leader_epoch)
                         .with_new_isr_with_epochs(new_isr)
                         .with_partition_epoch(change.partition_epoch)])]);
-            let sent_in = (change.leader_epoch, change.partition_epoch);
             let call = ControllerCall::AlterPartition {
                 topic: name.clone(),
                 partition: index,
@@ -488,6 +487,7 @@ impl<S: Storage> Node<S> {
                 partition_epoch: change.partition_epoch,
             };
             if !self.send_to_controller(call, RequestKind::AlterPartition(request)) {
+                let sent_in = (change.leader_epoch, change.partition_epoch);
                 self.handle_alter_partition_answer(&name, index, sent_in, None);
             }
         }
