@@ -28,7 +28,7 @@ use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
 use flush::Flusher;
-use handlers::fetch::DelayedFetch;
+use handlers::delayed_fetch::DelayedFetch;
 use handlers::group::{coordinator_config, GroupReplyTo, GroupWriteWait};
 use handlers::produce::PendingProduce;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};

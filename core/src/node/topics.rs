@@ -342,6 +342,10 @@ impl Topics {
         self.by_name.values_mut()
     }
 
+    pub fn partition(&self, name: &str, partition: i32) -> Option<&Partition> {
+        self.by_name.get(name)?.partitions.get(&partition)
+    }
+
     pub fn partition_mut(&mut self, name: &str, partition: i32) -> Option<&mut Partition> {
         self.by_name.get_mut(name)?.partitions.get_mut(&partition)
     }

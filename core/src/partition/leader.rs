@@ -228,6 +228,20 @@ impl LeaderReplica {
         }
     }
 
+    /// Kafka's `DelayedFetch.tryComplete` for a follower's fetch that was
+    /// parked with nothing to read: whether it may now be answered with
+    /// more than that (records past its offset, or a refusal: a new epoch, a
+    /// follower no longer a replica, a log start moved past it). Reads and
+    /// records nothing, so it is cheap enough to ask on every append; a
+    /// fetch that was not refused when it arrived cannot come to diverge
+    /// without the log growing past its offset.
+    pub fn parked_fetch_may_complete(&self, log: &PartitionLog, fetch: &ReplicaFetch) -> bool {
+        !self.followers.contains_key(&fetch.replica_id)
+            || (fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != self.leader_epoch)
+            || fetch.fetch_offset != log.log_end_offset()
+            || fetch.fetch_offset < log.log_start_offset()
+    }
+
     // --- inputs -------------------------------------------------------------
 
     /// A follower's fetch. `leader_end_offset` is how far the leader's own
@@ -244,23 +258,8 @@ impl LeaderReplica {
             leader_end_offset <= log.log_end_offset(),
             "the leader counts at most its log end"
         );
-        if !self.followers.contains_key(&fetch.replica_id) {
-            return FetchDecision::Error(ResponseError::NotLeaderOrFollower.code());
-        }
-        if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != self.leader_epoch {
-            let code = if fetch.current_leader_epoch < self.leader_epoch {
-                ResponseError::FencedLeaderEpoch
-            } else {
-                ResponseError::UnknownLeaderEpoch
-            };
-            return FetchDecision::Error(code.code());
-        }
-        if let Some(diverging) = self.divergence(log, fetch) {
-            return diverging;
-        }
-        if fetch.fetch_offset < log.log_start_offset() || fetch.fetch_offset > log.log_end_offset()
-        {
-            return FetchDecision::Error(ResponseError::OffsetOutOfRange.code());
+        if let Some(refusal) = self.refusal(log, fetch) {
+            return refusal;
         }
         self.update_follower(log, now, fetch);
         self.maybe_expand_isr(fetch.replica_id);
@@ -268,6 +267,19 @@ impl LeaderReplica {
         FetchDecision::Read {
             fetch_offset: fetch.fetch_offset,
             high_watermark: self.high_watermark,
+        }
+    }
+
+    /// A follower's fetch that was parked completing (Kafka's
+    /// `DelayedFetch.onComplete`): checked again and read, but its progress
+    /// is not recorded again; `handle_fetch` did that when it arrived.
+    pub fn complete_parked_fetch(&self, log: &PartitionLog, fetch: &ReplicaFetch) -> FetchDecision {
+        match self.refusal(log, fetch) {
+            Some(refusal) => refusal,
+            None => FetchDecision::Read {
+                fetch_offset: fetch.fetch_offset,
+                high_watermark: self.high_watermark,
+            },
         }
     }
 
@@ -421,6 +433,33 @@ impl LeaderReplica {
     }
 
     // --- leaves -------------------------------------------------------------
+
+    /// Why the leader answers `fetch` without records: the follower is not a
+    /// replica, its epoch is not ours, its log diverges, or its offset is
+    /// out of range. None when it is served.
+    fn refusal(&self, log: &PartitionLog, fetch: &ReplicaFetch) -> Option<FetchDecision> {
+        if !self.followers.contains_key(&fetch.replica_id) {
+            return Some(FetchDecision::Error(
+                ResponseError::NotLeaderOrFollower.code(),
+            ));
+        }
+        if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != self.leader_epoch {
+            let code = if fetch.current_leader_epoch < self.leader_epoch {
+                ResponseError::FencedLeaderEpoch
+            } else {
+                ResponseError::UnknownLeaderEpoch
+            };
+            return Some(FetchDecision::Error(code.code()));
+        }
+        if let Some(diverging) = self.divergence(log, fetch) {
+            return Some(diverging);
+        }
+        if fetch.fetch_offset < log.log_start_offset() || fetch.fetch_offset > log.log_end_offset()
+        {
+            return Some(FetchDecision::Error(ResponseError::OffsetOutOfRange.code()));
+        }
+        None
+    }
 
     fn divergence(&self, log: &PartitionLog, fetch: &ReplicaFetch) -> Option<FetchDecision> {
         if fetch.last_fetched_epoch < 0 || fetch.fetch_offset == 0 {

@@ -760,3 +760,83 @@ fn bugs_unfenced_truncation_and_no_epoch_on_become_leader_change_what_is_sent_an
         );
     }
 }
+
+/// Follower 1, caught up, fetches at the leader's log end: the fetch the
+/// node parks, as its answer would be empty.
+fn caught_up_fetch_parked(c: &mut Cluster) -> ReplicaFetch {
+    c.fetch_all(2);
+    let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
+    let leo = c.replicas[0].log.log_end_offset();
+    assert_eq!(request.fetch_offset, leo, "follower 1 is caught up");
+    let decision = c
+        .leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
+    assert!(
+        matches!(decision, FetchDecision::Read { .. }),
+        "{decision:?}"
+    );
+    request
+}
+
+#[test]
+fn a_parked_follower_fetch_may_complete_once_the_log_grows_past_it() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    c.produce(b"a");
+    let fetch = caught_up_fetch_parked(&mut c);
+    assert!(!c
+        .leader
+        .parked_fetch_may_complete(&c.replicas[0].log, &fetch));
+    c.produce(b"b");
+    assert!(c
+        .leader
+        .parked_fetch_may_complete(&c.replicas[0].log, &fetch));
+}
+
+#[test]
+fn a_parked_follower_fetch_may_complete_once_it_would_be_refused() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    c.produce(b"a");
+    let fetch = caught_up_fetch_parked(&mut c);
+    let other_epoch = ReplicaFetch {
+        current_leader_epoch: c.leader.leader_epoch() + 1,
+        ..fetch
+    };
+    let not_a_replica = ReplicaFetch {
+        replica_id: 9,
+        ..fetch
+    };
+    for refused in [other_epoch, not_a_replica] {
+        assert!(c
+            .leader
+            .parked_fetch_may_complete(&c.replicas[0].log, &refused));
+        assert!(matches!(
+            c.leader.complete_parked_fetch(&c.replicas[0].log, &refused),
+            FetchDecision::Error(_)
+        ));
+    }
+}
+
+#[test]
+fn completing_a_parked_follower_fetch_records_no_progress_again() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    c.produce(b"a");
+    let fetch = caught_up_fetch_parked(&mut c);
+    let progress_at_arrival = *c.leader.follower(1).unwrap();
+    c.now = c.now + Duration::from_millis(400);
+    c.produce(b"b");
+    let decision = c.leader.complete_parked_fetch(&c.replicas[0].log, &fetch);
+    assert_eq!(
+        decision,
+        FetchDecision::Read {
+            fetch_offset: fetch.fetch_offset,
+            high_watermark: c.leader.high_watermark(),
+        }
+    );
+    assert_eq!(*c.leader.follower(1).unwrap(), progress_at_arrival);
+    // The same fetch read as an arrival would have counted the follower
+    // caught up as of its previous fetch (not now: the log grew since).
+    let leo = c.replicas[0].log.log_end_offset();
+    c.leader
+        .handle_fetch(&c.replicas[0].log, leo, c.now, &fetch);
+    assert_ne!(*c.leader.follower(1).unwrap(), progress_at_arrival);
+}

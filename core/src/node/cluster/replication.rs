@@ -13,7 +13,7 @@ use super::broker::{leader_end_offset, sync_high_watermark};
 use super::controller_host::ControllerCall;
 use super::peers::{deadline, Purpose};
 use crate::batch::BatchIter;
-use crate::node::handlers::fetch::empty_partition_data;
+use crate::node::handlers::fetch::{empty_partition_data, FetchRead};
 use crate::partition::{
     FetchDecision, FetchResponseFields, FollowerOutcome, IsrAnswer, ReplicaFetch,
 };
@@ -82,6 +82,17 @@ pub fn is_replica_fetch(request: &FetchRequest) -> bool {
 
 fn replica_id_of(request: &FetchRequest) -> i32 {
     request.replica_state.replica_id.0.max(request.replica_id.0)
+}
+
+/// What the leader needs of one partition of a replica fetch.
+pub fn replica_fetch_of(request: &FetchRequest, fp: &FetchPartition) -> ReplicaFetch {
+    ReplicaFetch {
+        replica_id: replica_id_of(request),
+        current_leader_epoch: fp.current_leader_epoch,
+        fetch_offset: fp.fetch_offset,
+        last_fetched_epoch: fp.last_fetched_epoch,
+        replica_epoch: request.replica_state.replica_epoch,
+    }
 }
 
 impl<S: Storage> Node<S> {
@@ -317,13 +328,12 @@ impl<S: Storage> Node<S> {
     pub(in crate::node) fn read_replica_fetch(
         &mut self,
         request: &FetchRequest,
+        read: FetchRead,
     ) -> (FetchResponse, usize, bool) {
-        let replica_id = replica_id_of(request);
         let mut response = FetchResponse::default();
         let mut bytes = 0usize;
         let mut must_answer = false;
-        // Sized once: a parked replica fetch is re-read on every high
-        // watermark move.
+        // Sized once: growing these was a percent of a run.
         response.responses.reserve_exact(request.topics.len());
         for topic in &request.topics {
             let mut topic_response =
@@ -337,18 +347,13 @@ impl<S: Storage> Node<S> {
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
                     Some(name) => {
-                        let fetch = ReplicaFetch {
-                            replica_id,
-                            current_leader_epoch: fp.current_leader_epoch,
-                            fetch_offset: fp.fetch_offset,
-                            last_fetched_epoch: fp.last_fetched_epoch,
-                            replica_epoch: request.replica_state.replica_epoch,
-                        };
+                        let fetch = replica_fetch_of(request, fp);
                         self.answer_replica_partition(
                             name,
                             fp.partition,
                             &fetch,
                             fp.partition_max_bytes,
+                            read,
                             &mut pd,
                         );
                     }
@@ -368,6 +373,7 @@ impl<S: Storage> Node<S> {
         index: i32,
         fetch: &ReplicaFetch,
         max_bytes: i32,
+        read: FetchRead,
         pd: &mut PartitionData,
     ) {
         let now = self.now;
@@ -380,8 +386,13 @@ impl<S: Storage> Node<S> {
             pd.error_code = ResponseError::NotLeaderOrFollower.code();
             return;
         };
-        let leader_end = leader_end_offset(&p.log, flush_before_ack);
-        let decision = leader.handle_fetch(&p.log, leader_end, now, fetch);
+        let decision = match read {
+            FetchRead::Arrival => {
+                let leader_end = leader_end_offset(&p.log, flush_before_ack);
+                leader.handle_fetch(&p.log, leader_end, now, fetch)
+            }
+            FetchRead::Completion => leader.complete_parked_fetch(&p.log, fetch),
+        };
         pd.log_start_offset = p.log.log_start_offset();
         pd.current_leader.leader_id = self.config.node_id.into();
         pd.current_leader.leader_epoch = leader.leader_epoch();
@@ -405,6 +416,9 @@ impl<S: Storage> Node<S> {
                     Err(e) => pd.error_code = super::super::handlers::produce::log_error_code(&e),
                 }
             }
+        }
+        if read == FetchRead::Completion {
+            return; // nothing about the follower was recorded
         }
         if sync_high_watermark(p, flush_before_ack) {
             self.high_watermark_moved = true;

@@ -7,7 +7,6 @@ use super::check_leader_epoch;
 use super::produce::log_error_code;
 use crate::node::cluster::replication::is_replica_fetch;
 use crate::storage::Storage;
-use crate::time::Instant;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
@@ -15,7 +14,7 @@ use kafka_protocol::ResponseError;
 use std::time::Duration;
 
 /// Fetch v13 and later name topics by id.
-const FETCH_TOPIC_ID_VERSION_MIN: i16 = 13;
+pub(crate) const FETCH_TOPIC_ID_VERSION_MIN: i16 = 13;
 
 /// A partition's answer before anything is known: no offsets, no records,
 /// no preferred read replica.
@@ -29,18 +28,18 @@ pub(crate) fn empty_partition_data(partition: i32) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
-/// A fetch parked until enough data arrives or its deadline passes.
-pub struct DelayedFetch {
-    pub slot: Slot,
-    pub request: FetchRequest,
-    pub version: i16,
-    pub deadline: Instant,
+/// Who reads a fetch: its arrival, which also records a follower's
+/// progress, or its completion after it was parked, which only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchRead {
+    Arrival,
+    Completion,
 }
 
-struct FetchOutcome {
-    response: FetchResponse,
-    bytes: usize,
-    has_error: bool,
+pub(crate) struct FetchOutcome {
+    pub(crate) response: FetchResponse,
+    pub(crate) bytes: usize,
+    pub(crate) has_error: bool,
 }
 
 impl<S: Storage> Node<S> {
@@ -54,7 +53,7 @@ impl<S: Storage> Node<S> {
                 .complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
             return;
         }
-        let outcome = self.read_fetch(&request, version);
+        let outcome = self.read_fetch(&request, version, FetchRead::Arrival);
         let min_bytes = request.min_bytes.max(1) as usize;
         let can_wait = request.max_wait_ms > 0
             && outcome.bytes < min_bytes
@@ -62,12 +61,13 @@ impl<S: Storage> Node<S> {
             && self.delayed_fetches.len() < self.config.delayed_fetches_max;
         if can_wait {
             let deadline = self.now + Duration::from_millis(request.max_wait_ms as u64);
-            self.delayed_fetches.push(DelayedFetch {
-                slot,
-                request,
-                version,
-                deadline,
-            });
+            self.delayed_fetches
+                .push(super::delayed_fetch::DelayedFetch {
+                    slot,
+                    request,
+                    version,
+                    deadline,
+                });
         } else {
             self.responder.complete(
                 slot,
@@ -77,49 +77,14 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Re-reads every parked fetch; answers those that now have enough.
-    pub(crate) fn retry_delayed_fetches(&mut self) {
-        // The two lists trade places rather than being rebuilt: this runs
-        // on every high watermark move, and growing a fresh list each time
-        // was a percent of a cluster run. Order is kept.
-        std::mem::swap(&mut self.delayed_fetches, &mut self.delayed_fetches_spare);
-        debug_assert!(self.delayed_fetches.is_empty(), "the spare list is empty");
-        let mut parked = std::mem::take(&mut self.delayed_fetches_spare);
-        for fetch in parked.drain(..) {
-            let outcome = self.read_fetch(&fetch.request, fetch.version);
-            if outcome.bytes >= fetch.request.min_bytes.max(1) as usize || outcome.has_error {
-                self.responder.complete(
-                    fetch.slot,
-                    ResponseKind::Fetch(outcome.response),
-                    &mut self.outputs,
-                );
-            } else {
-                self.delayed_fetches.push(fetch);
-            }
-        }
-        self.delayed_fetches_spare = parked;
-    }
-
-    /// Answers parked fetches whose deadline has passed, with what there is.
-    pub(crate) fn expire_delayed_fetches(&mut self) {
-        let now = self.now;
-        let (expired, parked): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed_fetches)
-            .into_iter()
-            .partition(|f| f.deadline <= now);
-        self.delayed_fetches = parked;
-        for fetch in expired {
-            let outcome = self.read_fetch(&fetch.request, fetch.version);
-            self.responder.complete(
-                fetch.slot,
-                ResponseKind::Fetch(outcome.response),
-                &mut self.outputs,
-            );
-        }
-    }
-
-    fn read_fetch(&mut self, request: &FetchRequest, version: i16) -> FetchOutcome {
+    pub(crate) fn read_fetch(
+        &mut self,
+        request: &FetchRequest,
+        version: i16,
+        read: FetchRead,
+    ) -> FetchOutcome {
         if self.cluster.is_some() && is_replica_fetch(request) {
-            let (response, bytes, must_answer) = self.read_replica_fetch(request);
+            let (response, bytes, must_answer) = self.read_replica_fetch(request, read);
             return FetchOutcome {
                 response,
                 bytes,
@@ -141,8 +106,8 @@ impl<S: Storage> Node<S> {
             .responses
             .reserve_exact(request.topics.len());
         for topic in &request.topics {
-            // Borrowed from the request when it names the topic: parked
-            // fetches are re-read on every high watermark move.
+            // Borrowed from the request when it names the topic: a parked
+            // fetch is read again when it may complete.
             let name: Option<std::borrow::Cow<'_, str>> = if version >= FETCH_TOPIC_ID_VERSION_MIN {
                 self.topics
                     .name_of(&topic.topic_id)
@@ -151,8 +116,7 @@ impl<S: Storage> Node<S> {
                 Some(std::borrow::Cow::Borrowed(topic.topic.0.as_str()))
             };
             let mut topic_response = FetchableTopicResponse::default();
-            // Sized once: parked fetches are re-read on every high
-            // watermark move, and growing these was a percent of a run.
+            // Sized once: growing these was a percent of a run.
             topic_response
                 .partitions
                 .reserve_exact(topic.partitions.len());

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod alter_configs;
 pub mod consumer_group;
+pub mod delayed_fetch;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
