@@ -230,16 +230,12 @@ impl LeaderReplica {
 
     /// Kafka's `DelayedFetch.tryComplete` for a follower's fetch that was
     /// parked with nothing to read: whether it may now be answered with
-    /// more than that (records past its offset, or a refusal: a new epoch, a
-    /// follower no longer a replica). Reads and records nothing, so it is
-    /// cheap enough to ask on every append. A fetch at the log end that was
-    /// not refused when it arrived stays in range (the log start cannot
-    /// pass the log end) and cannot come to diverge without the log
-    /// growing past its offset.
+    /// more than that, records past its offset or a refusal (the same
+    /// `refusal` that `handle_fetch` and `complete_parked_fetch` answer
+    /// with). Reads and records nothing, so it is cheap enough to ask on
+    /// every append.
     pub fn parked_fetch_may_complete(&self, log: &PartitionLog, fetch: &ReplicaFetch) -> bool {
-        !self.followers.contains_key(&fetch.replica_id)
-            || (fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != self.leader_epoch)
-            || fetch.fetch_offset != log.log_end_offset()
+        fetch.fetch_offset != log.log_end_offset() || self.refusal(log, fetch).is_some()
     }
 
     // --- inputs -------------------------------------------------------------

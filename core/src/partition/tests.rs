@@ -406,14 +406,20 @@ fn the_leader_remembers_the_broker_epoch_a_fetch_carried() {
         last_fetched_epoch: -1,
         replica_epoch: 7,
     };
+    leader_serves(&mut c, leo, &fetch);
+    assert_eq!(c.leader.follower(1).unwrap().broker_epoch, 7);
+}
+
+/// Replica 0, the leader, serves `fetch` with records (none refused it),
+/// counting its own log up to `leader_end_offset`.
+fn leader_serves(c: &mut Cluster, leader_end_offset: i64, fetch: &ReplicaFetch) {
     let decision = c
         .leader
-        .handle_fetch(&c.replicas[0].log, leo, c.now, &fetch);
+        .handle_fetch(&c.replicas[0].log, leader_end_offset, c.now, fetch);
     assert!(
         matches!(decision, FetchDecision::Read { .. }),
         "{decision:?}"
     );
-    assert_eq!(c.leader.follower(1).unwrap().broker_epoch, 7);
 }
 
 /// Replica 0 leads epoch 0 and writes two records nobody else gets; replica
@@ -768,13 +774,7 @@ fn caught_up_fetch_parked(c: &mut Cluster) -> ReplicaFetch {
     let request = c.followers[0].1.fetch_request(&c.replicas[1].log);
     let leo = c.replicas[0].log.log_end_offset();
     assert_eq!(request.fetch_offset, leo, "follower 1 is caught up");
-    let decision = c
-        .leader
-        .handle_fetch(&c.replicas[0].log, leo, c.now, &request);
-    assert!(
-        matches!(decision, FetchDecision::Read { .. }),
-        "{decision:?}"
-    );
+    leader_serves(c, leo, &request);
     request
 }
 
