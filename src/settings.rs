@@ -483,6 +483,26 @@ pub const SETTINGS: &[Setting] = &[
         help: "Segment and index files kept open at once; the least recently used are closed.",
     },
     Setting {
+        key: "page_cache_window_bytes",
+        kind: Kind::Int {
+            min: -1,
+            max: i64::MAX,
+        },
+        default: |d| {
+            Some(
+                d.server
+                    .page_cache_window_bytes
+                    .map_or(-1, |w| w as i64)
+                    .to_string(),
+            )
+        },
+        cluster_only: false,
+        help: "Each file keeps its last this many bytes in the OS page cache once synced: older \
+               pages are dropped after each flush and large reads of them bypass the cache \
+               (O_DIRECT), so appends reuse freed pages and lagging readers do not evict the \
+               tail (-1: keep everything, as Kafka does).",
+    },
+    Setting {
         key: "shutdown_drain_timeout_ms",
         kind: Kind::Int {
             min: 0,
@@ -1152,6 +1172,7 @@ impl Resolved {
         config.responses_queued_per_connection_max =
             usize_of("responses_queued_per_connection_max");
         config.open_files_max = usize_of("open_files_max");
+        config.page_cache_window_bytes = u64::try_from(self.int("page_cache_window_bytes")).ok();
         config.drain_timeout = ms_of("shutdown_drain_timeout_ms");
         config.peers.requests_queued_max = usize_of("peer_requests_queued_max");
         config.peers.in_flight_max = usize_of("peer_in_flight_max");

@@ -19,7 +19,13 @@
 //! appending, truncating and deleting; `end_sync` re-syncs, on the calling
 //! thread, any file of the round removed or replaced since, so a completion
 //! never vouches for a file the round did not sync.
+//!
+//! With a page cache window ([`FileStorage::with_cache_window`]), a sync
+//! round also drops the synced pages before each file's tail, and large
+//! reads of the dropped part go around the cache ([`crate::page_cache`]).
 
+use crate::cold_reads::ColdReads;
+use crate::page_cache;
 use bytes::Bytes;
 use seedlog_core::storage::{Storage, StorageError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +33,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use tracing::debug;
 
 /// Suffix of the temporary file `write_atomic` renames into place. `list`
 /// hides such files: a crash between write and rename leaves one behind.
@@ -39,6 +46,9 @@ pub const OPEN_FILES_MAX_DEFAULT: usize = 1024;
 
 struct CachedFile {
     file: File,
+    /// The same file opened with `O_DIRECT`, for reads around the page
+    /// cache; opened at the first such read.
+    direct: Option<File>,
     /// Value of `FileStorage::use_counter` when the handle was last used.
     last_used: u64,
 }
@@ -66,6 +76,15 @@ pub struct FileStorage {
     /// name a new file by now.
     syncing_replaced: BTreeSet<String>,
     round_out: bool,
+    /// Each file keeps its last this many bytes in the page cache once
+    /// synced; `None`: all of it, as the kernel sees fit.
+    cache_window_bytes: Option<u64>,
+    /// The filesystem refused `O_DIRECT` (tmpfs): every read is buffered.
+    direct_unsupported: bool,
+    /// Reads that went around the page cache, for tests and metrics.
+    reads_direct: u64,
+    /// The read-ahead of reads around the page cache.
+    cold_reads: ColdReads,
 }
 
 /// One round of syncs, performed away from the storage: the files to
@@ -81,6 +100,9 @@ pub struct SyncRound {
     dirs: Vec<(String, PathBuf)>,
     /// Paths refused before any sync (not a valid storage path).
     refused: BTreeMap<String, StorageError>,
+    /// The storage's page cache window: synced files drop their pages
+    /// before it.
+    cache_window_bytes: Option<u64>,
 }
 
 /// What performing a [`SyncRound`] found.
@@ -132,7 +154,14 @@ impl SyncRound {
                 let Some((path, full)) = self.files.get(index) else {
                     break;
                 };
-                results.push((path, sync_file(full)));
+                let synced = sync_file(full);
+                if let (Ok(()), Some(window)) = (&synced, self.cache_window_bytes) {
+                    // Best effort: pages left cached cost speed, not data.
+                    if let Err(e) = page_cache::drop_cold(full, window) {
+                        debug!(path, error = %e, "dropping synced pages failed");
+                    }
+                }
+                results.push((path, synced));
             }
             results
         };
@@ -226,7 +255,24 @@ impl FileStorage {
             syncing: BTreeSet::new(),
             syncing_replaced: BTreeSet::new(),
             round_out: false,
+            cache_window_bytes: None,
+            direct_unsupported: false,
+            reads_direct: 0,
+            cold_reads: ColdReads::default(),
         })
+    }
+
+    /// Keeps only the last `window_bytes` of each file in the page cache
+    /// once synced (`None`: leave it all to the kernel). See
+    /// [`crate::page_cache`] for why.
+    pub fn with_cache_window(mut self, window_bytes: Option<u64>) -> FileStorage {
+        self.cache_window_bytes = window_bytes;
+        self
+    }
+
+    /// Reads served around the page cache so far.
+    pub fn reads_direct(&self) -> u64 {
+        self.reads_direct
     }
 
     /// Hands out the syncs that make `paths` durable, with every directory
@@ -242,6 +288,7 @@ impl FileStorage {
             files: Vec::new(),
             dirs: Vec::new(),
             refused: BTreeMap::new(),
+            cache_window_bytes: self.cache_window_bytes,
         };
         for path in paths {
             if self.syncing.contains(path) {
@@ -420,6 +467,7 @@ impl FileStorage {
             path.to_string(),
             CachedFile {
                 file,
+                direct: None,
                 last_used: use_counter,
             },
         );
@@ -435,12 +483,36 @@ impl FileStorage {
         Ok(&self.files.get(path).expect("present: just inserted").file)
     }
 
+    /// Opens the `O_DIRECT` handle of `path` beside its cached handle
+    /// (which `handle` has just brought in), if not open yet. False when
+    /// the filesystem has no `O_DIRECT`.
+    fn open_direct(&mut self, path: &str) -> Result<bool, StorageError> {
+        if self.files.get(path).is_some_and(|c| c.direct.is_some()) {
+            return Ok(true);
+        }
+        let full = self.full_path(path)?;
+        let cached = self.files.get_mut(path).expect("handle() cached it");
+        if cached.direct.is_none() {
+            match page_cache::open_direct(&full) {
+                Ok(file) => cached.direct = Some(file),
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    debug!(path, "no O_DIRECT on this filesystem: reads stay buffered");
+                    self.direct_unsupported = true;
+                    return Ok(false);
+                }
+                Err(e) => return Err(map_io_error(path, e)),
+            }
+        }
+        Ok(true)
+    }
+
     /// Drops the cached handle of `path`, if any (the file was removed or
     /// replaced, so the handle would name a dead inode).
     fn forget(&mut self, path: &str) {
         if let Some(cached) = self.files.remove(path) {
             self.files_by_use.remove(&cached.last_used);
         }
+        self.cold_reads.forget(path);
     }
 
     /// Creates the missing directories above `path`, remembering which
@@ -509,6 +581,22 @@ impl Storage for FileStorage {
         let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
         let available = file_len.saturating_sub(position);
         let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        if let Some(window) = self.cache_window_bytes {
+            if !self.direct_unsupported
+                && page_cache::reads_direct(position, len, file_len, window)
+                && self.open_direct(path)?
+            {
+                let direct = self.files[path].direct.as_ref().expect("just opened");
+                let cold_end = page_cache::cold_end(file_len, window);
+                let read = self
+                    .cold_reads
+                    .read(path, direct, position, len, cold_end)
+                    .map_err(|e| map_io_error(path, e))?;
+                self.reads_direct += 1;
+                return Ok(read);
+            }
+        }
+        let file = &self.files.get(path).expect("handle() cached it").file;
         let mut buffer = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
@@ -543,6 +631,7 @@ impl Storage for FileStorage {
         let current = file.metadata().map_err(|e| map_io_error(path, e))?.len();
         if len < current {
             file.set_len(len).map_err(|e| map_io_error(path, e))?;
+            self.cold_reads.forget(path);
             // A cut must be synced too, or a power cut can bring the tail back.
             self.files_dirty.insert(path.to_string());
         }
@@ -576,6 +665,7 @@ impl Storage for FileStorage {
         for path in &under {
             self.forget(path);
         }
+        self.cold_reads.forget_under(&prefix);
         for path in self.syncing.iter().filter(|p| p.starts_with(&prefix)) {
             self.syncing_replaced.insert(path.clone());
         }
@@ -720,6 +810,68 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = FileStorage::open(dir.path().join("data")).expect("open storage");
         (dir, storage)
+    }
+
+    fn patterned(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn large_reads_before_the_window_go_around_the_cache_with_the_same_bytes() {
+        let (_dir, s) = storage();
+        let mut s = s.with_cache_window(Some(128 * 1024));
+        let path = "orders-0/00000000000000000000.log";
+        let bytes = patterned(1 << 20, 1);
+        s.append(path, &bytes).unwrap();
+        s.sync(path).unwrap();
+        let reads = [
+            (0, 512 * 1024),     // cold: around the cache
+            (3, 100_000),        // cold, unaligned
+            (900_000, 100_000),  // in the window: buffered
+            (10, 1000),          // small: buffered
+            (1_000_000, 90_000), // past the end
+        ];
+        for (position, len) in reads {
+            let read = s.read_at(path, position, len).unwrap();
+            let to = (position as usize + len).min(bytes.len());
+            assert_eq!(
+                &read[..],
+                &bytes[position as usize..to],
+                "{len} at {position}"
+            );
+        }
+        if s.direct_unsupported {
+            eprintln!("no O_DIRECT on this filesystem: every read was buffered");
+        } else {
+            assert_eq!(s.reads_direct(), 2, "the two cold reads");
+        }
+    }
+
+    #[test]
+    fn a_truncated_file_is_never_read_from_what_was_read_ahead_of_it() {
+        let (_dir, s) = storage();
+        let mut s = s.with_cache_window(Some(64 * 1024));
+        let path = "orders-0/00000000000000000000.log";
+        let old = patterned(2 << 20, 1);
+        s.append(path, &old).unwrap();
+        // A cold read: the rest of the cold part is read ahead; the next
+        // read waits for that read-ahead and is answered from it.
+        let read = s.read_at(path, 0, 64 * 1024).unwrap();
+        assert_eq!(&read[..], &old[..64 * 1024]);
+        let read = s.read_at(path, 64 * 1024, 64 * 1024).unwrap();
+        assert_eq!(&read[..], &old[64 * 1024..128 * 1024]);
+        if !s.direct_unsupported {
+            assert_eq!(s.cold_reads.hits(), 1);
+        }
+        // A follower's truncation, then other bytes under the same offsets.
+        s.truncate(path, 128 * 1024).unwrap();
+        let new = patterned(2 << 20, 2);
+        s.append(path, &new).unwrap();
+        let read = s.read_at(path, 64 * 1024, 128 * 1024).unwrap();
+        assert_eq!(&read[..64 * 1024], &old[64 * 1024..128 * 1024]);
+        assert_eq!(&read[64 * 1024..], &new[..64 * 1024], "the new bytes");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod alloc;
+pub mod cold_reads;
 pub mod connection;
 pub mod file_storage;
 pub mod flusher;
@@ -28,6 +29,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod metrics;
 pub mod node_thread;
+pub mod page_cache;
 pub mod peers;
 pub mod server;
 

@@ -31,6 +31,12 @@ use tracing::{debug, error, info, warn};
 /// machine (they spend their time waiting for the disk).
 pub const FLUSH_THREADS_MAX_DEFAULT: usize = 8;
 
+/// Default page cache window: a file's last 64 MiB stay cached once
+/// synced, which holds what tailing consumers and followers read (tens of
+/// milliseconds to seconds of a partition's appends). A bound, not a
+/// reservation: the kernel still evicts within it as it needs.
+pub const PAGE_CACHE_WINDOW_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -60,6 +66,9 @@ pub struct ServerConfig {
     pub flush_threads_max: usize,
     /// Cached open file handles in the storage.
     pub open_files_max: usize,
+    /// Each file keeps its last this many bytes in the page cache once
+    /// synced; `None`: all of it ([`crate::page_cache`]).
+    pub page_cache_window_bytes: Option<u64>,
     /// Kafka's `connections.max.idle.ms`.
     pub connection_idle_timeout: Duration,
     /// How long shutdown waits for connections to send queued responses.
@@ -91,6 +100,7 @@ impl ServerConfig {
             node_batch_max: 256,
             flush_threads_max: FLUSH_THREADS_MAX_DEFAULT,
             open_files_max: OPEN_FILES_MAX_DEFAULT,
+            page_cache_window_bytes: Some(PAGE_CACHE_WINDOW_BYTES_DEFAULT),
             connection_idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
             controlled_shutdown_timeout: Duration::from_secs(10),
@@ -186,7 +196,8 @@ impl Server {
         config.node.advertised_port = i32::from(local_addr.port());
 
         let storage = FileStorage::with_open_files_max(&config.data_dir, config.open_files_max)
-            .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+            .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?
+            .with_cache_window(config.page_cache_window_bytes);
         let rng_seed = config
             .rng_seed
             .unwrap_or_else(|| crate::node_thread::now().as_nanos());
