@@ -17,7 +17,7 @@
 //! change only by a truncation or a replacement of the file, and
 //! [`ColdReads::forget`] drops a file's chunks on either.
 
-use crate::page_cache::read_direct;
+use crate::page_cache::{direct_buffer_bytes, read_direct};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -37,11 +37,16 @@ pub const CHUNKS_AHEAD_MAX: usize = 3;
 pub const FILES_MAX: usize = 8;
 /// Reads queued for the reader thread.
 pub const JOBS_QUEUED_MAX: usize = FILES_MAX * CHUNKS_AHEAD_MAX;
+/// Buffers of chunks done with, kept for the next chunks: a fresh buffer
+/// costs a page fault per 4 KiB (and on the benchmark VM a host fault
+/// too), which was most of the reader thread's time.
+pub const SPARE_BUFFERS_MAX: usize = CHUNKS_AHEAD_MAX;
 
 struct Job {
     file: File,
     position: u64,
     len: usize,
+    buffer: Vec<u8>,
     reply: mpsc::SyncSender<io::Result<Bytes>>,
 }
 
@@ -99,6 +104,7 @@ pub struct ColdReads {
     jobs: Option<mpsc::SyncSender<Job>>,
     files: BTreeMap<String, FileAhead>,
     use_counter: u64,
+    spare: Vec<Vec<u8>>,
     /// Reads answered from a chunk read ahead, for tests and metrics.
     hits: u64,
 }
@@ -144,7 +150,8 @@ impl ColdReads {
             .front()
             .is_some_and(|(chunk, asked)| chunk.end(*asked) <= position)
         {
-            ahead.chunks.pop_front();
+            let (chunk, _) = ahead.chunks.pop_front().expect("just seen");
+            keep_buffer(&mut self.spare, chunk);
         }
         let answer = answer_from(&mut ahead.chunks, position, len);
         let read = match answer {
@@ -159,8 +166,11 @@ impl ColdReads {
                 // a chunk of its own: the log reads whole batches up to a
                 // size and hands out only those that fit, so the next
                 // fetch starts inside this read, not at its end.
-                ahead.chunks.clear();
-                let bytes = read_direct(direct, position, len)?;
+                for (chunk, _) in ahead.chunks.drain(..) {
+                    keep_buffer(&mut self.spare, chunk);
+                }
+                let bytes =
+                    read_direct(direct, position, len, self.spare.pop().unwrap_or_default())?;
                 let chunk = Chunk {
                     position,
                     state: ChunkState::Ready(bytes.clone()),
@@ -207,10 +217,16 @@ impl ColdReads {
                 file,
                 position: next,
                 len: usize::try_from(asked).expect("a chunk fits memory"),
+                buffer: self.spare.pop().unwrap_or_default(),
                 reply,
             };
-            if jobs.try_send(job).is_err() {
-                return; // the thread is behind (or gone): no read-ahead now
+            if let Err(e) = jobs.try_send(job) {
+                // The thread is behind (or gone): no read-ahead now.
+                let (mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) = e;
+                if job.buffer.capacity() > 0 {
+                    self.spare.push(job.buffer);
+                }
+                return;
             }
             ahead.chunks.push_back((
                 Chunk {
@@ -266,6 +282,26 @@ fn answer_from(chunks: &mut VecDeque<(Chunk, u64)>, position: u64, len: usize) -
     Some(joined.freeze())
 }
 
+/// Keeps the buffer of a chunk done with for the next read, if it was read
+/// and nothing else holds a part of it (a fetch answer is encoded, and
+/// its slice dropped, before the next fetch comes).
+fn keep_buffer(spare: &mut Vec<Vec<u8>>, chunk: Chunk) {
+    if spare.len() >= SPARE_BUFFERS_MAX {
+        return;
+    }
+    let ChunkState::Ready(bytes) = chunk.state else {
+        return;
+    };
+    if let Ok(mut buffer) = bytes.try_into_mut() {
+        buffer.clear();
+        let buffer = Vec::from(buffer);
+        if buffer.capacity() >= direct_buffer_bytes(CHUNK_BYTES as usize) {
+            spare.push(buffer);
+        }
+    }
+    assert!(spare.len() <= SPARE_BUFFERS_MAX);
+}
+
 /// Starts the reader thread; it ends when the sender is dropped.
 fn spawn_reader() -> mpsc::SyncSender<Job> {
     let (jobs, receiver) = mpsc::sync_channel::<Job>(JOBS_QUEUED_MAX);
@@ -273,7 +309,7 @@ fn spawn_reader() -> mpsc::SyncSender<Job> {
         .name("seedlog-reader".to_string())
         .spawn(move || {
             while let Ok(job) = receiver.recv() {
-                let read = read_direct(&job.file, job.position, job.len);
+                let read = read_direct(&job.file, job.position, job.len, job.buffer);
                 // The asker may have moved on (evicted, forgotten): fine.
                 let _ = job.reply.send(read);
             }
@@ -340,6 +376,8 @@ mod tests {
         }
         // All but the first, straddling ones included.
         assert_eq!(reads.hits(), count - 1, "hits of {count} reads");
+        // The buffers of chunks done with came back for later chunks.
+        assert!(!reads.spare.is_empty() && reads.spare.len() <= SPARE_BUFFERS_MAX);
         assert!(reads.files.len() == 1 && reads.files["seg"].chunks.len() <= CHUNKS_AHEAD_MAX);
     }
 

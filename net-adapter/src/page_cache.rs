@@ -84,17 +84,31 @@ pub fn open_direct(full: &Path) -> io::Result<File> {
         .open(full)
 }
 
+/// The buffer [`read_direct`] needs for a read of `len` bytes: the blocks
+/// the range may cover, and one more so that an aligned start fits.
+pub fn direct_buffer_bytes(len: usize) -> usize {
+    let block = BLOCK_BYTES as usize;
+    (len + block - 1).div_ceil(block) * block + block
+}
+
 /// Reads up to `len` bytes at `position` from `file`, opened with
 /// [`open_direct`]: the blocks covering the range are read into an aligned
-/// buffer, and the answer is the range's slice of it (no copy). Shorter
-/// when the file ends first.
-pub fn read_direct(file: &File, position: u64, len: usize) -> io::Result<Bytes> {
+/// place in `buffer` (emptied first, grown to [`direct_buffer_bytes`] if
+/// smaller; pass a buffer of an earlier read to spare the allocation and
+/// its page faults), and the answer is the range's slice of it (no copy).
+/// Shorter when the file ends first.
+pub fn read_direct(
+    file: &File,
+    position: u64,
+    len: usize,
+    mut buffer: Vec<u8>,
+) -> io::Result<Bytes> {
     let block = BLOCK_BYTES as usize;
     let start = position / BLOCK_BYTES * BLOCK_BYTES;
     let lead = usize::try_from(position - start).expect("below one block");
     let span = (lead + len).div_ceil(block) * block;
-    // One block more than the span, so that an aligned start fits in it.
-    let mut buffer: Vec<u8> = Vec::with_capacity(span + block);
+    buffer.clear();
+    buffer.reserve_exact(span + block);
     let align = buffer.as_ptr().align_offset(block);
     assert!(align < block, "a byte buffer can always be aligned");
     let mut filled = 0;
@@ -215,8 +229,12 @@ mod tests {
             (50_000, 100),    // at the end: nothing
             (60_000, 100),    // beyond the end: nothing
         ];
+        // A used buffer of the wrong size each time: it is emptied and
+        // grown, never read back.
+        let mut used = vec![0xEEu8; 3];
         for (position, len) in cases {
-            let read = read_direct(&file, position, len).expect("read");
+            let read = read_direct(&file, position, len, std::mem::take(&mut used)).expect("read");
+            used = vec![0xEEu8; len / 2 + 1];
             let from = (position as usize).min(bytes.len());
             let to = (position as usize + len).min(bytes.len());
             assert_eq!(&read[..], &bytes[from..to], "read of {len} at {position}");
