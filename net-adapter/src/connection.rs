@@ -10,7 +10,7 @@ use crate::framing::{
 };
 use crate::metrics::Metrics;
 use crate::node_thread::NodeMessage;
-use bytes::Bytes;
+use crate::response_frame::{write_frame, Frame};
 use kafka_protocol::messages::ApiKey;
 use seedlog_core::node::ConnectionId;
 use std::net::SocketAddr;
@@ -194,11 +194,11 @@ async fn read_loop(
 
 async fn write_loop(
     mut writer: OwnedWriteHalf,
-    mut responses: mpsc::Receiver<Bytes>,
+    mut responses: mpsc::Receiver<Frame>,
     connection: ConnectionId,
 ) {
     while let Some(frame) = responses.recv().await {
-        if let Err(e) = writer.write_all(&frame).await {
+        if let Err(e) = write_frame(&mut writer, &frame).await {
             debug!(connection, error = %e, "write failed");
             return;
         }

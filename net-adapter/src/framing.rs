@@ -7,8 +7,11 @@
 //! third-party decoder runs behind `catch_unwind`, so bad input closes one
 //! connection and never the process.
 
+use crate::response_frame::{Frame, PartsBuf, SHARED_BYTES_MIN};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use seedlog_core::node::supports;
 use std::io;
@@ -228,18 +231,22 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
 }
 
 /// Encodes a response frame: length, response header at the version the
-/// api prescribes, body.
+/// api prescribes, body. A Fetch response's large records fields stay the
+/// core's `Bytes`, parts of the frame of their own ([`crate::response_frame`]).
 pub fn encode_response(
     correlation_id: i32,
     api_key: ApiKey,
     api_version: i16,
     body: &ResponseKind,
-) -> anyhow::Result<Bytes> {
-    let mut frame = BytesMut::with_capacity(64 + body_capacity(body, api_version));
+) -> anyhow::Result<Frame> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(api_version);
+    if let ResponseKind::Fetch(fetch) = body {
+        return encode_fetch_response(&header, header_version, fetch, api_version);
+    }
+    let mut frame = BytesMut::with_capacity(64);
     frame.put_i32(0); // Length, patched below.
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut frame, api_key.response_header_version(api_version))?;
+    header.encode(&mut frame, header_version)?;
     body.encode(&mut frame, api_version)?;
     let length = i32::try_from(frame.len() - 4).map_err(|_| {
         anyhow::anyhow!(
@@ -248,20 +255,46 @@ pub fn encode_response(
         )
     })?;
     frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame.freeze())
+    Ok(Frame::from(frame.freeze()))
 }
 
-/// Bytes to reserve for a response body before encoding it: exact for a
-/// Fetch response, whose records run to megabytes (a frame grown by
-/// doubling copies them again at every step and touches fresh pages each
-/// time: page faults were a quarter of the broker's time serving 1 KiB
-/// records to a consumer); nothing for the others, which are small.
-fn body_capacity(body: &ResponseKind, api_version: i16) -> usize {
-    match body {
-        // An error here shows again, with context, in `encode`.
-        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
-        _ => 0,
-    }
+/// A Fetch response, its records fields of [`SHARED_BYTES_MIN`] or more
+/// by reference. The length goes first, so it is computed up front (the
+/// part holding it is closed at the first records field).
+fn encode_fetch_response(
+    header: &ResponseHeader,
+    header_version: i16,
+    fetch: &FetchResponse,
+    api_version: i16,
+) -> anyhow::Result<Frame> {
+    let header_len = header.compute_size(header_version)?;
+    let body_len = fetch.compute_size(api_version)?;
+    let length = i32::try_from(header_len + body_len).map_err(|_| {
+        anyhow::anyhow!(
+            "Fetch response of {} bytes does not fit a frame",
+            header_len + body_len
+        )
+    })?;
+    let shared: Vec<&Bytes> = fetch
+        .responses
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .filter_map(|partition| partition.records.as_ref())
+        .filter(|records| records.len() >= SHARED_BYTES_MIN)
+        .collect();
+    let shared_len: usize = shared.iter().map(|records| records.len()).sum();
+    let mut buf = PartsBuf::new(&shared, 4 + header_len + body_len - shared_len);
+    buf.put_i32(length);
+    header.encode(&mut buf, header_version)?;
+    fetch.encode(&mut buf, api_version)?;
+    let frame = buf.finish();
+    anyhow::ensure!(
+        frame.len() == 4 + header_len + body_len,
+        "Fetch response encoded to {} bytes, computed {}",
+        frame.len(),
+        4 + header_len + body_len
+    );
+    Ok(frame)
 }
 
 /// Frames a request as a client sends it: length, header at the version
@@ -346,7 +379,7 @@ pub fn decode_response(
 }
 
 /// The answer to [`Decoded::ApiVersionsUnsupported`]: v0 body, v0 header.
-pub fn encode_api_versions_unsupported(correlation_id: i32) -> Bytes {
+pub fn encode_api_versions_unsupported(correlation_id: i32) -> Frame {
     let body = ResponseKind::ApiVersions(seedlog_core::node::api_versions_unsupported_response());
     encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
         .expect("the broker's own ApiVersions list encodes at v0")
@@ -528,10 +561,81 @@ mod tests {
     }
 
     #[test]
+    fn a_fetch_response_keeps_its_large_records_as_parts_and_decodes_the_same() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let records = |len: usize, seed: u8| -> Bytes {
+            (0..len)
+                .map(|i| (i as u8) ^ seed)
+                .collect::<Vec<u8>>()
+                .into()
+        };
+        let big = [
+            records(SHARED_BYTES_MIN, 1),
+            records(3 * SHARED_BYTES_MIN + 5, 2),
+        ];
+        let small = records(10, 3);
+        let partition = |index: i32, records: &Bytes| {
+            PartitionData::default()
+                .with_partition_index(index)
+                .with_high_watermark(1000 + i64::from(index))
+                .with_records(Some(records.clone()))
+        };
+        let body = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(StrBytes::from_static_str("t").into())
+            .with_partitions(vec![
+                partition(0, &big[0]),
+                partition(1, &small),
+                partition(2, &big[1]),
+            ])]);
+        // Before and after flexible versions (12), and the newest.
+        for version in [4, 11, 12, 13, 16] {
+            let frame = encode_response(
+                9,
+                ApiKey::Fetch,
+                version,
+                &ResponseKind::Fetch(body.clone()),
+            )
+            .unwrap();
+            let shared: Vec<_> = frame.parts().iter().map(|p| p.as_ptr()).collect();
+            assert!(
+                big.iter().all(|b| shared.contains(&b.as_ptr())),
+                "v{version}: both large records fields are parts of their own"
+            );
+            assert!(
+                !shared.contains(&small.as_ptr()),
+                "v{version}: the small one is copied"
+            );
+            let mut bytes = frame.to_bytes();
+            assert_eq!(
+                bytes.get_i32() as usize,
+                bytes.len(),
+                "v{version}: the length"
+            );
+            assert_eq!(response_correlation_id(&bytes), Some(9));
+            let decoded = decode_response(bytes, ApiKey::Fetch, version).unwrap();
+            let ResponseKind::Fetch(decoded) = decoded else {
+                panic!("v{version}: not a Fetch response");
+            };
+            let got: Vec<_> = decoded.responses[0]
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.high_watermark, p.records.clone()))
+                .collect();
+            let want: Vec<_> = [(0, &big[0]), (1, &small), (2, &big[1])]
+                .into_iter()
+                .map(|(i, r)| (i, 1000 + i64::from(i), Some(r.clone())))
+                .collect();
+            assert_eq!(got, want, "v{version}");
+        }
+    }
+
+    #[test]
     fn decodes_a_response_at_the_version_of_its_request() {
         let body =
             ResponseKind::ApiVersions(seedlog_core::node::api_versions_unsupported_response());
-        let mut frame = encode_response(42, ApiKey::ApiVersions, 3, &body).unwrap();
+        let mut frame = encode_response(42, ApiKey::ApiVersions, 3, &body)
+            .unwrap()
+            .to_bytes();
         frame.advance(4);
         assert_eq!(response_correlation_id(&frame), Some(42));
         match decode_response(frame.clone(), ApiKey::ApiVersions, 3).unwrap() {
@@ -558,7 +662,7 @@ mod tests {
             Decoded::ApiVersionsUnsupported { correlation_id: 42 }
         ));
 
-        let mut response = encode_api_versions_unsupported(42);
+        let mut response = encode_api_versions_unsupported(42).to_bytes();
         let length = response.get_i32();
         assert_eq!(length as usize, response.len());
         let header = ResponseHeader::decode(&mut response, 0).unwrap();

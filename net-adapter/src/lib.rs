@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod node_thread;
 pub mod page_cache;
 pub mod peers;
+pub mod response_frame;
 pub mod server;
 
 pub use file_storage::FileStorage;

@@ -20,7 +20,7 @@ use crate::flusher::{Flusher, SyncDone};
 use crate::framing::encode_response;
 use crate::metrics::{Metrics, PartitionSampler};
 use crate::peers::{PeerEvent, Peers, SendError};
-use bytes::Bytes;
+use crate::response_frame::Frame;
 use kafka_protocol::messages::{RequestHeader, RequestKind};
 use seedlog_core::node::{
     ConnectionId, FlushId, Input, Node, NodeConfig, NodeError, Output, PeerId,
@@ -39,7 +39,7 @@ pub enum NodeMessage {
     /// tells the connection's reader to stop.
     Open {
         connection: ConnectionId,
-        responses: mpsc::Sender<Bytes>,
+        responses: mpsc::Sender<Frame>,
         close: oneshot::Sender<()>,
     },
     Request {
@@ -56,7 +56,7 @@ pub enum NodeMessage {
     /// responses (the unsupported-ApiVersions answer).
     Frame {
         connection: ConnectionId,
-        frame: Bytes,
+        frame: Frame,
     },
     /// The reader has stopped; sent exactly once per opened connection.
     Closed { connection: ConnectionId },
@@ -76,7 +76,7 @@ pub fn now() -> Instant {
 }
 
 struct ConnectionHandle {
-    responses: mpsc::Sender<Bytes>,
+    responses: mpsc::Sender<Frame>,
     /// Dropping it stops the reader; never sent on.
     _close: oneshot::Sender<()>,
 }
@@ -454,7 +454,7 @@ impl NodeDriver {
     /// Queues a frame for the connection's writer. Never waits: one client
     /// that does not read its responses must not stall every other one, so
     /// a full queue closes that connection.
-    fn send(&mut self, connection: ConnectionId, frame: Bytes) {
+    fn send(&mut self, connection: ConnectionId, frame: Frame) {
         let Some(handle) = self.connections.get(&connection) else {
             return;
         };

@@ -8,6 +8,7 @@ use super::*;
 use crate::file_storage::{fdatasync_path, SyncFile};
 use crate::framing::{decode_request, encode_request, response_correlation_id, Decoded};
 use crate::peers::PeerLimits;
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -90,7 +91,7 @@ struct Harness {
     data: PathBuf,
     gate: Arc<Gate>,
     node: Option<mpsc::Sender<NodeMessage>>,
-    responses: BTreeMap<ConnectionId, mpsc::Receiver<Bytes>>,
+    responses: BTreeMap<ConnectionId, mpsc::Receiver<Frame>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), StorageError>>>,
     memory: Arc<Semaphore>,
@@ -190,7 +191,7 @@ impl Harness {
         let responses = self.responses.get_mut(&connection).unwrap();
         loop {
             match responses.try_recv() {
-                Ok(frame) => return Some(response_correlation_id(&frame[4..]).unwrap()),
+                Ok(frame) => return Some(response_correlation_id(&frame.to_bytes()[4..]).unwrap()),
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if std::time::Instant::now() >= deadline {
                         return None;

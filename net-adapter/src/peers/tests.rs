@@ -141,6 +141,7 @@ fn response_to(header: &RequestHeader) -> Bytes {
         &body,
     )
     .expect("encodes")
+    .to_bytes()
 }
 
 async fn read_request(stream: &mut TcpStream) -> Option<RequestHeader> {
