@@ -31,7 +31,6 @@ use seedlog_core::storage::{Storage, StorageError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tracing::debug;
 
@@ -597,18 +596,8 @@ impl Storage for FileStorage {
             }
         }
         let file = &self.files.get(path).expect("handle() cached it").file;
-        let mut buffer = vec![0u8; len];
-        let mut filled = 0;
-        while filled < len {
-            match file.read_at(&mut buffer[filled..], position + filled as u64) {
-                Ok(0) => break, // Truncated under us; return what there is.
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(map_io_error(path, e)),
-            }
-        }
-        buffer.truncate(filled);
-        Ok(Bytes::from(buffer))
+        // Shorter if truncated under us: what there is.
+        page_cache::read_buffered(file, position, len).map_err(|e| map_io_error(path, e))
     }
 
     fn len(&mut self, path: &str) -> Result<u64, StorageError> {
