@@ -282,13 +282,29 @@ if want limits; then
   else
     report row "$jsonl" --section limits --workload "loopback TCP" --broker iperf3 --note "iperf3: unavailable (not installed, no apt-get as root)"
   fi
+  # MB/s from dd's last line: "N bytes (...) copied, S s, ..."
+  dd_rate() { awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^copied/) { print $1 / $(i+1) / 1e6; exit } }'; }
   for flag in oflag=direct conv=fdatasync; do
     out=$( { dd if=/dev/zero of="$data/dd.bin" bs=1M count="$dd_mb" "$flag" 2>&1 || true; } | tail -1)
     rm -f "$data/dd.bin"
-    # "N bytes (...) copied, S s, ..."
-    mbs=$(echo "$out" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^copied/) { print $1 / $(i+1) / 1e6; exit } }')
+    mbs=$(echo "$out" | dd_rate)
     report row "$jsonl" --section limits --workload "disk write, dd bs=1M count=$dd_mb $flag" --broker dd --mb-s "${mbs:-0}" --note "$(df --output=source "$data" | tail -1)"
   done
+  # What a page cache write costs depends on where the page comes from. On
+  # a VM whose balloon reports free guest memory to the host (free page
+  # reporting), a page the kernel freed more than ~2 s ago must be faulted
+  # in by the host again; one freed just before is reused as is. Brokers
+  # that write files pay the first price for every page they keep.
+  sleep 5
+  fresh=$( { dd if=/dev/zero of="$data/dd-a.bin" bs=1M count="$dd_mb" 2>&1 || true; } | tail -1 | dd_rate)
+  rm -f "$data/dd-a.bin"
+  reused=$( { dd if=/dev/zero of="$data/dd-b.bin" bs=1M count="$dd_mb" 2>&1 || true; } | tail -1 | dd_rate)
+  report row "$jsonl" --section limits --workload "page cache write, dd bs=1M count=$dd_mb, no sync, memory idle 5 s" --broker dd --mb-s "${fresh:-0}" --note "pages new to the guest (or handed back to the host)"
+  report row "$jsonl" --section limits --workload "page cache write, dd bs=1M count=$dd_mb, no sync, memory just freed" --broker dd --mb-s "${reused:-0}" --note "the pages of the file before, deleted just before"
+  sync "$data/dd-b.bin" 2>/dev/null || sync
+  out=$( { dd if="$data/dd-b.bin" of=/dev/null bs=4M iflag=direct 2>&1 || true; } | tail -1)
+  report row "$jsonl" --section limits --workload "disk read, dd bs=4M iflag=direct" --broker dd --mb-s "$(echo "$out" | dd_rate)" --note "what seedlog reads before a file's page cache window with"
+  rm -f "$data/dd-b.bin"
 fi
 
 # --- idle memory ---------------------------------------------------------------

@@ -62,6 +62,8 @@ impl clap::Args for ServeArgs {
                 .long(setting.flag())
                 .env(setting.env())
                 .value_name(setting.kind.value_name())
+                // `--log-retention-bytes -1`: a value, not a flag.
+                .allow_negative_numbers(true)
                 .help(format!("{} [allowed: {}]", setting.help, setting.allowed()));
             arg = match (setting.default)(&defaults) {
                 // Shown by --help; a value clap fills in from it counts

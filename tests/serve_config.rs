@@ -130,6 +130,15 @@ fn a_bad_value_exits_1_naming_the_field_and_the_range() {
         refused(&output),
         "seedlog: SEEDLOG_LOG_RETENTION_MS=-5 is out of range -1..=9223372036854775807\n"
     );
+    // A negative value is a value, not an unknown flag.
+    let output = seedlog()
+        .args(["serve", "--log-retention-bytes", "-2"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused(&output),
+        "seedlog: --log-retention-bytes -2 is out of range -1..=9223372036854775807\n"
+    );
     let config = write(&dir, "typed.toml", "flush_before_ack = \"no\"\n");
     let stderr = refused(&serve_with_file(&config));
     assert!(

@@ -274,6 +274,11 @@ impl FileStorage {
         self.reads_direct
     }
 
+    /// Of those, reads answered from what was read ahead.
+    pub fn read_ahead_hits(&self) -> u64 {
+        self.cold_reads.hits()
+    }
+
     /// Hands out the syncs that make `paths` durable, with every directory
     /// changed so far, for another thread to perform; `end_sync` must take
     /// the outcome back before the next round. The files count as synced

@@ -65,6 +65,8 @@ struct Inner {
     isr_shrinks: Counter,
     isr_expands: Counter,
     consumer_lag: Family<Labels, Gauge>,
+    reads_direct: Counter,
+    read_ahead_hits: Counter,
 }
 
 /// Consumer lag series exported at most; past it the rest are left out
@@ -152,6 +154,18 @@ impl Metrics {
             "ISR expansions of partitions led here (sampled each second)",
             isr_expands.clone(),
         );
+        let reads_direct = Counter::default();
+        registry.register(
+            "storage_reads_direct",
+            "Reads served around the page cache (O_DIRECT), before a file's page_cache_window_bytes (sampled each second)",
+            reads_direct.clone(),
+        );
+        let read_ahead_hits = Counter::default();
+        registry.register(
+            "storage_read_ahead_hits",
+            "Of those, reads answered from what was read ahead (sampled each second)",
+            read_ahead_hits.clone(),
+        );
         let consumer_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "consumer_lag",
@@ -175,6 +189,8 @@ impl Metrics {
                 isr_shrinks,
                 isr_expands,
                 consumer_lag,
+                reads_direct,
+                read_ahead_hits,
             }),
         }
     }
@@ -277,6 +293,19 @@ impl PartitionSampler {
             ];
             inner.consumer_lag.get_or_create(&labels).set(lag);
         }
+    }
+}
+
+impl Metrics {
+    /// The storage's counters, sampled: totals since the broker started.
+    pub fn storage_sampled(&self, reads_direct: u64, read_ahead_hits: u64) {
+        let inner = &self.inner;
+        inner
+            .reads_direct
+            .inc_by(reads_direct.saturating_sub(inner.reads_direct.get()));
+        inner
+            .read_ahead_hits
+            .inc_by(read_ahead_hits.saturating_sub(inner.read_ahead_hits.get()));
     }
 }
 

@@ -221,6 +221,9 @@ impl NodeDriver {
             self.note_serving();
             if now() >= self.next_sample {
                 self.sampler.sample(&self.node, &self.metrics);
+                let storage = self.node.storage();
+                self.metrics
+                    .storage_sampled(storage.reads_direct(), storage.read_ahead_hits());
                 self.next_sample = now() + SAMPLE_INTERVAL;
             }
             if shutdown_deadline.is_some_and(|deadline| self.shutdown_may_proceed(deadline)) {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod groups;
 pub mod kcat;
+pub mod metrics;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -399,6 +399,12 @@ impl<S: Storage> Node<S> {
             .collect()
     }
 
+    /// The node's storage, to read its own counters (the adapter's
+    /// metrics).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
     /// Partitions with a replica on this node.
     pub fn hosted_partition_count(&self) -> usize {
         self.topics.iter().map(|t| t.partitions.len()).sum()
