@@ -299,7 +299,7 @@ if want limits; then
   fresh=$( { dd if=/dev/zero of="$data/dd-a.bin" bs=1M count="$dd_mb" 2>&1 || true; } | tail -1 | dd_rate)
   rm -f "$data/dd-a.bin"
   reused=$( { dd if=/dev/zero of="$data/dd-b.bin" bs=1M count="$dd_mb" 2>&1 || true; } | tail -1 | dd_rate)
-  report row "$jsonl" --section limits --workload "page cache write, dd bs=1M count=$dd_mb, no sync, memory idle 5 s" --broker dd --mb-s "${fresh:-0}" --note "pages new to the guest (or handed back to the host)"
+  report row "$jsonl" --section limits --workload "page cache write, dd bs=1M count=$dd_mb, no sync, memory idle 5 s" --broker dd --mb-s "${fresh:-0}" --note "slow only if the host took the freed pages back meanwhile (free page reporting); it does not always"
   report row "$jsonl" --section limits --workload "page cache write, dd bs=1M count=$dd_mb, no sync, memory just freed" --broker dd --mb-s "${reused:-0}" --note "the pages of the file before, deleted just before"
   sync "$data/dd-b.bin" 2>/dev/null || sync
   out=$( { dd if="$data/dd-b.bin" of=/dev/null bs=4M iflag=direct 2>&1 || true; } | tail -1)

@@ -500,7 +500,8 @@ pub const SETTINGS: &[Setting] = &[
         help: "Each file keeps its last this many bytes in the OS page cache once synced: older \
                pages are dropped after each flush and large reads of them bypass the cache \
                (O_DIRECT), so appends reuse freed pages and lagging readers do not evict the \
-               tail (-1: keep everything, as Kafka does).",
+               tail. For VMs whose balloon takes free memory back (writes into fresh pages cost \
+               a host fault there), e.g. 67108864; -1 (default): keep everything, as Kafka does.",
     },
     Setting {
         key: "shutdown_drain_timeout_ms",

@@ -10,8 +10,9 @@
 //! syscall; a copy when it spans two chunks), while the following chunk is
 //! being read.
 //!
-//! Bounded: at most [`FILES_MAX`] files with chunks (least recently read
-//! dropped), [`CHUNKS_AHEAD_MAX`] each, and [`JOBS_QUEUED_MAX`] reads queued for
+//! Bounded: at most [`STREAMS_MAX`] streams (a reader's way along a file;
+//! the least recently read replaced), [`CHUNKS_AHEAD_MAX`] chunks each, and
+//! [`JOBS_QUEUED_MAX`] reads queued for
 //! the thread (past it, no read-ahead until it catches up). Chunks hold
 //! only bytes before the window when they were asked for; such bytes
 //! change only by a truncation or a replacement of the file, and
@@ -19,7 +20,7 @@
 
 use crate::page_cache::{direct_buffer_bytes, read_direct};
 use bytes::{Bytes, BytesMut};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::sync::mpsc;
@@ -30,13 +31,13 @@ use tracing::debug;
 pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Chunks kept per file: the one being consumed and two being read ahead.
 pub const CHUNKS_AHEAD_MAX: usize = 3;
-/// Files with chunks at once: FILES_MAX x CHUNKS_AHEAD_MAX x CHUNK_BYTES
-/// = 96 MiB of memory at most (a chunk read on a miss is as long as the
-/// read, which is a fetch's size, smaller than a chunk but for huge
-/// `max_bytes`).
-pub const FILES_MAX: usize = 8;
+/// Streams (a reader's way along a file) with chunks at once: STREAMS_MAX
+/// x CHUNKS_AHEAD_MAX x CHUNK_BYTES = 96 MiB of memory at most (a chunk
+/// read on a miss is as long as the read, which is a fetch's size, smaller
+/// than a chunk but for huge `max_bytes`).
+pub const STREAMS_MAX: usize = 8;
 /// Reads queued for the reader thread.
-pub const JOBS_QUEUED_MAX: usize = FILES_MAX * CHUNKS_AHEAD_MAX;
+pub const JOBS_QUEUED_MAX: usize = STREAMS_MAX * CHUNKS_AHEAD_MAX;
 /// Buffers of chunks done with, kept for the next chunks: a fresh buffer
 /// costs a page fault per 4 KiB (and on the benchmark VM a host fault
 /// too), which was most of the reader thread's time.
@@ -90,10 +91,26 @@ impl Chunk {
     }
 }
 
-struct FileAhead {
+/// One reader's way along one file: the chunks it is consuming and those
+/// read ahead of it. A file read by several (two followers and a consumer
+/// catching up) has a stream for each, or each would keep throwing away
+/// what was read ahead for the other.
+struct Stream {
+    path: String,
     /// In file order, contiguous: each starts where the one before ends.
     chunks: VecDeque<(Chunk, u64)>,
     last_used: u64,
+}
+
+impl Stream {
+    /// Whether a read at `position` continues this stream.
+    fn covers(&self, path: &str, position: u64) -> bool {
+        let (Some((front, _)), Some((back, asked))) = (self.chunks.front(), self.chunks.back())
+        else {
+            return false;
+        };
+        self.path == path && front.position <= position && position < back.end(*asked)
+    }
 }
 
 /// The read-ahead state of the storage's cold reads.
@@ -102,7 +119,8 @@ pub struct ColdReads {
     /// Started at the first cold read: storages without a window never
     /// start it.
     jobs: Option<mpsc::SyncSender<Job>>,
-    files: BTreeMap<String, FileAhead>,
+    /// At most [`STREAMS_MAX`], the least recently read replaced.
+    streams: Vec<Stream>,
     use_counter: u64,
     spare: Vec<Vec<u8>>,
     /// Reads answered from a chunk read ahead, for tests and metrics.
@@ -112,7 +130,7 @@ pub struct ColdReads {
 impl std::fmt::Debug for ColdReads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ColdReads")
-            .field("files", &self.files.len())
+            .field("streams", &self.streams.len())
             .field("hits", &self.hits)
             .finish()
     }
@@ -138,23 +156,22 @@ impl ColdReads {
         let end = position + len as u64;
         assert!(end <= cold_end, "a cold read ends before the window");
         self.use_counter += 1;
-        let use_counter = self.use_counter;
-        let ahead = self.files.entry(path.to_string()).or_insert(FileAhead {
-            chunks: VecDeque::new(),
-            last_used: use_counter,
-        });
-        ahead.last_used = use_counter;
+        let index = match self.streams.iter().position(|s| s.covers(path, position)) {
+            Some(index) => index,
+            None => self.new_stream(path),
+        };
+        let stream = &mut self.streams[index];
+        stream.last_used = self.use_counter;
         // Chunks wholly behind this read are done with.
-        while ahead
+        while stream
             .chunks
             .front()
             .is_some_and(|(chunk, asked)| chunk.end(*asked) <= position)
         {
-            let (chunk, _) = ahead.chunks.pop_front().expect("just seen");
+            let (chunk, _) = stream.chunks.pop_front().expect("just seen");
             keep_buffer(&mut self.spare, chunk);
         }
-        let answer = answer_from(&mut ahead.chunks, position, len);
-        let read = match answer {
+        let read = match answer_from(&mut stream.chunks, position, len) {
             Some(bytes) => {
                 self.hits += 1;
                 bytes
@@ -166,7 +183,7 @@ impl ColdReads {
                 // a chunk of its own: the log reads whole batches up to a
                 // size and hands out only those that fit, so the next
                 // fetch starts inside this read, not at its end.
-                for (chunk, _) in ahead.chunks.drain(..) {
+                for (chunk, _) in stream.chunks.drain(..) {
                     keep_buffer(&mut self.spare, chunk);
                 }
                 let bytes =
@@ -175,38 +192,61 @@ impl ColdReads {
                     position,
                     state: ChunkState::Ready(bytes.clone()),
                 };
-                ahead.chunks.push_back((chunk, bytes.len() as u64));
+                stream.chunks.push_back((chunk, bytes.len() as u64));
                 bytes
             }
         };
-        self.read_ahead(path, direct, end, cold_end);
-        self.evict();
+        self.read_ahead(index, direct, end, cold_end);
         Ok(read)
     }
 
     /// Drops what was read ahead of `path`: it was truncated, replaced or
     /// removed.
     pub fn forget(&mut self, path: &str) {
-        self.files.remove(path);
+        self.streams.retain(|s| s.path != path);
     }
 
     /// Drops what was read ahead of every file under the directory
     /// `prefix` (ending in `/`): it was removed.
     pub fn forget_under(&mut self, prefix: &str) {
-        self.files.retain(|path, _| !path.starts_with(prefix));
+        self.streams.retain(|s| !s.path.starts_with(prefix));
+    }
+
+    /// A new, empty stream for `path`, in place of the least recently read
+    /// one when there are `STREAMS_MAX`; its index.
+    fn new_stream(&mut self, path: &str) -> usize {
+        let stream = Stream {
+            path: path.to_string(),
+            chunks: VecDeque::new(),
+            last_used: self.use_counter,
+        };
+        if self.streams.len() < STREAMS_MAX {
+            self.streams.push(stream);
+            return self.streams.len() - 1;
+        }
+        let (oldest, _) = self
+            .streams
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.last_used)
+            .expect("STREAMS_MAX streams");
+        let replaced = std::mem::replace(&mut self.streams[oldest], stream);
+        for (chunk, _) in replaced.chunks {
+            keep_buffer(&mut self.spare, chunk);
+        }
+        assert!(self.streams.len() <= STREAMS_MAX);
+        oldest
     }
 
     /// Asks the reader thread for the chunks after `from`, up to
     /// `CHUNKS_AHEAD_MAX` ahead and never into the window.
-    fn read_ahead(&mut self, path: &str, direct: &File, from: u64, cold_end: u64) {
-        let Some(ahead) = self.files.get_mut(path) else {
-            return;
-        };
-        let mut next = ahead
+    fn read_ahead(&mut self, index: usize, direct: &File, from: u64, cold_end: u64) {
+        let stream = &mut self.streams[index];
+        let mut next = stream
             .chunks
             .back()
             .map_or(from, |(chunk, asked)| chunk.end(*asked).max(from));
-        while ahead.chunks.len() < CHUNKS_AHEAD_MAX && next < cold_end {
+        while stream.chunks.len() < CHUNKS_AHEAD_MAX && next < cold_end {
             let asked = CHUNK_BYTES.min(cold_end - next);
             let jobs = self.jobs.get_or_insert_with(spawn_reader);
             let Ok(file) = direct.try_clone() else {
@@ -228,7 +268,7 @@ impl ColdReads {
                 }
                 return;
             }
-            ahead.chunks.push_back((
+            stream.chunks.push_back((
                 Chunk {
                     position: next,
                     state: ChunkState::Reading(receiver),
@@ -237,19 +277,6 @@ impl ColdReads {
             ));
             next += asked;
         }
-    }
-
-    fn evict(&mut self) {
-        while self.files.len() > FILES_MAX {
-            let oldest = self
-                .files
-                .iter()
-                .min_by_key(|(_, ahead)| ahead.last_used)
-                .map(|(path, _)| path.clone())
-                .expect("over the bound, so not empty");
-            self.files.remove(&oldest);
-        }
-        assert!(self.files.len() <= FILES_MAX);
     }
 }
 
@@ -378,7 +405,7 @@ mod tests {
         assert_eq!(reads.hits(), count - 1, "hits of {count} reads");
         // The buffers of chunks done with came back for later chunks.
         assert!(!reads.spare.is_empty() && reads.spare.len() <= SPARE_BUFFERS_MAX);
-        assert!(reads.files.len() == 1 && reads.files["seg"].chunks.len() <= CHUNKS_AHEAD_MAX);
+        assert!(reads.streams.len() == 1 && reads.streams[0].chunks.len() <= CHUNKS_AHEAD_MAX);
     }
 
     #[test]
@@ -394,29 +421,56 @@ mod tests {
             .read("seg", &file, 0, 100_000, cold_end)
             .expect("read");
         assert_eq!(&read[..], &bytes[..100_000]);
-        let ahead = &reads.files["seg"].chunks;
+        let ahead = &reads.streams[0].chunks;
         let (last, asked) = ahead.back().expect("read ahead");
         assert_eq!(last.end(*asked), cold_end, "stops where the window starts");
         reads.forget("seg");
-        assert!(reads.files.is_empty());
+        assert!(reads.streams.is_empty());
     }
 
     #[test]
-    fn files_read_ahead_are_bounded() {
+    fn streams_read_ahead_are_bounded() {
         let Some((_dir, file, _)) = direct_file(1 << 20) else {
             eprintln!("no O_DIRECT on this filesystem: nothing to check");
             return;
         };
         let mut reads = ColdReads::default();
-        for i in 0..FILES_MAX + 5 {
+        for i in 0..STREAMS_MAX + 5 {
             reads
                 .read(&format!("seg-{i}"), &file, 0, 65_536, 1 << 20)
                 .expect("read");
         }
-        assert_eq!(reads.files.len(), FILES_MAX);
+        assert_eq!(reads.streams.len(), STREAMS_MAX);
         assert!(
-            !reads.files.contains_key("seg-0"),
+            !reads.streams.iter().any(|s| s.path == "seg-0"),
             "the least recently read goes"
         );
+    }
+
+    #[test]
+    fn two_readers_of_one_file_each_keep_their_read_ahead() {
+        // Two followers (or a follower and a consumer) far apart in the
+        // same segment, taking turns.
+        let len = 6 * CHUNK_BYTES as usize;
+        let Some((_dir, file, bytes)) = direct_file(len) else {
+            eprintln!("no O_DIRECT on this filesystem: nothing to check");
+            return;
+        };
+        let mut reads = ColdReads::default();
+        let step = 500_000;
+        let mut positions = [0, 3 * CHUNK_BYTES as usize];
+        let mut count = 0;
+        for _ in 0..12 {
+            for position in &mut positions {
+                let read = reads
+                    .read("seg", &file, *position as u64, step, len as u64)
+                    .expect("read");
+                assert_eq!(&read[..], &bytes[*position..*position + step]);
+                *position += step;
+                count += 1;
+            }
+        }
+        assert_eq!(reads.streams.len(), 2);
+        assert_eq!(reads.hits(), count - 2, "all but each reader's first");
     }
 }

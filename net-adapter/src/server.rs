@@ -31,12 +31,6 @@ use tracing::{debug, error, info, warn};
 /// machine (they spend their time waiting for the disk).
 pub const FLUSH_THREADS_MAX_DEFAULT: usize = 8;
 
-/// Default page cache window: a file's last 64 MiB stay cached once
-/// synced, which holds what tailing consumers and followers read (tens of
-/// milliseconds to seconds of a partition's appends). A bound, not a
-/// reservation: the kernel still evicts within it as it needs.
-pub const PAGE_CACHE_WINDOW_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -100,7 +94,7 @@ impl ServerConfig {
             node_batch_max: 256,
             flush_threads_max: FLUSH_THREADS_MAX_DEFAULT,
             open_files_max: OPEN_FILES_MAX_DEFAULT,
-            page_cache_window_bytes: Some(PAGE_CACHE_WINDOW_BYTES_DEFAULT),
+            page_cache_window_bytes: None,
             connection_idle_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(5),
             controlled_shutdown_timeout: Duration::from_secs(10),
