@@ -82,6 +82,9 @@ pub struct FileStorage {
     direct_unsupported: bool,
     /// Reads that went around the page cache, for tests and metrics.
     reads_direct: u64,
+    /// Consumer reads answered with a mapping of the file, for tests and
+    /// metrics.
+    reads_mapped: u64,
     /// The read-ahead of reads around the page cache.
     cold_reads: ColdReads,
 }
@@ -257,6 +260,7 @@ impl FileStorage {
             cache_window_bytes: None,
             direct_unsupported: false,
             reads_direct: 0,
+            reads_mapped: 0,
             cold_reads: ColdReads::default(),
         })
     }
@@ -274,7 +278,13 @@ impl FileStorage {
         self.reads_direct
     }
 
-    /// Of those, reads answered from what was read ahead.
+    /// Consumer reads answered with a mapping of the file so far.
+    pub fn reads_mapped(&self) -> u64 {
+        self.reads_mapped
+    }
+
+    /// Of the reads around the page cache, those answered from what was
+    /// read ahead.
     pub fn read_ahead_hits(&self) -> u64 {
         self.cold_reads.hits()
     }
@@ -605,6 +615,38 @@ impl Storage for FileStorage {
         page_cache::read_buffered(file, position, len).map_err(|e| map_io_error(path, e))
     }
 
+    fn read_to_send(
+        &mut self,
+        path: &str,
+        position: u64,
+        len: usize,
+    ) -> Result<Bytes, StorageError> {
+        let file = self.handle(path, false)?;
+        let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
+        let available = file_len.saturating_sub(position);
+        let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        let before_window = self
+            .cache_window_bytes
+            .is_some_and(|window| page_cache::reads_direct(position, len, file_len, window));
+        if len < page_cache::MAPPED_READ_BYTES_MIN || before_window {
+            // Small reads copy; reads before the page cache window go
+            // around the cache, as every read does there.
+            return self.read_at(path, position, len);
+        }
+        let file = &self.files.get(path).expect("handle() cached it").file;
+        match page_cache::read_mapped(file, position, len) {
+            Ok(read) => {
+                self.reads_mapped += 1;
+                Ok(read)
+            }
+            // A filesystem that cannot map files still reads them.
+            Err(e) => {
+                debug!(path, error = %e, "mapping refused: reading a copy");
+                page_cache::read_buffered(file, position, len).map_err(|e| map_io_error(path, e))
+            }
+        }
+    }
+
     fn len(&mut self, path: &str) -> Result<u64, StorageError> {
         let file = self.handle(path, false)?;
         Ok(file.metadata().map_err(|e| map_io_error(path, e))?.len())
@@ -841,6 +883,41 @@ mod tests {
         } else {
             assert_eq!(s.reads_direct(), 2, "the two cold reads");
         }
+    }
+
+    #[test]
+    fn consumer_reads_of_64_kib_or_more_are_mappings_with_the_same_bytes() {
+        let (_dir, mut s) = storage();
+        let path = "orders-0/00000000000000000000.log";
+        let bytes = patterned(1 << 20, 2);
+        s.append(path, &bytes).unwrap();
+        let reads = [
+            (0, 512 * 1024),     // mapped
+            (4097, 100_000),     // mapped, off a page boundary
+            (1_000_000, 90_000), // past the end: what there is (48,576)
+            (10, 1000),          // small: copied
+            (1 << 20, 100_000),  // at the end: nothing
+        ];
+        let mut held = Vec::new();
+        for (position, len) in reads {
+            let read = s.read_to_send(path, position, len).unwrap();
+            let from = (position as usize).min(bytes.len());
+            let to = (position as usize + len).min(bytes.len());
+            assert_eq!(&read[..], &bytes[from..to], "{len} at {position}");
+            held.push(read);
+        }
+        assert_eq!(
+            s.reads_mapped(),
+            2,
+            "the two reads of 64 KiB or more within the file"
+        );
+        // Appends after a mapping was lent change nothing it holds, and
+        // the next read sees them.
+        s.append(path, &patterned(70_000, 3)).unwrap();
+        assert_eq!(&held[0][..], &bytes[..512 * 1024]);
+        let tail = s.read_to_send(path, 1 << 20, 70_000).unwrap();
+        assert_eq!(&tail[..], &patterned(70_000, 3)[..]);
+        assert_eq!(s.reads_mapped(), 3);
     }
 
     #[test]

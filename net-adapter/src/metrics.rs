@@ -67,6 +67,7 @@ struct Inner {
     consumer_lag: Family<Labels, Gauge>,
     reads_direct: Counter,
     read_ahead_hits: Counter,
+    reads_mapped: Counter,
 }
 
 /// Consumer lag series exported at most; past it the rest are left out
@@ -166,6 +167,12 @@ impl Metrics {
             "Of those, reads answered from what was read ahead (sampled each second)",
             read_ahead_hits.clone(),
         );
+        let reads_mapped = Counter::default();
+        registry.register(
+            "storage_reads_mapped",
+            "Consumer reads of 64 KiB or more answered with a mapping of the segment rather than a copy (sampled each second)",
+            reads_mapped.clone(),
+        );
         let consumer_lag = Family::<Labels, Gauge>::default();
         registry.register(
             "consumer_lag",
@@ -191,6 +198,7 @@ impl Metrics {
                 consumer_lag,
                 reads_direct,
                 read_ahead_hits,
+                reads_mapped,
             }),
         }
     }
@@ -298,8 +306,11 @@ impl PartitionSampler {
 
 impl Metrics {
     /// The storage's counters, sampled: totals since the broker started.
-    pub fn storage_sampled(&self, reads_direct: u64, read_ahead_hits: u64) {
+    pub fn storage_sampled(&self, reads_direct: u64, read_ahead_hits: u64, reads_mapped: u64) {
         let inner = &self.inner;
+        inner
+            .reads_mapped
+            .inc_by(reads_mapped.saturating_sub(inner.reads_mapped.get()));
         inner
             .reads_direct
             .inc_by(reads_direct.saturating_sub(inner.reads_direct.get()));

@@ -222,8 +222,11 @@ impl NodeDriver {
             if now() >= self.next_sample {
                 self.sampler.sample(&self.node, &self.metrics);
                 let storage = self.node.storage();
-                self.metrics
-                    .storage_sampled(storage.reads_direct(), storage.read_ahead_hits());
+                self.metrics.storage_sampled(
+                    storage.reads_direct(),
+                    storage.read_ahead_hits(),
+                    storage.reads_mapped(),
+                );
                 self.next_sample = now() + SAMPLE_INTERVAL;
             }
             if shutdown_deadline.is_some_and(|deadline| self.shutdown_may_proceed(deadline)) {

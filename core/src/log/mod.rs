@@ -789,6 +789,30 @@ impl PartitionLog {
         max_bytes: usize,
         max_offset_exclusive: i64,
     ) -> Result<ReadResult, LogError> {
+        self.read_batches(storage, offset, max_bytes, max_offset_exclusive, false)
+    }
+
+    /// `read` for a consumer's Fetch: bytes below `high_watermark`, sent
+    /// and dropped, so the storage may lend them rather than copy them
+    /// (`Storage::read_to_send`).
+    pub fn read_to_send(
+        &mut self,
+        storage: &mut dyn Storage,
+        offset: i64,
+        max_bytes: usize,
+        high_watermark: i64,
+    ) -> Result<ReadResult, LogError> {
+        self.read_batches(storage, offset, max_bytes, high_watermark, true)
+    }
+
+    fn read_batches(
+        &mut self,
+        storage: &mut dyn Storage,
+        offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        to_send: bool,
+    ) -> Result<ReadResult, LogError> {
         let log_end_offset = self.log_end_offset();
         let empty = |log: &PartitionLog| ReadResult {
             records: Bytes::new(),
@@ -808,7 +832,11 @@ impl PartitionLog {
         }
         let remaining = segment.size_bytes - position;
         let want = (max_bytes.max(first.total_size()) as u64).min(remaining);
-        let chunk = storage.read_at(&segment.path, position, want as usize)?;
+        let chunk = if to_send {
+            storage.read_to_send(&segment.path, position, want as usize)?
+        } else {
+            storage.read_at(&segment.path, position, want as usize)?
+        };
         if chunk.len() < first.total_size() {
             return Err(StorageError::Io {
                 path: segment.path.clone(),

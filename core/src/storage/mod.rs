@@ -38,6 +38,22 @@ pub trait Storage {
     /// Reads up to `len` bytes at `position`; fewer at the end of the file.
     fn read_at(&mut self, path: &str, position: u64, len: usize) -> Result<Bytes, StorageError>;
 
+    /// `read_at` for bytes a consumer's Fetch sends on and drops once
+    /// written, never kept or read again, from below a high watermark
+    /// (which a clean log never truncates). Storage may answer with a
+    /// mapping of the file instead of a copy; should the range be
+    /// truncated all the same (an unclean election) while the bytes are in
+    /// flight, the write of them fails or the client sees a bad CRC and
+    /// fetches again. The default copies, as `read_at`.
+    fn read_to_send(
+        &mut self,
+        path: &str,
+        position: u64,
+        len: usize,
+    ) -> Result<Bytes, StorageError> {
+        self.read_at(path, position, len)
+    }
+
     /// The current length of `path` in bytes.
     fn len(&mut self, path: &str) -> Result<u64, StorageError>;
 

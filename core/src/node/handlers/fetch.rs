@@ -205,7 +205,7 @@ impl<S: Storage> Node<S> {
         if limit == 0 && !first_with_data {
             return;
         }
-        match p.log.read(
+        match p.log.read_to_send(
             &mut self.storage,
             fetch_offset,
             limit.max(1),
