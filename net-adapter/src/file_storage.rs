@@ -575,6 +575,12 @@ impl FileStorage {
     }
 }
 
+/// `len` cut down to what the file holds from `position` on.
+fn within_file(file_len: u64, position: u64, len: usize) -> usize {
+    let available = file_len.saturating_sub(position);
+    len.min(usize::try_from(available).unwrap_or(usize::MAX))
+}
+
 impl Storage for FileStorage {
     fn append(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
         let mut file = self.handle(path, true)?;
@@ -593,8 +599,7 @@ impl Storage for FileStorage {
     fn read_at(&mut self, path: &str, position: u64, len: usize) -> Result<Bytes, StorageError> {
         let file = self.handle(path, false)?;
         let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
-        let available = file_len.saturating_sub(position);
-        let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        let len = within_file(file_len, position, len);
         if let Some(window) = self.cache_window_bytes {
             if !self.direct_unsupported
                 && page_cache::reads_direct(position, len, file_len, window)
@@ -623,8 +628,7 @@ impl Storage for FileStorage {
     ) -> Result<Bytes, StorageError> {
         let file = self.handle(path, false)?;
         let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
-        let available = file_len.saturating_sub(position);
-        let len = len.min(usize::try_from(available).unwrap_or(usize::MAX));
+        let len = within_file(file_len, position, len);
         let before_window = self
             .cache_window_bytes
             .is_some_and(|window| page_cache::reads_direct(position, len, file_len, window));
