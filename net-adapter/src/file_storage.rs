@@ -581,6 +581,51 @@ fn within_file(file_len: u64, position: u64, len: usize) -> usize {
     len.min(usize::try_from(available).unwrap_or(usize::MAX))
 }
 
+impl FileStorage {
+    /// Opens `path` for reading (cached) and returns its length and `len`
+    /// cut down to it: one `fstat` per read, whichever way it is served.
+    fn read_extent(
+        &mut self,
+        path: &str,
+        position: u64,
+        len: usize,
+    ) -> Result<(u64, usize), StorageError> {
+        let file = self.handle(path, false)?;
+        let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
+        Ok((file_len, within_file(file_len, position, len)))
+    }
+
+    /// A copy of `len` bytes at `position` of `path` (opened by
+    /// `read_extent`): around the page cache before its window, else
+    /// buffered.
+    fn read_copy(
+        &mut self,
+        path: &str,
+        position: u64,
+        len: usize,
+        file_len: u64,
+    ) -> Result<Bytes, StorageError> {
+        if let Some(window) = self.cache_window_bytes {
+            if !self.direct_unsupported
+                && page_cache::reads_direct(position, len, file_len, window)
+                && self.open_direct(path)?
+            {
+                let direct = self.files[path].direct.as_ref().expect("just opened");
+                let cold_end = page_cache::cold_end(file_len, window);
+                let read = self
+                    .cold_reads
+                    .read(path, direct, position, len, cold_end)
+                    .map_err(|e| map_io_error(path, e))?;
+                self.reads_direct += 1;
+                return Ok(read);
+            }
+        }
+        let file = &self.files.get(path).expect("read_extent() cached it").file;
+        // Shorter if truncated under us: what there is.
+        page_cache::read_buffered(file, position, len).map_err(|e| map_io_error(path, e))
+    }
+}
+
 impl Storage for FileStorage {
     fn append(&mut self, path: &str, data: &[u8]) -> Result<(), StorageError> {
         let mut file = self.handle(path, true)?;
@@ -597,27 +642,8 @@ impl Storage for FileStorage {
     }
 
     fn read_at(&mut self, path: &str, position: u64, len: usize) -> Result<Bytes, StorageError> {
-        let file = self.handle(path, false)?;
-        let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
-        let len = within_file(file_len, position, len);
-        if let Some(window) = self.cache_window_bytes {
-            if !self.direct_unsupported
-                && page_cache::reads_direct(position, len, file_len, window)
-                && self.open_direct(path)?
-            {
-                let direct = self.files[path].direct.as_ref().expect("just opened");
-                let cold_end = page_cache::cold_end(file_len, window);
-                let read = self
-                    .cold_reads
-                    .read(path, direct, position, len, cold_end)
-                    .map_err(|e| map_io_error(path, e))?;
-                self.reads_direct += 1;
-                return Ok(read);
-            }
-        }
-        let file = &self.files.get(path).expect("handle() cached it").file;
-        // Shorter if truncated under us: what there is.
-        page_cache::read_buffered(file, position, len).map_err(|e| map_io_error(path, e))
+        let (file_len, len) = self.read_extent(path, position, len)?;
+        self.read_copy(path, position, len, file_len)
     }
 
     fn read_to_send(
@@ -626,18 +652,16 @@ impl Storage for FileStorage {
         position: u64,
         len: usize,
     ) -> Result<Bytes, StorageError> {
-        let file = self.handle(path, false)?;
-        let file_len = file.metadata().map_err(|e| map_io_error(path, e))?.len();
-        let len = within_file(file_len, position, len);
+        let (file_len, len) = self.read_extent(path, position, len)?;
         let before_window = self
             .cache_window_bytes
             .is_some_and(|window| page_cache::reads_direct(position, len, file_len, window));
         if len < page_cache::MAPPED_READ_BYTES_MIN || before_window {
             // Small reads copy; reads before the page cache window go
             // around the cache, as every read does there.
-            return self.read_at(path, position, len);
+            return self.read_copy(path, position, len, file_len);
         }
-        let file = &self.files.get(path).expect("handle() cached it").file;
+        let file = &self.files.get(path).expect("read_extent() cached it").file;
         match page_cache::read_mapped(file, position, len) {
             Ok(read) => {
                 self.reads_mapped += 1;
@@ -646,7 +670,7 @@ impl Storage for FileStorage {
             // A filesystem that cannot map files still reads them.
             Err(e) => {
                 debug!(path, error = %e, "mapping refused: reading a copy");
-                page_cache::read_buffered(file, position, len).map_err(|e| map_io_error(path, e))
+                self.read_copy(path, position, len, file_len)
             }
         }
     }
