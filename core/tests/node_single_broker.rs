@@ -1485,3 +1485,55 @@ fn standalone_reassignments_accept_only_this_broker() {
     assert_eq!(list.error_code, 0);
     assert!(list.topics.is_empty());
 }
+
+/// What `Node::drain_touched` lists, as (topic, partition) with `None` for
+/// a whole topic; `None` overall when everything counts as touched.
+fn drain_touched(h: &mut Harness) -> Option<Vec<(String, Option<i32>)>> {
+    let mut listed = Vec::new();
+    let partial = h.node.drain_touched(|t| match t {
+        seedlog_core::node::Touched::Partition(topic, p) => {
+            listed.push((topic.to_string(), Some(p)))
+        }
+        seedlog_core::node::Touched::Topic(topic) => listed.push((topic.to_string(), None)),
+    });
+    partial.then_some(listed)
+}
+
+#[test]
+fn drain_touched_lists_the_partitions_an_input_changed_and_no_others() {
+    let mut h = Harness::new();
+    // A new node: everything counts as touched, once.
+    assert_eq!(drain_touched(&mut h), None);
+    assert_eq!(drain_touched(&mut h), Some(vec![]));
+    assert_eq!(h.create_topic("t", 3, &[]), 0);
+    assert_eq!(drain_touched(&mut h), None, "a topic came");
+    assert_eq!(h.produce("t", 1, 1, &[b"a"]), Some((0, 0)));
+    h.complete_flushes();
+    assert_eq!(
+        drain_touched(&mut h),
+        Some(vec![("t".to_string(), Some(1))])
+    );
+    // A read may list what it read (the log's read position moves), never
+    // another partition.
+    assert_eq!(h.fetch("t", 1, 0).1, 1);
+    let listed = drain_touched(&mut h).expect("no topic came or went");
+    assert!(
+        listed.iter().all(|t| *t == ("t".to_string(), Some(1))),
+        "{listed:?}"
+    );
+    assert_eq!(drain_touched(&mut h), Some(vec![]), "drained");
+    assert_eq!(h.produce("t", 2, 1, &[b"b"]), Some((0, 0)));
+    assert_eq!(h.produce("t", 0, 1, &[b"c"]), Some((0, 0)));
+    assert_eq!(h.produce("t", 2, 1, &[b"d"]), Some((0, 1)));
+    h.complete_flushes();
+    let mut listed = drain_touched(&mut h).expect("no topic came or went");
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![("t".to_string(), Some(0)), ("t".to_string(), Some(2))],
+        "each touched partition once"
+    );
+    // A restarted node starts over: everything counts as touched.
+    h.crash_and_restart();
+    assert_eq!(drain_touched(&mut h), None);
+}

@@ -63,7 +63,7 @@ impl<S: Storage> Node<S> {
         let mut marks = Vec::new();
         let mut paths = Vec::new();
         for topic in self.topics.iter() {
-            for (&index, p) in &topic.partitions {
+            for (&index, p) in topic.partitions() {
                 if p.log.synced_offset() < p.log.log_end_offset() {
                     marks.push((topic.name.clone(), index, p.log.log_end_offset()));
                     paths.extend(p.log.unsynced_paths());

@@ -21,7 +21,7 @@ pub use api_versions::{api_versions_unsupported_response, supports, supports_pee
 pub use cluster::ClusterStatus;
 pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
-pub use topics::PARTITIONS_PER_TOPIC_MAX;
+pub use topics::{Touched, PARTITIONS_PER_TOPIC_MAX};
 
 use crate::group::Coordinator;
 use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;
@@ -85,14 +85,17 @@ pub struct TopicReplicas<'a>(&'a topics::Topic);
 impl<'a> TopicReplicas<'a> {
     /// The partition's offsets and role, if this node hosts it.
     pub fn view(self, partition: i32) -> Option<ReplicaView<'a>> {
-        self.0.partitions.get(&partition).map(replica_view)
+        self.0.partitions().get(&partition).map(replica_view)
     }
 
     /// Every hosted partition of the topic with its view, by ascending
     /// partition index: a node of a large cluster hosts a few of a
     /// topic's partitions, and a lookup per partition costs more.
     pub fn views(self) -> impl Iterator<Item = (i32, ReplicaView<'a>)> {
-        self.0.partitions.iter().map(|(p, x)| (*p, replica_view(x)))
+        self.0
+            .partitions()
+            .iter()
+            .map(|(p, x)| (*p, replica_view(x)))
     }
 }
 
@@ -244,7 +247,7 @@ impl<S: Storage> Node<S> {
     /// (log start, high watermark, log end) of a partition, for tests and
     /// checkers.
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Option<(i64, i64, i64)> {
-        let p = self.topics.get(topic)?.partitions.get(&partition)?;
+        let p = self.topics.get(topic)?.partitions().get(&partition)?;
         Some((
             p.log.log_start_offset(),
             p.high_watermark,
@@ -263,6 +266,17 @@ impl<S: Storage> Node<S> {
     /// every event).
     pub fn topic_replicas(&self, topic: &str) -> Option<TopicReplicas<'_>> {
         self.topics.get(topic).map(TopicReplicas)
+    }
+
+    /// The hosted partitions that may have changed (offsets, high
+    /// watermark, leader epoch, role, ISR, hosted or not) since the last
+    /// call, reported to `each` and forgotten: a checker that looks at a
+    /// node's partitions after every input looks at these only, where a
+    /// large cluster's node hosts hundreds and an input changes a few.
+    /// Returns false when every partition counts as touched (the node just
+    /// started, or a topic came or went); then `each` is not called.
+    pub fn drain_touched(&mut self, each: impl FnMut(Touched<'_>)) -> bool {
+        self.topics.drain_touched(each)
     }
 
     /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
@@ -348,7 +362,7 @@ impl<S: Storage> Node<S> {
     /// (leader epoch, is leader here, ISR as the leader holds it) of a
     /// hosted partition, for checkers.
     pub fn replica_role(&self, topic: &str, partition: i32) -> Option<(i32, bool, Vec<i32>)> {
-        let p = self.topics.get(topic)?.partitions.get(&partition)?;
+        let p = self.topics.get(topic)?.partitions().get(&partition)?;
         let isr = match &p.replica {
             topics::Replica::Leader(l) => l.isr().iter().copied().collect(),
             _ => Vec::new(),
@@ -362,7 +376,7 @@ impl<S: Storage> Node<S> {
     pub fn led_partitions(&self) -> Vec<LedPartition<'_>> {
         let mut led = Vec::new();
         for topic in self.topics.iter() {
-            for (&partition, p) in &topic.partitions {
+            for (&partition, p) in topic.partitions() {
                 let (replicas, isr) = match &p.replica {
                     topics::Replica::Standalone => (1, 1),
                     topics::Replica::Leader(l) => (l.replicas().len(), l.isr().len()),
@@ -386,7 +400,7 @@ impl<S: Storage> Node<S> {
         self.groups
             .committed_offsets()
             .filter_map(|(group, (topic, partition), offset)| {
-                let p = self.topics.get(topic)?.partitions.get(partition)?;
+                let p = self.topics.get(topic)?.partitions().get(partition)?;
                 p.replica.is_leader().then(|| {
                     (
                         group,
@@ -407,7 +421,7 @@ impl<S: Storage> Node<S> {
 
     /// Partitions with a replica on this node.
     pub fn hosted_partition_count(&self) -> usize {
-        self.topics.iter().map(|t| t.partitions.len()).sum()
+        self.topics.iter().map(|t| t.partitions().len()).sum()
     }
 
     /// Partitions with no leader in the cluster metadata this node has
@@ -559,7 +573,7 @@ impl<S: Storage> Node<S> {
             "the spare pending-produce list holds nothing between inputs"
         );
         for topic in self.topics.iter() {
-            for p in topic.partitions.values() {
+            for p in topic.partitions().values() {
                 if self.config.flush_before_ack {
                     assert!(
                         p.high_watermark <= p.log.synced_offset().max(p.log.log_start_offset()),
@@ -885,7 +899,8 @@ impl<S: Storage> Node<S> {
         let now = self.now;
         let mut compacting = false;
         for topic in self.topics.iter_mut() {
-            for p in topic.partitions.values_mut() {
+            // A periodic pass: every partition counts as touched after it.
+            for (_, p) in topic.partitions_mut() {
                 match p.log.enforce_retention(&mut self.storage, now) {
                     Ok(deleted) if deleted > 0 => {
                         tracing::info!(dir = p.log.dir(), deleted, "retention deleted segments");

@@ -31,6 +31,8 @@ pub struct Partition {
     /// Idempotent producers' last batches, rebuilt from the log on load.
     pub producers: ProducerStateTable,
     pub replica: Replica,
+    /// Listed in its topic's `touched` since the last drain.
+    touched: bool,
 }
 
 /// The part this node plays for one partition.
@@ -92,6 +94,7 @@ impl Partition {
             high_watermark,
             producers: ProducerStateTable::default(),
             replica: Replica::Standalone,
+            touched: false,
         }
     }
 
@@ -123,11 +126,122 @@ pub struct Topic {
     pub name: String,
     pub id: Uuid,
     /// The partitions hosted here by index: all of them on a standalone
-    /// broker, the ones this node is a replica of in a cluster.
-    pub partitions: BTreeMap<i32, Partition>,
+    /// broker, the ones this node is a replica of in a cluster. Private so
+    /// that every change goes through a method that notes it in `touched`.
+    partitions: BTreeMap<i32, Partition>,
     pub overrides: BTreeMap<String, String>,
     /// Hosts a subset of the topic's partitions (a cluster node).
     pub sparse: bool,
+    /// The partitions handed out for change since the last drain, each
+    /// once (`Partition::touched`): a superset of those whose offsets,
+    /// high watermark, leader epoch, role or ISR changed. An observer that
+    /// looks at every partition after every input (the simulator's
+    /// checkers) looks at these only; nothing else reads it, so a broker
+    /// that never drains keeps at most one entry per partition.
+    touched: Vec<i32>,
+    /// A partition was added or removed since the last drain: every one
+    /// of the topic counts as touched, those gone included.
+    all_touched: bool,
+}
+
+/// What [`Topics::drain_touched`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touched<'a> {
+    /// Every partition of the topic, hosted now or before.
+    Topic(&'a str),
+    Partition(&'a str, i32),
+}
+
+fn touch(touched: &mut Vec<i32>, index: i32, p: &mut Partition) {
+    if !p.touched {
+        p.touched = true;
+        touched.push(index);
+    }
+}
+
+impl Topic {
+    /// A topic as hosted from now on: every partition counts as touched.
+    pub fn new(
+        name: String,
+        id: Uuid,
+        partitions: BTreeMap<i32, Partition>,
+        overrides: BTreeMap<String, String>,
+        sparse: bool,
+    ) -> Topic {
+        Topic {
+            name,
+            id,
+            partitions,
+            overrides,
+            sparse,
+            touched: Vec::new(),
+            all_touched: true,
+        }
+    }
+
+    pub fn partitions(&self) -> &BTreeMap<i32, Partition> {
+        &self.partitions
+    }
+
+    pub fn partition(&self, index: i32) -> Option<&Partition> {
+        self.partitions.get(&index)
+    }
+
+    /// The partition, to change: noted as touched.
+    pub fn partition_mut(&mut self, index: i32) -> Option<&mut Partition> {
+        let p = self.partitions.get_mut(&index)?;
+        touch(&mut self.touched, index, p);
+        Some(p)
+    }
+
+    /// Every partition, to change: each noted as touched as it is handed
+    /// out. For rare passes over all (retention, a config change, the lag
+    /// check); a pass per input would make every drain list them all.
+    pub fn partitions_mut(&mut self) -> impl Iterator<Item = (i32, &mut Partition)> {
+        let touched = &mut self.touched;
+        self.partitions.iter_mut().map(move |(&index, p)| {
+            touch(touched, index, p);
+            (index, p)
+        })
+    }
+
+    /// The partitions of a topic no longer hosted.
+    pub fn into_partitions(self) -> BTreeMap<i32, Partition> {
+        self.partitions
+    }
+
+    pub fn insert_partition(&mut self, index: i32, partition: Partition) {
+        let old = self.partitions.insert(index, partition);
+        assert!(
+            old.is_none(),
+            "partition {}-{index} inserted twice",
+            self.name
+        );
+        self.all_touched = true;
+    }
+
+    pub fn remove_partition(&mut self, index: i32) -> Option<Partition> {
+        let p = self.partitions.remove(&index)?;
+        self.all_touched = true;
+        Some(p)
+    }
+
+    /// Reports what was touched since the last drain and forgets it.
+    fn drain_touched(&mut self, each: &mut impl FnMut(Touched<'_>)) {
+        // Bounded by the partitions hosted: each is listed once.
+        for index in self.touched.drain(..) {
+            if let Some(p) = self.partitions.get_mut(&index) {
+                p.touched = false;
+            }
+            if !self.all_touched {
+                each(Touched::Partition(&self.name, index));
+            }
+        }
+        if std::mem::take(&mut self.all_touched) {
+            each(Touched::Topic(&self.name));
+        }
+        debug_assert!(self.partitions.values().all(|p| !p.touched));
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -149,10 +263,22 @@ struct MetadataFile {
     topics: Vec<TopicRecord>,
 }
 
-#[derive(Default)]
 pub struct Topics {
     by_name: BTreeMap<String, Topic>,
     name_by_id: BTreeMap<Uuid, String>,
+    /// A topic was added or removed since the last drain (or none ever
+    /// happened): every partition counts as touched.
+    all_touched: bool,
+}
+
+impl Default for Topics {
+    fn default() -> Topics {
+        Topics {
+            by_name: BTreeMap::new(),
+            name_by_id: BTreeMap::new(),
+            all_touched: true,
+        }
+    }
 }
 
 /// Kafka's topic name rules.
@@ -238,13 +364,14 @@ impl Topics {
                 partition.rebuild_producer_state(storage)?;
                 partitions.insert(index, partition);
             }
-            topics.insert(Topic {
-                name: record.name,
-                id: record.id,
+            let sparse = record.partition_ids.is_some();
+            topics.insert(Topic::new(
+                record.name,
+                record.id,
                 partitions,
-                sparse: record.partition_ids.is_some(),
-                overrides: record.configs,
-            });
+                record.configs,
+                sparse,
+            ));
         }
         topics.remove_orphans(storage)?;
         Ok((topics, reports))
@@ -310,12 +437,31 @@ impl Topics {
         );
         self.name_by_id.insert(topic.id, topic.name.clone());
         self.by_name.insert(topic.name.clone(), topic);
+        self.all_touched = true;
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Topic> {
         let topic = self.by_name.remove(name)?;
         self.name_by_id.remove(&topic.id);
+        self.all_touched = true;
         Some(topic)
+    }
+
+    /// The partitions that may have changed since the last call (see
+    /// `Topic::touched`), reported to `each`, and forgotten. Returns false
+    /// when a topic came or went: then every partition counts as touched
+    /// and `each` is not called.
+    pub fn drain_touched(&mut self, mut each: impl FnMut(Touched<'_>)) -> bool {
+        let all = std::mem::take(&mut self.all_touched);
+        // Bounded by the topics hosted.
+        for topic in self.by_name.values_mut() {
+            if all {
+                topic.drain_touched(&mut |_| {});
+            } else {
+                topic.drain_touched(&mut each);
+            }
+        }
+        !all
     }
 
     pub fn get(&self, name: &str) -> Option<&Topic> {
@@ -343,11 +489,12 @@ impl Topics {
     }
 
     pub fn partition(&self, name: &str, partition: i32) -> Option<&Partition> {
-        self.by_name.get(name)?.partitions.get(&partition)
+        self.by_name.get(name)?.partition(partition)
     }
 
+    /// The partition, to change: noted as touched.
     pub fn partition_mut(&mut self, name: &str, partition: i32) -> Option<&mut Partition> {
-        self.by_name.get_mut(name)?.partitions.get_mut(&partition)
+        self.by_name.get_mut(name)?.partition_mut(partition)
     }
 
     pub fn check_invariants(&self) {

@@ -365,25 +365,35 @@ impl LeaderReplica {
     /// Followers in the ISR that have not caught up within
     /// `replica.lag.time.max.ms` are proposed out of it.
     pub fn maybe_shrink_isr(&mut self, now: Instant) {
-        if self.pending_isr.is_some() || self.proposal.is_some() {
+        if !self.shrink_due(now) {
             return;
         }
+        let lagging: BTreeSet<i32> = self.lagging(now).collect();
+        let new_isr = self.isr.difference(&lagging).copied().collect();
+        self.propose(new_isr);
+    }
+
+    /// Whether `maybe_shrink_isr` would propose a change now.
+    pub fn shrink_due(&self, now: Instant) -> bool {
+        self.pending_isr.is_none() && self.proposal.is_none() && self.lagging(now).next().is_some()
+    }
+
+    /// Whether `poll_isr_change` has a change to send.
+    pub fn isr_change_ready(&self) -> bool {
+        self.pending_resend || self.proposal.is_some()
+    }
+
+    fn lagging(&self, now: Instant) -> impl Iterator<Item = i32> + '_ {
         let lag_max = Duration::from_millis(self.config.replica_lag_time_max_ms);
-        let lagging: BTreeSet<i32> = self
-            .isr
+        self.isr
             .iter()
             .filter(|r| **r != self.replica_id)
-            .filter(|r| {
+            .filter(move |r| {
                 self.followers
                     .get(r)
                     .is_some_and(|f| now.saturating_duration_since(f.last_caught_up_at) > lag_max)
             })
             .copied()
-            .collect();
-        if !lagging.is_empty() {
-            let new_isr = self.isr.difference(&lagging).copied().collect();
-            self.propose(new_isr);
-        }
     }
 
     // --- outputs ------------------------------------------------------------

@@ -2,6 +2,29 @@
 //! checks and audit.
 
 use super::*;
+use seedlog_core::node::Touched;
+
+/// The indexes in `was` or in `now` (each ascending), ascending, once each.
+fn merge_ascending(was: &[usize], now: &[(usize, replicas::ViewCopy)], out: &mut Vec<usize>) {
+    let (mut was, mut now) = (
+        was.iter().copied().peekable(),
+        now.iter().map(|(i, _)| *i).peekable(),
+    );
+    // Bounded by the two lists' lengths.
+    loop {
+        let next = match (was.peek(), now.peek()) {
+            (None, None) => break,
+            (Some(&w), Some(&n)) if w < n => was.next(),
+            (Some(&w), Some(&n)) if w == n => {
+                was.next();
+                now.next()
+            }
+            (Some(_), None) => was.next(),
+            _ => now.next(),
+        };
+        out.push(next.expect("peeked"));
+    }
+}
 
 impl World {
     /// The per-event checks of broker `b`, after an event touched it.
@@ -27,9 +50,6 @@ impl World {
         if node_check {
             self.node_events_unchecked[b] = 0;
         }
-        let crashed = std::mem::replace(&mut self.brokers[b].crashed_since_observed, false);
-        let restarted = std::mem::replace(&mut self.brokers[b].restarted_since_observed, false);
-        let cluster = self.cluster.is_some();
         let BrokerState::Up(node) = &self.brokers[b].state else {
             return;
         };
@@ -47,41 +67,99 @@ impl World {
             self.stopped = true;
             return;
         }
+        // With the node's checks, every partition: a backstop that also
+        // proves the walks between missed nothing (see `ViewCopy::touched`).
+        self.check_partitions(b, node_check);
+        if self.cluster.is_some() {
+            // Each broker's node check brings the whole-cluster ISR check
+            // along, so it runs every ~NODE_CHECK_EVERY_EVENTS / brokers
+            // events: every ~10 in a 100-broker cluster, where it reads
+            // every replica of every broker (most of a run's time). Beyond
+            // VOTERS_MAX brokers it waits for ISR_CHECK_EVERY_EVENTS_MIN
+            // events since the last one, the cadence a 9-broker cluster
+            // gets; clusters up to 9 brokers are checked as before. Every
+            // fault, the heal and the end still check first.
+            let due = self.brokers.len() <= VOTERS_MAX
+                || self.events >= self.isr_checked_at_event + ISR_CHECK_EVERY_EVENTS_MIN;
+            if node_check && due {
+                self.check_isr();
+            }
+        }
+    }
+
+    /// Which of broker `b`'s partitions to look at, ascending, read into
+    /// `self.views`: every one when `all` (and on a standalone broker
+    /// every one of the workload, each must be there; in a cluster those
+    /// hosted now and those hosted at the last full walk: a copy moved
+    /// away is forgotten), else those the node touched since the last
+    /// walk (an event touches a few of the hundreds a large cluster's
+    /// broker hosts). Every other one is as the last walk saw it.
+    fn partition_walk(&mut self, b: BrokerId, all: bool) -> Vec<usize> {
+        let mut walk = std::mem::take(&mut self.walk_buf);
+        walk.clear();
+        let BrokerState::Up(node) = &mut self.brokers[b].state else {
+            return walk;
+        };
+        let mut touched = std::mem::take(&mut self.touched_by_faults[b]);
+        let tp_base = &self.tp_base;
+        let mut whole_topic = false;
+        let listed = node.drain_touched(|t| match t {
+            Touched::Partition(topic, p) => {
+                let i = tp_base
+                    .get(topic)
+                    .filter(|(_, count)| (0..*count).contains(&p))
+                    .map(|(base, _)| base + p as usize);
+                touched.extend(i);
+            }
+            Touched::Topic(topic) => whole_topic |= tp_base.contains_key(topic),
+        });
+        touched.sort_unstable();
+        touched.dedup();
+        if listed && !whole_topic && !all {
+            self.views.read_listed(node, &self.tps, &touched);
+            walk.extend_from_slice(&touched);
+        } else {
+            if !listed || whole_topic {
+                // Everything counts as touched: nothing to hold it to.
+                touched.clear();
+                touched.extend(0..self.tps.len());
+            }
+            self.views.read(node, &self.topics, &touched);
+            if self.cluster.is_some() {
+                merge_ascending(&self.hosted_seen[b], &self.views.hosted, &mut walk);
+            } else {
+                walk.extend(0..self.tps.len());
+            }
+            let seen = &mut self.hosted_seen[b];
+            seen.clear();
+            seen.extend(self.views.hosted.iter().map(|(i, _)| *i));
+        }
+        touched.clear();
+        self.touched_by_faults[b] = touched;
+        walk
+    }
+
+    /// The per-event partition checks of broker `b` (see `check_broker`):
+    /// monotonic_high_watermark and consistent_read here, the replica
+    /// checks in `check_replicas`; `all`: every partition, else those the
+    /// node touched.
+    pub(super) fn check_partitions(&mut self, b: BrokerId, all: bool) {
+        if !matches!(self.brokers[b].state, BrokerState::Up(_)) {
+            return;
+        }
+        let crashed = std::mem::replace(&mut self.brokers[b].crashed_since_observed, false);
+        let restarted = std::mem::replace(&mut self.brokers[b].restarted_since_observed, false);
+        let cluster = self.cluster.is_some();
+        let walk = self.partition_walk(b, all);
+        let BrokerState::Up(node) = &self.brokers[b].state else {
+            unreachable!("checked above");
+        };
         let flush_before_ack = node.config().flush_before_ack;
         let mut problems = Vec::new();
         let mut regressions = 0;
         let mut restart_resets = 0;
         let mut moved = Vec::new();
         let mut log_start_moved = Vec::new();
-        self.views.read(node, &self.topics);
-        // The partitions to look at, ascending: every one on a standalone
-        // broker (each must be there); in a cluster those hosted now and
-        // those hosted at the last check (a copy moved away is forgotten
-        // below). Every other one is at 0 and None already.
-        let mut walk = std::mem::take(&mut self.walk_buf);
-        walk.clear();
-        if cluster {
-            let (mut was, mut now) = (
-                self.hosted_seen[b].iter().copied().peekable(),
-                self.views.hosted.iter().map(|(i, _)| *i).peekable(),
-            );
-            // Bounded by the two lists' lengths.
-            loop {
-                let next = match (was.peek(), now.peek()) {
-                    (None, None) => break,
-                    (Some(&w), Some(&n)) if w < n => was.next(),
-                    (Some(&w), Some(&n)) if w == n => {
-                        was.next();
-                        now.next()
-                    }
-                    (Some(_), None) => was.next(),
-                    _ => now.next(),
-                };
-                walk.push(next.expect("peeked"));
-            }
-        } else {
-            walk.extend(0..self.tps.len());
-        }
         let mut hosted = self.views.hosted.iter().peekable();
         for &i in &walk {
             let tp = &self.tps[i];
@@ -109,6 +187,13 @@ impl World {
                 view.log_end_offset,
             );
             let seen = self.hw_seen[b][i];
+            assert!(
+                view.touched || (hw == seen && self.log_start_seen[b][i] == Some(log_start)),
+                "{}-{} on broker {b}: high watermark {seen} -> {hw}, log start {:?} -> {log_start} without the node listing it as touched",
+                tp.0,
+                tp.1,
+                self.log_start_seen[b][i]
+            );
             if hw < seen {
                 if crashed && !flush_before_ack {
                     regressions += 1;
@@ -155,9 +240,6 @@ impl World {
         }
         debug_assert!(hosted.next().is_none(), "every hosted partition walked");
         self.walk_buf = walk;
-        let seen = &mut self.hosted_seen[b];
-        seen.clear();
-        seen.extend(self.views.hosted.iter().map(|(i, _)| *i));
         self.stats.hw_regressions_allowed += regressions;
         if let Some(c) = self.cluster.as_mut() {
             c.stats.hw_restart_resets += restart_resets;
@@ -187,20 +269,7 @@ impl World {
             self.check_applied_metadata(b);
             // The views read above are still the node's: nothing since
             // touched it.
-            self.check_replicas(b, true);
-            // Each broker's node check brings the whole-cluster ISR check
-            // along, so it runs every ~NODE_CHECK_EVERY_EVENTS / brokers
-            // events: every ~10 in a 100-broker cluster, where it reads
-            // every replica of every broker (most of a run's time). Beyond
-            // VOTERS_MAX brokers it waits for ISR_CHECK_EVERY_EVENTS_MIN
-            // events since the last one, the cadence a 9-broker cluster
-            // gets; clusters up to 9 brokers are checked as before. Every
-            // fault, the heal and the end still check first.
-            let due = self.brokers.len() <= VOTERS_MAX
-                || self.events >= self.isr_checked_at_event + ISR_CHECK_EVERY_EVENTS_MIN;
-            if node_check && due {
-                self.check_isr();
-            }
+            self.check_replicas(b);
         }
     }
 

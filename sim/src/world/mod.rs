@@ -193,6 +193,9 @@ struct World {
     hosted_seen: Vec<Vec<usize>>,
     /// Reused by `check_broker`.
     walk_buf: Vec<usize>,
+    /// Per broker: partitions a fault changed behind the node's back (a
+    /// corrupted batch), for its next partition walk.
+    touched_by_faults: Vec<Vec<usize>>,
     history: History,
     trace: TraceSink,
     /// Reused buffers: an event's JSON line (kept traces only) and its
@@ -408,6 +411,7 @@ impl World {
             topics,
             hosted_seen: vec![Vec::new(); broker_count],
             walk_buf: Vec::new(),
+            touched_by_faults: vec![Vec::new(); broker_count],
             history: History::default(),
             trace,
             trace_buf: Vec::new(),

@@ -266,14 +266,17 @@ pub(super) struct ViewCopy {
     pub(super) leader_epoch: i32,
     /// Where the ISR sits in `Views::isrs`, when the broker leads.
     isr: Option<(usize, usize)>,
+    /// The node listed it as touched (`Node::drain_touched`) since the
+    /// last walk. A full walk reads the others too, and they must be as
+    /// they were: the walks between looked at touched partitions only.
+    pub(super) touched: bool,
 }
 
-/// The workload partitions one broker hosts, read once per event: the
-/// per-event checks of `check_broker` and `check_replicas` share it (each
-/// read it on its own before: two core lookups by topic name per
-/// partition per event, ~4% of a cluster run). Only hosted partitions are
-/// read: in a large cluster a broker hosts a few hundred of ten thousand.
-/// Reused buffers.
+/// The workload partitions of one broker an event's checks look at, read
+/// once: the per-event checks of `check_broker` and `check_replicas` share
+/// it. Only hosted partitions are read (in a large cluster a broker hosts a
+/// few hundred of ten thousand), and between full walks only those the node
+/// says it touched (an event touches a few). Reused buffers.
 #[derive(Debug, Default)]
 pub(super) struct Views {
     /// (index in `tps`, its view), by ascending index.
@@ -285,8 +288,13 @@ pub(super) struct Views {
 impl Views {
     /// Reads every partition of the workload's `topics` ((name, index in
     /// `tps` of its partition 0, partition count), in `tps` order) that
-    /// `node` hosts.
-    pub(super) fn read(&mut self, node: &Node<MemoryStorage>, topics: &[(String, usize, i32)]) {
+    /// `node` hosts; `touched` (ascending) says which the node touched.
+    pub(super) fn read(
+        &mut self,
+        node: &Node<MemoryStorage>,
+        topics: &[(String, usize, i32)],
+        touched: &[usize],
+    ) {
         self.hosted.clear();
         self.isrs.clear();
         for (topic, base, count) in topics {
@@ -301,22 +309,43 @@ impl Views {
                 if partition < 0 {
                     continue;
                 }
-                let isr = v.leader_isr.map(|isr| {
-                    let start = self.isrs.len();
-                    self.isrs.extend(isr.iter().copied());
-                    (start, self.isrs.len())
-                });
-                let view = ViewCopy {
-                    log_start_offset: v.log_start_offset,
-                    high_watermark: v.high_watermark,
-                    log_end_offset: v.log_end_offset,
-                    leader_epoch: v.leader_epoch,
-                    isr,
-                };
-                self.hosted.push((base + partition as usize, view));
+                let i = base + partition as usize;
+                let touched = touched.binary_search(&i).is_ok();
+                self.push(i, v, touched);
             }
         }
         debug_assert!(self.hosted.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    /// Reads the partitions `listed` (indexes in `tps`, ascending), which
+    /// the node touched and so hosts.
+    pub(super) fn read_listed(&mut self, node: &Node<MemoryStorage>, tps: &[Tp], listed: &[usize]) {
+        self.hosted.clear();
+        self.isrs.clear();
+        for &i in listed {
+            let (topic, partition) = &tps[i];
+            let v = node
+                .replica_view(topic, *partition)
+                .expect("a partition the node touched is hosted there");
+            self.push(i, v, true);
+        }
+    }
+
+    fn push(&mut self, i: usize, v: seedlog_core::node::ReplicaView<'_>, touched: bool) {
+        let isr = v.leader_isr.map(|isr| {
+            let start = self.isrs.len();
+            self.isrs.extend(isr.iter().copied());
+            (start, self.isrs.len())
+        });
+        let view = ViewCopy {
+            log_start_offset: v.log_start_offset,
+            high_watermark: v.high_watermark,
+            log_end_offset: v.log_end_offset,
+            leader_epoch: v.leader_epoch,
+            isr,
+            touched,
+        };
+        self.hosted.push((i, view));
     }
 
     /// The ISR of a view, if its broker leads.
@@ -551,26 +580,23 @@ impl World {
         storage.overwrite(&path, position, &batch);
         mirror.clear();
         checks.verified_upto[b][tp] = 0;
+        // The node changed nothing: the next walk reads it all the same.
+        self.touched_by_faults[b].push(tp);
         Ok(())
     }
 
     /// The replica checks of broker `b` after an event touched it: catch
-    /// its mirrors up, compare what is below its high watermarks, and
-    /// judge the Produce acknowledgements it just sent.
-    ///
-    /// `views_fresh`: `self.views` already holds broker `b`'s partitions as
-    /// they are now (`check_broker` just read them); otherwise they are
-    /// read here.
-    pub(super) fn check_replicas(&mut self, b: BrokerId, views_fresh: bool) {
+    /// the mirrors of the partitions in `self.views` up (`check_partitions`
+    /// just read them: those the event touched, or all), compare what is
+    /// below their high watermarks, and judge the Produce acknowledgements
+    /// it just sent.
+    pub(super) fn check_replicas(&mut self, b: BrokerId) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
         let BrokerState::Up(node) = &mut self.brokers[b].state else {
             return;
         };
-        if !views_fresh {
-            self.views.read(node, &self.topics);
-        }
         let views = &self.views;
         let checks = &mut cluster.replicas;
         let divergence_allowed = cluster.config.unclean_leader_election;
@@ -666,6 +692,12 @@ impl World {
                 }
             }
             let mirror = &mut checks.mirrors[b][i];
+            assert!(
+                view.touched || mirror.synced == Some((log_start, log_end)),
+                "{topic}-{partition} on broker {b}: the log moved from {:?} to {:?} without the node listing it as touched",
+                mirror.synced,
+                (log_start, log_end)
+            );
             let dir = &checks.dirs[i];
             if let Some(dropped) = mirror.sync(node.storage_mut(), dir, log_start, log_end) {
                 let v = &mut checks.verified_upto[b][i];
@@ -799,8 +831,11 @@ impl World {
             return;
         }
         self.isr_checked_at_event = self.events;
+        // Every event's checks walked what it touched, so this finds
+        // nothing to catch up on unless something changed a node outside
+        // the events (setup, a fault).
         for b in 0..self.brokers.len() {
-            self.check_replicas(b, false);
+            self.check_partitions(b, false);
         }
         self.check_quorum_log();
         let cluster = self.cluster.as_ref().expect("checked");

@@ -452,7 +452,7 @@ impl<S: Storage> Node<S> {
         if let Err(e) = self.topics.persist(&mut self.storage) {
             tracing::error!(error = %e, "persisting the topic registry failed");
         }
-        for p in topic.partitions.into_values() {
+        for p in topic.into_partitions().into_values() {
             if let Err(e) = p.log.delete(&mut self.storage) {
                 tracing::warn!(topic = %name, error = %e, "deleting a partition failed");
             }
@@ -510,7 +510,7 @@ impl<S: Storage> Node<S> {
             if registered.topic_id != topic.id {
                 continue;
             }
-            for index in topic.partitions.keys() {
+            for index in topic.partitions().keys() {
                 let hosted_here = registered
                     .partitions
                     .get(index)
@@ -537,7 +537,7 @@ impl<S: Storage> Node<S> {
         self.release_produces(None);
         for (name, index) in &removed {
             let topic = self.topics.get_mut(name).expect("listed above");
-            let partition = topic.partitions.remove(index).expect("listed above");
+            let partition = topic.remove_partition(*index).expect("listed above");
             if let Err(e) = partition.log.delete(&mut self.storage) {
                 tracing::warn!(topic = %name, partition = index, error = %e, "deleting a removed replica failed");
             }
@@ -560,7 +560,7 @@ impl<S: Storage> Node<S> {
         if self
             .topics
             .get(name)
-            .is_some_and(|t| t.partitions.contains_key(&index))
+            .is_some_and(|t| t.partitions().contains_key(&index))
         {
             return false;
         }
@@ -572,13 +572,13 @@ impl<S: Storage> Node<S> {
             self.forget_deleted_topic(old);
         }
         if !self.topics.contains(name) {
-            self.topics.insert(Topic {
-                name: name.to_string(),
+            self.topics.insert(Topic::new(
+                name.to_string(),
                 id,
-                partitions: BTreeMap::new(),
-                overrides: overrides.clone(),
-                sparse: true,
-            });
+                BTreeMap::new(),
+                overrides.clone(),
+                true,
+            ));
         }
         let config = super::super::topic_config::log_config(&overrides, &self.config.log);
         let dir = partition_dir(name, index);
@@ -588,7 +588,7 @@ impl<S: Storage> Node<S> {
                 partition.replica = Replica::Offline;
                 partition.high_watermark = partition.log.log_start_offset();
                 let topic = self.topics.get_mut(name).expect("inserted above");
-                topic.partitions.insert(index, partition);
+                topic.insert_partition(index, partition);
                 true
             }
             Err(e) => {

@@ -124,7 +124,7 @@ impl<S: Storage> Node<S> {
         // percent of a cluster run). A handful of leaders: a sorted Vec.
         let mut leaders: Vec<(i32, bool)> = Vec::new();
         for topic in self.topics.iter() {
-            for p in topic.partitions.values() {
+            for p in topic.partitions().values() {
                 let Replica::Follower(f) = &p.replica else {
                     continue;
                 };
@@ -147,7 +147,7 @@ impl<S: Storage> Node<S> {
         }
         let mut by_leader: BTreeMap<i32, Vec<(Uuid, FetchPartition)>> = BTreeMap::new();
         for topic in self.topics.iter() {
-            for (&index, p) in &topic.partitions {
+            for (&index, p) in topic.partitions() {
                 let Replica::Follower(f) = &p.replica else {
                     continue;
                 };
@@ -443,27 +443,42 @@ impl<S: Storage> Node<S> {
         let Some(broker_epoch) = self.cluster().broker.epoch() else {
             return;
         };
-        let mut changes = Vec::new();
-        for topic in self.topics.iter_mut() {
-            for (&index, p) in topic.partitions.iter_mut() {
-                let Replica::Leader(leader) = &mut p.replica else {
+        // Looked at first, changed only where there is something to do:
+        // a change is a touch (`Topic::touched`), and this runs after
+        // every replica fetch.
+        let mut due = Vec::new();
+        for topic in self.topics.iter() {
+            for (&index, p) in topic.partitions() {
+                let Replica::Leader(leader) = &p.replica else {
                     continue;
                 };
-                if check_lag {
-                    leader.maybe_shrink_isr(now);
+                if leader.isr_change_ready() || (check_lag && leader.shrink_due(now)) {
+                    due.push((topic.name.clone(), index));
                 }
-                if let Some(change) = leader.poll_isr_change() {
-                    // KIP-903: each follower's broker epoch as its last
-                    // fetch carried it, so a member that restarted since
-                    // (and may have lost what it reported) is refused.
-                    let fetched: BTreeMap<i32, i64> = change
-                        .new_isr
-                        .iter()
-                        .filter_map(|id| Some((*id, leader.follower(*id)?.broker_epoch)))
-                        .filter(|(_, epoch)| *epoch >= 0)
-                        .collect();
-                    changes.push((topic.name.clone(), topic.id, index, change, fetched));
-                }
+            }
+        }
+        let mut changes = Vec::new();
+        for (name, index) in due {
+            let topic = self.topics.get_mut(&name).expect("listed above");
+            let topic_id = topic.id;
+            let p = topic.partition_mut(index).expect("listed above");
+            let Replica::Leader(leader) = &mut p.replica else {
+                unreachable!("listed above as a leader");
+            };
+            if check_lag {
+                leader.maybe_shrink_isr(now);
+            }
+            if let Some(change) = leader.poll_isr_change() {
+                // KIP-903: each follower's broker epoch as its last fetch
+                // carried it, so a member that restarted since (and may
+                // have lost what it reported) is refused.
+                let fetched: BTreeMap<i32, i64> = change
+                    .new_isr
+                    .iter()
+                    .filter_map(|id| Some((*id, leader.follower(*id)?.broker_epoch)))
+                    .filter(|(_, epoch)| *epoch >= 0)
+                    .collect();
+                changes.push((name, topic_id, index, change, fetched));
             }
         }
         for (name, topic_id, index, change, fetched) in changes {

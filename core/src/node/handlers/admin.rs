@@ -61,16 +61,11 @@ impl<S: Storage> Node<S> {
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
             logs.insert(index, Partition::new(log, 0));
         }
-        self.topics.insert(Topic {
-            name: name.to_string(),
-            id,
-            partitions: logs,
-            overrides,
-            sparse: false,
-        });
+        self.topics
+            .insert(Topic::new(name.to_string(), id, logs, overrides, false));
         if let Err(e) = self.topics.persist(&mut self.storage) {
             let topic = self.topics.remove(name).expect("just inserted");
-            for p in topic.partitions.into_values() {
+            for p in topic.into_partitions().into_values() {
                 let _ = p.log.delete(&mut self.storage);
             }
             return Err((ResponseError::KafkaStorageError.code(), e.to_string()));
@@ -250,7 +245,7 @@ impl<S: Storage> Node<S> {
         self.topics
             .persist(&mut self.storage)
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-        for p in topic.partitions.into_values() {
+        for p in topic.into_partitions().into_values() {
             if let Err(e) = p.log.delete(&mut self.storage) {
                 tracing::warn!(topic = name, error = %e, "deleting a partition's files failed; load will remove the orphan");
             }
@@ -300,7 +295,7 @@ impl<S: Storage> Node<S> {
                 format!("no topic '{name}'"),
             )
         })?;
-        let current = topic.partitions.len() as i32;
+        let current = topic.partitions().len() as i32;
         if count <= current || count > PARTITIONS_PER_TOPIC_MAX {
             return Err((ResponseError::InvalidPartitions.code(), format!("topic '{name}' has {current} partitions; the new count must be in [{}, {PARTITIONS_PER_TOPIC_MAX}], got {count}", current + 1)));
         }
@@ -328,7 +323,7 @@ impl<S: Storage> Node<S> {
                 now,
             )
             .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-            topic.partitions.insert(index, Partition::new(log, 0));
+            topic.insert_partition(index, Partition::new(log, 0));
         }
         self.topics
             .persist(&mut self.storage)
@@ -363,7 +358,7 @@ impl<S: Storage> Node<S> {
                 .map(|t| {
                     (
                         TopicName(super::str_bytes(&t.name)),
-                        t.partitions.keys().copied().collect(),
+                        t.partitions().keys().copied().collect(),
                     )
                 })
                 .collect(),
@@ -374,7 +369,7 @@ impl<S: Storage> Node<S> {
             let results = partitions
                 .into_iter()
                 .map(|partition| {
-                    let error = match known.filter(|t| t.partitions.contains_key(&partition)) {
+                    let error = match known.filter(|t| t.partitions().contains_key(&partition)) {
                         Some(_) => ResponseError::ElectionNotNeeded,
                         None => ResponseError::UnknownTopicOrPartition,
                     };
@@ -410,7 +405,7 @@ impl<S: Storage> Node<S> {
             let mut result = ReassignableTopicResponse::default().with_name(topic.name.clone());
             for partition in &topic.partitions {
                 let exists =
-                    known.is_some_and(|t| t.partitions.contains_key(&partition.partition_index));
+                    known.is_some_and(|t| t.partitions().contains_key(&partition.partition_index));
                 let refusal = match &partition.replicas {
                     _ if !exists => {
                         Some((ResponseError::UnknownTopicOrPartition, "no such partition"))

@@ -82,7 +82,7 @@ impl<S: Storage> Node<S> {
         let Some(topic) = self.topics.get_mut(topic) else {
             return;
         };
-        for p in topic.partitions.values_mut() {
+        for (_, p) in topic.partitions_mut() {
             p.log.set_config(config.clone());
         }
         topic.overrides = overrides;

@@ -46,7 +46,7 @@ impl<S: Storage> Node<S> {
             None => self
                 .topics
                 .iter()
-                .map(|t| (t.name.clone(), (t.id, t.partitions.len() as i32)))
+                .map(|t| (t.name.clone(), (t.id, t.partitions().len() as i32)))
                 .collect(),
         }
     }

@@ -24,7 +24,7 @@ impl<S: Storage> Node<S> {
             None => self
                 .topics
                 .iter()
-                .map(|t| (t.name.clone(), t.partitions.keys().copied().collect()))
+                .map(|t| (t.name.clone(), t.partitions().keys().copied().collect()))
                 .collect(),
             Some(topics) => topics
                 .iter()
@@ -39,7 +39,7 @@ impl<S: Storage> Node<S> {
             let partitions: Vec<DescribeLogDirsPartition> = partitions
                 .into_iter()
                 .filter_map(|index| {
-                    let p = topic.partitions.get(&index)?;
+                    let p = topic.partitions().get(&index)?;
                     Some(
                         DescribeLogDirsPartition::default()
                             .with_partition_index(index)

@@ -22,7 +22,7 @@ impl<S: Storage> Node<S> {
             let mut result = TopicResponse::default().with_name(topic.name.clone());
             for &index in &topic.partition_indexes {
                 let mut answer = PartitionResponse::default().with_partition_index(index);
-                let partition = known.and_then(|t| t.partitions.get(&index));
+                let partition = known.and_then(|t| t.partitions().get(&index));
                 match partition {
                     Some(p) => {
                         answer.active_producers = p

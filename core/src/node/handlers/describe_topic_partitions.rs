@@ -137,7 +137,7 @@ impl<S: Storage> Node<S> {
         let topic = self.topics.get(name)?;
         let me = self.config.node_id;
         let partitions = topic
-            .partitions
+            .partitions()
             .iter()
             .map(|(&index, p)| {
                 PartitionAnswer::default()

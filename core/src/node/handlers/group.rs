@@ -115,7 +115,7 @@ impl<S: Storage> Node<S> {
         let Some(topic) = self.topics.get(OFFSETS_TOPIC) else {
             return Ok(());
         };
-        let partitions = topic.partitions.len() as i32;
+        let partitions = topic.partitions().len() as i32;
         if partitions != self.config.offsets_topic_partitions {
             tracing::warn!(
                 existing = partitions,
@@ -315,7 +315,7 @@ impl<S: Storage> Node<S> {
             let synced = self
                 .topics
                 .get(OFFSETS_TOPIC)
-                .and_then(|t| t.partitions.get(&wait.partition))
+                .and_then(|t| t.partitions().get(&wait.partition))
                 .and_then(|p| match &p.replica {
                     Replica::Standalone => Some(p.log.synced_offset()),
                     Replica::Leader(leader) => Some(leader.high_watermark()),
@@ -325,7 +325,7 @@ impl<S: Storage> Node<S> {
                 || self
                     .topics
                     .get(OFFSETS_TOPIC)
-                    .and_then(|t| t.partitions.get(&wait.partition))
+                    .and_then(|t| t.partitions().get(&wait.partition))
                     .is_some_and(|p| matches!(p.replica, Replica::Leader(_)));
             match synced {
                 None => {

@@ -104,7 +104,7 @@ impl<S: Storage> Node<S> {
         let topic = self.topics.get(name).expect("described topics exist");
         let node_id = self.config.node_id;
         let partitions = topic
-            .partitions
+            .partitions()
             .iter()
             .map(|(&index, p)| {
                 MetadataResponsePartition::default()

@@ -39,7 +39,7 @@ impl<S: Storage> Node<S> {
     fn partition_exists(&self, topic: &str, partition: i32) -> bool {
         self.topics
             .get(topic)
-            .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+            .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions().len())
     }
 
     pub(crate) fn handle_offset_commit(

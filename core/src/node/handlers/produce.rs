@@ -222,7 +222,7 @@ impl<S: Storage> Node<S> {
         let Some(p) = self
             .topics
             .get(&wait.topic)
-            .and_then(|t| t.partitions.get(&wait.partition))
+            .and_then(|t| t.partitions().get(&wait.partition))
         else {
             // Deleted meanwhile: nothing left to wait for.
             return Settled::Done;
