@@ -71,15 +71,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Simulated seconds per wall second: whole above 10, else with two
-/// decimals (the 100-broker cluster runs below real time, and "0" said
-/// nothing).
 fn speed(ratio: f64) -> String {
-    if ratio >= 10.0 {
-        format!("{ratio:.0}")
-    } else {
-        format!("{ratio:.2}")
-    }
+    seedlog_sim::world::format_speed(ratio)
 }
 
 /// The process's high-water resident set (`VmHWM`), in KiB.

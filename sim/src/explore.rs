@@ -55,11 +55,11 @@ pub fn summary(report: &RunReport, scenario_arg: &str, scenario_bugs: &[Bug]) ->
     let _ = writeln!(s, "faults: {} scheduled", report.schedule.len());
     let _ = writeln!(
         s,
-        "events {}  simulated {:.1} s  wall {:.3} s  speed {:.0} simulated s / wall s",
+        "events {}  simulated {:.1} s  wall {:.3} s  speed {} simulated s / wall s",
         report.events,
         report.simulated_ms as f64 / 1000.0,
         report.wall.as_secs_f64(),
-        report.sim_seconds_per_wall_second()
+        crate::world::format_speed(report.sim_seconds_per_wall_second())
     );
     let _ = writeln!(
         s,

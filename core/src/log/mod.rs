@@ -783,7 +783,7 @@ impl PartitionLog {
     /// least one batch when one qualifies, even if larger than `max_bytes`.
     /// Batches come from one segment per call, as in Kafka.
     pub fn read(
-        &mut self,
+        &self,
         storage: &mut dyn Storage,
         offset: i64,
         max_bytes: usize,
@@ -796,7 +796,7 @@ impl PartitionLog {
     /// and dropped, so the storage may lend them rather than copy them
     /// (`Storage::read_to_send`).
     pub fn read_to_send(
-        &mut self,
+        &self,
         storage: &mut dyn Storage,
         offset: i64,
         max_bytes: usize,
@@ -806,7 +806,7 @@ impl PartitionLog {
     }
 
     fn read_batches(
-        &mut self,
+        &self,
         storage: &mut dyn Storage,
         offset: i64,
         max_bytes: usize,

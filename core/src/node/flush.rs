@@ -7,7 +7,7 @@
 
 use super::cluster::broker::{leader_end_offset, sync_high_watermark};
 use super::io::{FlushId, Output};
-use super::topics::Replica;
+use super::topics::{Replica, TouchReader};
 use super::{Node, FLUSH_RETRY_BACKOFF};
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
@@ -24,6 +24,8 @@ pub struct Flusher {
     next_id: FlushId,
     in_flight: Option<InFlight>,
     retry_at: Option<Instant>,
+    /// Reused by `maybe_start_flush`.
+    touched_buf: Vec<i32>,
 }
 
 impl Flusher {
@@ -62,14 +64,36 @@ impl<S: Storage> Node<S> {
         self.flusher.retry_at = None;
         let mut marks = Vec::new();
         let mut paths = Vec::new();
-        for topic in self.topics.iter() {
-            for (&index, p) in topic.partitions() {
+        // Only partitions touched since the last flush began can hold
+        // unsynced appends: an append touches, those of the last flush were
+        // touched when it completed, and a failed one touches them again.
+        // (A node of a large cluster hosts hundreds, and this runs after
+        // every input.)
+        let everything = self.topics.take_all_touched(TouchReader::Flusher);
+        let mut listed = std::mem::take(&mut self.flusher.touched_buf);
+        for topic in self.topics.iter_mut() {
+            topic.take_touched_sorted(TouchReader::Flusher, everything, &mut listed);
+            for &index in &listed {
+                let Some(p) = topic.partition(index) else {
+                    continue; // removed since
+                };
                 if p.log.synced_offset() < p.log.log_end_offset() {
                     marks.push((topic.name.clone(), index, p.log.log_end_offset()));
                     paths.extend(p.log.unsynced_paths());
                 }
             }
         }
+        listed.clear();
+        self.flusher.touched_buf = listed;
+        debug_assert!(
+            self.topics
+                .iter()
+                .all(|t| t.partitions().iter().all(|(i, p)| {
+                    p.log.synced_offset() >= p.log.log_end_offset()
+                        || marks.iter().any(|(name, x, _)| *name == t.name && x == i)
+                })),
+            "an unsynced partition the flusher did not look at"
+        );
         if marks.is_empty() {
             return;
         }
@@ -140,6 +164,10 @@ impl<S: Storage> Node<S> {
             return;
         };
         tracing::error!(flush_id, %error, "flush failed; produces waiting on it get KAFKA_STORAGE_ERROR");
+        // Still unsynced: the next flush must look at them again.
+        for (topic, partition, _) in &in_flight.marks {
+            self.topics.touch(topic, *partition);
+        }
         self.flusher.retry_at = Some(self.now + FLUSH_RETRY_BACKOFF);
         self.release_produces(Some(&in_flight.marks));
     }

@@ -142,6 +142,8 @@ pub struct Node<S: Storage> {
     /// fetches still waiting here and swaps the lists, keeping both
     /// allocations.
     delayed_fetches_spare: Vec<DelayedFetch>,
+    /// Reused by `retry_delayed_fetches`.
+    parked_touches_buf: handlers::delayed_fetch::ParkedTouches,
     /// Set when a high watermark moved; parked fetches are then re-checked.
     high_watermark_moved: bool,
     retention_check_at: Instant,
@@ -217,6 +219,7 @@ impl<S: Storage> Node<S> {
             group_writes: Vec::new(),
             delayed_fetches: Vec::new(),
             delayed_fetches_spare: Vec::new(),
+            parked_touches_buf: Default::default(),
             high_watermark_moved: false,
         };
         if node.cluster.is_some() {
@@ -276,7 +279,8 @@ impl<S: Storage> Node<S> {
     /// Returns false when every partition counts as touched (the node just
     /// started, or a topic came or went); then `each` is not called.
     pub fn drain_touched(&mut self, each: impl FnMut(Touched<'_>)) -> bool {
-        self.topics.drain_touched(each)
+        self.topics
+            .drain_touched(topics::TouchReader::Observer, each)
     }
 
     /// Asks for a controlled shutdown (SIGTERM): a cluster node has the
@@ -929,13 +933,40 @@ impl<S: Storage> Node<S> {
 /// The partition if this node serves clients for it (its leader, or a
 /// standalone broker), else Kafka's error: NOT_LEADER_OR_FOLLOWER for a
 /// partition the cluster has, UNKNOWN_TOPIC_OR_PARTITION otherwise. A free
-/// function so callers keep `storage` borrowable beside it.
+/// function so callers keep `storage` borrowable beside it. To change it
+/// (noted as touched, see `Topic::touched`); reads use
+/// `leader_partition_ref`.
 pub(crate) fn leader_partition<'a>(
     topics: &'a mut Topics,
     cluster: Option<&cluster::Cluster>,
     topic: &str,
     partition: i32,
 ) -> Result<&'a mut topics::Partition, i16> {
+    match topics.partition_mut(topic, partition) {
+        Some(p) if p.replica.is_leader() => Ok(p),
+        found => Err(not_led_error(found.is_some(), cluster, topic, partition)),
+    }
+}
+
+/// `leader_partition` to read it.
+pub(crate) fn leader_partition_ref<'a>(
+    topics: &'a Topics,
+    cluster: Option<&cluster::Cluster>,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a topics::Partition, i16> {
+    match topics.partition(topic, partition) {
+        Some(p) if p.replica.is_leader() => Ok(p),
+        found => Err(not_led_error(found.is_some(), cluster, topic, partition)),
+    }
+}
+
+fn not_led_error(
+    hosted: bool,
+    cluster: Option<&cluster::Cluster>,
+    topic: &str,
+    partition: i32,
+) -> i16 {
     use kafka_protocol::ResponseError;
     // Looked up only when the node hosts no such partition: the hosted
     // case is every parked fetch's re-check, and the image lookup cost
@@ -947,11 +978,10 @@ pub(crate) fn leader_partition<'a>(
                 .is_some_and(|t| t.partitions.contains_key(&partition))
         })
     };
-    match topics.partition_mut(topic, partition) {
-        Some(p) if p.replica.is_leader() => Ok(p),
-        Some(_) => Err(ResponseError::NotLeaderOrFollower.code()),
-        None if known_in_cluster() => Err(ResponseError::NotLeaderOrFollower.code()),
-        None => Err(ResponseError::UnknownTopicOrPartition.code()),
+    if hosted || known_in_cluster() {
+        ResponseError::NotLeaderOrFollower.code()
+    } else {
+        ResponseError::UnknownTopicOrPartition.code()
     }
 }
 

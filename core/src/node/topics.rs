@@ -31,8 +31,9 @@ pub struct Partition {
     /// Idempotent producers' last batches, rebuilt from the log on load.
     pub producers: ProducerStateTable,
     pub replica: Replica,
-    /// Listed in its topic's `touched` since the last drain.
-    touched: bool,
+    /// Per reader (bit `TouchReader as u8`): listed in its topic's
+    /// `touched` since that reader last took the list.
+    touched: u8,
 }
 
 /// The part this node plays for one partition.
@@ -94,7 +95,7 @@ impl Partition {
             high_watermark,
             producers: ProducerStateTable::default(),
             replica: Replica::Standalone,
-            touched: false,
+            touched: 0,
         }
     }
 
@@ -132,17 +133,35 @@ pub struct Topic {
     pub overrides: BTreeMap<String, String>,
     /// Hosts a subset of the topic's partitions (a cluster node).
     pub sparse: bool,
-    /// The partitions handed out for change since the last drain, each
-    /// once (`Partition::touched`): a superset of those whose offsets,
-    /// high watermark, leader epoch, role or ISR changed. An observer that
-    /// looks at every partition after every input (the simulator's
-    /// checkers) looks at these only; nothing else reads it, so a broker
-    /// that never drains keeps at most one entry per partition.
-    touched: Vec<i32>,
-    /// A partition was added or removed since the last drain: every one
-    /// of the topic counts as touched, those gone included.
-    all_touched: bool,
+    /// Per reader (`TouchReader`): the partitions handed out for change
+    /// since it last took the list, each once (`Partition::touched`): a
+    /// superset of those whose offsets, high watermark, leader epoch,
+    /// role or ISR changed. A reader that would look at every partition
+    /// after every input looks at these only. A list no one takes (the
+    /// observer's in a real broker) holds at most one entry per partition.
+    touched: [Vec<i32>; TOUCH_READERS],
+    /// Per reader: a partition was added or removed since it last took the
+    /// list: every one of the topic counts as touched, those gone included.
+    all_touched: [bool; TOUCH_READERS],
 }
+
+/// Who takes a topic's touched lists: each reader has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TouchReader {
+    /// `Node::drain_touched`: a checker outside the core.
+    Observer = 0,
+    /// `maybe_start_flush`: partitions that may hold unsynced appends.
+    Flusher = 1,
+    /// `drive_isr`: leaders that may have an ISR change to send.
+    Isr = 2,
+    /// `drive_fetcher`: partitions whose role (or leader) may have changed.
+    Fetcher = 3,
+    /// `retry_delayed_fetches`: partitions a parked fetch may now read
+    /// something new from.
+    Parked = 4,
+}
+
+const TOUCH_READERS: usize = 5;
 
 /// What [`Topics::drain_touched`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,11 +171,18 @@ pub enum Touched<'a> {
     Partition(&'a str, i32),
 }
 
-fn touch(touched: &mut Vec<i32>, index: i32, p: &mut Partition) {
-    if !p.touched {
-        p.touched = true;
-        touched.push(index);
+fn touch(touched: &mut [Vec<i32>; TOUCH_READERS], index: i32, p: &mut Partition) {
+    const ALL: u8 = (1 << TOUCH_READERS) - 1;
+    if p.touched == ALL {
+        return;
     }
+    for (reader, list) in touched.iter_mut().enumerate() {
+        let bit = 1 << reader;
+        if p.touched & bit == 0 {
+            list.push(index);
+        }
+    }
+    p.touched = ALL;
 }
 
 impl Topic {
@@ -174,8 +200,8 @@ impl Topic {
             partitions,
             overrides,
             sparse,
-            touched: Vec::new(),
-            all_touched: true,
+            touched: Default::default(),
+            all_touched: [true; TOUCH_READERS],
         }
     }
 
@@ -217,30 +243,64 @@ impl Topic {
             "partition {}-{index} inserted twice",
             self.name
         );
-        self.all_touched = true;
+        self.all_touched = [true; TOUCH_READERS];
     }
 
     pub fn remove_partition(&mut self, index: i32) -> Option<Partition> {
         let p = self.partitions.remove(&index)?;
-        self.all_touched = true;
+        self.all_touched = [true; TOUCH_READERS];
         Some(p)
     }
 
-    /// Reports what was touched since the last drain and forgets it.
-    fn drain_touched(&mut self, each: &mut impl FnMut(Touched<'_>)) {
+    /// Moves `reader`'s list of the partitions touched since it last took
+    /// it into `out` (unordered, each once) and forgets it. Returns true
+    /// when every partition of the topic counts as touched.
+    pub fn take_touched(&mut self, reader: TouchReader, out: &mut Vec<i32>) -> bool {
+        let bit = 1 << reader as u8;
+        let list = &mut self.touched[reader as usize];
         // Bounded by the partitions hosted: each is listed once.
-        for index in self.touched.drain(..) {
+        for &index in list.iter() {
             if let Some(p) = self.partitions.get_mut(&index) {
-                p.touched = false;
-            }
-            if !self.all_touched {
-                each(Touched::Partition(&self.name, index));
+                p.touched &= !bit;
             }
         }
-        if std::mem::take(&mut self.all_touched) {
+        out.append(list);
+        debug_assert!(self.partitions.values().all(|p| p.touched & bit == 0));
+        std::mem::take(&mut self.all_touched[reader as usize])
+    }
+
+    /// The partitions `reader` must look at, ascending, into `out` (cleared
+    /// first): those touched since it last looked, or every hosted one
+    /// when the whole topic counts as touched or `everything` does (a
+    /// topic came or went, a periodic pass). Returns whether it is every
+    /// one.
+    pub fn take_touched_sorted(
+        &mut self,
+        reader: TouchReader,
+        everything: bool,
+        out: &mut Vec<i32>,
+    ) -> bool {
+        out.clear();
+        let whole = self.take_touched(reader, out) || everything;
+        if whole {
+            out.clear();
+            out.extend(self.partitions.keys());
+        } else {
+            out.sort_unstable();
+        }
+        whole
+    }
+
+    /// Reports what `reader` has not taken yet, and forgets it.
+    fn drain_touched(&mut self, reader: TouchReader, each: &mut impl FnMut(Touched<'_>)) {
+        let mut listed = Vec::new();
+        if self.take_touched(reader, &mut listed) {
             each(Touched::Topic(&self.name));
+            return;
         }
-        debug_assert!(self.partitions.values().all(|p| !p.touched));
+        for index in listed {
+            each(Touched::Partition(&self.name, index));
+        }
     }
 }
 
@@ -266,9 +326,9 @@ struct MetadataFile {
 pub struct Topics {
     by_name: BTreeMap<String, Topic>,
     name_by_id: BTreeMap<Uuid, String>,
-    /// A topic was added or removed since the last drain (or none ever
-    /// happened): every partition counts as touched.
-    all_touched: bool,
+    /// Per reader (`TouchReader`): a topic was added or removed since it
+    /// last looked (or it never did): every partition counts as touched.
+    all_touched: [bool; TOUCH_READERS],
 }
 
 impl Default for Topics {
@@ -276,7 +336,7 @@ impl Default for Topics {
         Topics {
             by_name: BTreeMap::new(),
             name_by_id: BTreeMap::new(),
-            all_touched: true,
+            all_touched: [true; TOUCH_READERS],
         }
     }
 }
@@ -437,31 +497,41 @@ impl Topics {
         );
         self.name_by_id.insert(topic.id, topic.name.clone());
         self.by_name.insert(topic.name.clone(), topic);
-        self.all_touched = true;
+        self.all_touched = [true; TOUCH_READERS];
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Topic> {
         let topic = self.by_name.remove(name)?;
         self.name_by_id.remove(&topic.id);
-        self.all_touched = true;
+        self.all_touched = [true; TOUCH_READERS];
         Some(topic)
     }
 
-    /// The partitions that may have changed since the last call (see
-    /// `Topic::touched`), reported to `each`, and forgotten. Returns false
-    /// when a topic came or went: then every partition counts as touched
-    /// and `each` is not called.
-    pub fn drain_touched(&mut self, mut each: impl FnMut(Touched<'_>)) -> bool {
-        let all = std::mem::take(&mut self.all_touched);
+    /// The partitions that may have changed since `reader` last looked
+    /// (see `Topic::touched`), reported to `each`, and forgotten. Returns
+    /// false when a topic came or went: then every partition counts as
+    /// touched and `each` is not called.
+    pub fn drain_touched(
+        &mut self,
+        reader: TouchReader,
+        mut each: impl FnMut(Touched<'_>),
+    ) -> bool {
+        let all = self.take_all_touched(reader);
         // Bounded by the topics hosted.
         for topic in self.by_name.values_mut() {
             if all {
-                topic.drain_touched(&mut |_| {});
+                topic.drain_touched(reader, &mut |_| {});
             } else {
-                topic.drain_touched(&mut each);
+                topic.drain_touched(reader, &mut each);
             }
         }
         !all
+    }
+
+    /// Whether a topic came or went since `reader` last asked (then every
+    /// partition counts as touched); forgets it.
+    pub fn take_all_touched(&mut self, reader: TouchReader) -> bool {
+        std::mem::take(&mut self.all_touched[reader as usize])
     }
 
     pub fn get(&self, name: &str) -> Option<&Topic> {
@@ -490,6 +560,12 @@ impl Topics {
 
     pub fn partition(&self, name: &str, partition: i32) -> Option<&Partition> {
         self.by_name.get(name)?.partition(partition)
+    }
+
+    /// Notes the partition as touched, changed or not (a failed flush left
+    /// it unsynced: the flusher must look at it again).
+    pub fn touch(&mut self, name: &str, partition: i32) {
+        self.partition_mut(name, partition);
     }
 
     /// The partition, to change: noted as touched.

@@ -82,7 +82,7 @@ impl World {
             let due = self.brokers.len() <= VOTERS_MAX
                 || self.events >= self.isr_checked_at_event + ISR_CHECK_EVERY_EVENTS_MIN;
             if node_check && due {
-                self.check_isr();
+                self.check_isr(false);
             }
         }
     }
@@ -323,7 +323,7 @@ impl World {
     /// fault (or the end) changes what can be checked. Emits nothing unless
     /// an invariant is broken.
     pub(super) fn check_nodes_fully(&mut self) {
-        self.check_isr();
+        self.check_isr(true);
         for b in 0..self.brokers.len() {
             let BrokerState::Up(node) = &self.brokers[b].state else {
                 continue;

@@ -202,12 +202,37 @@ impl World {
     /// the consumer's partitions. One pass over the positions.
     fn consumer_leaders(&self, client: ClientId, consumer: &Consumer) -> Vec<bool> {
         let mut leaders = vec![false; self.brokers.len()];
-        for (topic, p) in consumer.positions.keys() {
-            if let Some(b) = self.leader_for(client, self.tp_index_of(topic, *p)) {
+        for (tp, _, _) in self.positions_indexed(consumer) {
+            if let Some(b) = self.leader_for(client, tp) {
                 leaders[b] = true;
             }
         }
         leaders
+    }
+
+    /// A consumer's positions as (index in `tps`, partition, offset), in
+    /// the positions' order. The topic's place in `tps` is looked up once
+    /// per run of one topic (the positions are ordered by topic), not per
+    /// partition: a consumer of a large cluster holds ten thousand, and a
+    /// lookup by name each was most of a consumer's tick.
+    fn positions_indexed<'a>(
+        &'a self,
+        consumer: &'a Consumer,
+    ) -> impl Iterator<Item = (usize, &'a Tp, i64)> + 'a {
+        let mut base: Option<(&str, usize)> = None;
+        consumer.positions.iter().map(move |(tp, offset)| {
+            let (topic, partition) = tp;
+            let i = match base {
+                Some((name, base)) if name == topic.as_str() => base + *partition as usize,
+                _ => {
+                    let i = self.tp_index_of(topic, *partition);
+                    base = Some((topic.as_str(), i - *partition as usize));
+                    i
+                }
+            };
+            debug_assert_eq!(&self.tps[i], tp);
+            (i, tp, *offset)
+        })
     }
 
     /// Whether the consumer has partitions to fetch from `broker`, given
@@ -842,36 +867,52 @@ impl World {
         {
             return;
         }
-        for b in brokers {
-            let Some(conn) = self.clients[client].conn(b) else {
+        // The brokers a fetch may go to now, then one pass over the
+        // positions sorting them by leader (a pass per broker was a
+        // hundred over ten thousand positions in a large cluster).
+        let Some(consumer) = self.clients[client].kind.consumer() else {
+            unreachable!()
+        };
+        let free: Vec<(BrokerId, ConnId)> = brokers
+            .into_iter()
+            .filter_map(|b| Some((b, self.clients[client].conn(b)?)))
+            .filter(|(b, _)| {
+                !consumer.in_flight.contains_key(b) && !self.member_blocks_fetch(client, *b)
+            })
+            .collect();
+        if free.is_empty() {
+            return;
+        }
+        let mut slot_of = vec![usize::MAX; self.brokers.len().max(1)];
+        for (slot, (b, _)) in free.iter().enumerate() {
+            slot_of[*b] = slot;
+        }
+        let mut plans: Vec<FetchPlan> = free.iter().map(|_| FetchPlan::default()).collect();
+        let meta = self.clients[client].meta.as_ref();
+        for (tp, (topic, partition), offset) in self.positions_indexed(consumer) {
+            let Some(b) = self.leader_for(client, tp) else {
                 continue;
             };
-            let Some(consumer) = self.clients[client].kind.consumer() else {
-                unreachable!()
-            };
-            if consumer.in_flight.contains_key(&b) || self.member_blocks_fetch(client, b) {
+            let Some(&slot) = slot_of.get(b).filter(|s| **s != usize::MAX) else {
                 continue;
-            }
-            let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-            let mut asked = Vec::new();
-            for ((topic, partition), offset) in &consumer.positions {
-                let tp = self.tp_index_of(topic, *partition);
-                if self.leader_for(client, tp) != Some(b) {
-                    continue;
+            };
+            let epoch = meta.map_or(-1, |m| m.leader_epoch(tp));
+            let plan = &mut plans[slot];
+            plan.asked
+                .push(((topic.clone(), *partition), offset, epoch));
+            let fp = FetchPartition::default()
+                .with_partition(*partition)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(epoch)
+                .with_partition_max_bytes(64 * 1024);
+            match plan.topics.get_mut(topic.as_str()) {
+                Some(partitions) => partitions.push(fp),
+                None => {
+                    plan.topics.insert(topic.clone(), vec![fp]);
                 }
-                let epoch = self.clients[client]
-                    .meta
-                    .as_ref()
-                    .map_or(-1, |m| m.leader_epoch(tp));
-                asked.push(((topic.clone(), *partition), *offset, epoch));
-                topics.entry(topic).or_default().push(
-                    FetchPartition::default()
-                        .with_partition(*partition)
-                        .with_fetch_offset(*offset)
-                        .with_current_leader_epoch(epoch)
-                        .with_partition_max_bytes(64 * 1024),
-                );
             }
+        }
+        for ((b, conn), FetchPlan { topics, asked }) in free.into_iter().zip(plans) {
             if topics.is_empty() {
                 continue;
             }
@@ -885,7 +926,7 @@ impl World {
                         .into_iter()
                         .map(|(topic, partitions)| {
                             FetchTopic::default()
-                                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                                .with_topic(TopicName(StrBytes::from_string(topic)))
                                 .with_partitions(partitions)
                         })
                         .collect(),
@@ -1085,4 +1126,12 @@ impl World {
         }
         self.history.consumer_events.push(event);
     }
+}
+
+/// One fetch a consumer is about to send: its partitions by topic, and
+/// what it asks for (partition, offset, leader epoch).
+#[derive(Default)]
+struct FetchPlan {
+    topics: BTreeMap<String, Vec<FetchPartition>>,
+    asked: Vec<(Tp, i64, i32)>,
 }

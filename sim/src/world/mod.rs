@@ -30,7 +30,9 @@ pub use crate::bugs::Bug;
 pub use faults::materialize_faults;
 pub use groups::GroupStats;
 pub use liveness::{Outage, OutageKind, OutageTimes};
-pub use report::{ClusterReport, ClusterStats, Failover, RunOptions, RunReport, Stats, Violation};
+pub use report::{
+    format_speed, ClusterReport, ClusterStats, Failover, RunOptions, RunReport, Stats, Violation,
+};
 
 use brokers::{Broker, BrokerState};
 use clients::{Client, ClientConn, ClientKind, Consumer, Producer};

@@ -425,6 +425,12 @@ pub(super) struct ReplicaChecks {
     /// while its leader's ISR named it, and no leader's ISR has left it out
     /// since. See `World::check_isr`.
     isr_power_lost: Vec<Vec<bool>>,
+    /// Per partition: a replica of it was walked (touched) since the last
+    /// ISR check, which is a function of the replicas' views and mirrors:
+    /// an ISR check between faults looks at these only.
+    isr_due: Vec<bool>,
+    /// The partitions with `isr_due` set, each once.
+    isr_due_list: Vec<usize>,
 }
 
 impl ReplicaChecks {
@@ -456,6 +462,8 @@ impl ReplicaChecks {
             quorum_hw_max: 0,
             isr_compared: vec![vec![None; brokers]; tps],
             isr_power_lost: vec![vec![false; brokers]; tps],
+            isr_due: vec![false; tps],
+            isr_due_list: Vec::new(),
         }
     }
 
@@ -483,6 +491,13 @@ impl ReplicaChecks {
                 self.epoch_leader[tp].insert(epoch, b);
                 None
             }
+        }
+    }
+
+    /// A replica of partition `i` changed: the next ISR check looks at it.
+    fn isr_due(&mut self, i: usize) {
+        if !std::mem::replace(&mut self.isr_due[i], true) {
+            self.isr_due_list.push(i);
         }
     }
 
@@ -625,6 +640,7 @@ impl World {
         }
         let node_id = node.config().node_id;
         for &(i, view) in &views.hosted {
+            checks.isr_due(i);
             let (topic, partition) = &self.tps[i];
             let (log_start, hw, log_end) = (
                 view.log_start_offset,
@@ -826,7 +842,11 @@ impl World {
     /// - `valid_high_watermark`: holds the log up to the leader's high
     ///   watermark;
     /// - `strong_isr`: holds below it exactly the leader's batches.
-    pub(super) fn check_isr(&mut self) {
+    ///
+    /// `all`: every partition (before a fault, and at the end), else those
+    /// a replica of which changed since the last check (the others would
+    /// be judged the same again).
+    pub(super) fn check_isr(&mut self, all: bool) {
         if self.cluster.is_none() {
             return;
         }
@@ -838,11 +858,22 @@ impl World {
             self.check_partitions(b, false);
         }
         self.check_quorum_log();
-        let cluster = self.cluster.as_ref().expect("checked");
-        let checks = &cluster.replicas;
+        let checks = &mut self.cluster.as_mut().expect("checked").replicas;
+        let mut due = std::mem::take(&mut checks.isr_due_list);
+        for &i in &due {
+            checks.isr_due[i] = false;
+        }
+        if all {
+            due.clear();
+            due.extend(0..self.tps.len());
+        } else {
+            due.sort_unstable();
+        }
+        let checks = &self.cluster.as_ref().expect("checked").replicas;
         let mut problems = Vec::new();
         let mut compared = Vec::new();
-        for (i, (topic, partition)) in self.tps.iter().enumerate() {
+        for &i in &due {
+            let (topic, partition) = &self.tps[i];
             let Some(view) = &checks.leader_view[i] else {
                 continue;
             };
@@ -942,6 +973,8 @@ impl World {
         for (i, m, now) in compared {
             checks.isr_compared[i][m] = Some(now);
         }
+        due.clear();
+        checks.isr_due_list = due;
         for (checker, message) in problems {
             self.violation(checker, message);
         }

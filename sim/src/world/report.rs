@@ -304,3 +304,14 @@ impl World {
         })
     }
 }
+
+/// Simulated seconds per wall second: whole from 10 up, else with two
+/// decimals (the 100-broker cluster runs near real time, and "0" or "1"
+/// said nothing).
+pub fn format_speed(ratio: f64) -> String {
+    if ratio >= 10.0 {
+        format!("{ratio:.0}")
+    } else {
+        format!("{ratio:.2}")
+    }
+}

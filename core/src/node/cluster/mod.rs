@@ -12,6 +12,7 @@
 pub mod broker;
 pub mod clean_shutdown;
 pub mod controller_host;
+pub mod follow_index;
 pub mod groups;
 pub mod metadata_view;
 pub mod peers;

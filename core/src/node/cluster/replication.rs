@@ -7,15 +7,16 @@
 //! are replicated, and acks=all promises they survive the loss of every
 //! replica but one, power cuts included.
 
-use super::super::topics::Replica;
+use super::super::topics::{Partition, Replica, TouchReader};
 use super::super::Node;
 use super::broker::{leader_end_offset, sync_high_watermark};
 use super::controller_host::ControllerCall;
+use super::follow_index::FollowIndex;
 use super::peers::{deadline, Purpose};
 use crate::batch::BatchIter;
 use crate::node::handlers::fetch::{empty_partition_data, FetchRead};
 use crate::partition::{
-    FetchDecision, FetchResponseFields, FollowerOutcome, IsrAnswer, ReplicaFetch,
+    FetchDecision, FetchResponseFields, FollowerOutcome, IsrAnswer, LeaderReplica, ReplicaFetch,
 };
 use crate::storage::Storage;
 use crate::time::Instant;
@@ -44,9 +45,13 @@ pub struct ReplicaFetcher {
     /// Leaders to leave alone until then.
     backoff_until: BTreeMap<i32, Instant>,
     /// Something a fetch waits on changed (an answer, a flush, a role):
-    /// look again. Without it the fetcher would walk every partition after
-    /// every client request.
+    /// look again. Without it the fetcher would look after every client
+    /// request.
     wake: bool,
+    /// The partitions followed, by leader.
+    follows: FollowIndex,
+    /// Reused by `refresh_follow_index`.
+    touched_buf: Vec<i32>,
 }
 
 impl Default for ReplicaFetcher {
@@ -55,6 +60,8 @@ impl Default for ReplicaFetcher {
             in_flight: BTreeSet::new(),
             backoff_until: BTreeMap::new(),
             wake: true,
+            follows: FollowIndex::default(),
+            touched_buf: Vec::new(),
         }
     }
 }
@@ -116,49 +123,48 @@ impl<S: Storage> Node<S> {
             return;
         }
         fetcher.wake = false;
+        self.refresh_follow_index();
         let flush_before_ack = self.config.flush_before_ack;
         // First the leaders a fetch goes to now: not one with unsynced data
-        // here, a fetch in flight or a backoff, nor this node. Only their
-        // partitions are built below (building every follower partition,
-        // most of them for a leader whose fetch is in flight, was a few
-        // percent of a cluster run). A handful of leaders: a sorted Vec.
-        let mut leaders: Vec<(i32, bool)> = Vec::new();
-        for topic in self.topics.iter() {
-            for p in topic.partitions().values() {
-                let Replica::Follower(f) = &p.replica else {
-                    continue;
-                };
-                let unsynced = flush_before_ack && p.log.synced_offset() < p.log.log_end_offset();
-                match leaders.binary_search_by_key(&f.leader_id(), |(id, _)| *id) {
-                    Ok(at) => leaders[at].1 |= unsynced,
-                    Err(at) => leaders.insert(at, (f.leader_id(), unsynced)),
-                }
-            }
-        }
+        // here, a fetch in flight or a backoff, nor this node.
         let fetcher = &self.cluster().fetcher;
-        leaders.retain(|&(leader, unsynced)| {
-            !(unsynced
-                || fetcher.in_flight.contains(&leader)
-                || fetcher.backoff_until.contains_key(&leader)
-                || leader == self.config.node_id)
-        });
+        let unsynced = |name: &str, index: i32| {
+            self.topics
+                .partition(name, index)
+                .is_some_and(|p| p.log.synced_offset() < p.log.log_end_offset())
+        };
+        let leaders: Vec<i32> = fetcher
+            .follows
+            .leaders()
+            .filter(|leader| {
+                !(fetcher.in_flight.contains(leader)
+                    || fetcher.backoff_until.contains_key(leader)
+                    || *leader == self.config.node_id
+                    || (flush_before_ack
+                        && fetcher
+                            .follows
+                            .partitions_of(*leader)
+                            .any(|(name, index)| unsynced(name, index))))
+            })
+            .collect();
         if leaders.is_empty() {
             return;
         }
-        let mut by_leader: BTreeMap<i32, Vec<(Uuid, FetchPartition)>> = BTreeMap::new();
-        for topic in self.topics.iter() {
-            for (&index, p) in topic.partitions() {
+        let max_bytes = self.cluster().config.replica_fetch_max_bytes;
+        let mut by_leader: Vec<(i32, Vec<(Uuid, FetchPartition)>)> = Vec::new();
+        for leader in leaders {
+            let mut partitions = Vec::new();
+            for (name, index) in fetcher.follows.partitions_of(leader) {
+                let topic = self.topics.get(name).expect("indexed topics are hosted");
+                let p = topic
+                    .partition(index)
+                    .expect("indexed partitions are hosted");
                 let Replica::Follower(f) = &p.replica else {
-                    continue;
+                    unreachable!("{name}-{index} is indexed as a follower");
                 };
-                if leaders
-                    .binary_search_by_key(&f.leader_id(), |(id, _)| *id)
-                    .is_err()
-                {
-                    continue;
-                }
+                debug_assert_eq!(f.leader_id(), leader);
                 let fetch = f.fetch_request(&p.log);
-                by_leader.entry(f.leader_id()).or_default().push((
+                partitions.push((
                     topic.id,
                     FetchPartition::default()
                         .with_partition(index)
@@ -166,9 +172,10 @@ impl<S: Storage> Node<S> {
                         .with_fetch_offset(fetch.fetch_offset)
                         .with_last_fetched_epoch(fetch.last_fetched_epoch)
                         .with_log_start_offset(p.log.log_start_offset())
-                        .with_partition_max_bytes(self.cluster().config.replica_fetch_max_bytes),
+                        .with_partition_max_bytes(max_bytes),
                 ));
             }
+            by_leader.push((leader, partitions));
         }
         for (leader, partitions) in by_leader {
             let request = self.replica_fetch_request(broker_epoch, partitions);
@@ -182,6 +189,49 @@ impl<S: Storage> Node<S> {
                 self.cluster_mut().fetcher.in_flight.insert(leader);
             }
         }
+    }
+
+    /// Brings the follow index up to date: the partitions touched since
+    /// the fetcher last looked are the only ones whose role may differ.
+    fn refresh_follow_index(&mut self) {
+        let everything = self.topics.take_all_touched(TouchReader::Fetcher);
+        let fetcher = &mut self.cluster.as_mut().expect("a cluster node").fetcher;
+        if everything {
+            fetcher.follows.clear();
+        }
+        let mut listed = std::mem::take(&mut fetcher.touched_buf);
+        for topic in self.topics.iter_mut() {
+            if topic.take_touched_sorted(TouchReader::Fetcher, everything, &mut listed) {
+                fetcher.follows.forget_topic(&topic.name);
+            }
+            for &index in &listed {
+                let leader = match topic.partition(index).map(|p| &p.replica) {
+                    Some(Replica::Follower(f)) => Some(f.leader_id()),
+                    _ => None,
+                };
+                fetcher.follows.set(&topic.name, index, leader);
+            }
+        }
+        listed.clear();
+        fetcher.touched_buf = listed;
+        debug_assert!(self.follow_index_matches_a_walk());
+    }
+
+    fn follow_index_matches_a_walk(&self) -> bool {
+        let walked: Vec<(&str, i32, i32)> = self
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .filter_map(|(&index, p)| match &p.replica {
+                        Replica::Follower(f) => Some((t.name.as_str(), index, f.leader_id())),
+                        _ => None,
+                    })
+            })
+            .collect();
+        let indexed: Vec<(&str, i32, i32)> = self.cluster().fetcher.follows.entries().collect();
+        walked == indexed
     }
 
     fn replica_fetch_request(
@@ -378,6 +428,27 @@ impl<S: Storage> Node<S> {
     ) {
         let now = self.now;
         let flush_before_ack = self.config.flush_before_ack;
+        let node_id = self.config.node_id;
+        if read == FetchRead::Completion {
+            // Records nothing about the follower: read only, so a parked
+            // fetch's completion touches nothing (`Topic::touched`).
+            let p = self.topics.partition(name, index);
+            let Some((p, Replica::Leader(leader))) = p.map(|p| (p, &p.replica)) else {
+                pd.error_code = ResponseError::NotLeaderOrFollower.code();
+                return;
+            };
+            let decision = leader.complete_parked_fetch(&p.log, fetch);
+            fill_replica_partition(
+                p,
+                leader,
+                decision,
+                &mut self.storage,
+                node_id,
+                max_bytes,
+                pd,
+            );
+            return;
+        }
         let Some(p) = self.topics.partition_mut(name, index) else {
             pd.error_code = ResponseError::NotLeaderOrFollower.code();
             return;
@@ -386,40 +457,20 @@ impl<S: Storage> Node<S> {
             pd.error_code = ResponseError::NotLeaderOrFollower.code();
             return;
         };
-        let decision = match read {
-            FetchRead::Arrival => {
-                let leader_end = leader_end_offset(&p.log, flush_before_ack);
-                leader.handle_fetch(&p.log, leader_end, now, fetch)
-            }
-            FetchRead::Completion => leader.complete_parked_fetch(&p.log, fetch),
+        let leader_end = leader_end_offset(&p.log, flush_before_ack);
+        let decision = leader.handle_fetch(&p.log, leader_end, now, fetch);
+        let Replica::Leader(leader) = &p.replica else {
+            unreachable!("a leader above");
         };
-        pd.log_start_offset = p.log.log_start_offset();
-        pd.current_leader.leader_id = self.config.node_id.into();
-        pd.current_leader.leader_epoch = leader.leader_epoch();
-        match decision {
-            FetchDecision::Error(code) => pd.error_code = code,
-            FetchDecision::Diverging { epoch, end_offset } => {
-                pd.high_watermark = leader.high_watermark();
-                pd.diverging_epoch = EpochEndOffset::default()
-                    .with_epoch(epoch)
-                    .with_end_offset(end_offset);
-            }
-            FetchDecision::Read {
-                fetch_offset,
-                high_watermark,
-            } => {
-                pd.high_watermark = high_watermark;
-                pd.last_stable_offset = high_watermark;
-                let limit = max_bytes.max(1) as usize;
-                match p.log.read(&mut self.storage, fetch_offset, limit, i64::MAX) {
-                    Ok(read) => pd.records = Some(read.records),
-                    Err(e) => pd.error_code = super::super::handlers::produce::log_error_code(&e),
-                }
-            }
-        }
-        if read == FetchRead::Completion {
-            return; // nothing about the follower was recorded
-        }
+        fill_replica_partition(
+            p,
+            leader,
+            decision,
+            &mut self.storage,
+            node_id,
+            max_bytes,
+            pd,
+        );
         if sync_high_watermark(p, flush_before_ack) {
             self.high_watermark_moved = true;
         }
@@ -443,13 +494,20 @@ impl<S: Storage> Node<S> {
         let Some(broker_epoch) = self.cluster().broker.epoch() else {
             return;
         };
-        // Looked at first, changed only where there is something to do:
-        // a change is a touch (`Topic::touched`), and this runs after
-        // every replica fetch.
+        // Looked at first, changed only where there is something to do (a
+        // change is a touch, `Topic::touched`): between lag checks only the
+        // partitions touched since the last look, as an ISR change is
+        // decided by a change to the partition (a fetch, an answer). This
+        // runs after every replica fetch, and a node of a large cluster
+        // leads a hundred partitions.
+        let everything = check_lag || self.topics.take_all_touched(TouchReader::Isr);
+        let mut listed = Vec::new();
         let mut due = Vec::new();
-        for topic in self.topics.iter() {
-            for (&index, p) in topic.partitions() {
-                let Replica::Leader(leader) = &p.replica else {
+        for topic in self.topics.iter_mut() {
+            topic.take_touched_sorted(TouchReader::Isr, everything, &mut listed);
+            for &index in &listed {
+                let Some(Replica::Leader(leader)) = topic.partition(index).map(|p| &p.replica)
+                else {
                     continue;
                 };
                 if leader.isr_change_ready() || (check_lag && leader.shrink_due(now)) {
@@ -457,6 +515,15 @@ impl<S: Storage> Node<S> {
                 }
             }
         }
+        debug_assert!(
+            self.topics
+                .iter()
+                .all(|t| t.partitions().iter().all(|(i, p)| {
+                    !matches!(&p.replica, Replica::Leader(l) if l.isr_change_ready())
+                        || due.iter().any(|(name, x)| *name == t.name && x == i)
+                })),
+            "an ISR change drive_isr did not look at"
+        );
         let mut changes = Vec::new();
         for (name, index) in due {
             let topic = self.topics.get_mut(&name).expect("listed above");
@@ -579,5 +646,41 @@ fn isr_answer(answer: Option<&ResponseKind>) -> IsrAnswer {
             | ResponseError::NewLeaderElected,
         ) => IsrAnswer::AwaitMetadata,
         Some(_) => IsrAnswer::Unknown,
+    }
+}
+
+/// What a follower's fetch of `p` gets, once its leader decided.
+fn fill_replica_partition<S: Storage>(
+    p: &Partition,
+    leader: &LeaderReplica,
+    decision: FetchDecision,
+    storage: &mut S,
+    node_id: i32,
+    max_bytes: i32,
+    pd: &mut PartitionData,
+) {
+    pd.log_start_offset = p.log.log_start_offset();
+    pd.current_leader.leader_id = node_id.into();
+    pd.current_leader.leader_epoch = leader.leader_epoch();
+    match decision {
+        FetchDecision::Error(code) => pd.error_code = code,
+        FetchDecision::Diverging { epoch, end_offset } => {
+            pd.high_watermark = leader.high_watermark();
+            pd.diverging_epoch = EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end_offset);
+        }
+        FetchDecision::Read {
+            fetch_offset,
+            high_watermark,
+        } => {
+            pd.high_watermark = high_watermark;
+            pd.last_stable_offset = high_watermark;
+            let limit = max_bytes.max(1) as usize;
+            match p.log.read(storage, fetch_offset, limit, i64::MAX) {
+                Ok(read) => pd.records = Some(read.records),
+                Err(e) => pd.error_code = super::super::handlers::produce::log_error_code(&e),
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! cluster simulation, most of it thrown away.
 
 use super::super::responder::Slot;
-use super::super::topics::{Partition, Replica};
+use super::super::topics::{Partition, Replica, TouchReader};
 use super::super::Node;
 use super::check_leader_epoch;
 use super::fetch::{FetchOutcome, FetchRead, FETCH_TOPIC_ID_VERSION_MIN};
@@ -21,6 +21,74 @@ use crate::storage::Storage;
 use crate::time::Instant;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::{FetchRequest, ResponseKind};
+use uuid::Uuid;
+
+/// What `retry_delayed_fetches` looks at: the partitions touched since it
+/// last looked, as a bitmap per topic (a retry tests each partition of
+/// each parked fetch: hundreds per retry on a leader of a large cluster);
+/// everything, when a topic came or went.
+#[derive(Default)]
+pub struct ParkedTouches {
+    everything: bool,
+    /// (topic id, every partition counts as touched, bitmap by index).
+    topics: Vec<(Uuid, bool, Vec<u64>)>,
+}
+
+impl ParkedTouches {
+    fn clear(&mut self) {
+        self.everything = false;
+        self.topics.clear();
+    }
+
+    fn insert(&mut self, id: Uuid, all: bool, partitions: &[i32]) {
+        if !all && partitions.is_empty() {
+            return;
+        }
+        let words = partitions.iter().max().map_or(0, |m| *m as usize / 64 + 1);
+        let mut bits = vec![0u64; words];
+        for &p in partitions {
+            bits[p as usize / 64] |= 1 << (p as usize % 64);
+        }
+        self.topics.push((id, all, bits));
+    }
+
+    fn touched(&self, id: Uuid, partition: i32) -> bool {
+        self.topics.iter().any(|(t, all, bits)| {
+            *t == id
+                && (*all
+                    || usize::try_from(partition)
+                        .is_ok_and(|p| bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)))
+        })
+    }
+
+    /// Whether `fetch` names a touched partition, or one this cannot tell
+    /// (a topic the node does not host).
+    fn names<S: Storage>(&self, node: &Node<S>, fetch: &DelayedFetch) -> bool {
+        if self.everything {
+            return true;
+        }
+        if self.topics.is_empty() {
+            return false;
+        }
+        let request = &fetch.request;
+        let by_id = (node.cluster.is_some() && is_replica_fetch(request))
+            || fetch.version >= FETCH_TOPIC_ID_VERSION_MIN;
+        request.topics.iter().any(|topic| {
+            let id = if by_id {
+                Some(topic.topic_id)
+            } else {
+                node.topics.get(topic.topic.0.as_str()).map(|t| t.id)
+            };
+            let Some(id) = id else {
+                return true;
+            };
+            topic
+                .partitions
+                .iter()
+                .any(|fp| self.touched(id, fp.partition))
+        })
+    }
+}
 
 /// A fetch parked until enough data arrives or its deadline passes.
 pub struct DelayedFetch {
@@ -34,6 +102,7 @@ impl<S: Storage> Node<S> {
     /// Answers the parked fetches that now have enough; checks the rest
     /// without reading them.
     pub(crate) fn retry_delayed_fetches(&mut self) {
+        let touched = self.take_parked_touches();
         // The two lists trade places rather than being rebuilt: this runs
         // on every append, and growing a fresh list each time was a percent
         // of a cluster run. Order is kept.
@@ -41,7 +110,13 @@ impl<S: Storage> Node<S> {
         debug_assert!(self.delayed_fetches.is_empty(), "the spare list is empty");
         let mut parked = std::mem::take(&mut self.delayed_fetches_spare);
         for fetch in parked.drain(..) {
-            let outcome = if self.parked_fetch_may_complete(&fetch) {
+            // A fetch none of whose partitions was touched since the last
+            // look was judged then (or read nothing when it was parked)
+            // and would be judged the same: a leader of a large cluster
+            // holds a parked fetch per follower broker, and an append
+            // touches one partition.
+            let may = touched.names(self, &fetch) && self.parked_fetch_may_complete(&fetch);
+            let outcome = if may {
                 Some(self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion))
             } else {
                 self.assert_parked_fetch_has_nothing(&fetch);
@@ -57,6 +132,22 @@ impl<S: Storage> Node<S> {
             }
         }
         self.delayed_fetches_spare = parked;
+        self.parked_touches_buf = touched;
+    }
+
+    /// The partitions touched since the parked fetches were last looked at,
+    /// and forgotten.
+    fn take_parked_touches(&mut self) -> ParkedTouches {
+        let mut touched = std::mem::take(&mut self.parked_touches_buf);
+        touched.clear();
+        touched.everything = self.topics.take_all_touched(TouchReader::Parked);
+        let mut listed = Vec::new();
+        for topic in self.topics.iter_mut() {
+            listed.clear();
+            let all = topic.take_touched(TouchReader::Parked, &mut listed);
+            touched.insert(topic.id, all, &listed);
+        }
+        touched
     }
 
     /// Answers parked fetches whose deadline has passed, with what there is.
@@ -149,4 +240,28 @@ fn consumer_partition_may_complete(p: Option<&Partition>, fp: &FetchPartition) -
         || fp.fetch_offset < p.high_watermark
         || fp.fetch_offset < p.log.log_start_offset()
         || fp.fetch_offset > p.log.log_end_offset()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_touches_hold_exactly_the_partitions_inserted() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut touched = ParkedTouches::default();
+        touched.insert(a, false, &[0, 63, 64, 130]);
+        touched.insert(b, true, &[]);
+        touched.insert(c, false, &[]);
+        for p in [0, 63, 64, 130] {
+            assert!(touched.touched(a, p), "{p}");
+        }
+        for p in [1, 62, 65, 129, 131, 10_000, -1] {
+            assert!(!touched.touched(a, p), "{p}");
+        }
+        assert!(touched.touched(b, 9_999), "a whole topic");
+        assert!(!touched.touched(c, 0), "nothing of c");
+        touched.clear();
+        assert!(!touched.touched(a, 0) && !touched.touched(b, 0));
+    }
 }

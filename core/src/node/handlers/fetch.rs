@@ -168,8 +168,8 @@ impl<S: Storage> Node<S> {
         pd: &mut PartitionData,
     ) {
         let node_id = self.config.node_id;
-        let p = match crate::node::leader_partition(
-            &mut self.topics,
+        let p = match crate::node::leader_partition_ref(
+            &self.topics,
             self.cluster.as_ref(),
             topic,
             partition,

@@ -55,8 +55,8 @@ impl<S: Storage> Node<S> {
         current_leader_epoch: i32,
         leader_epoch: i32,
     ) -> Result<Option<(i32, i64)>, i16> {
-        let p = crate::node::leader_partition(
-            &mut self.topics,
+        let p = crate::node::leader_partition_ref(
+            &self.topics,
             self.cluster.as_ref(),
             topic,
             partition,
