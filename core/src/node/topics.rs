@@ -293,14 +293,24 @@ impl Topic {
 
     /// Reports what `reader` has not taken yet, and forgets it.
     fn drain_touched(&mut self, reader: TouchReader, each: &mut impl FnMut(Touched<'_>)) {
-        let mut listed = Vec::new();
-        if self.take_touched(reader, &mut listed) {
+        // The list is lent out and given back: no allocation per drain.
+        let mut listed = std::mem::take(&mut self.touched[reader as usize]);
+        let all = std::mem::take(&mut self.all_touched[reader as usize]);
+        let bit = 1 << reader as u8;
+        for &index in &listed {
+            if let Some(p) = self.partitions.get_mut(&index) {
+                p.touched &= !bit;
+            }
+            if !all {
+                each(Touched::Partition(&self.name, index));
+            }
+        }
+        if all {
             each(Touched::Topic(&self.name));
-            return;
         }
-        for index in listed {
-            each(Touched::Partition(&self.name, index));
-        }
+        listed.clear();
+        self.touched[reader as usize] = listed;
+        debug_assert!(self.partitions.values().all(|p| p.touched & bit == 0));
     }
 }
 

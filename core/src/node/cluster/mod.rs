@@ -55,6 +55,8 @@ pub struct Cluster {
     /// A leader may have an ISR change to send (a follower fetched, an
     /// assignment or a refusal arrived): look before the next timer.
     pub isr_dirty: bool,
+    /// Reused by `drive_isr`.
+    pub isr_listed: Vec<i32>,
     /// Client admin requests forwarded to the controller: the answer to
     /// give if the controller is lost with them.
     pub forwards: BTreeMap<Slot, ResponseKind>,
@@ -152,6 +154,7 @@ impl Cluster {
             fetcher: ReplicaFetcher::default(),
             isr_check_at: now,
             isr_dirty: true,
+            isr_listed: Vec::new(),
             forwards: BTreeMap::new(),
             producer_ids: ProducerIdBlocks::new(now),
         })

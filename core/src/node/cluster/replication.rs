@@ -501,7 +501,7 @@ impl<S: Storage> Node<S> {
         // runs after every replica fetch, and a node of a large cluster
         // leads a hundred partitions.
         let everything = check_lag || self.topics.take_all_touched(TouchReader::Isr);
-        let mut listed = Vec::new();
+        let mut listed = std::mem::take(&mut self.cluster_mut().isr_listed);
         let mut due = Vec::new();
         for topic in self.topics.iter_mut() {
             topic.take_touched_sorted(TouchReader::Isr, everything, &mut listed);
@@ -524,6 +524,8 @@ impl<S: Storage> Node<S> {
                 })),
             "an ISR change drive_isr did not look at"
         );
+        listed.clear();
+        self.cluster_mut().isr_listed = listed;
         let mut changes = Vec::new();
         for (name, index) in due {
             let topic = self.topics.get_mut(&name).expect("listed above");

@@ -27,33 +27,44 @@ use uuid::Uuid;
 /// last looked, as a bitmap per topic (a retry tests each partition of
 /// each parked fetch: hundreds per retry on a leader of a large cluster);
 /// everything, when a topic came or went.
+/// Buffers are kept across retries (this runs on every append).
 #[derive(Default)]
 pub struct ParkedTouches {
     everything: bool,
-    /// (topic id, every partition counts as touched, bitmap by index).
+    /// (topic id, every partition counts as touched, bitmap by index); the
+    /// first `used` are this retry's.
     topics: Vec<(Uuid, bool, Vec<u64>)>,
+    used: usize,
+    /// The touched list being read.
+    listed: Vec<i32>,
 }
 
 impl ParkedTouches {
     fn clear(&mut self) {
         self.everything = false;
-        self.topics.clear();
+        self.used = 0;
     }
 
     fn insert(&mut self, id: Uuid, all: bool, partitions: &[i32]) {
         if !all && partitions.is_empty() {
             return;
         }
+        if self.used == self.topics.len() {
+            self.topics.push((id, all, Vec::new()));
+        }
+        let (t, a, bits) = &mut self.topics[self.used];
+        self.used += 1;
+        (*t, *a) = (id, all);
+        bits.clear();
         let words = partitions.iter().max().map_or(0, |m| *m as usize / 64 + 1);
-        let mut bits = vec![0u64; words];
+        bits.resize(words, 0);
         for &p in partitions {
             bits[p as usize / 64] |= 1 << (p as usize % 64);
         }
-        self.topics.push((id, all, bits));
     }
 
     fn touched(&self, id: Uuid, partition: i32) -> bool {
-        self.topics.iter().any(|(t, all, bits)| {
+        self.topics[..self.used].iter().any(|(t, all, bits)| {
             *t == id
                 && (*all
                     || usize::try_from(partition)
@@ -67,7 +78,7 @@ impl ParkedTouches {
         if self.everything {
             return true;
         }
-        if self.topics.is_empty() {
+        if self.used == 0 {
             return false;
         }
         let request = &fetch.request;
@@ -102,6 +113,11 @@ impl<S: Storage> Node<S> {
     /// Answers the parked fetches that now have enough; checks the rest
     /// without reading them.
     pub(crate) fn retry_delayed_fetches(&mut self) {
+        if self.delayed_fetches.is_empty() {
+            // The touches wait for the next look (bounded: one entry per
+            // partition); a fetch parked meanwhile is looked at once more.
+            return;
+        }
         let touched = self.take_parked_touches();
         // The two lists trade places rather than being rebuilt: this runs
         // on every append, and growing a fresh list each time was a percent
@@ -141,12 +157,13 @@ impl<S: Storage> Node<S> {
         let mut touched = std::mem::take(&mut self.parked_touches_buf);
         touched.clear();
         touched.everything = self.topics.take_all_touched(TouchReader::Parked);
-        let mut listed = Vec::new();
+        let mut listed = std::mem::take(&mut touched.listed);
         for topic in self.topics.iter_mut() {
             listed.clear();
             let all = topic.take_touched(TouchReader::Parked, &mut listed);
             touched.insert(topic.id, all, &listed);
         }
+        touched.listed = listed;
         touched
     }
 
