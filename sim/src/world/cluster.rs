@@ -521,23 +521,31 @@ impl World {
             cluster.leaders[*tp] = Some((*leader, *epoch));
             changed.push((*tp, *leader, *epoch));
         }
-        for topic in &r.topics {
+        // The replica sets of the partitions whose leader changed. A
+        // response describes every partition (ten thousand in a large
+        // cluster): one lookup per topic, and a sorted list to test.
+        let mut changed_tps: Vec<usize> = changed.iter().map(|c| c.0).collect();
+        changed_tps.sort_unstable();
+        for topic in r.topics.iter().filter(|_| !changed_tps.is_empty()) {
             let Some(name) = &topic.name else { continue };
+            let Some(&(base, count)) = self.tp_base.get(name.0.as_str()) else {
+                continue;
+            };
             for p in &topic.partitions {
-                let Some(tp) = self
-                    .tps
-                    .iter()
-                    .position(|(t, x)| t.as_str() == name.0.as_str() && *x == p.partition_index)
-                else {
+                if !(0..count).contains(&p.partition_index) {
                     continue;
-                };
+                }
+                let tp = base + p.partition_index as usize;
+                if changed_tps.binary_search(&tp).is_err() {
+                    continue;
+                }
                 let replicas: Vec<BrokerId> = p
                     .replica_nodes
                     .iter()
                     .filter(|id| id.0 >= 1 && (id.0 as usize) <= n)
                     .map(|id| id.0 as usize - 1)
                     .collect();
-                if !replicas.is_empty() && changed.iter().any(|c| c.0 == tp) {
+                if !replicas.is_empty() {
                     cluster.replica_sets[tp] = replicas;
                 }
             }
