@@ -16,7 +16,7 @@ use super::peers::{deadline, Purpose};
 use crate::batch::BatchIter;
 use crate::node::handlers::fetch::{empty_partition_data, FetchRead};
 use crate::partition::{
-    FetchDecision, FetchResponseFields, FollowerOutcome, IsrAnswer, LeaderReplica, ReplicaFetch,
+    FetchDecision, FetchResponseFields, FollowerOutcome, IsrAnswer, ReplicaFetch,
 };
 use crate::storage::Storage;
 use crate::time::Instant;
@@ -438,15 +438,7 @@ impl<S: Storage> Node<S> {
                 return;
             };
             let decision = leader.complete_parked_fetch(&p.log, fetch);
-            fill_replica_partition(
-                p,
-                leader,
-                decision,
-                &mut self.storage,
-                node_id,
-                max_bytes,
-                pd,
-            );
+            fill_replica_partition(p, decision, &mut self.storage, node_id, max_bytes, pd);
             return;
         }
         let Some(p) = self.topics.partition_mut(name, index) else {
@@ -459,18 +451,7 @@ impl<S: Storage> Node<S> {
         };
         let leader_end = leader_end_offset(&p.log, flush_before_ack);
         let decision = leader.handle_fetch(&p.log, leader_end, now, fetch);
-        let Replica::Leader(leader) = &p.replica else {
-            unreachable!("a leader above");
-        };
-        fill_replica_partition(
-            p,
-            leader,
-            decision,
-            &mut self.storage,
-            node_id,
-            max_bytes,
-            pd,
-        );
+        fill_replica_partition(p, decision, &mut self.storage, node_id, max_bytes, pd);
         if sync_high_watermark(p, flush_before_ack) {
             self.high_watermark_moved = true;
         }
@@ -651,16 +632,18 @@ fn isr_answer(answer: Option<&ResponseKind>) -> IsrAnswer {
     }
 }
 
-/// What a follower's fetch of `p` gets, once its leader decided.
+/// What a follower's fetch of `p` (led here) gets, once its leader decided.
 fn fill_replica_partition<S: Storage>(
     p: &Partition,
-    leader: &LeaderReplica,
     decision: FetchDecision,
     storage: &mut S,
     node_id: i32,
     max_bytes: i32,
     pd: &mut PartitionData,
 ) {
+    let Replica::Leader(leader) = &p.replica else {
+        unreachable!("a replica fetch is answered by its leader");
+    };
     pd.log_start_offset = p.log.log_start_offset();
     pd.current_leader.leader_id = node_id.into();
     pd.current_leader.leader_epoch = leader.leader_epoch();
