@@ -12,7 +12,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use seedlog_core::batch::{build_batch, decode_records_for_test};
 use seedlog_core::controller::testing::{ongoing_reassignments, Ongoing};
-use seedlog_core::node::{ClusterConfig, Input, Node, NodeConfig, Output, PeerAddress};
+use seedlog_core::node::{
+    ClusterConfig, Input, Node, NodeConfig, Output, PeerAddress, SYNCED_OFFSET_TAG,
+};
 use seedlog_core::storage::{MemoryStorage, Storage};
 use seedlog_core::Instant;
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +52,22 @@ struct ClusterHarness {
     client_answers: BTreeMap<i32, ResponseKind>,
     /// Peer requests in flight per peer connection: correlation -> (api key, version).
     peer_versions: BTreeMap<(i32, i32), BTreeMap<i32, (i16, i16)>>,
+    /// Nodes whose flushes wait for `release_flushes` (a slow disk).
+    flushes_held: BTreeSet<i32>,
+    held_flushes: Vec<(i32, u64, Vec<String>)>,
+    /// Every replica fetch sent, as the leader decodes it.
+    replica_fetches: Vec<SentReplicaFetch>,
+}
+
+/// A replica fetch of one partition as it went over the wire.
+#[derive(Debug, Clone, Copy)]
+struct SentReplicaFetch {
+    from: i32,
+    to: i32,
+    max_wait_ms: i32,
+    fetch_offset: i64,
+    /// The follower's synced end (seedlog's tagged field), if named.
+    synced_offset: Option<i64>,
 }
 
 fn address(id: i32) -> PeerAddress {
@@ -100,6 +118,15 @@ impl ClusterHarness {
     /// `nodes` run; those in `voters` form the controller quorum, the rest
     /// are broker-only (observers of the metadata log).
     fn start_with(voters: &[i32], nodes: &[i32]) -> ClusterHarness {
+        ClusterHarness::start_tuned(voters, nodes, |_| {})
+    }
+
+    /// `start_with`, each node's config changed by `tune` first.
+    fn start_tuned(
+        voters: &[i32],
+        nodes: &[i32],
+        tune: impl Fn(&mut NodeConfig),
+    ) -> ClusterHarness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -116,9 +143,13 @@ impl ClusterHarness {
             next_client_correlation: 1,
             client_answers: BTreeMap::new(),
             peer_versions: BTreeMap::new(),
+            flushes_held: BTreeSet::new(),
+            held_flushes: Vec::new(),
+            replica_fetches: Vec::new(),
         };
         for &id in nodes {
-            let config = config(id, voters);
+            let mut config = config(id, voters);
+            tune(&mut config);
             let node = Node::new(config.clone(), MemoryStorage::new(), id as u64, now)
                 .expect("node opens");
             h.configs.insert(id, config);
@@ -173,6 +204,9 @@ impl ClusterHarness {
                         (header.request_api_key, header.request_api_version),
                     );
                     let body = roundtrip_request(&header, body);
+                    if let RequestKind::Fetch(fetch) = &body {
+                        self.note_replica_fetch(id, to, fetch);
+                    }
                     let connection = ((id as u64) * 100 + to as u64) * 10 + channel as u64;
                     self.push(
                         now + LATENCY,
@@ -233,6 +267,9 @@ impl ClusterHarness {
                         },
                     );
                 }
+                Output::Flush { flush_id, paths } if self.flushes_held.contains(&id) => {
+                    self.held_flushes.push((id, flush_id, paths));
+                }
                 Output::Flush { flush_id, paths } => {
                     let node = self.nodes.get_mut(&id).unwrap().as_mut().unwrap();
                     for path in &paths {
@@ -252,6 +289,45 @@ impl ClusterHarness {
                     panic!("node {id} closed connection {connection}: {reason}")
                 }
             }
+        }
+    }
+
+    fn note_replica_fetch(&mut self, from: i32, to: i32, fetch: &FetchRequest) {
+        for fp in fetch.topics.iter().flat_map(|t| &t.partitions) {
+            let synced_offset = fp
+                .unknown_tagged_fields
+                .get(&SYNCED_OFFSET_TAG)
+                .map(|v| i64::from_be_bytes(v.as_ref().try_into().expect("an Int64")));
+            self.replica_fetches.push(SentReplicaFetch {
+                from,
+                to,
+                max_wait_ms: fetch.max_wait_ms,
+                fetch_offset: fp.fetch_offset,
+                synced_offset,
+            });
+        }
+    }
+
+    /// Completes the flushes held so far (the node's disk syncs them now);
+    /// later ones are held again while the node stays in `flushes_held`.
+    fn release_flushes(&mut self) {
+        for (id, flush_id, paths) in std::mem::take(&mut self.held_flushes) {
+            let Some(Some(node)) = self.nodes.get_mut(&id) else {
+                continue;
+            };
+            for path in &paths {
+                if node.storage_mut().exists(path) {
+                    node.storage_mut().sync(path).expect("sync");
+                }
+            }
+            let at = self.now + LATENCY;
+            self.push(
+                at,
+                Event::Input {
+                    node: id,
+                    input: Input::FlushCompleted { flush_id },
+                },
+            );
         }
     }
 
@@ -1520,4 +1596,101 @@ fn producer_ids_come_from_controller_blocks_unique_across_brokers_and_failover()
         let next = h.node(n).next_producer_id_block().expect("cluster node");
         assert!(next > max, "node {n}: next block {next} after {max}");
     }
+}
+
+/// Three nodes whose replica fetches ask for 256 bytes (every answer with
+/// a record batch is full) and whose followers' disks do not finish a
+/// sync until told: a follower that got a full answer fetches again at
+/// once, while it syncs, with no wait at the leader, naming its synced
+/// end; the leader does not acknowledge an acks=all write until the
+/// followers synced it, though they hold it. With `hw_counts_unsynced`
+/// (the leader counting fetch offsets) the same write is acknowledged
+/// before any follower synced it: the test tells the two apart.
+fn streaming_followers(hw_counts_unsynced: bool) {
+    let mut h = ClusterHarness::start_tuned(&[1, 2, 3], &[1, 2, 3], |config| {
+        let cluster = config.cluster.as_mut().expect("a cluster node");
+        cluster.replica_fetch_max_bytes = 256;
+        cluster.bugs.replication.hw_counts_unsynced = hw_counts_unsynced;
+    });
+    h.run_for(Duration::from_secs(5));
+    let created = h.create_topic(1, "streamed", 1, 3, "2");
+    assert_eq!(created.topics[0].error_code, 0);
+    let m = h.wait_for_leaders(1, "streamed", 3);
+    let leader = leader_of(&m, 0);
+    let followers: Vec<i32> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    assert_eq!(
+        h.produce(leader, "streamed", 0, &[b"warm-up"]),
+        Some((0, 0))
+    );
+    h.flushes_held.extend(&followers);
+    h.replica_fetches.clear();
+    let value = [7u8; 300];
+    let records: Vec<seedlog_core::batch::TestRecord<'_>> =
+        (0..3).map(|_| (None, Some(&value[..]))).collect();
+    let batch = build_batch(&records, h.now.unix_millis());
+    assert!(batch.len() > 256, "one batch fills an answer");
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("streamed")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.into()))])]);
+    let id = h.send(leader, ApiKey::Produce, 9, RequestKind::Produce(request));
+    h.run_for(Duration::from_millis(300));
+    let (_, _, leader_end) = h.node(leader).partition_offsets("streamed", 0).unwrap();
+    assert_eq!(leader_end, 4);
+    for &f in &followers {
+        let (_, _, end) = h.node(f).partition_offsets("streamed", 0).unwrap();
+        assert_eq!(end, leader_end, "follower {f} holds the batch, unsynced");
+        let streamed = h.replica_fetches.iter().any(|r| {
+            r.from == f
+                && r.to == leader
+                && r.max_wait_ms == 0
+                && r.fetch_offset == leader_end
+                && r.synced_offset.is_some_and(|s| s < r.fetch_offset)
+        });
+        assert!(
+            streamed,
+            "follower {f} fetched again while syncing: {:?}",
+            h.replica_fetches
+        );
+    }
+    let acked_early = h.client_answers.remove(&id);
+    if hw_counts_unsynced {
+        assert!(
+            acked_early.is_some(),
+            "the bug acknowledges what no follower synced"
+        );
+        return;
+    }
+    assert!(
+        acked_early.is_none(),
+        "acknowledged before any follower synced: {acked_early:?}"
+    );
+    let (_, hw, _) = h.node(leader).partition_offsets("streamed", 0).unwrap();
+    assert_eq!(hw, 1, "the high watermark waits for the followers' syncs");
+    h.flushes_held.clear();
+    h.release_flushes();
+    h.run_for(Duration::from_millis(50));
+    match h.client_answers.remove(&id) {
+        Some(ResponseKind::Produce(r)) => {
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, 1));
+        }
+        other => panic!("no acknowledgement once synced: {other:?}"),
+    }
+    let (_, hw, _) = h.node(leader).partition_offsets("streamed", 0).unwrap();
+    assert_eq!(hw, leader_end);
+}
+
+#[test]
+fn streaming_followers_fetch_while_they_sync_and_acks_wait_for_the_sync() {
+    streaming_followers(false);
+}
+
+#[test]
+fn bug_hw_counts_unsynced_acknowledges_before_the_followers_synced() {
+    streaming_followers(true);
 }

@@ -21,6 +21,7 @@ pub enum Bug {
     IsrExpandBeforeLeso,
     NoEpochOnBecomeLeader,
     HwOnOldIsr,
+    HwCountsUnsynced,
     NoPartitionEpochCheck,
     StaleBrokerEpoch,
     LastReplicaStanding,
@@ -38,6 +39,7 @@ impl Bug {
         Bug::IsrExpandBeforeLeso,
         Bug::NoEpochOnBecomeLeader,
         Bug::HwOnOldIsr,
+        Bug::HwCountsUnsynced,
         Bug::NoPartitionEpochCheck,
         Bug::StaleBrokerEpoch,
         Bug::LastReplicaStanding,
@@ -55,6 +57,7 @@ impl Bug {
             Bug::IsrExpandBeforeLeso => "isr-expand-before-leso",
             Bug::NoEpochOnBecomeLeader => "no-epoch-on-become-leader",
             Bug::HwOnOldIsr => "hw-on-old-isr",
+            Bug::HwCountsUnsynced => "hw-counts-unsynced",
             Bug::NoPartitionEpochCheck => "no-partition-epoch-check",
             Bug::StaleBrokerEpoch => "stale-broker-epoch",
             Bug::LastReplicaStanding => "last-replica-standing",
@@ -97,6 +100,12 @@ impl Bug {
             Bug::HwOnOldIsr => {
                 "KIP-497: the high watermark advances over the old ISR while an \
                  expansion is in flight (fails lost_write)"
+            }
+            Bug::HwCountsUnsynced => {
+                "seedlog's own: the leader counts a follower's fetch offset for the high \
+                 watermark though the follower, fetching again while it syncs, said it has \
+                 not synced that far; a power cut then loses acknowledged writes \
+                 (fails lost_write)"
             }
             Bug::NoPartitionEpochCheck => {
                 "controller: AlterPartition accepted without the partition epoch check \
@@ -176,6 +185,7 @@ pub fn cluster_bugs(bugs: &[Bug]) -> ClusterBugs {
             Bug::IsrExpandBeforeLeso => r.isr_expand_before_leso = true,
             Bug::NoEpochOnBecomeLeader => r.no_epoch_on_become_leader = true,
             Bug::HwOnOldIsr => r.hw_on_old_isr = true,
+            Bug::HwCountsUnsynced => r.hw_counts_unsynced = true,
             Bug::NoPartitionEpochCheck => c.controller.no_partition_epoch_check = true,
             Bug::StaleBrokerEpoch => c.controller.stale_broker_epoch = true,
             Bug::LastReplicaStanding => c.controller.last_replica_standing = true,

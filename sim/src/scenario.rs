@@ -158,6 +158,11 @@ pub struct Cluster {
     /// the core's default (far above what a run writes: no snapshots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_snapshot_records: Option<i64>,
+    /// `replica.fetch.max.bytes`. Left out, the core's default (1 MiB: a
+    /// simulated workload never fills an answer). Small, answers fill and
+    /// followers stream: fetch again while they sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_fetch_max_bytes: Option<i32>,
 }
 
 fn default_rejoin_ms() -> u64 {
@@ -805,6 +810,11 @@ impl Scenario {
                     if v == 0 {
                         return Err(invalid(format!("{field}: must be positive")));
                     }
+                }
+                if c.replica_fetch_max_bytes.is_some_and(|b| b < 1) {
+                    return Err(invalid(
+                        "cluster.replica_fetch_max_bytes: must be positive".into(),
+                    ));
                 }
                 if c.recovery_ms_max > self.phases.liveness_ms {
                     return Err(invalid(format!(

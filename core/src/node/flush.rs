@@ -145,7 +145,8 @@ impl<S: Storage> Node<S> {
             }
         }
         if let Some(cluster) = self.cluster.as_mut() {
-            // A follower fetches again once what it appended is synced.
+            // A follower fetches again once what it appended is synced
+            // (its next fetch reports the sync).
             cluster.fetcher.wake();
         }
         self.release_produces(None);

@@ -90,7 +90,9 @@ impl FollowerReplica {
         self.high_watermark
     }
 
-    /// The next fetch to send to the leader.
+    /// The next fetch to send to the leader. It names the synced end of
+    /// the log; the node puts it on the wire only when it syncs before
+    /// acks (see `ReplicaFetch::synced_offset`).
     pub fn fetch_request(&self, log: &PartitionLog) -> ReplicaFetch {
         ReplicaFetch {
             replica_id: self.replica_id,
@@ -100,6 +102,7 @@ impl FollowerReplica {
                 self.leader_epoch
             },
             fetch_offset: log.log_end_offset(),
+            synced_offset: log.synced_offset().min(log.log_end_offset()),
             // The node knows its broker epoch and puts it on the wire.
             replica_epoch: -1,
             last_fetched_epoch: if self.epoch_lookup_done {

@@ -17,6 +17,11 @@ pub struct ReplicaFetch {
     /// `unfenced-truncation` bug).
     pub current_leader_epoch: i32,
     pub fetch_offset: i64,
+    /// How much of the follower's log is on its disk: the high watermark
+    /// counts no more of it. At most `fetch_offset`; equal to it when the
+    /// follower promises no more than Kafka's (its fetch offset counts as
+    /// replicated), or fetches only once it has synced.
+    pub synced_offset: i64,
     /// The epoch of the follower's last batch, -1 when its log is empty.
     pub last_fetched_epoch: i32,
     /// The follower's broker epoch (`replica_state.replica_epoch`), -1 when
@@ -68,6 +73,9 @@ pub enum IsrAnswer {
 pub struct FollowerProgress {
     /// The follower's log end as its last valid fetch reported; -1 unknown.
     pub log_end_offset: i64,
+    /// How much of that its last valid fetch said is on its disk (the
+    /// high watermark waits for it); -1 unknown.
+    pub synced_offset: i64,
     /// When the follower was last known to have everything the leader had.
     pub last_caught_up_at: Instant,
     /// The broker epoch its last valid fetch carried; -1 unknown.
@@ -83,6 +91,7 @@ impl FollowerProgress {
     fn joining(now: Instant, leader_log_end_offset: i64) -> FollowerProgress {
         FollowerProgress {
             log_end_offset: -1,
+            synced_offset: -1,
             last_caught_up_at: now,
             broker_epoch: -1,
             last_fetch_at: now,
@@ -488,6 +497,10 @@ impl LeaderReplica {
     }
 
     fn update_follower(&mut self, log: &PartitionLog, now: Instant, fetch: &ReplicaFetch) {
+        assert!(
+            fetch.synced_offset <= fetch.fetch_offset,
+            "a follower syncs at most what it has"
+        );
         let leo = log.log_end_offset();
         let progress = self
             .followers
@@ -502,6 +515,7 @@ impl LeaderReplica {
             progress.last_caught_up_at = progress.last_caught_up_at.max(progress.last_fetch_at);
         }
         progress.log_end_offset = fetch.fetch_offset;
+        progress.synced_offset = fetch.synced_offset;
         progress.broker_epoch = fetch.replica_epoch;
         progress.last_fetch_at = now;
         progress.last_fetch_leader_log_end_offset = leo;
@@ -536,8 +550,9 @@ impl LeaderReplica {
         });
     }
 
-    /// The high watermark is the smallest log end in the maximal ISR; it
-    /// never goes back. Returns whether it moved.
+    /// The high watermark is the smallest log end in the maximal ISR, as
+    /// far as each replica has it on disk when it says so; it never goes
+    /// back. Returns whether it moved.
     fn update_high_watermark(&mut self, leader_end_offset: i64) -> bool {
         let mut low = leader_end_offset;
         // The maximal ISR without building it (a set per call was a few
@@ -552,7 +567,13 @@ impl LeaderReplica {
             if member == self.replica_id {
                 continue;
             }
-            let follower_end = self.followers.get(&member).map_or(-1, |f| f.log_end_offset);
+            let follower_end = self.followers.get(&member).map_or(-1, |f| {
+                if self.config.bugs.hw_counts_unsynced {
+                    f.log_end_offset
+                } else {
+                    f.synced_offset
+                }
+            });
             low = low.min(follower_end);
         }
         if low > self.high_watermark {

@@ -184,6 +184,10 @@ impl Cluster {
             .1
             .handle_fetch_response(&mut r.log, &mut r.storage, self.now, &fields)
             .unwrap();
+        // The node syncs what a follower appended before its next fetch
+        // counts it (`a_follower_counts_only_as_far_as_it_synced` leaves it
+        // unsynced).
+        r.log.mark_synced(r.log.log_end_offset());
         self.controller_step();
         outcome
     }
@@ -306,6 +310,44 @@ fn high_watermark_waits_for_every_isr_member() {
     c.check();
 }
 
+/// With acks waiting for fsync a follower may fetch again before its sync
+/// ends (the node streams from a leader that has more): its fetch offset
+/// says what it holds, its synced offset what survives a power cut, and
+/// the high watermark waits for the latter.
+#[test]
+fn a_follower_counts_only_as_far_as_it_synced() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    let end = c.produce(b"a");
+    c.fetch_all(1);
+    assert_eq!(c.replicas[1].log.log_end_offset(), end);
+    let leo = c.replicas[0].log.log_end_offset();
+    let unsynced = ReplicaFetch {
+        synced_offset: 0,
+        ..c.followers[0].1.fetch_request(&c.replicas[1].log)
+    };
+    assert_eq!(unsynced.fetch_offset, end);
+    let synced_2 = c.followers[1].1.fetch_request(&c.replicas[2].log);
+    assert_eq!(synced_2.synced_offset, end, "the harness syncs follower 2");
+    leader_serves(&mut c, leo, &unsynced);
+    leader_serves(&mut c, leo, &synced_2);
+    assert_eq!(
+        c.leader.high_watermark(),
+        0,
+        "follower 1 holds the record but has not synced it"
+    );
+    assert_eq!(c.leader.follower(1).unwrap().log_end_offset, end);
+    assert_eq!(c.leader.follower(1).unwrap().synced_offset, 0);
+    assert!(
+        c.leader.follower(1).unwrap().last_caught_up_at == c.now,
+        "holding everything counts as caught up: lag is about fetching"
+    );
+    let synced_1 = c.followers[0].1.fetch_request(&c.replicas[1].log);
+    assert_eq!(synced_1.synced_offset, end);
+    leader_serves(&mut c, leo, &synced_1);
+    assert_eq!(c.leader.high_watermark(), end);
+    c.check();
+}
+
 #[test]
 fn a_lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     let config = ReplicationConfig {
@@ -361,6 +403,7 @@ fn a_stale_leader_epoch_is_fenced() {
         replica_id: 1,
         current_leader_epoch: 0,
         fetch_offset: 0,
+        synced_offset: 0,
         last_fetched_epoch: -1,
         replica_epoch: -1,
     };
@@ -403,6 +446,7 @@ fn the_leader_remembers_the_broker_epoch_a_fetch_carried() {
         replica_id: 1,
         current_leader_epoch: c.leader.leader_epoch(),
         fetch_offset: 0,
+        synced_offset: 0,
         last_fetched_epoch: -1,
         replica_epoch: 7,
     };

@@ -64,6 +64,9 @@ pub(super) fn cluster_config(
     if let Some(records) = c.metadata_snapshot_records {
         config.metadata_max_records_between_snapshots = records;
     }
+    if let Some(bytes) = c.replica_fetch_max_bytes {
+        config.replica_fetch_max_bytes = bytes;
+    }
     config
 }
 

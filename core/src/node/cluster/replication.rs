@@ -2,10 +2,15 @@
 //! fetcher (one fetch in flight per leader, covering every partition this
 //! node follows there) and the leader's answer to a replica fetch.
 //!
-//! With `flush_before_ack` a follower fetches again only once what it
-//! appended is synced: its next fetch offset tells the leader those records
-//! are replicated, and acks=all promises they survive the loss of every
-//! replica but one, power cuts included.
+//! With `flush_before_ack` acks=all promises that the records survive the
+//! loss of every replica but one, power cuts included: the leader's high
+//! watermark counts a follower's log only as far as the follower has synced
+//! it. A follower says how far in each fetch (a tagged field of Kafka's
+//! FetchPartition, `SYNCED_OFFSET_TAG`; without it the fetch offset counts,
+//! as in Kafka). It fetches again once what it appended is synced, or at
+//! once, while it syncs, when the last answer was full (the leader has
+//! more): the transfer of the next records then overlaps the sync of the
+//! last ones, which a replicated acks=all stream waited for in turn.
 
 use super::super::topics::{Partition, Replica, TouchReader};
 use super::super::Node;
@@ -38,6 +43,15 @@ use uuid::Uuid;
 /// could not be reached.
 const FETCH_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The FetchPartition tagged field that carries the follower's synced log
+/// end (an Int64), seedlog's own: far above Kafka's tags (0 and 1 in
+/// Fetch v18), which Kafka brokers skip as unknown.
+pub const SYNCED_OFFSET_TAG: i32 = 0x5eed;
+
+/// An answer this full (of `replica_fetch_max_bytes`, in one partition)
+/// says the leader has more: fetch again without waiting for the sync.
+const FULL_ANSWER_PERCENT: usize = 50;
+
 #[derive(Debug)]
 pub struct ReplicaFetcher {
     /// Leaders with a fetch in flight.
@@ -52,6 +66,10 @@ pub struct ReplicaFetcher {
     follows: FollowIndex,
     /// Reused by `refresh_follow_index`.
     touched_buf: Vec<i32>,
+    /// Leaders whose last answer was full (`FULL_ANSWER_PERCENT`): fetched
+    /// from again at once, synced or not, with no wait at the leader, so
+    /// that a sync finished meanwhile is reported by the fetch after.
+    streaming: BTreeSet<i32>,
 }
 
 impl Default for ReplicaFetcher {
@@ -62,6 +80,7 @@ impl Default for ReplicaFetcher {
             wake: true,
             follows: FollowIndex::default(),
             touched_buf: Vec::new(),
+            streaming: BTreeSet::new(),
         }
     }
 }
@@ -73,6 +92,7 @@ impl ReplicaFetcher {
 
     pub fn fetch_lost(&mut self, leader: i32, now: Instant) {
         self.in_flight.remove(&leader);
+        self.streaming.remove(&leader);
         self.backoff_until.insert(leader, now + FETCH_ERROR_BACKOFF);
         self.wake = true;
     }
@@ -91,12 +111,32 @@ fn replica_id_of(request: &FetchRequest) -> i32 {
     request.replica_state.replica_id.0.max(request.replica_id.0)
 }
 
+/// The synced end a follower's fetch names (`SYNCED_OFFSET_TAG`), at most
+/// its fetch offset; the fetch offset when it names none, or not as an
+/// Int64 (a follower that says nothing promises what Kafka's does).
+fn synced_offset_of(fp: &FetchPartition) -> i64 {
+    let named = fp
+        .unknown_tagged_fields
+        .get(&SYNCED_OFFSET_TAG)
+        .and_then(|value| <[u8; 8]>::try_from(value.as_ref()).ok())
+        .map(i64::from_be_bytes);
+    named.map_or(fp.fetch_offset, |synced| synced.min(fp.fetch_offset))
+}
+
+/// `fp` naming `synced_offset` (see `synced_offset_of`).
+fn with_synced_offset(mut fp: FetchPartition, synced_offset: i64) -> FetchPartition {
+    let value = Bytes::copy_from_slice(&synced_offset.to_be_bytes());
+    fp.unknown_tagged_fields.insert(SYNCED_OFFSET_TAG, value);
+    fp
+}
+
 /// What the leader needs of one partition of a replica fetch.
 pub fn replica_fetch_of(request: &FetchRequest, fp: &FetchPartition) -> ReplicaFetch {
     ReplicaFetch {
         replica_id: replica_id_of(request),
         current_leader_epoch: fp.current_leader_epoch,
         fetch_offset: fp.fetch_offset,
+        synced_offset: synced_offset_of(fp),
         last_fetched_epoch: fp.last_fetched_epoch,
         replica_epoch: request.replica_state.replica_epoch,
     }
@@ -126,7 +166,8 @@ impl<S: Storage> Node<S> {
         self.refresh_follow_index();
         let flush_before_ack = self.config.flush_before_ack;
         // First the leaders a fetch goes to now: not one with unsynced data
-        // here, a fetch in flight or a backoff, nor this node.
+        // here (unless it streams), a fetch in flight or a backoff, nor
+        // this node.
         let fetcher = &self.cluster().fetcher;
         let unsynced = |name: &str, index: i32| {
             self.topics
@@ -141,6 +182,7 @@ impl<S: Storage> Node<S> {
                     || fetcher.backoff_until.contains_key(leader)
                     || *leader == self.config.node_id
                     || (flush_before_ack
+                        && !fetcher.streaming.contains(leader)
                         && fetcher
                             .follows
                             .partitions_of(*leader)
@@ -150,35 +192,11 @@ impl<S: Storage> Node<S> {
         if leaders.is_empty() {
             return;
         }
-        let max_bytes = self.cluster().config.replica_fetch_max_bytes;
-        let mut by_leader: Vec<(i32, Vec<(Uuid, FetchPartition)>)> = Vec::new();
-        for leader in leaders {
-            let mut partitions = Vec::new();
-            for (name, index) in fetcher.follows.partitions_of(leader) {
-                let topic = self.topics.get(name).expect("indexed topics are hosted");
-                let p = topic
-                    .partition(index)
-                    .expect("indexed partitions are hosted");
-                let Replica::Follower(f) = &p.replica else {
-                    unreachable!("{name}-{index} is indexed as a follower");
-                };
-                debug_assert_eq!(f.leader_id(), leader);
-                let fetch = f.fetch_request(&p.log);
-                partitions.push((
-                    topic.id,
-                    FetchPartition::default()
-                        .with_partition(index)
-                        .with_current_leader_epoch(fetch.current_leader_epoch)
-                        .with_fetch_offset(fetch.fetch_offset)
-                        .with_last_fetched_epoch(fetch.last_fetched_epoch)
-                        .with_log_start_offset(p.log.log_start_offset())
-                        .with_partition_max_bytes(max_bytes),
-                ));
-            }
-            by_leader.push((leader, partitions));
-        }
-        for (leader, partitions) in by_leader {
-            let request = self.replica_fetch_request(broker_epoch, partitions);
+        let requests: Vec<(i32, FetchRequest)> = leaders
+            .into_iter()
+            .map(|leader| (leader, self.replica_fetch_request(leader, broker_epoch)))
+            .collect();
+        for (leader, request) in requests {
             let at = deadline(now, self.cluster().config.request_timeout_ms);
             if self.send_peer_request(
                 leader,
@@ -234,23 +252,50 @@ impl<S: Storage> Node<S> {
         walked == indexed
     }
 
-    fn replica_fetch_request(
-        &self,
-        broker_epoch: i64,
-        partitions: Vec<(Uuid, FetchPartition)>,
-    ) -> FetchRequest {
+    /// The fetch to send `leader`: every partition followed there, each
+    /// naming its synced end when acks wait for fsync.
+    fn replica_fetch_request(&self, leader: i32, broker_epoch: i64) -> FetchRequest {
         let config = &self.cluster().config;
+        let flush_before_ack = self.config.flush_before_ack;
         let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
-        for (id, partition) in partitions {
-            topics.entry(id).or_default().push(partition);
+        let mut syncing = false;
+        for (name, index) in self.cluster().fetcher.follows.partitions_of(leader) {
+            let topic = self.topics.get(name).expect("indexed topics are hosted");
+            let p = topic
+                .partition(index)
+                .expect("indexed partitions are hosted");
+            let Replica::Follower(f) = &p.replica else {
+                unreachable!("{name}-{index} is indexed as a follower");
+            };
+            debug_assert_eq!(f.leader_id(), leader);
+            let fetch = f.fetch_request(&p.log);
+            let mut fp = FetchPartition::default()
+                .with_partition(index)
+                .with_current_leader_epoch(fetch.current_leader_epoch)
+                .with_fetch_offset(fetch.fetch_offset)
+                .with_last_fetched_epoch(fetch.last_fetched_epoch)
+                .with_log_start_offset(p.log.log_start_offset())
+                .with_partition_max_bytes(config.replica_fetch_max_bytes);
+            if flush_before_ack {
+                syncing |= fetch.synced_offset < fetch.fetch_offset;
+                fp = with_synced_offset(fp, fetch.synced_offset);
+            }
+            topics.entry(topic.id).or_default().push(fp);
         }
+        // A fetch sent while syncing must not wait at the leader: the sync
+        // it cannot report would wait with it.
+        let wait_ms = if syncing {
+            0
+        } else {
+            config.replica_fetch_wait_max_ms
+        };
         FetchRequest::default()
             .with_replica_state(
                 ReplicaState::default()
                     .with_replica_id(self.config.node_id.into())
                     .with_replica_epoch(broker_epoch),
             )
-            .with_max_wait_ms(config.replica_fetch_wait_max_ms as i32)
+            .with_max_wait_ms(i32::try_from(wait_ms).unwrap_or(i32::MAX))
             .with_min_bytes(1)
             .with_max_bytes(i32::MAX)
             .with_session_epoch(-1)
@@ -286,7 +331,28 @@ impl<S: Storage> Node<S> {
         }
         if any_error {
             self.cluster_mut().fetcher.fetch_lost(from, now);
+            return;
         }
+        let full = self.config.flush_before_ack && self.answer_is_full(&response);
+        let streaming = &mut self.cluster_mut().fetcher.streaming;
+        if full {
+            streaming.insert(from);
+        } else {
+            streaming.remove(&from);
+        }
+    }
+
+    /// Whether one partition of the answer filled `FULL_ANSWER_PERCENT` of
+    /// what was asked: the leader likely has more.
+    fn answer_is_full(&self, response: &FetchResponse) -> bool {
+        let max_bytes = usize::try_from(self.cluster().config.replica_fetch_max_bytes)
+            .expect("validated positive");
+        response
+            .responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .filter_map(|pd| pd.records.as_ref())
+            .any(|records| records.len() * 100 >= max_bytes * FULL_ANSWER_PERCENT)
     }
 
     /// Applies one partition of a replica fetch answer. Returns false on an
@@ -450,7 +516,17 @@ impl<S: Storage> Node<S> {
             return;
         };
         let leader_end = leader_end_offset(&p.log, flush_before_ack);
-        let decision = leader.handle_fetch(&p.log, leader_end, now, fetch);
+        // A leader that acks from the page cache counts followers' logs
+        // the same way, synced or not (as Kafka does).
+        let fetch = ReplicaFetch {
+            synced_offset: if flush_before_ack {
+                fetch.synced_offset
+            } else {
+                fetch.fetch_offset
+            },
+            ..*fetch
+        };
+        let decision = leader.handle_fetch(&p.log, leader_end, now, &fetch);
         fill_replica_partition(p, decision, &mut self.storage, node_id, max_bytes, pd);
         if sync_high_watermark(p, flush_before_ack) {
             self.high_watermark_moved = true;
