@@ -16,6 +16,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
+pub mod parked_fetches;
 pub mod produce;
 pub mod telemetry;
 
