@@ -151,11 +151,3 @@ mod tests {
         assert!(out.is_empty());
     }
 }
-
-#[cfg(test)]
-impl Slot {
-    /// A slot no responder handed out, for tests of what holds slots.
-    pub fn for_test(connection: ConnectionId, seq: u64) -> Slot {
-        Slot { connection, seq }
-    }
-}

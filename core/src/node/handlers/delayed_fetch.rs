@@ -16,29 +16,89 @@ use super::super::topics::{Partition, Replica, TouchReader};
 use super::super::Node;
 use super::check_leader_epoch;
 use super::fetch::{FetchOutcome, FetchRead, FETCH_TOPIC_ID_VERSION_MIN};
-use super::parked_fetches::ParkKeys;
 use crate::node::cluster::replication::{is_replica_fetch, replica_fetch_of};
-use crate::node::ConnectionId;
 use crate::storage::Storage;
 use crate::time::Instant;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::{FetchRequest, ResponseKind};
-use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// What `retry_delayed_fetches` looks at: the partitions touched since it
-/// last looked; everything, when a topic came or went. Buffers are kept
-/// across retries (this runs on every append).
+/// last looked, as a bitmap per topic (a retry tests each partition of
+/// each parked fetch: hundreds per retry on a leader of a large cluster);
+/// everything, when a topic came or went.
+/// Buffers are kept across retries (this runs on every append).
 #[derive(Default)]
 pub struct ParkedTouches {
     everything: bool,
-    /// Topics every partition of which counts as touched.
-    topics: Vec<Uuid>,
-    partitions: Vec<(Uuid, i32)>,
+    /// (topic id, every partition counts as touched, bitmap by index); the
+    /// first `used` are this retry's.
+    topics: Vec<(Uuid, bool, Vec<u64>)>,
+    used: usize,
     /// The touched list being read.
     listed: Vec<i32>,
-    /// The parked fetches to look at, in park order.
-    candidates: BTreeSet<u64>,
+}
+
+impl ParkedTouches {
+    fn clear(&mut self) {
+        self.everything = false;
+        self.used = 0;
+    }
+
+    fn insert(&mut self, id: Uuid, all: bool, partitions: &[i32]) {
+        if !all && partitions.is_empty() {
+            return;
+        }
+        if self.used == self.topics.len() {
+            self.topics.push((id, all, Vec::new()));
+        }
+        let (t, a, bits) = &mut self.topics[self.used];
+        self.used += 1;
+        (*t, *a) = (id, all);
+        bits.clear();
+        let words = partitions.iter().max().map_or(0, |m| *m as usize / 64 + 1);
+        bits.resize(words, 0);
+        for &p in partitions {
+            bits[p as usize / 64] |= 1 << (p as usize % 64);
+        }
+    }
+
+    fn touched(&self, id: Uuid, partition: i32) -> bool {
+        self.topics[..self.used].iter().any(|(t, all, bits)| {
+            *t == id
+                && (*all
+                    || usize::try_from(partition)
+                        .is_ok_and(|p| bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)))
+        })
+    }
+
+    /// Whether `fetch` names a touched partition, or one this cannot tell
+    /// (a topic the node does not host).
+    fn names<S: Storage>(&self, node: &Node<S>, fetch: &DelayedFetch) -> bool {
+        if self.everything {
+            return true;
+        }
+        if self.used == 0 {
+            return false;
+        }
+        let request = &fetch.request;
+        let by_id = (node.cluster.is_some() && is_replica_fetch(request))
+            || fetch.version >= FETCH_TOPIC_ID_VERSION_MIN;
+        request.topics.iter().any(|topic| {
+            let id = if by_id {
+                Some(topic.topic_id)
+            } else {
+                node.topics.get(topic.topic.0.as_str()).map(|t| t.id)
+            };
+            let Some(id) = id else {
+                return true;
+            };
+            topic
+                .partitions
+                .iter()
+                .any(|fp| self.touched(id, fp.partition))
+        })
+    }
 }
 
 /// A fetch parked until enough data arrives or its deadline passes.
@@ -50,122 +110,77 @@ pub struct DelayedFetch {
 }
 
 impl<S: Storage> Node<S> {
-    /// Parks `fetch`, indexed by what it names (see `park_keys`).
-    pub(crate) fn park_fetch(&mut self, fetch: DelayedFetch) {
-        let keys = park_keys(self, &fetch);
-        self.parked_fetches.park(fetch, keys);
-    }
-
-    /// Answers the parked fetches that now have enough; checks the ones
-    /// naming a partition touched since the last look without reading
-    /// them, and leaves the others: they were judged then (or read nothing
-    /// when parked) and would be judged the same.
+    /// Answers the parked fetches that now have enough; checks the rest
+    /// without reading them.
     pub(crate) fn retry_delayed_fetches(&mut self) {
-        if self.parked_fetches.is_empty() {
+        if self.delayed_fetches.is_empty() {
             // The touches wait for the next look (bounded: one entry per
             // partition); a fetch parked meanwhile is looked at once more.
             return;
         }
-        let mut touched = self.take_parked_touches();
-        let mut candidates = std::mem::take(&mut touched.candidates);
-        if touched.everything {
-            candidates.clear();
-            candidates.extend(self.parked_fetches.seqs());
-        } else if touched.topics.is_empty() && touched.partitions.is_empty() {
-            candidates.clear();
-        } else {
-            self.parked_fetches.candidates(
-                &touched.topics,
-                touched.partitions.iter().copied(),
-                &mut candidates,
-            );
-        }
-        for &seq in &candidates {
-            self.retry_parked_fetch(seq);
-        }
-        if cfg!(debug_assertions) {
-            for seq in self.parked_fetches.seqs() {
-                if !candidates.contains(&seq) {
-                    let (fetch, keys) = self.parked_fetches.take(seq);
-                    self.assert_parked_fetch_has_nothing(&fetch);
-                    self.parked_fetches.put_back(seq, fetch, keys);
-                }
-            }
-        }
-        if touched.everything {
-            // A name may stand for another topic id now, or for one at all.
-            let mut parked = std::mem::take(&mut self.parked_fetches);
-            parked.reindex(|fetch| park_keys(self, fetch));
-            self.parked_fetches = parked;
-        }
-        touched.candidates = candidates;
-        self.parked_touches_buf = touched;
-    }
-
-    /// Answers parked fetch `seq` if it now has enough, else parks it
-    /// again as it was.
-    fn retry_parked_fetch(&mut self, seq: u64) {
-        let (fetch, keys) = self.parked_fetches.take(seq);
-        let outcome = if self.parked_fetch_may_complete(&fetch) {
-            Some(self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion))
-        } else {
-            self.assert_parked_fetch_has_nothing(&fetch);
-            None
-        };
-        match outcome {
-            Some(outcome) if enough(&fetch, &outcome) => {
-                self.parked_fetches.forget(seq, fetch.deadline, &keys);
-                self.responder.complete(
+        let touched = self.take_parked_touches();
+        // The two lists trade places rather than being rebuilt: this runs
+        // on every append, and growing a fresh list each time was a percent
+        // of a cluster run. Order is kept.
+        std::mem::swap(&mut self.delayed_fetches, &mut self.delayed_fetches_spare);
+        debug_assert!(self.delayed_fetches.is_empty(), "the spare list is empty");
+        let mut parked = std::mem::take(&mut self.delayed_fetches_spare);
+        for fetch in parked.drain(..) {
+            // A fetch none of whose partitions was touched since the last
+            // look was judged then (or read nothing when it was parked)
+            // and would be judged the same: a leader of a large cluster
+            // holds a parked fetch per follower broker, and an append
+            // touches one partition.
+            let may = touched.names(self, &fetch) && self.parked_fetch_may_complete(&fetch);
+            let outcome = if may {
+                Some(self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion))
+            } else {
+                self.assert_parked_fetch_has_nothing(&fetch);
+                None
+            };
+            match outcome {
+                Some(outcome) if enough(&fetch, &outcome) => self.responder.complete(
                     fetch.slot,
                     ResponseKind::Fetch(outcome.response),
                     &mut self.outputs,
-                );
+                ),
+                _ => self.delayed_fetches.push(fetch),
             }
-            _ => self.parked_fetches.put_back(seq, fetch, keys),
         }
+        self.delayed_fetches_spare = parked;
+        self.parked_touches_buf = touched;
     }
 
     /// The partitions touched since the parked fetches were last looked at,
     /// and forgotten.
     fn take_parked_touches(&mut self) -> ParkedTouches {
         let mut touched = std::mem::take(&mut self.parked_touches_buf);
+        touched.clear();
         touched.everything = self.topics.take_all_touched(TouchReader::Parked);
-        touched.topics.clear();
-        touched.partitions.clear();
         let mut listed = std::mem::take(&mut touched.listed);
         for topic in self.topics.iter_mut() {
             listed.clear();
-            if topic.take_touched(TouchReader::Parked, &mut listed) {
-                touched.topics.push(topic.id);
-            } else {
-                let id = topic.id;
-                touched.partitions.extend(listed.iter().map(|&p| (id, p)));
-            }
+            let all = topic.take_touched(TouchReader::Parked, &mut listed);
+            touched.insert(topic.id, all, &listed);
         }
         touched.listed = listed;
         touched
     }
 
-    /// Answers parked fetches whose deadline has passed, with what there
-    /// is, in the order they were parked.
+    /// Answers parked fetches whose deadline has passed, with what there is.
     pub(crate) fn expire_delayed_fetches(&mut self) {
-        for seq in self.parked_fetches.expired(self.now) {
-            let (fetch, keys) = self.parked_fetches.take(seq);
-            self.parked_fetches.forget(seq, fetch.deadline, &keys);
+        let now = self.now;
+        let (expired, parked): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed_fetches)
+            .into_iter()
+            .partition(|f| f.deadline <= now);
+        self.delayed_fetches = parked;
+        for fetch in expired {
             let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
             self.responder.complete(
                 fetch.slot,
                 ResponseKind::Fetch(outcome.response),
                 &mut self.outputs,
             );
-        }
-    }
-
-    /// Drops the fetches parked on a closed connection: nobody waits.
-    pub(crate) fn forget_parked_fetches_of(&mut self, connection: ConnectionId) {
-        for seq in self.parked_fetches.of_connection(connection) {
-            let (fetch, keys) = self.parked_fetches.take(seq);
-            self.parked_fetches.forget(seq, fetch.deadline, &keys);
         }
     }
 
@@ -210,28 +225,6 @@ impl<S: Storage> Node<S> {
     }
 }
 
-/// The partitions a parked fetch is looked at again for: by topic id
-/// when the request names ids (a replica fetch in a cluster, or Fetch v13
-/// and later), else by the id the node's topic of that name has now.
-fn park_keys<S: Storage>(node: &Node<S>, fetch: &DelayedFetch) -> ParkKeys {
-    let request = &fetch.request;
-    let by_id = (node.cluster.is_some() && is_replica_fetch(request))
-        || fetch.version >= FETCH_TOPIC_ID_VERSION_MIN;
-    let mut keys = Vec::new();
-    for topic in &request.topics {
-        let id = if by_id {
-            topic.topic_id
-        } else {
-            match node.topics.get(topic.topic.0.as_str()) {
-                Some(t) => t.id,
-                None => return ParkKeys::Unresolved,
-            }
-        };
-        keys.extend(topic.partitions.iter().map(|fp| (id, fp.partition)));
-    }
-    ParkKeys::Partitions(keys)
-}
-
 fn enough(fetch: &DelayedFetch, outcome: &FetchOutcome) -> bool {
     outcome.bytes >= fetch.request.min_bytes.max(1) as usize || outcome.has_error
 }
@@ -264,4 +257,28 @@ fn consumer_partition_may_complete(p: Option<&Partition>, fp: &FetchPartition) -
         || fp.fetch_offset < p.high_watermark
         || fp.fetch_offset < p.log.log_start_offset()
         || fp.fetch_offset > p.log.log_end_offset()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_touches_hold_exactly_the_partitions_inserted() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut touched = ParkedTouches::default();
+        touched.insert(a, false, &[0, 63, 64, 130]);
+        touched.insert(b, true, &[]);
+        touched.insert(c, false, &[]);
+        for p in [0, 63, 64, 130] {
+            assert!(touched.touched(a, p), "{p}");
+        }
+        for p in [1, 62, 65, 129, 131, 10_000, -1] {
+            assert!(!touched.touched(a, p), "{p}");
+        }
+        assert!(touched.touched(b, 9_999), "a whole topic");
+        assert!(!touched.touched(c, 0), "nothing of c");
+        touched.clear();
+        assert!(!touched.touched(a, 0) && !touched.touched(b, 0));
+    }
 }

@@ -16,7 +16,6 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
-pub mod parked_fetches;
 pub mod produce;
 pub mod telemetry;
 
