@@ -103,9 +103,9 @@ impl Bug {
             }
             Bug::HwCountsUnsynced => {
                 "seedlog's own: the leader counts a follower's fetch offset for the high \
-                 watermark though the follower, fetching again while it syncs, said it has \
-                 not synced that far; a power cut then loses acknowledged writes \
-                 (fails lost_write)"
+                 watermark and ISR expansion though the follower, fetching again while it \
+                 syncs, said it has not synced that far; a power cut then loses acknowledged \
+                 writes (fails lost_write)"
             }
             Bug::NoPartitionEpochCheck => {
                 "controller: AlterPartition accepted without the partition epoch check \

@@ -528,13 +528,27 @@ impl LeaderReplica {
         if self.isr.contains(&replica_id) || self.pending_isr.is_some() || self.proposal.is_some() {
             return;
         }
-        let leo = self.followers[&replica_id].log_end_offset;
+        // What the follower holds durably: a member that joins with an
+        // unsynced tail below the high watermark could come back from a
+        // power cut without records acknowledged to the ISR it joins, and
+        // be elected from it.
+        let end = self.durable_end(&self.followers[&replica_id]);
         let past_epoch_start =
-            self.config.bugs.isr_expand_before_leso || leo >= self.leader_epoch_start_offset;
-        if leo >= self.high_watermark && past_epoch_start {
+            self.config.bugs.isr_expand_before_leso || end >= self.leader_epoch_start_offset;
+        if end >= self.high_watermark && past_epoch_start {
             let mut new_isr = self.isr.clone();
             new_isr.insert(replica_id);
             self.propose(new_isr);
+        }
+    }
+
+    /// How far a follower's log counts for the high watermark and for
+    /// joining the ISR: as far as it said it synced.
+    fn durable_end(&self, follower: &FollowerProgress) -> i64 {
+        if self.config.bugs.hw_counts_unsynced {
+            follower.log_end_offset
+        } else {
+            follower.synced_offset
         }
     }
 
@@ -567,13 +581,10 @@ impl LeaderReplica {
             if member == self.replica_id {
                 continue;
             }
-            let follower_end = self.followers.get(&member).map_or(-1, |f| {
-                if self.config.bugs.hw_counts_unsynced {
-                    f.log_end_offset
-                } else {
-                    f.synced_offset
-                }
-            });
+            let follower_end = self
+                .followers
+                .get(&member)
+                .map_or(-1, |f| self.durable_end(f));
             low = low.min(follower_end);
         }
         if low > self.high_watermark {

@@ -50,9 +50,10 @@ pub struct ReplicationBugs {
     /// KIP-497: the high watermark advances over the committed ISR while an
     /// expansion is in flight.
     pub hw_on_old_isr: bool,
-    /// seedlog's own: the high watermark counts a follower's fetch offset
-    /// though the follower said it has not synced that far (a follower
-    /// streaming from a full leader fetches while it syncs).
+    /// seedlog's own: the high watermark and ISR expansion count a
+    /// follower's fetch offset though the follower said it has not synced
+    /// that far (a follower streaming from a full leader fetches while it
+    /// syncs).
     pub hw_counts_unsynced: bool,
 }
 

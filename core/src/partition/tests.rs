@@ -348,6 +348,31 @@ fn a_follower_counts_only_as_far_as_it_synced() {
     c.check();
 }
 
+/// A follower that holds the records up to the high watermark but has
+/// not synced them does not join the ISR: back from a power cut without
+/// them, it could be elected from the ISR it joined.
+#[test]
+fn a_follower_joins_the_isr_only_once_it_synced_up_to_the_high_watermark() {
+    let mut c = Cluster::new(ReplicationConfig::default());
+    let end = c.produce(b"a");
+    c.fetch_all(2);
+    assert_eq!(c.leader.high_watermark(), end);
+    c.assignment.isr = [0, 2].into();
+    let leo = c.replicas[0].log.log_end_offset();
+    c.leader.handle_assignment(&c.assignment, leo, c.now);
+    let unsynced = ReplicaFetch {
+        synced_offset: 0,
+        ..c.followers[0].1.fetch_request(&c.replicas[1].log)
+    };
+    assert_eq!(unsynced.fetch_offset, end);
+    leader_serves(&mut c, leo, &unsynced);
+    assert_eq!(c.leader.poll_isr_change(), None, "not synced yet");
+    let synced = c.followers[0].1.fetch_request(&c.replicas[1].log);
+    leader_serves(&mut c, leo, &synced);
+    let change = c.leader.poll_isr_change().expect("synced: it joins");
+    assert_eq!(change.new_isr, [0, 1, 2].into());
+}
+
 #[test]
 fn a_lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
     let config = ReplicationConfig {
