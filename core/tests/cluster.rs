@@ -13,7 +13,8 @@ use kafka_protocol::protocol::StrBytes;
 use seedlog_core::batch::{build_batch, decode_records_for_test};
 use seedlog_core::controller::testing::{ongoing_reassignments, Ongoing};
 use seedlog_core::node::{
-    ClusterConfig, Input, Node, NodeConfig, Output, PeerAddress, SYNCED_OFFSET_TAG,
+    ClusterConfig, Input, Node, NodeConfig, Output, PeerAddress, STREAM_AHEAD_MAX,
+    SYNCED_OFFSET_TAG,
 };
 use seedlog_core::storage::{MemoryStorage, Storage};
 use seedlog_core::Instant;
@@ -1693,4 +1694,76 @@ fn streaming_followers_fetch_while_they_sync_and_acks_wait_for_the_sync() {
 #[test]
 fn bug_hw_counts_unsynced_acknowledges_before_the_followers_synced() {
     streaming_followers(true);
+}
+
+/// A follower whose disk does not finish its syncs streams a few answers
+/// ahead (`STREAM_AHEAD_MAX`), then waits: it stops fetching, so it falls
+/// behind and can leave the ISR, rather than stay in it caught up by its
+/// fetch offset with the high watermark stuck at its synced end.
+#[test]
+fn a_follower_whose_sync_stalls_streams_only_a_few_answers_ahead() {
+    let mut h = ClusterHarness::start_tuned(&[1, 2, 3], &[1, 2, 3], |config| {
+        config
+            .cluster
+            .as_mut()
+            .expect("a cluster node")
+            .replica_fetch_max_bytes = 256;
+    });
+    h.run_for(Duration::from_secs(5));
+    assert_eq!(
+        h.create_topic(1, "stalled", 1, 3, "2").topics[0].error_code,
+        0
+    );
+    let leader = leader_of(&h.wait_for_leaders(1, "stalled", 3), 0);
+    let followers: Vec<i32> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    assert_eq!(h.produce(leader, "stalled", 0, &[b"warm-up"]), Some((0, 0)));
+    h.flushes_held.extend(&followers);
+    h.replica_fetches.clear();
+    let value = [9u8; 300];
+    for _ in 0..10 {
+        let records: Vec<seedlog_core::batch::TestRecord<'_>> =
+            (0..3).map(|_| (None, Some(&value[..]))).collect();
+        let batch = build_batch(&records, h.now.unix_millis());
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("stalled")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.into()))])]);
+        h.send(leader, ApiKey::Produce, 9, RequestKind::Produce(request));
+    }
+    h.run_for(Duration::from_millis(500));
+    let (_, hw, leader_end) = h.node(leader).partition_offsets("stalled", 0).unwrap();
+    assert_eq!(
+        (hw, leader_end),
+        (1, 31),
+        "nothing acknowledged, all appended"
+    );
+    for &f in &followers {
+        let syncing = h
+            .replica_fetches
+            .iter()
+            .filter(|r| r.from == f && r.to == leader && r.max_wait_ms == 0)
+            .count();
+        assert!(
+            syncing >= 1 && syncing < STREAM_AHEAD_MAX as usize,
+            "follower {f} fetched {syncing} times while syncing"
+        );
+        let (_, _, end) = h.node(f).partition_offsets("stalled", 0).unwrap();
+        assert_eq!(
+            end,
+            1 + 3 * i64::from(STREAM_AHEAD_MAX),
+            "follower {f} appended {STREAM_AHEAD_MAX} answers ahead of its sync, then waited"
+        );
+    }
+    h.flushes_held.clear();
+    h.release_flushes();
+    h.run_for(Duration::from_millis(500));
+    let (_, hw, _) = h.node(leader).partition_offsets("stalled", 0).unwrap();
+    assert_eq!(
+        hw, 31,
+        "synced: the followers catch up and everything is acknowledged"
+    );
 }

@@ -18,7 +18,7 @@ pub(crate) mod topic_config;
 mod topics;
 
 pub use api_versions::{api_versions_unsupported_response, supports, supports_peer};
-pub use cluster::replication::SYNCED_OFFSET_TAG;
+pub use cluster::replication::{STREAM_AHEAD_MAX, SYNCED_OFFSET_TAG};
 pub use cluster::ClusterStatus;
 pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};

@@ -52,6 +52,13 @@ pub const SYNCED_OFFSET_TAG: i32 = 0x5eed;
 /// says the leader has more: fetch again without waiting for the sync.
 const FULL_ANSWER_PERCENT: usize = 50;
 
+/// Full answers a follower appends from one leader while its sync lags,
+/// at most; then it waits for the sync. A follower whose disk stalls thus
+/// stops fetching, falls behind and leaves the ISR (as it did before it
+/// streamed), instead of staying in it, caught up by its fetch offset,
+/// with the high watermark stuck at its synced end.
+pub const STREAM_AHEAD_MAX: u32 = 4;
+
 #[derive(Debug)]
 pub struct ReplicaFetcher {
     /// Leaders with a fetch in flight.
@@ -66,10 +73,12 @@ pub struct ReplicaFetcher {
     follows: FollowIndex,
     /// Reused by `refresh_follow_index`.
     touched_buf: Vec<i32>,
-    /// Leaders whose last answer was full (`FULL_ANSWER_PERCENT`): fetched
-    /// from again at once, synced or not, with no wait at the leader, so
-    /// that a sync finished meanwhile is reported by the fetch after.
-    streaming: BTreeSet<i32>,
+    /// Leaders whose last answer was full (`FULL_ANSWER_PERCENT`), with
+    /// the full answers since a fetch went there synced: fetched from again
+    /// at once, synced or not (up to `STREAM_AHEAD_MAX`), with no wait at
+    /// the leader, so that a sync finished meanwhile is reported by the
+    /// fetch after.
+    streaming: BTreeMap<i32, u32>,
 }
 
 impl Default for ReplicaFetcher {
@@ -80,7 +89,7 @@ impl Default for ReplicaFetcher {
             wake: true,
             follows: FollowIndex::default(),
             touched_buf: Vec::new(),
-            streaming: BTreeSet::new(),
+            streaming: BTreeMap::new(),
         }
     }
 }
@@ -182,7 +191,10 @@ impl<S: Storage> Node<S> {
                     || fetcher.backoff_until.contains_key(leader)
                     || *leader == self.config.node_id
                     || (flush_before_ack
-                        && !fetcher.streaming.contains(leader)
+                        && fetcher
+                            .streaming
+                            .get(leader)
+                            .is_none_or(|ahead| *ahead >= STREAM_AHEAD_MAX)
                         && fetcher
                             .follows
                             .partitions_of(*leader)
@@ -197,6 +209,13 @@ impl<S: Storage> Node<S> {
             .map(|leader| (leader, self.replica_fetch_request(leader, broker_epoch)))
             .collect();
         for (leader, request) in requests {
+            // A fetch that waits at the leader went out synced: streaming
+            // from there counts afresh.
+            if request.max_wait_ms > 0 {
+                if let Some(ahead) = self.cluster_mut().fetcher.streaming.get_mut(&leader) {
+                    *ahead = 0;
+                }
+            }
             let at = deadline(now, self.cluster().config.request_timeout_ms);
             if self.send_peer_request(
                 leader,
@@ -336,7 +355,7 @@ impl<S: Storage> Node<S> {
         let full = self.config.flush_before_ack && self.answer_is_full(&response);
         let streaming = &mut self.cluster_mut().fetcher.streaming;
         if full {
-            streaming.insert(from);
+            *streaming.entry(from).or_default() += 1;
         } else {
             streaming.remove(&from);
         }
