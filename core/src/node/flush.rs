@@ -146,8 +146,8 @@ impl<S: Storage> Node<S> {
         }
         if let Some(cluster) = self.cluster.as_mut() {
             // A follower fetches again once what it appended is synced
-            // (its next fetch reports the sync).
-            cluster.fetcher.wake();
+            // (its next fetch reports the sync), and streams afresh.
+            cluster.fetcher.sync_done();
         }
         self.release_produces(None);
     }

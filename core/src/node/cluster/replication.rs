@@ -52,8 +52,8 @@ pub const SYNCED_OFFSET_TAG: i32 = 0x5eed;
 /// says the leader has more: fetch again without waiting for the sync.
 const FULL_ANSWER_PERCENT: usize = 50;
 
-/// Full answers a follower appends from one leader while its sync lags,
-/// at most; then it waits for the sync. A follower whose disk stalls thus
+/// Full answers a follower appends from one leader between two finished
+/// flushes, at most; then it waits for the sync. A follower whose disk stalls thus
 /// stops fetching, falls behind and leaves the ISR (as it did before it
 /// streamed), instead of staying in it, caught up by its fetch offset,
 /// with the high watermark stuck at its synced end.
@@ -74,7 +74,7 @@ pub struct ReplicaFetcher {
     /// Reused by `refresh_follow_index`.
     touched_buf: Vec<i32>,
     /// Leaders whose last answer was full (`FULL_ANSWER_PERCENT`), with
-    /// the full answers since a fetch went there synced: fetched from again
+    /// the full answers since the last flush finished: fetched from again
     /// at once, synced or not (up to `STREAM_AHEAD_MAX`), with no wait at
     /// the leader, so that a sync finished meanwhile is reported by the
     /// fetch after.
@@ -103,6 +103,16 @@ impl ReplicaFetcher {
         self.in_flight.remove(&leader);
         self.streaming.remove(&leader);
         self.backoff_until.insert(leader, now + FETCH_ERROR_BACKOFF);
+        self.wake = true;
+    }
+
+    /// A flush finished: what was appended before it began is synced, so
+    /// the answers streamed ahead count afresh (a disk whose syncs do not
+    /// finish stops the streaming after `STREAM_AHEAD_MAX`).
+    pub fn sync_done(&mut self) {
+        for ahead in self.streaming.values_mut() {
+            *ahead = 0;
+        }
         self.wake = true;
     }
 
@@ -209,13 +219,6 @@ impl<S: Storage> Node<S> {
             .map(|leader| (leader, self.replica_fetch_request(leader, broker_epoch)))
             .collect();
         for (leader, request) in requests {
-            // A fetch that waits at the leader went out synced: streaming
-            // from there counts afresh.
-            if request.max_wait_ms > 0 {
-                if let Some(ahead) = self.cluster_mut().fetcher.streaming.get_mut(&leader) {
-                    *ahead = 0;
-                }
-            }
             let at = deadline(now, self.cluster().config.request_timeout_ms);
             if self.send_peer_request(
                 leader,
