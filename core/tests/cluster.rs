@@ -428,6 +428,11 @@ impl ClusterHarness {
         wait: Duration,
     ) -> Option<ResponseKind> {
         let id = self.send(node, key, version, body);
+        self.wait_answer(id, wait)
+    }
+
+    /// Runs until client request `id` is answered (or `wait` passes).
+    fn wait_answer(&mut self, id: i32, wait: Duration) -> Option<ResponseKind> {
         let deadline = self.now + wait;
         while self.now < deadline {
             self.run_for(Duration::from_millis(10));
@@ -505,6 +510,30 @@ impl ClusterHarness {
         }
     }
 
+    /// Sends an acks=all produce of `values` in one batch; returns its
+    /// correlation id (the answer lands in `client_answers`).
+    fn send_produce(
+        &mut self,
+        node: i32,
+        topic: &str,
+        partition: i32,
+        values: &[&[u8]],
+        timeout_ms: i32,
+    ) -> i32 {
+        let records: Vec<seedlog_core::batch::TestRecord<'_>> =
+            values.iter().map(|v| (None, Some(*v))).collect();
+        let batch = build_batch(&records, self.now.unix_millis());
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch.into()))])]);
+        self.send(node, ApiKey::Produce, 9, RequestKind::Produce(request))
+    }
+
     fn produce(
         &mut self,
         node: i32,
@@ -512,24 +541,8 @@ impl ClusterHarness {
         partition: i32,
         values: &[&[u8]],
     ) -> Option<(i16, i64)> {
-        let records: Vec<seedlog_core::batch::TestRecord<'_>> =
-            values.iter().map(|v| (None, Some(*v))).collect();
-        let batch = build_batch(&records, self.now.unix_millis());
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(batch.into()))])]);
-        match self.call(
-            node,
-            ApiKey::Produce,
-            9,
-            RequestKind::Produce(request),
-            Duration::from_secs(10),
-        )? {
+        let id = self.send_produce(node, topic, partition, values, 5_000);
+        match self.wait_answer(id, Duration::from_secs(10))? {
             ResponseKind::Produce(r) => {
                 let p = &r.responses[0].partition_responses[0];
                 Some((p.error_code, p.base_offset))
@@ -1626,19 +1639,12 @@ fn streaming_followers(hw_counts_unsynced: bool) {
     h.flushes_held.extend(&followers);
     h.replica_fetches.clear();
     let value = [7u8; 300];
-    let records: Vec<seedlog_core::batch::TestRecord<'_>> =
-        (0..3).map(|_| (None, Some(&value[..]))).collect();
-    let batch = build_batch(&records, h.now.unix_millis());
-    assert!(batch.len() > 256, "one batch fills an answer");
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str("streamed")))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch.into()))])]);
-    let id = h.send(leader, ApiKey::Produce, 9, RequestKind::Produce(request));
+    let values = [&value[..]; 3];
+    assert!(
+        value.len() * values.len() > 256,
+        "one batch fills an answer"
+    );
+    let id = h.send_produce(leader, "streamed", 0, &values, 30_000);
     h.run_for(Duration::from_millis(300));
     let (_, _, leader_end) = h.node(leader).partition_offsets("streamed", 0).unwrap();
     assert_eq!(leader_end, 4);
@@ -1721,18 +1727,7 @@ fn a_follower_whose_sync_stalls_streams_only_a_few_answers_ahead() {
     h.replica_fetches.clear();
     let value = [9u8; 300];
     for _ in 0..10 {
-        let records: Vec<seedlog_core::batch::TestRecord<'_>> =
-            (0..3).map(|_| (None, Some(&value[..]))).collect();
-        let batch = build_batch(&records, h.now.unix_millis());
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("stalled")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch.into()))])]);
-        h.send(leader, ApiKey::Produce, 9, RequestKind::Produce(request));
+        h.send_produce(leader, "stalled", 0, &[&value[..]; 3], 30_000);
     }
     h.run_for(Duration::from_millis(500));
     let (_, hw, leader_end) = h.node(leader).partition_offsets("stalled", 0).unwrap();
