@@ -737,3 +737,30 @@ fn replay_rebuilds_the_same_image() {
         h.controller.image().describe()
     );
 }
+
+/// The image walk is skipped while the image is unchanged; a record
+/// replayed after a passing walk must be walked again. Here the record
+/// fences an ISR member without the ISR shrink the controller would have
+/// written with it: the walk that follows must see it (in debug builds
+/// replay's own check does; in release, the next `check_invariants`).
+#[test]
+#[should_panic(expected = "no fenced broker in the ISR")]
+fn a_record_replayed_after_a_passing_check_is_checked_again() {
+    let mut h = three(config());
+    h.create_topic("t", 1, 3, &[]).expect("created");
+    h.controller.check_invariants();
+    h.controller.check_invariants();
+    let assignment = h.partition("t", 0).assignment;
+    let follower = *assignment
+        .isr
+        .iter()
+        .find(|&&r| r != assignment.leader)
+        .expect("a follower in the ISR");
+    let (id, epoch) = h.member(follower);
+    let offset = h.next_offset();
+    h.controller.replay(
+        offset,
+        &MetadataRecord::FenceBroker(FenceBrokerRecord { id, epoch }),
+    );
+    h.controller.check_invariants();
+}
