@@ -399,6 +399,44 @@ fn long_poll_parks_until_data_or_deadline() {
     assert_eq!(fetched(&r).2.len(), 0);
 }
 
+/// `min_bytes` above one batch: a parked fetch of two partitions stays
+/// parked while one partition has a batch (too little), and is answered,
+/// with both, once the other partition brings the rest. The looks in
+/// between read too little, which is no reason to answer (nor, in debug
+/// builds, a broken promise of the look that kept it parked).
+#[test]
+fn a_parked_fetch_waits_for_min_bytes_across_its_partitions() {
+    let mut h = Harness::new();
+    h.create_topic("t", 3, &[]);
+    let value = [7u8; 100];
+    let one_batch_bytes = build_batch(&[(None, Some(&value[..]))], 0).len() as i32;
+    let two_partitions = |mut request: FetchRequest| {
+        let first = request.topics[0].partitions[0].clone();
+        request.topics[0].partitions.push(first.with_partition(1));
+        request.with_min_bytes(one_batch_bytes + 1)
+    };
+    let request = two_partitions(Harness::fetch_request("t", 0, 0, 10_000));
+    let id = h.send_on(FETCH_CONN, ApiKey::Fetch, 12, RequestKind::Fetch(request));
+    assert!(!h.responses.contains_key(&id), "parked");
+    h.produce("t", 0, 1, &[&value]).expect("acked");
+    // A partition the fetch does not name moves: a look, and nothing new.
+    h.produce("t", 2, 1, &[&value]).expect("acked");
+    assert!(
+        !h.responses.contains_key(&id),
+        "one batch is below min_bytes: still parked"
+    );
+    h.produce("t", 1, 1, &[&value]).expect("acked");
+    let ResponseKind::Fetch(r) = h.responses.remove(&id).expect("answered with enough") else {
+        panic!()
+    };
+    let read: Vec<usize> = r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+        .collect();
+    assert_eq!(read, vec![one_batch_bytes as usize; 2], "both batches");
+}
+
 #[test]
 fn responses_keep_request_order_behind_a_parked_fetch() {
     let mut h = Harness::new();

@@ -71,34 +71,6 @@ impl ParkedTouches {
                         .is_ok_and(|p| bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)))
         })
     }
-
-    /// Whether `fetch` names a touched partition, or one this cannot tell
-    /// (a topic the node does not host).
-    fn names<S: Storage>(&self, node: &Node<S>, fetch: &DelayedFetch) -> bool {
-        if self.everything {
-            return true;
-        }
-        if self.used == 0 {
-            return false;
-        }
-        let request = &fetch.request;
-        let by_id = (node.cluster.is_some() && is_replica_fetch(request))
-            || fetch.version >= FETCH_TOPIC_ID_VERSION_MIN;
-        request.topics.iter().any(|topic| {
-            let id = if by_id {
-                Some(topic.topic_id)
-            } else {
-                node.topics.get(topic.topic.0.as_str()).map(|t| t.id)
-            };
-            let Some(id) = id else {
-                return true;
-            };
-            topic
-                .partitions
-                .iter()
-                .any(|fp| self.touched(id, fp.partition))
-        })
-    }
 }
 
 /// A fetch parked until enough data arrives or its deadline passes.
@@ -131,11 +103,11 @@ impl<S: Storage> Node<S> {
             // and would be judged the same: a leader of a large cluster
             // holds a parked fetch per follower broker, and an append
             // touches one partition.
-            let may = touched.names(self, &fetch) && self.parked_fetch_may_complete(&fetch);
+            let may = self.parked_fetch_may_complete(&fetch, &touched);
             let outcome = if may {
                 Some(self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion))
             } else {
-                self.assert_parked_fetch_has_nothing(&fetch);
+                self.assert_parked_fetch_has_too_little(&fetch);
                 None
             };
             match outcome {
@@ -184,22 +156,34 @@ impl<S: Storage> Node<S> {
         }
     }
 
-    /// Whether any partition `fetch` names may now answer with records or
-    /// an error; false only when reading it would again bring nothing.
-    fn parked_fetch_may_complete(&self, fetch: &DelayedFetch) -> bool {
+    /// Whether any partition `fetch` names may now answer with new records
+    /// or an error; false only when reading it would bring no more than the
+    /// last read, which was not enough. Only the partitions `touched` lists
+    /// are asked: every other one is as it was when the fetch was last
+    /// read (parked, or re-parked with less than `min_bytes`) or judged.
+    fn parked_fetch_may_complete(&self, fetch: &DelayedFetch, touched: &ParkedTouches) -> bool {
         let request = &fetch.request;
         let replica = self.cluster.is_some() && is_replica_fetch(request);
         let by_id = replica || fetch.version >= FETCH_TOPIC_ID_VERSION_MIN;
+        let every = touched.everything;
+        if !every && touched.used == 0 {
+            return false;
+        }
         request.topics.iter().any(|topic| {
-            let name = if by_id {
-                self.topics.name_of(&topic.topic_id)
+            let hosted = if by_id {
+                let id = topic.topic_id;
+                self.topics.name_of(&id).map(|name| (id, name))
             } else {
-                Some(topic.topic.0.as_str())
+                let name = topic.topic.0.as_str();
+                self.topics.get(name).map(|t| (t.id, name))
             };
-            let Some(name) = name else {
-                return true; // the read answers UNKNOWN_TOPIC_ID
+            let Some((id, name)) = hosted else {
+                return true; // the read answers with an unknown-topic error
             };
             topic.partitions.iter().any(|fp| {
+                if !(every || touched.touched(id, fp.partition)) {
+                    return false;
+                }
                 let p = self.topics.partition(name, fp.partition);
                 if replica {
                     replica_partition_may_complete(p, request, fp)
@@ -211,14 +195,16 @@ impl<S: Storage> Node<S> {
     }
 
     /// Debug builds hold the check to what it promises: a parked fetch it
-    /// keeps waiting would read nothing and no error.
-    fn assert_parked_fetch_has_nothing(&mut self, fetch: &DelayedFetch) {
+    /// keeps waiting would read less than `min_bytes` and no error. (Not
+    /// nothing: with `min_bytes` above one batch it may hold some.)
+    fn assert_parked_fetch_has_too_little(&mut self, fetch: &DelayedFetch) {
         if cfg!(debug_assertions) {
             let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
             assert!(
-                outcome.bytes == 0 && !outcome.has_error,
-                "a parked fetch judged unable to complete reads {} bytes (error: {})",
+                !enough(fetch, &outcome),
+                "a parked fetch judged unable to complete reads {} bytes of min {} (error: {})",
                 outcome.bytes,
+                fetch.request.min_bytes,
                 outcome.has_error
             );
         }
