@@ -51,38 +51,58 @@ def last_match(pattern, text):
     return found
 
 
-def cmd_produce(args):
-    row = base_row(args)
-    text = open(args.log, errors="replace").read()
+def produce_rate(log, size, expect):
+    """(msgs/s, MB/s, failure note or "") of one rdkafka_performance -P run."""
+    text = open(log, errors="replace").read()
     m = last_match(PRODUCED, text)
     if not m:
-        row["note"] = "FAILED: no summary from rdkafka_performance (see %s)" % args.log
+        return None, None, "FAILED: no summary from rdkafka_performance (see %s)" % log
+    delivered, failed, ms = int(m.group(3)), int(m.group(4)), max(int(m.group(5)), 1)
+    note = ""
+    if failed or delivered < expect:
+        note = "FAILED: %d of %d delivered, %d failed (see %s)" % (delivered, expect, failed, log)
+    return delivered * 1000.0 / ms, delivered * size / ms / 1000.0, note
+
+
+def consume_rate(log, size, expect):
+    """(msgs/s, MB/s, failure note or "") of one rdkafka_performance -C run."""
+    text = open(log, errors="replace").read()
+    m = last_match(CONSUMED, text)
+    if not m:
+        return None, None, "FAILED: no summary from rdkafka_performance (see %s)" % log
+    msgs, ms = int(m.group(1)), max(int(m.group(3)), 1)
+    note = ""
+    if msgs < expect:
+        note = "FAILED: %d of %d consumed (see %s)" % (msgs, expect, log)
+    return msgs * 1000.0 / ms, msgs * size / ms / 1000.0, note
+
+
+def rate_row(args, rate):
+    """One row from one or more runs of the same workload (bench/run.sh
+    --repeat): the median run by msgs/s, the spread in the note. A failed
+    run fails the row: a median must not hide it."""
+    row = base_row(args)
+    runs = [rate(log, args.size, args.expect) for log in args.log]
+    failed = [note for _, _, note in runs if note]
+    if failed:
+        row["note"] = failed[0] + ("" if len(runs) == 1 else " (%d of %d runs failed)" % (len(failed), len(runs)))
     else:
-        delivered, failed, ms = int(m.group(3)), int(m.group(4)), max(int(m.group(5)), 1)
-        row["msgs_s"] = delivered * 1000.0 / ms
-        row["mb_s"] = delivered * args.size / ms / 1000.0
-        if failed or delivered < args.expect:
-            row["note"] = "FAILED: %d of %d delivered, %d failed" % (delivered, args.expect, failed)
+        ordered = sorted(runs, key=lambda r: r[0])
+        row["msgs_s"], row["mb_s"], _ = ordered[(len(ordered) - 1) // 2]
+        if len(runs) > 1:
+            row["note"] = "median of %d runs (%s MB/s)" % (
+                len(runs), " / ".join("%.0f" % r[1] for r in runs))
     append(args.jsonl, row)
     print_row(row)
     return 0 if row["msgs_s"] and not row["note"].startswith("FAILED") else 1
+
+
+def cmd_produce(args):
+    return rate_row(args, produce_rate)
 
 
 def cmd_consume(args):
-    row = base_row(args)
-    text = open(args.log, errors="replace").read()
-    m = last_match(CONSUMED, text)
-    if not m:
-        row["note"] = "FAILED: no summary from rdkafka_performance (see %s)" % args.log
-    else:
-        msgs, ms = int(m.group(1)), max(int(m.group(3)), 1)
-        row["msgs_s"] = msgs * 1000.0 / ms
-        row["mb_s"] = msgs * args.size / ms / 1000.0
-        if msgs < args.expect:
-            row["note"] = "FAILED: %d of %d consumed" % (msgs, args.expect)
-    append(args.jsonl, row)
-    print_row(row)
-    return 0 if row["msgs_s"] and not row["note"].startswith("FAILED") else 1
+    return rate_row(args, consume_rate)
 
 
 def percentile(sorted_values, p):
@@ -273,7 +293,8 @@ def main():
 
     for name in ("produce", "consume"):
         p = sub.add_parser(name)
-        common(p)
+        common(p, needs_log=False)
+        p.add_argument("log", nargs="+", help="one log per run; the row is the median run")
         p.add_argument("--size", type=int, required=True)
         p.add_argument("--expect", type=int, required=True)
     p = sub.add_parser("latency")

@@ -6,12 +6,17 @@
 # seedlog/peer) and writes it to bench/results/<date>.md.
 #
 #   bench/run.sh [--quick] [--records N] [--sections limits,idle,a,b,c,d,e,f]
-#                [--no-tansu] [--base-port P]
+#                [--repeat N] [--no-tansu] [--base-port P]
 #
 # --quick       100,000 records per workload (default 1,000,000), shorter
 #               latency run and dd file: a couple of minutes once built.
 # --records N   records per produce/consume workload.
 # --sections    run only these (a/b/c run together; d needs a).
+# --repeat N    run each produce and consume workload of (a), (b), (c) and
+#               (e) N times back to back on the same broker; the row is the
+#               median run and its note lists every run's MB/s (a machine
+#               whose speed drifts from one minute to the next makes one
+#               run a poor figure). Default 1.
 # --no-tansu    leave Tansu out (it says so in the table).
 # --base-port P ports P.. P+112 on 127.0.0.1 (default 19092).
 #
@@ -28,6 +33,7 @@ quick=0
 sections="limits,idle,a,b,c,d,e,f"
 use_tansu=1
 base_port=19092
+repeat=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; records=100000 ;;
@@ -35,11 +41,13 @@ while [ $# -gt 0 ]; do
     --sections) sections="$2"; shift ;;
     --no-tansu) use_tansu=0 ;;
     --base-port) base_port="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --repeat) repeat="$2"; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeat wants a positive count, not '$repeat'" >&2; exit 2; }
 want() { [[ ",$sections," == *",$1,"* ]]; }
 if (want c || want d) && ! want a; then sections="$sections,a"; fi
 
@@ -243,6 +251,17 @@ consume() {
   timeout "$cmd_timeout" "$perf" -C -b "$BOOTSTRAP" -t "$topic" "${args[@]}" -o beginning \
     -c "$count" >"$log" 2>&1 || true
 }
+# runs KIND LOG_BASE ARGS...: `produce` or `consume` --repeat times, into
+# LOG_BASE.rN.log (LOG_BASE.log when once); the logs in RUN_LOGS.
+runs() {
+  local kind="$1" base="$2" r log; shift 2
+  RUN_LOGS=()
+  for ((r = 1; r <= repeat; r++)); do
+    log="$base.log"; [ "$repeat" = 1 ] || log="$base.r$r.log"
+    "$kind" "$log" "$@"
+    RUN_LOGS+=("$log")
+  done
+}
 size_label() { if [ "$1" = 100 ]; then echo "100 B"; else echo "1 KiB"; fi; }
 brokers=(seedlog seedlog-nf mock)
 [ "$use_tansu" = 1 ] && brokers+=(tansu)
@@ -341,16 +360,16 @@ if want a || want b; then
           report row "$jsonl" --section "$section" --workload "produce $label" --broker "$(broker_label "$b")" --note "FAILED: broker did not start"
           stop_broker; continue
         fi
-        produce "$logs/$b-p$size-$parts-a1.log" ack1 "$size" "$records" 1
-        report produce "$jsonl" "$logs/$b-p$size-$parts-a1.log" --section "$section" \
+        runs produce "$logs/$b-p$size-$parts-a1" ack1 "$size" "$records" 1
+        report produce "$jsonl" "${RUN_LOGS[@]}" --section "$section" \
           --workload "produce $label, acks=1" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
         if want c; then
-          consume "$logs/$b-c$size-$parts.log" ack1 "$parts" "$records"
-          report consume "$jsonl" "$logs/$b-c$size-$parts.log" --section c \
+          runs consume "$logs/$b-c$size-$parts" ack1 "$parts" "$records"
+          report consume "$jsonl" "${RUN_LOGS[@]}" --section c \
             --workload "consume $label" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
         fi
-        produce "$logs/$b-p$size-$parts-aall.log" ackall "$size" "$records" -1
-        report produce "$jsonl" "$logs/$b-p$size-$parts-aall.log" --section "$section" \
+        runs produce "$logs/$b-p$size-$parts-aall" ackall "$size" "$records" -1
+        report produce "$jsonl" "${RUN_LOGS[@]}" --section "$section" \
           --workload "produce $label, acks=all" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
         broker_alive || echo "$b died during the workload (see $logs)" >&2
         stop_broker
@@ -426,8 +445,8 @@ if want e; then
     fi
     for parts in 1 3; do
       label="$(size_label "$size"), $parts partition$([ "$parts" = 1 ] || echo s)"
-      produce "$logs/cluster-p$size-$parts.log" "rf3p$parts" "$size" "$records" -1
-      report produce "$jsonl" "$logs/cluster-p$size-$parts.log" --section e \
+      runs produce "$logs/cluster-p$size-$parts" "rf3p$parts" "$size" "$records" -1
+      report produce "$jsonl" "${RUN_LOGS[@]}" --section e \
         --workload "produce $label, acks=all" --broker "seedlog x3 RF=3" --size "$size" --expect "$records" || true
     done
     rss=0
@@ -495,7 +514,7 @@ out="$repo/bench/results/$(date -u +%Y-%m-%d).md"
 {
   echo "# seedlog benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "- command: \`bench/run.sh $([ "$quick" = 1 ] && echo --quick) --records $records --sections $sections$([ "$use_tansu" = 1 ] || echo " --no-tansu")\`"
+  echo "- command: \`bench/run.sh $([ "$quick" = 1 ] && echo --quick) --records $records --sections $sections$([ "$repeat" = 1 ] || echo " --repeat $repeat")$([ "$use_tansu" = 1 ] || echo " --no-tansu")\`"
   echo "- commit: $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
   echo "- load generator: librdkafka $(strings "$perf" | grep -m1 -oE '^2\.[0-9]+\.[0-9]+$' || echo 2.12.1) rdkafka_performance, linger.ms=5 (0 in (d)), no compression, not idempotent"
