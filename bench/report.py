@@ -51,58 +51,38 @@ def last_match(pattern, text):
     return found
 
 
-def produce_rate(log, size, expect):
-    """(msgs/s, MB/s, failure note or "") of one rdkafka_performance -P run."""
-    text = open(log, errors="replace").read()
+def cmd_produce(args):
+    row = base_row(args)
+    text = open(args.log, errors="replace").read()
     m = last_match(PRODUCED, text)
     if not m:
-        return None, None, "FAILED: no summary from rdkafka_performance (see %s)" % log
-    delivered, failed, ms = int(m.group(3)), int(m.group(4)), max(int(m.group(5)), 1)
-    note = ""
-    if failed or delivered < expect:
-        note = "FAILED: %d of %d delivered, %d failed (see %s)" % (delivered, expect, failed, log)
-    return delivered * 1000.0 / ms, delivered * size / ms / 1000.0, note
-
-
-def consume_rate(log, size, expect):
-    """(msgs/s, MB/s, failure note or "") of one rdkafka_performance -C run."""
-    text = open(log, errors="replace").read()
-    m = last_match(CONSUMED, text)
-    if not m:
-        return None, None, "FAILED: no summary from rdkafka_performance (see %s)" % log
-    msgs, ms = int(m.group(1)), max(int(m.group(3)), 1)
-    note = ""
-    if msgs < expect:
-        note = "FAILED: %d of %d consumed (see %s)" % (msgs, expect, log)
-    return msgs * 1000.0 / ms, msgs * size / ms / 1000.0, note
-
-
-def rate_row(args, rate):
-    """One row from one or more runs of the same workload (bench/run.sh
-    --repeat): the median run by msgs/s, the spread in the note. A failed
-    run fails the row: a median must not hide it."""
-    row = base_row(args)
-    runs = [rate(log, args.size, args.expect) for log in args.log]
-    failed = [note for _, _, note in runs if note]
-    if failed:
-        row["note"] = failed[0] + ("" if len(runs) == 1 else " (%d of %d runs failed)" % (len(failed), len(runs)))
+        row["note"] = "FAILED: no summary from rdkafka_performance (see %s)" % args.log
     else:
-        ordered = sorted(runs, key=lambda r: r[0])
-        row["msgs_s"], row["mb_s"], _ = ordered[(len(ordered) - 1) // 2]
-        if len(runs) > 1:
-            row["note"] = "median of %d runs (%s MB/s)" % (
-                len(runs), " / ".join("%.0f" % r[1] for r in runs))
+        delivered, failed, ms = int(m.group(3)), int(m.group(4)), max(int(m.group(5)), 1)
+        row["msgs_s"] = delivered * 1000.0 / ms
+        row["mb_s"] = delivered * args.size / ms / 1000.0
+        if failed or delivered < args.expect:
+            row["note"] = "FAILED: %d of %d delivered, %d failed" % (delivered, args.expect, failed)
     append(args.jsonl, row)
     print_row(row)
     return 0 if row["msgs_s"] and not row["note"].startswith("FAILED") else 1
 
 
-def cmd_produce(args):
-    return rate_row(args, produce_rate)
-
-
 def cmd_consume(args):
-    return rate_row(args, consume_rate)
+    row = base_row(args)
+    text = open(args.log, errors="replace").read()
+    m = last_match(CONSUMED, text)
+    if not m:
+        row["note"] = "FAILED: no summary from rdkafka_performance (see %s)" % args.log
+    else:
+        msgs, ms = int(m.group(1)), max(int(m.group(3)), 1)
+        row["msgs_s"] = msgs * 1000.0 / ms
+        row["mb_s"] = msgs * args.size / ms / 1000.0
+        if msgs < args.expect:
+            row["note"] = "FAILED: %d of %d consumed" % (msgs, args.expect)
+    append(args.jsonl, row)
+    print_row(row)
+    return 0 if row["msgs_s"] and not row["note"].startswith("FAILED") else 1
 
 
 def percentile(sorted_values, p):
@@ -158,6 +138,45 @@ def cmd_row(args):
     append(args.jsonl, row)
     print_row(row)
     return 0
+
+
+def cmd_merge(args):
+    """One row per (section, workload, broker) from the passes of
+    bench/run.sh --repeat: the median pass by msgs/s (the lower middle one
+    for an even count), its note listing every pass's MB/s. A workload that
+    failed in any pass keeps that failure: a median must not hide it. A row
+    without figures (a note, as peak RSS) is the first pass's, its note
+    followed by the others'."""
+    passes = [[json.loads(l) for l in open(f) if l.strip()] for f in args.passes]
+    key = lambda r: (r["section"], r["workload"], r["broker"])
+    order, groups = [], {}
+    for rows in passes:
+        for r in rows:
+            if key(r) not in groups:
+                order.append(key(r))
+                groups[key(r)] = []
+            groups[key(r)].append(r)
+    status = 0
+    for k in order:
+        rows = groups[k]
+        failed = [r for r in rows if r["note"].startswith("FAILED")]
+        measured = [r for r in rows if r["msgs_s"] is not None]
+        if failed:
+            row = dict(failed[0])
+            row["note"] += " (%d of %d passes failed)" % (len(failed), len(passes))
+            status = 1
+        elif measured and len(measured) == len(rows):
+            ordered = sorted(rows, key=lambda r: r["msgs_s"])
+            row = dict(ordered[(len(ordered) - 1) // 2])
+            spread = " / ".join(fmt(r["mb_s"]) for r in rows)
+            row["note"] = ("median of %d passes (%s MB/s)" % (len(rows), spread)
+                           + ("; " + row["note"] if row["note"] else ""))
+        else:
+            row = dict(rows[0])
+            row["note"] = " / ".join(r["note"] for r in rows) + " (passes 1..%d)" % len(rows)
+        append(args.jsonl, row)
+        print_row(row)
+    return status
 
 
 def fmt(value, digits=0):
@@ -293,8 +312,7 @@ def main():
 
     for name in ("produce", "consume"):
         p = sub.add_parser(name)
-        common(p, needs_log=False)
-        p.add_argument("log", nargs="+", help="one log per run; the row is the median run")
+        common(p)
         p.add_argument("--size", type=int, required=True)
         p.add_argument("--expect", type=int, required=True)
     p = sub.add_parser("latency")
@@ -312,6 +330,9 @@ def main():
     p.add_argument("--msgs-s", type=float)
     p.add_argument("--mb-s", type=float)
     p.add_argument("--note")
+    p = sub.add_parser("merge")
+    p.add_argument("jsonl")
+    p.add_argument("passes", nargs="+")
     p = sub.add_parser("table")
     p.add_argument("jsonl")
     args = parser.parse_args()
@@ -320,6 +341,7 @@ def main():
         "consume": cmd_consume,
         "latency": cmd_latency,
         "row": cmd_row,
+        "merge": cmd_merge,
         "table": cmd_table,
     }[args.cmd](args)
 

@@ -12,11 +12,10 @@
 #               latency run and dd file: a couple of minutes once built.
 # --records N   records per produce/consume workload.
 # --sections    run only these (a/b/c run together; d needs a).
-# --repeat N    run each produce and consume workload of (a), (b), (c) and
-#               (e) N times back to back on the same broker; the row is the
-#               median run and its note lists every run's MB/s (a machine
-#               whose speed drifts from one minute to the next makes one
-#               run a poor figure). Default 1.
+# --repeat N    run (a)/(b)/(c), and (e), N times each, every pass with
+#               fresh brokers as a single pass has; each row is the median
+#               pass (by msgs/s) and its note lists every pass's MB/s.
+#               Default 1.
 # --no-tansu    leave Tansu out (it says so in the table).
 # --base-port P ports P.. P+112 on 127.0.0.1 (default 19092).
 #
@@ -251,17 +250,6 @@ consume() {
   timeout "$cmd_timeout" "$perf" -C -b "$BOOTSTRAP" -t "$topic" "${args[@]}" -o beginning \
     -c "$count" >"$log" 2>&1 || true
 }
-# runs KIND LOG_BASE ARGS...: `produce` or `consume` --repeat times, into
-# LOG_BASE.rN.log (LOG_BASE.log when once); the logs in RUN_LOGS.
-runs() {
-  local kind="$1" base="$2" r log; shift 2
-  RUN_LOGS=()
-  for ((r = 1; r <= repeat; r++)); do
-    log="$base.log"; [ "$repeat" = 1 ] || log="$base.r$r.log"
-    "$kind" "$log" "$@"
-    RUN_LOGS+=("$log")
-  done
-}
 size_label() { if [ "$1" = 100 ]; then echo "100 B"; else echo "1 KiB"; fi; }
 brokers=(seedlog seedlog-nf mock)
 [ "$use_tansu" = 1 ] && brokers+=(tansu)
@@ -274,6 +262,26 @@ broker_label() {
 }
 unavailable_row() { # section workload
   report row "$jsonl" --section "$1" --workload "$2" --broker tansu --note "tansu: unavailable ($tansu_reason)"
+}
+
+# repeated PASS: runs the function PASS --repeat times, each pass's rows
+# into a file of their own, then one row per workload into the results:
+# the median pass (bench/report.py merge). Passes, not back-to-back runs
+# on one broker: a broker that already took a run's gigabytes writes the
+# next into a fuller page cache, and a drift of the machine spreads over
+# the passes rather than landing on one workload.
+repeated() {
+  local pass="$1" r main="$jsonl" files=()
+  if [ "$repeat" = 1 ]; then "$pass"; return; fi
+  for ((r = 1; r <= repeat; r++)); do
+    say "$pass: pass $r of $repeat"
+    jsonl="$run_dir/$pass.$r.jsonl"
+    : >"$jsonl"
+    "$pass"
+    files+=("$jsonl")
+  done
+  jsonl="$main"
+  report merge "$jsonl" "${files[@]}" || true
 }
 
 # --- physical limits -----------------------------------------------------------
@@ -342,41 +350,44 @@ if want idle; then
 fi
 
 # --- (a) (b) (c): produce and consume --------------------------------------------
-if want a || want b; then
-  for b in "${brokers[@]}"; do
-    for size in 100 1024; do
-      section=a; [ "$size" = 1024 ] && section=b
-      want "$section" || continue
-      for parts in 1 3; do
-        label="$(size_label "$size"), $parts partition$([ "$parts" = 1 ] || echo s)"
-        if [ "$b" = tansu ] && ! tansu_ready; then
-          unavailable_row "$section" "produce $label, acks=1"
-          unavailable_row "$section" "produce $label, acks=all"
-          want c && unavailable_row c "consume $label"
-          continue
-        fi
-        say "$b: $records records of $(size_label "$size"), $parts partition(s)"
-        if ! start_broker "$b" "ack1:$parts" "ackall:$parts"; then
-          report row "$jsonl" --section "$section" --workload "produce $label" --broker "$(broker_label "$b")" --note "FAILED: broker did not start"
-          stop_broker; continue
-        fi
-        runs produce "$logs/$b-p$size-$parts-a1" ack1 "$size" "$records" 1
-        report produce "$jsonl" "${RUN_LOGS[@]}" --section "$section" \
-          --workload "produce $label, acks=1" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
-        if want c; then
-          runs consume "$logs/$b-c$size-$parts" ack1 "$parts" "$records"
-          report consume "$jsonl" "${RUN_LOGS[@]}" --section c \
-            --workload "consume $label" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
-        fi
-        runs produce "$logs/$b-p$size-$parts-aall" ackall "$size" "$records" -1
-        report produce "$jsonl" "${RUN_LOGS[@]}" --section "$section" \
-          --workload "produce $label, acks=all" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
-        broker_alive || echo "$b died during the workload (see $logs)" >&2
-        stop_broker
+pass_abc() {
+  if want a || want b; then
+    for b in "${brokers[@]}"; do
+      for size in 100 1024; do
+        section=a; [ "$size" = 1024 ] && section=b
+        want "$section" || continue
+        for parts in 1 3; do
+          label="$(size_label "$size"), $parts partition$([ "$parts" = 1 ] || echo s)"
+          if [ "$b" = tansu ] && ! tansu_ready; then
+            unavailable_row "$section" "produce $label, acks=1"
+            unavailable_row "$section" "produce $label, acks=all"
+            want c && unavailable_row c "consume $label"
+            continue
+          fi
+          say "$b: $records records of $(size_label "$size"), $parts partition(s)"
+          if ! start_broker "$b" "ack1:$parts" "ackall:$parts"; then
+            report row "$jsonl" --section "$section" --workload "produce $label" --broker "$(broker_label "$b")" --note "FAILED: broker did not start"
+            stop_broker; continue
+          fi
+          produce "$logs/$b-p$size-$parts-a1.log" ack1 "$size" "$records" 1
+          report produce "$jsonl" "$logs/$b-p$size-$parts-a1.log" --section "$section" \
+            --workload "produce $label, acks=1" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
+          if want c; then
+            consume "$logs/$b-c$size-$parts.log" ack1 "$parts" "$records"
+            report consume "$jsonl" "$logs/$b-c$size-$parts.log" --section c \
+              --workload "consume $label" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
+          fi
+          produce "$logs/$b-p$size-$parts-aall.log" ackall "$size" "$records" -1
+          report produce "$jsonl" "$logs/$b-p$size-$parts-aall.log" --section "$section" \
+            --workload "produce $label, acks=all" --broker "$(broker_label "$b")" --size "$size" --expect "$records" || true
+          broker_alive || echo "$b died during the workload (see $logs)" >&2
+          stop_broker
+        done
       done
     done
-  done
-fi
+  fi
+}
+repeated pass_abc
 
 # --- (d) end-to-end latency at a fixed rate ---------------------------------------
 if want d; then
@@ -422,41 +433,44 @@ EOF
 fi
 
 # --- (e) three seedlog brokers, RF=3, acks=all --------------------------------------
-if want e; then
-  for size in 100 1024; do
-    say "seedlog cluster: 3 brokers, RF=3, acks=all, $(size_label "$size")"
-    rm -rf "$data/cluster"
-    starts=$((starts + 1))
-    clog="$logs/cluster.$starts.log"
-    "$seedlog" cluster --brokers 3 --data-dir "$data/cluster" --base-port "$port_cluster" >"$clog" 2>&1 &
-    BROKER_PID=$!
-    PIDS+=("$BROKER_PID")
-    BOOTSTRAP=""
-    for ((i = 0; i < 300; i++)); do
-      # Not anchored: the cluster's own lines and its nodes' prefixed lines
-      # can interleave mid-line ("node-2 | BOOTSTRAP=...").
-      BOOTSTRAP="$( { grep -o 'BOOTSTRAP=[^ ]*' "$clog" 2>/dev/null || true; } | head -1 | cut -d= -f2)"
-      [ -n "$BOOTSTRAP" ] && break
-      sleep 0.1
+pass_e() {
+  if want e; then
+    for size in 100 1024; do
+      say "seedlog cluster: 3 brokers, RF=3, acks=all, $(size_label "$size")"
+      rm -rf "$data/cluster"
+      starts=$((starts + 1))
+      clog="$logs/cluster.$starts.log"
+      "$seedlog" cluster --brokers 3 --data-dir "$data/cluster" --base-port "$port_cluster" >"$clog" 2>&1 &
+      BROKER_PID=$!
+      PIDS+=("$BROKER_PID")
+      BOOTSTRAP=""
+      for ((i = 0; i < 300; i++)); do
+        # Not anchored: the cluster's own lines and its nodes' prefixed lines
+        # can interleave mid-line ("node-2 | BOOTSTRAP=...").
+        BOOTSTRAP="$( { grep -o 'BOOTSTRAP=[^ ]*' "$clog" 2>/dev/null || true; } | head -1 | cut -d= -f2)"
+        [ -n "$BOOTSTRAP" ] && break
+        sleep 0.1
+      done
+      if [ -z "$BOOTSTRAP" ] || ! timeout 180 "$tools/create_topics" --brokers 3 "$BOOTSTRAP" rf3p1:1:3 rf3p3:3:3 >"$clog.topics" 2>&1; then
+        report row "$jsonl" --section e --workload "produce $(size_label "$size")" --broker "seedlog x3 RF=3" --note "FAILED: cluster did not come up (see $clog, $clog.topics)"
+        stop_broker; rm -rf "$data/cluster"; continue
+      fi
+      for parts in 1 3; do
+        label="$(size_label "$size"), $parts partition$([ "$parts" = 1 ] || echo s)"
+        produce "$logs/cluster-p$size-$parts.log" "rf3p$parts" "$size" "$records" -1
+        report produce "$jsonl" "$logs/cluster-p$size-$parts.log" --section e \
+          --workload "produce $label, acks=all" --broker "seedlog x3 RF=3" --size "$size" --expect "$records" || true
+      done
+      rss=0
+      for pid in $(pgrep -P "$BROKER_PID" || true); do rss=$((rss + $(rss_kb "$pid" VmHWM))); done
+      report row "$jsonl" --section e --workload "peak RSS of the three nodes, $(size_label "$size") runs" \
+        --broker "seedlog x3 RF=3" --note "$(awk -v k="$rss" 'BEGIN { printf "%.1f MB", k / 1024 }')"
+      stop_broker
+      rm -rf "$data/cluster"
     done
-    if [ -z "$BOOTSTRAP" ] || ! timeout 180 "$tools/create_topics" --brokers 3 "$BOOTSTRAP" rf3p1:1:3 rf3p3:3:3 >"$clog.topics" 2>&1; then
-      report row "$jsonl" --section e --workload "produce $(size_label "$size")" --broker "seedlog x3 RF=3" --note "FAILED: cluster did not come up (see $clog, $clog.topics)"
-      stop_broker; rm -rf "$data/cluster"; continue
-    fi
-    for parts in 1 3; do
-      label="$(size_label "$size"), $parts partition$([ "$parts" = 1 ] || echo s)"
-      runs produce "$logs/cluster-p$size-$parts" "rf3p$parts" "$size" "$records" -1
-      report produce "$jsonl" "${RUN_LOGS[@]}" --section e \
-        --workload "produce $label, acks=all" --broker "seedlog x3 RF=3" --size "$size" --expect "$records" || true
-    done
-    rss=0
-    for pid in $(pgrep -P "$BROKER_PID" || true); do rss=$((rss + $(rss_kb "$pid" VmHWM))); done
-    report row "$jsonl" --section e --workload "peak RSS of the three nodes, $(size_label "$size") runs" \
-      --broker "seedlog x3 RF=3" --note "$(awk -v k="$rss" 'BEGIN { printf "%.1f MB", k / 1024 }')"
-    stop_broker
-    rm -rf "$data/cluster"
-  done
-fi
+  fi
+}
+repeated pass_e
 
 # --- (f) 1,000 partitions, 100 producers ---------------------------------------------
 if want f; then
