@@ -351,11 +351,9 @@ impl Sim {
                     // A path truncated away since is simply gone.
                     let _ = sim_node.storage.sync(path);
                 }
-                sim_node
-                    .node
-                    .as_mut()
-                    .expect("alive")
-                    .handle_flushed(now, log_end_offset);
+                let node = sim_node.node.as_mut().expect("alive");
+                node.handle_flushed(&mut sim_node.storage, now, log_end_offset)
+                    .expect("flushed");
                 self.drain(id);
             }
             Event::Restart { node: id } => self.restart(id),

@@ -525,13 +525,21 @@ impl QuorumNode {
     }
 
     /// The driver synced the paths of the `Flush` that named `log_end_offset`.
-    pub fn handle_flushed(&mut self, now: Instant, log_end_offset: i64) {
+    /// On the leader the flush may commit; the fetches parked meanwhile
+    /// are answered at once with the new high watermark (KAFKA-14145), or
+    /// their followers would learn it only at their max wait.
+    pub fn handle_flushed(
+        &mut self,
+        storage: &mut dyn Storage,
+        now: Instant,
+        log_end_offset: i64,
+    ) -> Result<(), QuorumError> {
         let Some(in_flight) = self.flush_in_flight.take() else {
             tracing::debug!(
                 node = self.config.node_id,
                 "flush completion with none in flight"
             );
-            return;
+            return Ok(());
         };
         assert_eq!(
             in_flight.log_end_offset, log_end_offset,
@@ -544,11 +552,18 @@ impl QuorumNode {
         if let RoleState::Leader(leader) = &mut self.role {
             leader.on_own_flush(self_id, synced);
         }
+        let high_watermark_before = self.high_watermark;
         self.after_progress(now);
+        if self.high_watermark != high_watermark_before {
+            self.answer_parked_fetches(storage, now, |parked, hw| {
+                parked.fields.high_watermark < hw
+            })?;
+        }
         self.request_flush();
         self.maybe_send_fetch(now);
         #[cfg(debug_assertions)]
         self.check_invariants();
+        Ok(())
     }
 
     /// Runs the timers due at `now`.

@@ -1,6 +1,7 @@
 //! KIP-630 through the quorum's boundary: three voters on a lossless,
 //! instant network driven by hand, so each test can stop a node, let the
-//! others snapshot and truncate, and watch it catch up.
+//! others snapshot and truncate, and watch it catch up. The same harness
+//! holds a node's flushes to show when followers learn the high watermark.
 
 use super::*;
 use crate::batch::build_batch;
@@ -14,6 +15,9 @@ struct Net {
     config: QuorumConfig,
     /// FetchSnapshot requests delivered, to show chunking happened.
     snapshot_requests: usize,
+    /// A node whose log flushes wait in `held` until released.
+    hold_flushes_of: Option<i32>,
+    held: Vec<(i32, i64)>,
 }
 
 impl Net {
@@ -25,6 +29,8 @@ impl Net {
             now: Instant::ZERO,
             config,
             snapshot_requests: 0,
+            hold_flushes_of: None,
+            held: Vec::new(),
         };
         for id in 1..=3 {
             net.nodes.insert(id, (None, MemoryStorage::new()));
@@ -92,7 +98,14 @@ impl Net {
                         for path in &paths {
                             storage.sync(path).unwrap();
                         }
-                        node.as_mut().unwrap().handle_flushed(now, log_end_offset);
+                        if self.hold_flushes_of == Some(id) {
+                            self.held.push((id, log_end_offset));
+                            continue;
+                        }
+                        node.as_mut()
+                            .unwrap()
+                            .handle_flushed(storage, now, log_end_offset)
+                            .unwrap();
                     }
                     QuorumOutput::FlushSnapshot { path, snapshot_id } => {
                         let (node, storage) = self.nodes.get_mut(&id).unwrap();
@@ -345,7 +358,7 @@ fn an_ex_leaders_stale_tail_past_the_snapshot_is_replaced_by_it() {
                 for path in &paths {
                     storage.sync(path).unwrap();
                 }
-                node.handle_flushed(now, log_end_offset);
+                node.handle_flushed(storage, now, log_end_offset).unwrap();
             }
             Some(_) => {}
             None => break,
@@ -380,4 +393,58 @@ fn an_ex_leaders_stale_tail_past_the_snapshot_is_replaced_by_it() {
     );
     assert_eq!(node.log_start_offset(), id.end_offset);
     net.node(old).check_invariants();
+}
+
+/// KAFKA-14145: a follower learns that the high watermark moved at once,
+/// not when its parked fetch times out. One follower is down, so the
+/// leader's own flush is what commits: the other follower's fetch was
+/// parked before it, and the flush must answer it. (Missed, every broker of
+/// `seedlog cluster` but the controller learned of a new topic ~500 ms
+/// late, the parked fetch's max wait.)
+#[test]
+fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
+    let mut net = Net::new(1 << 20);
+    net.propose(1);
+    let leader = net.run_until_leader();
+    let (up, down) = match leader {
+        1 => (2, 3),
+        2 => (3, 1),
+        _ => (1, 2),
+    };
+    net.stop(down);
+    net.hold_flushes_of = Some(leader);
+    let now = net.now;
+    let (node, storage) = net.nodes.get_mut(&leader).unwrap();
+    let batch = build_batch(&[(None, Some(&b"late"[..]))], 0);
+    node.as_mut()
+        .unwrap()
+        .propose(storage, now, &batch)
+        .unwrap();
+    net.settle();
+    let end = net.node(leader).log_end_offset();
+    assert_eq!(
+        net.node(up).log_end_offset(),
+        end,
+        "the follower has the record"
+    );
+    assert!(
+        net.node(leader).high_watermark() < Some(end),
+        "not committed before the leader's flush"
+    );
+    let held = std::mem::take(&mut net.held);
+    net.hold_flushes_of = None;
+    for (id, log_end_offset) in held {
+        let (node, storage) = net.nodes.get_mut(&id).unwrap();
+        node.as_mut()
+            .unwrap()
+            .handle_flushed(storage, now, log_end_offset)
+            .unwrap();
+    }
+    net.settle();
+    assert_eq!(net.node(leader).high_watermark(), Some(end), "committed");
+    assert_eq!(
+        net.node(up).high_watermark(),
+        Some(end),
+        "the follower learned it at once, with no time passing"
+    );
 }

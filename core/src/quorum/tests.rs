@@ -22,7 +22,7 @@ fn flush_all(node: &mut QuorumNode, storage: &mut MemoryStorage, now: Instant) {
                 for path in &paths {
                     storage.sync(path).unwrap();
                 }
-                node.handle_flushed(now, log_end_offset);
+                node.handle_flushed(storage, now, log_end_offset).unwrap();
                 flushed = true;
             }
         }

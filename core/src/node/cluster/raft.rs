@@ -556,9 +556,16 @@ impl<S: Storage> Node<S> {
         }
         let flush = self.cluster_mut().raft.flush.take().expect("owned flush");
         let now = self.now;
-        self.cluster_mut()
+        let Node {
+            cluster, storage, ..
+        } = self;
+        let cluster = cluster.as_mut().expect("cluster node");
+        if let Err(e) = cluster
             .quorum
-            .handle_flushed(now, flush.log_end_offset);
+            .handle_flushed(storage, now, flush.log_end_offset)
+        {
+            tracing::error!(error = %e, "answering metadata fetches after a sync failed");
+        }
         self.drain_quorum(None);
     }
 
