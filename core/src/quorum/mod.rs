@@ -176,6 +176,9 @@ impl QuorumConfig {
     }
 }
 
+/// KIP-1166: the replica high watermark a Fetch below v18 decodes to.
+pub const HIGH_WATERMARK_NOT_SUPPORTED: i64 = i64::MAX;
+
 /// What the node asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuorumOutput {
@@ -886,6 +889,17 @@ impl QuorumNode {
         let RoleState::Leader(leader) = &mut self.role else {
             unreachable!("still the leader");
         };
+        // A follower on Fetch below v18 cannot say which high watermark it
+        // knows (the field reads i64::MAX, "not supported", KIP-1166):
+        // take the one this leader last sent it, so an advance since is
+        // news and answers it (KAFKA-14145). Taken as is, MAX was never
+        // below the leader's: such fetches waited out their max wait, and
+        // every broker of a real cluster but the controller's learned each
+        // commit ~500 ms late (peers speak Fetch v17).
+        let mut fields = fields;
+        if fields.high_watermark == HIGH_WATERMARK_NOT_SUPPORTED {
+            fields.high_watermark = leader.high_watermark_known_by(from);
+        }
         leader.on_progress(from, fields.fetch_offset);
         leader.parked.remove(&from);
         let advanced = leader.maybe_advance_high_watermark(self.config.commit_prior_epoch);
@@ -2034,6 +2048,9 @@ impl QuorumNode {
     }
 
     fn send_fetch_response(&mut self, to: i32, correlation_id: i32, fields: FetchResponseFields) {
+        if let RoleState::Leader(leader) = &mut self.role {
+            leader.on_answer_sent(to, fields.high_watermark);
+        }
         self.send(
             to,
             RaftMessage::FetchResponse {

@@ -17,6 +17,9 @@ struct Net {
     snapshot_requests: usize,
     /// A node whose log flushes wait in `held` until released.
     hold_flushes_of: Option<i32>,
+    /// Fetches travel as Fetch v17 does: without the replica's high
+    /// watermark (it decodes to i64::MAX, KIP-1166).
+    fetch_v17: bool,
     held: Vec<(i32, i64)>,
 }
 
@@ -30,6 +33,7 @@ impl Net {
             config,
             snapshot_requests: 0,
             hold_flushes_of: None,
+            fetch_v17: false,
             held: Vec::new(),
         };
         for id in 1..=3 {
@@ -81,9 +85,18 @@ impl Net {
                 moved = true;
                 let now = self.now;
                 match output {
-                    QuorumOutput::Send { to, message } => {
+                    QuorumOutput::Send { to, mut message } => {
                         if matches!(message, RaftMessage::FetchSnapshot { .. }) {
                             self.snapshot_requests += 1;
+                        }
+                        if let (true, RaftMessage::Fetch { request, .. }) =
+                            (self.fetch_v17, &mut message)
+                        {
+                            for topic in &mut request.topics {
+                                for partition in &mut topic.partitions {
+                                    partition.high_watermark = HIGH_WATERMARK_NOT_SUPPORTED;
+                                }
+                            }
                         }
                         let (node, storage) = self.nodes.get_mut(&to).unwrap();
                         if let Some(node) = node.as_mut() {
@@ -447,4 +460,35 @@ fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
         Some(end),
         "the follower learned it at once, with no time passing"
     );
+}
+
+/// Peers speak Fetch v17, which cannot carry the replica's high watermark
+/// (KIP-1166): the leader must still answer a parked fetch once the high
+/// watermark moves past the one it last sent that follower. Three voters,
+/// no time passing: both followers learn the commit of a new record.
+#[test]
+fn followers_that_cannot_name_their_high_watermark_learn_each_commit_at_once() {
+    let mut net = Net::new(1 << 20);
+    net.fetch_v17 = true;
+    net.propose(1);
+    let leader = net.run_until_leader();
+    for i in 0..3 {
+        let now = net.now;
+        let (node, storage) = net.nodes.get_mut(&leader).unwrap();
+        let batch = build_batch(&[(None, Some(format!("r{i}").as_bytes()))], 0);
+        node.as_mut()
+            .unwrap()
+            .propose(storage, now, &batch)
+            .unwrap();
+        net.settle();
+        let end = net.node(leader).log_end_offset();
+        assert_eq!(net.node(leader).high_watermark(), Some(end), "committed");
+        for id in [1, 2, 3] {
+            assert_eq!(
+                net.node(id).high_watermark(),
+                Some(end),
+                "node {id} learned commit {i} with no time passing"
+            );
+        }
+    }
 }
