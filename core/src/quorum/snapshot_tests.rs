@@ -186,6 +186,19 @@ impl Net {
         self.run(20);
     }
 
+    /// Proposes one record with `value` on `leader` and delivers what
+    /// follows, with no time passing.
+    fn propose_on(&mut self, leader: i32, value: &[u8]) {
+        let now = self.now;
+        let (node, storage) = self.nodes.get_mut(&leader).unwrap();
+        let batch = build_batch(&[(None, Some(value))], 0);
+        node.as_mut()
+            .unwrap()
+            .propose(storage, now, &batch)
+            .unwrap();
+        self.settle();
+    }
+
     /// The "state machine" of these tests: every committed record's bytes,
     /// from the snapshot at the log start on. A snapshot's payload is this
     /// state at its end offset.
@@ -426,14 +439,7 @@ fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
     };
     net.stop(down);
     net.hold_flushes_of = Some(leader);
-    let now = net.now;
-    let (node, storage) = net.nodes.get_mut(&leader).unwrap();
-    let batch = build_batch(&[(None, Some(&b"late"[..]))], 0);
-    node.as_mut()
-        .unwrap()
-        .propose(storage, now, &batch)
-        .unwrap();
-    net.settle();
+    net.propose_on(leader, b"late");
     let end = net.node(leader).log_end_offset();
     assert_eq!(
         net.node(up).log_end_offset(),
@@ -473,14 +479,7 @@ fn followers_that_cannot_name_their_high_watermark_learn_each_commit_at_once() {
     net.propose(1);
     let leader = net.run_until_leader();
     for i in 0..3 {
-        let now = net.now;
-        let (node, storage) = net.nodes.get_mut(&leader).unwrap();
-        let batch = build_batch(&[(None, Some(format!("r{i}").as_bytes()))], 0);
-        node.as_mut()
-            .unwrap()
-            .propose(storage, now, &batch)
-            .unwrap();
-        net.settle();
+        net.propose_on(leader, format!("r{i}").as_bytes());
         let end = net.node(leader).log_end_offset();
         assert_eq!(net.node(leader).high_watermark(), Some(end), "committed");
         for id in [1, 2, 3] {
