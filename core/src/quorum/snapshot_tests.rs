@@ -452,6 +452,7 @@ fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
     );
     let held = std::mem::take(&mut net.held);
     net.hold_flushes_of = None;
+    let now = net.now;
     for (id, log_end_offset) in held {
         let (node, storage) = net.nodes.get_mut(&id).unwrap();
         node.as_mut()
