@@ -558,9 +558,7 @@ impl QuorumNode {
         let high_watermark_before = self.high_watermark;
         self.after_progress(now);
         if self.high_watermark != high_watermark_before {
-            self.answer_parked_fetches(storage, now, |parked, hw| {
-                parked.fields.high_watermark < hw
-            })?;
+            self.answer_fetches_behind_high_watermark(storage, now)?;
         }
         self.request_flush();
         self.maybe_send_fetch(now);
@@ -934,9 +932,7 @@ impl QuorumNode {
         }
         if advanced {
             self.after_progress(now);
-            self.answer_parked_fetches(storage, now, |parked, hw| {
-                parked.fields.high_watermark < hw
-            })?;
+            self.answer_fetches_behind_high_watermark(storage, now)?;
         }
         Ok(())
     }
@@ -2082,6 +2078,16 @@ impl QuorumNode {
         response.records = records;
         self.send_fetch_response(to, correlation_id, response);
         Ok(())
+    }
+
+    /// The high watermark moved: answers the parked fetches whose
+    /// followers know an older one (KAFKA-14145, KIP-1166).
+    fn answer_fetches_behind_high_watermark(
+        &mut self,
+        storage: &mut dyn Storage,
+        now: Instant,
+    ) -> Result<(), QuorumError> {
+        self.answer_parked_fetches(storage, now, |parked, hw| parked.fields.high_watermark < hw)
     }
 
     /// Answers the parked fetches `due` selects (given the high watermark).
