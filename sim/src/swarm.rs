@@ -105,7 +105,9 @@ impl Swarm {
             fetch_max_wait_ms: in_range(rng, w.fetch_max_wait_ms),
             request_timeout_ms: in_range(rng, w.request_timeout_ms),
             reconnect_backoff_ms: sub_range(rng, [10, 1_000]),
-            codec_roundtrip_percent: rng.gen_range(0..=w.codec_roundtrip_percent),
+            // From 0 this draws as it did before the minimum existed.
+            codec_roundtrip_percent: rng
+                .gen_range(w.codec_roundtrip_percent_min..=w.codec_roundtrip_percent),
             crash_per_min: rate(rng, f.crash_per_min),
             torn_ratio: f.torn_ratio * rng.gen::<f64>(),
             connection_reset_per_min: rate(rng, f.connection_reset_per_min),

@@ -57,6 +57,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 /// APIs). Not advertised to clients, as Kafka's broker listener does not;
 /// accepted only on a cluster node.
 const PEER_SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    // Fetch v18 (Kafka 4.1, KIP-1166) only adds the fetching replica's
+    // high watermark. Nodes speak it to each other; clients are offered
+    // Kafka 4.0's 4..17 above, so the advertised ranges stay one release.
+    (ApiKey::Fetch, 18, 18),
     (ApiKey::Vote, 2, 2),
     (ApiKey::BeginQuorumEpoch, 1, 1),
     (ApiKey::EndQuorumEpoch, 1, 1),
@@ -138,5 +142,31 @@ mod tests {
             !supports(ApiKey::AddPartitionsToTxn, 0),
             "not implemented, so not advertised"
         );
+    }
+
+    /// A KRaft leader answers a follower's parked fetch when a commit is
+    /// news to it, which it can only tell from the high watermark the
+    /// follower names. Below Fetch v18 the field does not travel (it reads
+    /// "not supported"), and a real cluster learned every commit one max
+    /// wait late; nodes must speak a version that carries it, and take it.
+    #[test]
+    fn peer_fetches_carry_the_replicas_high_watermark() {
+        use crate::node::cluster::peers::peer_api_version;
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::FetchRequest;
+        use kafka_protocol::protocol::{Decodable, Encodable};
+
+        let version = peer_api_version(ApiKey::Fetch);
+        assert!(supports_peer(ApiKey::Fetch, version));
+        assert!(
+            !supports(ApiKey::Fetch, version),
+            "clients see Kafka 4.0's range"
+        );
+        let request = FetchRequest::default().with_topics(vec![FetchTopic::default()
+            .with_partitions(vec![FetchPartition::default().with_high_watermark(42)])]);
+        let mut buf = bytes::BytesMut::new();
+        request.encode(&mut buf, version).expect("encodes");
+        let decoded = FetchRequest::decode(&mut buf.freeze(), version).expect("decodes");
+        assert_eq!(decoded.topics[0].partitions[0].high_watermark, 42);
     }
 }

@@ -892,8 +892,9 @@ impl QuorumNode {
         // take the one this leader last sent it, so an advance since is
         // news and answers it (KAFKA-14145). Taken as is, MAX was never
         // below the leader's: such fetches waited out their max wait, and
-        // every broker of a real cluster but the controller's learned each
-        // commit ~500 ms late (peers speak Fetch v17).
+        // when peers spoke v17 every broker of a real cluster but the
+        // controller's learned each commit ~500 ms late. Peers speak v18
+        // now; this serves older ones.
         let mut fields = fields;
         if fields.high_watermark == HIGH_WATERMARK_NOT_SUPPORTED {
             fields.high_watermark = leader.high_watermark_known_by(from);

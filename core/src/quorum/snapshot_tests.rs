@@ -469,8 +469,8 @@ fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
     );
 }
 
-/// Peers speak Fetch v17, which cannot carry the replica's high watermark
-/// (KIP-1166): the leader must still answer a parked fetch once the high
+/// A peer on Fetch v17 (an older node; seedlog nodes speak v18) cannot
+/// carry the replica's high watermark (KIP-1166): the leader must still answer a parked fetch once the high
 /// watermark moves past the one it last sent that follower. Three voters,
 /// no time passing: both followers learn the commit of a new record.
 #[test]

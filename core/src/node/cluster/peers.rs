@@ -16,10 +16,12 @@ use std::time::Duration;
 pub const PEER_REQUESTS_IN_FLIGHT_MAX: usize = 4096;
 
 /// The api version this node speaks for each inter-node request. Fetch 17
-/// names topics by id and carries the replica state (KIP-903).
+/// names topics by id and carries the replica state (KIP-903); 18 adds the
+/// high watermark the fetching replica knows (KIP-1166), which a KRaft
+/// leader needs to answer a parked fetch as soon as a commit is news to it.
 pub fn peer_api_version(key: ApiKey) -> i16 {
     match key {
-        ApiKey::Fetch => 17,
+        ApiKey::Fetch => 18,
         ApiKey::Vote => 2,
         ApiKey::BeginQuorumEpoch => 1,
         ApiKey::EndQuorumEpoch => 1,
