@@ -63,13 +63,35 @@ impl ParkedTouches {
         }
     }
 
+    /// What was touched of topic `id`, if anything.
+    fn topic(&self, id: Uuid) -> Option<TopicTouches<'_>> {
+        self.topics[..self.used]
+            .iter()
+            .find(|(t, _, _)| *t == id)
+            .map(|(_, all, bits)| TopicTouches { all: *all, bits })
+    }
+
+    #[cfg(test)]
     fn touched(&self, id: Uuid, partition: i32) -> bool {
-        self.topics[..self.used].iter().any(|(t, all, bits)| {
-            *t == id
-                && (*all
-                    || usize::try_from(partition)
-                        .is_ok_and(|p| bits.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)))
-        })
+        self.topic(id).is_some_and(|t| t.touched(partition))
+    }
+}
+
+/// One topic's entry of [`ParkedTouches`].
+#[derive(Clone, Copy)]
+struct TopicTouches<'a> {
+    all: bool,
+    bits: &'a [u64],
+}
+
+impl TopicTouches<'_> {
+    fn touched(self, partition: i32) -> bool {
+        self.all
+            || usize::try_from(partition).is_ok_and(|p| {
+                self.bits
+                    .get(p / 64)
+                    .is_some_and(|w| w & (1 << (p % 64)) != 0)
+            })
     }
 }
 
@@ -142,10 +164,13 @@ impl<S: Storage> Node<S> {
     /// Answers parked fetches whose deadline has passed, with what there is.
     pub(crate) fn expire_delayed_fetches(&mut self) {
         let now = self.now;
-        let (expired, parked): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed_fetches)
-            .into_iter()
-            .partition(|f| f.deadline <= now);
-        self.delayed_fetches = parked;
+        // Every timeout of the node comes here: the expired ones are taken
+        // out in place, in order (splitting the list into two new ones
+        // each time was 2% of a large cluster's simulation).
+        let expired: Vec<DelayedFetch> = self
+            .delayed_fetches
+            .extract_if(.., |f| f.deadline <= now)
+            .collect();
         for fetch in expired {
             let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
             self.responder.complete(
@@ -170,6 +195,14 @@ impl<S: Storage> Node<S> {
             return false;
         }
         request.topics.iter().any(|topic| {
+            // Unless a topic came or went (`everything`), a topic named by id
+            // and not touched is as it was: skip it before resolving it (a
+            // leader of a large cluster checks a parked fetch per follower
+            // broker on every high watermark move). One not hosted was not
+            // hosted at the last look either, and was answered then.
+            if by_id && !every && touched.topic(topic.topic_id).is_none() {
+                return false;
+            }
             let hosted = if by_id {
                 let id = topic.topic_id;
                 self.topics.name_of(&id).map(|name| (id, name))
@@ -180,8 +213,16 @@ impl<S: Storage> Node<S> {
             let Some((id, name)) = hosted else {
                 return true; // the read answers with an unknown-topic error
             };
+            let topic_touches = if every {
+                None
+            } else {
+                match touched.topic(id) {
+                    Some(t) => Some(t),
+                    None => return false,
+                }
+            };
             topic.partitions.iter().any(|fp| {
-                if !(every || touched.touched(id, fp.partition)) {
+                if topic_touches.is_some_and(|t| !t.touched(fp.partition)) {
                     return false;
                 }
                 let p = self.topics.partition(name, fp.partition);
