@@ -470,9 +470,10 @@ fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
 }
 
 /// A peer on Fetch v17 (an older node; seedlog nodes speak v18) cannot
-/// carry the replica's high watermark (KIP-1166): the leader must still answer a parked fetch once the high
-/// watermark moves past the one it last sent that follower. Three voters,
-/// no time passing: both followers learn the commit of a new record.
+/// carry the replica's high watermark (KIP-1166): the leader must still
+/// answer a parked fetch once the high watermark moves past the one it last
+/// sent that follower. Three voters, no time passing: both followers learn
+/// the commit of a new record.
 #[test]
 fn followers_that_cannot_name_their_high_watermark_learn_each_commit_at_once() {
     let mut net = Net::new(1 << 20);
