@@ -42,10 +42,6 @@ pub(crate) struct LeaderState {
     pub(crate) high_watermark: Option<i64>,
     /// Every voter, the leader included.
     pub(crate) replicas: BTreeMap<i32, ReplicaProgress>,
-    /// The high watermark this leader last sent each fetcher: what a
-    /// follower on Fetch below v18, which cannot name the one it knows
-    /// (KIP-1166), is taken to know. Bounded like `parked`.
-    pub(crate) high_watermark_sent: BTreeMap<i32, i64>,
     /// Voters (the leader included) heard from in this check-quorum window.
     pub(crate) fetched_in_window: BTreeSet<i32>,
     /// The leader resigns unless a majority fetched before this.
@@ -78,7 +74,6 @@ impl LeaderState {
             epoch_start_offset,
             high_watermark: None,
             replicas,
-            high_watermark_sent: BTreeMap::new(),
             fetched_in_window: BTreeSet::from([self_id]),
             check_quorum_deadline: now + check_quorum_window,
             check_quorum_window,
@@ -93,25 +88,6 @@ impl LeaderState {
         self.replicas.contains_key(&replica_id)
             || self.parked.contains_key(&replica_id)
             || self.parked.len() < self.replicas.len() + OBSERVER_FETCHES_PARKED_MAX
-    }
-
-    /// Notes the high watermark an answer to `replica_id` carries.
-    pub(crate) fn on_answer_sent(&mut self, replica_id: i32, high_watermark: i64) {
-        let bound = self.replicas.len() + OBSERVER_FETCHES_PARKED_MAX;
-        if self.high_watermark_sent.len() < bound
-            || self.high_watermark_sent.contains_key(&replica_id)
-        {
-            self.high_watermark_sent.insert(replica_id, high_watermark);
-        }
-    }
-
-    /// The high watermark `replica_id` knows, as far as this leader can
-    /// tell: the one it last sent it, -1 before any answer (any is news).
-    pub(crate) fn high_watermark_known_by(&self, replica_id: i32) -> i64 {
-        self.high_watermark_sent
-            .get(&replica_id)
-            .copied()
-            .unwrap_or(-1)
     }
 
     pub(crate) fn majority(&self) -> usize {
@@ -217,10 +193,6 @@ impl LeaderState {
         assert!(
             self.parked.len() <= self.replicas.len() + OBSERVER_FETCHES_PARKED_MAX,
             "at most one parked fetch per voter, and a bounded number of observers'"
-        );
-        assert!(
-            self.high_watermark_sent.len() <= self.replicas.len() + OBSERVER_FETCHES_PARKED_MAX,
-            "the high watermarks sent are bounded like the parked fetches"
         );
     }
 }

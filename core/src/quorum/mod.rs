@@ -176,9 +176,6 @@ impl QuorumConfig {
     }
 }
 
-/// KIP-1166: the replica high watermark a Fetch below v18 decodes to.
-pub const HIGH_WATERMARK_NOT_SUPPORTED: i64 = i64::MAX;
-
 /// What the node asks its driver to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuorumOutput {
@@ -887,18 +884,6 @@ impl QuorumNode {
         let RoleState::Leader(leader) = &mut self.role else {
             unreachable!("still the leader");
         };
-        // A follower on Fetch below v18 cannot say which high watermark it
-        // knows (the field reads i64::MAX, "not supported", KIP-1166):
-        // take the one this leader last sent it, so an advance since is
-        // news and answers it (KAFKA-14145). Taken as is, MAX was never
-        // below the leader's: such fetches waited out their max wait, and
-        // when peers spoke v17 every broker of a real cluster but the
-        // controller's learned each commit ~500 ms late. Peers speak v18
-        // now; this serves older ones.
-        let mut fields = fields;
-        if fields.high_watermark == HIGH_WATERMARK_NOT_SUPPORTED {
-            fields.high_watermark = leader.high_watermark_known_by(from);
-        }
         leader.on_progress(from, fields.fetch_offset);
         leader.parked.remove(&from);
         let advanced = leader.maybe_advance_high_watermark(self.config.commit_prior_epoch);
@@ -2045,9 +2030,6 @@ impl QuorumNode {
     }
 
     fn send_fetch_response(&mut self, to: i32, correlation_id: i32, fields: FetchResponseFields) {
-        if let RoleState::Leader(leader) = &mut self.role {
-            leader.on_answer_sent(to, fields.high_watermark);
-        }
         self.send(
             to,
             RaftMessage::FetchResponse {

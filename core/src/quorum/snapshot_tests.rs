@@ -17,9 +17,6 @@ struct Net {
     snapshot_requests: usize,
     /// A node whose log flushes wait in `held` until released.
     hold_flushes_of: Option<i32>,
-    /// Fetches travel as Fetch v17 does: without the replica's high
-    /// watermark (it decodes to i64::MAX, KIP-1166).
-    fetch_v17: bool,
     held: Vec<(i32, i64)>,
 }
 
@@ -33,7 +30,6 @@ impl Net {
             config,
             snapshot_requests: 0,
             hold_flushes_of: None,
-            fetch_v17: false,
             held: Vec::new(),
         };
         for id in 1..=3 {
@@ -85,18 +81,9 @@ impl Net {
                 moved = true;
                 let now = self.now;
                 match output {
-                    QuorumOutput::Send { to, mut message } => {
+                    QuorumOutput::Send { to, message } => {
                         if matches!(message, RaftMessage::FetchSnapshot { .. }) {
                             self.snapshot_requests += 1;
-                        }
-                        if let (true, RaftMessage::Fetch { request, .. }) =
-                            (self.fetch_v17, &mut message)
-                        {
-                            for topic in &mut request.topics {
-                                for partition in &mut topic.partitions {
-                                    partition.high_watermark = HIGH_WATERMARK_NOT_SUPPORTED;
-                                }
-                            }
                         }
                         let (node, storage) = self.nodes.get_mut(&to).unwrap();
                         if let Some(node) = node.as_mut() {
@@ -469,17 +456,20 @@ fn the_leaders_own_flush_that_commits_answers_the_parked_fetches() {
     );
 }
 
-/// A peer on Fetch v17 (an older node; seedlog nodes speak v18) cannot
-/// carry the replica's high watermark (KIP-1166): the leader must still
-/// answer a parked fetch once the high watermark moves past the one it last
-/// sent that follower. Three voters, no time passing: both followers learn
-/// the commit of a new record.
+/// KIP-1166: each follower names the high watermark it knows, and the
+/// leader answers a parked fetch once the high watermark moves past it.
+/// The leader's flushes are held, so each commit is made by the second
+/// follower's fetch while the first one's waits parked: that fetch must be
+/// answered then (KAFKA-14145), not at its max wait. Three voters, no time
+/// passing. (Peers on Fetch v17, where the field does not travel, learned
+/// each commit a max wait late; nodes speak v18, see
+/// `peer_fetches_carry_the_replicas_high_watermark`.)
 #[test]
-fn followers_that_cannot_name_their_high_watermark_learn_each_commit_at_once() {
+fn a_commit_by_one_followers_fetch_answers_the_others_parked_fetch() {
     let mut net = Net::new(1 << 20);
-    net.fetch_v17 = true;
     net.propose(1);
     let leader = net.run_until_leader();
+    net.hold_flushes_of = Some(leader);
     for i in 0..3 {
         net.propose_on(leader, format!("r{i}").as_bytes());
         let end = net.node(leader).log_end_offset();

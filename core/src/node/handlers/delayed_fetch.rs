@@ -195,24 +195,19 @@ impl<S: Storage> Node<S> {
             return false;
         }
         request.topics.iter().any(|topic| {
-            // Unless a topic came or went (`everything`), a topic named by id
-            // and not touched is as it was: skip it before resolving it (a
-            // leader of a large cluster checks a parked fetch per follower
+            let id = if by_id {
+                topic.topic_id
+            } else {
+                match self.topics.get(topic.topic.0.as_str()) {
+                    Some(t) => t.id,
+                    None => return true, // the read answers with an unknown-topic error
+                }
+            };
+            // Unless a topic came or went (`everything`), a topic not touched
+            // is as it was at the last look: skip it before resolving its id
+            // (a leader of a large cluster checks a parked fetch per follower
             // broker on every high watermark move). One not hosted was not
             // hosted at the last look either, and was answered then.
-            if by_id && !every && touched.topic(topic.topic_id).is_none() {
-                return false;
-            }
-            let hosted = if by_id {
-                let id = topic.topic_id;
-                self.topics.name_of(&id).map(|name| (id, name))
-            } else {
-                let name = topic.topic.0.as_str();
-                self.topics.get(name).map(|t| (t.id, name))
-            };
-            let Some((id, name)) = hosted else {
-                return true; // the read answers with an unknown-topic error
-            };
             let topic_touches = if every {
                 None
             } else {
@@ -220,6 +215,14 @@ impl<S: Storage> Node<S> {
                     Some(t) => Some(t),
                     None => return false,
                 }
+            };
+            let name = if by_id {
+                self.topics.name_of(&id)
+            } else {
+                Some(topic.topic.0.as_str())
+            };
+            let Some(name) = name else {
+                return true; // the read answers with an unknown-topic error
             };
             topic.partitions.iter().any(|fp| {
                 if topic_touches.is_some_and(|t| !t.touched(fp.partition)) {
