@@ -51,38 +51,45 @@ def last_match(pattern, text):
     return found
 
 
-def cmd_produce(args):
+def rate_row(args, pattern, parse):
+    """One row from one rdkafka_performance run: `parse(match, expect)`
+    gives (records, ms, failure note or "")."""
     row = base_row(args)
     text = open(args.log, errors="replace").read()
-    m = last_match(PRODUCED, text)
+    m = last_match(pattern, text)
     if not m:
         row["note"] = "FAILED: no summary from rdkafka_performance (see %s)" % args.log
     else:
-        delivered, failed, ms = int(m.group(3)), int(m.group(4)), max(int(m.group(5)), 1)
-        row["msgs_s"] = delivered * 1000.0 / ms
-        row["mb_s"] = delivered * args.size / ms / 1000.0
-        if failed or delivered < args.expect:
-            row["note"] = "FAILED: %d of %d delivered, %d failed" % (delivered, args.expect, failed)
+        records, ms, failure = parse(m, args.expect)
+        ms = max(ms, 1)
+        row["msgs_s"] = records * 1000.0 / ms
+        row["mb_s"] = records * args.size / ms / 1000.0
+        row["note"] = failure
     append(args.jsonl, row)
     print_row(row)
     return 0 if row["msgs_s"] and not row["note"].startswith("FAILED") else 1
+
+
+def produced(m, expect):
+    delivered, failed, ms = int(m.group(3)), int(m.group(4)), int(m.group(5))
+    failure = ""
+    if failed or delivered < expect:
+        failure = "FAILED: %d of %d delivered, %d failed" % (delivered, expect, failed)
+    return delivered, ms, failure
+
+
+def consumed(m, expect):
+    msgs, ms = int(m.group(1)), int(m.group(3))
+    failure = "FAILED: %d of %d consumed" % (msgs, expect) if msgs < expect else ""
+    return msgs, ms, failure
+
+
+def cmd_produce(args):
+    return rate_row(args, PRODUCED, produced)
 
 
 def cmd_consume(args):
-    row = base_row(args)
-    text = open(args.log, errors="replace").read()
-    m = last_match(CONSUMED, text)
-    if not m:
-        row["note"] = "FAILED: no summary from rdkafka_performance (see %s)" % args.log
-    else:
-        msgs, ms = int(m.group(1)), max(int(m.group(3)), 1)
-        row["msgs_s"] = msgs * 1000.0 / ms
-        row["mb_s"] = msgs * args.size / ms / 1000.0
-        if msgs < args.expect:
-            row["note"] = "FAILED: %d of %d consumed" % (msgs, args.expect)
-    append(args.jsonl, row)
-    print_row(row)
-    return 0 if row["msgs_s"] and not row["note"].startswith("FAILED") else 1
+    return rate_row(args, CONSUMED, consumed)
 
 
 def percentile(sorted_values, p):
