@@ -271,16 +271,20 @@ unavailable_row() { # section workload
 # next into a fuller page cache, and a drift of the machine spreads over
 # the passes rather than landing on one workload.
 repeated() {
-  local pass="$1" r main="$jsonl" files=()
+  local pass="$1" r main="$jsonl" main_logs="$logs" files=()
   if [ "$repeat" = 1 ]; then "$pass"; return; fi
   for ((r = 1; r <= repeat; r++)); do
     say "$pass: pass $r of $repeat"
     jsonl="$run_dir/$pass.$r.jsonl"
     : >"$jsonl"
+    # Each pass logs apart: a failure's note names its own pass's log.
+    logs="$main_logs/pass$r"
+    mkdir -p "$logs"
     "$pass"
     files+=("$jsonl")
   done
   jsonl="$main"
+  logs="$main_logs"
   report merge "$jsonl" "${files[@]}" || true
 }
 
