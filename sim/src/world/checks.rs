@@ -376,9 +376,9 @@ impl World {
         let mut behind = Vec::new();
         for (c, client) in self.clients.iter().enumerate() {
             if let ClientKind::Consumer(consumer) = &client.kind {
-                for (tp, position) in &consumer.positions {
+                for (tp, position) in consumer.positions.iter() {
                     let end = audit.get(tp).map_or(0, |(hw, _, _)| *hw);
-                    if *position < end {
+                    if position < end {
                         behind.push(format!(
                             "consumer {c} at {}-{}:{position} < hw {end}",
                             tp.0, tp.1

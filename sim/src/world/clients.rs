@@ -43,7 +43,7 @@ pub(super) struct Producer {
 }
 
 pub(super) struct Consumer {
-    pub(super) positions: BTreeMap<Tp, i64>,
+    pub(super) positions: Positions,
     pub(super) next_fetch_at: Instant,
     /// broker -> the fetch in flight to it: one per broker at a time.
     pub(super) in_flight: BTreeMap<BrokerId, FetchInFlight>,
@@ -199,8 +199,15 @@ impl World {
     }
 
     /// Per broker: whether it leads (as the client last learned) one of
-    /// the consumer's partitions. One pass over the positions.
+    /// the consumer's partitions. From the grouping by leader when it is
+    /// current, else one pass over the positions.
     fn consumer_leaders(&self, client: ClientId, consumer: &Consumer) -> Vec<bool> {
+        if let Some(by_leader) = consumer
+            .positions
+            .by_leader(self.leaders_generation(client))
+        {
+            return by_leader.iter().map(|led| !led.is_empty()).collect();
+        }
         let mut leaders = vec![false; self.brokers.len()];
         for (tp, _, _) in self.positions_indexed(consumer) {
             if let Some(b) = self.leader_for(client, tp) {
@@ -208,6 +215,39 @@ impl World {
             }
         }
         leaders
+    }
+
+    /// The generation of what `client` knows of leaders (see
+    /// `MetadataView::leaders_generation`); on a standalone broker, which
+    /// leads everything, it never changes.
+    fn leaders_generation(&self, client: ClientId) -> u64 {
+        self.clients[client]
+            .meta
+            .as_ref()
+            .map_or(0, MetadataView::leaders_generation)
+    }
+
+    /// Brings the grouping of the consumer's positions by leader up to
+    /// date (see `Positions`): a pass over them when a position came or
+    /// went or a leader changed since the last.
+    fn group_positions(&mut self, client: ClientId) {
+        let generation = self.leaders_generation(client);
+        let consumer = self.clients[client].kind.consumer().expect("a consumer");
+        if !consumer.positions.grouping_stale(generation) {
+            return;
+        }
+        let grouped: Vec<(usize, Option<BrokerId>)> = self
+            .positions_indexed(consumer)
+            .map(|(i, _, _)| (i, self.leader_for(client, i)))
+            .collect();
+        let brokers = self.brokers.len();
+        let consumer = self.clients[client]
+            .kind
+            .consumer_mut()
+            .expect("a consumer");
+        consumer
+            .positions
+            .group(brokers, generation, grouped.into_iter());
     }
 
     /// A consumer's positions as (index in `tps`, partition, offset), in
@@ -231,7 +271,7 @@ impl World {
                 }
             };
             debug_assert_eq!(&self.tps[i], tp);
-            (i, tp, *offset)
+            (i, tp, offset)
         })
     }
 
@@ -297,6 +337,10 @@ impl World {
     }
 
     pub(super) fn rearm_client(&mut self, client: ClientId) {
+        if self.clients[client].kind.consumer().is_some() {
+            // `consumer_leaders` reads the grouping when it is current.
+            self.group_positions(client);
+        }
         let c = &self.clients[client];
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
@@ -430,6 +474,9 @@ impl World {
                 self.rearm_client(client);
                 return;
             }
+        }
+        if self.clients[client].kind.consumer().is_some() {
+            self.group_positions(client);
         }
         // `connect` changes no leader a consumer knows: the memo holds.
         let mut leaders = None;
@@ -867,9 +914,11 @@ impl World {
         {
             return;
         }
-        // The brokers a fetch may go to now, then one pass over the
-        // positions sorting them by leader (a pass per broker was a
-        // hundred over ten thousand positions in a large cluster).
+        // The brokers a fetch may go to now, then the positions each leads
+        // (a pass over every position per answer was most of a consumer's
+        // time in a large cluster, where an answer frees one broker of a
+        // hundred).
+        self.group_positions(client);
         let Some(consumer) = self.clients[client].kind.consumer() else {
             unreachable!()
         };
@@ -883,19 +932,22 @@ impl World {
         if free.is_empty() {
             return;
         }
-        let mut slot_of = vec![usize::MAX; self.brokers.len().max(1)];
-        for (slot, (b, _)) in free.iter().enumerate() {
-            slot_of[*b] = slot;
-        }
+        let by_leader = consumer
+            .positions
+            .by_leader(self.leaders_generation(client))
+            .expect("grouped above");
         let mut plans: Vec<FetchPlan> = free.iter().map(|_| FetchPlan::default()).collect();
         let meta = self.clients[client].meta.as_ref();
-        for (tp, (topic, partition), offset) in self.positions_indexed(consumer) {
-            let Some(b) = self.leader_for(client, tp) else {
-                continue;
-            };
-            let Some(&slot) = slot_of.get(b).filter(|s| **s != usize::MAX) else {
-                continue;
-            };
+        let led = free
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, (b, _))| by_leader[*b].iter().map(move |&tp| (slot, tp)));
+        for (slot, tp) in led {
+            let (topic, partition) = &self.tps[tp];
+            let offset = consumer
+                .positions
+                .get(&self.tps[tp])
+                .expect("grouped positions are held");
             let epoch = meta.map_or(-1, |m| m.leader_epoch(tp));
             let plan = &mut plans[slot];
             plan.asked
@@ -983,17 +1035,15 @@ impl World {
         let mut seeks = Vec::new();
         let mut any_error = false;
         let mut leadership = false;
+        let mut next_asked = 0;
         for topic in &r.responses {
             for part in &topic.partitions {
                 let tp: Tp = (topic.topic.0.to_string(), part.partition_index);
                 let Some(position) = consumer.positions.get_mut(&tp) else {
                     continue;
                 };
-                let asked_from = fetch
-                    .asked
-                    .iter()
-                    .find(|(t, _, _)| *t == tp)
-                    .map(|(_, o, _)| *o);
+                let asked_from =
+                    find_asked(&fetch.asked, &mut next_asked, &tp).map(|k| fetch.asked[k].1);
                 if asked_from != Some(*position) {
                     continue; // stale: the partition was read elsewhere since
                 }
@@ -1126,6 +1176,19 @@ impl World {
         }
         self.history.consumer_events.push(event);
     }
+}
+
+/// Where `tp` is in `asked`, looked for at `*next` first: an answer lists
+/// partitions in the order asked, so this is one comparison per partition
+/// (a search of the whole list per partition was quadratic in a fetch's
+/// partitions, ~100 per broker in a large cluster).
+fn find_asked(asked: &[(Tp, i64, i32)], next: &mut usize, tp: &Tp) -> Option<usize> {
+    let k = match asked.get(*next) {
+        Some((t, _, _)) if t == tp => *next,
+        _ => asked.iter().position(|(t, _, _)| t == tp)?,
+    };
+    *next = k + 1;
+    Some(k)
 }
 
 /// One fetch a consumer is about to send: its partitions by topic, and

@@ -144,6 +144,10 @@ impl ClusterState {
 pub(super) struct MetadataView {
     /// Per partition: (leader, epoch), `None` until first learned.
     leaders: Vec<Option<(Option<BrokerId>, i32)>>,
+    /// Bumped whenever a partition's leader (the broker, not its epoch)
+    /// changes in `leaders`: what a consumer groups its positions by
+    /// (`Positions`) is stale then.
+    leaders_generation: u64,
     /// A refresh is wanted (an error, a lost connection, a leaderless
     /// partition).
     wanted: bool,
@@ -159,6 +163,7 @@ impl MetadataView {
     pub(super) fn new(tps: usize, now: Instant) -> MetadataView {
         MetadataView {
             leaders: vec![None; tps],
+            leaders_generation: 0,
             wanted: true,
             in_flight: None,
             not_before: now,
@@ -180,6 +185,10 @@ impl MetadataView {
 
     pub(super) fn leader(&self, tp: usize) -> Option<BrokerId> {
         self.leaders[tp].and_then(|(b, _)| b)
+    }
+
+    pub(super) fn leaders_generation(&self) -> u64 {
+        self.leaders_generation
     }
 
     pub(super) fn leader_epoch(&self, tp: usize) -> i32 {
@@ -456,7 +465,11 @@ impl World {
             // KIP-320: never go back to an older leader epoch, whoever
             // answered (a broker cut off from the controller answers from a
             // stale image).
-            if m.leaders[*tp].is_none_or(|(_, known)| *epoch >= known) {
+            let known = m.leaders[*tp];
+            if known.is_none_or(|(_, known)| *epoch >= known) {
+                if known.is_none_or(|(known, _)| known != *leader) {
+                    m.leaders_generation += 1;
+                }
                 m.leaders[*tp] = Some((*leader, *epoch));
             }
         }

@@ -375,7 +375,7 @@ impl GroupMember {
         GroupMember {
             index,
             consumer: Consumer {
-                positions: BTreeMap::new(),
+                positions: Positions::default(),
                 next_fetch_at: now,
                 in_flight: BTreeMap::new(),
             },
@@ -746,7 +746,7 @@ impl World {
             let offsets: Vec<(Tp, i64)> = m
                 .revoke
                 .iter()
-                .filter_map(|tp| m.consumer.positions.get(tp).map(|p| (tp.clone(), *p)))
+                .filter_map(|tp| m.consumer.positions.get(tp).map(|p| (tp.clone(), p)))
                 .filter(|(tp, p)| m.committed.get(tp) != Some(p))
                 .collect();
             if offsets.is_empty() {
@@ -780,7 +780,7 @@ impl World {
         let unknown: Vec<Tp> = m
             .owned
             .iter()
-            .filter(|tp| !m.consumer.positions.contains_key(*tp))
+            .filter(|tp| !m.consumer.positions.contains_key(tp))
             .cloned()
             .collect();
         if !unknown.is_empty() {
@@ -792,7 +792,7 @@ impl World {
             let offsets: Vec<(Tp, i64)> = m
                 .owned
                 .iter()
-                .filter_map(|tp| m.consumer.positions.get(tp).map(|p| (tp.clone(), *p)))
+                .filter_map(|tp| m.consumer.positions.get(tp).map(|p| (tp.clone(), p)))
                 .filter(|(tp, p)| m.committed.get(tp) != Some(p))
                 .collect();
             self.member_mut(client).next_commit_at = now + Duration::from_millis(interval);

@@ -23,6 +23,8 @@ mod groups;
 mod idempotence;
 mod liveness;
 mod network;
+mod positions;
+use positions::Positions;
 mod replicas;
 mod report;
 
@@ -475,13 +477,15 @@ impl World {
         }
         let consumers = consumer_azs.len();
         for (c, az) in consumer_azs.iter().enumerate() {
-            let positions = self
+            let mut positions = Positions::default();
+            for (_, tp) in self
                 .tps
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| i % consumers == c)
-                .map(|(_, tp)| (tp.clone(), 0))
-                .collect();
+            {
+                positions.insert(tp.clone(), 0);
+            }
             let kind = ClientKind::Consumer(Consumer {
                 positions,
                 next_fetch_at: self.epoch,

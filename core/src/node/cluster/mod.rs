@@ -187,10 +187,7 @@ impl Cluster {
         self.controller.check_invariants();
         self.raft.check_invariants();
         self.producer_ids.check_invariants();
-        assert!(
-            self.peers.in_flight_count() <= peers::PEER_REQUESTS_IN_FLIGHT_MAX,
-            "peer requests bounded"
-        );
+        self.peers.check_invariants();
         // Committed records are never truncated, so they stay in the log.
         assert!(
             self.image.last_applied_offset < self.quorum.log_end_offset().max(0),

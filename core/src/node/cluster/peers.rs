@@ -9,7 +9,7 @@ use super::super::io::{Output, PeerAddress, PeerChannel, PeerId};
 use crate::time::Instant;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::StrBytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// Requests in flight to all peers at once.
@@ -79,6 +79,11 @@ struct InFlight {
 pub struct Peers {
     next_correlation_id: i32,
     in_flight: BTreeMap<i32, InFlight>,
+    /// `in_flight` by deadline: a node of a large cluster has a fetch in
+    /// flight to each of ~100 leaders, and the next deadline and the
+    /// expired requests are asked for after every input (a walk of the
+    /// table each time was a tenth of a 100-broker simulation's node time).
+    by_deadline: BTreeSet<(Instant, i32)>,
     /// The client id of `self_id`'s requests, formatted once: a string per
     /// request was a percent of a cluster run. Keyed by the id it names.
     client_id: Option<(PeerId, StrBytes)>,
@@ -95,10 +100,6 @@ impl Peers {
                 text
             }
         }
-    }
-
-    pub fn in_flight_count(&self) -> usize {
-        self.in_flight.len()
     }
 
     /// Queues a request; `None` when the in-flight bound is reached (the
@@ -141,6 +142,7 @@ impl Peers {
             previous.is_none(),
             "correlation ids are not reused in flight"
         );
+        self.by_deadline.insert((deadline, correlation_id));
         outputs.push_back(Output::PeerRequest {
             to,
             channel,
@@ -155,9 +157,19 @@ impl Peers {
     /// still awaited.
     pub fn take(&mut self, from: PeerId, correlation_id: i32) -> Option<Purpose> {
         match self.in_flight.get(&correlation_id) {
-            Some(f) if f.to == from => self.in_flight.remove(&correlation_id).map(|f| f.purpose),
+            Some(f) if f.to == from => Some(self.remove(correlation_id).purpose),
             _ => None,
         }
+    }
+
+    fn remove(&mut self, correlation_id: i32) -> InFlight {
+        let f = self
+            .in_flight
+            .remove(&correlation_id)
+            .expect("a request in flight");
+        let indexed = self.by_deadline.remove(&(f.deadline, correlation_id));
+        assert!(indexed, "every request in flight is indexed by deadline");
+        f
     }
 
     /// Forgets every request to `peer`; returns their purposes.
@@ -168,33 +180,45 @@ impl Peers {
             .filter(|(_, f)| f.to == peer)
             .map(|(id, _)| *id)
             .collect();
-        ids.into_iter()
-            .filter_map(|id| self.in_flight.remove(&id))
-            .map(|f| f.purpose)
-            .collect()
+        ids.into_iter().map(|id| self.remove(id).purpose).collect()
     }
 
     /// Forgets requests whose deadline passed; returns (peer, purpose).
     pub fn expire(&mut self, now: Instant) -> Vec<(PeerId, Purpose)> {
         // Nearly always nothing expired: no lists built (this runs after
         // every input).
-        if self.in_flight.values().all(|f| f.deadline > now) {
+        if self.next_deadline().is_none_or(|first| first > now) {
             return Vec::new();
         }
-        let ids: Vec<i32> = self
-            .in_flight
+        let mut ids: Vec<i32> = self
+            .by_deadline
             .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(id, _)| *id)
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, id)| *id)
             .collect();
+        // Answered in correlation-id order, as they were sent.
+        ids.sort_unstable();
         ids.into_iter()
-            .filter_map(|id| self.in_flight.remove(&id))
+            .map(|id| self.remove(id))
             .map(|f| (f.to, f.purpose))
             .collect()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.in_flight.values().map(|f| f.deadline).min()
+        self.by_deadline.first().map(|(deadline, _)| *deadline)
+    }
+
+    pub fn check_invariants(&self) {
+        assert!(self.in_flight.len() <= PEER_REQUESTS_IN_FLIGHT_MAX);
+        assert_eq!(
+            self.in_flight.len(),
+            self.by_deadline.len(),
+            "the deadline index holds the requests in flight"
+        );
+        debug_assert!(self.by_deadline.iter().all(|(deadline, id)| self
+            .in_flight
+            .get(id)
+            .is_some_and(|f| f.deadline == *deadline)));
     }
 }
 
@@ -222,5 +246,62 @@ fn request_api_key(body: &RequestKind) -> ApiKey {
         RequestKind::AlterConfigs(_) => ApiKey::AlterConfigs,
         RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         other => panic!("not an inter-node request: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::BrokerHeartbeatRequest;
+
+    fn send(
+        peers: &mut Peers,
+        outputs: &mut VecDeque<Output>,
+        to: PeerId,
+        deadline_ms: u64,
+    ) -> i32 {
+        let address = PeerAddress {
+            host: "127.0.0.1".into(),
+            port: 9092,
+        };
+        let body = RequestKind::BrokerHeartbeat(BrokerHeartbeatRequest::default());
+        let purpose = Purpose::Raft {
+            quorum_correlation_id: None,
+        };
+        let at = Instant::from_millis(deadline_ms);
+        peers
+            .send(outputs, 1, to, address, body, purpose, at)
+            .expect("room in the table")
+    }
+
+    #[test]
+    fn requests_expire_by_deadline_in_the_order_sent_and_answers_leave_the_index() {
+        let mut peers = Peers::default();
+        let mut outputs = VecDeque::new();
+        let late = send(&mut peers, &mut outputs, 2, 300);
+        let middle = send(&mut peers, &mut outputs, 2, 200);
+        let early = send(&mut peers, &mut outputs, 3, 100);
+        let answered = send(&mut peers, &mut outputs, 3, 50);
+        assert_eq!(peers.next_deadline(), Some(Instant::from_millis(50)));
+        assert!(peers.take(3, answered).is_some());
+        peers.check_invariants();
+        assert_eq!(peers.next_deadline(), Some(Instant::from_millis(100)));
+        assert!(peers.expire(Instant::from_millis(99)).is_empty());
+        let expired = peers.expire(Instant::from_millis(250));
+        assert_eq!(
+            expired.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+            vec![2, 3],
+            "correlation ids {middle} then {early}, as sent, not by deadline"
+        );
+        assert!(middle < early);
+        peers.check_invariants();
+        assert_eq!(peers.next_deadline(), Some(Instant::from_millis(300)));
+        assert_eq!(
+            peers.drop_peer(2).len(),
+            1,
+            "request {late} goes with its peer"
+        );
+        assert_eq!(peers.next_deadline(), None);
+        peers.check_invariants();
     }
 }
