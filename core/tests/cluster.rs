@@ -1690,6 +1690,20 @@ fn streaming_followers(hw_counts_unsynced: bool) {
     }
     let (_, hw, _) = h.node(leader).partition_offsets("streamed", 0).unwrap();
     assert_eq!(hw, leader_end);
+    // Synced, a follower names no synced offset: the fetch offset counts.
+    h.replica_fetches.clear();
+    h.run_for(Duration::from_millis(1_000));
+    for &f in &followers {
+        assert!(
+            h.replica_fetches.iter().any(|r| r.from == f),
+            "follower {f} fetched again"
+        );
+    }
+    assert!(
+        h.replica_fetches.iter().all(|r| r.synced_offset.is_none()),
+        "synced followers' fetches carry no tag: {:?}",
+        h.replica_fetches
+    );
 }
 
 #[test]
