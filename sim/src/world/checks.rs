@@ -177,8 +177,7 @@ impl World {
                 // back later starts from an empty log, not from what this
                 // one had reached. (A broker that never hosted the
                 // partition is at 0 and None already.)
-                self.hw_seen[b][i] = 0;
-                self.log_start_seen[b][i] = None;
+                self.offsets_seen[b][i] = OffsetsSeen::default();
                 continue;
             };
             let (log_start, hw, log_end) = (
@@ -186,13 +185,14 @@ impl World {
                 view.high_watermark,
                 view.log_end_offset,
             );
-            let seen = self.hw_seen[b][i];
+            let offsets_seen = &mut self.offsets_seen[b][i];
+            let seen = offsets_seen.hw;
             assert!(
-                view.touched || (hw == seen && self.log_start_seen[b][i] == Some(log_start)),
+                view.touched || (hw == seen && offsets_seen.log_start == Some(log_start)),
                 "{}-{} on broker {b}: high watermark {seen} -> {hw}, log start {:?} -> {log_start} without the node listing it as touched",
                 tp.0,
                 tp.1,
-                self.log_start_seen[b][i]
+                offsets_seen.log_start
             );
             if hw < seen {
                 if crashed && !flush_before_ack {
@@ -217,11 +217,11 @@ impl World {
             if hw != seen {
                 moved.push((i, hw));
             }
-            if self.log_start_seen[b][i] != Some(log_start) {
-                self.log_start_seen[b][i] = Some(log_start);
+            if offsets_seen.log_start != Some(log_start) {
+                offsets_seen.log_start = Some(log_start);
                 log_start_moved.push(i);
             }
-            self.hw_seen[b][i] = hw;
+            offsets_seen.hw = hw;
             // A follower may lag behind what consumers read from the
             // leader; in a cluster, reads are checked against the healed
             // log at the end (consistent_read there) and replicas against
@@ -280,7 +280,12 @@ impl World {
     /// segment deletion is durable at once, and a replica that restarts
     /// empty fetches from its leader's log start.)
     fn forget_below_retention(&mut self, i: usize) {
-        let Some(floor) = self.log_start_seen.iter().filter_map(|b| b[i]).min() else {
+        let Some(floor) = self
+            .offsets_seen
+            .iter()
+            .filter_map(|b| b[i].log_start)
+            .min()
+        else {
             return;
         };
         let tp = self.tps[i].clone();

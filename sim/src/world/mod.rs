@@ -143,6 +143,18 @@ type PartitionRecords = Vec<(i64, Vec<u8>)>;
 type ClientId = usize;
 type BrokerId = usize;
 
+/// What the per-event checks last observed of one broker's copy of a
+/// partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct OffsetsSeen {
+    /// The high watermark (0 at first).
+    hw: i64,
+    /// The log start (None: the broker never hosted the partition). With
+    /// retention, the lowest over the brokers is what the history may
+    /// forget below.
+    log_start: Option<i64>,
+}
+
 struct World {
     scenario: Scenario,
     seed: u64,
@@ -213,9 +225,12 @@ struct World {
     views: replicas::Views,
     violations: Vec<Violation>,
     violated: BTreeSet<String>,
-    /// [broker][index in `tps`]: the high watermark last observed (0 at
-    /// first). Indexed rather than keyed by `Tp`: it is read per event.
-    hw_seen: Vec<Vec<i64>>,
+    /// [broker][index in `tps`]: the high watermark and log start last
+    /// observed. Indexed rather than keyed by `Tp`, and both in one place:
+    /// they are read per event, and as two arrays over a 100-broker
+    /// cluster's million (broker, partition) pairs they were two cache
+    /// misses per partition checked.
+    offsets_seen: Vec<Vec<OffsetsSeen>>,
     /// `self.events` when `check_isr` last ran.
     isr_checked_at_event: u64,
     /// Per broker: events that touched it since its last full node check.
@@ -225,10 +240,6 @@ struct World {
     read_values: Vec<BTreeMap<i64, Vec<u8>>>,
     /// Per index in `tps`: the highest offset any consumer read.
     read_offset_max: Vec<Option<i64>>,
-    /// [broker][index in `tps`]: the log start the broker reported last
-    /// (None: it never hosted the partition). With retention, the lowest
-    /// of them is what the history may forget below.
-    log_start_seen: Vec<Vec<Option<i64>>>,
     /// nonmonotonic_send without idempotence, as acks arrive.
     send_order: checker::SendOrder,
     /// nonmonotonic_poll and poll_skip, as reads arrive.
@@ -348,7 +359,7 @@ impl World {
         }
         let tp_count = tps.len();
         let broker_count = brokers.len();
-        let hw_seen = vec![vec![0; tp_count]; broker_count];
+        let offsets_seen = vec![vec![OffsetsSeen::default(); tp_count]; broker_count];
 
         let schedule = materialize_faults(scenario, &swarm, &mut rng_faults);
         let trace_file = options.trace_file.as_ref().map(|p| {
@@ -424,12 +435,11 @@ impl World {
             views: replicas::Views::default(),
             violations: Vec::new(),
             violated: BTreeSet::new(),
-            hw_seen,
+            offsets_seen,
             isr_checked_at_event: 0,
             node_events_unchecked: vec![0; broker_count],
             read_values: vec![BTreeMap::new(); tp_count],
             read_offset_max: vec![None; tp_count],
-            log_start_seen: vec![vec![None; tp_count]; broker_count],
             send_order: checker::SendOrder::default(),
             poll_order: checker::PollOrder::default(),
             bytes: BTreeMap::new(),
