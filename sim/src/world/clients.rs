@@ -199,22 +199,14 @@ impl World {
     }
 
     /// Per broker: whether it leads (as the client last learned) one of
-    /// the consumer's partitions. From the grouping by leader when it is
-    /// current, else one pass over the positions.
+    /// the consumer's partitions. Its callers group the positions first
+    /// (`group_positions`).
     fn consumer_leaders(&self, client: ClientId, consumer: &Consumer) -> Vec<bool> {
-        if let Some(by_leader) = consumer
+        let by_leader = consumer
             .positions
             .by_leader(self.leaders_generation(client))
-        {
-            return by_leader.iter().map(|led| !led.is_empty()).collect();
-        }
-        let mut leaders = vec![false; self.brokers.len()];
-        for (tp, _, _) in self.positions_indexed(consumer) {
-            if let Some(b) = self.leader_for(client, tp) {
-                leaders[b] = true;
-            }
-        }
-        leaders
+            .expect("positions grouped by the caller");
+        by_leader.iter().map(|led| !led.is_empty()).collect()
     }
 
     /// The generation of what `client` knows of leaders (see
@@ -338,7 +330,7 @@ impl World {
 
     pub(super) fn rearm_client(&mut self, client: ClientId) {
         if self.clients[client].kind.consumer().is_some() {
-            // `consumer_leaders` reads the grouping when it is current.
+            // `consumer_leaders` reads the grouping.
             self.group_positions(client);
         }
         let c = &self.clients[client];

@@ -7,10 +7,11 @@
 //! watermark counts a follower's log only as far as the follower has synced
 //! it. A follower says how far in each fetch (a tagged field of Kafka's
 //! FetchPartition, `SYNCED_OFFSET_TAG`, sent only when it is behind the
-//! fetch offset; without it the fetch offset counts, as in Kafka). It fetches again once what it appended is synced, or at
-//! once, while it syncs, when the last answer was full (the leader has
-//! more): the transfer of the next records then overlaps the sync of the
-//! last ones, which a replicated acks=all stream waited for in turn.
+//! fetch offset; without it the fetch offset counts, as in Kafka). It
+//! fetches again once what it appended is synced, or at once, while it
+//! syncs, when the last answer was full (the leader has more): the
+//! transfer of the next records then overlaps the sync of the last ones,
+//! which a replicated acks=all stream waited for in turn.
 
 use super::super::topics::{Partition, Replica, TouchReader};
 use super::super::Node;
@@ -313,8 +314,8 @@ impl<S: Storage> Node<S> {
             // Named only when it says more than the fetch offset (which a
             // leader takes when the tag is absent): a follower fetches
             // again once it synced, so most fetches carry no tag, and the
-            // tag's map entry and bytes per partition per fetch were a
-            // percent of a 100-broker simulation.
+            // tag's map entry and bytes per partition per fetch, built and
+            // read, were ~3% of a 100-broker simulation.
             if flush_before_ack && fetch.synced_offset < fetch.fetch_offset {
                 syncing = true;
                 fp = with_synced_offset(fp, fetch.synced_offset);
