@@ -225,7 +225,7 @@ impl World {
     fn group_positions(&mut self, client: ClientId) {
         let generation = self.leaders_generation(client);
         let consumer = self.clients[client].kind.consumer().expect("a consumer");
-        if !consumer.positions.grouping_stale(generation) {
+        if consumer.positions.by_leader(generation).is_some() {
             return;
         }
         let grouped: Vec<(usize, Option<BrokerId>)> = self

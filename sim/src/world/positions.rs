@@ -72,11 +72,6 @@ impl Positions {
         }
     }
 
-    /// Whether `by_leader` needs `group` (see `by_leader`).
-    pub(super) fn grouping_stale(&self, leaders_generation: u64) -> bool {
-        self.by_leader(leaders_generation).is_none()
-    }
-
     /// Stores the grouping by leader built from the current positions and
     /// `leaders_generation`; `group` lists them (index in `tps`, leader).
     pub(super) fn group(
@@ -114,25 +109,25 @@ mod tests {
         let mut positions = Positions::default();
         positions.insert(tp(0), 5);
         positions.insert(tp(1), 7);
-        assert!(positions.grouping_stale(0));
+        assert!(positions.by_leader(0).is_none());
         positions.group(2, 0, [(0, Some(1)), (1, None)].into_iter());
         assert_eq!(positions.by_leader(0), Some(&[vec![], vec![0]][..]));
         *positions.get_mut(&tp(0)).expect("held") = 6;
         assert!(
-            !positions.grouping_stale(0),
+            positions.by_leader(0).is_some(),
             "a moved position is still led by the same broker"
         );
-        assert!(positions.grouping_stale(1), "a leader changed");
+        assert!(positions.by_leader(1).is_none(), "a leader changed");
         positions.insert(tp(1), 9);
         assert!(
-            !positions.grouping_stale(0),
+            positions.by_leader(0).is_some(),
             "an update of a held position adds none"
         );
         positions.remove(&tp(1));
-        assert!(positions.grouping_stale(0), "a position went");
+        assert!(positions.by_leader(0).is_none(), "a position went");
         positions.group(2, 0, [(0, Some(0))].into_iter());
         positions.clear();
-        assert!(positions.grouping_stale(0));
+        assert!(positions.by_leader(0).is_none());
         assert!(positions.is_empty());
     }
 }
