@@ -473,6 +473,18 @@ pub const SETTINGS: &[Setting] = &[
                answered at once with what there is.",
     },
     Setting {
+        key: "max_incremental_fetch_session_cache_slots",
+        kind: Kind::Int {
+            min: 0,
+            max: 1_000_000,
+        },
+        default: |d| Some(d.server.node.fetch_sessions_max.to_string()),
+        cluster_only: false,
+        help: "KIP-227 incremental fetch sessions held at once (clients that fetch the same \
+               partitions over and over name only what changed); 0 serves every fetch without \
+               one.",
+    },
+    Setting {
         key: "open_files_max",
         kind: Kind::Int {
             min: 16,
@@ -1167,6 +1179,7 @@ impl Resolved {
         node.log.min_cleanable_dirty_ratio_ppm =
             ppm_of_ratio(self.text("log_cleaner_min_cleanable_ratio"));
         node.delayed_fetches_max = usize_of("delayed_fetches_max");
+        node.fetch_sessions_max = usize_of("max_incremental_fetch_session_cache_slots");
         config.node_queue_max = usize_of("queued_max_requests");
         config.node_batch_max = usize_of("node_batch_max");
         config.flush_threads_max = usize_of("flush_threads_max");

@@ -1575,3 +1575,105 @@ fn drain_touched_lists_the_partitions_an_input_changed_and_no_others() {
     h.crash_and_restart();
     assert_eq!(drain_touched(&mut h), None);
 }
+
+/// A fetch of `offsets` (partition, offset) of topic "s" in session `id`
+/// at `epoch` (KIP-227), waiting up to `max_wait_ms`.
+fn session_fetch(id: i32, epoch: i32, offsets: &[(i32, i64)], max_wait_ms: i32) -> RequestKind {
+    let mut request = Harness::fetch_request("s", 0, 0, max_wait_ms)
+        .with_session_id(id)
+        .with_session_epoch(epoch);
+    request.topics[0].partitions = offsets
+        .iter()
+        .map(|(p, offset)| {
+            FetchPartition::default()
+                .with_partition(*p)
+                .with_fetch_offset(*offset)
+                .with_current_leader_epoch(-1)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    RequestKind::Fetch(request)
+}
+
+/// (top-level error, session id, partitions listed with their record bytes)
+fn session_answer(r: ResponseKind) -> (i16, i32, Vec<(i32, usize)>) {
+    let ResponseKind::Fetch(r) = r else {
+        panic!("{r:?}")
+    };
+    let listed = r
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |b| b.len())))
+        .collect();
+    (r.error_code, r.session_id, listed)
+}
+
+/// KIP-227 through the node: a full fetch at epoch 0 makes a session; an
+/// incremental fetch naming nothing new parks on every partition of the
+/// session, and is answered with only the partition a produce moved; the
+/// session's epoch guards against a repeated request, and a restart
+/// forgets the session.
+#[test]
+fn a_fetch_session_parks_on_all_its_partitions_and_answers_only_news() {
+    let mut h = Harness::new();
+    h.create_topic("s", 3, &[]);
+    for p in 0..3 {
+        assert_eq!(h.produce("s", p, 1, &[b"first"]), Some((0, 0)));
+    }
+    let full = h.send_on(
+        FETCH_CONN,
+        ApiKey::Fetch,
+        12,
+        session_fetch(0, 0, &[(0, 0), (1, 0), (2, 0)], 0),
+    );
+    let (error, id, listed) = session_answer(h.take(full).expect("answered"));
+    assert_eq!(error, 0);
+    assert!(id > 0, "a session was made");
+    assert_eq!(
+        listed.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(listed.iter().all(|(_, bytes)| *bytes > 0));
+
+    // Every position moved: named, and nothing to read yet, so it parks.
+    let parked = h.send_on(
+        FETCH_CONN,
+        ApiKey::Fetch,
+        12,
+        session_fetch(id, 1, &[(0, 1), (1, 1), (2, 1)], 500),
+    );
+    assert!(h.take(parked).is_none(), "parked");
+    assert_eq!(h.produce("s", 2, 1, &[b"second"]), Some((0, 1)));
+    let (error, same, listed) = session_answer(h.take(parked).expect("woken by the produce"));
+    assert_eq!((error, same), (0, id));
+    assert_eq!(listed.len(), 1, "only the partition with news: {listed:?}");
+    assert_eq!(listed[0].0, 2);
+
+    // Partition 2 moves on; nothing new anywhere: an empty answer at the
+    // deadline, still in the session.
+    let quiet = h.send_on(
+        FETCH_CONN,
+        ApiKey::Fetch,
+        12,
+        session_fetch(id, 2, &[(2, 2)], 100),
+    );
+    h.advance(100);
+    assert_eq!(
+        session_answer(h.take(quiet).expect("at the deadline")),
+        (0, id, vec![])
+    );
+
+    // The same epoch again (a retried request) is refused.
+    let again = h.send_on(FETCH_CONN, ApiKey::Fetch, 12, session_fetch(id, 2, &[], 0));
+    assert_eq!(
+        session_answer(h.take(again).expect("answered")),
+        (ResponseError::InvalidFetchSessionEpoch.code(), 0, vec![])
+    );
+    h.crash_and_restart();
+    let forgotten = h.send_on(FETCH_CONN, ApiKey::Fetch, 12, session_fetch(id, 3, &[], 0));
+    assert_eq!(
+        session_answer(h.take(forgotten).expect("answered")),
+        (ResponseError::FetchSessionIdNotFound.code(), 0, vec![])
+    );
+}

@@ -62,6 +62,8 @@ struct Inner {
     leaders: Gauge,
     under_replicated: Gauge,
     offline: Gauge,
+    fetch_sessions: Gauge,
+    fetch_session_partitions: Gauge,
     isr_shrinks: Counter,
     isr_expands: Counter,
     consumer_lag: Family<Labels, Gauge>,
@@ -143,6 +145,18 @@ impl Metrics {
             "Partitions without a leader in the cluster metadata this node applied",
             offline.clone(),
         );
+        let fetch_sessions = Gauge::default();
+        registry.register(
+            "fetch_sessions",
+            "KIP-227 incremental fetch sessions cached (Kafka's NumIncrementalFetchSessions)",
+            fetch_sessions.clone(),
+        );
+        let fetch_session_partitions = Gauge::default();
+        registry.register(
+            "fetch_session_partitions",
+            "Partitions held by the fetch sessions (Kafka's NumIncrementalFetchPartitionsCached)",
+            fetch_session_partitions.clone(),
+        );
         let isr_shrinks = Counter::default();
         registry.register(
             "isr_shrinks",
@@ -193,6 +207,8 @@ impl Metrics {
                 leaders,
                 under_replicated,
                 offline,
+                fetch_sessions,
+                fetch_session_partitions,
                 isr_shrinks,
                 isr_expands,
                 consumer_lag,
@@ -287,6 +303,11 @@ impl PartitionSampler {
         inner.under_replicated.set(under_replicated);
         inner.partitions.set(node.hosted_partition_count() as i64);
         inner.offline.set(node.offline_partition_count() as i64);
+        let (sessions, session_partitions) = node.fetch_sessions_cached();
+        inner.fetch_sessions.set(sessions as i64);
+        inner
+            .fetch_session_partitions
+            .set(session_partitions as i64);
         // Groups and partitions come and go: the lag series are rebuilt.
         inner.consumer_lag.clear();
         for (group, topic, partition, lag) in node

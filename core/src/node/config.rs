@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub in_flight_requests_per_connection_max: usize,
     /// Long-poll fetches parked at once; more are answered at once.
     pub delayed_fetches_max: usize,
+    /// `max.incremental.fetch.session.cache.slots`: KIP-227 fetch sessions
+    /// held at once; 0 serves every fetch without a session.
+    pub fetch_sessions_max: usize,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`,
     /// created on first use. Fixed for the life of the cluster: a group's
     /// partition is a hash modulo this count.
@@ -150,6 +153,7 @@ impl Default for NodeConfig {
             retention_check_interval_ms: 300_000,
             in_flight_requests_per_connection_max: 1000,
             delayed_fetches_max: 10_000,
+            fetch_sessions_max: 1_000,
             offsets_topic_partitions: 50,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,

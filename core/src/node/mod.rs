@@ -8,6 +8,7 @@ mod api_versions;
 mod cluster;
 mod config;
 pub(crate) mod config_change;
+mod fetch_sessions;
 mod flush;
 mod handlers;
 mod io;
@@ -143,6 +144,8 @@ pub struct Node<S: Storage> {
     /// fetches still waiting here and swaps the lists, keeping both
     /// allocations.
     delayed_fetches_spare: Vec<DelayedFetch>,
+    /// KIP-227 incremental fetch sessions.
+    fetch_sessions: fetch_sessions::FetchSessions,
     /// Reused by `retry_delayed_fetches`.
     parked_touches_buf: handlers::delayed_fetch::ParkedTouches,
     /// Set when a high watermark moved; parked fetches are then re-checked.
@@ -199,6 +202,7 @@ impl<S: Storage> Node<S> {
             }
             None => None,
         };
+        let config_fetch_sessions_max = config.fetch_sessions_max;
         let mut node = Node {
             responder: Responder::new(config.in_flight_requests_per_connection_max),
             retention_check_at: now + Duration::from_millis(config.retention_check_interval_ms),
@@ -220,6 +224,12 @@ impl<S: Storage> Node<S> {
             group_writes: Vec::new(),
             delayed_fetches: Vec::new(),
             delayed_fetches_spare: Vec::new(),
+            // Its own stream: drawing session ids from `rng` would move
+            // everything drawn after.
+            fetch_sessions: fetch_sessions::FetchSessions::new(
+                config_fetch_sessions_max,
+                rng_seed ^ 0x6665_7463_6873_6573,
+            ),
             parked_touches_buf: Default::default(),
             high_watermark_moved: false,
         };
@@ -429,6 +439,14 @@ impl<S: Storage> Node<S> {
         self.topics.iter().map(|t| t.partitions().len()).sum()
     }
 
+    /// KIP-227 fetch sessions cached, and the partitions they hold.
+    pub fn fetch_sessions_cached(&self) -> (usize, usize) {
+        (
+            self.fetch_sessions.len(),
+            self.fetch_sessions.partitions_cached(),
+        )
+    }
+
     /// Partitions with no leader in the cluster metadata this node has
     /// applied (Kafka's OfflinePartitionsCount); 0 on a standalone broker.
     pub fn offline_partition_count(&self) -> usize {
@@ -555,6 +573,7 @@ impl<S: Storage> Node<S> {
     pub fn check_invariants(&self) {
         self.topics.check_invariants();
         self.responder.check_invariants();
+        self.fetch_sessions.check_invariants();
         self.groups.check_invariants();
         self.consumer_groups.check_invariants();
         assert_eq!(

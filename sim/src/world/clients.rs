@@ -12,7 +12,9 @@
 
 use super::*;
 use cluster::{Admin, MetadataView};
+use fetch_session::{FetchSession, SessionFetch, Wanted};
 use idempotence::Idempotence;
+use kafka_protocol::messages::fetch_request::ForgottenTopic;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ClientConn {
@@ -47,6 +49,8 @@ pub(super) struct Consumer {
     pub(super) next_fetch_at: Instant,
     /// broker -> the fetch in flight to it: one per broker at a time.
     pub(super) in_flight: BTreeMap<BrokerId, FetchInFlight>,
+    /// broker -> the KIP-227 fetch session with it.
+    pub(super) sessions: BTreeMap<BrokerId, FetchSession>,
 }
 
 pub(super) struct FetchInFlight {
@@ -56,8 +60,9 @@ pub(super) struct FetchInFlight {
     /// for a partition whose position has moved since (it was read from
     /// its new leader meanwhile) is stale and dropped, as Kafka's
     /// consumer drops it.
-    /// The partitions asked for: (partition, position, leader epoch).
-    pub(super) asked: Vec<(Tp, i64, i32)>,
+    /// The partitions asked for (those the fetch session holds), by index
+    /// in the world's `tps`, ascending.
+    pub(super) asked: Vec<Wanted>,
 }
 
 pub(super) enum ClientKind {
@@ -321,6 +326,9 @@ impl World {
             }
             ClientKind::Consumer(consumer) => {
                 consumer.in_flight.remove(&broker);
+                if let Some(session) = consumer.sessions.get_mut(&broker) {
+                    session.handle_error();
+                }
             }
             ClientKind::Admin(a) => a.connection_lost(broker, self.brokers.len()),
             ClientKind::Member(_) => self.member_lost_connection(client, broker),
@@ -928,53 +936,34 @@ impl World {
             .positions
             .by_leader(self.leaders_generation(client))
             .expect("grouped above");
-        let mut plans: Vec<FetchPlan> = free.iter().map(|_| FetchPlan::default()).collect();
         let meta = self.clients[client].meta.as_ref();
-        let led = free
+        let wanted: Vec<Vec<Wanted>> = free
             .iter()
-            .enumerate()
-            .flat_map(|(slot, (b, _))| by_leader[*b].iter().map(move |&tp| (slot, tp)));
-        for (slot, tp) in led {
-            let (topic, partition) = &self.tps[tp];
-            let offset = consumer
-                .positions
-                .get(&self.tps[tp])
-                .expect("grouped positions are held");
-            let epoch = meta.map_or(-1, |m| m.leader_epoch(tp));
-            let plan = &mut plans[slot];
-            plan.asked
-                .push(((topic.clone(), *partition), offset, epoch));
-            let fp = FetchPartition::default()
-                .with_partition(*partition)
-                .with_fetch_offset(offset)
-                .with_current_leader_epoch(epoch)
-                .with_partition_max_bytes(64 * 1024);
-            match plan.topics.get_mut(topic.as_str()) {
-                Some(partitions) => partitions.push(fp),
-                None => {
-                    plan.topics.insert(topic.clone(), vec![fp]);
-                }
-            }
-        }
-        for ((b, conn), FetchPlan { topics, asked }) in free.into_iter().zip(plans) {
-            if topics.is_empty() {
+            .map(|(b, _)| {
+                let mut wanted: Vec<Wanted> = by_leader[*b]
+                    .iter()
+                    .map(|&tp| {
+                        let offset = consumer
+                            .positions
+                            .get(&self.tps[tp])
+                            .expect("grouped positions are held");
+                        (tp, offset, meta.map_or(-1, |m| m.leader_epoch(tp)))
+                    })
+                    .collect();
+                wanted.sort_unstable_by_key(|w| w.0);
+                wanted
+            })
+            .collect();
+        for ((b, conn), wanted) in free.into_iter().zip(wanted) {
+            if wanted.is_empty() {
                 continue;
             }
-            let request = FetchRequest::default()
-                .with_max_wait_ms(self.swarm.fetch_max_wait_ms as i32)
-                .with_min_bytes(1)
-                .with_max_bytes(256 * 1024)
-                .with_session_epoch(-1)
-                .with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(topic, partitions)| {
-                            FetchTopic::default()
-                                .with_topic(TopicName(StrBytes::from_string(topic)))
-                                .with_partitions(partitions)
-                        })
-                        .collect(),
-                );
+            let Some(consumer) = self.clients[client].kind.consumer_mut() else {
+                unreachable!()
+            };
+            let fetch = consumer.sessions.entry(b).or_default().build(&wanted);
+            let request = self.session_fetch_request(&fetch);
+            let asked = wanted;
             let corr = self.next_correlation_id(client);
             let header = RequestHeader::default()
                 .with_request_api_key(ApiKey::Fetch as i16)
@@ -1000,6 +989,57 @@ impl World {
         }
     }
 
+    /// A consumer's fetch of what its session names: partitions grouped by
+    /// topic, each asked for up to 64 KiB.
+    fn session_fetch_request(&self, fetch: &SessionFetch) -> FetchRequest {
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for &(tp, offset, epoch) in &fetch.send {
+            let (topic, partition) = &self.tps[tp];
+            topics.entry(topic.as_str()).or_default().push(
+                FetchPartition::default()
+                    .with_partition(*partition)
+                    .with_fetch_offset(offset)
+                    .with_current_leader_epoch(epoch)
+                    .with_partition_max_bytes(64 * 1024),
+            );
+        }
+        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for &tp in &fetch.forget {
+            let (topic, partition) = &self.tps[tp];
+            forgotten
+                .entry(topic.as_str())
+                .or_default()
+                .push(*partition);
+        }
+        let name = |t: &str| TopicName(StrBytes::from_string(t.to_string()));
+        FetchRequest::default()
+            .with_max_wait_ms(self.swarm.fetch_max_wait_ms as i32)
+            .with_min_bytes(1)
+            .with_max_bytes(256 * 1024)
+            .with_session_id(fetch.id)
+            .with_session_epoch(fetch.epoch)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, partitions)| {
+                        FetchTopic::default()
+                            .with_topic(name(t))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            )
+            .with_forgotten_topics_data(
+                forgotten
+                    .into_iter()
+                    .map(|(t, partitions)| {
+                        ForgottenTopic::default()
+                            .with_topic(name(t))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            )
+    }
+
     pub(super) fn consumer_fetched(
         &mut self,
         client: ClientId,
@@ -1016,27 +1056,42 @@ impl World {
             return; // a group member that gave everything up meanwhile
         };
         if !may_fetch {
-            return; // a group member past its lease: it does not process
+            // A group member past its lease: it does not process, so the
+            // session's next fetch starts over.
+            if let Some(session) = consumer.sessions.get_mut(&broker) {
+                session.handle_error();
+            }
+            return;
         }
         assert_eq!(
             fetch.correlation_id, correlation_id,
             "fetch responses come in order, one in flight per broker"
         );
+        let listed = match self.session_answered(client, broker, &r) {
+            Ok(listed) => listed,
+            Err(message) => {
+                self.violation("fetch_session", format!("broker {broker}: {message}"));
+                return;
+            }
+        };
+        let mut listed = listed.into_iter();
+        let Some(consumer) = self.clients[client].kind.consumer_mut() else {
+            unreachable!()
+        };
         let mut reads: Vec<(Tp, i64, Vec<u8>)> = Vec::new();
         let mut polls = Vec::new();
         let mut seeks = Vec::new();
         let mut any_error = false;
         let mut leadership = false;
-        let mut next_asked = 0;
         for topic in &r.responses {
             for part in &topic.partitions {
+                let i = listed.next().expect("one per partition answered");
                 let tp: Tp = (topic.topic.0.to_string(), part.partition_index);
                 let Some(position) = consumer.positions.get_mut(&tp) else {
                     continue;
                 };
-                let asked_from =
-                    find_asked(&fetch.asked, &mut next_asked, &tp).map(|k| fetch.asked[k].1);
-                if asked_from != Some(*position) {
+                let asked = asked_of(&fetch.asked, i);
+                if asked.map(|(_, offset, _)| offset) != Some(*position) {
                     continue; // stale: the partition was read elsewhere since
                 }
                 let from = *position;
@@ -1070,7 +1125,8 @@ impl World {
                         }
                     }
                 }
-                polls.push((tp, from, count, part.high_watermark, part.error_code));
+                let epoch = asked.map_or(-1, |(_, _, epoch)| epoch);
+                polls.push((tp, from, count, part.high_watermark, part.error_code, epoch));
             }
         }
         consumer.next_fetch_at = if any_error {
@@ -1081,7 +1137,7 @@ impl World {
         if leadership {
             self.want_metadata(client);
         }
-        for (tp, from, records, hw, error) in &polls {
+        for (tp, from, records, hw, error, epoch) in &polls {
             self.emit(Ev::Poll {
                 consumer: client,
                 tp,
@@ -1094,12 +1150,7 @@ impl World {
             // consumers' reads, in the order they arrive; a group member's
             // answer may cross another reader's from a farther AZ.
             if *error == 0 && !matches!(self.clients[client].kind, ClientKind::Member(_)) {
-                let epoch = fetch
-                    .asked
-                    .iter()
-                    .find(|(t, _, _)| t == tp)
-                    .map_or(-1, |(_, _, e)| *e);
-                self.check_consumer_hw(broker, epoch, tp, *hw);
+                self.check_consumer_hw(broker, *epoch, tp, *hw);
             }
         }
         for tp in seeks {
@@ -1151,6 +1202,36 @@ impl World {
 }
 
 impl World {
+    /// Hands a fetch answer's session fields to the consumer's session
+    /// with `broker`; the partitions it lists, as indexes in `tps`
+    /// (`usize::MAX` for one not of the workload), in its order.
+    fn session_answered(
+        &mut self,
+        client: ClientId,
+        broker: BrokerId,
+        r: &FetchResponse,
+    ) -> Result<Vec<usize>, String> {
+        let listed: Vec<usize> = r
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    self.find_tp(t.topic.0.as_str(), p.partition_index)
+                        .unwrap_or(usize::MAX)
+                })
+            })
+            .collect();
+        let Some(consumer) = self.clients[client].kind.consumer_mut() else {
+            unreachable!()
+        };
+        consumer.sessions.entry(broker).or_default().handle_answer(
+            r.error_code,
+            r.session_id,
+            &listed,
+        )?;
+        Ok(listed)
+    }
+
     /// What the end-of-run history checks promise clients (see
     /// `checker::HistoryRules`).
     pub(super) fn history_rules(&self) -> checker::HistoryRules {
@@ -1170,23 +1251,12 @@ impl World {
     }
 }
 
-/// Where `tp` is in `asked`, looked for at `*next` first: an answer lists
-/// partitions in the order asked, so this is one comparison per partition
-/// (a search of the whole list per partition was quadratic in a fetch's
+/// What a fetch asked of partition `tp` (an index in `tps`): `asked` is
+/// ascending (a search per answered partition was quadratic in a fetch's
 /// partitions, ~100 per broker in a large cluster).
-fn find_asked(asked: &[(Tp, i64, i32)], next: &mut usize, tp: &Tp) -> Option<usize> {
-    let k = match asked.get(*next) {
-        Some((t, _, _)) if t == tp => *next,
-        _ => asked.iter().position(|(t, _, _)| t == tp)?,
-    };
-    *next = k + 1;
-    Some(k)
-}
-
-/// One fetch a consumer is about to send: its partitions by topic, and
-/// what it asks for (partition, offset, leader epoch).
-#[derive(Default)]
-struct FetchPlan {
-    topics: BTreeMap<String, Vec<FetchPartition>>,
-    asked: Vec<(Tp, i64, i32)>,
+fn asked_of(asked: &[Wanted], tp: usize) -> Option<Wanted> {
+    asked
+        .binary_search_by_key(&tp, |w| w.0)
+        .ok()
+        .map(|k| asked[k])
 }

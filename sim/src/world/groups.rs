@@ -378,6 +378,7 @@ impl GroupMember {
                 positions: Positions::default(),
                 next_fetch_at: now,
                 in_flight: BTreeMap::new(),
+                sessions: BTreeMap::new(),
             },
             life: Life::Running,
             instance_id,
@@ -589,6 +590,9 @@ impl World {
         let now = self.now;
         let m = self.member_mut(client);
         m.consumer.in_flight.remove(&broker);
+        if let Some(session) = m.consumer.sessions.get_mut(&broker) {
+            session.handle_error();
+        }
         if m.find_ask == broker {
             m.find_ask = (broker + 1) % n;
         }
@@ -842,6 +846,7 @@ impl World {
         m.revoke.clear();
         m.consumer.positions.clear();
         m.consumer.in_flight.clear();
+        m.consumer.sessions.clear();
         m.in_flight = None;
     }
 

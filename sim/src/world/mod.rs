@@ -19,6 +19,7 @@ mod cluster;
 mod disk;
 mod events;
 mod faults;
+mod fetch_session;
 mod groups;
 mod idempotence;
 mod liveness;
@@ -500,6 +501,7 @@ impl World {
                 positions,
                 next_fetch_at: self.epoch,
                 in_flight: BTreeMap::new(),
+                sessions: BTreeMap::new(),
             });
             clients.push(self.new_client(az_of(az), kind));
         }

@@ -17,10 +17,11 @@ use super::super::Node;
 use super::check_leader_epoch;
 use super::fetch::{FetchOutcome, FetchRead, FETCH_TOPIC_ID_VERSION_MIN};
 use crate::node::cluster::replication::{is_replica_fetch, replica_fetch_of};
+use crate::node::fetch_sessions::FetchContext;
 use crate::storage::Storage;
 use crate::time::Instant;
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::{FetchRequest, ResponseKind};
+use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
 /// What `retry_delayed_fetches` looks at: the partitions touched since it
@@ -101,6 +102,8 @@ pub struct DelayedFetch {
     pub request: FetchRequest,
     pub version: i16,
     pub deadline: Instant,
+    /// Its fetch session, which judges the answer when it is sent.
+    pub(crate) context: FetchContext,
 }
 
 impl<S: Storage> Node<S> {
@@ -133,10 +136,12 @@ impl<S: Storage> Node<S> {
                 None
             };
             match outcome {
-                Some(outcome) if enough(&fetch, &outcome) => self.responder.complete(
+                Some(outcome) if enough(&fetch, &outcome) => self.answer_fetch(
                     fetch.slot,
-                    ResponseKind::Fetch(outcome.response),
-                    &mut self.outputs,
+                    fetch.context,
+                    &fetch.request,
+                    fetch.version,
+                    outcome.response,
                 ),
                 _ => self.delayed_fetches.push(fetch),
             }
@@ -173,10 +178,12 @@ impl<S: Storage> Node<S> {
             .collect();
         for fetch in expired {
             let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
-            self.responder.complete(
+            self.answer_fetch(
                 fetch.slot,
-                ResponseKind::Fetch(outcome.response),
-                &mut self.outputs,
+                fetch.context,
+                &fetch.request,
+                fetch.version,
+                outcome.response,
             );
         }
     }

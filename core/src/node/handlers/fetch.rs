@@ -6,6 +6,7 @@ use super::super::Node;
 use super::check_leader_epoch;
 use super::produce::log_error_code;
 use crate::node::cluster::replication::is_replica_fetch;
+use crate::node::fetch_sessions::FetchContext;
 use crate::storage::Storage;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -44,15 +45,37 @@ pub(crate) struct FetchOutcome {
 
 impl<S: Storage> Node<S> {
     pub(crate) fn handle_fetch(&mut self, slot: Slot, request: FetchRequest, version: i16) {
-        if request.session_id != 0 {
-            // Fetch sessions are not offered (every response says session 0),
-            // so a client naming one is confused; Kafka's answer is this.
-            let response = FetchResponse::default()
-                .with_error_code(ResponseError::FetchSessionIdNotFound.code());
-            self.responder
-                .complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
-            return;
-        }
+        // Followers fetch without sessions (the replica fetcher sends
+        // epoch -1): the replica read answers by topic id whatever the
+        // version, which a session by name could not follow. One asking
+        // for a session is served without; one naming a session has none.
+        let replica = self.cluster.is_some() && is_replica_fetch(&request);
+        let context = if replica {
+            if request.session_epoch > 0 {
+                Err(ResponseError::FetchSessionIdNotFound)
+            } else {
+                Ok(FetchContext::Sessionless)
+            }
+        } else {
+            self.fetch_sessions
+                .handle_fetch(&request, version, self.now)
+        };
+        let context = match context {
+            Ok(context) => context,
+            Err(error) => {
+                let response = FetchResponse::default().with_error_code(error.code());
+                self.responder
+                    .complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
+                return;
+            }
+        };
+        // An incremental fetch reads its whole session.
+        let request = match context {
+            FetchContext::Incremental { id, .. } => {
+                self.fetch_sessions.session_request(id, &request)
+            }
+            _ => request,
+        };
         let outcome = self.read_fetch(&request, version, FetchRead::Arrival);
         let min_bytes = request.min_bytes.max(1) as usize;
         let can_wait = request.max_wait_ms > 0
@@ -67,14 +90,27 @@ impl<S: Storage> Node<S> {
                     request,
                     version,
                     deadline,
+                    context,
                 });
         } else {
-            self.responder.complete(
-                slot,
-                ResponseKind::Fetch(outcome.response),
-                &mut self.outputs,
-            );
+            self.answer_fetch(slot, context, &request, version, outcome.response);
         }
+    }
+
+    /// Sends what a fetch read, through its session (which keeps only
+    /// what changed of an incremental fetch's answer).
+    pub(crate) fn answer_fetch(
+        &mut self,
+        slot: Slot,
+        context: FetchContext,
+        request: &FetchRequest,
+        version: i16,
+        mut response: FetchResponse,
+    ) {
+        self.fetch_sessions
+            .answer(context, request, version, &mut response, self.now);
+        self.responder
+            .complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
     }
 
     pub(crate) fn read_fetch(

@@ -1,0 +1,812 @@
+//! KIP-227 incremental fetch sessions: the broker's session cache.
+//!
+//! A client that fetches the same partitions over and over (a consumer
+//! with hundreds of partitions on a broker, a follower) may ask for a
+//! session with a full fetch (epoch 0). The broker remembers the
+//! partitions and what it last answered for each; after that the client
+//! names only partitions whose fetch position changed, and the answer
+//! lists only partitions with something new (records, a high watermark or
+//! log start that moved, an error). Each request carries the session's
+//! epoch, which the broker bumps, so a lost or duplicated request is
+//! caught (`INVALID_FETCH_SESSION_EPOCH`) rather than silently skipping
+//! data; a session the broker no longer has (evicted, restarted) answers
+//! `FETCH_SESSION_ID_NOT_FOUND` and the client starts over with a full
+//! fetch. Kafka's `FetchSession.scala` is the reference for every rule
+//! here, including the eviction order.
+//!
+//! The cache is bounded: `slots_max` sessions (Kafka's
+//! `max.incremental.fetch.session.cache.slots`), each of at most
+//! `PARTITIONS_PER_SESSION_MAX` partitions; a fetch that finds no room is
+//! served without a session, which every client handles.
+
+use crate::time::Instant;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The session id of a fetch outside any session.
+pub const INVALID_SESSION_ID: i32 = 0;
+/// A full fetch that asks for a new session (closing the one it names).
+pub const INITIAL_EPOCH: i32 = 0;
+/// A full fetch that wants no session (closing the one it names).
+pub const FINAL_EPOCH: i32 = -1;
+
+/// Partitions one session may hold: an incremental fetch may add
+/// partitions, so without a bound one client could grow the cache without
+/// end. A full fetch naming more is served without a session.
+pub const PARTITIONS_PER_SESSION_MAX: usize = 50_000;
+
+/// Kafka's `min.incremental.fetch.session.eviction.ms`: a session unused
+/// this long may be evicted by anyone; a younger one only by a larger or
+/// more privileged newcomer.
+pub const SESSION_EVICTION_MS: u64 = 120_000;
+
+/// The epoch after `epoch`: 1 follows `i32::MAX` (0 and -1 mean full
+/// fetches).
+pub fn next_epoch(epoch: i32) -> i32 {
+    assert!(epoch >= 0, "only a session's epoch has a successor");
+    if epoch == i32::MAX {
+        1
+    } else {
+        epoch + 1
+    }
+}
+
+/// What a fetch is to the session cache, decided when it arrives and
+/// carried to its answer (which may come later, after a long poll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchContext {
+    /// No session: the answer lists every partition asked, session id 0.
+    Sessionless,
+    /// A full fetch that asks for a session: made, if there is room, when
+    /// the answer is built, from the partitions it lists.
+    Full,
+    /// An incremental fetch of session `id`, whose epoch became `epoch`
+    /// on arrival: the answer is judged against the session then.
+    Incremental { id: i32, epoch: i32 },
+}
+
+/// A partition as a session names it: by topic id from Fetch v13 on, by
+/// name before (the other field is nil/empty).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PartitionKey {
+    topic_id: Uuid,
+    topic: TopicName,
+    partition: i32,
+}
+
+impl PartitionKey {
+    fn new(by_id: bool, topic_id: Uuid, topic: &TopicName, partition: i32) -> PartitionKey {
+        if by_id {
+            PartitionKey {
+                topic_id,
+                topic: TopicName::default(),
+                partition,
+            }
+        } else {
+            PartitionKey {
+                topic_id: Uuid::nil(),
+                topic: topic.clone(),
+                partition,
+            }
+        }
+    }
+}
+
+/// One partition of a session: the fetch the client last named for it,
+/// and what the broker last answered (-1: answer next time whatever).
+#[derive(Debug, Clone)]
+struct CachedPartition {
+    key: PartitionKey,
+    fetch: FetchPartition,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+impl CachedPartition {
+    /// Whether an answer for this partition must be sent, noting what it
+    /// says (Kafka's `maybeUpdateResponseData`).
+    fn must_answer(&mut self, pd: &PartitionData) -> bool {
+        let mut must = pd.records.as_ref().is_some_and(|r| !r.is_empty());
+        if self.high_watermark != pd.high_watermark {
+            self.high_watermark = pd.high_watermark;
+            must = true;
+        }
+        if self.log_start_offset != pd.log_start_offset {
+            self.log_start_offset = pd.log_start_offset;
+            must = true;
+        }
+        must |= pd.preferred_read_replica.0 >= 0;
+        must |= pd.diverging_epoch.epoch >= 0;
+        if pd.error_code != 0 {
+            // When the error clears, the partition is answered again.
+            self.high_watermark = -1;
+            must = true;
+        }
+        must
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    epoch: i32,
+    uses_topic_ids: bool,
+    created: Instant,
+    last_used: Instant,
+    /// In the order they are read: partitions answered go to the back, so
+    /// under a fetch's byte limit every partition gets its turn.
+    partitions: Vec<CachedPartition>,
+    /// Key -> index in `partitions`.
+    index: BTreeMap<PartitionKey, usize>,
+}
+
+impl Session {
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, p) in self.partitions.iter().enumerate() {
+            self.index.insert(p.key.clone(), i);
+        }
+    }
+
+    /// Applies an incremental fetch: partitions named are added or take
+    /// the new fetch position, forgotten ones leave.
+    fn update(&mut self, request: &FetchRequest) {
+        let by_id = self.uses_topic_ids;
+        for topic in &request.topics {
+            for fp in &topic.partitions {
+                let key = PartitionKey::new(by_id, topic.topic_id, &topic.topic, fp.partition);
+                match self.index.get(&key) {
+                    Some(&i) => self.partitions[i].fetch = fp.clone(),
+                    None => {
+                        self.index.insert(key.clone(), self.partitions.len());
+                        self.partitions.push(CachedPartition {
+                            key,
+                            fetch: fp.clone(),
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                        });
+                    }
+                }
+            }
+        }
+        let mut forgot = false;
+        for topic in &request.forgotten_topics_data {
+            for &partition in &topic.partitions {
+                let key = PartitionKey::new(by_id, topic.topic_id, &topic.topic, partition);
+                if let Some(i) = self.index.remove(&key) {
+                    self.partitions[i].high_watermark = i64::MIN; // marked to go
+                    forgot = true;
+                }
+            }
+        }
+        if forgot {
+            self.partitions.retain(|p| p.high_watermark != i64::MIN);
+            self.reindex();
+        }
+    }
+
+    /// The request this session stands for: every partition, in order,
+    /// with the top-level fields of `arrived`. Consecutive partitions of
+    /// a topic share an entry (a topic may appear more than once after
+    /// the rotation, as in Kafka's answers).
+    fn as_request(&self, arrived: &FetchRequest) -> FetchRequest {
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for p in &self.partitions {
+            let same = topics
+                .last()
+                .is_some_and(|t| t.topic_id == p.key.topic_id && t.topic == p.key.topic);
+            if !same {
+                topics.push(
+                    FetchTopic::default()
+                        .with_topic_id(p.key.topic_id)
+                        .with_topic(p.key.topic.clone()),
+                );
+            }
+            let topic = topics.last_mut().expect("pushed above");
+            topic.partitions.push(p.fetch.clone());
+        }
+        // The arrived request names only what changed: cheap to copy.
+        let mut request = arrived.clone();
+        request.topics = topics;
+        request.forgotten_topics_data.clear();
+        request
+    }
+
+    /// Keeps in `response` only what must be answered, and moves those
+    /// partitions to the back of the session. `response` was read from
+    /// `as_request` at this epoch, so it lists the session's partitions in
+    /// the session's order: they are matched by position, not looked up.
+    fn filter(&mut self, response: &mut FetchResponse) {
+        let by_id = self.uses_topic_ids;
+        let mut answered = vec![false; self.partitions.len()];
+        let mut next = 0;
+        for topic in &mut response.responses {
+            let (id, name) = (topic.topic_id, &topic.topic);
+            topic.partitions.retain(|pd| {
+                let i = next;
+                next += 1;
+                let cached = &mut self.partitions[i];
+                assert!(
+                    cached.key.partition == pd.partition_index
+                        && if by_id {
+                            cached.key.topic_id == id
+                        } else {
+                            cached.key.topic == *name
+                        },
+                    "an answer lists its session's partitions in order"
+                );
+                let must = cached.must_answer(pd);
+                answered[i] = must;
+                must
+            });
+        }
+        assert_eq!(
+            next,
+            self.partitions.len(),
+            "an answer lists every partition read"
+        );
+        response.responses.retain(|t| !t.partitions.is_empty());
+        if answered.iter().any(|a| *a) {
+            let mut rest = Vec::with_capacity(self.partitions.len());
+            let mut back = Vec::new();
+            for (p, a) in self.partitions.drain(..).zip(answered) {
+                if a {
+                    back.push(p);
+                } else {
+                    rest.push(p);
+                }
+            }
+            rest.append(&mut back);
+            self.partitions = rest;
+            self.reindex();
+        }
+    }
+
+    fn check_invariants(&self, id: i32) {
+        assert!(id > 0, "session ids are positive");
+        assert!(
+            self.epoch > 0,
+            "session {id}: epoch {} is not a session's",
+            self.epoch
+        );
+        assert!(
+            !self.partitions.is_empty(),
+            "session {id}: an empty session is closed"
+        );
+        assert!(self.partitions.len() <= PARTITIONS_PER_SESSION_MAX);
+        assert!(self.created <= self.last_used);
+        assert_eq!(
+            self.index.len(),
+            self.partitions.len(),
+            "session {id}: keys are unique"
+        );
+        for (key, &i) in &self.index {
+            assert_eq!(
+                &self.partitions[i].key, key,
+                "session {id}: index points right"
+            );
+        }
+    }
+}
+
+/// The cache of a broker's fetch sessions.
+#[derive(Debug)]
+pub struct FetchSessions {
+    sessions: BTreeMap<i32, Session>,
+    slots_max: usize,
+    /// Session ids are random, as Kafka's: a client holding an id from
+    /// before a restart must not land in someone else's new session.
+    rng: ChaCha8Rng,
+    evictions: u64,
+}
+
+impl FetchSessions {
+    pub fn new(slots_max: usize, rng_seed: u64) -> FetchSessions {
+        FetchSessions {
+            sessions: BTreeMap::new(),
+            slots_max,
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            evictions: 0,
+        }
+    }
+
+    // --- getters -----------------------------------------------------------
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn partitions_cached(&self) -> usize {
+        self.sessions.values().map(|s| s.partitions.len()).sum()
+    }
+
+    #[cfg(test)]
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    pub fn check_invariants(&self) {
+        assert!(
+            self.sessions.len() <= self.slots_max,
+            "sessions over their slots"
+        );
+        for (id, s) in &self.sessions {
+            s.check_invariants(*id);
+        }
+    }
+
+    // --- inputs ------------------------------------------------------------
+
+    /// Decides what a fetch that just arrived is (Kafka's
+    /// `FetchManager.newContext`): a full fetch closes the session it
+    /// names; an incremental one must name a live session at its epoch,
+    /// and updates it.
+    pub(crate) fn handle_fetch(
+        &mut self,
+        request: &FetchRequest,
+        version: i16,
+        now: Instant,
+    ) -> Result<FetchContext, ResponseError> {
+        let (id, epoch) = (request.session_id, request.session_epoch);
+        if epoch == INITIAL_EPOCH || epoch == FINAL_EPOCH {
+            if id != INVALID_SESSION_ID {
+                self.sessions.remove(&id);
+            }
+            if epoch == FINAL_EPOCH || self.slots_max == 0 {
+                return Ok(FetchContext::Sessionless);
+            }
+            return Ok(FetchContext::Full);
+        }
+        if epoch < FINAL_EPOCH {
+            return Err(ResponseError::InvalidFetchSessionEpoch);
+        }
+        let session = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(ResponseError::FetchSessionIdNotFound)?;
+        if session.epoch != epoch {
+            return Err(ResponseError::InvalidFetchSessionEpoch);
+        }
+        if session.uses_topic_ids != (version >= super::handlers::fetch::FETCH_TOPIC_ID_VERSION_MIN)
+        {
+            return Err(ResponseError::FetchSessionTopicIdError);
+        }
+        session.update(request);
+        if session.partitions.is_empty() {
+            self.sessions.remove(&id);
+            return Ok(FetchContext::Sessionless);
+        }
+        if session.partitions.len() > PARTITIONS_PER_SESSION_MAX {
+            // The client starts over with a full fetch, served without a
+            // session if it names this many.
+            self.sessions.remove(&id);
+            return Err(ResponseError::FetchSessionIdNotFound);
+        }
+        session.last_used = now;
+        session.epoch = next_epoch(session.epoch);
+        Ok(FetchContext::Incremental {
+            id,
+            epoch: session.epoch,
+        })
+    }
+
+    /// The request an incremental fetch stands for: every partition of
+    /// its session.
+    pub(crate) fn session_request(&self, id: i32, arrived: &FetchRequest) -> FetchRequest {
+        let session = self
+            .sessions
+            .get(&id)
+            .expect("the context was made for a live session");
+        session.as_request(arrived)
+    }
+
+    /// Turns the answer `response` read for `request` into what this
+    /// fetch's context answers: a full fetch's makes a session if there is
+    /// room (and lists everything); an incremental one's lists only what
+    /// changed.
+    pub(crate) fn answer(
+        &mut self,
+        context: FetchContext,
+        request: &FetchRequest,
+        version: i16,
+        response: &mut FetchResponse,
+        now: Instant,
+    ) {
+        response.session_id = INVALID_SESSION_ID;
+        match context {
+            FetchContext::Sessionless => {}
+            FetchContext::Full => {
+                let by_id = version >= super::handlers::fetch::FETCH_TOPIC_ID_VERSION_MIN;
+                if let Some(session) = new_session(request, response, by_id, now) {
+                    if let Some(id) = self.make_room_and_insert(session, now) {
+                        response.session_id = id;
+                    }
+                }
+            }
+            FetchContext::Incremental { id, epoch } => match self.sessions.get_mut(&id) {
+                Some(session) if session.epoch == epoch => {
+                    session.filter(response);
+                    response.session_id = id;
+                }
+                // Closed, evicted or used again while this fetch waited:
+                // what the session held is no longer known, so nothing is
+                // answered and the client starts over.
+                gone => {
+                    let error = if gone.is_some() {
+                        ResponseError::InvalidFetchSessionEpoch
+                    } else {
+                        ResponseError::FetchSessionIdNotFound
+                    };
+                    *response = FetchResponse::default()
+                        .with_throttle_time_ms(response.throttle_time_ms)
+                        .with_error_code(error.code());
+                }
+            },
+        }
+    }
+
+    /// Inserts `session` under a fresh id if a slot is free or can be
+    /// freed (Kafka's `maybeCreateSession` and `tryEvict`).
+    fn make_room_and_insert(&mut self, session: Session, now: Instant) -> Option<i32> {
+        if self.sessions.len() >= self.slots_max {
+            let victim = self.eviction_victim(&session, now)?;
+            self.sessions.remove(&victim);
+            self.evictions += 1;
+        }
+        let id = loop {
+            let id = self.rng.gen_range(1..i32::MAX);
+            if !self.sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        self.sessions.insert(id, session);
+        Some(id)
+    }
+
+    /// Which session a newcomer may take the place of: the least recently
+    /// used if it is stale; else the one with the fewest partitions of
+    /// those old enough, if the newcomer has at least as many. (Kafka
+    /// also ranks followers' sessions above consumers'; followers here
+    /// fetch without sessions.)
+    fn eviction_victim(&self, new: &Session, now: Instant) -> Option<i32> {
+        let eviction = Duration::from_millis(SESSION_EVICTION_MS);
+        let old = |s: &Session| now.saturating_duration_since(s.created) > eviction;
+        let (lru_id, lru) = self
+            .sessions
+            .iter()
+            .min_by_key(|(id, s)| (s.last_used, **id))?;
+        if now.saturating_duration_since(lru.last_used) > eviction {
+            return Some(*lru_id);
+        }
+        let (id, victim) = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| old(s))
+            .min_by_key(|(id, s)| (s.partitions.len(), **id))?;
+        (new.partitions.len() >= victim.partitions.len()).then_some(*id)
+    }
+}
+
+/// A session holding every partition a full fetch named, with what its
+/// answer said; none if the fetch named none, too many, or one twice.
+fn new_session(
+    request: &FetchRequest,
+    response: &FetchResponse,
+    by_id: bool,
+    now: Instant,
+) -> Option<Session> {
+    let answers: BTreeMap<PartitionKey, &PartitionData> = response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |pd| {
+                (
+                    PartitionKey::new(by_id, t.topic_id, &t.topic, pd.partition_index),
+                    pd,
+                )
+            })
+        })
+        .collect();
+    let mut session = Session {
+        epoch: next_epoch(INITIAL_EPOCH),
+        uses_topic_ids: by_id,
+        created: now,
+        last_used: now,
+        partitions: Vec::new(),
+        index: BTreeMap::new(),
+    };
+    for topic in &request.topics {
+        for fp in &topic.partitions {
+            let key = PartitionKey::new(by_id, topic.topic_id, &topic.topic, fp.partition);
+            let answer = answers.get(&key)?;
+            if session
+                .index
+                .insert(key.clone(), session.partitions.len())
+                .is_some()
+            {
+                return None;
+            }
+            if session.partitions.len() >= PARTITIONS_PER_SESSION_MAX {
+                return None;
+            }
+            let mut cached = CachedPartition {
+                key,
+                fetch: fp.clone(),
+                high_watermark: -1,
+                log_start_offset: -1,
+            };
+            cached.must_answer(answer);
+            session.partitions.push(cached);
+        }
+    }
+    (!session.partitions.is_empty()).then_some(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use kafka_protocol::messages::fetch_request::ForgottenTopic;
+    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::protocol::StrBytes;
+
+    const V: i16 = 12; // topics by name
+
+    fn topic(name: &str) -> TopicName {
+        TopicName(StrBytes::from_string(name.to_string()))
+    }
+
+    fn fetch(id: i32, epoch: i32, partitions: &[(i32, i64)]) -> FetchRequest {
+        let partitions = partitions
+            .iter()
+            .map(|(p, offset)| {
+                FetchPartition::default()
+                    .with_partition(*p)
+                    .with_fetch_offset(*offset)
+            })
+            .collect();
+        FetchRequest::default()
+            .with_session_id(id)
+            .with_session_epoch(epoch)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic("t"))
+                .with_partitions(partitions)])
+    }
+
+    /// What a read of `request` says: per partition (hw, record bytes).
+    fn read(request: &FetchRequest, state: &BTreeMap<i32, (i64, usize)>) -> FetchResponse {
+        let mut response = FetchResponse::default();
+        for t in &request.topics {
+            let mut tr = FetchableTopicResponse::default().with_topic(t.topic.clone());
+            for fp in &t.partitions {
+                let (hw, bytes) = state[&fp.partition];
+                tr.partitions.push(
+                    PartitionData::default()
+                        .with_partition_index(fp.partition)
+                        .with_high_watermark(hw)
+                        .with_log_start_offset(0)
+                        .with_preferred_read_replica((-1).into())
+                        .with_records(Some(Bytes::from(vec![0u8; bytes]))),
+                );
+            }
+            response.responses.push(tr);
+        }
+        response
+    }
+
+    fn listed(response: &FetchResponse) -> Vec<i32> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+            .collect()
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(ms * 1_000_000)
+    }
+
+    /// One fetch through the cache: arrival, read, answer.
+    fn round(
+        cache: &mut FetchSessions,
+        request: &FetchRequest,
+        state: &BTreeMap<i32, (i64, usize)>,
+        now: Instant,
+    ) -> Result<FetchResponse, ResponseError> {
+        let context = cache.handle_fetch(request, V, now)?;
+        let read_request = match context {
+            FetchContext::Incremental { id, .. } => cache.session_request(id, request),
+            _ => request.clone(),
+        };
+        let mut response = read(&read_request, state);
+        cache.answer(context, &read_request, V, &mut response, now);
+        cache.check_invariants();
+        Ok(response)
+    }
+
+    #[test]
+    fn a_session_answers_only_what_changed_and_reads_what_it_holds() {
+        let mut cache = FetchSessions::new(10, 1);
+        let mut state: BTreeMap<i32, (i64, usize)> = [(0, (5, 0)), (1, (7, 0)), (2, (9, 0))].into();
+        let full = round(
+            &mut cache,
+            &fetch(0, 0, &[(0, 5), (1, 7), (2, 9)]),
+            &state,
+            at(0),
+        )
+        .unwrap();
+        let id = full.session_id;
+        assert!(id > 0, "a full fetch at epoch 0 makes a session");
+        assert_eq!(
+            listed(&full),
+            vec![0, 1, 2],
+            "a full answer lists everything"
+        );
+        // Nothing moved: an incremental fetch naming nothing answers nothing.
+        let quiet = round(&mut cache, &fetch(id, 1, &[]), &state, at(1)).unwrap();
+        assert_eq!((quiet.session_id, listed(&quiet)), (id, vec![]));
+        // Partition 1's high watermark moves, 2 has records: both answered,
+        // though the fetch named neither.
+        state.insert(1, (8, 0));
+        state.insert(2, (9, 100));
+        let news = round(&mut cache, &fetch(id, 2, &[]), &state, at(2)).unwrap();
+        assert_eq!(listed(&news), vec![1, 2]);
+        // Answered partitions went to the back: 0 is read first now.
+        let session = &cache.sessions[&id];
+        let order: Vec<i32> = session.partitions.iter().map(|p| p.key.partition).collect();
+        assert_eq!(order, vec![0, 1, 2]);
+        state.insert(0, (6, 10));
+        let first = round(&mut cache, &fetch(id, 3, &[(2, 10)]), &state, at(3)).unwrap();
+        assert_eq!(listed(&first), vec![0, 2], "records in 0 and in 2");
+        let order: Vec<i32> = cache.sessions[&id]
+            .partitions
+            .iter()
+            .map(|p| p.key.partition)
+            .collect();
+        assert_eq!(
+            order,
+            vec![1, 0, 2],
+            "the answered ones move back, in order"
+        );
+        assert_eq!(
+            cache.sessions[&id].partitions[2].fetch.fetch_offset, 10,
+            "the new position named is kept"
+        );
+    }
+
+    #[test]
+    fn a_wrong_epoch_or_unknown_session_is_an_error_and_a_full_fetch_closes_it() {
+        let mut cache = FetchSessions::new(10, 1);
+        let state: BTreeMap<i32, (i64, usize)> = [(0, (5, 0))].into();
+        let id = round(&mut cache, &fetch(0, 0, &[(0, 5)]), &state, at(0))
+            .unwrap()
+            .session_id;
+        assert_eq!(
+            round(&mut cache, &fetch(id, 2, &[]), &state, at(1)).unwrap_err(),
+            ResponseError::InvalidFetchSessionEpoch
+        );
+        assert_eq!(
+            round(
+                &mut cache,
+                &fetch(id.wrapping_add(1).max(1), 1, &[]),
+                &state,
+                at(1)
+            )
+            .unwrap_err(),
+            ResponseError::FetchSessionIdNotFound
+        );
+        // The epoch error did not use the session up: epoch 1 still works.
+        assert!(round(&mut cache, &fetch(id, 1, &[]), &state, at(1)).is_ok());
+        // A full fetch naming the session at the final epoch closes it
+        // and makes none.
+        let closed = round(&mut cache, &fetch(id, -1, &[(0, 5)]), &state, at(2)).unwrap();
+        assert_eq!((closed.session_id, listed(&closed)), (0, vec![0]));
+        assert!(cache.is_empty());
+        assert_eq!(
+            round(&mut cache, &fetch(id, 2, &[]), &state, at(3)).unwrap_err(),
+            ResponseError::FetchSessionIdNotFound
+        );
+    }
+
+    #[test]
+    fn forgetting_every_partition_closes_the_session() {
+        let mut cache = FetchSessions::new(10, 1);
+        let state: BTreeMap<i32, (i64, usize)> = [(0, (5, 0)), (1, (5, 0))].into();
+        let id = round(&mut cache, &fetch(0, 0, &[(0, 5), (1, 5)]), &state, at(0))
+            .unwrap()
+            .session_id;
+        let forget = |p: Vec<i32>| {
+            ForgottenTopic::default()
+                .with_topic(topic("t"))
+                .with_partitions(p)
+        };
+        let mut r = fetch(id, 1, &[]);
+        r.forgotten_topics_data = vec![forget(vec![0])];
+        round(&mut cache, &r, &state, at(1)).unwrap();
+        assert_eq!(cache.partitions_cached(), 1);
+        let mut r = fetch(id, 2, &[]);
+        r.forgotten_topics_data = vec![forget(vec![1])];
+        let last = round(&mut cache, &r, &state, at(2)).unwrap();
+        assert_eq!(last.session_id, 0, "an emptied session is closed");
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn an_answer_after_the_session_moved_on_says_so_rather_than_hide_data() {
+        let mut cache = FetchSessions::new(10, 1);
+        let state: BTreeMap<i32, (i64, usize)> = [(0, (5, 0))].into();
+        let id = round(&mut cache, &fetch(0, 0, &[(0, 5)]), &state, at(0))
+            .unwrap()
+            .session_id;
+        // A fetch parks (its context taken), then the client, having
+        // given up on it, fetches again at the next epoch.
+        let parked = cache.handle_fetch(&fetch(id, 1, &[]), V, at(1)).unwrap();
+        round(&mut cache, &fetch(id, 2, &[]), &state, at(2)).unwrap();
+        let request = cache.session_request(id, &fetch(id, 1, &[]));
+        let mut late = read(&request, &state);
+        cache.answer(parked, &request, V, &mut late, at(3));
+        assert_eq!(
+            late.error_code,
+            ResponseError::InvalidFetchSessionEpoch.code()
+        );
+        assert!(late.responses.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_evicts_only_the_stale_or_the_less_valuable() {
+        let mut cache = FetchSessions::new(2, 1);
+        let state: BTreeMap<i32, (i64, usize)> = (0..4).map(|p| (p, (5, 0))).collect();
+        let small = round(&mut cache, &fetch(0, 0, &[(0, 5)]), &state, at(0))
+            .unwrap()
+            .session_id;
+        let big = round(
+            &mut cache,
+            &fetch(0, 0, &[(0, 5), (1, 5), (2, 5)]),
+            &state,
+            at(0),
+        )
+        .unwrap()
+        .session_id;
+        assert!(small > 0 && big > 0 && small != big);
+        // Both young: a newcomer gets no session.
+        let none = round(
+            &mut cache,
+            &fetch(0, 0, &[(0, 5), (1, 5), (2, 5), (3, 5)]),
+            &state,
+            at(1),
+        )
+        .unwrap();
+        assert_eq!(none.session_id, 0);
+        assert_eq!(
+            listed(&none),
+            vec![0, 1, 2, 3],
+            "served in full without one"
+        );
+        // Keep `big` in use; once both are old, a newcomer larger than
+        // `small` takes its slot, one smaller takes none.
+        let later = at(SESSION_EVICTION_MS + 10);
+        round(&mut cache, &fetch(big, 1, &[]), &state, later).unwrap();
+        round(&mut cache, &fetch(small, 1, &[]), &state, later).unwrap();
+        let two = round(&mut cache, &fetch(0, 0, &[(0, 5), (1, 5)]), &state, later).unwrap();
+        assert!(two.session_id > 0);
+        assert!(!cache.sessions.contains_key(&small) && cache.sessions.contains_key(&big));
+        assert_eq!(cache.evictions(), 1);
+        // Unused past the eviction time, a session goes to anyone.
+        let much_later = at(3 * SESSION_EVICTION_MS);
+        let tiny = round(&mut cache, &fetch(0, 0, &[(3, 5)]), &state, much_later).unwrap();
+        assert!(tiny.session_id > 0);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.evictions(), 2);
+    }
+}
