@@ -16,8 +16,10 @@
 //!
 //! The cache is bounded: `slots_max` sessions (Kafka's
 //! `max.incremental.fetch.session.cache.slots`), each of at most
-//! `PARTITIONS_PER_SESSION_MAX` partitions; a fetch that finds no room is
-//! served without a session, which every client handles.
+//! `PARTITIONS_PER_SESSION_MAX` partitions, `PARTITIONS_CACHED_MAX` in all
+//! (Kafka bounds only the sessions; ~250 bytes a partition, so the
+//! partitions bound the memory); a fetch that finds no room is served
+//! without a session, which every client handles.
 
 use crate::time::Instant;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -40,7 +42,13 @@ pub const FINAL_EPOCH: i32 = -1;
 /// Partitions one session may hold: an incremental fetch may add
 /// partitions, so without a bound one client could grow the cache without
 /// end. A full fetch naming more is served without a session.
-pub const PARTITIONS_PER_SESSION_MAX: usize = 50_000;
+pub const PARTITIONS_PER_SESSION_MAX: usize = 10_000;
+
+/// Sessions a cache may be configured to hold.
+pub const SLOTS_MAX: usize = 1_000_000;
+
+/// Partitions all sessions may hold together (~50 MB at most).
+pub const PARTITIONS_CACHED_MAX: usize = 200_000;
 
 /// Kafka's `min.incremental.fetch.session.eviction.ms`: a session unused
 /// this long may be evicted by anyone; a younger one only by a larger or
@@ -303,15 +311,19 @@ pub struct FetchSessions {
     /// Session ids are random, as Kafka's: a client holding an id from
     /// before a restart must not land in someone else's new session.
     rng: ChaCha8Rng,
+    /// The partitions of every session, counted as they come and go.
+    partitions_cached: usize,
     evictions: u64,
 }
 
 impl FetchSessions {
     pub fn new(slots_max: usize, rng_seed: u64) -> FetchSessions {
+        assert!(slots_max <= SLOTS_MAX, "validated with the node's config");
         FetchSessions {
             sessions: BTreeMap::new(),
             slots_max,
             rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            partitions_cached: 0,
             evictions: 0,
         }
     }
@@ -328,7 +340,7 @@ impl FetchSessions {
     }
 
     pub fn partitions_cached(&self) -> usize {
-        self.sessions.values().map(|s| s.partitions.len()).sum()
+        self.partitions_cached
     }
 
     #[cfg(test)]
@@ -343,6 +355,21 @@ impl FetchSessions {
         );
         for (id, s) in &self.sessions {
             s.check_invariants(*id);
+        }
+        assert_eq!(
+            self.partitions_cached,
+            self.sessions
+                .values()
+                .map(|s| s.partitions.len())
+                .sum::<usize>(),
+            "the count of cached partitions follows the sessions"
+        );
+        assert!(self.partitions_cached <= PARTITIONS_CACHED_MAX);
+    }
+
+    fn remove_session(&mut self, id: i32) {
+        if let Some(session) = self.sessions.remove(&id) {
+            self.partitions_cached -= session.partitions.len();
         }
     }
 
@@ -361,7 +388,7 @@ impl FetchSessions {
         let (id, epoch) = (request.session_id, request.session_epoch);
         if epoch == INITIAL_EPOCH || epoch == FINAL_EPOCH {
             if id != INVALID_SESSION_ID {
-                self.sessions.remove(&id);
+                self.remove_session(id);
             }
             if epoch == FINAL_EPOCH || self.slots_max == 0 {
                 return Ok(FetchContext::Sessionless);
@@ -382,17 +409,21 @@ impl FetchSessions {
         {
             return Err(ResponseError::FetchSessionTopicIdError);
         }
+        let before = session.partitions.len();
         session.update(request);
-        if session.partitions.is_empty() {
-            self.sessions.remove(&id);
+        let after = session.partitions.len();
+        self.partitions_cached = self.partitions_cached - before + after;
+        if after == 0 {
+            self.remove_session(id);
             return Ok(FetchContext::Sessionless);
         }
-        if session.partitions.len() > PARTITIONS_PER_SESSION_MAX {
+        if after > PARTITIONS_PER_SESSION_MAX || self.partitions_cached > PARTITIONS_CACHED_MAX {
             // The client starts over with a full fetch, served without a
-            // session if it names this many.
-            self.sessions.remove(&id);
+            // session if there is no room for it.
+            self.remove_session(id);
             return Err(ResponseError::FetchSessionIdNotFound);
         }
+        let session = self.sessions.get_mut(&id).expect("updated above");
         session.last_used = now;
         session.epoch = next_epoch(session.epoch);
         Ok(FetchContext::Incremental {
@@ -456,20 +487,29 @@ impl FetchSessions {
         }
     }
 
-    /// Inserts `session` under a fresh id if a slot is free or can be
-    /// freed (Kafka's `maybeCreateSession` and `tryEvict`).
+    /// Inserts `session` under a fresh id if a slot and room for its
+    /// partitions are free or can be freed by one eviction (Kafka's
+    /// `maybeCreateSession` and `tryEvict`).
     fn make_room_and_insert(&mut self, session: Session, now: Instant) -> Option<i32> {
-        if self.sessions.len() >= self.slots_max {
+        let n = session.partitions.len();
+        if self.sessions.len() >= self.slots_max
+            || self.partitions_cached + n > PARTITIONS_CACHED_MAX
+        {
             let victim = self.eviction_victim(&session, now)?;
-            self.sessions.remove(&victim);
+            self.remove_session(victim);
             self.evictions += 1;
         }
-        let id = loop {
-            let id = self.rng.gen_range(1..i32::MAX);
-            if !self.sessions.contains_key(&id) {
-                break id;
-            }
-        };
+        if self.partitions_cached + n > PARTITIONS_CACHED_MAX {
+            return None;
+        }
+        // At most SLOTS_MAX of the 2^31 ids are taken: a draw collides
+        // with odds under 1 in 2,000, and 64 collisions in a row are
+        // beyond chance.
+        let id = (0..64)
+            .map(|_| self.rng.gen_range(1..i32::MAX))
+            .find(|id| !self.sessions.contains_key(id))
+            .expect("a free session id among 64 draws");
+        self.partitions_cached += n;
         self.sessions.insert(id, session);
         Some(id)
     }
@@ -808,5 +848,36 @@ mod tests {
         assert!(tiny.session_id > 0);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.evictions(), 2);
+    }
+
+    #[test]
+    fn the_partitions_all_sessions_hold_are_bounded_too() {
+        let mut cache = FetchSessions::new(1_000, 1);
+        let n = PARTITIONS_PER_SESSION_MAX as i32;
+        let state: BTreeMap<i32, (i64, usize)> = (0..=n).map(|p| (p, (5, 0))).collect();
+        let offsets: Vec<(i32, i64)> = (0..n).map(|p| (p, 5)).collect();
+        let full_sessions = PARTITIONS_CACHED_MAX / PARTITIONS_PER_SESSION_MAX;
+        for _ in 0..full_sessions {
+            assert!(
+                round(&mut cache, &fetch(0, 0, &offsets), &state, at(0))
+                    .unwrap()
+                    .session_id
+                    > 0
+            );
+        }
+        assert_eq!(cache.partitions_cached(), PARTITIONS_CACHED_MAX);
+        // Slots are free, partitions are not (and every session is young).
+        let refused = round(&mut cache, &fetch(0, 0, &[(0, 5)]), &state, at(1)).unwrap();
+        assert_eq!(refused.session_id, 0);
+        // A session growing past its bound is closed, and says so.
+        let mut big = FetchSessions::new(10, 1);
+        let id = round(&mut big, &fetch(0, 0, &offsets), &state, at(0))
+            .unwrap()
+            .session_id;
+        assert_eq!(
+            round(&mut big, &fetch(id, 1, &[(n, 5)]), &state, at(1)).unwrap_err(),
+            ResponseError::FetchSessionIdNotFound
+        );
+        assert_eq!(big.partitions_cached(), 0);
     }
 }

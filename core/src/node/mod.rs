@@ -1036,6 +1036,13 @@ fn validate_config(config: &NodeConfig) -> Result<(), NodeError> {
     if config.group_max_size == 0 {
         return fail("group.max.size must be positive".to_string());
     }
+    if config.fetch_sessions_max > fetch_sessions::SLOTS_MAX {
+        return fail(format!(
+            "max.incremental.fetch.session.cache.slots must be at most {}, got {}",
+            fetch_sessions::SLOTS_MAX,
+            config.fetch_sessions_max
+        ));
+    }
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
         return fail(format!(
             "group.min.session.timeout.ms ({}) exceeds group.max.session.timeout.ms ({})",
