@@ -30,7 +30,7 @@ use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;
 use crate::storage::{Storage, StorageError};
 use crate::time::Instant;
 use flush::Flusher;
-use handlers::delayed_fetch::ParkedFetches;
+use handlers::delayed_fetch::DelayedFetch;
 use handlers::group::{coordinator_config, GroupReplyTo, GroupWriteWait};
 use handlers::produce::PendingProduce;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -139,8 +139,11 @@ pub struct Node<S: Storage> {
     pending_produces: Vec<PendingProduce>,
     /// Always empty between inputs (see `release_produces`).
     pending_produces_spare: Vec<PendingProduce>,
-    /// Fetches waiting for data (long poll).
-    parked: ParkedFetches,
+    delayed_fetches: Vec<DelayedFetch>,
+    /// Always empty between inputs: `retry_delayed_fetches` parks the
+    /// fetches still waiting here and swaps the lists, keeping both
+    /// allocations.
+    delayed_fetches_spare: Vec<DelayedFetch>,
     /// KIP-227 incremental fetch sessions.
     fetch_sessions: fetch_sessions::FetchSessions,
     /// Reused by `retry_delayed_fetches`.
@@ -219,7 +222,8 @@ impl<S: Storage> Node<S> {
             pending_produces_spare: Vec::new(),
             groups,
             group_writes: Vec::new(),
-            parked: ParkedFetches::default(),
+            delayed_fetches: Vec::new(),
+            delayed_fetches_spare: Vec::new(),
             // Its own stream: drawing session ids from `rng` would move
             // everything drawn after.
             fetch_sessions: fetch_sessions::FetchSessions::new(
@@ -534,7 +538,7 @@ impl<S: Storage> Node<S> {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let fetch = self.parked.next_deadline();
+        let fetch = self.delayed_fetches.iter().map(|f| f.deadline).min();
         let flush_retry = self.flusher.retry_at();
         let groups = self.groups.next_timeout();
         let produce = self.produce_deadline();
@@ -581,10 +585,13 @@ impl<S: Storage> Node<S> {
             cluster.check_invariants();
         }
         assert!(
-            self.parked.len() <= self.config.delayed_fetches_max,
+            self.delayed_fetches.len() <= self.config.delayed_fetches_max,
             "delayed fetches unbounded"
         );
-        self.parked.check_invariants();
+        assert!(
+            self.delayed_fetches_spare.is_empty(),
+            "the spare delayed-fetch list holds nothing between inputs"
+        );
         assert!(
             self.pending_produces_spare.is_empty(),
             "the spare pending-produce list holds nothing between inputs"
@@ -874,7 +881,8 @@ impl<S: Storage> Node<S> {
 
     fn handle_connection_closed(&mut self, connection: ConnectionId) {
         self.responder.close(connection);
-        self.parked.take_where(|f| f.slot.connection == connection);
+        self.delayed_fetches
+            .retain(|f| f.slot.connection != connection);
         self.pending_produces
             .retain(|p| p.slot.connection != connection);
         if let Some(cluster) = &mut self.cluster {

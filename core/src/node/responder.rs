@@ -17,13 +17,6 @@ pub struct Slot {
     seq: u64,
 }
 
-impl Slot {
-    #[cfg(test)]
-    pub(crate) fn for_test(connection: ConnectionId) -> Slot {
-        Slot { connection, seq: 0 }
-    }
-}
-
 #[derive(Debug)]
 struct Pending {
     seq: u64,

@@ -22,7 +22,6 @@ use crate::storage::Storage;
 use crate::time::Instant;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::FetchRequest;
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// What `retry_delayed_fetches` looks at: the partitions touched since it
@@ -73,18 +72,6 @@ impl ParkedTouches {
             .map(|(_, all, bits)| TopicTouches { all: *all, bits })
     }
 
-    /// Each topic touched: (id, every partition, the partitions touched).
-    fn topics_touched(&self) -> impl Iterator<Item = (Uuid, bool, impl Iterator<Item = i32> + '_)> {
-        self.topics[..self.used].iter().map(|(id, all, bits)| {
-            let partitions = bits.iter().enumerate().flat_map(|(w, word)| {
-                (0..64)
-                    .filter(move |b| word & (1 << b) != 0)
-                    .map(move |b| (w * 64 + b) as i32)
-            });
-            (*id, *all, partitions)
-        })
-    }
-
     #[cfg(test)]
     fn touched(&self, id: Uuid, partition: i32) -> bool {
         self.topic(id).is_some_and(|t| t.touched(partition))
@@ -117,227 +104,49 @@ pub struct DelayedFetch {
     pub deadline: Instant,
     /// Its fetch session, which judges the answer when it is sent.
     pub(crate) context: FetchContext,
-    /// Its place in the parking order, given when it parks.
-    seq: u64,
-    /// The partitions it names, by topic id; `None` if a topic was not
-    /// known when it parked.
-    watching: Option<Vec<(Uuid, i32)>>,
-}
-
-/// The parked fetches, in the order they parked, and the fetches that
-/// name each partition (Kafka's purgatory watch keys): a retry looks at
-/// the fetches naming a touched partition only. A leader of a large
-/// cluster holds a parked fetch per follower broker and each consumer,
-/// and an append touches one partition; walking them all on every high
-/// watermark move was ~7% of a 100-broker simulation.
-#[derive(Default)]
-pub struct ParkedFetches {
-    /// Ascending `seq`.
-    fetches: Vec<DelayedFetch>,
-    /// (topic id, partition) -> the `seq` of each fetch naming it.
-    watchers: BTreeMap<(Uuid, i32), Vec<u64>>,
-    /// Fetches that name a topic unknown when they parked: looked at on
-    /// every retry.
-    watch_every: Vec<u64>,
-    next_seq: u64,
-}
-
-impl ParkedFetches {
-    pub fn len(&self) -> usize {
-        self.fetches.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fetches.is_empty()
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.fetches.iter().map(|f| f.deadline).min()
-    }
-
-    fn park(&mut self, mut fetch: DelayedFetch) {
-        fetch.seq = self.next_seq;
-        self.next_seq += 1;
-        match &fetch.watching {
-            Some(keys) => {
-                for key in keys {
-                    self.watchers.entry(*key).or_default().push(fetch.seq);
-                }
-            }
-            None => self.watch_every.push(fetch.seq),
-        }
-        self.fetches.push(fetch);
-    }
-
-    fn unwatch(&mut self, fetch: &DelayedFetch) {
-        match &fetch.watching {
-            Some(keys) => {
-                for key in keys {
-                    let seqs = self.watchers.get_mut(key).expect("watched when parked");
-                    seqs.retain(|s| *s != fetch.seq);
-                    if seqs.is_empty() {
-                        self.watchers.remove(key);
-                    }
-                }
-            }
-            None => self.watch_every.retain(|s| *s != fetch.seq),
-        }
-    }
-
-    /// Takes out the fetches `leave` picks, in order.
-    pub(crate) fn take_where(
-        &mut self,
-        leave: impl FnMut(&mut DelayedFetch) -> bool,
-    ) -> Vec<DelayedFetch> {
-        let gone: Vec<DelayedFetch> = self.fetches.extract_if(.., leave).collect();
-        for fetch in &gone {
-            self.unwatch(fetch);
-        }
-        gone
-    }
-
-    /// The `seq` of every fetch naming a partition `touched` lists,
-    /// ascending; of every fetch when everything counts as touched.
-    fn candidates(&self, touched: &ParkedTouches) -> Vec<u64> {
-        if touched.everything {
-            return self.fetches.iter().map(|f| f.seq).collect();
-        }
-        let mut seqs = self.watch_every.clone();
-        for (id, all, partitions) in touched.topics_touched() {
-            if all {
-                for (_, watching) in self.watchers.range((id, i32::MIN)..=(id, i32::MAX)) {
-                    seqs.extend_from_slice(watching);
-                }
-            } else {
-                for p in partitions {
-                    if let Some(watching) = self.watchers.get(&(id, p)) {
-                        seqs.extend_from_slice(watching);
-                    }
-                }
-            }
-        }
-        seqs.sort_unstable();
-        seqs.dedup();
-        seqs
-    }
-
-    pub fn check_invariants(&self) {
-        assert!(
-            self.fetches.windows(2).all(|w| w[0].seq < w[1].seq),
-            "parked fetches stay in parking order"
-        );
-        let mut watched = 0;
-        for f in &self.fetches {
-            match &f.watching {
-                Some(keys) => {
-                    for key in keys {
-                        assert!(
-                            self.watchers.get(key).is_some_and(|s| s.contains(&f.seq)),
-                            "a parked fetch is found by every partition it names"
-                        );
-                    }
-                    watched += keys.len();
-                }
-                None => assert!(self.watch_every.contains(&f.seq)),
-            }
-        }
-        let entries: usize = self.watchers.values().map(Vec::len).sum();
-        assert_eq!(entries, watched, "no watcher outlives its fetch");
-        assert!(self.watch_every.len() <= self.fetches.len());
-    }
 }
 
 impl<S: Storage> Node<S> {
-    /// Parks a fetch that read too little, watching every partition it
-    /// names.
-    pub(crate) fn park_fetch(
-        &mut self,
-        slot: Slot,
-        request: FetchRequest,
-        version: i16,
-        deadline: Instant,
-        context: FetchContext,
-    ) {
-        let by_id = (self.cluster.is_some() && is_replica_fetch(&request))
-            || version >= FETCH_TOPIC_ID_VERSION_MIN;
-        let watching = request
-            .topics
-            .iter()
-            .map(|topic| {
-                let id = if by_id {
-                    Some(topic.topic_id)
-                } else {
-                    self.topics.get(topic.topic.0.as_str()).map(|t| t.id)
-                }?;
-                Some(topic.partitions.iter().map(move |fp| (id, fp.partition)))
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(|topics| topics.into_iter().flatten().collect());
-        self.parked.park(DelayedFetch {
-            slot,
-            request,
-            version,
-            deadline,
-            context,
-            seq: 0,
-            watching,
-        });
-    }
-
     /// Answers the parked fetches that now have enough; checks the rest
     /// without reading them.
     pub(crate) fn retry_delayed_fetches(&mut self) {
-        if self.parked.is_empty() {
+        if self.delayed_fetches.is_empty() {
             // The touches wait for the next look (bounded: one entry per
             // partition); a fetch parked meanwhile is looked at once more.
             return;
         }
         let touched = self.take_parked_touches();
-        // A fetch naming no partition touched since the last look was
-        // judged then (or read nothing when it was parked) and would be
-        // judged the same.
-        let candidates = self.parked.candidates(&touched);
-        let parked = std::mem::take(&mut self.parked.fetches);
-        if cfg!(debug_assertions) {
-            for fetch in parked
-                .iter()
-                .filter(|f| candidates.binary_search(&f.seq).is_err())
-            {
-                self.assert_parked_fetch_has_too_little(fetch);
-            }
-        }
-        let mut answered = Vec::new();
-        for seq in &candidates {
-            let i = parked
-                .binary_search_by_key(seq, |f| f.seq)
-                .expect("a watched fetch is parked");
-            let fetch = &parked[i];
-            if !self.parked_fetch_may_complete(fetch, &touched) {
-                self.assert_parked_fetch_has_too_little(fetch);
-                continue;
-            }
-            let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
-            if enough(fetch, &outcome) {
-                self.answer_fetch(
+        // The two lists trade places rather than being rebuilt: this runs
+        // on every append, and growing a fresh list each time was a percent
+        // of a cluster run. Order is kept.
+        std::mem::swap(&mut self.delayed_fetches, &mut self.delayed_fetches_spare);
+        debug_assert!(self.delayed_fetches.is_empty(), "the spare list is empty");
+        let mut parked = std::mem::take(&mut self.delayed_fetches_spare);
+        for fetch in parked.drain(..) {
+            // A fetch none of whose partitions was touched since the last
+            // look was judged then (or read nothing when it was parked)
+            // and would be judged the same: a leader of a large cluster
+            // holds a parked fetch per follower broker, and an append
+            // touches one partition.
+            let may = self.parked_fetch_may_complete(&fetch, &touched);
+            let outcome = if may {
+                Some(self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion))
+            } else {
+                self.assert_parked_fetch_has_too_little(&fetch);
+                None
+            };
+            match outcome {
+                Some(outcome) if enough(&fetch, &outcome) => self.answer_fetch(
                     fetch.slot,
                     fetch.context,
                     &fetch.request,
                     fetch.version,
                     outcome.response,
-                );
-                answered.push(*seq);
+                ),
+                _ => self.delayed_fetches.push(fetch),
             }
         }
-        debug_assert!(
-            self.parked.fetches.is_empty(),
-            "nothing parks during a retry"
-        );
-        self.parked.fetches = parked;
-        if !answered.is_empty() {
-            // Ascending, as the candidates were.
-            self.parked
-                .take_where(|f| answered.binary_search(&f.seq).is_ok());
-        }
+        self.delayed_fetches_spare = parked;
         self.parked_touches_buf = touched;
     }
 
@@ -363,7 +172,10 @@ impl<S: Storage> Node<S> {
         // Every timeout of the node comes here: the expired ones are taken
         // out in place, in order (splitting the list into two new ones
         // each time was 2% of a large cluster's simulation).
-        let expired = self.parked.take_where(|f| f.deadline <= now);
+        let expired: Vec<DelayedFetch> = self
+            .delayed_fetches
+            .extract_if(.., |f| f.deadline <= now)
+            .collect();
         for fetch in expired {
             let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
             self.answer_fetch(
@@ -505,63 +317,5 @@ mod tests {
         assert!(!touched.touched(c, 0), "nothing of c");
         touched.clear();
         assert!(!touched.touched(a, 0) && !touched.touched(b, 0));
-    }
-
-    fn parked(
-        connection: u64,
-        deadline_ms: u64,
-        watching: Option<Vec<(Uuid, i32)>>,
-    ) -> DelayedFetch {
-        DelayedFetch {
-            slot: Slot::for_test(connection),
-            request: FetchRequest::default(),
-            version: 12,
-            deadline: Instant::from_millis(deadline_ms),
-            context: FetchContext::Sessionless,
-            seq: 0,
-            watching,
-        }
-    }
-
-    #[test]
-    fn a_retry_looks_only_at_fetches_naming_a_touched_partition() {
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let mut p = ParkedFetches::default();
-        p.park(parked(1, 100, Some(vec![(a, 0), (a, 1)])));
-        p.park(parked(2, 50, Some(vec![(a, 1), (b, 7)])));
-        p.park(parked(3, 70, Some(vec![(b, 8)])));
-        p.park(parked(4, 90, None)); // a topic unknown when it parked
-        p.check_invariants();
-        let mut touched = ParkedTouches::default();
-        touched.insert(a, false, &[1]);
-        assert_eq!(
-            p.candidates(&touched),
-            vec![0, 1, 3],
-            "seqs 0 and 1 name a-1; 3 names an unknown topic"
-        );
-        touched.clear();
-        touched.insert(b, true, &[]);
-        assert_eq!(
-            p.candidates(&touched),
-            vec![1, 2, 3],
-            "all of topic b: seqs 1 and 2, and the unknown one"
-        );
-        touched.clear();
-        touched.insert(a, false, &[5]);
-        assert_eq!(p.candidates(&touched), vec![3]);
-        touched.everything = true;
-        assert_eq!(p.candidates(&touched), vec![0, 1, 2, 3]);
-        // Leaving (expired, answered, connection closed) unwatches.
-        let gone = p.take_where(|f| f.deadline <= Instant::from_millis(70));
-        assert_eq!(gone.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2]);
-        p.check_invariants();
-        touched.clear();
-        touched.insert(b, true, &[]);
-        assert_eq!(p.candidates(&touched), vec![3]);
-        assert_eq!(p.next_deadline(), Some(Instant::from_millis(90)));
-        p.take_where(|f| f.slot.connection == 1);
-        p.take_where(|_| true);
-        p.check_invariants();
-        assert!(p.is_empty() && p.watchers.is_empty() && p.watch_every.is_empty());
     }
 }

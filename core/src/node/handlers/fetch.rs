@@ -81,10 +81,17 @@ impl<S: Storage> Node<S> {
         let can_wait = request.max_wait_ms > 0
             && outcome.bytes < min_bytes
             && !outcome.has_error
-            && self.parked.len() < self.config.delayed_fetches_max;
+            && self.delayed_fetches.len() < self.config.delayed_fetches_max;
         if can_wait {
             let deadline = self.now + Duration::from_millis(request.max_wait_ms as u64);
-            self.park_fetch(slot, request, version, deadline, context);
+            self.delayed_fetches
+                .push(super::delayed_fetch::DelayedFetch {
+                    slot,
+                    request,
+                    version,
+                    deadline,
+                    context,
+                });
         } else {
             self.answer_fetch(slot, context, &request, version, outcome.response);
         }
