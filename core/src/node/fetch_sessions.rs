@@ -187,14 +187,13 @@ impl Session {
         for topic in &request.forgotten_topics_data {
             for &partition in &topic.partitions {
                 let key = PartitionKey::new(by_id, topic.topic_id, &topic.topic, partition);
-                if let Some(i) = self.index.remove(&key) {
-                    self.partitions[i].high_watermark = i64::MIN; // marked to go
-                    forgot = true;
-                }
+                forgot |= self.index.remove(&key).is_some();
             }
         }
         if forgot {
-            self.partitions.retain(|p| p.high_watermark != i64::MIN);
+            // The index no longer holds the forgotten ones.
+            let index = &self.index;
+            self.partitions.retain(|p| index.contains_key(&p.key));
             self.reindex();
         }
     }
@@ -203,7 +202,7 @@ impl Session {
     /// with the top-level fields of `arrived`. Consecutive partitions of
     /// a topic share an entry (a topic may appear more than once after
     /// the rotation, as in Kafka's answers).
-    fn as_request(&self, arrived: &FetchRequest) -> FetchRequest {
+    fn as_request(&self, mut arrived: FetchRequest) -> FetchRequest {
         let mut topics: Vec<FetchTopic> = Vec::new();
         for p in &self.partitions {
             let same = topics
@@ -219,11 +218,9 @@ impl Session {
             let topic = topics.last_mut().expect("pushed above");
             topic.partitions.push(p.fetch.clone());
         }
-        // The arrived request names only what changed: cheap to copy.
-        let mut request = arrived.clone();
-        request.topics = topics;
-        request.forgotten_topics_data.clear();
-        request
+        arrived.topics = topics;
+        arrived.forgotten_topics_data.clear();
+        arrived
     }
 
     /// Keeps in `response` only what must be answered, and moves those
@@ -434,7 +431,7 @@ impl FetchSessions {
 
     /// The request an incremental fetch stands for: every partition of
     /// its session.
-    pub(crate) fn session_request(&self, id: i32, arrived: &FetchRequest) -> FetchRequest {
+    pub(crate) fn session_request(&self, id: i32, arrived: FetchRequest) -> FetchRequest {
         let session = self
             .sessions
             .get(&id)
@@ -666,7 +663,7 @@ mod tests {
     ) -> Result<FetchResponse, ResponseError> {
         let context = cache.handle_fetch(request, V, now)?;
         let read_request = match context {
-            FetchContext::Incremental { id, .. } => cache.session_request(id, request),
+            FetchContext::Incremental { id, .. } => cache.session_request(id, request.clone()),
             _ => request.clone(),
         };
         let mut response = read(&read_request, state);
@@ -793,7 +790,7 @@ mod tests {
         // given up on it, fetches again at the next epoch.
         let parked = cache.handle_fetch(&fetch(id, 1, &[]), V, at(1)).unwrap();
         round(&mut cache, &fetch(id, 2, &[]), &state, at(2)).unwrap();
-        let request = cache.session_request(id, &fetch(id, 1, &[]));
+        let request = cache.session_request(id, fetch(id, 1, &[]));
         let mut late = read(&request, &state);
         cache.answer(parked, &request, V, &mut late, at(3));
         assert_eq!(

@@ -25,6 +25,11 @@ pub use config::{ClusterBugs, ClusterConfig, NodeConfig};
 pub use io::{ConnectionId, FlushId, Input, Output, PeerAddress, PeerChannel, PeerId};
 pub use topics::{Touched, PARTITIONS_PER_TOPIC_MAX};
 
+/// KIP-227's session ids and epochs, for clients of the protocol.
+pub mod fetch_session {
+    pub use super::fetch_sessions::{next_epoch, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID};
+}
+
 use crate::group::Coordinator;
 use crate::log::compaction::COMPACTION_STEP_INTERVAL_MS;
 use crate::storage::{Storage, StorageError};

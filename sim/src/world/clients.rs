@@ -56,13 +56,23 @@ pub(super) struct Consumer {
 pub(super) struct FetchInFlight {
     pub(super) correlation_id: i32,
     pub(super) deadline: Instant,
-    /// The partitions asked for, at the positions asked from: an answer
-    /// for a partition whose position has moved since (it was read from
-    /// its new leader meanwhile) is stale and dropped, as Kafka's
-    /// consumer drops it.
-    /// The partitions asked for (those the fetch session holds), by index
-    /// in the world's `tps`, ascending.
+    /// Every partition the fetch session holds, at the position asked
+    /// from, by index in the world's `tps`, ascending: an answer for a
+    /// partition whose position has moved since (it was read from its new
+    /// leader meanwhile) is stale and dropped, as Kafka's consumer drops
+    /// it.
     pub(super) asked: Vec<Wanted>,
+}
+
+impl Consumer {
+    /// The fetch to `broker` is lost (connection closed, timed out, or its
+    /// answer not processed): its session's next fetch is full.
+    pub(super) fn fetch_lost(&mut self, broker: BrokerId) {
+        self.in_flight.remove(&broker);
+        if let Some(session) = self.sessions.get_mut(&broker) {
+            session.handle_error();
+        }
+    }
 }
 
 pub(super) enum ClientKind {
@@ -324,12 +334,7 @@ impl World {
                     self.history.send_mut(id).maybe_appended = true;
                 }
             }
-            ClientKind::Consumer(consumer) => {
-                consumer.in_flight.remove(&broker);
-                if let Some(session) = consumer.sessions.get_mut(&broker) {
-                    session.handle_error();
-                }
-            }
+            ClientKind::Consumer(consumer) => consumer.fetch_lost(broker),
             ClientKind::Admin(a) => a.connection_lost(broker, self.brokers.len()),
             ClientKind::Member(_) => self.member_lost_connection(client, broker),
         }
@@ -940,7 +945,7 @@ impl World {
         let wanted: Vec<Vec<Wanted>> = free
             .iter()
             .map(|(b, _)| {
-                let mut wanted: Vec<Wanted> = by_leader[*b]
+                by_leader[*b]
                     .iter()
                     .map(|&tp| {
                         let offset = consumer
@@ -949,9 +954,7 @@ impl World {
                             .expect("grouped positions are held");
                         (tp, offset, meta.map_or(-1, |m| m.leader_epoch(tp)))
                     })
-                    .collect();
-                wanted.sort_unstable_by_key(|w| w.0);
-                wanted
+                    .collect()
             })
             .collect();
         for ((b, conn), wanted) in free.into_iter().zip(wanted) {
@@ -992,25 +995,15 @@ impl World {
     /// A consumer's fetch of what its session names: partitions grouped by
     /// topic, each asked for up to 64 KiB.
     fn session_fetch_request(&self, fetch: &SessionFetch) -> FetchRequest {
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for &(tp, offset, epoch) in &fetch.send {
-            let (topic, partition) = &self.tps[tp];
-            topics.entry(topic.as_str()).or_default().push(
-                FetchPartition::default()
-                    .with_partition(*partition)
-                    .with_fetch_offset(offset)
-                    .with_current_leader_epoch(epoch)
-                    .with_partition_max_bytes(64 * 1024),
-            );
-        }
-        let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for &tp in &fetch.forget {
-            let (topic, partition) = &self.tps[tp];
-            forgotten
-                .entry(topic.as_str())
-                .or_default()
-                .push(*partition);
-        }
+        let topics = self.by_topic(fetch.send.iter().map(|&(tp, offset, epoch)| {
+            let fp = FetchPartition::default()
+                .with_partition(self.tps[tp].1)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(epoch)
+                .with_partition_max_bytes(64 * 1024);
+            (tp, fp)
+        }));
+        let forgotten = self.by_topic(fetch.forget.iter().map(|&tp| (tp, self.tps[tp].1)));
         let name = |t: &str| TopicName(StrBytes::from_string(t.to_string()));
         FetchRequest::default()
             .with_max_wait_ms(self.swarm.fetch_max_wait_ms as i32)
@@ -1040,6 +1033,19 @@ impl World {
             )
     }
 
+    /// `items` (each of a partition, by index in `tps`) grouped by topic
+    /// name.
+    fn by_topic<T>(&self, items: impl Iterator<Item = (usize, T)>) -> BTreeMap<&str, Vec<T>> {
+        let mut topics: BTreeMap<&str, Vec<T>> = BTreeMap::new();
+        for (tp, item) in items {
+            topics
+                .entry(self.tps[tp].0.as_str())
+                .or_default()
+                .push(item);
+        }
+        topics
+    }
+
     pub(super) fn consumer_fetched(
         &mut self,
         client: ClientId,
@@ -1052,17 +1058,15 @@ impl World {
         let Some(consumer) = self.clients[client].kind.consumer_mut() else {
             panic!("a fetch response reached a client that does not consume");
         };
-        let Some(fetch) = consumer.in_flight.remove(&broker) else {
+        if !consumer.in_flight.contains_key(&broker) {
             return; // a group member that gave everything up meanwhile
-        };
+        }
         if !may_fetch {
-            // A group member past its lease: it does not process, so the
-            // session's next fetch starts over.
-            if let Some(session) = consumer.sessions.get_mut(&broker) {
-                session.handle_error();
-            }
+            // A group member past its lease: it does not process.
+            consumer.fetch_lost(broker);
             return;
         }
+        let fetch = consumer.in_flight.remove(&broker).expect("looked up above");
         assert_eq!(
             fetch.correlation_id, correlation_id,
             "fetch responses come in order, one in flight per broker"

@@ -12,10 +12,8 @@
 //! session. Anything else is a `fetch_session` violation: a consumer would
 //! wait forever for a partition the broker silently dropped.
 
+use seedlog_core::node::fetch_session::{next_epoch, INITIAL_EPOCH, INVALID_SESSION_ID};
 use std::collections::BTreeMap;
-
-const INVALID_SESSION_ID: i32 = 0;
-const INITIAL_EPOCH: i32 = 0;
 
 /// One partition to fetch: (index in the world's `tps`, position, leader
 /// epoch).
@@ -148,14 +146,6 @@ impl FetchSession {
             self.id = INVALID_SESSION_ID;
         }
         self.epoch = INITIAL_EPOCH;
-    }
-}
-
-fn next_epoch(epoch: i32) -> i32 {
-    if epoch == i32::MAX {
-        1
-    } else {
-        epoch + 1
     }
 }
 

@@ -589,10 +589,7 @@ impl World {
         let n = self.brokers.len();
         let now = self.now;
         let m = self.member_mut(client);
-        m.consumer.in_flight.remove(&broker);
-        if let Some(session) = m.consumer.sessions.get_mut(&broker) {
-            session.handle_error();
-        }
+        m.consumer.fetch_lost(broker);
         if m.find_ask == broker {
             m.find_ask = (broker + 1) % n;
         }

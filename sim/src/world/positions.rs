@@ -17,7 +17,8 @@ pub(super) struct Positions {
     /// Bumped whenever a position is added or removed (not when one moves).
     generation: u64,
     /// Per broker, the positions it leads, as indexes in the world's `tps`,
-    /// in `offsets` order; valid for `grouped_from`.
+    /// ascending (the order a fetch session names them in); valid for
+    /// `grouped_from`.
     by_leader: Vec<Vec<usize>>,
     /// (`generation`, the leaders' generation) `by_leader` was built from.
     grouped_from: Option<(u64, u64)>,
@@ -92,6 +93,10 @@ impl Positions {
             }
         }
         assert_eq!(grouped, self.offsets.len(), "every position grouped");
+        // Sorted here, once per grouping, not per fetch.
+        for list in &mut self.by_leader {
+            list.sort_unstable();
+        }
         self.grouped_from = Some((self.generation, leaders_generation));
     }
 }

@@ -72,7 +72,7 @@ impl<S: Storage> Node<S> {
         // An incremental fetch reads its whole session.
         let request = match context {
             FetchContext::Incremental { id, .. } => {
-                self.fetch_sessions.session_request(id, &request)
+                self.fetch_sessions.session_request(id, request)
             }
             _ => request,
         };
