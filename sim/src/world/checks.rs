@@ -381,7 +381,8 @@ impl World {
         let mut behind = Vec::new();
         for (c, client) in self.clients.iter().enumerate() {
             if let ClientKind::Consumer(consumer) = &client.kind {
-                for (tp, position) in consumer.positions.iter() {
+                for (i, position) in consumer.positions.iter() {
+                    let tp = &self.tps[i];
                     let end = audit.get(tp).map_or(0, |(hw, _, _)| *hw);
                     if position < end {
                         behind.push(format!(

@@ -243,9 +243,10 @@ impl World {
         if consumer.positions.by_leader(generation).is_some() {
             return;
         }
-        let grouped: Vec<(usize, Option<BrokerId>)> = self
-            .positions_indexed(consumer)
-            .map(|(i, _, _)| (i, self.leader_for(client, i)))
+        let grouped: Vec<(usize, Option<BrokerId>)> = consumer
+            .positions
+            .iter()
+            .map(|(i, _)| (i, self.leader_for(client, i)))
             .collect();
         let brokers = self.brokers.len();
         let consumer = self.clients[client]
@@ -255,31 +256,6 @@ impl World {
         consumer
             .positions
             .group(brokers, generation, grouped.into_iter());
-    }
-
-    /// A consumer's positions as (index in `tps`, partition, offset), in
-    /// the positions' order. The topic's place in `tps` is looked up once
-    /// per run of one topic (the positions are ordered by topic), not per
-    /// partition: a consumer of a large cluster holds ten thousand, and a
-    /// lookup by name each was most of a consumer's tick.
-    fn positions_indexed<'a>(
-        &'a self,
-        consumer: &'a Consumer,
-    ) -> impl Iterator<Item = (usize, &'a Tp, i64)> + 'a {
-        let mut base: Option<(&str, usize)> = None;
-        consumer.positions.iter().map(move |(tp, offset)| {
-            let (topic, partition) = tp;
-            let i = match base {
-                Some((name, base)) if name == topic.as_str() => base + *partition as usize,
-                _ => {
-                    let i = self.tp_index_of(topic, *partition);
-                    base = Some((topic.as_str(), i - *partition as usize));
-                    i
-                }
-            };
-            debug_assert_eq!(&self.tps[i], tp);
-            (i, tp, offset)
-        })
     }
 
     /// Whether the consumer has partitions to fetch from `broker`, given
@@ -950,7 +926,7 @@ impl World {
                     .map(|&tp| {
                         let offset = consumer
                             .positions
-                            .get(&self.tps[tp])
+                            .get_at(tp)
                             .expect("grouped positions are held");
                         (tp, offset, meta.map_or(-1, |m| m.leader_epoch(tp)))
                     })
@@ -1091,7 +1067,8 @@ impl World {
             for part in &topic.partitions {
                 let i = listed.next().expect("one per partition answered");
                 let tp: Tp = (topic.topic.0.to_string(), part.partition_index);
-                let Some(position) = consumer.positions.get_mut(&tp) else {
+                debug_assert_eq!(self.tps[i], tp, "the session lists the partition answered");
+                let Some(position) = consumer.positions.get_mut_at(i) else {
                     continue;
                 };
                 let asked = asked_of(&fetch.asked, i);

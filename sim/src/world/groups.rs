@@ -371,11 +371,18 @@ fn classic_assign(
 }
 
 impl GroupMember {
-    fn new(index: usize, instance_id: Option<String>, now: Instant, find_ask: BrokerId) -> Self {
+    fn new(
+        index: usize,
+        instance_id: Option<String>,
+        now: Instant,
+        find_ask: BrokerId,
+        positions: Positions,
+    ) -> Self {
+        assert!(positions.is_empty(), "a new member holds no position");
         GroupMember {
             index,
             consumer: Consumer {
-                positions: Positions::default(),
+                positions,
                 next_fetch_at: now,
                 in_flight: BTreeMap::new(),
                 sessions: BTreeMap::new(),
@@ -470,7 +477,8 @@ impl World {
                 .expect("validated AZ");
             let instance = config.static_membership.then(|| format!("sim-member-{i}"));
             let ask = self.rng_client.gen_range(0..self.brokers.len());
-            let member = GroupMember::new(i, instance, self.epoch, ask);
+            let positions = Positions::new(self.tp_base.clone());
+            let member = GroupMember::new(i, instance, self.epoch, ask, positions);
             let mut client = self.new_client(az, ClientKind::Member(Box::new(member)));
             if let Some(m) = &mut client.meta {
                 m.first_ask(ask);
@@ -853,8 +861,9 @@ impl World {
         let now = self.now;
         let n = self.brokers.len();
         let ask = self.rng_client.gen_range(0..n);
+        let positions = Positions::new(self.tp_base.clone());
         let m = self.member_mut(client);
-        let fresh = GroupMember::new(m.index, m.instance_id.clone(), now, ask);
+        let fresh = GroupMember::new(m.index, m.instance_id.clone(), now, ask, positions);
         let churn = std::mem::take(&mut m.churn);
         *m = fresh;
         m.churn = churn;
@@ -1614,7 +1623,7 @@ impl World {
                 // auto.offset.reset=earliest when nothing is committed.
                 let position = p.committed_offset.max(0);
                 let m = self.member_mut(client);
-                m.consumer.positions.insert(tp.clone(), position);
+                m.consumer.positions.insert(&tp, position);
                 m.committed.insert(tp.clone(), position);
                 self.emit(Ev::Seek {
                     consumer: client,

@@ -25,7 +25,7 @@ mod idempotence;
 mod liveness;
 mod network;
 mod positions;
-use positions::Positions;
+use positions::{Positions, TpBase};
 mod replicas;
 mod report;
 
@@ -74,6 +74,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Simulated time starts here, so Kafka timestamps look like real ones
@@ -201,7 +202,7 @@ struct World {
     /// Topic -> (index in `tps` of its partition 0, its partition count).
     /// A topic the workload names twice keeps its first run, as a scan of
     /// `tps` would find it.
-    tp_base: BTreeMap<String, (usize, i32)>,
+    tp_base: Arc<TpBase>,
     /// The workload's topics in `tps` order: (name, index in `tps` of
     /// partition 0, partition count).
     topics: Vec<(String, usize, i32)>,
@@ -347,7 +348,7 @@ impl World {
             .collect();
 
         let mut tps: Vec<Tp> = Vec::new();
-        let mut tp_base: BTreeMap<String, (usize, i32)> = BTreeMap::new();
+        let mut tp_base = TpBase::new();
         let mut topics: Vec<(String, usize, i32)> = Vec::new();
         for topic in &scenario.workload.topics {
             tp_base
@@ -423,7 +424,7 @@ impl World {
             groups: None,
             liveness: LivenessState::default(),
             tps,
-            tp_base,
+            tp_base: Arc::new(tp_base),
             topics,
             hosted_seen: vec![Vec::new(); broker_count],
             walk_buf: Vec::new(),
@@ -488,14 +489,14 @@ impl World {
         }
         let consumers = consumer_azs.len();
         for (c, az) in consumer_azs.iter().enumerate() {
-            let mut positions = Positions::default();
+            let mut positions = Positions::new(self.tp_base.clone());
             for (_, tp) in self
                 .tps
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| i % consumers == c)
             {
-                positions.insert(tp.clone(), 0);
+                positions.insert(tp, 0);
             }
             let kind = ClientKind::Consumer(Consumer {
                 positions,

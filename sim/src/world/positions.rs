@@ -10,10 +10,21 @@
 
 use super::Tp;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-#[derive(Debug, Default)]
+/// Where each workload topic's partitions begin in the world's `tps`, and
+/// how many it has: a partition's index there is `base + partition`.
+pub(super) type TpBase = BTreeMap<String, (usize, i32)>;
+
+#[derive(Debug)]
 pub(super) struct Positions {
-    offsets: BTreeMap<Tp, i64>,
+    tp_base: Arc<TpBase>,
+    /// By index in the world's `tps`: the position, if held. A fetch
+    /// builds its list from the grouping's indexes and an answer names
+    /// them: looking each up by (topic name, partition) in a map of ~3,000
+    /// was a twentieth of a 100-broker run.
+    offsets: Vec<Option<i64>>,
+    held: usize,
     /// Bumped whenever a position is added or removed (not when one moves).
     generation: u64,
     /// Per broker, the positions it leads, as indexes in the world's `tps`,
@@ -25,21 +36,52 @@ pub(super) struct Positions {
 }
 
 impl Positions {
+    pub(super) fn new(tp_base: Arc<TpBase>) -> Positions {
+        let tps = tp_base
+            .values()
+            .map(|(base, count)| base + *count as usize)
+            .max()
+            .unwrap_or(0);
+        Positions {
+            tp_base,
+            offsets: vec![None; tps],
+            held: 0,
+            generation: 0,
+            by_leader: Vec::new(),
+            grouped_from: None,
+        }
+    }
+
+    /// `tp`'s index in the world's `tps`; None for a partition outside the
+    /// workload.
+    fn index(&self, tp: &Tp) -> Option<usize> {
+        let &(base, count) = self.tp_base.get(&tp.0)?;
+        (0..count).contains(&tp.1).then(|| base + tp.1 as usize)
+    }
+
     pub(super) fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.held == 0
     }
 
     pub(super) fn get(&self, tp: &Tp) -> Option<i64> {
-        self.offsets.get(tp).copied()
+        self.get_at(self.index(tp)?)
+    }
+
+    /// The position of the partition at `i` in the world's `tps`.
+    pub(super) fn get_at(&self, i: usize) -> Option<i64> {
+        self.offsets[i]
     }
 
     pub(super) fn contains_key(&self, tp: &Tp) -> bool {
-        self.offsets.contains_key(tp)
+        self.get(tp).is_some()
     }
 
-    /// Every position, by topic name then partition.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&Tp, i64)> + '_ {
-        self.offsets.iter().map(|(tp, offset)| (tp, *offset))
+    /// Every position as (index in the world's `tps`, offset), ascending.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.offsets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, offset)| Some((i, (*offset)?)))
     }
 
     /// The grouping by leader, if it was built from this set of positions
@@ -49,26 +91,35 @@ impl Positions {
             .then_some(self.by_leader.as_slice())
     }
 
-    /// The position, to move it (the grouping stays valid).
-    pub(super) fn get_mut(&mut self, tp: &Tp) -> Option<&mut i64> {
-        self.offsets.get_mut(tp)
+    /// The position of the partition at `i` in the world's `tps`, to move
+    /// it (the grouping stays valid).
+    pub(super) fn get_mut_at(&mut self, i: usize) -> Option<&mut i64> {
+        self.offsets[i].as_mut()
     }
 
-    pub(super) fn insert(&mut self, tp: Tp, offset: i64) {
-        if self.offsets.insert(tp, offset).is_none() {
+    /// Holds a position of `tp`, a partition of the workload.
+    pub(super) fn insert(&mut self, tp: &Tp, offset: i64) {
+        let i = self.index(tp).expect("a position of a workload partition");
+        if self.offsets[i].replace(offset).is_none() {
+            self.held += 1;
             self.generation += 1;
         }
     }
 
     pub(super) fn remove(&mut self, tp: &Tp) {
-        if self.offsets.remove(tp).is_some() {
+        let Some(i) = self.index(tp) else {
+            return;
+        };
+        if self.offsets[i].take().is_some() {
+            self.held -= 1;
             self.generation += 1;
         }
     }
 
     pub(super) fn clear(&mut self) {
-        if !self.offsets.is_empty() {
-            self.offsets.clear();
+        if self.held > 0 {
+            self.offsets.fill(None);
+            self.held = 0;
             self.generation += 1;
         }
     }
@@ -92,7 +143,7 @@ impl Positions {
                 self.by_leader[b].push(i);
             }
         }
-        assert_eq!(grouped, self.offsets.len(), "every position grouped");
+        assert_eq!(grouped, self.held, "every position grouped");
         // Sorted here, once per grouping, not per fetch.
         for list in &mut self.by_leader {
             list.sort_unstable();
@@ -109,21 +160,25 @@ mod tests {
         ("t".to_string(), p)
     }
 
+    fn positions() -> Positions {
+        Positions::new(Arc::new(TpBase::from([("t".to_string(), (0, 2))])))
+    }
+
     #[test]
     fn the_grouping_goes_stale_when_a_position_or_a_leader_changes_not_when_one_moves() {
-        let mut positions = Positions::default();
-        positions.insert(tp(0), 5);
-        positions.insert(tp(1), 7);
+        let mut positions = positions();
+        positions.insert(&tp(0), 5);
+        positions.insert(&tp(1), 7);
         assert!(positions.by_leader(0).is_none());
         positions.group(2, 0, [(0, Some(1)), (1, None)].into_iter());
         assert_eq!(positions.by_leader(0), Some(&[vec![], vec![0]][..]));
-        *positions.get_mut(&tp(0)).expect("held") = 6;
+        *positions.get_mut_at(0).expect("held") = 6;
         assert!(
             positions.by_leader(0).is_some(),
             "a moved position is still led by the same broker"
         );
         assert!(positions.by_leader(1).is_none(), "a leader changed");
-        positions.insert(tp(1), 9);
+        positions.insert(&tp(1), 9);
         assert!(
             positions.by_leader(0).is_some(),
             "an update of a held position adds none"
@@ -134,5 +189,21 @@ mod tests {
         positions.clear();
         assert!(positions.by_leader(0).is_none());
         assert!(positions.is_empty());
+    }
+
+    #[test]
+    fn positions_are_found_by_name_and_by_index_alike() {
+        let mut positions = positions();
+        positions.insert(&tp(1), 7);
+        assert_eq!(positions.get(&tp(1)), Some(7));
+        assert_eq!(positions.get_at(1), Some(7));
+        assert_eq!(positions.get(&tp(0)), None);
+        assert_eq!(positions.get(&tp(2)), None, "outside the topic");
+        assert_eq!(positions.get(&("u".to_string(), 0)), None, "another topic");
+        *positions.get_mut_at(1).expect("held") = 8;
+        assert_eq!(positions.iter().collect::<Vec<_>>(), vec![(1, 8)]);
+        positions.remove(&tp(1));
+        positions.remove(&tp(1));
+        assert!(positions.is_empty(), "a second removal counts nothing");
     }
 }
