@@ -105,11 +105,7 @@ impl World {
         let mut whole_topic = false;
         let listed = node.drain_touched(|t| match t {
             Touched::Partition(topic, p) => {
-                let i = tp_base
-                    .get(topic)
-                    .filter(|(_, count)| (0..*count).contains(&p))
-                    .map(|(base, _)| base + p as usize);
-                touched.extend(i);
+                touched.extend(tp_index(tp_base, topic, p));
             }
             Touched::Topic(topic) => whole_topic |= tp_base.contains_key(topic),
         });

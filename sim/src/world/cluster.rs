@@ -337,10 +337,7 @@ impl World {
     /// not a scan: a large cluster has thousands of partitions and clients
     /// look them up per send and per fetched partition.
     pub(super) fn find_tp(&self, topic: &str, partition: i32) -> Option<usize> {
-        let &(base, count) = self.tp_base.get(topic)?;
-        let i = (0..count)
-            .contains(&partition)
-            .then(|| base + partition as usize)?;
+        let i = tp_index(&self.tp_base, topic, partition)?;
         debug_assert!(self.tps[i].0 == topic && self.tps[i].1 == partition);
         Some(i)
     }

@@ -25,7 +25,7 @@ mod idempotence;
 mod liveness;
 mod network;
 mod positions;
-use positions::{Positions, TpBase};
+use positions::{tp_index, Positions, TpBase};
 mod replicas;
 mod report;
 

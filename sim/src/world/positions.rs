@@ -16,6 +16,15 @@ use std::sync::Arc;
 /// how many it has: a partition's index there is `base + partition`.
 pub(super) type TpBase = BTreeMap<String, (usize, i32)>;
 
+/// `topic`-`partition`'s index in the world's `tps`; None for a partition
+/// outside the workload.
+pub(super) fn tp_index(tp_base: &TpBase, topic: &str, partition: i32) -> Option<usize> {
+    let &(base, count) = tp_base.get(topic)?;
+    (0..count)
+        .contains(&partition)
+        .then(|| base + partition as usize)
+}
+
 #[derive(Debug)]
 pub(super) struct Positions {
     tp_base: Arc<TpBase>,
@@ -52,11 +61,8 @@ impl Positions {
         }
     }
 
-    /// `tp`'s index in the world's `tps`; None for a partition outside the
-    /// workload.
     fn index(&self, tp: &Tp) -> Option<usize> {
-        let &(base, count) = self.tp_base.get(&tp.0)?;
-        (0..count).contains(&tp.1).then(|| base + tp.1 as usize)
+        tp_index(&self.tp_base, &tp.0, tp.1)
     }
 
     pub(super) fn is_empty(&self) -> bool {
