@@ -1072,6 +1072,8 @@ impl PartitionLog {
             // The swap: atomic and durable (see the module docs).
             storage.write_atomic(&old.path, &bytes)?;
             rebuilt.created_at = old.created_at;
+            // Compaction never cleans the active segment.
+            rebuilt.seal();
             let old_size = old.size_bytes;
             self.segments[index] = rebuilt;
             self.size_bytes = self.size_bytes - old_size + bytes_after;

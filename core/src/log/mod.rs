@@ -359,6 +359,11 @@ impl PartitionLog {
             let base_offset = start_checkpoint.unwrap_or(0);
             log.create_segment(storage, base_offset)?;
         }
+        // Only the active segment keeps the tail of its offset index.
+        let sealed = log.segments.len() - 1;
+        for segment in &mut log.segments[..sealed] {
+            segment.seal();
+        }
         log.size_bytes = log.segments.iter().map(|s| s.size_bytes).sum();
         let first_base = log.segments[0].base_offset;
         log.log_start_offset = start_checkpoint.map_or(first_base, |c| c.max(first_base));
@@ -759,12 +764,13 @@ impl PartitionLog {
         storage: &mut dyn Storage,
         base_offset: i64,
     ) -> Result<(), LogError> {
-        if let Some(active) = self.segments.last() {
+        if let Some(active) = self.segments.last_mut() {
             assert!(!active.is_empty(), "an empty segment is never rolled");
             assert_eq!(
                 base_offset, active.next_offset,
                 "a new segment starts at the log end"
             );
+            active.seal();
         }
         let segment = Segment::new(&self.dir, base_offset);
         // An empty append creates the file, so that a reopen finds the
@@ -1256,6 +1262,10 @@ impl PartitionLog {
                 "segments are contiguous and sorted"
             );
             assert!(!pair[0].is_empty(), "only the active segment may be empty");
+            assert!(
+                !pair[0].has_index_tail(),
+                "only the active segment lists its index tail"
+            );
         }
         for segment in &self.segments {
             segment.check_invariants();

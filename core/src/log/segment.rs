@@ -78,6 +78,16 @@ impl Segment {
         }
     }
 
+    /// The segment is no longer the active one: appends and most reads
+    /// have moved on.
+    pub(crate) fn seal(&mut self) {
+        self.offset_index.seal();
+    }
+
+    pub(crate) fn has_index_tail(&self) -> bool {
+        self.offset_index.has_tail()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.size_bytes == 0
     }
@@ -106,13 +116,18 @@ impl Segment {
             "batches in a segment are contiguous"
         );
         let position = self.size_bytes;
+        let relative = self.relative_offset(header.base_offset());
         if self.bytes_since_index_entry >= u64::from(index_interval_bytes) {
-            let relative = self.relative_offset(header.base_offset());
             self.offset_index
                 .append(relative, Self::position_u32(position));
             let max_before = self.max_timestamp.expect("an indexed batch follows others");
             self.time_index.append(max_before, relative);
             self.bytes_since_index_entry = 0;
+        } else if position > 0 {
+            // The first batch needs no entry: a lookup below every entry
+            // starts at the segment start.
+            self.offset_index
+                .note_unindexed(relative, Self::position_u32(position));
         }
         let total = header.total_size() as u64;
         self.bytes_since_index_entry += total;
