@@ -357,8 +357,12 @@ impl<S: Storage> Node<S> {
                 break;
             }
         }
-        for topic_id in removed {
-            self.forget_deleted_topic(topic_id);
+        // Guarded: this runs after every input, nearly always with both
+        // sets empty, and taking an empty set apart is not free.
+        if !removed.is_empty() {
+            for topic_id in removed {
+                self.forget_deleted_topic(topic_id);
+            }
         }
         // A broker acts on metadata only once it has read its own
         // registration back: records before it may name this broker leader
@@ -375,12 +379,14 @@ impl<S: Storage> Node<S> {
             self.cluster_mut().broker.caught_up = true;
         }
         self.note_running();
-        for topic in reconfigured {
-            if self.topics.contains(&topic) {
-                let overrides = topic_overrides(&self.cluster().image, &topic);
-                self.set_topic_overrides(&topic, overrides);
-                if let Err(e) = self.topics.persist(&mut self.storage) {
-                    tracing::error!(error = %e, "persisting the topic registry failed");
+        if !reconfigured.is_empty() {
+            for topic in reconfigured {
+                if self.topics.contains(&topic) {
+                    let overrides = topic_overrides(&self.cluster().image, &topic);
+                    self.set_topic_overrides(&topic, overrides);
+                    if let Err(e) = self.topics.persist(&mut self.storage) {
+                        tracing::error!(error = %e, "persisting the topic registry failed");
+                    }
                 }
             }
         }

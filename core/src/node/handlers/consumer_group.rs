@@ -118,7 +118,11 @@ impl<S: Storage> Node<S> {
     /// coordinator, which appends them like its own.
     pub(crate) fn persist_consumer_groups(&mut self) {
         let now = self.now;
-        for (group_id, records) in self.consumer_groups.take_writes() {
+        let writes = self.consumer_groups.take_writes();
+        if writes.is_empty() {
+            return;
+        }
+        for (group_id, records) in writes {
             self.groups.write_consumer_group(now, &group_id, records);
         }
     }
