@@ -73,9 +73,11 @@ impl Positions {
         self.get_at(self.index(tp)?)
     }
 
-    /// The position of the partition at `i` in the world's `tps`.
+    /// The position of the partition at `i` in the world's `tps`; None
+    /// also for an `i` outside it (an answer naming a partition not of the
+    /// workload is judged elsewhere, not a panic here).
     pub(super) fn get_at(&self, i: usize) -> Option<i64> {
-        self.offsets[i]
+        self.offsets.get(i).copied().flatten()
     }
 
     pub(super) fn contains_key(&self, tp: &Tp) -> bool {
@@ -100,7 +102,7 @@ impl Positions {
     /// The position of the partition at `i` in the world's `tps`, to move
     /// it (the grouping stays valid).
     pub(super) fn get_mut_at(&mut self, i: usize) -> Option<&mut i64> {
-        self.offsets[i].as_mut()
+        self.offsets.get_mut(i)?.as_mut()
     }
 
     /// Holds a position of `tp`, a partition of the workload.
@@ -206,6 +208,8 @@ mod tests {
         assert_eq!(positions.get(&tp(0)), None);
         assert_eq!(positions.get(&tp(2)), None, "outside the topic");
         assert_eq!(positions.get(&("u".to_string(), 0)), None, "another topic");
+        assert_eq!(positions.get_at(usize::MAX), None, "not of the workload");
+        assert!(positions.get_mut_at(usize::MAX).is_none());
         *positions.get_mut_at(1).expect("held") = 8;
         assert_eq!(positions.iter().collect::<Vec<_>>(), vec![(1, 8)]);
         positions.remove(&tp(1));
