@@ -909,3 +909,66 @@ fn completing_a_parked_follower_fetch_records_no_progress_again() {
         .handle_fetch(&c.replicas[0].log, leo, c.now, &fetch);
     assert_ne!(*c.leader.follower(1).unwrap(), progress_at_arrival);
 }
+
+/// `PartitionAssignment::check_invariants` accepts a sound assignment and
+/// rejects each rule broken alone (it compares pairwise, without sets).
+#[test]
+fn assignment_checks_reject_each_broken_rule() {
+    let sound = || PartitionAssignment {
+        replicas: vec![3, 1, 2],
+        isr: [1, 3].into_iter().collect(),
+        leader: 3,
+        leader_epoch: 4,
+        partition_epoch: 9,
+    };
+    sound().check_invariants();
+    let no_leader = PartitionAssignment {
+        leader: -1,
+        isr: BTreeSet::new(),
+        ..sound()
+    };
+    no_leader.check_invariants();
+    let broken: [(&str, PartitionAssignment); 5] = [
+        (
+            "no replicas",
+            PartitionAssignment {
+                replicas: vec![],
+                isr: BTreeSet::new(),
+                leader: -1,
+                ..sound()
+            },
+        ),
+        (
+            "duplicate replica",
+            PartitionAssignment {
+                replicas: vec![3, 1, 3],
+                ..sound()
+            },
+        ),
+        (
+            "duplicate at the end",
+            PartitionAssignment {
+                replicas: vec![1, 3, 2, 2],
+                ..sound()
+            },
+        ),
+        (
+            "isr outside replicas",
+            PartitionAssignment {
+                isr: [1, 3, 7].into_iter().collect(),
+                ..sound()
+            },
+        ),
+        (
+            "leader outside isr",
+            PartitionAssignment {
+                leader: 2,
+                ..sound()
+            },
+        ),
+    ];
+    for (what, a) in broken {
+        let caught = std::panic::catch_unwind(|| a.check_invariants());
+        assert!(caught.is_err(), "{what} passed the check");
+    }
+}

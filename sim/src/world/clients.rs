@@ -48,9 +48,9 @@ pub(super) struct Consumer {
     pub(super) positions: Positions,
     pub(super) next_fetch_at: Instant,
     /// broker -> the fetch in flight to it: one per broker at a time.
-    pub(super) in_flight: BTreeMap<BrokerId, FetchInFlight>,
+    pub(super) in_flight: BrokerMap<FetchInFlight>,
     /// broker -> the KIP-227 fetch session with it.
-    pub(super) sessions: BTreeMap<BrokerId, FetchSession>,
+    pub(super) sessions: BrokerMap<FetchSession>,
 }
 
 pub(super) struct FetchInFlight {
@@ -106,7 +106,7 @@ impl ClientKind {
 pub(super) struct Client {
     pub(super) az: usize,
     /// Per broker; a broker absent here was never connected to.
-    pub(super) conns: BTreeMap<BrokerId, ClientConn>,
+    pub(super) conns: BrokerMap<ClientConn>,
     pub(super) next_correlation_id: i32,
     pub(super) wake_at: Option<Instant>,
     pub(super) kind: ClientKind,
@@ -171,7 +171,7 @@ impl World {
             .then(|| MetadataView::new(self.tps.len(), self.epoch));
         Client {
             az,
-            conns: BTreeMap::new(),
+            conns: BrokerMap::new(),
             next_correlation_id: 1,
             wake_at: None,
             kind,
@@ -954,7 +954,7 @@ impl World {
             let Some(consumer) = self.clients[client].kind.consumer_mut() else {
                 unreachable!()
             };
-            let fetch = consumer.sessions.entry(b).or_default().build(&wanted);
+            let fetch = consumer.sessions.get_or_default(b).build(&wanted);
             let request = self.session_fetch_request(&fetch);
             let asked = wanted;
             let corr = self.next_correlation_id(client);
@@ -1222,7 +1222,7 @@ impl World {
         let Some(consumer) = self.clients[client].kind.consumer_mut() else {
             unreachable!()
         };
-        consumer.sessions.entry(broker).or_default().handle_answer(
+        consumer.sessions.get_or_default(broker).handle_answer(
             r.error_code,
             r.session_id,
             &listed,

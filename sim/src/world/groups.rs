@@ -384,8 +384,8 @@ impl GroupMember {
             consumer: Consumer {
                 positions,
                 next_fetch_at: now,
-                in_flight: BTreeMap::new(),
-                sessions: BTreeMap::new(),
+                in_flight: BrokerMap::new(),
+                sessions: BrokerMap::new(),
             },
             life: Life::Running,
             instance_id,

@@ -12,6 +12,7 @@
 //! consumers, retries), `faults` (schedule and application), `checks`
 //! (per-event and end-of-run checkers), `report` (what a run returns).
 
+mod broker_map;
 mod brokers;
 mod checks;
 mod clients;
@@ -37,6 +38,7 @@ pub use report::{
     format_speed, ClusterReport, ClusterStats, Failover, RunOptions, RunReport, Stats, Violation,
 };
 
+use broker_map::BrokerMap;
 use brokers::{Broker, BrokerState};
 use clients::{Client, ClientConn, ClientKind, Consumer, Producer};
 use cluster::{Admin, ClusterState};
@@ -501,8 +503,8 @@ impl World {
             let kind = ClientKind::Consumer(Consumer {
                 positions,
                 next_fetch_at: self.epoch,
-                in_flight: BTreeMap::new(),
-                sessions: BTreeMap::new(),
+                in_flight: BrokerMap::new(),
+                sessions: BrokerMap::new(),
             });
             clients.push(self.new_client(az_of(az), kind));
         }
