@@ -228,7 +228,11 @@ impl MetadataImage {
     /// snapshot is loaded by [`MetadataImage::from_snapshot`] through
     /// `apply_record`, as the log is.
     pub fn snapshot_records(&self) -> Vec<MetadataRecord> {
-        let mut records = Vec::new();
+        // Sized up front (records are large; see `decode_batches`).
+        let partitions: usize = self.topics.values().map(|t| t.partitions.len()).sum();
+        let configs: usize = self.configs.values().map(BTreeMap::len).sum();
+        let mut records =
+            Vec::with_capacity(self.brokers.len() + self.topics.len() + partitions + configs + 1);
         for b in self.brokers.values() {
             records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
                 broker_id: b.id,
