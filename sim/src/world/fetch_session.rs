@@ -66,20 +66,23 @@ impl FetchSession {
             fetch.send = wanted.to_vec();
             return fetch;
         }
-        let mut kept = BTreeMap::new();
+        // Both ascend: one merged walk finds what moved and what is no
+        // longer wanted (a search and an insert per partition was most of
+        // a large cluster's consumer tick).
+        let mut held = self.partitions.iter().peekable();
         for &(tp, offset, epoch) in wanted {
-            if self.partitions.get(&tp) != Some(&(offset, epoch)) {
+            while let Some((&gone, _)) = held.next_if(|(h, _)| **h < tp) {
+                fetch.forget.push(gone);
+            }
+            let same = held
+                .next_if(|(h, _)| **h == tp)
+                .is_some_and(|(_, v)| *v == (offset, epoch));
+            if !same {
                 fetch.send.push((tp, offset, epoch));
             }
-            kept.insert(tp, (offset, epoch));
         }
-        fetch.forget = self
-            .partitions
-            .keys()
-            .filter(|tp| !kept.contains_key(tp))
-            .copied()
-            .collect();
-        self.partitions = kept;
+        fetch.forget.extend(held.map(|(gone, _)| *gone));
+        self.partitions = wanted.iter().map(|&(tp, o, e)| (tp, (o, e))).collect();
         fetch
     }
 
@@ -167,6 +170,41 @@ mod tests {
         assert_eq!(moved.epoch, 2);
         assert_eq!(moved.send, vec![(2, 25, 0), (3, 0, 1)]);
         assert_eq!(moved.forget, vec![1]);
+    }
+
+    /// The merged walk of `build` names what a search per partition names:
+    /// partitions forgotten before, between and after the wanted ones,
+    /// offsets and epochs that moved, new ones.
+    #[test]
+    fn an_incremental_fetch_sends_what_moved_and_forgets_what_went() {
+        let held: Vec<Wanted> = vec![(1, 10, 0), (3, 30, 0), (5, 50, 2), (7, 70, 0), (9, 90, 0)];
+        let cases: [Vec<Wanted>; 5] = [
+            vec![(3, 30, 0), (5, 51, 2), (8, 0, 0)],
+            vec![(0, 1, 0), (1, 10, 0), (9, 90, 0), (10, 0, 0)],
+            vec![(5, 50, 3)],
+            vec![],
+            held.clone(),
+        ];
+        for wanted in cases {
+            let mut s = FetchSession::default();
+            s.build(&held);
+            s.handle_answer(0, 7, &[1, 3, 5, 7, 9]).unwrap();
+            let fetch = s.build(&wanted);
+            let send: Vec<Wanted> = wanted
+                .iter()
+                .filter(|w| !held.contains(w))
+                .copied()
+                .collect();
+            let forget: Vec<usize> = held
+                .iter()
+                .map(|h| h.0)
+                .filter(|tp| !wanted.iter().any(|w| w.0 == *tp))
+                .collect();
+            assert_eq!(fetch.send, send, "wanted {wanted:?}");
+            assert_eq!(fetch.forget, forget, "wanted {wanted:?}");
+            let now: Vec<usize> = s.partitions.keys().copied().collect();
+            assert_eq!(now, wanted.iter().map(|w| w.0).collect::<Vec<_>>());
+        }
     }
 
     #[test]
