@@ -506,8 +506,12 @@ pub fn decode_batches(bytes: &[u8]) -> Result<Vec<(i64, MetadataRecord)>, Record
         let slice = &bytes[start..start + header.total_size()];
         // Sized up front: a record is a large enum, and growing by doubling
         // copied each one about twice (a broker replays ~10,000 partition
-        // records when a large cluster's topics are created).
-        out.reserve(usize::try_from(header.records_count()).unwrap_or(0));
+        // records when a large cluster's topics are created). Bounded by
+        // the batch's bytes (a record takes at least one), so a count the
+        // records cannot back reserves no more than they could fill; the
+        // decode below then reports what is wrong with them.
+        let count = usize::try_from(header.records_count()).unwrap_or(0);
+        out.reserve(count.min(slice.len()));
         for (index, (_key, value)) in decode_records_for_test(slice).into_iter().enumerate() {
             let value = value.ok_or(RecordDecodeError::NullValue)?;
             let offset = header.base_offset() + index as i64;

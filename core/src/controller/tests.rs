@@ -764,3 +764,24 @@ fn a_record_replayed_after_a_passing_check_is_checked_again() {
     );
     h.controller.check_invariants();
 }
+
+/// A batch whose record count its bytes cannot back (a writer's bug: the
+/// CRC is resealed over it) fails its decode with a panic that names the
+/// damage; the records list is not first sized by that count (i32::MAX
+/// large records would abort the process on allocation instead).
+#[test]
+fn a_record_count_the_batch_cannot_back_is_not_allocated_for() {
+    let record = MetadataRecord::Topic(TopicRecord {
+        name: "t".into(),
+        topic_id: Uuid::from_u128(7),
+    });
+    let mut batch = encode_batch(&[record], 0);
+    assert_eq!(decode_batches(&batch).expect("sound").len(), 1);
+    batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    crate::batch::reseal_crc(&mut batch);
+    let decoded = std::panic::catch_unwind(|| decode_batches(&batch));
+    assert!(
+        decoded.is_err() || decoded.is_ok_and(|r| r.is_err()),
+        "a count of i32::MAX over one record's bytes decodes"
+    );
+}
