@@ -1272,6 +1272,17 @@ fn a_broker_only_node_observes_the_metadata_log_and_hosts_replicas() {
     );
     assert_eq!(status.unfenced_brokers, vec![1, 2, 3, 4], "{status:?}");
     assert!(!status.controller_active);
+    // It runs no controller: nothing of the log is replayed into one
+    // (the broker's own image is what it acts on), while the voters
+    // replay all of it.
+    assert_eq!(status.controller_replayed_to, 0, "{status:?}");
+    for voter in [1, 2, 3] {
+        let voter_status = h.node(voter).cluster_status().expect("cluster node");
+        assert!(
+            voter_status.controller_replayed_to > 0,
+            "voter {voter}: {voter_status:?}"
+        );
+    }
     // Four brokers, RF 4: every partition has a replica on the observer.
     assert_eq!(h.create_topic(4, "wide", 4, 4, "3").topics[0].error_code, 0);
     let m = h.wait_for_leaders(4, "wide", 4);

@@ -92,6 +92,11 @@ impl ControllerHost {
         self.active_epoch.is_some()
     }
 
+    /// The metadata log offset replayed into the controller so far.
+    pub fn replayed_to(&self) -> i64 {
+        self.replayed_to
+    }
+
     pub fn check_invariants(&self) {
         self.controller.check_invariants();
         assert!(
@@ -359,6 +364,15 @@ impl<S: Storage> Node<S> {
     /// Activation, deactivation, passive replay and committed answers.
     pub(in crate::node) fn drive_controller(&mut self) {
         let quorum = &self.cluster().quorum;
+        if quorum.is_observer() {
+            // A broker-only node runs no controller (Kafka's
+            // process.roles=broker): it never leads the quorum, so a
+            // controller here could never activate, and replaying the log
+            // into one would keep a second copy of the image it acts on.
+            debug_assert!(!self.cluster().controller.is_active());
+            debug_assert_eq!(self.cluster().controller.replayed_to, 0);
+            return;
+        }
         let (is_leader, epoch) = (quorum.is_leader(), quorum.epoch());
         let high_watermark = quorum.high_watermark().unwrap_or(0);
         let log_end_offset = quorum.log_end_offset();

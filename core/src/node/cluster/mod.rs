@@ -72,6 +72,9 @@ pub struct ClusterStatus {
     pub quorum_leader: Option<i32>,
     pub quorum_high_watermark: Option<i64>,
     pub controller_active: bool,
+    /// The metadata log offset the node's controller has replayed to:
+    /// 0 on a broker-only node, which runs no controller.
+    pub controller_replayed_to: i64,
     pub broker_epoch: Option<i64>,
     pub broker_fenced: bool,
     /// The broker has replayed the metadata log up to its registration.
@@ -93,6 +96,7 @@ impl Cluster {
             quorum_leader: self.quorum.leader_id(),
             quorum_high_watermark: self.quorum.high_watermark(),
             controller_active: self.controller.is_active(),
+            controller_replayed_to: self.controller.replayed_to(),
             broker_epoch: self.broker.epoch(),
             broker_fenced: self.broker.is_fenced(),
             broker_caught_up: self.broker.is_caught_up(),
