@@ -24,8 +24,13 @@
 //!     61  records ...
 //! ```
 
+mod record_reader;
+mod record_writer;
 mod testing;
 pub(crate) mod varint;
+
+pub use record_reader::{RecordReader, RecordRef};
+pub use record_writer::BatchWriter;
 
 #[doc(hidden)]
 pub use testing::{build_batch, decode_records_for_test, DecodedRecord, TestRecord};

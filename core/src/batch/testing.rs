@@ -1,8 +1,8 @@
 //! Encoding and decoding of whole batches, for tests and the simulator's
 //! producers and consumers only. The broker itself never decodes records.
 
-use super::varint::{put_varlong, read_varlong};
-use super::{validate_batch, BatchIter, BATCH_HEADER_LEN, BATCH_LENGTH_AT, LOG_OVERHEAD, MAGIC_V2};
+use super::varint::read_varlong;
+use super::{validate_batch, BatchIter, BatchWriter, BATCH_HEADER_LEN};
 
 /// A key or value: `None` is Kafka's null (length -1).
 pub type TestRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -12,16 +12,6 @@ pub type DecodedRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// Reads a varint of a batch the test encoder or a broker wrote.
 fn get_varlong(bytes: &[u8], position: &mut usize) -> i64 {
     read_varlong(bytes, position).unwrap_or_else(|| panic!("bad varint at {position}"))
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => put_varlong(out, -1),
-        Some(bytes) => {
-            put_varlong(out, bytes.len() as i64);
-            out.extend_from_slice(bytes);
-        }
-    }
 }
 
 fn get_bytes(bytes: &[u8], position: &mut usize) -> Option<Vec<u8>> {
@@ -42,39 +32,11 @@ fn get_bytes(bytes: &[u8], position: &mut usize) -> Option<Vec<u8>> {
 #[doc(hidden)]
 pub fn build_batch(records: &[TestRecord<'_>], base_timestamp: i64) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
-    let records_count = i32::try_from(records.len()).expect("record count fits i32");
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len() * 16);
-    out.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
-    out.extend_from_slice(&0i32.to_be_bytes()); // batchLength, patched below
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
-    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    out.extend_from_slice(&(records_count - 1).to_be_bytes()); // lastOffsetDelta
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes()); // maxTimestamp
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
-    out.extend_from_slice(&records_count.to_be_bytes());
-    assert_eq!(out.len(), BATCH_HEADER_LEN, "header layout");
-
-    let mut body = Vec::new();
-    for (offset_delta, (key, value)) in records.iter().enumerate() {
-        body.clear();
-        body.push(0); // record attributes
-        put_varlong(&mut body, 0); // timestampDelta
-        put_varlong(&mut body, offset_delta as i64);
-        put_bytes(&mut body, *key);
-        put_bytes(&mut body, *value);
-        put_varlong(&mut body, 0); // headers count
-        put_varlong(&mut out, body.len() as i64);
-        out.extend_from_slice(&body);
+    let mut batch = BatchWriter::new(base_timestamp, records.len() * 16);
+    for (key, value) in records {
+        batch.push(*key, *value);
     }
-
-    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).expect("batch fits i32");
-    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    super::reseal_crc(&mut out);
+    let out = batch.finish();
     validate_batch(&out, u32::MAX).expect("build_batch makes valid batches");
     out
 }

@@ -155,6 +155,10 @@ fn too_large_batches_are_rejected() {
     assert!(validate_batch(&batch, batch.len() as u32).is_ok());
 }
 
+fn set_i16(batch: &mut [u8], at: usize, value: i16) {
+    batch[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
 fn set_i32(batch: &mut [u8], at: usize, value: i32) {
     batch[at..at + 4].copy_from_slice(&value.to_be_bytes());
 }
@@ -306,4 +310,84 @@ fn validate_batches_is_all_or_nothing() {
         validate_batches(&buf, MAX),
         Err(BatchError::Truncated { .. })
     ));
+}
+
+fn read_all(batch: &[u8]) -> Result<Vec<RecordRef<'_>>, BatchError> {
+    let header = BatchHeader::parse(batch).unwrap();
+    RecordReader::new(batch, &header)?.collect()
+}
+
+/// The in-place reader gives what the writer wrote: keys and values
+/// (nulls included) as slices of the batch, the offset deltas in order,
+/// across varints of more than one byte (a 300-byte value, deltas past 63).
+#[test]
+fn the_record_reader_reads_what_the_writer_wrote() {
+    let long = vec![7u8; 300];
+    let mut records: Vec<TestRecord<'_>> = vec![
+        (Some(b"k0"), Some(b"v0")),
+        (None, Some(&long)),
+        (Some(b"k2"), None),
+        (None, None),
+    ];
+    records.extend((0..80).map(|_| (None, Some(&b"x"[..]))));
+    let batch = build_batch(&records, 5);
+    let read = read_all(&batch).expect("a written batch reads");
+    assert_eq!(read.len(), records.len());
+    for (i, (record, (key, value))) in read.iter().zip(&records).enumerate() {
+        assert_eq!(record.offset_delta, i as i32);
+        assert_eq!((record.key, record.value), (*key, *value), "record {i}");
+    }
+    let mut writer = BatchWriter::new(5, 0);
+    for (key, value) in &records {
+        match (key, value) {
+            (None, Some(value)) => writer.push_value(|out| out.extend_from_slice(value)),
+            _ => writer.push(*key, *value),
+        }
+    }
+    assert_eq!(writer.finish(), batch, "push_value frames as push does");
+}
+
+/// Damage inside a batch whose CRC was resealed over it is an error from
+/// the reader, never a panic or an allocation sized by the damage.
+#[test]
+fn the_record_reader_reports_damaged_records() {
+    let batch = build_batch(&[(Some(b"key"), Some(b"value")), (None, Some(b"v"))], 0);
+    let first = BATCH_HEADER_LEN;
+    let damaged = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = batch.clone();
+        edit(&mut b);
+        fix_crc(&mut b);
+        read_all(&b).map(|records| records.len())
+    };
+    // A record length past the batch's end.
+    assert!(damaged(&|b| b[first] = 0x7e).is_err());
+    // A varint that never ends (every byte with its high bit set).
+    assert!(damaged(&|b| b[first + 2..].iter_mut().for_each(|x| *x = 0xff)).is_err());
+    // A key length beyond its record.
+    assert!(damaged(&|b| b[first + 4] = 0x40).is_err());
+    // A count of i32::MAX records over two records' bytes.
+    assert!(damaged(&|b| set_i32(b, RECORDS_COUNT_AT, i32::MAX)).is_err());
+    // A count of one record where two are: bytes after the last record.
+    assert!(damaged(&|b| set_i32(b, RECORDS_COUNT_AT, 1)).is_err());
+    // A negative header count (zigzag 1 is -1).
+    let last = batch.len() - 1;
+    assert_eq!(
+        batch[last], 0,
+        "the last byte is the last record's header count"
+    );
+    assert!(damaged(&|b| b[last] = 1).is_err());
+    // A compressed batch is refused, not misread.
+    let mut gzip = batch.clone();
+    set_i16(&mut gzip, ATTRIBUTES_AT, 1);
+    fix_crc(&mut gzip);
+    assert!(read_all(&gzip).is_err());
+    // After an error the reader stops.
+    let mut b = batch.clone();
+    b[first] = 0x7e;
+    let header = BatchHeader::parse(&b).unwrap();
+    let mut reader = RecordReader::new(&b, &header).unwrap();
+    assert!(reader.next().is_some_and(|r| r.is_err()));
+    assert!(reader.next().is_none());
+    // Undamaged, both records read.
+    assert_eq!(read_all(&batch).unwrap().len(), 2);
 }

@@ -33,7 +33,7 @@
 //! that does not decode exactly is a corrupt log, never something to guess
 //! at.
 
-use crate::batch::{build_batch, decode_records_for_test, BatchIter};
+use crate::batch::{BatchIter, BatchWriter, RecordReader};
 use uuid::Uuid;
 
 /// Kafka's `NO_LEADER`.
@@ -233,6 +233,8 @@ pub enum RecordDecodeError {
     Trailing(usize),
     #[error("a metadata record has a null value")]
     NullValue,
+    #[error("metadata batch: {0}")]
+    Batch(#[from] crate::batch::BatchError),
 }
 
 impl MetadataRecord {
@@ -274,7 +276,14 @@ impl MetadataRecord {
     pub fn encode(&self) -> Vec<u8> {
         // Room for a partition record with three replicas in one
         // allocation (64 bytes grew once for nearly every one of them).
-        let mut w = Writer(Vec::with_capacity(128));
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the record's encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut w = Writer(std::mem::take(out));
         let version = self.version();
         w.u8(self.api_key());
         w.u8(version);
@@ -353,7 +362,7 @@ impl MetadataRecord {
                 w.i8(r.in_controlled_shutdown);
             }
         }
-        w.0
+        *out = w.0;
     }
 
     pub fn decode(bytes: &[u8]) -> Result<MetadataRecord, RecordDecodeError> {
@@ -483,10 +492,13 @@ pub fn encode_batch(records: &[MetadataRecord], timestamp_ms: i64) -> Vec<u8> {
         "{} records exceed the batch bound {BATCH_RECORDS_MAX}",
         records.len()
     );
-    let values: Vec<Vec<u8>> = records.iter().map(MetadataRecord::encode).collect();
-    let pairs: Vec<crate::batch::TestRecord<'_>> =
-        values.iter().map(|v| (None, Some(v.as_slice()))).collect();
-    build_batch(&pairs, timestamp_ms)
+    // Each record is encoded straight into the batch (a snapshot of a large
+    // cluster is ~10,000 records, and checkers encode one often).
+    let mut batch = BatchWriter::new(timestamp_ms, records.len() * 128);
+    for record in records {
+        batch.push_value(|out| record.encode_into(out));
+    }
+    batch.finish()
 }
 
 /// Every metadata record in `bytes` (whole v2 batches as the quorum log
@@ -501,8 +513,6 @@ pub fn decode_batches(bytes: &[u8]) -> Result<Vec<(i64, MetadataRecord)>, Record
         if header.is_control() {
             continue;
         }
-        // seedlog's own batches have contiguous offset deltas from 0, so the
-        // n-th record sits at base + n.
         let slice = &bytes[start..start + header.total_size()];
         // Sized up front: a record is a large enum, and growing by doubling
         // copied each one about twice (a broker replays ~10,000 partition
@@ -512,11 +522,15 @@ pub fn decode_batches(bytes: &[u8]) -> Result<Vec<(i64, MetadataRecord)>, Record
         // decode below then reports what is wrong with them.
         let count = usize::try_from(header.records_count()).unwrap_or(0);
         out.reserve(count.min(slice.len()));
-        for (index, (_key, value)) in decode_records_for_test(slice).into_iter().enumerate() {
-            let value = value.ok_or(RecordDecodeError::NullValue)?;
-            let offset = header.base_offset() + index as i64;
-            out.push((offset, MetadataRecord::decode(&value)?));
+        for record in RecordReader::new(slice, &header)? {
+            let record = record?;
+            let value = record.value.ok_or(RecordDecodeError::NullValue)?;
+            let offset = header.base_offset() + i64::from(record.offset_delta);
+            out.push((offset, MetadataRecord::decode(value)?));
         }
+    }
+    if let Some(error) = iter.tail_error() {
+        return Err(error.into());
     }
     Ok(out)
 }

@@ -766,7 +766,7 @@ fn a_record_replayed_after_a_passing_check_is_checked_again() {
 }
 
 /// A batch whose record count its bytes cannot back (a writer's bug: the
-/// CRC is resealed over it) fails its decode with a panic that names the
+/// CRC is resealed over it) fails its decode with an error that names the
 /// damage; the records list is not first sized by that count (i32::MAX
 /// large records would abort the process on allocation instead).
 #[test]
@@ -779,9 +779,26 @@ fn a_record_count_the_batch_cannot_back_is_not_allocated_for() {
     assert_eq!(decode_batches(&batch).expect("sound").len(), 1);
     batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
     crate::batch::reseal_crc(&mut batch);
+    let error = decode_batches(&batch).expect_err("a count of i32::MAX over one record's bytes");
+    assert!(matches!(error, RecordDecodeError::Batch(_)), "{error}");
+}
+
+/// A metadata record whose framing is damaged (a varint that never ends,
+/// under a resealed CRC) is a decode error, not a panic: a snapshot read
+/// from disk or a peer goes through the same decode.
+#[test]
+fn a_damaged_metadata_record_is_an_error_not_a_panic() {
+    let record = MetadataRecord::Topic(TopicRecord {
+        name: "t".into(),
+        topic_id: Uuid::from_u128(7),
+    });
+    let mut batch = encode_batch(&[record.clone(), record], 0);
+    let records_at = crate::batch::BATCH_HEADER_LEN;
+    batch[records_at + 2..records_at + 14].fill(0xff);
+    crate::batch::reseal_crc(&mut batch);
     let decoded = std::panic::catch_unwind(|| decode_batches(&batch));
-    assert!(
-        decoded.is_err() || decoded.is_ok_and(|r| r.is_err()),
-        "a count of i32::MAX over one record's bytes decodes"
-    );
+    let error = decoded
+        .expect("no panic")
+        .expect_err("a damaged record does not decode");
+    assert!(error.to_string().contains("bad varint"), "{error}");
 }
