@@ -439,8 +439,10 @@ pub(super) struct ReplicaChecks {
     meta_images: BTreeMap<i64, (BrokerId, u32)>,
     /// The highest quorum high watermark a quorum leader reported.
     quorum_hw_max: i64,
-    /// [partition][member broker]: the last `strong_isr` comparison.
-    isr_compared: Vec<Vec<Option<IsrCompared>>>,
+    /// [partition]: (member broker, the last `strong_isr` comparison with
+    /// it), one entry per broker ever compared (a handful: a
+    /// `[partition][broker]` table was mostly empty).
+    isr_compared: Vec<Vec<(BrokerId, IsrCompared)>>,
     /// [partition][member broker]: the broker lost power (its page cache)
     /// while its leader's ISR named it, and no leader's ISR has left it out
     /// since. See `World::check_isr`.
@@ -476,7 +478,7 @@ impl ReplicaChecks {
             meta_applied_seen: vec![-1; brokers],
             meta_images: BTreeMap::new(),
             quorum_hw_max: 0,
-            isr_compared: vec![vec![None; brokers]; tps],
+            isr_compared: vec![Vec::new(); tps],
             isr_power_lost: vec![vec![false; brokers]; tps],
             isr_due: vec![false; tps],
             isr_due_list: Vec::new(),
@@ -953,7 +955,8 @@ impl World {
                     member_generation: mine_mirror.generation,
                     below: i64::MIN,
                 };
-                let from = match checks.isr_compared[i][m] {
+                let last = checks.isr_compared[i].iter().find(|(b, _)| *b == m);
+                let from = match last.map(|(_, c)| *c) {
                     Some(c)
                         if c == IsrCompared {
                             below: c.below,
@@ -995,7 +998,14 @@ impl World {
         }
         let checks = &mut self.cluster.as_mut().expect("checked").replicas;
         for (i, m, now) in compared {
-            checks.isr_compared[i][m] = Some(now);
+            let members = &mut checks.isr_compared[i];
+            match members.iter_mut().find(|(b, _)| *b == m) {
+                Some((_, last)) => *last = now,
+                None => {
+                    assert!(members.len() < self.brokers.len(), "one entry per broker");
+                    members.push((m, now));
+                }
+            }
         }
         due.clear();
         checks.isr_due_list = due;
