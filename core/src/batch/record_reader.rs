@@ -35,8 +35,10 @@ pub struct RecordReader<'a> {
 }
 
 impl<'a> RecordReader<'a> {
-    /// Refuses a compressed batch and one shorter than its header says.
+    /// Refuses a compressed batch, an impossible length and a batch
+    /// shorter than its header says.
     pub fn new(batch: &'a [u8], header: &BatchHeader) -> Result<RecordReader<'a>, BatchError> {
+        header.check_length()?;
         if header.compression_codec() != 0 {
             return Err(BatchError::Corrupt(format!(
                 "batch at offset {} is compressed (codec {}); only plain batches are read in place",

@@ -376,6 +376,8 @@ fn the_record_reader_reports_damaged_records() {
         "the last byte is the last record's header count"
     );
     assert!(damaged(&|b| b[last] = 1).is_err());
+    // A batch length shorter than the header.
+    assert!(damaged(&|b| set_i32(b, BATCH_LENGTH_AT, 10)).is_err());
     // A compressed batch is refused, not misread.
     let mut gzip = batch.clone();
     set_i16(&mut gzip, ATTRIBUTES_AT, 1);

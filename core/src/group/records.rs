@@ -394,14 +394,19 @@ pub fn decode_batch_records(batch: &[u8]) -> Result<Vec<RawRecord>, RecordError>
 }
 
 /// Encodes records as one uncompressed v2 batch, the format every partition
-/// log stores (the same encoder the tests use, which validates its output).
+/// log stores.
 pub fn encode_batch(records: &[RawRecord], timestamp_ms: i64) -> Vec<u8> {
     assert!(!records.is_empty(), "a write holds at least one record");
-    let borrowed: Vec<crate::batch::TestRecord<'_>> = records
+    let field_bytes = |f: &Option<Vec<u8>>| f.as_ref().map_or(0, Vec::len);
+    let records_bytes = records
         .iter()
-        .map(|(k, v)| (k.as_deref(), v.as_deref()))
-        .collect();
-    crate::batch::build_batch(&borrowed, timestamp_ms)
+        .map(|(k, v)| field_bytes(k) + field_bytes(v) + 16)
+        .sum();
+    let mut batch = crate::batch::BatchWriter::new(timestamp_ms, records_bytes);
+    for (key, value) in records {
+        batch.push(key.as_deref(), value.as_deref());
+    }
+    batch.finish()
 }
 
 #[cfg(test)]
