@@ -229,12 +229,24 @@ impl MetadataImage {
     /// `apply_record`, as the log is.
     pub fn snapshot_records(&self) -> Vec<MetadataRecord> {
         // Sized up front (records are large; see `decode_batches`).
+        let mut records = Vec::with_capacity(self.snapshot_records_max());
+        self.for_each_snapshot_record(|record| records.push(record));
+        records
+    }
+
+    /// At least as many records as a snapshot of the image holds.
+    pub fn snapshot_records_max(&self) -> usize {
         let partitions: usize = self.topics.values().map(|t| t.partitions.len()).sum();
         let configs: usize = self.configs.values().map(BTreeMap::len).sum();
-        let mut records =
-            Vec::with_capacity(self.brokers.len() + self.topics.len() + partitions + configs + 1);
+        self.brokers.len() + self.topics.len() + partitions + configs + 1
+    }
+
+    /// [`MetadataImage::snapshot_records`] one at a time, in the same
+    /// order, for a writer that encodes each as it comes (a large
+    /// cluster's image is ~10,000 records, and checkers encode it often).
+    pub fn for_each_snapshot_record(&self, mut visit: impl FnMut(MetadataRecord)) {
         for b in self.brokers.values() {
-            records.push(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+            visit(MetadataRecord::RegisterBroker(RegisterBrokerRecord {
                 broker_id: b.id,
                 incarnation_id: b.incarnation_id,
                 broker_epoch: b.epoch,
@@ -245,13 +257,13 @@ impl MetadataImage {
             }));
         }
         for t in self.topics.values() {
-            records.push(MetadataRecord::Topic(TopicRecord {
+            visit(MetadataRecord::Topic(TopicRecord {
                 name: t.name.clone(),
                 topic_id: t.topic_id,
             }));
             for (&partition_id, p) in &t.partitions {
                 let a = &p.assignment;
-                records.push(MetadataRecord::Partition(PartitionRecord {
+                visit(MetadataRecord::Partition(PartitionRecord {
                     partition_id,
                     topic_id: t.topic_id,
                     replicas: a.replicas.clone(),
@@ -268,7 +280,7 @@ impl MetadataImage {
         }
         for ((resource_type, resource_name), configs) in &self.configs {
             for (name, value) in configs {
-                records.push(MetadataRecord::Config(ConfigRecord {
+                visit(MetadataRecord::Config(ConfigRecord {
                     resource_type: *resource_type,
                     resource_name: resource_name.clone(),
                     name: name.clone(),
@@ -277,13 +289,12 @@ impl MetadataImage {
             }
         }
         if self.next_producer_id > 0 {
-            records.push(MetadataRecord::ProducerIds(ProducerIdsRecord {
+            visit(MetadataRecord::ProducerIds(ProducerIdsRecord {
                 broker_id: -1,
                 broker_epoch: -1,
                 producer_ids_end: self.next_producer_id,
             }));
         }
-        records
     }
 
     /// The image a snapshot of everything below `end_offset` rebuilds.

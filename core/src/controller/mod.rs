@@ -69,7 +69,7 @@ pub(crate) fn excluding<'a, C: FromIterator<i32>>(
 }
 
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
-pub use records::{decode_batches, encode_batch, MetadataRecord};
+pub use records::{decode_batches, decode_batches_from, encode_batch, MetadataRecord};
 
 /// Historical controller bugs, each switchable back on for the simulator
 /// (INVARIANTS.md lists what each must break). All off by default.

@@ -507,10 +507,20 @@ pub fn encode_batch(records: &[MetadataRecord], timestamp_ms: i64) -> Vec<u8> {
 /// committed, CRC-checked log content; a record that does not decode is an
 /// error.
 pub fn decode_batches(bytes: &[u8]) -> Result<Vec<(i64, MetadataRecord)>, RecordDecodeError> {
+    decode_batches_from(bytes, i64::MIN)
+}
+
+/// [`decode_batches`] of the records at `from_offset` and after: a read
+/// of the log starts at a batch boundary, which may lie before the offset
+/// the reader is at; the records before it are skipped, not decoded.
+pub fn decode_batches_from(
+    bytes: &[u8],
+    from_offset: i64,
+) -> Result<Vec<(i64, MetadataRecord)>, RecordDecodeError> {
     let mut out = Vec::new();
     let mut iter = BatchIter::new(bytes);
     for (start, header) in iter.by_ref() {
-        if header.is_control() {
+        if header.is_control() || header.next_offset() <= from_offset {
             continue;
         }
         let slice = &bytes[start..start + header.total_size()];
@@ -524,8 +534,11 @@ pub fn decode_batches(bytes: &[u8]) -> Result<Vec<(i64, MetadataRecord)>, Record
         out.reserve(count.min(slice.len()));
         for record in RecordReader::new(slice, &header)? {
             let record = record?;
-            let value = record.value.ok_or(RecordDecodeError::NullValue)?;
             let offset = header.base_offset() + i64::from(record.offset_delta);
+            if offset < from_offset {
+                continue;
+            }
+            let value = record.value.ok_or(RecordDecodeError::NullValue)?;
             out.push((offset, MetadataRecord::decode(value)?));
         }
     }

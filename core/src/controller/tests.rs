@@ -802,3 +802,35 @@ fn a_damaged_metadata_record_is_an_error_not_a_panic() {
         .expect_err("a damaged record does not decode");
     assert!(error.to_string().contains("bad varint"), "{error}");
 }
+
+/// A read from the middle of the log: records before `from` are skipped
+/// (a whole batch before it, and the head of the batch it falls in), the
+/// rest come with their offsets.
+#[test]
+fn decoding_from_an_offset_skips_what_lies_before_it() {
+    let topic = |n: u128| {
+        MetadataRecord::Topic(TopicRecord {
+            name: format!("t{n}"),
+            topic_id: Uuid::from_u128(n),
+        })
+    };
+    let mut first = encode_batch(&[topic(1), topic(2)], 0);
+    let mut second = encode_batch(&[topic(3), topic(4), topic(5)], 0);
+    crate::batch::set_base_offset(&mut first, 10);
+    crate::batch::set_base_offset(&mut second, 12);
+    let log = [first, second].concat();
+    let offsets = |from: i64| -> Vec<i64> {
+        decode_batches_from(&log, from)
+            .expect("sound")
+            .iter()
+            .map(|(offset, _)| *offset)
+            .collect()
+    };
+    assert_eq!(offsets(i64::MIN), vec![10, 11, 12, 13, 14]);
+    assert_eq!(offsets(11), vec![11, 12, 13, 14]);
+    assert_eq!(offsets(12), vec![12, 13, 14]);
+    assert_eq!(offsets(13), vec![13, 14]);
+    assert_eq!(offsets(15), Vec::<i64>::new());
+    let decoded = decode_batches_from(&log, 13).expect("sound");
+    assert_eq!(decoded[0].1, topic(4));
+}
