@@ -94,6 +94,8 @@ pub enum RecordError {
     Utf8,
     #[error("invalid length {0}")]
     Length(i64),
+    #[error("{0}")]
+    Batch(#[from] crate::batch::BatchError),
 }
 
 // --- encoding ---------------------------------------------------------------
@@ -332,65 +334,26 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
 /// A (key, value) pair read back from `__consumer_offsets`.
 pub type RawRecord = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn get_varlong(r: &mut Reader<'_>) -> Result<i64, RecordError> {
-    let mut zigzag: u64 = 0;
-    // At most 10 groups of 7 bits hold 64 bits.
-    for group in 0..10 {
-        let byte = r.take(1)?[0];
-        zigzag |= u64::from(byte & 0x7f) << (7 * group);
-        if byte & 0x80 == 0 {
-            return Ok(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64));
-        }
-    }
-    Err(RecordError::Length(-1))
-}
-
-fn get_varbytes(r: &mut Reader<'_>) -> Result<Option<Vec<u8>>, RecordError> {
-    let len = get_varlong(r)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    let len = usize::try_from(len).map_err(|_| RecordError::Length(len))?;
-    Ok(Some(r.take(len)?.to_vec()))
-}
-
 /// The records of one uncompressed v2 batch (header already validated by the
 /// log). Unlike the test decoder this never panics: the offsets topic is a
 /// topic like any other and a client could write garbage into it.
 pub fn decode_batch_records(batch: &[u8]) -> Result<Vec<RawRecord>, RecordError> {
-    use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
-    let header = BatchHeader::parse(batch).map_err(|_| RecordError::Truncated)?;
+    let header = crate::batch::BatchHeader::parse(batch).map_err(|_| RecordError::Truncated)?;
     if header.compression_codec() != 0 || header.is_control() {
         return Err(RecordError::UnknownValueVersion(header.attributes()));
     }
-    let end = header.total_size().min(batch.len());
-    let mut r = Reader {
-        bytes: &batch[..end],
-        position: BATCH_HEADER_LEN,
-    };
-    let count = header.records_count();
-    if count < 0 || count as usize > end {
-        return Err(RecordError::Length(count.into()));
-    }
-    let mut out = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let _length = get_varlong(&mut r)?;
-        let _attributes = r.take(1)?;
-        let _timestamp_delta = get_varlong(&mut r)?;
-        let _offset_delta = get_varlong(&mut r)?;
-        let key = get_varbytes(&mut r)?;
-        let value = get_varbytes(&mut r)?;
-        let headers = get_varlong(&mut r)?;
-        if headers < 0 || headers as usize > end {
-            return Err(RecordError::Length(headers));
-        }
-        for _ in 0..headers {
-            let _ = get_varbytes(&mut r)?;
-            let _ = get_varbytes(&mut r)?;
-        }
-        out.push((key, value));
-    }
-    Ok(out)
+    let batch = batch
+        .get(..header.total_size())
+        .ok_or(RecordError::Truncated)?;
+    crate::batch::RecordReader::new(batch, &header)?
+        .map(|record| {
+            let record = record?;
+            Ok((
+                record.key.map(<[u8]>::to_vec),
+                record.value.map(<[u8]>::to_vec),
+            ))
+        })
+        .collect()
 }
 
 /// Encodes records as one uncompressed v2 batch, the format every partition
@@ -467,6 +430,15 @@ mod tests {
         let batch = encode_batch(&records, 5);
         assert_eq!(decode_batch_records(&batch).unwrap(), records);
         assert!(decode_batch_records(&batch[..batch.len() - 1]).is_err());
+        // A client may write garbage into the offsets topic: a record
+        // length past the batch is an error, not a panic.
+        let mut damaged = batch.clone();
+        damaged[crate::batch::BATCH_HEADER_LEN] = 0x7e;
+        crate::batch::reseal_crc(&mut damaged);
+        assert!(matches!(
+            decode_batch_records(&damaged),
+            Err(RecordError::Batch(_))
+        ));
     }
 
     #[test]
