@@ -1677,3 +1677,133 @@ fn a_fetch_session_parks_on_all_its_partitions_and_answers_only_news() {
         (ResponseError::FetchSessionIdNotFound.code(), 0, vec![])
     );
 }
+
+/// `DeleteRecords` of `topic`-`partition` below `offset`; its error code.
+fn delete_records(h: &mut Harness, topic: &str, partition: i32, offset: i64) -> i16 {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let request = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partitions(vec![DeleteRecordsPartition::default()
+            .with_partition_index(partition)
+            .with_offset(offset)])]);
+    match h.request(
+        ApiKey::DeleteRecords,
+        2,
+        RequestKind::DeleteRecords(request),
+    ) {
+        ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An incremental fetch does not read the session partitions whose answer
+/// would be dropped (caught up, same high watermark and log start, no
+/// error), and still answers each kind of change: records, a consumer
+/// seeking back, a log start moved by DeleteRecords, a produce that wakes
+/// a parked fetch on a partition it did not read when it parked.
+#[test]
+fn an_incremental_fetch_leaves_unchanged_partitions_unread_and_answers_every_change() {
+    let mut h = Harness::new();
+    h.create_topic("s", 3, &[]);
+    for p in 0..3 {
+        assert_eq!(h.produce("s", p, 1, &[b"first"]), Some((0, 0)));
+    }
+    let mut epoch = 0;
+    let mut fetch = |h: &mut Harness, id: i32, offsets: &[(i32, i64)], max_wait_ms: i32| {
+        let slot = h.send_on(
+            FETCH_CONN,
+            ApiKey::Fetch,
+            12,
+            session_fetch(id, epoch, offsets, max_wait_ms),
+        );
+        epoch += 1;
+        slot
+    };
+    let full = fetch(&mut h, 0, &[(0, 0), (1, 0), (2, 0)], 0);
+    let (error, id, listed) = session_answer(h.take(full).expect("answered"));
+    assert_eq!((error, listed.len()), (0, 3));
+    assert_eq!(
+        h.node.fetch_session_partitions_unread(),
+        0,
+        "a full fetch reads all"
+    );
+
+    // Caught up everywhere: nothing read, nothing listed.
+    let quiet = fetch(&mut h, id, &[(0, 1), (1, 1), (2, 1)], 0);
+    assert_eq!(
+        session_answer(h.take(quiet).expect("answered")),
+        (0, id, vec![])
+    );
+    assert_eq!(h.node.fetch_session_partitions_unread(), 3);
+
+    // Records in 1: read and listed; 0 and 2 are not read.
+    assert_eq!(h.produce("s", 1, 1, &[b"second"]), Some((0, 1)));
+    let news = fetch(&mut h, id, &[], 0);
+    let (error, _, listed) = session_answer(h.take(news).expect("answered"));
+    assert_eq!(error, 0);
+    assert_eq!(listed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![1]);
+    assert!(listed[0].1 > 0, "with its records");
+    assert_eq!(h.node.fetch_session_partitions_unread(), 5);
+
+    // A consumer that seeks partition 0 back is answered its records again.
+    let back = fetch(&mut h, id, &[(0, 0), (1, 2)], 0);
+    let (_, _, listed) = session_answer(h.take(back).expect("answered"));
+    assert_eq!(listed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![0]);
+    assert!(listed[0].1 > 0);
+    assert_eq!(h.node.fetch_session_partitions_unread(), 7);
+
+    // DeleteRecords moves partition 2's log start, with no records to
+    // read: still listed, for its new log start.
+    assert_eq!(h.produce("s", 2, 1, &[b"second"]), Some((0, 1)));
+    let caught_up = fetch(&mut h, id, &[(0, 1), (2, 2)], 0);
+    let (_, _, listed) = session_answer(h.take(caught_up).expect("answered"));
+    assert_eq!(listed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(delete_records(&mut h, "s", 2, 1), 0);
+    let moved = fetch(&mut h, id, &[], 0);
+    let (_, _, listed) = session_answer(h.take(moved).expect("answered"));
+    assert_eq!(listed, vec![(2, 0)], "the log start moved, no records");
+
+    // A consumer ahead of the high watermark (the record past it is not
+    // yet flushed) has nothing to read either before or after the flush,
+    // but the flush moves the high watermark: listed, with no records.
+    h.auto_flush = false;
+    assert_eq!(h.produce("s", 1, 1, &[b"unflushed"]), None);
+    let ahead = fetch(&mut h, id, &[(1, 3)], 0);
+    assert_eq!(
+        session_answer(h.take(ahead).expect("answered")),
+        (0, id, vec![])
+    );
+    h.complete_flushes();
+    h.auto_flush = true;
+    let flushed = fetch(&mut h, id, &[], 0);
+    let ResponseKind::Fetch(r) = h.take(flushed).expect("answered") else {
+        panic!()
+    };
+    let listed: Vec<(i32, i64, bool)> = r
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            let records = p.records.as_ref().is_some_and(|b| !b.is_empty());
+            (p.partition_index, p.high_watermark, records)
+        })
+        .collect();
+    assert_eq!(listed, vec![(1, 3, false)], "the high watermark moved");
+
+    // A fetch parked with every partition unread wakes on a produce to one
+    // of them, and lists only that one.
+    let parked = fetch(&mut h, id, &[], 500);
+    assert!(h.take(parked).is_none(), "parked");
+    let unread_before = h.node.fetch_session_partitions_unread();
+    assert_eq!(h.produce("s", 0, 1, &[b"third"]), Some((0, 1)));
+    let (error, _, listed) = session_answer(h.take(parked).expect("woken by the produce"));
+    assert_eq!(error, 0);
+    assert_eq!(listed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(
+        h.node.fetch_session_partitions_unread(),
+        unread_before + 2,
+        "1 and 2 unread when it completed"
+    );
+}

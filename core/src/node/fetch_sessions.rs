@@ -227,13 +227,20 @@ impl Session {
     /// partitions to the back of the session. `response` was read from
     /// `as_request` at this epoch, so it lists the session's partitions in
     /// the session's order: they are matched by position, not looked up.
-    fn filter(&mut self, response: &mut FetchResponse) {
+    /// The positions `unread` marks were left out of it (`unread` is
+    /// empty, or one flag per partition).
+    fn filter(&mut self, response: &mut FetchResponse, unread: &[bool]) -> usize {
+        assert!(unread.is_empty() || unread.len() == self.partitions.len());
+        let is_unread = |i: usize| unread.get(i).copied().unwrap_or(false);
         let by_id = self.uses_topic_ids;
         let mut answered = vec![false; self.partitions.len()];
         let mut next = 0;
         for topic in &mut response.responses {
             let (id, name) = (topic.topic_id, &topic.topic);
             topic.partitions.retain(|pd| {
+                while is_unread(next) {
+                    next += 1;
+                }
                 let i = next;
                 next += 1;
                 let cached = &mut self.partitions[i];
@@ -250,6 +257,9 @@ impl Session {
                 answered[i] = must;
                 must
             });
+        }
+        while is_unread(next) {
+            next += 1;
         }
         assert_eq!(
             next,
@@ -271,6 +281,7 @@ impl Session {
             self.partitions = rest;
             self.reindex();
         }
+        unread.iter().filter(|u| **u).count()
     }
 
     fn check_invariants(&self, id: i32) {
@@ -311,6 +322,9 @@ pub struct FetchSessions {
     /// The partitions of every session, counted as they come and go.
     partitions_cached: usize,
     evictions: u64,
+    /// Partitions of incremental fetches left unread because nothing about
+    /// them changed since they were last answered.
+    partitions_unread: u64,
 }
 
 impl FetchSessions {
@@ -322,6 +336,7 @@ impl FetchSessions {
             rng: ChaCha8Rng::seed_from_u64(rng_seed),
             partitions_cached: 0,
             evictions: 0,
+            partitions_unread: 0,
         }
     }
 
@@ -343,6 +358,32 @@ impl FetchSessions {
     #[cfg(test)]
     pub fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    /// Partitions of incremental fetches that were answered unread: their
+    /// answer would have been dropped as unchanged.
+    pub fn partitions_unread(&self) -> u64 {
+        self.partitions_unread
+    }
+
+    /// What the session of an incremental fetch last answered for each of
+    /// its partitions, in the order of its request (`session_request`):
+    /// (high watermark, log start), -1 where the next answer lists it
+    /// whatever it says. Nothing (`out` left empty) for any other fetch,
+    /// or a session that moved on, whose answer is an error anyway.
+    pub(crate) fn answered_offsets(&self, context: FetchContext, out: &mut Vec<(i64, i64)>) {
+        out.clear();
+        let FetchContext::Incremental { id, epoch } = context else {
+            return;
+        };
+        if let Some(session) = self.sessions.get(&id).filter(|s| s.epoch == epoch) {
+            out.extend(
+                session
+                    .partitions
+                    .iter()
+                    .map(|p| (p.high_watermark, p.log_start_offset)),
+            );
+        }
     }
 
     pub fn check_invariants(&self) {
@@ -442,15 +483,21 @@ impl FetchSessions {
     /// Turns the answer `response` read for `request` into what this
     /// fetch's context answers: a full fetch's makes a session if there is
     /// room (and lists everything); an incremental one's lists only what
-    /// changed.
+    /// changed. `unread` flags the session's partitions the read left out
+    /// as unchanged (see `answered_offsets`): empty for any other fetch.
     pub(crate) fn answer(
         &mut self,
         context: FetchContext,
         request: &FetchRequest,
         version: i16,
         response: &mut FetchResponse,
+        unread: &[bool],
         now: Instant,
     ) {
+        assert!(
+            unread.is_empty() || matches!(context, FetchContext::Incremental { .. }),
+            "only an incremental fetch leaves partitions unread"
+        );
         response.session_id = INVALID_SESSION_ID;
         match context {
             FetchContext::Sessionless => {}
@@ -464,7 +511,7 @@ impl FetchSessions {
             }
             FetchContext::Incremental { id, epoch } => match self.sessions.get_mut(&id) {
                 Some(session) if session.epoch == epoch => {
-                    session.filter(response);
+                    self.partitions_unread += session.filter(response, unread) as u64;
                     response.session_id = id;
                 }
                 // Closed, evicted or used again while this fetch waited:
@@ -667,7 +714,7 @@ mod tests {
             _ => request.clone(),
         };
         let mut response = read(&read_request, state);
-        cache.answer(context, &read_request, V, &mut response, now);
+        cache.answer(context, &read_request, V, &mut response, &[], now);
         cache.check_invariants();
         Ok(response)
     }
@@ -792,7 +839,7 @@ mod tests {
         round(&mut cache, &fetch(id, 2, &[]), &state, at(2)).unwrap();
         let request = cache.session_request(id, fetch(id, 1, &[]));
         let mut late = read(&request, &state);
-        cache.answer(parked, &request, V, &mut late, at(3));
+        cache.answer(parked, &request, V, &mut late, &[], at(3));
         assert_eq!(
             late.error_code,
             ResponseError::InvalidFetchSessionEpoch.code()

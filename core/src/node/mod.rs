@@ -153,6 +153,9 @@ pub struct Node<S: Storage> {
     fetch_sessions: fetch_sessions::FetchSessions,
     /// Reused by `retry_delayed_fetches`.
     parked_touches_buf: handlers::delayed_fetch::ParkedTouches,
+    /// Reused by `read_fetch`: what an incremental fetch's session last
+    /// answered per partition.
+    session_answered_buf: Vec<(i64, i64)>,
     /// Set when a high watermark moved; parked fetches are then re-checked.
     high_watermark_moved: bool,
     retention_check_at: Instant,
@@ -236,6 +239,7 @@ impl<S: Storage> Node<S> {
                 rng_seed ^ 0x6665_7463_6873_6573,
             ),
             parked_touches_buf: Default::default(),
+            session_answered_buf: Vec::new(),
             high_watermark_moved: false,
         };
         if node.cluster.is_some() {
@@ -450,6 +454,12 @@ impl<S: Storage> Node<S> {
             self.fetch_sessions.len(),
             self.fetch_sessions.partitions_cached(),
         )
+    }
+
+    /// Partitions of incremental fetches answered without reading them:
+    /// nothing about them had changed since the session last listed them.
+    pub fn fetch_session_partitions_unread(&self) -> u64 {
+        self.fetch_sessions.partitions_unread()
     }
 
     /// Partitions with no leader in the cluster metadata this node has

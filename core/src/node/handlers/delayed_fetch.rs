@@ -130,7 +130,12 @@ impl<S: Storage> Node<S> {
             // touches one partition.
             let may = self.parked_fetch_may_complete(&fetch, &touched);
             let outcome = if may {
-                Some(self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion))
+                Some(self.read_fetch(
+                    &fetch.request,
+                    fetch.version,
+                    fetch.context,
+                    FetchRead::Completion,
+                ))
             } else {
                 self.assert_parked_fetch_has_too_little(&fetch);
                 None
@@ -141,7 +146,7 @@ impl<S: Storage> Node<S> {
                     fetch.context,
                     &fetch.request,
                     fetch.version,
-                    outcome.response,
+                    outcome,
                 ),
                 _ => self.delayed_fetches.push(fetch),
             }
@@ -177,13 +182,18 @@ impl<S: Storage> Node<S> {
             .extract_if(.., |f| f.deadline <= now)
             .collect();
         for fetch in expired {
-            let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
+            let outcome = self.read_fetch(
+                &fetch.request,
+                fetch.version,
+                fetch.context,
+                FetchRead::Completion,
+            );
             self.answer_fetch(
                 fetch.slot,
                 fetch.context,
                 &fetch.request,
                 fetch.version,
-                outcome.response,
+                outcome,
             );
         }
     }
@@ -250,7 +260,12 @@ impl<S: Storage> Node<S> {
     /// nothing: with `min_bytes` above one batch it may hold some.)
     fn assert_parked_fetch_has_too_little(&mut self, fetch: &DelayedFetch) {
         if cfg!(debug_assertions) {
-            let outcome = self.read_fetch(&fetch.request, fetch.version, FetchRead::Completion);
+            let outcome = self.read_fetch(
+                &fetch.request,
+                fetch.version,
+                fetch.context,
+                FetchRead::Completion,
+            );
             assert!(
                 !enough(fetch, &outcome),
                 "a parked fetch judged unable to complete reads {} bytes of min {} (error: {})",
@@ -284,7 +299,7 @@ fn replica_partition_may_complete(
 
 /// A consumer's partition: records below the high watermark past its
 /// offset, or any of the errors `read_partition` answers with.
-fn consumer_partition_may_complete(p: Option<&Partition>, fp: &FetchPartition) -> bool {
+pub(crate) fn consumer_partition_may_complete(p: Option<&Partition>, fp: &FetchPartition) -> bool {
     let Some(p) = p else {
         return true;
     };

@@ -4,11 +4,13 @@
 use super::super::responder::Slot;
 use super::super::Node;
 use super::check_leader_epoch;
+use super::delayed_fetch::consumer_partition_may_complete;
 use super::produce::log_error_code;
 use crate::node::cluster::replication::is_replica_fetch;
 use crate::node::fetch_sessions::FetchContext;
 use crate::storage::Storage;
 use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use kafka_protocol::ResponseError;
@@ -41,6 +43,11 @@ pub(crate) struct FetchOutcome {
     pub(crate) response: FetchResponse,
     pub(crate) bytes: usize,
     pub(crate) has_error: bool,
+    /// An incremental fetch's partitions left out of `response`, by
+    /// position in its request, because nothing about them changed since
+    /// the session last answered them: their answer would be dropped.
+    /// Empty for any other fetch.
+    pub(crate) unread: Vec<bool>,
 }
 
 impl<S: Storage> Node<S> {
@@ -76,7 +83,7 @@ impl<S: Storage> Node<S> {
             }
             _ => request,
         };
-        let outcome = self.read_fetch(&request, version, FetchRead::Arrival);
+        let outcome = self.read_fetch(&request, version, context, FetchRead::Arrival);
         let min_bytes = request.min_bytes.max(1) as usize;
         let can_wait = request.max_wait_ms > 0
             && outcome.bytes < min_bytes
@@ -93,7 +100,7 @@ impl<S: Storage> Node<S> {
                     context,
                 });
         } else {
-            self.answer_fetch(slot, context, &request, version, outcome.response);
+            self.answer_fetch(slot, context, &request, version, outcome);
         }
     }
 
@@ -105,18 +112,28 @@ impl<S: Storage> Node<S> {
         context: FetchContext,
         request: &FetchRequest,
         version: i16,
-        mut response: FetchResponse,
+        outcome: FetchOutcome,
     ) {
+        let FetchOutcome {
+            mut response,
+            unread,
+            ..
+        } = outcome;
         self.fetch_sessions
-            .answer(context, request, version, &mut response, self.now);
+            .answer(context, request, version, &mut response, &unread, self.now);
         self.responder
             .complete(slot, ResponseKind::Fetch(response), &mut self.outputs);
     }
 
+    /// Reads what `request` asks (for an incremental fetch, its whole
+    /// session: `context` says which). A session partition whose answer
+    /// would be dropped as unchanged is not read at all: an idle consumer
+    /// names every partition it has on this broker in every fetch.
     pub(crate) fn read_fetch(
         &mut self,
         request: &FetchRequest,
         version: i16,
+        context: FetchContext,
         read: FetchRead,
     ) -> FetchOutcome {
         if self.cluster.is_some() && is_replica_fetch(request) {
@@ -125,8 +142,24 @@ impl<S: Storage> Node<S> {
                 response,
                 bytes,
                 has_error: must_answer,
+                unread: Vec::new(),
             };
         }
+        let mut answered = std::mem::take(&mut self.session_answered_buf);
+        self.fetch_sessions.answered_offsets(context, &mut answered);
+        let outcome = self.read_consumer_fetch(request, version, &answered);
+        self.session_answered_buf = answered;
+        outcome
+    }
+
+    /// `answered`: empty, or per partition of `request` in order what its
+    /// session last answered (see `FetchSessions::answered_offsets`).
+    fn read_consumer_fetch(
+        &mut self,
+        request: &FetchRequest,
+        version: i16,
+        answered: &[(i64, i64)],
+    ) -> FetchOutcome {
         let mut remaining_bytes = if request.max_bytes > 0 {
             request.max_bytes as usize
         } else {
@@ -136,7 +169,12 @@ impl<S: Storage> Node<S> {
             response: FetchResponse::default(),
             bytes: 0,
             has_error: false,
+            unread: Vec::new(),
         };
+        if !answered.is_empty() {
+            outcome.unread.resize(answered.len(), false);
+        }
+        let mut position = 0;
         outcome
             .response
             .responses
@@ -162,6 +200,14 @@ impl<S: Storage> Node<S> {
                 topic_response.topic = topic.topic.clone();
             }
             for fp in &topic.partitions {
+                let at = position;
+                position += 1;
+                if let (Some(name), Some(&last)) = (&name, answered.get(at)) {
+                    if self.unchanged_since_answered(name, fp, last) {
+                        outcome.unread[at] = true;
+                        continue;
+                    }
+                }
                 let mut pd = empty_partition_data(fp.partition);
                 match &name {
                     None => pd.error_code = ResponseError::UnknownTopicId.code(),
@@ -187,7 +233,29 @@ impl<S: Storage> Node<S> {
             }
             outcome.response.responses.push(topic_response);
         }
+        assert!(
+            answered.is_empty() || position == answered.len(),
+            "a session's answers follow its request"
+        );
         outcome
+    }
+
+    /// Whether reading `fp` would answer exactly what its session last
+    /// answered, `last` (high watermark, log start): no records (its
+    /// offset is at or past the high watermark, within the log), no error,
+    /// the same offsets. Its answer would then be dropped (Kafka reads it
+    /// and drops it: `CachedPartition.maybeUpdateResponseData`).
+    fn unchanged_since_answered(
+        &self,
+        topic: &str,
+        fp: &FetchPartition,
+        (high_watermark, log_start): (i64, i64),
+    ) -> bool {
+        let p = self.topics.partition(topic, fp.partition);
+        !consumer_partition_may_complete(p, fp)
+            && p.is_some_and(|p| {
+                p.high_watermark == high_watermark && p.log.log_start_offset() == log_start
+            })
     }
 
     /// Fills `pd` for one partition. Only the first partition with data may
