@@ -64,6 +64,7 @@ struct Inner {
     offline: Gauge,
     fetch_sessions: Gauge,
     fetch_session_partitions: Gauge,
+    fetch_session_partitions_unread: Counter,
     isr_shrinks: Counter,
     isr_expands: Counter,
     consumer_lag: Family<Labels, Gauge>,
@@ -157,6 +158,12 @@ impl Metrics {
             "Partitions held by the fetch sessions (Kafka's NumIncrementalFetchPartitionsCached)",
             fetch_session_partitions.clone(),
         );
+        let fetch_session_partitions_unread = Counter::default();
+        registry.register(
+            "fetch_session_partitions_unread",
+            "Partitions of incremental fetches answered without a read: nothing about them changed since their session last listed them (sampled each second)",
+            fetch_session_partitions_unread.clone(),
+        );
         let isr_shrinks = Counter::default();
         registry.register(
             "isr_shrinks",
@@ -209,6 +216,7 @@ impl Metrics {
                 offline,
                 fetch_sessions,
                 fetch_session_partitions,
+                fetch_session_partitions_unread,
                 isr_shrinks,
                 isr_expands,
                 consumer_lag,
@@ -308,6 +316,12 @@ impl PartitionSampler {
         inner
             .fetch_session_partitions
             .set(session_partitions as i64);
+        // A total since the node started: the counter takes the difference.
+        let unread = node.fetch_session_partitions_unread();
+        let counted = inner.fetch_session_partitions_unread.get();
+        inner
+            .fetch_session_partitions_unread
+            .inc_by(unread.saturating_sub(counted));
         // Groups and partitions come and go: the lag series are rebuilt.
         inner.consumer_lag.clear();
         for (group, topic, partition, lag) in node
