@@ -2,6 +2,7 @@
 //! (`max_wait_ms`, `min_bytes`) run on the node's timers.
 
 use super::super::responder::Slot;
+use super::super::topics::Partition;
 use super::super::Node;
 use super::check_leader_epoch;
 use super::delayed_fetch::consumer_partition_may_complete;
@@ -199,14 +200,22 @@ impl<S: Storage> Node<S> {
             } else {
                 topic_response.topic = topic.topic.clone();
             }
+            // The topic looked up once for all its partitions: most of a
+            // session's are unchanged, and this is all that is read of them.
+            if let (Some(t), Some(last)) = (
+                name.as_deref().and_then(|n| self.topics.get(n)),
+                answered.get(position..position + topic.partitions.len()),
+            ) {
+                let unread = &mut outcome.unread[position..position + topic.partitions.len()];
+                for ((fp, last), unread) in topic.partitions.iter().zip(last).zip(unread) {
+                    *unread = unchanged_since_answered(t.partition(fp.partition), fp, *last);
+                }
+            }
             for fp in &topic.partitions {
                 let at = position;
                 position += 1;
-                if let (Some(name), Some(&last)) = (&name, answered.get(at)) {
-                    if self.unchanged_since_answered(name, fp, last) {
-                        outcome.unread[at] = true;
-                        continue;
-                    }
+                if outcome.unread.get(at) == Some(&true) {
+                    continue;
                 }
                 let mut pd = empty_partition_data(fp.partition);
                 match &name {
@@ -238,24 +247,6 @@ impl<S: Storage> Node<S> {
             "a session's answers follow its request"
         );
         outcome
-    }
-
-    /// Whether reading `fp` would answer exactly what its session last
-    /// answered, `last` (high watermark, log start): no records (its
-    /// offset is at or past the high watermark, within the log), no error,
-    /// the same offsets. Its answer would then be dropped (Kafka reads it
-    /// and drops it: `CachedPartition.maybeUpdateResponseData`).
-    fn unchanged_since_answered(
-        &self,
-        topic: &str,
-        fp: &FetchPartition,
-        (high_watermark, log_start): (i64, i64),
-    ) -> bool {
-        let p = self.topics.partition(topic, fp.partition);
-        !consumer_partition_may_complete(p, fp)
-            && p.is_some_and(|p| {
-                p.high_watermark == high_watermark && p.log.log_start_offset() == log_start
-            })
     }
 
     /// Fills `pd` for one partition. Only the first partition with data may
@@ -324,4 +315,20 @@ impl<S: Storage> Node<S> {
             Err(e) => pd.error_code = log_error_code(&e),
         }
     }
+}
+
+/// Whether reading `fp` of `p` would answer exactly what its session last
+/// answered (`high_watermark`, `log_start`): no records (its offset is at
+/// or past the high watermark, within the log), no error, the same
+/// offsets. Its answer would then be dropped (Kafka reads it and drops it:
+/// `CachedPartition.maybeUpdateResponseData`).
+fn unchanged_since_answered(
+    p: Option<&Partition>,
+    fp: &FetchPartition,
+    (high_watermark, log_start): (i64, i64),
+) -> bool {
+    !consumer_partition_may_complete(p, fp)
+        && p.is_some_and(|p| {
+            p.high_watermark == high_watermark && p.log.log_start_offset() == log_start
+        })
 }
