@@ -130,7 +130,7 @@ pub struct Topic {
     /// Hosts a subset of the topic's partitions (a cluster node).
     pub sparse: bool,
     /// Per reader (`TouchReader`): the partitions handed out for change
-    /// since it last took the list, each once (`Partition::touched`): a
+    /// since it last took the list, each once (`touched_bits`): a
     /// superset of those whose offsets, high watermark, leader epoch,
     /// role or ISR changed. A reader that would look at every partition
     /// after every input looks at these only. A list no one takes (the
