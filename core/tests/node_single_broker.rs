@@ -609,29 +609,7 @@ fn list_offsets_and_delete_records() {
         "max timestamp: the later batch"
     );
 
-    let request = DeleteRecordsRequest::default().with_topics(vec![
-        kafka_protocol::messages::delete_records_request::DeleteRecordsTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("t")))
-            .with_partitions(vec![
-                kafka_protocol::messages::delete_records_request::DeleteRecordsPartition::default()
-                    .with_partition_index(0)
-                    .with_offset(2),
-            ]),
-    ]);
-    let ResponseKind::DeleteRecords(r) = h.request(
-        ApiKey::DeleteRecords,
-        2,
-        RequestKind::DeleteRecords(request),
-    ) else {
-        panic!()
-    };
-    assert_eq!(
-        (
-            r.topics[0].partitions[0].error_code,
-            r.topics[0].partitions[0].low_watermark
-        ),
-        (0, 2)
-    );
+    assert_eq!(delete_records(&mut h, "t", 0, 2), (0, 2));
     assert_eq!(h.list_offset("t", 0, -2), (0, 2));
     assert_eq!(h.fetch("t", 0, 0).0, ResponseError::OffsetOutOfRange.code());
     assert_eq!(h.fetch("t", 0, 2).2, vec![b"c".to_vec()]);
@@ -1678,8 +1656,9 @@ fn a_fetch_session_parks_on_all_its_partitions_and_answers_only_news() {
     );
 }
 
-/// `DeleteRecords` of `topic`-`partition` below `offset`; its error code.
-fn delete_records(h: &mut Harness, topic: &str, partition: i32, offset: i64) -> i16 {
+/// `DeleteRecords` of `topic`-`partition` below `offset`: (error code,
+/// low watermark).
+fn delete_records(h: &mut Harness, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
     use kafka_protocol::messages::delete_records_request::{
         DeleteRecordsPartition, DeleteRecordsTopic,
     };
@@ -1693,7 +1672,10 @@ fn delete_records(h: &mut Harness, topic: &str, partition: i32, offset: i64) -> 
         2,
         RequestKind::DeleteRecords(request),
     ) {
-        ResponseKind::DeleteRecords(r) => r.topics[0].partitions[0].error_code,
+        ResponseKind::DeleteRecords(r) => {
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.low_watermark)
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -1760,7 +1742,7 @@ fn an_incremental_fetch_leaves_unchanged_partitions_unread_and_answers_every_cha
     let caught_up = fetch(&mut h, id, &[(0, 1), (2, 2)], 0);
     let (_, _, listed) = session_answer(h.take(caught_up).expect("answered"));
     assert_eq!(listed.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![2]);
-    assert_eq!(delete_records(&mut h, "s", 2, 1), 0);
+    assert_eq!(delete_records(&mut h, "s", 2, 1), (0, 1));
     let moved = fetch(&mut h, id, &[], 0);
     let (_, _, listed) = session_answer(h.take(moved).expect("answered"));
     assert_eq!(listed, vec![(2, 0)], "the log start moved, no records");

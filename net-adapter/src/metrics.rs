@@ -316,12 +316,10 @@ impl PartitionSampler {
         inner
             .fetch_session_partitions
             .set(session_partitions as i64);
-        // A total since the node started: the counter takes the difference.
-        let unread = node.fetch_session_partitions_unread();
-        let counted = inner.fetch_session_partitions_unread.get();
-        inner
-            .fetch_session_partitions_unread
-            .inc_by(unread.saturating_sub(counted));
+        count_to(
+            &inner.fetch_session_partitions_unread,
+            node.fetch_session_partitions_unread(),
+        );
         // Groups and partitions come and go: the lag series are rebuilt.
         inner.consumer_lag.clear();
         for (group, topic, partition, lag) in node
@@ -343,15 +341,9 @@ impl Metrics {
     /// The storage's counters, sampled: totals since the broker started.
     pub fn storage_sampled(&self, reads_direct: u64, read_ahead_hits: u64, reads_mapped: u64) {
         let inner = &self.inner;
-        inner
-            .reads_mapped
-            .inc_by(reads_mapped.saturating_sub(inner.reads_mapped.get()));
-        inner
-            .reads_direct
-            .inc_by(reads_direct.saturating_sub(inner.reads_direct.get()));
-        inner
-            .read_ahead_hits
-            .inc_by(read_ahead_hits.saturating_sub(inner.read_ahead_hits.get()));
+        count_to(&inner.reads_mapped, reads_mapped);
+        count_to(&inner.reads_direct, reads_direct);
+        count_to(&inner.read_ahead_hits, read_ahead_hits);
     }
 }
 
@@ -444,6 +436,12 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address} (the metrics listener)"))
+}
+
+/// Brings `counter` up to `total`, a count the node or its storage keeps
+/// since it started (a counter only goes up, so it takes the difference).
+fn count_to(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 #[cfg(test)]

@@ -194,14 +194,19 @@ impl Session {
     /// Keeps only the partitions the index still holds, in the same read
     /// order, and points the index at their new positions.
     fn drop_unindexed(&mut self) {
-        let old = std::mem::take(&mut self.partitions);
-        let mut slots: Vec<Option<CachedPartition>> = old.into_iter().map(Some).collect();
-        let order = std::mem::take(&mut self.order);
+        let mut slots: Vec<Option<CachedPartition>> = std::mem::take(&mut self.partitions)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let kept: Vec<CachedPartition> = std::mem::take(&mut self.order)
+            .into_iter()
+            .map(|i| slots[i as usize].take().expect("each position once"))
+            .filter(|cached| self.index.contains_key(&cached.key))
+            .collect();
         self.index.clear();
-        for i in order {
-            let cached = slots[i as usize].take().expect("each position once");
-            let kept = self.push(cached);
-            assert!(kept, "keys are unique");
+        for cached in kept {
+            let pushed = self.push(cached);
+            assert!(pushed, "keys are unique");
         }
     }
 
@@ -236,9 +241,6 @@ impl Session {
         if forgot {
             // Rebuilt once per fetch that forgets something; only the
             // index knows which are gone.
-            let index = &self.index;
-            self.order
-                .retain(|&i| index.contains_key(&self.partitions[i as usize].key));
             self.drop_unindexed();
         }
     }
