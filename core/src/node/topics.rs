@@ -5,6 +5,7 @@
 //! is created and after it is deleted, so a crash in between leaves at worst
 //! an orphan directory, which `load` removes.
 
+use super::partition_map::PartitionMap;
 use super::producer_state::ProducerStateTable;
 use super::topic_config;
 use crate::log::{LogConfig, PartitionLog, RecoveryReport};
@@ -125,7 +126,7 @@ pub struct Topic {
     /// The partitions hosted here by index: all of them on a standalone
     /// broker, the ones this node is a replica of in a cluster. Private so
     /// that every change goes through a method that notes it in `touched`.
-    partitions: BTreeMap<i32, Partition>,
+    partitions: PartitionMap<Partition>,
     pub overrides: BTreeMap<String, String>,
     /// Hosts a subset of the topic's partitions (a cluster node).
     pub sparse: bool,
@@ -210,7 +211,7 @@ impl Topic {
     pub fn new(
         name: String,
         id: Uuid,
-        partitions: BTreeMap<i32, Partition>,
+        partitions: PartitionMap<Partition>,
         overrides: BTreeMap<String, String>,
         sparse: bool,
     ) -> Topic {
@@ -226,7 +227,7 @@ impl Topic {
         }
     }
 
-    pub fn partitions(&self) -> &BTreeMap<i32, Partition> {
+    pub fn partitions(&self) -> &PartitionMap<Partition> {
         &self.partitions
     }
 
@@ -253,7 +254,7 @@ impl Topic {
     }
 
     /// The partitions of a topic no longer hosted.
-    pub fn into_partitions(self) -> BTreeMap<i32, Partition> {
+    pub fn into_partitions(self) -> PartitionMap<Partition> {
         self.partitions
     }
 
@@ -415,11 +416,20 @@ impl Topics {
                 )));
             }
             let config = topic_config::log_config(&record.configs, defaults);
-            let mut partitions = BTreeMap::new();
+            let mut partitions = PartitionMap::default();
             let ids: Vec<i32> = match &record.partition_ids {
                 Some(ids) => ids.clone(),
                 None => (0..record.partitions).collect(),
             };
+            if let Some(bad) = ids
+                .iter()
+                .find(|i| !(0..PARTITIONS_PER_TOPIC_MAX).contains(*i))
+            {
+                return Err(NodeError::Metadata(format!(
+                    "{METADATA_PATH}: topic '{}' lists partition {bad}, outside [0, {PARTITIONS_PER_TOPIC_MAX})",
+                    record.name
+                )));
+            }
             if ids.len() != record.leader_epochs.len() {
                 return Err(NodeError::Metadata(format!(
                     "{METADATA_PATH}: topic '{}' lists {} partitions but {} epochs",
@@ -601,6 +611,7 @@ impl Topics {
         );
         for topic in self.by_name.values() {
             assert_eq!(self.name_by_id.get(&topic.id), Some(&topic.name));
+            topic.partitions.check_invariants();
             for p in topic.partitions.values() {
                 p.log.check_invariants();
                 p.producers.check_invariants();

@@ -6,6 +6,7 @@
 //! The image is built from committed records only, so a broker never acts
 //! on metadata a failed controller proposed and the quorum then dropped.
 
+use super::super::partition_map::PartitionMap;
 use super::super::topics::{partition_dir, Partition, Replica, Topic};
 use super::super::Node;
 use super::controller_host::{ControllerCall, ControllerReply};
@@ -581,7 +582,7 @@ impl<S: Storage> Node<S> {
             self.topics.insert(Topic::new(
                 name.to_string(),
                 id,
-                BTreeMap::new(),
+                PartitionMap::default(),
                 overrides.clone(),
                 true,
             ));

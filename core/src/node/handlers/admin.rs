@@ -1,6 +1,7 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions,
 //! DeleteRecords.
 
+use super::super::partition_map::PartitionMap;
 use super::super::topic_config;
 use super::super::topics::{
     partition_dir, validate_topic_name, Partition, Topic, PARTITIONS_PER_TOPIC_MAX,
@@ -50,7 +51,7 @@ impl<S: Storage> Node<S> {
             id = self.random_uuid();
         }
         let config = topic_config::log_config(&overrides, &self.config.log);
-        let mut logs = BTreeMap::new();
+        let mut logs = PartitionMap::default();
         for index in 0..partitions {
             let (log, _) = PartitionLog::open(
                 &mut self.storage,
