@@ -906,9 +906,11 @@ impl World {
             let BrokerState::Up(leader) = &self.brokers[view.broker].state else {
                 continue;
             };
+            // A cluster replica leads when it holds an ISR (the view
+            // copies none, where `replica_role` allocated one per check).
             let still = leader
-                .replica_role(topic, *partition)
-                .is_some_and(|(epoch, leads, _)| leads && epoch == view.epoch);
+                .replica_view(topic, *partition)
+                .is_some_and(|v| v.leader_isr.is_some() && v.leader_epoch == view.epoch);
             if !still {
                 continue;
             }
