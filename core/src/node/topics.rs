@@ -667,4 +667,38 @@ mod tests {
         assert!(validate_topic_name("a/b").unwrap_err().contains('/'));
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
     }
+
+    /// A partition index no topic can have is refused with the file named,
+    /// before any log is opened for it.
+    #[test]
+    fn a_metadata_file_naming_a_partition_out_of_range_does_not_load() {
+        for bad in [-1, PARTITIONS_PER_TOPIC_MAX] {
+            let mut storage = crate::storage::MemoryStorage::new();
+            let file = MetadataFile {
+                version: 1,
+                topics: vec![TopicRecord {
+                    name: "orders".to_string(),
+                    id: Uuid::from_u128(7),
+                    partitions: 2,
+                    leader_epochs: vec![0, 0],
+                    configs: BTreeMap::new(),
+                    partition_ids: Some(vec![0, bad]),
+                }],
+            };
+            let bytes = serde_json::to_vec(&file).expect("serializes");
+            storage
+                .write_atomic(METADATA_PATH, &bytes)
+                .expect("written");
+            let loaded = Topics::load(&mut storage, &LogConfig::default(), Instant::from_millis(0));
+            let Err(NodeError::Metadata(message)) = loaded else {
+                panic!("partition {bad} loaded");
+            };
+            assert!(message.contains(METADATA_PATH), "{message}");
+            assert!(message.contains(&format!("partition {bad}")), "{message}");
+            assert!(
+                !storage.exists(&partition_dir("orders", 0)),
+                "no log opened"
+            );
+        }
+    }
 }
