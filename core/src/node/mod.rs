@@ -12,7 +12,7 @@ mod fetch_sessions;
 mod flush;
 mod handlers;
 mod io;
-pub(crate) mod partition_map;
+mod partition_map;
 mod producer_ids;
 mod producer_state;
 mod responder;

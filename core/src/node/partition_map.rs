@@ -135,17 +135,6 @@ impl<V> PartitionMap<V> {
     }
 }
 
-impl<V> FromIterator<(i32, V)> for PartitionMap<V> {
-    fn from_iter<I: IntoIterator<Item = (i32, V)>>(iter: I) -> Self {
-        let mut map = PartitionMap::default();
-        for (index, v) in iter {
-            let old = map.insert(index, v);
-            assert!(old.is_none(), "partition {index} given twice");
-        }
-        map
-    }
-}
-
 impl<'a, V> IntoIterator for &'a PartitionMap<V> {
     type Item = (&'a i32, &'a V);
     type IntoIter = std::iter::Map<std::slice::Iter<'a, (i32, V)>, fn(&(i32, V)) -> (&i32, &V)>;
@@ -163,7 +152,9 @@ mod tests {
 
     #[test]
     fn an_index_between_others_keeps_every_lookup_right() {
-        let mut map: PartitionMap<&str> = [(0, "a"), (5, "f")].into_iter().collect();
+        let mut map = PartitionMap::default();
+        assert_eq!(map.insert(0, "a"), None);
+        assert_eq!(map.insert(5, "f"), None);
         assert_eq!(map.insert(2, "c"), None);
         assert_eq!(map.insert(5, "F"), Some("f"));
         map.check_invariants();

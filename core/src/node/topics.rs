@@ -323,6 +323,28 @@ impl Topic {
         listed.clear();
         self.touched[reader as usize] = listed;
     }
+
+    /// A reader's bit is set exactly for the partitions in its list, each
+    /// listed once.
+    fn check_touched(&self) {
+        for (reader, list) in self.touched.iter().enumerate() {
+            let bit = 1u8 << reader;
+            let set = self.touched_bits.iter().filter(|b| *b & bit != 0).count();
+            assert_eq!(
+                set,
+                list.len(),
+                "{}: reader {reader}'s bits and list",
+                self.name
+            );
+            for &index in list {
+                assert!(
+                    self.touched_bits[index as usize] & bit != 0,
+                    "{}-{index}: listed for reader {reader} without its bit",
+                    self.name
+                );
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -627,30 +649,6 @@ impl Topics {
                 );
             }
             topic.check_touched();
-        }
-    }
-}
-
-impl Topic {
-    /// A reader's bit is set exactly for the partitions in its list, each
-    /// listed once.
-    fn check_touched(&self) {
-        for (reader, list) in self.touched.iter().enumerate() {
-            let bit = 1u8 << reader;
-            let set = self.touched_bits.iter().filter(|b| *b & bit != 0).count();
-            assert_eq!(
-                set,
-                list.len(),
-                "{}: reader {reader}'s bits and list",
-                self.name
-            );
-            for &index in list {
-                assert!(
-                    self.touched_bits[index as usize] & bit != 0,
-                    "{}-{index}: listed for reader {reader} without its bit",
-                    self.name
-                );
-            }
         }
     }
 }
